@@ -153,7 +153,7 @@ def test_cross_verification_with_gmssl_both_ways() -> None:
 
 
 def test_signatures_are_randomised() -> None:
-    sk, pk = sm2_generate_keypair()
+    sk, _pk = sm2_generate_keypair()
     assert sm2_sign(sk, b"same") != sm2_sign(sk, b"same")
 
 

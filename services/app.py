@@ -1,0 +1,92 @@
+"""Composition of the stack: each system's router over its own store, mounted in one ASGI
+app (the default one-process mode) or one system per process (``systems=``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from .common.auth import bearer_guard
+from .common.db import make_engine
+from .common.errors import install_error_handlers
+from .common.logs import RequestIdMiddleware, configure_logging
+from .common.pii import field_cipher
+from .common.secrets_store import deployment_secret, master_key
+from .common.settings import Settings, get_settings
+
+ALL_SYSTEMS = ("registry", "healthcard")
+INPROC_URL = "http://inproc"
+
+DESCRIPTION = """
+The card-service stack of ehc-twin: the population registry (real-name source), the
+electronic health card (EHC) management system and, in later releases, the e-SSC system,
+settlement, payment and the unified channel entry.
+
+**Authentication.** Channel apps and terminals sign every request (HMAC-SM3 with their
+secret, or SM2 with their registered key): headers `X-EHC-Key`, `X-EHC-Timestamp`,
+`X-EHC-Nonce`, `X-EHC-Sign-Method`, `X-EHC-Signature` over
+`METHOD\\nPATH\\nSORTED_QUERY\\nTIMESTAMP\\nNONCE\\nSM3(body)`. Operators and peer systems
+use bearer tokens. `services/sdk.py` signs for you.
+
+**Errors** always answer `{"code", "message", "request_id"}`; each route lists its codes.
+"""
+
+
+def build_app(settings: Settings | None = None,
+              systems: Sequence[str] = ALL_SYSTEMS) -> FastAPI:
+    settings = settings or get_settings()
+    unknown = set(systems) - set(ALL_SYSTEMS)
+    if unknown:
+        raise ValueError(f"unknown systems: {sorted(unknown)}")
+    configure_logging(settings.log_level)
+    master = master_key(settings)
+    cipher = field_cipher(master)
+    admin_token = deployment_secret(settings, "admin_token")
+    service_token = deployment_secret(settings, "service_token")
+    admin_guard = bearer_guard(lambda: admin_token)
+    service_guard = bearer_guard(lambda: service_token, lambda: admin_token)
+
+    app = FastAPI(title="ehc-twin card network", version="0.1.0", description=DESCRIPTION)
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.state.systems = {}
+
+    if "registry" in systems:
+        from .registry.api import make_router as registry_router
+        from .registry.service import RegistryService
+        from .registry.tables import metadata as registry_metadata
+
+        registry = RegistryService(make_engine(settings, "registry", registry_metadata), cipher)
+        app.state.systems["registry"] = registry
+        app.include_router(registry_router(registry, service_guard, admin_guard))
+
+    if "healthcard" in systems:
+        from .healthcard.api import make_router as healthcard_router
+        from .healthcard.peers import RegistryClient
+        from .healthcard.system import build_healthcard
+
+        in_process = "registry" in systems
+        if not in_process and not settings.registry_url:
+            raise ValueError("EHC_REGISTRY_URL is needed when the registry runs elsewhere")
+        client = RegistryClient(INPROC_URL if in_process else settings.registry_url,
+                                service_token, app=app if in_process else None)
+        hc = build_healthcard(settings, master, client, cipher)
+        app.state.systems["healthcard"] = hc
+        app.include_router(healthcard_router(hc, admin_guard))
+
+    @app.get("/ping", tags=["public"], summary="Liveness (and the benchmark's trivial route)")
+    async def ping() -> Response:
+        return Response(orjson.dumps({"ok": True}), media_type="application/json")
+
+    return app
+
+
+def create_app() -> FastAPI:
+    """Factory for ``uvicorn --factory services.app:create_app``: settings from EHC_*."""
+    import os
+
+    systems = os.environ.get("EHC_SYSTEMS", ",".join(ALL_SYSTEMS)).split(",")
+    return build_app(get_settings(), [s.strip() for s in systems if s.strip()])

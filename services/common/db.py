@@ -1,0 +1,62 @@
+"""Database engines: one SQLite file per system by default, one PostgreSQL schema each
+when ``EHC_DATABASE_URL`` names a PostgreSQL server."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+from .settings import Settings
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def system_url(settings: Settings, system: str) -> str:
+    """The URL of one system's own store."""
+    if settings.database_url is None:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{settings.var_dir / (system + '.db')}"
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        stem = url.database.removesuffix(".db")
+        return str(url.set(database=f"{stem}_{system}.db"))
+    return settings.database_url
+
+
+def schema_name(settings: Settings, system: str) -> str:
+    return f"{settings.db_schema_prefix}{system}"
+
+
+def make_engine(settings: Settings, system: str, metadata: MetaData) -> Engine:
+    """Create (and migrate) the engine of one system; its tables live only there."""
+    url = system_url(settings, system)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    else:
+        schema = schema_name(settings, system)
+        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+
+        @event.listens_for(engine, "connect")
+        def _search_path(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute(f'SET search_path TO "{schema}"')
+            cur.close()
+            dbapi_conn.commit()
+
+        engine.dispose()  # connections made before the listener lack the search path
+    metadata.create_all(engine)
+    return engine

@@ -1,0 +1,102 @@
+"""The one error shape of every system: ``{"code", "message", "request_id"}``."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("ehc.errors")
+
+
+class ErrorBody(BaseModel):
+    """What every refusal answers."""
+
+    code: str
+    message: str
+    request_id: str
+
+
+class ApiError(Exception):
+    """An expected refusal: a 4xx status, a stable machine-readable code and a message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_body(code: str, message: str, request_id: str) -> bytes:
+    return orjson.dumps({"code": code, "message": message, "request_id": request_id})
+
+
+def request_id_of(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id", "") or ""
+
+
+def _response(request: Request, status: int, code: str, message: str) -> Response:
+    return Response(
+        error_body(code, message, request_id_of(request)),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return _response(request, exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        parts = []
+        for err in exc.errors()[:5]:
+            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{loc}: {err.get('msg')}")
+        return _response(request, 422, "INVALID_REQUEST", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        return _response(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": request_id_of(request)})
+        return _response(request, 500, "INTERNAL_ERROR", "internal error")
+
+
+def error_responses(*codes: tuple[int, str, str]) -> dict:
+    """OpenAPI ``responses`` documenting a route's refusals: (status, code, meaning)."""
+    by_status: dict[int, list[tuple[str, str]]] = {}
+    for status, code, meaning in codes:
+        by_status.setdefault(status, []).append((code, meaning))
+    out: dict = {}
+    for status, items in by_status.items():
+        out[status] = {
+            "description": "; ".join(f"`{c}`: {m}" for c, m in items),
+            "model": ErrorBody,
+            "content": {
+                "application/json": {
+                    "example": {"code": items[0][0], "message": items[0][1], "request_id": "…"},
+                }
+            },
+        }
+    return out

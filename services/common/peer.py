@@ -1,0 +1,43 @@
+"""Base of the HTTP clients one system uses to reach a peer system (never its tables).
+
+In the one-process mode the transport is the in-process ASGI app; otherwise a URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from .errors import ApiError
+
+
+class PeerUnavailable(ApiError):
+    def __init__(self, peer: str, detail: str) -> None:
+        super().__init__(503, f"{peer.upper()}_UNAVAILABLE", f"{peer} did not answer: {detail}")
+
+
+class PeerClient:
+    name = "peer"
+
+    def __init__(self, base_url: str, token: str, app: Any = None, timeout_s: float = 5.0):
+        transport = httpx.ASGITransport(app=app) if app is not None else None
+        self._client = httpx.AsyncClient(
+            base_url=base_url, transport=transport, timeout=timeout_s,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    async def post(self, path: str, payload: dict) -> dict:
+        try:
+            resp = await self._client.post(path, json=payload)
+        except httpx.HTTPError as exc:
+            raise PeerUnavailable(self.name, type(exc).__name__) from exc
+        if resp.status_code >= 500:
+            raise PeerUnavailable(self.name, f"HTTP {resp.status_code}")
+        body = resp.json()
+        if resp.status_code >= 400:
+            raise ApiError(resp.status_code, body.get("code", "PEER_ERROR"),
+                           body.get("message", ""))
+        return body
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,53 @@
+"""Personal data at rest: SM4-CBC + HMAC-SM3 per field under a key ID, and keyed SM3
+digests to find a record without decrypting (blind index)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+
+from .crypto import constant_time_equal, hmac_sm3, sm4_cbc_decrypt, sm4_cbc_encrypt
+
+
+class FieldCipher:
+    """Encrypts fields as ``<key id>:<iv hex>:<ciphertext hex>:<tag hex>``."""
+
+    def __init__(self, master: bytes, key_id: str = "k1") -> None:
+        self.key_id = key_id
+        self._master = master
+        self._keys: dict[str, tuple[bytes, bytes, bytes]] = {}
+
+    def _derive(self, key_id: str) -> tuple[bytes, bytes, bytes]:
+        if key_id not in self._keys:
+            root = hmac_sm3(self._master, b"ehc-pii:" + key_id.encode())
+            enc = root[:16]
+            mac = hmac_sm3(root, b"mac")
+            index = hmac_sm3(root, b"index")
+            self._keys[key_id] = (enc, mac, index)
+        return self._keys[key_id]
+
+    def encrypt(self, value: str) -> str:
+        enc, mac, _ = self._derive(self.key_id)
+        iv = secrets.token_bytes(16)
+        ct = sm4_cbc_encrypt(enc, iv, value.encode())
+        tag = hmac_sm3(mac, self.key_id.encode() + iv + ct)[:16]
+        return f"{self.key_id}:{iv.hex()}:{ct.hex()}:{tag.hex()}"
+
+    def decrypt(self, token: str) -> str:
+        key_id, iv_hex, ct_hex, tag_hex = token.split(":")
+        enc, mac, _ = self._derive(key_id)
+        iv, ct = bytes.fromhex(iv_hex), bytes.fromhex(ct_hex)
+        tag = hmac_sm3(mac, key_id.encode() + iv + ct)[:16]
+        if not constant_time_equal(tag, bytes.fromhex(tag_hex)):
+            raise ValueError("personal-data field failed its integrity check")
+        return sm4_cbc_decrypt(enc, iv, ct).decode()
+
+    def digest(self, value: str) -> str:
+        """Keyed SM3 digest for lookups; stable across encryptions of the same value."""
+        _, _, index = self._derive("index")
+        return hmac_sm3(index, value.encode()).hex()
+
+
+@lru_cache(maxsize=8)
+def field_cipher(master: bytes) -> FieldCipher:
+    return FieldCipher(master)

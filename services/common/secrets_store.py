@@ -1,0 +1,50 @@
+"""Deployment secrets: from the environment, or a development file under ``var/`` made on
+first use (never committed, never logged)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from .settings import Settings
+
+
+def _dev_file(settings: Settings) -> Path:
+    return settings.var_dir / "dev-secrets.json"
+
+
+def _load_dev(settings: Settings) -> dict[str, str]:
+    path = _dev_file(settings)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {
+        "master_key_hex": secrets.token_hex(16),
+        "admin_token": secrets.token_urlsafe(24),
+        "service_token": secrets.token_urlsafe(24),
+    }
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(values, fh)
+    try:
+        os.link(tmp, path)  # atomic: the first process to arrive wins
+    except FileExistsError:
+        pass
+    tmp.unlink(missing_ok=True)
+    return json.loads(path.read_text())
+
+
+def deployment_secret(settings: Settings, name: str) -> str:
+    """``master_key_hex``, ``admin_token`` or ``service_token``."""
+    value = getattr(settings, name)
+    return value if value else _load_dev(settings)[name]
+
+
+def master_key(settings: Settings) -> bytes:
+    key = bytes.fromhex(deployment_secret(settings, "master_key_hex"))
+    if len(key) != 16:
+        raise ValueError("EHC_MASTER_KEY_HEX must be 32 hex characters (an SM4 key)")
+    return key

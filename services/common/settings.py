@@ -1,0 +1,43 @@
+"""One place for configuration: environment variables with the prefix ``EHC_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings of the whole stack; every field is ``EHC_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="EHC_", extra="ignore")
+
+    var_dir: Path = Field(Path("var"), description="where SQLite files and dev keys live")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; unset = one SQLite file per system under var_dir; "
+        "postgresql+psycopg://... = one schema per system in that database",
+    )
+    db_schema_prefix: str = Field("", description="prefix of the PostgreSQL schema names")
+    qr_format: Literal["hardened", "national"] = "hardened"
+    dynamic_code_validity_s: int = Field(60, ge=5, le=3600)
+    max_verifications_per_code: int = Field(
+        3, ge=0, description="successful verifications one dynamic code allows; 0 = unlimited"
+    )
+    clock_skew_s: int = Field(30, ge=0, le=600, description="tolerated terminal clock skew")
+    signature_max_age_s: int = Field(300, ge=5, le=3600)
+    master_key_hex: str | None = Field(
+        None, description="32 hex chars wrapping data keys; unset = a dev key in var_dir"
+    )
+    admin_token: str | None = Field(None, description="admin bearer token; unset = dev token")
+    service_token: str | None = Field(None, description="system-to-system token")
+    registry_url: str | None = Field(None, description="registry base URL when out of process")
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

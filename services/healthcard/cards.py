@@ -1,0 +1,257 @@
+"""Card lifecycle: apply (idempotent), query, modify, lost / unlock / cancel, family
+members, temporary cards and hospital patient-ID links."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+
+from ..common.errors import ApiError
+from ..common.idcard import mask_id_number, mask_name, mask_phone
+from ..common.pii import FieldCipher
+from .ids import derive_card_id, make_empi
+from .keystore import KeyStore
+from .qrcodes import new_temporary_id
+from .tables import card_apps, cards, family_members, patient_links
+
+NORMAL, LOST, CANCELLED, CONFIRMED, NOT_ISSUED = 1, 2, 3, 4, 5
+USABLE_STATES = (NORMAL, CONFIRMED)
+STATE_ERRORS = {
+    LOST: (403, "CARD_LOST", "the card is reported lost"),
+    CANCELLED: (403, "CARD_CANCELLED", "the card is cancelled"),
+    NOT_ISSUED: (403, "CARD_NOT_ISSUED", "the card is not issued"),
+}
+TRANSITIONS = {  # action: (allowed from, to)
+    "report-lost": ((NORMAL, CONFIRMED), LOST),
+    "unlock": ((LOST,), NORMAL),
+    "cancel": ((NORMAL, LOST, CONFIRMED), CANCELLED),
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def refuse_unusable(state: int) -> None:
+    if state not in USABLE_STATES:
+        raise ApiError(*STATE_ERRORS.get(state, (403, "CARD_UNUSABLE", "card not usable")))
+
+
+class CardService:
+    def __init__(self, engine: Engine, keystore: KeyStore, cipher: FieldCipher,
+                 empi_salt: bytes) -> None:
+        self.engine = engine
+        self.keystore = keystore
+        self.cipher = cipher
+        self.empi_salt = empi_salt
+
+    # ------------------------------------------------------------------ views
+    def view(self, row: Row, *, masked: bool = True) -> dict[str, Any]:
+        """A card as answered to callers; personal data masked unless needed."""
+        id_number = self.cipher.decrypt(row.id_number_enc)
+        name = self.cipher.decrypt(row.name_enc) if row.name_enc else None
+        phone = self.cipher.decrypt(row.phone_enc) if row.phone_enc else None
+        return {
+            "card_id": row.card_id,
+            "empi": row.empi,
+            "id_type": row.id_type,
+            "id_number": mask_id_number(id_number) if masked else id_number,
+            "name": (mask_name(name) if masked and name else name),
+            "sex": row.sex,
+            "birth_date": row.birth_date.isoformat() if row.birth_date else None,
+            "phone": mask_phone(phone) if masked else phone,
+            "state": row.state,
+            "card_type": row.card_type,
+            "temporary": bool(row.temporary),
+        }
+
+    # ------------------------------------------------------------------ lookup
+    def _by_identity(self, conn, id_type: str, id_number: str) -> Row | None:  # type: ignore[no-untyped-def]
+        return conn.execute(select(cards).where(
+            cards.c.id_type == id_type, cards.c.id_digest == self.cipher.digest(id_number)
+        )).first()
+
+    def owned(self, card_id: str, app_key: str) -> Row:
+        """The card, if this channel app holds it; 404 otherwise (existence not leaked)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(cards).join(card_apps, card_apps.c.card_id == cards.c.card_id)
+                .where(cards.c.card_id == card_id, card_apps.c.app_key == app_key)
+            ).first()
+        if row is None:
+            raise ApiError(404, "CARD_NOT_FOUND", "no such card for this app")
+        return row
+
+    def lookup(self, id_type: str, id_number: str, app_key: str) -> Row:
+        with self.engine.connect() as conn:
+            row = self._by_identity(conn, id_type, id_number)
+        if row is None:
+            raise ApiError(404, "CARD_NOT_FOUND", "no card for this identity")
+        return self.owned(row.card_id, app_key)
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, *, id_type: str, id_number: str, name: str, sex: str | None,
+              birth_date, phone: str | None, issuer: str, app_key: str | None,  # type: ignore[no-untyped-def]
+              ) -> tuple[Row, bool]:
+        """Open a card, or return the existing one (restoring a cancelled card)."""
+        for _ in range(3):
+            try:
+                return self._apply_once(id_type, id_number, name, sex, birth_date, phone,
+                                        issuer, app_key)
+            except IntegrityError:
+                continue  # a concurrent apply for the same person won: read theirs
+        raise ApiError(409, "APPLY_CONFLICT", "concurrent applications; retry")
+
+    def _apply_once(self, id_type, id_number, name, sex, birth_date, phone, issuer, app_key):  # type: ignore[no-untyped-def]
+        now = _now()
+        with self.engine.begin() as conn:
+            row = self._by_identity(conn, id_type, id_number)
+            created = row is None
+            if created:
+                empi = make_empi(self.empi_salt, id_type, id_number)
+                key = self.keystore.active("security")
+                card_id = derive_card_id(key.material, empi, id_type, id_number)
+                conn.execute(insert(cards).values(
+                    card_id=card_id, empi=empi, id_type=id_type,
+                    id_digest=self.cipher.digest(id_number),
+                    id_number_enc=self.cipher.encrypt(id_number),
+                    name_digest=self.cipher.digest(name), name_enc=self.cipher.encrypt(name),
+                    sex=sex, birth_date=birth_date,
+                    phone_enc=self.cipher.encrypt(phone) if phone else None,
+                    state=NORMAL, card_type=0, temporary=0, security_key_id=key.key_id,
+                    issuer=issuer, created_at=now, updated_at=now,
+                ))
+            else:
+                card_id = row.card_id
+                if row.state == CANCELLED:
+                    conn.execute(update(cards).where(cards.c.card_id == card_id)
+                                 .values(state=NORMAL, updated_at=now))
+            if app_key is not None:
+                linked = conn.execute(select(card_apps.c.card_id).where(
+                    card_apps.c.card_id == card_id, card_apps.c.app_key == app_key)).first()
+                if linked is None:
+                    conn.execute(insert(card_apps).values(card_id=card_id, app_key=app_key))
+            row = conn.execute(select(cards).where(cards.c.card_id == card_id)).one()
+        return row, created
+
+    # ------------------------------------------------------------------ changes
+    def modify(self, card_id: str, app_key: str, *, phone: str | None, name: str | None) -> Row:
+        self.owned(card_id, app_key)
+        values: dict[str, Any] = {"updated_at": _now()}
+        if phone is not None:
+            values["phone_enc"] = self.cipher.encrypt(phone)
+        if name is not None:
+            values["name_enc"] = self.cipher.encrypt(name)
+            values["name_digest"] = self.cipher.digest(name)
+        with self.engine.begin() as conn:
+            conn.execute(update(cards).where(cards.c.card_id == card_id).values(**values))
+            return conn.execute(select(cards).where(cards.c.card_id == card_id)).one()
+
+    def change_state(self, card_id: str, app_key: str, action: str) -> Row:
+        allowed, target = TRANSITIONS[action]
+        self.owned(card_id, app_key)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(cards).where(cards.c.card_id == card_id, cards.c.state.in_(allowed))
+                .values(state=target, updated_at=_now())
+            ).rowcount
+            row = conn.execute(select(cards).where(cards.c.card_id == card_id)).one()
+        if not done:
+            raise ApiError(409, "CARD_STATE_CONFLICT",
+                           f"cannot {action} a card in state {row.state}")
+        return row
+
+    # ------------------------------------------------------------------ family
+    def add_family(self, owner_id: str, app_key: str, member: Row, relation: str) -> None:
+        owner = self.owned(owner_id, app_key)
+        if owner.card_id == member.card_id:
+            raise ApiError(422, "FAMILY_SELF", "a card cannot be its own family member")
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(family_members).where(
+                family_members.c.owner_card_id == owner_id,
+                family_members.c.member_card_id == member.card_id)).first()
+            if exists is None:
+                conn.execute(insert(family_members).values(
+                    owner_card_id=owner_id, member_card_id=member.card_id, relation=relation))
+
+    def list_family(self, owner_id: str, app_key: str) -> list[tuple[Row, str]]:
+        self.owned(owner_id, app_key)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(cards, family_members.c.relation)
+                .join(family_members, family_members.c.member_card_id == cards.c.card_id)
+                .where(family_members.c.owner_card_id == owner_id)
+            ).all()
+        return [(r, r.relation) for r in rows]
+
+    def remove_family(self, owner_id: str, app_key: str, member_id: str) -> None:
+        self.owned(owner_id, app_key)
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(family_members).where(
+                family_members.c.owner_card_id == owner_id,
+                family_members.c.member_card_id == member_id)).rowcount
+        if not gone:
+            raise ApiError(404, "FAMILY_MEMBER_NOT_FOUND", "no such family member")
+
+    # ------------------------------------------------------------------ temporary cards
+    def issue_temporary(self, institution_code: str, name: str | None, sex: str | None) -> Row:
+        """A card for a patient without an ID document (emergencies): random ID, ``:9``."""
+        temp_id = new_temporary_id()
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(insert(cards).values(
+                card_id=temp_id, empi=temp_id, id_type="99",
+                id_digest=self.cipher.digest("temp:" + temp_id),
+                id_number_enc=self.cipher.encrypt(""),
+                name_digest=self.cipher.digest(name) if name else None,
+                name_enc=self.cipher.encrypt(name) if name else None, sex=sex,
+                state=NORMAL, card_type=0, temporary=1, issuer=institution_code,
+                created_at=now, updated_at=now,
+            ))
+            return conn.execute(select(cards).where(cards.c.card_id == temp_id)).one()
+
+    def bind_temporary(self, temp_id: str, real_card_id: str, institution_code: str) -> None:
+        with self.engine.begin() as conn:
+            temp = conn.execute(select(cards).where(
+                cards.c.card_id == temp_id, cards.c.temporary == 1,
+                cards.c.issuer == institution_code)).first()
+            if temp is None:
+                raise ApiError(404, "TEMP_CARD_NOT_FOUND", "no such temporary card here")
+            if temp.linked_card_id not in (None, real_card_id):
+                raise ApiError(409, "TEMP_CARD_BOUND", "temporary card already bound")
+            conn.execute(update(cards).where(cards.c.card_id == temp_id)
+                         .values(linked_card_id=real_card_id, updated_at=_now()))
+
+    # ------------------------------------------------------------------ patient links
+    def link_patient(self, institution_code: str, local_id: str, card_id: str) -> None:
+        with self.engine.begin() as conn:
+            cur = conn.execute(select(patient_links).where(and_(
+                patient_links.c.institution_code == institution_code,
+                (patient_links.c.local_patient_id == local_id)
+                | (patient_links.c.card_id == card_id)))).all()
+            if any(r.card_id != card_id or r.local_patient_id != local_id for r in cur):
+                raise ApiError(409, "PATIENT_LINK_CONFLICT",
+                               "patient ID or card already linked differently here")
+            if not cur:
+                conn.execute(insert(patient_links).values(
+                    institution_code=institution_code, local_patient_id=local_id,
+                    card_id=card_id))
+
+    def linked_card(self, institution_code: str, local_id: str) -> str:
+        with self.engine.connect() as conn:
+            card_id = conn.execute(select(patient_links.c.card_id).where(
+                patient_links.c.institution_code == institution_code,
+                patient_links.c.local_patient_id == local_id)).scalar()
+        if card_id is None:
+            raise ApiError(404, "PATIENT_LINK_NOT_FOUND", "no card linked to this patient ID")
+        return card_id
+
+    def issuance_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(cards.c.issuer, func.count())
+                                .where(cards.c.temporary == 0).group_by(cards.c.issuer)).all()
+        return {r[0]: int(r[1]) for r in rows}

@@ -1,0 +1,138 @@
+"""The card-management system's own tables."""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# 1 normal, 2 reported lost, 3 cancelled, 4 card confirmed, 5 not issued (DOMAIN.md s.2)
+cards = Table(
+    "cards",
+    metadata,
+    Column("card_id", String(64), primary_key=True),
+    Column("empi", String(64), nullable=False, unique=True),
+    Column("id_type", String(2), nullable=False),
+    Column("id_digest", String(64), nullable=False),
+    Column("id_number_enc", String(200), nullable=False),
+    Column("name_digest", String(64)),
+    Column("name_enc", String(300)),
+    Column("sex", String(1)),
+    Column("birth_date", Date),
+    Column("phone_enc", String(200)),
+    Column("state", SmallInteger, nullable=False),
+    Column("card_type", SmallInteger, nullable=False, default=0),
+    Column("temporary", SmallInteger, nullable=False, default=0),
+    Column("linked_card_id", String(64)),
+    Column("security_key_id", String(32)),
+    Column("issuer", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("id_type", "id_digest", name="uq_card_identity"),
+)
+
+card_apps = Table(
+    "card_apps",
+    metadata,
+    Column("card_id", String(64), primary_key=True),
+    Column("app_key", String(64), primary_key=True),
+)
+
+family_members = Table(
+    "family_members",
+    metadata,
+    Column("owner_card_id", String(64), primary_key=True),
+    Column("member_card_id", String(64), primary_key=True),
+    Column("relation", String(16), nullable=False),
+)
+
+code_uses = Table(
+    "code_uses",
+    metadata,
+    Column("code_digest", String(64), primary_key=True),
+    Column("card_id", String(64), nullable=False),
+    Column("uses", Integer, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("card_id", String(64), nullable=False),
+    Column("empi", String(64), nullable=False),
+    Column("institution_code", String(12), nullable=False),
+    Column("terminal_id", String(16), nullable=False),
+    Column("city_code", String(6), nullable=False),
+    Column("terminal_type", SmallInteger, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("code_kind", String(10), nullable=False),
+    Column("terminal_time", String(14), nullable=False),
+    Column("verified_at", DateTime, nullable=False),
+    Column("request_id", String(32), nullable=False),
+    Index("ix_usage_institution", "institution_code", "id"),
+    Index("ix_usage_card", "card_id", "id"),
+)
+
+institutions = Table(
+    "institutions",
+    metadata,
+    Column("code", String(12), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("city_code", String(6), nullable=False),
+    Column("sm2_public_key", String(130)),
+    Column("created_at", DateTime, nullable=False),
+)
+
+terminals = Table(
+    "terminals",
+    metadata,
+    Column("terminal_id", String(16), primary_key=True),
+    Column("institution_code", String(12), nullable=False),
+    Column("terminal_type", SmallInteger, nullable=False),
+    Column("secret_enc", String(300), nullable=False),
+    Column("active", SmallInteger, nullable=False, default=1),
+)
+
+channel_apps = Table(
+    "channel_apps",
+    metadata,
+    Column("app_key", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("secret_enc", String(300), nullable=False),
+    Column("sm2_public_key", String(130)),
+    Column("active", SmallInteger, nullable=False, default=1),
+)
+
+patient_links = Table(
+    "patient_links",
+    metadata,
+    Column("institution_code", String(12), primary_key=True),
+    Column("local_patient_id", String(64), primary_key=True),
+    Column("card_id", String(64), nullable=False),
+    UniqueConstraint("institution_code", "card_id", name="uq_link_card"),
+)
+
+# purpose: security | protection; state: active | retiring | retired
+keys = Table(
+    "keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("purpose", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("wrapped", String(64), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("purpose", "version", name="uq_key_version"),
+)

@@ -1,0 +1,20 @@
+"""The registry's own tables."""
+
+from sqlalchemy import Column, Date, MetaData, String, Table, UniqueConstraint
+
+metadata = MetaData()
+
+residents = Table(
+    "residents",
+    metadata,
+    Column("id_type", String(2), nullable=False),
+    Column("id_digest", String(64), nullable=False),
+    Column("id_number_enc", String(200), nullable=False),
+    Column("name_digest", String(64), nullable=False),
+    Column("name_enc", String(300), nullable=False),
+    Column("sex", String(1), nullable=False),
+    Column("birth_date", Date, nullable=False),
+    Column("phone_enc", String(200)),
+    Column("area_code", String(6), nullable=False),
+    UniqueConstraint("id_type", "id_digest", name="uq_resident_id"),
+)

@@ -1,0 +1,226 @@
+"""Python SDK of the card network: the only door the twin, the load tests and users take.
+
+    admin = AdminClient("http://127.0.0.1:8000", admin_token)
+    app = ChannelClient(url, app_key, app_secret)
+    card = app.apply("01", "11010020171225006X", "张三")
+    code = app.qrcode(card["card_id"])["qr_text"]
+    term = TerminalClient(url, terminal_id, secret, city_code="330100")
+    identity = term.verify(code, step=10101)
+
+Every channel and terminal request is signed (see ``services.common.signing``); refusals
+raise :class:`SdkError` with the server's stable ``code``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+
+from .common.signing import sign_headers
+
+CST = timezone(timedelta(hours=8))
+
+
+class SdkError(Exception):
+    """A refusal from the stack: HTTP ``status``, stable ``code``, human ``message``."""
+
+    def __init__(self, status: int, code: str, message: str, request_id: str = "") -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+def cst_now_text() -> str:
+    return datetime.now(CST).strftime("%Y%m%d%H%M%S")
+
+
+class _Client:
+    def __init__(self, base_url: str, *, transport: httpx.BaseTransport | None = None,
+                 timeout_s: float = 10.0) -> None:
+        self.http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout_s)
+
+    def _headers(self, method: str, path: str, body: bytes, query: str) -> dict[str, str]:
+        return {}
+
+    def request(self, method: str, path: str, payload: Any = None,
+                params: dict[str, Any] | None = None, raw: bool = False) -> Any:
+        body = b"" if payload is None else orjson.dumps(payload)
+        query = urlencode(params) if params else ""
+        headers = {"Content-Type": "application/json", **self._headers(method, path, body, query)}
+        url = path + ("?" + query if query else "")
+        resp = self.http.request(method, url, content=body, headers=headers)
+        if resp.status_code >= 400:
+            try:
+                err = resp.json()
+            except ValueError:
+                err = {"code": "HTTP_ERROR", "message": resp.text[:200]}
+            raise SdkError(resp.status_code, err.get("code", "HTTP_ERROR"),
+                           err.get("message", ""), err.get("request_id", ""))
+        if raw:
+            return resp
+        return None if resp.status_code == 204 or not resp.content else resp.json()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Signed(_Client):
+    def __init__(self, base_url: str, key: str, secret: str | None = None, *,
+                 sm2_private_hex: str | None = None, **kw: Any) -> None:
+        super().__init__(base_url, **kw)
+        self.key = key
+        self.secret = secret
+        self.sm2_private_hex = sm2_private_hex
+
+    def _headers(self, method: str, path: str, body: bytes, query: str) -> dict[str, str]:
+        return sign_headers(self.key, method, path, body, query, secret=self.secret,
+                            sm2_private_hex=self.sm2_private_hex)
+
+
+class AdminClient(_Client):
+    """Operator calls (bearer admin token): institutions, terminals, apps, keys, residents."""
+
+    def __init__(self, base_url: str, token: str, **kw: Any) -> None:
+        super().__init__(base_url, **kw)
+        self.token = token
+
+    def _headers(self, method: str, path: str, body: bytes, query: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def add_residents(self, residents: list[dict]) -> dict:
+        return self.request("POST", "/registry/v1/residents:batch", {"residents": residents})
+
+    def add_institution(self, code: str, name: str, city_code: str,
+                        sm2_public_key: str | None = None) -> dict:
+        return self.request("POST", "/ehc/v1/admin/institutions", {
+            "code": code, "name": name, "city_code": city_code,
+            "sm2_public_key": sm2_public_key})
+
+    def add_terminal(self, institution_code: str, dept_code: str,
+                     terminal_type: int = 1) -> dict:
+        return self.request("POST", "/ehc/v1/admin/terminals", {
+            "institution_code": institution_code, "dept_code": dept_code,
+            "terminal_type": terminal_type})
+
+    def add_channel_app(self, name: str, sm2_public_key: str | None = None) -> dict:
+        return self.request("POST", "/ehc/v1/admin/channel-apps",
+                            {"name": name, "sm2_public_key": sm2_public_key})
+
+    def keys(self) -> list[dict]:
+        return self.request("GET", "/ehc/v1/admin/keys")
+
+    def rotate_key(self, purpose: str) -> str:
+        return self.request("POST", f"/ehc/v1/admin/keys/{purpose}/rotate")["key_id"]
+
+    def retire_key(self, key_id: str) -> None:
+        self.request("POST", f"/ehc/v1/admin/keys/{key_id}/retire")
+
+    def issuance_counts(self) -> dict[str, int]:
+        return self.request("GET", "/ehc/v1/admin/stats/issuance")
+
+
+class ChannelClient(_Signed):
+    """A channel app acting for its logged-in residents."""
+
+    def apply(self, id_type: str, id_number: str, name: str, phone: str | None = None) -> dict:
+        return self.request("POST", "/ehc/v1/cards", {
+            "id_type": id_type, "id_number": id_number, "name": name, "phone": phone})
+
+    def lookup(self, id_type: str, id_number: str) -> dict:
+        return self.request("POST", "/ehc/v1/cards/lookup",
+                            {"id_type": id_type, "id_number": id_number})
+
+    def card(self, card_id: str) -> dict:
+        return self.request("GET", f"/ehc/v1/cards/{card_id}")
+
+    def modify(self, card_id: str, *, phone: str | None = None, name: str | None = None) -> dict:
+        body = {k: v for k, v in (("phone", phone), ("name", name)) if v is not None}
+        return self.request("PATCH", f"/ehc/v1/cards/{card_id}", body)
+
+    def report_lost(self, card_id: str) -> dict:
+        return self.request("POST", f"/ehc/v1/cards/{card_id}/report-lost")
+
+    def unlock(self, card_id: str) -> dict:
+        return self.request("POST", f"/ehc/v1/cards/{card_id}/unlock")
+
+    def cancel(self, card_id: str) -> dict:
+        return self.request("POST", f"/ehc/v1/cards/{card_id}/cancel")
+
+    def qrcode(self, card_id: str, kind: str = "dynamic") -> dict:
+        return self.request("GET", f"/ehc/v1/cards/{card_id}/qrcode", params={"kind": kind})
+
+    def qrcode_image(self, card_id: str, kind: str = "dynamic", fmt: str = "png") -> bytes:
+        resp = self.request("GET", f"/ehc/v1/cards/{card_id}/qrcode",
+                            params={"kind": kind, "format": fmt}, raw=True)
+        return resp.content
+
+    def add_family(self, card_id: str, id_type: str, id_number: str, name: str,
+                   relation: str = "child") -> dict:
+        return self.request("POST", f"/ehc/v1/cards/{card_id}/family", {
+            "id_type": id_type, "id_number": id_number, "name": name, "relation": relation})
+
+    def family(self, card_id: str) -> list[dict]:
+        return self.request("GET", f"/ehc/v1/cards/{card_id}/family")
+
+    def remove_family(self, card_id: str, member_card_id: str) -> None:
+        self.request("DELETE", f"/ehc/v1/cards/{card_id}/family/{member_card_id}")
+
+
+class TerminalClient(_Signed):
+    """A reading terminal of an institution (window, kiosk, pharmacy...)."""
+
+    def __init__(self, base_url: str, terminal_id: str, secret: str | None = None, *,
+                 city_code: str, terminal_type: int = 1, institution_name: str = "",
+                 **kw: Any) -> None:
+        super().__init__(base_url, terminal_id, secret, **kw)
+        self.terminal_id = terminal_id
+        self.institution_code = terminal_id[:12]
+        self.city_code = city_code
+        self.terminal_type = terminal_type
+        self.institution_name = institution_name or self.institution_code
+
+    def verify_body(self, qr_text: str, step: int = 10101, time: str | None = None) -> dict:
+        return {
+            "qr_text": qr_text, "terminal_id": self.terminal_id,
+            "institution_code": self.institution_code,
+            "institution_name": self.institution_name, "city_code": self.city_code,
+            "terminal_type": self.terminal_type, "step": step,
+            "time": time or cst_now_text(),
+        }
+
+    def verify(self, qr_text: str, step: int = 10101, time: str | None = None) -> dict:
+        return self.request("POST", "/ehc/v1/qrcodes/verify",
+                            self.verify_body(qr_text, step, time))
+
+    def temporary_card(self, name: str | None = None, sex: str | None = None) -> dict:
+        return self.request("POST", "/ehc/v1/temporary-cards", {"name": name, "sex": sex})
+
+    def bind_temporary(self, temp_card_id: str, qr_text: str) -> None:
+        self.request("POST", f"/ehc/v1/temporary-cards/{temp_card_id}/bind",
+                     {"qr_text": qr_text})
+
+    def link_patient(self, local_patient_id: str, card_id: str) -> None:
+        self.request("POST", "/ehc/v1/patient-links",
+                     {"local_patient_id": local_patient_id, "card_id": card_id})
+
+    def linked_card(self, local_patient_id: str) -> str:
+        return self.request("GET", f"/ehc/v1/patient-links/{local_patient_id}")["card_id"]
+
+    def usage_records(self, after_id: int = 0, limit: int = 100) -> list[dict]:
+        return self.request("GET", "/ehc/v1/usage-records",
+                            params={"after_id": after_id, "limit": limit})
+
+    def server_time(self) -> dict:
+        return self.request("GET", "/ehc/v1/time")

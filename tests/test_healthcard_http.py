@@ -1,0 +1,319 @@
+"""EHC card management over real HTTP (uvicorn): issue, codes, verification, refusals."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from services.common.signing import sign_headers
+from services.healthcard import qrcodes
+from services.healthcard.tables import code_uses, usage_records
+from services.sdk import SdkError, TerminalClient, cst_now_text
+
+
+def usage_count(stack) -> int:  # type: ignore[no-untyped-def]
+    hc = stack.app.state.systems["healthcard"]
+    with hc.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(usage_records)).scalar_one()
+
+
+def refused(code: str, stack, fn, *args, **kw) -> SdkError:  # type: ignore[no-untyped-def]
+    before = usage_count(stack)
+    with pytest.raises(SdkError) as info:
+        fn(*args, **kw)
+    assert info.value.code == code, info.value
+    assert usage_count(stack) == before, "a refused request wrote a usage record"
+    return info.value
+
+
+@pytest.fixture
+def card(world):  # type: ignore[no-untyped-def]
+    person = world.residents.pop()
+    return world.app.apply("01", person.id_number, person.name, person.phone)
+
+
+def test_apply_code_verify_writes_exactly_one_usage_record(stack, world, card) -> None:
+    assert card["created"] is True and card["state"] == 1
+    assert len(card["card_id"]) == 64 and card["card_id"] == card["card_id"].upper()
+    assert "*" in card["id_number"] and "*" in card["name"]  # masked for the app
+    code = world.app.qrcode(card["card_id"])
+    assert code["kind"] == "dynamic" and code["refresh_after_s"] == 60
+    before = world.term_a.usage_records(limit=1000)
+    identity = world.term_a.verify(code["qr_text"], step=10101)
+    assert identity["card_id"] == card["card_id"] and identity["empi"] == card["empi"]
+    assert "*" not in identity["id_number"]  # the institution gets the full identity
+    after = world.term_a.usage_records(limit=1000)
+    new = [r for r in after if r not in before]
+    assert len(new) == 1 and new[0]["id"] == identity["usage_record_id"]
+    assert new[0]["step"] == 10101 and new[0]["terminal_id"] == world.term_a.terminal_id
+
+
+def test_reapply_is_idempotent_and_restores_a_cancelled_card(world, card) -> None:
+    person_card = world.app.card(card["card_id"])
+    again = world.app.apply("01", *_identity(world, card))
+    assert again["created"] is False and again["card_id"] == card["card_id"]
+    world.app.cancel(card["card_id"])
+    assert world.app.card(card["card_id"])["state"] == 3
+    restored = world.app.apply("01", *_identity(world, card))
+    assert restored["card_id"] == card["card_id"] and restored["state"] == 1
+    assert person_card["empi"] == restored["empi"]
+
+
+def _identity(world, card) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    hc_rows = [p for p in _all_people(world) if p.id_number.endswith(card["id_number"][-4:])
+               and p.id_number[:4] == card["id_number"][:4]]
+    assert hc_rows
+    return hc_rows[0].id_number, hc_rows[0].name
+
+
+def _all_people(world):  # type: ignore[no-untyped-def]
+    from services.registry.synthetic import generate_residents
+
+    return list(generate_residents(40, seed=7))
+
+
+def test_tampered_code_is_refused(stack, world, card) -> None:
+    text = world.app.qrcode(card["card_id"])["qr_text"]
+    flipped = text[:-1] + ("0" if text[-1] != "0" else "1")
+    refused("QR_TAMPERED", stack, world.term_a.verify, flipped)
+    refused("QR_MALFORMED", stack, world.term_a.verify, text + "0")
+    refused("QR_MALFORMED", stack, world.term_a.verify, text.lower())
+
+
+def test_expired_code_is_refused(stack, world, card) -> None:
+    hc = stack.app.state.systems["healthcard"]
+    key = hc.keystore.active("protection")
+    past = datetime.now(qrcodes.CST) - timedelta(seconds=hc.settings.clock_skew_s + 5)
+    text = qrcodes.hardened_dynamic_code(card["card_id"], key, past)
+    refused("QR_EXPIRED", stack, world.term_a.verify, text)
+    far = datetime.now(qrcodes.CST) + timedelta(hours=5)
+    refused("QR_TAMPERED", stack, world.term_a.verify,
+            qrcodes.hardened_dynamic_code(card["card_id"], key, far))
+
+
+def test_replay_beyond_the_limit_is_refused(stack, world, card) -> None:
+    text = world.app.qrcode(card["card_id"])["qr_text"]
+    limit = stack.settings.max_verifications_per_code
+    for _ in range(limit):
+        world.term_a.verify(text)
+    refused("QR_REPLAYED", stack, world.term_a.verify, text)
+    refused("QR_REPLAYED", stack, world.term_b.verify, text)
+    hc = stack.app.state.systems["healthcard"]
+    with hc.engine.connect() as conn:
+        uses = conn.execute(select(code_uses.c.uses)
+                            .where(code_uses.c.card_id == card["card_id"])).scalar_one()
+    assert uses == limit
+
+
+def test_lost_and_cancelled_cards_are_refused(stack, world, card) -> None:
+    text = world.app.qrcode(card["card_id"])["qr_text"]
+    static = world.app.qrcode(card["card_id"], kind="static")["qr_text"]
+    world.app.report_lost(card["card_id"])
+    refused("CARD_LOST", stack, world.term_a.verify, text)
+    refused("CARD_LOST", stack, world.term_a.verify, static)
+    with pytest.raises(SdkError) as info:
+        world.app.qrcode(card["card_id"])
+    assert info.value.code == "CARD_LOST"
+    world.app.unlock(card["card_id"])
+    world.term_a.verify(static)
+    world.app.cancel(card["card_id"])
+    refused("CARD_CANCELLED", stack, world.term_a.verify, text)
+    with pytest.raises(SdkError) as info:
+        world.app.unlock(card["card_id"])
+    assert info.value.code == "CARD_STATE_CONFLICT"
+
+
+def test_wrong_terminal_unsigned_stale_and_replayed_requests(stack, world, card) -> None:
+    text = world.app.qrcode(card["card_id"])["qr_text"]
+    # terminal B signs a body that names terminal A
+    body = world.term_a.verify_body(text)
+    refused("TERMINAL_MISMATCH", stack, world.term_b.request, "POST",
+            "/ehc/v1/qrcodes/verify", body)
+    raw = orjson.dumps(body)
+    path = "/ehc/v1/qrcodes/verify"
+    with httpx.Client(base_url=stack.url) as http:
+        def post(headers: dict) -> httpx.Response:
+            before = usage_count(stack)
+            resp = http.post(path, content=raw, headers=headers)
+            assert usage_count(stack) == before
+            return resp
+
+        assert post({}).json()["code"] == "UNKNOWN_TERMINAL"
+        assert post({"X-EHC-Key": world.term_a.terminal_id}).json()["code"] == \
+            "SIGNATURE_MISSING"
+        stale = sign_headers(world.term_a.terminal_id, "POST", path, raw,
+                             secret=world.term_a.secret, timestamp=int(time.time()) - 3600)
+        assert post(stale).json()["code"] == "SIGNATURE_STALE"
+        wrong = sign_headers(world.term_a.terminal_id, "POST", path, raw, secret="not-it")
+        assert post(wrong).json()["code"] == "SIGNATURE_INVALID"
+        other_body = sign_headers(world.term_a.terminal_id, "POST", path, raw + b" ",
+                                  secret=world.term_a.secret)
+        assert post(other_body).json()["code"] == "SIGNATURE_INVALID"
+        good = sign_headers(world.term_a.terminal_id, "POST", path, raw,
+                            secret=world.term_a.secret)
+        ok = http.post(path, content=raw, headers=good)
+        assert ok.status_code == 200, ok.text
+        again = post(good)
+        assert again.status_code == 401 and again.json()["code"] == "SIGNATURE_REPLAYED"
+        assert again.json()["request_id"]
+
+
+def test_clock_skew_and_bad_fields_are_refused(stack, world, card) -> None:
+    text = world.app.qrcode(card["card_id"])["qr_text"]
+    late = (datetime.now(qrcodes.CST) + timedelta(minutes=10)).strftime("%Y%m%d%H%M%S")
+    refused("CLOCK_SKEW", stack, world.term_a.verify, text, time=late)
+    body = world.term_a.verify_body(text)
+    for field, value in (("step", 99999), ("terminal_type", 3), ("qr_text", 5),
+                         ("time", "2026-01-01"), ("city_code", "")):
+        bad = {**body, field: value}
+        refused("INVALID_REQUEST", stack, world.term_a.request, "POST",
+                "/ehc/v1/qrcodes/verify", bad)
+
+
+def test_national_block_pasted_behind_another_card_is_refused(stack, world) -> None:
+    a = world.residents.pop()
+    b = world.residents.pop()
+    card_a = world.app.apply("01", a.id_number, a.name)
+    card_b = world.app.apply("01", b.id_number, b.name)
+    hc = stack.app.state.systems["healthcard"]
+    key = hc.keystore.active("protection")
+    expiry = datetime.now(qrcodes.CST) + timedelta(seconds=60)
+    national_a = qrcodes.national_dynamic_code(card_a["card_id"], key, expiry)
+    pasted = card_b["card_id"] + national_a[64:]
+    refused("QR_FORMAT_NOT_ACCEPTED", stack, world.term_a.verify, pasted)
+    hardened_a = world.app.qrcode(card_a["card_id"])["qr_text"]
+    refused("QR_TAMPERED", stack, world.term_a.verify, card_b["card_id"] + hardened_a[64:])
+
+
+def test_static_code_and_identity_answer(world, card) -> None:
+    static = world.app.qrcode(card["card_id"], kind="static")["qr_text"]
+    assert static == card["card_id"] + ":1"
+    for _ in range(5):  # static codes carry no replay limit
+        assert world.term_b.verify(static, step=10103)["code_kind"] == "static"
+
+
+def test_institution_sees_only_its_own_usage_records(world, card) -> None:
+    code = world.app.qrcode(card["card_id"])["qr_text"]
+    rec = world.term_b.verify(code, step=10105)["usage_record_id"]
+    assert any(r["id"] == rec for r in world.term_b.usage_records(limit=1000))
+    assert all(r["id"] != rec for r in world.term_a.usage_records(limit=1000))
+    assert all(r["institution_code"] == world.term_a.institution_code
+               for r in world.term_a.usage_records(limit=1000))
+
+
+def test_realname_and_id_number_checks(world) -> None:
+    p = world.residents.pop()
+    with pytest.raises(SdkError) as info:
+        world.app.apply("01", p.id_number, p.name + "伪")
+    assert info.value.code == "REALNAME_MISMATCH"
+    bad_check = p.id_number[:17] + ("0" if p.id_number[17] != "0" else "1")
+    with pytest.raises(SdkError) as info:
+        world.app.apply("01", bad_check, p.name)
+    assert info.value.code == "INVALID_ID_NUMBER"
+    with pytest.raises(SdkError) as info:  # valid number, not in the registry: same answer
+        world.app.apply("01", "11010020171225006X", "张三")
+    assert info.value.code == "REALNAME_MISMATCH"
+
+
+def test_other_apps_cannot_see_a_card(stack, world, card) -> None:
+    from services.sdk import ChannelClient
+
+    cred = world.admin.add_channel_app("other app")
+    other = ChannelClient(stack.url, cred["app_key"], cred["app_secret"])
+    with pytest.raises(SdkError) as info:
+        other.card(card["card_id"])
+    assert info.value.code == "CARD_NOT_FOUND"
+    with pytest.raises(SdkError) as info:
+        other.qrcode(card["card_id"])
+    assert info.value.code == "CARD_NOT_FOUND"
+
+
+def test_key_rotation_old_codes_verify_until_retired(stack, world, card) -> None:
+    old = world.app.qrcode(card["card_id"])["qr_text"]
+    new_id = world.admin.rotate_key("protection")
+    new = world.app.qrcode(card["card_id"])["qr_text"]
+    assert old[67:69] != new[67:69]  # the key version byte moved on
+    world.term_a.verify(old)
+    world.term_a.verify(new)
+    old_id = next(k["key_id"] for k in world.admin
+                  if k["purpose"] == "protection" and k["state"] == "retiring")
+    world.admin.retire_key(old_id)
+    refused("QR_TAMPERED", stack, world.term_a.verify, old)
+    world.term_a.verify(new)
+    with pytest.raises(SdkError) as info:
+        world.admin.retire_key(new_id)
+    assert info.value.code == "KEY_ACTIVE"
+    assert all("material" not in k and "wrapped" not in k for k in world.admin)
+
+
+def test_temporary_card_verify_and_bind(world, card) -> None:
+    temp = world.term_a.temporary_card(name="无名氏")
+    assert temp["qr_text"].endswith(":9")
+    ident = world.term_a.verify(temp["qr_text"], step=10101)
+    assert ident["temporary"] is True and ident["code_kind"] == "temporary"
+    static = world.app.qrcode(card["card_id"], kind="static")["qr_text"]
+    with pytest.raises(SdkError) as info:  # only the issuing institution may bind it
+        world.term_b.bind_temporary(temp["card_id"], static)
+    assert info.value.code == "TEMP_CARD_NOT_FOUND"
+    world.term_a.bind_temporary(temp["card_id"], static)
+    assert world.term_a.verify(temp["qr_text"])["linked_card_id"] == card["card_id"]
+    # a temporary ID under the card marker is not a card
+    with pytest.raises(SdkError) as info:
+        world.term_a.verify(temp["card_id"] + ":1")
+    assert info.value.code == "CARD_NOT_FOUND"
+
+
+def test_patient_links_family_and_rendering(world, card) -> None:
+    world.term_a.link_patient("MRN-0001", card["card_id"])
+    world.term_a.link_patient("MRN-0001", card["card_id"])  # idempotent
+    assert world.term_a.linked_card("MRN-0001") == card["card_id"]
+    with pytest.raises(SdkError) as info:
+        world.term_b.linked_card("MRN-0001")
+    assert info.value.code == "PATIENT_LINK_NOT_FOUND"
+    with pytest.raises(SdkError) as info:
+        world.term_a.link_patient("MRN-0002", card["card_id"])
+    assert info.value.code == "PATIENT_LINK_CONFLICT"
+
+    kid = world.residents.pop()
+    member = world.app.add_family(card["card_id"], "01", kid.id_number, kid.name, "child")
+    assert [m["card_id"] for m in world.app.family(card["card_id"])] == [member["card_id"]]
+    world.app.remove_family(card["card_id"], member["card_id"])
+    assert world.app.family(card["card_id"]) == []
+
+    png = world.app.qrcode_image(card["card_id"], "static", "png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = world.app.qrcode_image(card["card_id"], "dynamic", "svg")
+    assert b"<svg" in svg
+
+
+def test_server_time_and_modify(world, card) -> None:
+    t = world.term_a.server_time()
+    assert abs(datetime.strptime(t["time"], "%Y%m%d%H%M%S")
+               - datetime.strptime(cst_now_text(), "%Y%m%d%H%M%S")) < timedelta(seconds=5)
+    changed = world.app.modify(card["card_id"], phone="13912345678")
+    assert changed["phone"] == "139****5678"
+    with pytest.raises(SdkError) as info:
+        world.app.modify(card["card_id"], name="冒名")
+    assert info.value.code == "REALNAME_MISMATCH"
+
+
+def test_sm2_signed_terminal(stack, world, card) -> None:
+    from services.common.crypto import sm2_generate_keypair
+
+    sk, pk = sm2_generate_keypair()
+    code = "33019" + f"{int(time.time() * 1000) % 10**7:07d}"
+    world.admin.add_institution(code, "SM2 hospital", "330100", sm2_public_key=pk)
+    cred = world.admin.add_terminal(code, "0201", 1)
+    term = TerminalClient(stack.url, cred["terminal_id"], None, sm2_private_hex=sk,
+                          city_code="330100")
+    text = world.app.qrcode(card["card_id"])["qr_text"]
+    assert term.verify(text)["card_id"] == card["card_id"]
+    other_sk, _ = sm2_generate_keypair()
+    forger = TerminalClient(stack.url, cred["terminal_id"], None, sm2_private_hex=other_sk,
+                            city_code="330100")
+    refused("SIGNATURE_INVALID", stack, forger.verify, text)
