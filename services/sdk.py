@@ -118,7 +118,7 @@ class AdminClient(_Client):
         return self.request("POST", "/ehc/v1/admin/channel-apps",
                             {"name": name, "sm2_public_key": sm2_public_key})
 
-    def keys(self) -> list[dict]:
+    def list_keys(self) -> list[dict]:
         return self.request("GET", "/ehc/v1/admin/keys")
 
     def rotate_key(self, purpose: str) -> str:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -8,14 +9,22 @@ import pytest
 
 from services.registry.synthetic import generate_residents
 from services.sdk import AdminClient, ChannelClient, TerminalClient
-from tests.stack import LiveStack, drop_schemas, start_stack, test_settings
+from tests.stack import PG_ENV, LiveStack, drop_schemas, make_test_settings, start_stack
 
 _inst_counter = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[LiveStack]:  # type: ignore[no-untyped-def]
-    settings = test_settings(tmp_path_factory.mktemp("var"))
+def backend_settings(request, tmp_path_factory, **overrides):  # type: ignore[no-untyped-def]
+    """Settings of the database backend a parametrised fixture asks for."""
+    if request.param == "postgres" and not os.environ.get(PG_ENV):
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@"
+                    "127.0.0.1:5432/test)")
+    return make_test_settings(tmp_path_factory.mktemp("var"), request.param, **overrides)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(request, tmp_path_factory) -> Iterator[LiveStack]:  # type: ignore[no-untyped-def]
+    settings = backend_settings(request, tmp_path_factory)
     live = start_stack(settings)
     yield live
     live.stop()

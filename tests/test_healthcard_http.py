@@ -240,7 +240,7 @@ def test_key_rotation_old_codes_verify_until_retired(stack, world, card) -> None
     assert old[67:69] != new[67:69]  # the key version byte moved on
     world.term_a.verify(old)
     world.term_a.verify(new)
-    old_id = next(k["key_id"] for k in world.admin
+    old_id = next(k["key_id"] for k in world.admin.list_keys()
                   if k["purpose"] == "protection" and k["state"] == "retiring")
     world.admin.retire_key(old_id)
     refused("QR_TAMPERED", stack, world.term_a.verify, old)
@@ -248,7 +248,7 @@ def test_key_rotation_old_codes_verify_until_retired(stack, world, card) -> None
     with pytest.raises(SdkError) as info:
         world.admin.retire_key(new_id)
     assert info.value.code == "KEY_ACTIVE"
-    assert all("material" not in k and "wrapped" not in k for k in world.admin)
+    assert all("material" not in k and "wrapped" not in k for k in world.admin.list_keys())
 
 
 def test_temporary_card_verify_and_bind(world, card) -> None:

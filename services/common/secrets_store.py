@@ -3,6 +3,7 @@ first use (never committed, never logged)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -29,10 +30,8 @@ def _load_dev(settings: Settings) -> dict[str, str]:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(values, fh)
-    try:
+    with contextlib.suppress(FileExistsError):
         os.link(tmp, path)  # atomic: the first process to arrive wins
-    except FileExistsError:
-        pass
     tmp.unlink(missing_ok=True)
     return json.loads(path.read_text())
 

@@ -1,0 +1,34 @@
+# ehc-twin: every target creates .venv on demand and installs the project into it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+## run: the main job: the card network end to end, then the hospital twin
+run: $(STAMP)
+	$(BIN)/ehc demo
+
+## test: lint and the whole test suite (statistical validation included)
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+## bench: benchmarks, each against a baseline measured in the same run
+bench: $(STAMP)
+	$(BIN)/python -m bench.bench_crypto
+	$(BIN)/python -m bench.bench_verify
+	$(BIN)/python -m bench.bench_twin
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) var results/*/ .pytest_cache

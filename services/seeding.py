@@ -1,0 +1,77 @@
+"""Seed a stack through its public API (the SDK): residents in the registry, one hospital
+per city with its terminals, a channel app, and cards for every resident."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .registry.synthetic import CITY_AREA_CODES, generate_residents
+from .sdk import AdminClient, ChannelClient, SdkError
+
+# departments and terminal types of a demo hospital: (dept code, terminal type, role)
+TERMINALS = (("0101", 1, "registration window"), ("0102", 2, "self-service kiosk"),
+             ("0301", 1, "consulting room"), ("0501", 1, "pharmacy window"))
+BATCH = 500
+
+
+def institution_code(city_index: int, hospital: int) -> str:
+    area = list(CITY_AREA_CODES.values())[city_index]
+    return f"{area}{hospital:06d}"
+
+
+def seed_stack(url: str, admin_token: str, residents: int, *, hospitals_per_city: int = 1,
+               seed: int = 2024, progress: Callable[[int], None] | None = None
+               ) -> dict[str, Any]:
+    """Everything the SDK needs afterwards; idempotent for the same (residents, seed)."""
+    admin = AdminClient(url, admin_token)
+    people = list(generate_residents(residents, seed=seed))
+    for i in range(0, len(people), BATCH):
+        admin.add_residents([{"id_type": p.id_type, "id_number": p.id_number,
+                              "name": p.name, "phone": p.phone}
+                             for p in people[i:i + BATCH]])
+    institutions = []
+    for ci, (city, area) in enumerate(CITY_AREA_CODES.items()):
+        for h in range(1, hospitals_per_city + 1):
+            code = institution_code(ci, h)
+            try:
+                admin.add_institution(code, f"{city} Hospital {h}", area)
+            except SdkError as exc:
+                if exc.code != "INSTITUTION_EXISTS":
+                    raise
+            terms = []
+            for dept, ttype, role in TERMINALS:
+                try:
+                    cred = admin.add_terminal(code, dept, ttype)
+                except SdkError as exc:
+                    if exc.code != "TERMINAL_EXISTS":
+                        raise
+                    continue  # its secret was shown once, in an earlier seed file
+                terms.append({**cred, "terminal_type": ttype, "role": role})
+            institutions.append({"code": code, "name": f"{city} Hospital {h}",
+                                 "city": city, "city_code": area, "terminals": terms})
+    app_cred = admin.add_channel_app("浙里办 (seed)")
+    app = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
+    cards = []
+    for p in people:
+        card = app.apply(p.id_type, p.id_number, p.name, p.phone)
+        cards.append({"card_id": card["card_id"], "empi": card["empi"], "city": p.city})
+        if progress:
+            progress(1)
+    admin.close()
+    app.close()
+    return {"url": url, "channel_apps": [app_cred], "institutions": institutions,
+            "cards": cards}
+
+
+def write_seed_file(data: dict[str, Any], path: Path) -> None:
+    """Credentials inside: written atomically, readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=1)
+    os.replace(tmp, path)

@@ -1,0 +1,57 @@
+"""Run the stack: in the foreground (``ehc serve``) or on a free local port in a
+background thread (demos, in-process seeding, tests) — always real HTTP through uvicorn."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from .app import ALL_SYSTEMS, build_app
+from .common.secrets_store import deployment_secret
+from .common.settings import Settings
+
+
+@dataclass
+class RunningStack:
+    url: str
+    admin_token: str
+    settings: Settings
+    app: FastAPI
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> RunningStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_in_thread(settings: Settings, systems: Sequence[str] = ALL_SYSTEMS,
+                    host: str = "127.0.0.1", port: int = 0) -> RunningStack:
+    app = build_app(settings, systems)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the stack did not start")
+        time.sleep(0.02)
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    return RunningStack(url, deployment_secret(settings, "admin_token"), settings, app,
+                        server, thread)

@@ -1,0 +1,29 @@
+"""The ``ehc`` command: composed here from each package's own typer app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from services.cli import app as services_app
+
+app = typer.Typer(no_args_is_help=True, help="ehc-twin: card network, hospital twin, load tests")
+app.add_typer(services_app)
+console = Console()
+
+
+@app.command()
+def demo(
+    var_dir: Path = typer.Option(Path("var"), help="where the demo keeps its databases"),
+    residents: int = typer.Option(220, min=20, max=100_000),
+) -> None:
+    """The main job of ``make run``: the card network end to end, then the twin."""
+    from services.demo import run_demo
+
+    run_demo(var_dir, residents, console)
+
+
+def main() -> None:
+    app()
