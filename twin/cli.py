@@ -9,8 +9,11 @@ from rich.console import Console
 
 from services.cli import app as services_app
 
+from .commands import app as twin_app
+
 app = typer.Typer(no_args_is_help=True, help="ehc-twin: card network, hospital twin, load tests")
 app.add_typer(services_app)
+app.add_typer(twin_app, name="twin")
 console = Console()
 
 

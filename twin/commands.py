@@ -1,0 +1,180 @@
+"""The twin's own commands: ``ehc twin run|compare|station|params``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from .scenario import Scenario, ScenarioError, load_scenario
+
+app = typer.Typer(no_args_is_help=True, help="The hospital twin (SimPy).")
+console = Console()
+
+
+def _load(path: Path) -> Scenario:
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        console.print(f"[red]scenario error[/]\n{exc}")
+        raise typer.Exit(2) from None
+
+
+def _progress() -> Progress:
+    return Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+
+
+def _run(sc: Scenario, replications: int | None, seed: int | None, workers: int,
+         keep: bool = True, label: str | None = None):  # type: ignore[no-untyped-def]
+    from .runner import run_replications
+
+    reps = replications or sc.replications
+    with _progress() as bar:
+        task = bar.add_task(label or sc.name, total=reps)
+        return run_replications(sc, reps, seed=seed, workers=workers, keep_patients=keep,
+                                progress=lambda n: bar.advance(task, n))
+
+
+def _fmt(v: float) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:,.2f}"
+
+
+def _summary_table(title: str, df: pd.DataFrame, cols: list[str]) -> Table:
+    table = Table(title=title)
+    for c in ["kpi", *cols, "unit"]:
+        table.add_column(c, justify="left" if c in ("kpi", "unit") else "right")
+    for _, r in df.iterrows():
+        table.add_row(r["kpi"], *[_fmt(r[c]) for c in cols], r["unit"])
+    return table
+
+
+def _write_run(res, out: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "kpis.csv", out / "summary.csv", out / "stations.csv", out / "queues.csv",
+             out / "scenario.json"]
+    res.kpis.to_csv(files[0], index=False)
+    res.summary().to_csv(files[1], index=False)
+    res.stations.to_csv(files[2], index=False)
+    res.queues.to_csv(files[3], index=False)
+    files[4].write_text(res.scenario.model_dump_json(indent=1))
+    if res.patients is not None:
+        res.patients.to_parquet(out / "patients.parquet", index=False)
+        res.steps.to_parquet(out / "steps.parquet", index=False)
+        files += [out / "patients.parquet", out / "steps.parquet"]
+    return files
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario YAML"),
+    replications: int | None = typer.Option(None, "--replications", "-r", min=1),
+    seed: int | None = typer.Option(None, help="base seed (default: the scenario's)"),
+    out: Path | None = typer.Option(None, help="output folder (default results/twin/NAME)"),
+    workers: int = typer.Option(1, min=1, max=64, help="processes"),
+) -> None:
+    """Simulate a hospital day R times; write tidy results and print KPIs with 95% CIs."""
+    from .plots import queues_over_day, visit_time_ecdf, waits_by_station
+
+    sc = _load(scenario)
+    res = _run(sc, replications, seed, workers)
+    out = out or Path("results/twin") / sc.name
+    files = _write_run(res, out)
+    files.append(waits_by_station({sc.name: res.kpis}, out / "waits.png"))
+    files.append(visit_time_ecdf({f.title(): g for f, g in res.patients.groupby("flow")},
+                                 out / "visit_time_ecdf.png"))
+    files.append(queues_over_day(res.queues, out / "queues.png", f"Queues over the day: {sc.name}"))
+    console.print(_summary_table(f"{sc.name}: {len(res.kpis)} replications, seed {res.scenario.seed}",
+                                 res.summary(), ["mean", "ci_low", "ci_high"]))
+    need = res.replications_needed("visit_time", 0.05) if len(res.kpis) > 1 else None
+    if need:
+        console.print(f"replications for ±5% on visit_time: {need}")
+    console.print(f"wrote {len(files)} files to {out}")
+
+
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="scenario A (baseline)"),
+    b: Path = typer.Argument(..., help="scenario B"),
+    replications: int | None = typer.Option(None, "--replications", "-r", min=1),
+    seed: int | None = typer.Option(None, help="seed for both (default: A's)"),
+    out: Path = typer.Option(Path("results/twin/compare"), help="output folder"),
+    workers: int = typer.Option(1, min=1, max=64),
+) -> None:
+    """Paired differences B - A with 95% CIs (same seeds: common random numbers)."""
+    from .plots import visit_time_ecdf, waits_by_station
+    from .runner import paired_differences
+
+    sa, sb = _load(a), _load(b)
+    seed = seed if seed is not None else sa.seed
+    reps = replications or max(sa.replications, sb.replications)
+    ra = _run(sa, reps, seed, workers, label=f"A {sa.name}")
+    rb = _run(sb, reps, seed, workers, label=f"B {sb.name}")
+    diff = paired_differences(ra, rb)
+    out.mkdir(parents=True, exist_ok=True)
+    diff.to_csv(out / "paired_differences.csv", index=False)
+    waits_by_station({f"A {sa.name}": ra.kpis, f"B {sb.name}": rb.kpis}, out / "waits.png")
+    visit_time_ecdf({f"A {sa.name}": ra.patients, f"B {sb.name}": rb.patients},
+                    out / "visit_time_ecdf.png")
+    console.print(_summary_table(f"B - A, paired over {reps} replications (seed {seed})",
+                                 diff, ["a", "b", "difference", "ci_low", "ci_high"]))
+    console.print(f"wrote paired_differences.csv, waits.png, visit_time_ecdf.png to {out}")
+
+
+@app.command()
+def station(
+    servers: int = typer.Option(..., min=1, help="c"),
+    arrival_rate: float = typer.Option(..., min=0, help="lambda, arrivals per minute"),
+    service_mean: float = typer.Option(..., min=1e-9, help="mean service, minutes"),
+    hours: float = typer.Option(100.0, min=0.1, help="simulated hours per replication"),
+    replications: int = typer.Option(10, min=1),
+    seed: int = typer.Option(1),
+    warmup_fraction: float = typer.Option(0.2, min=0, max=0.9),
+    as_json: bool = typer.Option(False, "--json", help="print JSON only"),
+) -> None:
+    """One M/M/c station in steady state (validation against Erlang C)."""
+    from .queueing import mmc_wait
+    from .station import station_experiment
+
+    if arrival_rate >= servers / service_mean:
+        console.print(f"[yellow]warning[/]: rho = {arrival_rate * service_mean / servers:.3f}"
+                      " >= 1, the queue grows without bound", style="yellow", stderr=True)
+    r = station_experiment(servers, arrival_rate, service_mean, hours, replications, seed,
+                           warmup_fraction)
+    r["erlang_c_wait"] = mmc_wait(servers, arrival_rate, service_mean)
+    if as_json:
+        print(json.dumps(r))
+        return
+    for k, v in r.items():
+        console.print(f"{k:>16}: {v}")
+
+
+@app.command()
+def params() -> None:
+    """Every scenario parameter with its default, unit and source."""
+    sc = Scenario(name="defaults")
+    table = Table(title="Scenario parameters (defaults)")
+    for c in ("key", "default", "source / meaning"):
+        table.add_column(c)
+
+    def walk(model, prefix: str) -> None:  # type: ignore[no-untyped-def]
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            key = f"{prefix}{name}"
+            if hasattr(value, "model_fields") and not hasattr(value, "dist"):
+                walk(value, key + ".")
+            elif hasattr(value, "dist"):
+                p = {k: v for k, v in value.model_dump(exclude_none=True).items()
+                     if k not in ("source",)}
+                table.add_row(key, f"{p} (min)", value.source or "")
+            else:
+                table.add_row(key, str(value)[:60], field.description or "")
+
+    walk(sc, "")
+    console.print(table)

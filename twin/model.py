@@ -1,0 +1,343 @@
+"""One hospital's outpatient day in SimPy: the traditional flow and the online
+fused-card flow over the same resources.
+
+Every random quantity of every patient is drawn up front, vectorised, from its own named
+stream, whether or not the patient's flow uses it: the two flows therefore see the same
+patients with the same needs and service times (common random numbers), and a
+difference between two runs is the flows' doing, not the dice's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from .arrivals import nspp_arrivals
+from .scenario import Scenario
+from .streams import Streams
+
+WALKS = 8  # walk slots of a journey: traditional uses up to 8, online up to 4
+STEP_NAMES = ("registration", "checkin", "doctor", "payment", "lab", "imaging",
+              "report", "revisit", "pharmacy")
+
+
+@dataclass
+class Patients:
+    """The day's patients, one array per attribute (index = patient ID)."""
+
+    arrival: np.ndarray  # desired arrival (walk-in time), minutes from midnight
+    online: np.ndarray
+    age: np.ndarray  # 0 child, 1 adult, 2 elderly
+    insured: np.ndarray
+    dept: np.ndarray
+    kiosk: np.ndarray
+    reg_window: np.ndarray
+    reg_kiosk: np.ndarray
+    consult1: np.ndarray
+    test: np.ndarray
+    lab: np.ndarray  # True lab, False imaging (when test)
+    test_service: np.ndarray
+    turnaround: np.ndarray
+    report: np.ndarray
+    consult2: np.ndarray
+    rx: np.ndarray
+    pay: np.ndarray  # (n, 2)
+    dispense: np.ndarray
+    walk: np.ndarray  # (n, WALKS)
+    checkin: np.ndarray
+    phone_pay: np.ndarray  # (n, 2)
+    phone_fail: np.ndarray  # (n, 2)
+    early: np.ndarray
+    late: np.ndarray
+    is_late: np.ndarray
+    no_show: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.arrival)
+
+
+def draw_patients(sc: Scenario, streams: Streams) -> Patients:
+    d, t, o = sc.demand, sc.times, sc.online
+    arrival = nspp_arrivals(streams("arrivals"), sc.day.hourly_profile, sc.day.arrivals_from,
+                            sc.day.arrivals_until, d.daily_visits)
+    n = len(arrival)
+
+    def u(name: str, shape: int | tuple = n) -> np.ndarray:
+        return streams(name).random(shape)
+
+    ages = np.array([d.age_shares.get(k, 0.0) for k in ("child", "adult", "elderly")])
+    shares = np.array([dep.share for dep in sc.hospital.departments])
+    test = u("tests") < d.test_share
+    lab = u("test_kind") < d.lab_share_of_tests
+    lab_s, img_s = t.lab_service.sample(streams("lab_service"), n), \
+        t.imaging_service.sample(streams("imaging_service"), n)
+    lab_t, img_t = t.lab_turnaround.sample(streams("lab_turnaround"), n), \
+        t.imaging_turnaround.sample(streams("imaging_turnaround"), n)
+    age = np.minimum(np.searchsorted(np.cumsum(ages), u("age"), side="right"), 2)
+    walk_factor = np.where(age == 2, o.elderly_walk_factor, 1.0)
+    return Patients(
+        arrival=arrival,
+        online=u("adoption") < d.adoption,
+        age=age,
+        insured=u("insured") < d.insured_share,
+        dept=np.minimum(np.searchsorted(np.cumsum(shares), u("department"), side="right"),
+                        len(shares) - 1),
+        kiosk=u("kiosk_choice") < sc.resources.kiosk_share,
+        reg_window=t.registration_window.sample(streams("registration_window"), n),
+        reg_kiosk=t.registration_kiosk.sample(streams("registration_kiosk"), n),
+        consult1=t.consult_first.sample(streams("consult_first"), n),
+        test=test,
+        lab=lab,
+        test_service=np.where(lab, lab_s, img_s),
+        turnaround=np.where(lab, lab_t, img_t),
+        report=t.report_print.sample(streams("report_print"), n),
+        consult2=t.consult_revisit.sample(streams("consult_revisit"), n),
+        rx=u("prescription") < d.prescription_share,
+        pay=t.payment_window.sample(streams("payment_window"), 2 * n).reshape(n, 2),
+        dispense=t.pharmacy_dispense.sample(streams("pharmacy_dispense"), n),
+        walk=t.walk.sample(streams("walk"), WALKS * n).reshape(n, WALKS) * walk_factor[:, None],
+        checkin=t.checkin_scan.sample(streams("checkin_scan"), n),
+        phone_pay=t.phone_payment.sample(streams("phone_payment"), 2 * n).reshape(n, 2),
+        phone_fail=u("phone_failure", (n, 2)) < o.phone_payment_failure,
+        early=o.early.sample(streams("early"), n),
+        late=o.late.sample(streams("late"), n),
+        is_late=u("late_share") < o.late_share,
+        no_show=u("no_show") < o.no_show_share,
+    )
+
+
+def appointment_arrivals(sc: Scenario, p: Patients) -> tuple[np.ndarray, np.ndarray]:
+    """(arrival, slot start) of every patient: an online patient books the first slot
+    with room at or after the time they would have walked in, then comes early or late
+    around it; a walk-in's 'slot' is their arrival."""
+    arrival = p.arrival.copy()
+    slots = p.arrival.copy()
+    slot = sc.online.slot_length
+    start = sc.day.arrivals_from
+    mean_consult = (sc.times.consult_first.mean_minutes
+                    + sc.demand.test_share * sc.times.consult_revisit.mean_minutes)
+    caps = [max(1, int(dep.doctors * slot / max(mean_consult, 1e-9)))
+            for dep in sc.hospital.departments]
+    booked: list[dict[int, int]] = [{} for _ in caps]
+    for i in np.flatnonzero(p.online):  # arrival order = booking order
+        d = int(p.dept[i])
+        k = max(0, int((p.arrival[i] - start) // slot))
+        while booked[d].get(k, 0) >= caps[d]:
+            k += 1
+        booked[d][k] = booked[d].get(k, 0) + 1
+        slot_start = start + k * slot
+        slots[i] = slot_start
+        arrival[i] = slot_start + p.late[i] if p.is_late[i] else \
+            max(0.0, slot_start - p.early[i])
+    return arrival, slots
+
+
+@dataclass
+class Station:
+    name: str
+    resource: simpy.Resource
+    capacity: int
+    busy: float = 0.0
+    uses: int = 0
+    wait_sum: float = 0.0
+    queue_samples: list[int] = field(default_factory=list)
+
+
+class HospitalDay:
+    """One terminating run: arrivals over the day, every patient finished."""
+
+    def __init__(self, sc: Scenario, replication: int, hospital: int = 0,
+                 keep_steps: bool = True, sample_every: float = 5.0) -> None:
+        self.sc = sc
+        self.replication = replication
+        self.streams = Streams(sc.seed, replication, hospital)
+        self.p = draw_patients(sc, self.streams)
+        self.start_at, self.slot_start = appointment_arrivals(sc, self.p)
+        self.keep_steps = keep_steps
+        self.sample_every = sample_every
+        self.env = simpy.Environment()
+        r = sc.resources
+        env = self.env
+        self.stations: dict[str, Station] = {}
+
+        def station(name: str, capacity: int, priority: bool = False) -> Station:
+            cap = max(capacity, 1)
+            res = simpy.PriorityResource(env, cap) if priority else simpy.Resource(env, cap)
+            self.stations[name] = Station(name, res, cap)
+            return self.stations[name]
+
+        self.reg_window = station("registration window", r.registration_windows)
+        self.kiosks = station("kiosk", r.kiosks)
+        self.pay_window = station("payment window", r.payment_windows)
+        self.pharmacy = station("pharmacy window", r.pharmacy_windows)
+        self.lab = station("lab", r.lab_stations)
+        self.imaging = station("imaging", r.imaging_rooms)
+        self.scanners = station("check-in scanner", r.checkin_scanners)
+        self.doctors = [station(f"doctors: {d.name}", d.doctors, priority=True)
+                        for d in sc.hospital.departments]
+        n = self.p.n
+        self.steps: list[tuple] = []
+        self.depart = [np.nan] * n
+        self.w_reg = [0.0] * n
+        self.w_pay = [0.0] * n
+        self.w_pharm = [0.0] * n
+        self.w_doc = [0.0] * n
+        self.doc_time = [0.0] * n
+        self.walks = [0] * n
+        self.kiosk_uses = [0] * n
+        self._left = 0
+        self.finished: simpy.Event = env.event()
+
+    # ---------------------------------------------------------------- building blocks
+    def _use(self, pid: int, st: Station, service: float, step: str, priority: int = 1):  # type: ignore[no-untyped-def]
+        """Queue at a station and be served; returns the queue wait."""
+        env = self.env
+        t_q = env.now
+        req = st.resource.request(priority=priority) if isinstance(
+            st.resource, simpy.PriorityResource) else st.resource.request()
+        yield req
+        wait = env.now - t_q
+        yield env.timeout(service)
+        st.resource.release(req)
+        st.busy += service
+        st.uses += 1
+        st.wait_sum += wait
+        if self.keep_steps:
+            self.steps.append((pid, step, st.name, t_q, wait, service))
+        return wait
+
+    def _walk(self, pid: int, k: int):  # type: ignore[no-untyped-def]
+        self.walks[pid] += 1
+        yield self.env.timeout(self.p.walk[pid, k])
+
+    # ---------------------------------------------------------------- the two flows
+    def traditional(self, pid: int):  # type: ignore[no-untyped-def]
+        p = self.p
+        t0 = self.env.now
+        yield from self._walk(pid, 0)
+        if p.kiosk[pid] and self.sc.resources.kiosks > 0:
+            self.w_reg[pid] += yield from self._use(pid, self.kiosks, p.reg_kiosk[pid],
+                                                    "registration")
+            self.kiosk_uses[pid] += 1
+        else:
+            self.w_reg[pid] += yield from self._use(pid, self.reg_window, p.reg_window[pid],
+                                                    "registration")
+        yield from self._walk(pid, 1)
+        doctors = self.doctors[p.dept[pid]]
+        self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid], "doctor")
+        self.doc_time[pid] += p.consult1[pid]
+        if p.test[pid]:
+            yield from self._walk(pid, 2)
+            yield from self._pay_traditional(pid, 0)
+            yield from self._walk(pid, 3)
+            yield from self._use(pid, self.lab if p.lab[pid] else self.imaging,
+                                 p.test_service[pid], "lab" if p.lab[pid] else "imaging")
+            yield self.env.timeout(p.turnaround[pid])
+            yield from self._walk(pid, 4)
+            yield from self._use(pid, self.kiosks, p.report[pid], "report")
+            self.kiosk_uses[pid] += 1
+            yield from self._walk(pid, 5)
+            self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid], "revisit",
+                                                    priority=0)
+            self.doc_time[pid] += p.consult2[pid]
+        if p.rx[pid]:
+            yield from self._walk(pid, 6)
+            yield from self._pay_traditional(pid, 1)
+            yield from self._walk(pid, 7)
+            self.w_pharm[pid] += yield from self._use(pid, self.pharmacy, p.dispense[pid],
+                                                      "pharmacy")
+        self._done(pid, t0)
+
+    def _pay_traditional(self, pid: int, k: int):  # type: ignore[no-untyped-def]
+        """Pricing and payment: kiosk users pay at a kiosk, the others at a window."""
+        p = self.p
+        if p.kiosk[pid] and self.sc.resources.kiosks > 0:
+            self.w_pay[pid] += yield from self._use(pid, self.kiosks, p.pay[pid, k],
+                                                    "payment")
+            self.kiosk_uses[pid] += 1
+        else:
+            self.w_pay[pid] += yield from self._use(pid, self.pay_window, p.pay[pid, k],
+                                                    "payment")
+
+    def _phone_pay(self, pid: int, k: int):  # type: ignore[no-untyped-def]
+        p = self.p
+        yield self.env.timeout(p.phone_pay[pid, k])
+        if p.phone_fail[pid, k]:  # fall back to a window, as a real hospital would
+            yield from self._walk(pid, 2 if k == 0 else 6)
+            self.w_pay[pid] += yield from self._use(pid, self.pay_window, p.pay[pid, k],
+                                                    "payment")
+
+    def online(self, pid: int):  # type: ignore[no-untyped-def]
+        p = self.p
+        t0 = self.env.now
+        yield from self._walk(pid, 1)
+        self.w_reg[pid] += yield from self._use(pid, self.scanners, p.checkin[pid], "checkin")
+        doctors = self.doctors[p.dept[pid]]
+        early = self.slot_start[pid] - self.env.now
+        if early > 0:  # queue-calling calls an appointment at its slot, not before
+            yield self.env.timeout(early)
+            self.w_doc[pid] += early
+        self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid], "doctor")
+        self.doc_time[pid] += p.consult1[pid]
+        if p.test[pid]:
+            yield from self._phone_pay(pid, 0)
+            yield from self._walk(pid, 3)
+            yield from self._use(pid, self.lab if p.lab[pid] else self.imaging,
+                                 p.test_service[pid], "lab" if p.lab[pid] else "imaging")
+            yield self.env.timeout(p.turnaround[pid])  # results pushed to the phone
+            yield from self._walk(pid, 5)
+            self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid], "revisit",
+                                                    priority=0)
+            self.doc_time[pid] += p.consult2[pid]
+        if p.rx[pid]:
+            yield from self._phone_pay(pid, 1)
+            yield from self._walk(pid, 7)
+            factor = 1.0 if p.phone_fail[pid, 1] else self.sc.online.prepaid_dispense_factor
+            self.w_pharm[pid] += yield from self._use(pid, self.pharmacy,
+                                                      p.dispense[pid] * factor, "pharmacy")
+        self._done(pid, t0)
+
+    def _done(self, pid: int, t0: float) -> None:
+        self.depart[pid] = self.env.now
+        self._left -= 1
+        if self._left == 0 and not self.finished.triggered:
+            self.finished.succeed()
+
+    # ---------------------------------------------------------------- running
+    def _source(self):  # type: ignore[no-untyped-def]
+        env, p = self.env, self.p
+        order = np.argsort(self.start_at, kind="stable")
+        for pid in order:
+            pid = int(pid)
+            if p.online[pid] and p.no_show[pid]:
+                continue
+            delay = self.start_at[pid] - env.now
+            if delay > 0:
+                yield env.timeout(delay)
+            env.process(self.online(pid) if p.online[pid] else self.traditional(pid))
+
+    def _monitor(self):  # type: ignore[no-untyped-def]
+        env = self.env
+        while not self.finished.triggered:
+            for st in self.stations.values():
+                st.queue_samples.append(len(st.resource.queue))
+            yield env.timeout(self.sample_every)
+
+    def run(self) -> HospitalDay:
+        p = self.p
+        shows = int(np.count_nonzero(~(p.online & p.no_show)))
+        self._left = shows
+        if shows == 0:
+            self.finished.succeed()
+        first = float(self.start_at.min()) if p.n else self.sc.day.arrivals_from
+        self.monitor_start = min(first, self.sc.day.arrivals_from)
+        self.env = self.env  # resources are bound to this environment
+        self.env.process(self._source())
+        self.env.run(until=self.monitor_start)
+        self.env.process(self._monitor())
+        self.env.run(until=self.finished)
+        self.end = self.env.now
+        return self

@@ -1,0 +1,102 @@
+"""From one simulated day to tidy frames and the KPIs planners read (stable names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .model import HospitalDay
+
+WINDOWS = ("registration window", "payment window", "pharmacy window")
+KPI_UNITS = {
+    "visit_time": "min", "visit_time_traditional": "min", "visit_time_online": "min",
+    "wait_registration": "min", "wait_payment": "min", "wait_pharmacy": "min",
+    "wait_doctor": "min", "doctor_time": "min", "consult_median": "min", "walks": "walks",
+    "kiosk_uses": "uses", "window_staff_hours": "h", "window_busy_hours": "h",
+    "patients": "patients", "no_shows": "patients", "online_share": "share",
+    "time_saved": "min",
+}
+
+
+def patients_frame(day: HospitalDay) -> pd.DataFrame:
+    p = day.p
+    depart = np.asarray(day.depart, dtype=float)
+    shown = ~(p.online & p.no_show)
+    df = pd.DataFrame({
+        "patient": np.arange(p.n),
+        "flow": np.where(p.online, "online", "traditional"),
+        "age_group": np.array(["child", "adult", "elderly"])[p.age],
+        "insured": p.insured,
+        "department": np.array([d.name for d in day.sc.hospital.departments])[p.dept],
+        "arrival": day.start_at,
+        "departure": depart,
+        "visit_time": depart - day.start_at,
+        "wait_registration": day.w_reg,
+        "wait_payment": day.w_pay,
+        "wait_pharmacy": day.w_pharm,
+        "wait_doctor": day.w_doc,
+        "doctor_time": day.doc_time,
+        "walks": day.walks,
+        "kiosk_uses": day.kiosk_uses,
+        "tests": p.test,
+        "prescription": p.rx,
+    })
+    return df[shown].reset_index(drop=True)
+
+
+def steps_frame(day: HospitalDay) -> pd.DataFrame:
+    return pd.DataFrame(day.steps, columns=["patient", "step", "station", "queued_at",
+                                            "wait", "service"])
+
+
+def stations_frame(day: HospitalDay) -> pd.DataFrame:
+    span = max(day.end - day.sc.day.arrivals_from, 1e-9)
+    rows = []
+    for st in day.stations.values():
+        q = np.asarray(st.queue_samples or [0])
+        rows.append({"station": st.name, "capacity": st.capacity, "uses": st.uses,
+                     "busy_hours": st.busy / 60, "utilisation": st.busy / (st.capacity * span),
+                     "mean_wait": st.wait_sum / st.uses if st.uses else 0.0,
+                     "mean_queue": float(q.mean()), "max_queue": int(q.max())})
+    return pd.DataFrame(rows)
+
+
+def queue_frame(day: HospitalDay) -> pd.DataFrame:
+    rows = []
+    for st in day.stations.values():
+        times = day.monitor_start + day.sample_every * np.arange(len(st.queue_samples))
+        rows.append(pd.DataFrame({"time": times, "station": st.name,
+                                  "queue_length": st.queue_samples}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def kpis(day: HospitalDay) -> dict[str, Any]:
+    """One replication's KPIs (means per visit unless the name says otherwise)."""
+    df = patients_frame(day)
+    st = {s.name: s for s in day.stations.values()}
+    per_use = {n: (st[n].wait_sum / st[n].uses if st[n].uses else 0.0) for n in WINDOWS}
+    span_h = max(day.end - day.sc.day.arrivals_from, 0) / 60
+    staffed = sum(st[n].capacity for n in WINDOWS) * span_h
+    trad, onl = df[df.flow == "traditional"], df[df.flow == "online"]
+    first = np.asarray([s[5] for s in day.steps if s[1] == "doctor"]) if day.keep_steps \
+        else day.p.consult1
+    return {
+        "patients": len(df),
+        "no_shows": int(np.count_nonzero(day.p.online & day.p.no_show)),
+        "online_share": float((df.flow == "online").mean()) if len(df) else 0.0,
+        "visit_time": float(df.visit_time.mean()) if len(df) else np.nan,
+        "visit_time_traditional": float(trad.visit_time.mean()) if len(trad) else np.nan,
+        "visit_time_online": float(onl.visit_time.mean()) if len(onl) else np.nan,
+        "wait_registration": per_use["registration window"],
+        "wait_payment": per_use["payment window"],
+        "wait_pharmacy": per_use["pharmacy window"],
+        "wait_doctor": float(df.wait_doctor.mean()) if len(df) else np.nan,
+        "doctor_time": float(df.doctor_time.mean()) if len(df) else np.nan,
+        "consult_median": float(np.median(first)) if len(first) else np.nan,
+        "walks": float(df.walks.mean()) if len(df) else np.nan,
+        "kiosk_uses": int(df.kiosk_uses.sum()),
+        "window_staff_hours": staffed,
+        "window_busy_hours": sum(st[n].busy for n in WINDOWS) / 60,
+    }

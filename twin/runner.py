@@ -1,0 +1,108 @@
+"""Replications of a hospital day: seeds, a process pool, paired comparisons."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .model import HospitalDay
+from .results import KPI_UNITS, kpis, patients_frame, queue_frame, stations_frame, steps_frame
+from .scenario import Scenario
+from .stats import replications_needed, t_interval
+
+
+def simulate_replication(sc: Scenario, replication: int, hospital: int = 0,
+                         keep_patients: bool = True, counterfactual: bool = True
+                         ) -> dict[str, Any]:
+    """One replication; with ``counterfactual`` also the same day all-traditional (same
+    seeds), so ``time_saved`` is a paired difference."""
+    day = HospitalDay(sc, replication, hospital, keep_steps=keep_patients).run()
+    k = kpis(day)
+    if counterfactual:
+        if sc.demand.adoption > 0:
+            base = HospitalDay(sc.with_adoption(0.0), replication, hospital,
+                               keep_steps=False).run()
+            k["time_saved"] = kpis(base)["visit_time"] - k["visit_time"]
+        else:
+            k["time_saved"] = 0.0
+    out: dict[str, Any] = {"kpis": {"replication": replication, **k},
+                           "stations": stations_frame(day).assign(replication=replication),
+                           "queues": queue_frame(day).assign(replication=replication)}
+    if keep_patients:
+        out["patients"] = patients_frame(day).assign(replication=replication)
+        out["steps"] = steps_frame(day).assign(replication=replication)
+    return out
+
+
+def _task(args: tuple) -> dict[str, Any]:
+    return simulate_replication(*args)
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    kpis: pd.DataFrame
+    stations: pd.DataFrame
+    queues: pd.DataFrame
+    patients: pd.DataFrame | None = None
+    steps: pd.DataFrame | None = None
+
+    def summary(self, level: float = 0.95) -> pd.DataFrame:
+        rows = []
+        for col in self.kpis.columns:
+            if col == "replication":
+                continue
+            mean, lo, hi = t_interval(self.kpis[col].to_numpy(dtype=float), level)
+            rows.append({"kpi": col, "mean": mean, "ci_low": lo, "ci_high": hi,
+                         "unit": KPI_UNITS.get(col, "")})
+        return pd.DataFrame(rows)
+
+    def replications_needed(self, kpi: str = "visit_time", rel_precision: float = 0.05) -> int:
+        return replications_needed(self.kpis[kpi].to_numpy(dtype=float), rel_precision)
+
+
+def run_replications(sc: Scenario, replications: int | None = None, *, seed: int | None = None,
+                     workers: int = 1, keep_patients: bool = True, counterfactual: bool = True,
+                     progress: Callable[[int], None] | None = None) -> RunResult:
+    """Run R replications (replication numbers 0..R-1) on ``workers`` processes; the
+    result does not depend on ``workers``."""
+    if seed is not None:
+        sc = sc.model_copy(update={"seed": seed})
+    reps = replications or sc.replications
+    tasks = [(sc, r, 0, keep_patients, counterfactual) for r in range(reps)]
+    outs: list[dict[str, Any]] = []
+    if workers <= 1:
+        for t in tasks:
+            outs.append(_task(t))
+            if progress:
+                progress(1)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for out in pool.map(_task, tasks):
+                outs.append(out)
+                if progress:
+                    progress(1)
+    frames = {name: pd.concat([o[name] for o in outs], ignore_index=True)
+              for name in ("stations", "queues", "patients", "steps") if name in outs[0]}
+    return RunResult(sc, pd.DataFrame([o["kpis"] for o in outs]), frames["stations"],
+                     frames["queues"], frames.get("patients"), frames.get("steps"))
+
+
+def paired_differences(a: RunResult, b: RunResult, level: float = 0.95) -> pd.DataFrame:
+    """B minus A per KPI, paired by replication (common random numbers)."""
+    merged = a.kpis.merge(b.kpis, on="replication", suffixes=("_a", "_b"))
+    rows = []
+    for col in a.kpis.columns:
+        if col == "replication" or f"{col}_b" not in merged:
+            continue
+        d = merged[f"{col}_b"].to_numpy(dtype=float) - merged[f"{col}_a"].to_numpy(dtype=float)
+        mean, lo, hi = t_interval(d, level)
+        rows.append({"kpi": col, "a": float(np.nanmean(merged[f"{col}_a"])),
+                     "b": float(np.nanmean(merged[f"{col}_b"])), "difference": mean,
+                     "ci_low": lo, "ci_high": hi, "unit": KPI_UNITS.get(col, "")})
+    return pd.DataFrame(rows)

@@ -1,0 +1,242 @@
+"""Scenario schema of the hospital twin, loaded from YAML with clear errors.
+
+Every parameter has a unit (in the value, e.g. ``"10 min"``), a default and a source in
+its description (``ehc twin params`` prints them). A scenario may ``extends:`` another
+file and override any key (deep merge)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .distributions import Dist, Minutes
+from .units import UnitError, fraction
+
+Share = Annotated[float, BeforeValidator(fraction), Field(ge=0, le=1)]
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names file, key and problem."""
+
+
+def _clock(text: object) -> float:
+    """``"07:30"`` -> minutes from midnight."""
+    if not isinstance(text, str) or len(text.split(":")) != 2:
+        raise UnitError(f"a time of day is 'HH:MM' (got {text!r})")
+    h, m = text.split(":")
+    if not (h.isdigit() and m.isdigit() and int(h) < 24 and int(m) < 60):
+        raise UnitError(f"a time of day is 'HH:MM' (got {text!r})")
+    return int(h) * 60 + int(m)
+
+
+ClockTime = Annotated[float, BeforeValidator(_clock)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def D(dist: str, source: str, **params: Any) -> Any:
+    """A default distribution with its source."""
+    return Field(default_factory=lambda: Dist(dist=dist, source=source, **params),
+                 description=source)
+
+
+class Day(Strict):
+    arrivals_from: ClockTime = Field(450.0, description="first arrival, HH:MM (assumption)")
+    arrivals_until: ClockTime = Field(990.0, description="last arrival, HH:MM (assumption)")
+    hourly_profile: dict[int, float] = Field(
+        default_factory=lambda: {7: 0.9, 8: 1.7, 9: 1.8, 10: 1.5, 11: 1.0, 12: 0.4,
+                                 13: 0.8, 14: 0.9, 15: 0.7, 16: 0.3},
+        description="relative arrival intensity by clock hour; morning peak "
+        "(assumption shaped on typical Chinese outpatient curves)")
+
+    @field_validator("hourly_profile")
+    @classmethod
+    def _profile(cls, v: dict[int, float]) -> dict[int, float]:
+        if any(not 0 <= h <= 23 for h in v):
+            raise ValueError("hours are 0..23")
+        if any(w < 0 for w in v.values()):
+            raise ValueError("weights must not be negative")
+        return v
+
+    @model_validator(mode="after")
+    def _window(self) -> Day:
+        if self.arrivals_until < self.arrivals_from:
+            raise ValueError("arrivals_until is before arrivals_from")
+        return self
+
+
+class Department(Strict):
+    name: str
+    share: Share = Field(description="share of first visits")
+    doctors: int = Field(ge=1, description="consulting rooms staffed")
+
+
+class Demand(Strict):
+    daily_visits: int = Field(12000, ge=0, description="outpatient visits a day; a big "
+                              "Zhejiang tertiary hospital sees 12,000-14,000 (DOMAIN.md s.5)")
+    adoption: Share = Field(0.0, description="share of patients in the online fused-card "
+                            "flow (scenario lever)")
+    age_shares: dict[Literal["child", "adult", "elderly"], Share] = Field(
+        default_factory=lambda: {"child": 0.15, "adult": 0.60, "elderly": 0.25},
+        description="assumption")
+    insured_share: Share = Field(0.92, description="assumption (basic insurance coverage)")
+    test_share: Share = Field(0.45, description="visits with lab or imaging (assumption)")
+    lab_share_of_tests: Share = Field(0.7, description="lab rather than imaging (assumption)")
+    prescription_share: Share = Field(0.7, description="visits ending at the pharmacy "
+                                      "(assumption)")
+
+    @field_validator("age_shares")
+    @classmethod
+    def _sum(cls, v: dict[str, float]) -> dict[str, float]:
+        if abs(sum(v.values()) - 1) > 1e-6:
+            raise ValueError("age shares must sum to 1")
+        return v
+
+
+class Resources(Strict):
+    registration_windows: int = Field(28, ge=0, description="staffed registration windows")
+    kiosks: int = Field(60, ge=0, description="self-service kiosks (registration, reports)")
+    kiosk_share: Share = Field(0.35, description="traditional patients who register and "
+                               "pay at kiosks rather than windows (assumption)")
+    payment_windows: int = Field(24, ge=1, description="pricing/payment windows")
+    pharmacy_windows: int = Field(23, ge=1, description="dispensing windows")
+    lab_stations: int = Field(24, ge=1, description="sample collection stations")
+    imaging_rooms: int = Field(28, ge=1, description="imaging rooms (CT, DR, ultrasound)")
+    checkin_scanners: int = Field(60, ge=1, description="code scanners at departments")
+
+
+class Times(Strict):
+    registration_window: Dist = D("lognormal", "assumption: about 1.5 min a transaction",
+                                  median="1.4 min", sigma=0.4)
+    registration_kiosk: Dist = D("lognormal", "assumption", median="1.6 min", sigma=0.4)
+    payment_window: Dist = D("lognormal", "assumption: pricing and payment at a window",
+                             median="1.3 min", sigma=0.4)
+    consult_first: Dist = D("lognormal", "median 10 min (IQR 5-12) in tertiary hospitals, "
+                            "Lancet 2018 (DOMAIN.md s.5)", median="10 min", sigma=0.55)
+    consult_revisit: Dist = D("lognormal", "assumption: reading results", median="4 min",
+                              sigma=0.5)
+    lab_service: Dist = D("lognormal", "assumption: sample collection", median="1.5 min",
+                          sigma=0.4)
+    lab_turnaround: Dist = D("gamma", "assumption: routine lab turnaround", mean="50 min",
+                             cv=0.4)
+    imaging_service: Dist = D("lognormal", "assumption", median="6 min", sigma=0.5)
+    imaging_turnaround: Dist = D("gamma", "assumption: imaging report", mean="60 min", cv=0.4)
+    report_print: Dist = D("lognormal", "assumption: printing a paper report at a kiosk",
+                           median="0.8 min", sigma=0.3)
+    pharmacy_dispense: Dist = D("lognormal", "assumption", median="1.4 min", sigma=0.4)
+    walk: Dist = D("triangular", "assumption: one walk between buildings of a big hospital",
+                   low="0.5 min", mode="1.5 min", high="3 min")
+    checkin_scan: Dist = D("uniform", "assumption: one code scan", low="0.1 min",
+                           high="0.3 min")
+    phone_payment: Dist = D("uniform", "assumption: settlement and self-pay on the phone",
+                            low="0.3 min", high="1 min")
+
+
+class Online(Strict):
+    slot_length: Minutes = Field(30.0, gt=0, description="appointment slot length "
+                                 "(assumption: half-hour slots)")
+    early: Dist = D("triangular", "assumption: minutes before the slot starts",
+                    low="0 min", mode="10 min", high="30 min")
+    late_share: Share = Field(0.1, description="share arriving after the slot started")
+    late: Dist = D("uniform", "assumption: minutes after the slot started", low="0 min",
+                   high="20 min")
+    no_show_share: Share = Field(0.08, description="booked but never came (assumption)")
+    phone_payment_failure: Share = Field(0.02, description="falls back to a payment window")
+    prepaid_dispense_factor: float = Field(0.7, gt=0, le=1, description="dispensing time "
+                                           "factor for prescriptions paid before arrival "
+                                           "(prepared in advance; assumption)")
+    elderly_walk_factor: float = Field(1.3, ge=1, description="assumption")
+
+
+class Hospital(Strict):
+    name: str = "Tertiary hospital"
+    level: Literal["tertiary", "secondary"] = "tertiary"
+    departments: list[Department] = Field(default_factory=lambda: [
+        Department(name="internal medicine", share=0.30, doctors=108),
+        Department(name="surgery", share=0.20, doctors=72),
+        Department(name="paediatrics", share=0.15, doctors=54),
+        Department(name="obstetrics & gynaecology", share=0.12, doctors=43),
+        Department(name="other specialties", share=0.23, doctors=83),
+    ], description="assumption: doctors sized to the visit volume")
+
+    @field_validator("departments")
+    @classmethod
+    def _shares(cls, v: list[Department]) -> list[Department]:
+        if not v:
+            raise ValueError("at least one department")
+        if abs(sum(d.share for d in v) - 1) > 1e-6:
+            raise ValueError("department shares must sum to 1")
+        return v
+
+
+class Scenario(Strict):
+    name: str
+    description: str = ""
+    seed: int = Field(20240601, description="base random seed")
+    replications: int = Field(10, ge=1, le=10_000)
+    hospital: Hospital = Field(default_factory=Hospital)
+    day: Day = Field(default_factory=Day)
+    demand: Demand = Field(default_factory=Demand)
+    resources: Resources = Field(default_factory=Resources)
+    times: Times = Field(default_factory=Times)
+    online: Online = Field(default_factory=Online)
+
+    def with_adoption(self, adoption: float) -> Scenario:
+        return self.model_copy(update={
+            "demand": self.demand.model_copy(update={"adoption": adoption}),
+            "name": f"{self.name}@{adoption:.0%}"})
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
+            else v
+    return out
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if path in seen:
+        raise ScenarioError(f"{path}: 'extends' forms a cycle")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ScenarioError(f"{path}: no such scenario file") from exc
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a scenario is a mapping of keys")
+    parent = data.pop("extends", None)
+    if parent is not None:
+        data = _merge(_read((path.parent / parent).resolve(), (*seen, path)), data)
+    return data
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    data = _read(path.resolve())
+    data.setdefault("name", path.stem)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (typo?)"
+            lines.append(f"{path}: {loc}: {msg}")
+        raise ScenarioError("\n".join(lines)) from None

@@ -1,0 +1,96 @@
+"""Bare queueing experiments: one M/M/c station and a tandem of M/M/c stations, steady
+state with a warm-up, for validation against ``twin.queueing`` and as the benchmark's
+baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from .stats import t_interval
+from .streams import Streams
+
+
+@dataclass
+class StationStats:
+    mean_wait: float
+    utilisation: float
+    mean_queue: float  # time-average number waiting
+    customers: int
+
+
+def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minutes: float,
+                    warmup: float, seed: int, replication: int) -> list[StationStats]:
+    """Poisson arrivals through each (servers, exponential service mean) in turn.
+    Statistics cover customers arriving at a station after ``warmup``."""
+    env = simpy.Environment()
+    streams = Streams(seed, replication)
+    inter = streams("arrivals")
+    services = [streams(f"service-{i}") for i in range(len(stations))]
+    res = [simpy.Resource(env, c) for c, _ in stations]
+    n = len(stations)
+    waits: list[list[float]] = [[] for _ in range(n)]
+    busy = [0.0] * n
+    area = [0.0] * n  # integral of queue length after warm-up
+    last = [warmup] * n
+
+    def mark(i: int) -> None:
+        now = env.now
+        if now > warmup:
+            area[i] += len(res[i].queue) * (now - max(last[i], warmup))
+            last[i] = now
+
+    def customer():  # type: ignore[no-untyped-def]
+        for i, (_, mean) in enumerate(stations):
+            t = env.now
+            mark(i)  # before the queue may grow
+            req = res[i].request()
+            yield req
+            s = services[i].exponential(mean)
+            if t >= warmup:
+                waits[i].append(env.now - t)
+            start = env.now
+            yield env.timeout(s)
+            end = min(env.now, minutes)
+            if end > warmup:
+                busy[i] += end - max(start, warmup)
+            mark(i)  # before the release hands the server to the next in queue
+            res[i].release(req)
+
+    def source():  # type: ignore[no-untyped-def]
+        while True:
+            yield env.timeout(inter.exponential(1.0 / arrival_rate))
+            env.process(customer())
+
+    if arrival_rate > 0:
+        env.process(source())
+    env.run(until=minutes)
+    span = minutes - warmup
+    out = []
+    for i, (c, _) in enumerate(stations):
+        mark(i)
+        w = waits[i]
+        out.append(StationStats(float(np.mean(w)) if w else 0.0, busy[i] / (c * span),
+                                area[i] / span, len(w)))
+    return out
+
+
+def station_experiment(servers: int, arrival_rate: float, service_mean: float, hours: float,
+                       replications: int, seed: int, warmup_fraction: float = 0.2) -> dict:
+    """The ``ehc twin station`` experiment: M/M/c, R replications, 95% t interval."""
+    minutes = hours * 60
+    runs = [simulate_tandem([(servers, service_mean)], arrival_rate, minutes,
+                            warmup_fraction * minutes, seed, r)[0]
+            for r in range(replications)]
+    mean, lo, hi = t_interval([r.mean_wait for r in runs])
+    return {
+        "servers": servers, "arrival_rate": arrival_rate, "service_mean": service_mean,
+        "hours": hours, "replications": replications, "seed": seed,
+        "warmup_minutes": warmup_fraction * minutes,
+        "mean_wait": mean, "ci_low": lo, "ci_high": hi,
+        "utilisation": float(np.mean([r.utilisation for r in runs])),
+        "mean_queue": float(np.mean([r.mean_queue for r in runs])),
+        "customers": int(sum(r.customers for r in runs)),
+    }
