@@ -89,9 +89,10 @@ def run(
     files.append(waits_by_station({sc.name: res.kpis}, out / "waits.png"))
     files.append(visit_time_ecdf({f.title(): g for f, g in res.patients.groupby("flow")},
                                  out / "visit_time_ecdf.png"))
-    files.append(queues_over_day(res.queues, out / "queues.png", f"Queues over the day: {sc.name}"))
-    console.print(_summary_table(f"{sc.name}: {len(res.kpis)} replications, seed {res.scenario.seed}",
-                                 res.summary(), ["mean", "ci_low", "ci_high"]))
+    files.append(queues_over_day(res.queues, out / "queues.png",
+                                 f"Queues over the day: {sc.name}"))
+    title = f"{sc.name}: {len(res.kpis)} replications, seed {res.scenario.seed}"
+    console.print(_summary_table(title, res.summary(), ["mean", "ci_low", "ci_high"]))
     need = res.replications_needed("visit_time", 0.05) if len(res.kpis) > 1 else None
     if need:
         console.print(f"replications for ±5% on visit_time: {need}")

@@ -1,0 +1,71 @@
+"""The simulation engine against queueing theory: Erlang C, Jackson tandems, Little's law."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from twin.queueing import erlang_c, jackson_tandem, mmc_wait
+from twin.station import simulate_tandem, station_experiment
+
+
+def test_erlang_c_closed_form_known_values() -> None:
+    assert erlang_c(1, 0.7) == pytest.approx(0.7)  # M/M/1: P(wait) = rho
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert mmc_wait(1, 0.5, 1.0) == pytest.approx(1.0)  # rho/(mu-lambda)
+    # a textbook value: c=5, a=4 -> C = 0.5541
+    assert erlang_c(5, 4.0) == pytest.approx(0.5541, abs=1e-4)
+    assert mmc_wait(2, 3.0, 1.0) == float("inf")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("servers", "rho", "hours", "tolerance"),
+    [(1, 0.5, 300, 0.05), (3, 0.8, 300, 0.06), (5, 0.9, 400, 0.08), (8, 0.95, 600, 0.12)],
+)
+def test_mmc_matches_erlang_c(servers: int, rho: float, hours: float, tolerance: float) -> None:
+    """Tolerance widens with rho: waits near saturation converge slowly (the variance of
+    the mean wait grows like 1/(1-rho)^4)."""
+    service_mean = 2.0
+    lam = rho * servers / service_mean
+    r = station_experiment(servers, lam, service_mean, hours, 8, seed=11)
+    theory = mmc_wait(servers, lam, service_mean)
+    assert r["mean_wait"] == pytest.approx(theory, rel=tolerance), (r, theory)
+    assert r["utilisation"] == pytest.approx(rho, rel=0.02)
+    # Little's law on the simulated output: Lq = lambda * Wq
+    assert r["mean_queue"] == pytest.approx(lam * r["mean_wait"], rel=0.03)
+
+
+@pytest.mark.slow
+def test_tandem_matches_jackson_product_form() -> None:
+    """8 x 400 h: the standard error of each mean wait is about 3 %; 10 % is ~3 SE."""
+    stations = [(2, 0.8), (3, 1.2), (1, 0.35)]  # rho 0.8, 0.8, 0.7 at lambda 2
+    lam, minutes = 2.0, 400 * 60
+    runs = [simulate_tandem(stations, lam, minutes, 0.1 * minutes, seed=5, replication=r)
+            for r in range(8)]
+    theory = jackson_tandem(lam, stations)
+    for i, expect in enumerate(theory):
+        got = sum(run[i].mean_wait for run in runs) / len(runs)
+        assert got == pytest.approx(expect, rel=0.10), (i, got, expect)
+
+
+def test_overloaded_station_utilisation_stays_below_one() -> None:
+    r = simulate_tandem([(2, 1.0)], 3.0, 600, 60, seed=1, replication=0)[0]
+    assert 0.97 < r.utilisation <= 1.0 + 1e-9
+    assert r.mean_queue > 50  # the queue grows without bound
+
+
+def test_station_cli_json_contract() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "twin.cli", "twin", "station", "--servers", "2",
+         "--arrival-rate", "1.2", "--service-mean", "1", "--hours", "40",
+         "--replications", "4", "--seed", "3", "--json"],
+        capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout)
+    for key in ("mean_wait", "ci_low", "ci_high", "utilisation", "customers"):
+        assert key in r
+    assert r["ci_low"] <= r["mean_wait"] <= r["ci_high"]
+    assert r["customers"] > 4 * 40 * 60 * 1.2 * 0.7
