@@ -43,13 +43,16 @@ def _run(sc: Scenario, replications: int | None, seed: int | None, workers: int,
 
 
 def _fmt(v: float) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:,.2f}"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.2f}"
 
 
 def _summary_table(title: str, df: pd.DataFrame, cols: list[str]) -> Table:
     table = Table(title=title)
     for c in ["kpi", *cols, "unit"]:
-        table.add_column(c, justify="left" if c in ("kpi", "unit") else "right")
+        table.add_column(c, justify="left" if c in ("kpi", "unit") else "right",
+                         no_wrap=True)
     for _, r in df.iterrows():
         table.add_row(r["kpi"], *[_fmt(r[c]) for c in cols], r["unit"])
     return table

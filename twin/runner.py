@@ -7,7 +7,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .model import HospitalDay
@@ -102,7 +101,8 @@ def paired_differences(a: RunResult, b: RunResult, level: float = 0.95) -> pd.Da
             continue
         d = merged[f"{col}_b"].to_numpy(dtype=float) - merged[f"{col}_a"].to_numpy(dtype=float)
         mean, lo, hi = t_interval(d, level)
-        rows.append({"kpi": col, "a": float(np.nanmean(merged[f"{col}_a"])),
-                     "b": float(np.nanmean(merged[f"{col}_b"])), "difference": mean,
+        rows.append({"kpi": col, "a": t_interval(merged[f"{col}_a"].to_numpy(float))[0],
+                     "b": t_interval(merged[f"{col}_b"].to_numpy(float))[0],
+                     "difference": mean,
                      "ci_low": lo, "ci_high": hi, "unit": KPI_UNITS.get(col, "")})
     return pd.DataFrame(rows)

@@ -4,9 +4,9 @@ data never reaches a log line because no code path hands it to one."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
-import uuid
 
 import orjson
 
@@ -55,7 +55,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()  # a random request ID (uuid4 costs 5x more)
         scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
         status_box = [0]

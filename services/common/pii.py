@@ -34,6 +34,12 @@ class FieldCipher:
         return f"{self.key_id}:{iv.hex()}:{ct.hex()}:{tag.hex()}"
 
     def decrypt(self, token: str) -> str:
+        return self._decrypt_cached(token)
+
+    @lru_cache(maxsize=200_000)  # noqa: B019 - one cipher per process; a new token is a new key
+    def _decrypt_cached(self, token: str) -> str:
+        """Ciphertexts are immutable (a change writes a new token with a fresh IV), so a
+        cache keyed by the token can never answer stale data."""
         key_id, iv_hex, ct_hex, tag_hex = token.split(":")
         enc, mac, _ = self._derive(key_id)
         iv, ct = bytes.fromhex(iv_hex), bytes.fromhex(ct_hex)

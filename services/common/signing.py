@@ -35,7 +35,7 @@ _NONCE_RE = re.compile(r"^[A-Za-z0-9_\-]{16,64}$")
 def canonical_request(
     method: str, path: str, query: str, timestamp: str, nonce: str, body: bytes
 ) -> bytes:
-    sorted_query = urlencode(sorted(parse_qsl(query, keep_blank_values=True)))
+    sorted_query = urlencode(sorted(parse_qsl(query, keep_blank_values=True))) if query else ""
     return "\n".join(
         (method.upper(), path, sorted_query, timestamp, nonce, sm3(body).hex())
     ).encode()

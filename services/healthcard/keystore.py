@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -30,10 +30,10 @@ class Key:
     version: int
     material: bytes
     state: str
+    mac_key: bytes = field(init=False, repr=False)  # derived once: the hot path uses it
 
-    @property
-    def mac_key(self) -> bytes:
-        return hmac_sm3(self.material, b"ehc-qr-mac")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mac_key", hmac_sm3(self.material, b"ehc-qr-mac"))
 
 
 class KeyStore:

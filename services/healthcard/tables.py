@@ -7,6 +7,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -59,7 +60,7 @@ family_members = Table(
 code_uses = Table(
     "code_uses",
     metadata,
-    Column("code_digest", String(64), primary_key=True),
+    Column("code_digest", LargeBinary(16), primary_key=True),  # SM3(code text)[:16]
     Column("card_id", String(64), nullable=False),
     Column("uses", Integer, nullable=False),
     Column("expires_at", DateTime, nullable=False),

@@ -8,13 +8,18 @@ state, so a refused request writes nothing and an accepted one writes exactly on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Engine, bindparam, text
+from sqlalchemy import Engine
 
 from ..common.errors import ApiError
+from ..common.funnel import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from . import qrcodes
@@ -25,22 +30,54 @@ from .keystore import KeyStore
 TERMINAL_TYPES = frozenset((1, 2, 99))
 STEPS = frozenset((0, 10101, 10102, 10103, 10104, 10105, 10106, 10107))
 
-_SELECT_CARD = text(
+_SELECT_CARD = (
     "SELECT card_id, empi, id_type, id_number_enc, name_enc, sex, birth_date, state, "
-    "temporary, linked_card_id FROM cards WHERE card_id = :card_id"
-).columns(birth_date=Date)
-_COUNT_USE = text(
-    "INSERT INTO code_uses (code_digest, card_id, uses, expires_at) "
-    "VALUES (:digest, :card_id, 1, :expires_at) "
+    "temporary, linked_card_id FROM cards WHERE card_id = ?"
+)
+_COUNT_USE = (
+    "INSERT INTO code_uses (code_digest, card_id, uses, expires_at) VALUES (?, ?, 1, ?) "
     "ON CONFLICT (code_digest) DO UPDATE SET uses = code_uses.uses + 1 "
-    "WHERE code_uses.uses < :limit RETURNING uses"
-).bindparams(bindparam("expires_at", type_=DateTime))
-_INSERT_USAGE = text(
+    "WHERE code_uses.uses < ? RETURNING uses"
+)
+_INSERT_USAGE = (
     "INSERT INTO usage_records (card_id, empi, institution_code, terminal_id, city_code, "
     "terminal_type, step, code_kind, terminal_time, verified_at, request_id) VALUES "
-    "(:card_id, :empi, :institution_code, :terminal_id, :city_code, :terminal_type, :step, "
-    ":code_kind, :terminal_time, :verified_at, :request_id) RETURNING id"
-).bindparams(bindparam("verified_at", type_=DateTime))
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+
+
+class HotStore:
+    """The hot path's statements on a raw DB-API connection per thread (pooled by the
+    engine, so it carries the SQLite pragmas or the PostgreSQL search path): no ORM or
+    Core compilation per request. Datetimes are written as SQLAlchemy writes them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+        mark = "%s" if self.postgres else "?"
+        self.select_card, self.count_use, self.insert_usage = (
+            q.replace("?", mark) for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE))
+        self._local = threading.local()
+
+    def connection(self):  # type: ignore[no-untyped-def]
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.engine.raw_connection()
+        return conn
+
+    def drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+
+    def timestamp(self, value: datetime) -> object:
+        if self.postgres:
+            return value
+        v = value  # SQLAlchemy's SQLite DATETIME text; formatted by hand (strftime is slow)
+        return (f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:"
+                f"{v.second:02d}.{v.microsecond:06d}")
 
 
 def _field(body: dict, name: str, kind: type, max_len: int = 64) -> Any:
@@ -53,12 +90,26 @@ def _field(body: dict, name: str, kind: type, max_len: int = 64) -> Any:
 
 
 def parse_terminal_time(value: str) -> datetime:
-    if len(value) != 14 or not value.isdigit():
+    parsed = qrcodes.read_cst_time(value)
+    if parsed is None:
         raise ApiError(422, "INVALID_REQUEST", "time: YYYYMMDDHHMMSS (China Standard Time)")
-    try:
-        return datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=qrcodes.CST)
-    except ValueError as exc:
-        raise ApiError(422, "INVALID_REQUEST", "time: not a valid date and time") from exc
+    return parsed
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A verification that passed every check needing no database."""
+
+    code: qrcodes.ParsedCode
+    term: Terminal
+    city_code: str
+    terminal_type: int
+    step: int
+    terminal_time: str
+    expiry: datetime | None
+    qr_text: str
+    now: datetime
+    request_id: str
 
 
 class Verifier:
@@ -69,6 +120,8 @@ class Verifier:
         self.cipher = cipher
         self.settings = settings
         self.limit = settings.max_verifications_per_code
+        self.store = HotStore(engine)
+        self.funnel = WriteFunnel(self.record_batch)
 
     def _expiry(self, code: qrcodes.ParsedCode) -> datetime:
         if self.settings.qr_format == "hardened":
@@ -76,7 +129,8 @@ class Verifier:
                 code.card_id, code.block, lambda v: self.keystore.by_version("protection", v))
         return qrcodes.national_expiry(code.block, self.keystore.usable("protection"))
 
-    def verify(self, term: Terminal, body: Any, request_id: str) -> dict[str, Any]:
+    def check(self, term: Terminal, body: Any, request_id: str) -> Scan:
+        """Every check that needs no database: fields, terminal, clock, code, expiry."""
         if not isinstance(body, dict):
             raise ApiError(422, "INVALID_REQUEST", "body must be a JSON object")
         qr_text = _field(body, "qr_text", str, 200)
@@ -98,7 +152,6 @@ class Verifier:
         skew = self.settings.clock_skew_s
         if abs(parse_terminal_time(terminal_time) - now) > timedelta(seconds=skew):
             raise ApiError(400, "CLOCK_SKEW", f"terminal clock is off by more than {skew}s")
-
         try:
             code = qrcodes.parse(qr_text)
             expiry = None
@@ -108,44 +161,79 @@ class Verifier:
         except qrcodes.CodeError as exc:
             status = 410 if exc.code == "QR_EXPIRED" else 422
             raise ApiError(status, exc.code, exc.message) from exc
+        return Scan(code, term, city_code, terminal_type, step, terminal_time, expiry,
+                    qr_text, now, request_id)
 
-        with self.engine.begin() as conn:
-            card = conn.execute(_SELECT_CARD, {"card_id": code.card_id}).first()
-            if card is None or (code.kind == "temporary") != bool(card.temporary):
-                raise ApiError(404, "CARD_NOT_FOUND", "no card with this ID")
-            refuse_unusable(card.state)
-            if expiry is not None and self.limit:
-                counted = conn.execute(_COUNT_USE, {
-                    "digest": hashlib.new("sm3", qr_text.encode()).hexdigest(),
-                    "card_id": code.card_id,
-                    "expires_at": expiry.astimezone(UTC).replace(tzinfo=None),
-                    "limit": self.limit,
-                }).first()
-                if counted is None:
-                    raise ApiError(409, "QR_REPLAYED",
-                                   f"code already verified {self.limit} time(s)")
-            verified_at = now.astimezone(UTC).replace(tzinfo=None)
-            record_id = conn.execute(_INSERT_USAGE, {
-                "card_id": card.card_id, "empi": card.empi,
-                "institution_code": term.institution_code, "terminal_id": term.terminal_id,
-                "city_code": city_code, "terminal_type": terminal_type, "step": step,
-                "code_kind": code.kind, "terminal_time": terminal_time,
-                "verified_at": verified_at, "request_id": request_id,
-            }).scalar_one()
+    def record_batch(self, scans: Sequence[Scan]) -> list[tuple[int, tuple] | ApiError]:
+        """For each scan, in order and in ONE transaction: card state, replay counter,
+        usage record. A refused scan writes nothing; the others commit together."""
+        store = self.store
+        conn = store.connection()
+        out: list[tuple[int, tuple] | ApiError] = []
+        try:
+            cur = conn.cursor()
+            for scan in scans:
+                try:
+                    out.append(self._record_one(cur, scan))
+                except ApiError as exc:
+                    out.append(exc)
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            store.drop_connection()  # a broken connection is not reused
+            raise
+        return out
 
-        name = self.cipher.decrypt(card.name_enc) if card.name_enc else None
+    def _record_one(self, cur, scan: Scan) -> tuple[int, tuple]:  # type: ignore[no-untyped-def]
+        store, code = self.store, scan.code
+        cur.execute(store.select_card, (code.card_id,))
+        card = cur.fetchone()
+        if card is None or (code.kind == "temporary") != bool(card[8]):
+            raise ApiError(404, "CARD_NOT_FOUND", "no card with this ID")
+        refuse_unusable(card[7])
+        if scan.expiry is not None and self.limit:
+            digest = hashlib.new("sm3", scan.qr_text.encode()).digest()[:16]
+            expires = store.timestamp(scan.expiry.astimezone(UTC).replace(tzinfo=None))
+            cur.execute(store.count_use, (digest, code.card_id, expires, self.limit))
+            if cur.fetchone() is None:
+                raise ApiError(409, "QR_REPLAYED", f"code already verified {self.limit} time(s)")
+        verified_at = store.timestamp(scan.now.astimezone(UTC).replace(tzinfo=None))
+        cur.execute(store.insert_usage, (
+            card[0], card[1], scan.term.institution_code, scan.term.terminal_id,
+            scan.city_code, scan.terminal_type, scan.step, code.kind, scan.terminal_time,
+            verified_at, scan.request_id))
+        return cur.fetchone()[0], card
+
+    def answer(self, scan: Scan, record_id: int, card: tuple) -> dict[str, Any]:
+        (card_id, empi, id_type, id_enc, name_enc, sex, birth, state, temporary,
+         linked) = card
         return {
-            "card_id": card.card_id,
-            "empi": card.empi,
-            "name": name,
-            "sex": card.sex,
-            "birth_date": card.birth_date.isoformat() if card.birth_date else None,
-            "id_type": card.id_type,
-            "id_number": self.cipher.decrypt(card.id_number_enc) or None,
-            "card_state": card.state,
-            "code_kind": code.kind,
-            "temporary": bool(card.temporary),
-            "linked_card_id": card.linked_card_id,
+            "card_id": card_id,
+            "empi": empi,
+            "name": self.cipher.decrypt(name_enc) if name_enc else None,
+            "sex": sex,
+            "birth_date": str(birth) if birth else None,
+            "id_type": id_type,
+            "id_number": self.cipher.decrypt(id_enc) or None,
+            "card_state": state,
+            "code_kind": scan.code.kind,
+            "temporary": bool(temporary),
+            "linked_card_id": linked,
             "usage_record_id": record_id,
-            "verified_at": now.strftime("%Y%m%d%H%M%S"),
+            "verified_at": scan.now.strftime("%Y%m%d%H%M%S"),
         }
+
+    def verify(self, term: Terminal, body: Any, request_id: str) -> dict[str, Any]:
+        """Synchronous verification (one scan, one transaction)."""
+        scan = self.check(term, body, request_id)
+        result = self.record_batch([scan])[0]
+        if isinstance(result, ApiError):
+            raise result
+        return self.answer(scan, *result)
+
+    async def verify_async(self, term: Terminal, body: Any, request_id: str) -> dict[str, Any]:
+        """The route's path: the write goes through the group-commit funnel."""
+        scan = self.check(term, body, request_id)
+        record_id, card = await self.funnel.submit(scan)
+        return self.answer(scan, record_id, card)

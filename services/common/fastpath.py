@@ -1,0 +1,77 @@
+"""Hot routes served below the framework: a pure ASGI layer that answers a few exact
+(method, path) pairs itself and hands everything else to the FastAPI app.
+
+The routes stay declared in FastAPI too (they share the handler code through
+``HotRoute``), so OpenAPI documents them; the framework's routing, dependency solving
+and exception layers are what this skips per request."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .errors import ApiError, error_body
+
+Handler = Callable[[dict, bytes], Awaitable[bytes]]
+JSON = [(b"content-type", b"application/json")]
+
+
+@dataclass(frozen=True)
+class HotRoute:
+    method: str
+    path: str
+    handler: Handler  # (scope, body) -> JSON bytes, raises ApiError
+    max_body: int = 4096
+
+
+class FastPath:
+    def __init__(self, app, routes: list[HotRoute]) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.routes = {(r.method, r.path): r for r in routes}
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        route = self.routes.get((scope.get("method"), scope.get("path"))) \
+            if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        rid = scope.get("state", {}).get("request_id", "")
+        status = 200
+        try:
+            body = await _read_body(receive, route.max_body)
+            payload = await route.handler(scope, body)
+        except ApiError as exc:
+            status, payload = exc.status, error_body(exc.code, exc.message, rid)
+        await send({"type": "http.response.start", "status": status, "headers": JSON})
+        await send({"type": "http.response.body", "body": payload})
+
+
+async def _read_body(receive, limit: int) -> bytes:  # type: ignore[no-untyped-def]
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "CLIENT_DISCONNECTED", "client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"body is limited to {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class Headers:
+    """Case-insensitive view of ASGI headers, decoded lazily (what signing reads)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        key = name.lower().encode()
+        for k, v in self._raw:
+            if k == key:
+                return v.decode("latin-1")
+        return default
