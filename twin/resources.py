@@ -1,0 +1,57 @@
+"""A lean multi-server resource for the hospital model.
+
+SimPy's ``Resource`` turns every request and every release into events of their own
+(plus sorting for ``PriorityResource``). Here a free server is taken at once without an
+event, a release hands the server straight to the next in line, and only a patient who
+actually waits gets an event to wait on: FIFO within a priority class, lower number
+first. ``queue`` and ``count`` read as on SimPy's resources (the monitor uses them)."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from itertools import count
+
+import simpy
+
+
+class FastResource:
+    def __init__(self, env: simpy.Environment, capacity: int, priority: bool = False) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.env = env
+        self.capacity = capacity
+        self.count = 0  # servers in use
+        self.priority = priority
+        self._fifo: deque[simpy.Event] = deque()
+        self._heap: list[tuple[int, int, simpy.Event]] = []
+        self._seq = count()
+
+    @property
+    def queue(self) -> list:
+        return list(self._fifo) if not self.priority else [e for _, _, e in self._heap]
+
+    def __len__(self) -> int:
+        return len(self._heap) if self.priority else len(self._fifo)
+
+    def acquire(self, priority: int = 1) -> simpy.Event | None:
+        """None when a server was free and is now held; else an event to wait on, which
+        succeeds when a server is handed over."""
+        if self.count < self.capacity and not (self._heap or self._fifo):
+            self.count += 1
+            return None
+        ev = self.env.event()
+        if self.priority:
+            heapq.heappush(self._heap, (priority, next(self._seq), ev))
+        else:
+            self._fifo.append(ev)
+        return ev
+
+    def release(self, _event: object = None) -> None:
+        """Free a server: the next in line gets it at this instant."""
+        if self.priority and self._heap:
+            heapq.heappop(self._heap)[2].succeed()
+        elif not self.priority and self._fifo:
+            self._fifo.popleft().succeed()
+        else:
+            self.count -= 1
