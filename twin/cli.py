@@ -21,11 +21,16 @@ console = Console()
 def demo(
     var_dir: Path = typer.Option(Path("var"), help="where the demo keeps its databases"),
     residents: int = typer.Option(220, min=20, max=100_000),
+    replications: int = typer.Option(3, min=2, max=100, help="twin replications"),
+    workers: int = typer.Option(2, min=1, max=64, help="twin processes"),
 ) -> None:
     """The main job of ``make run``: the card network end to end, then the twin."""
     from services.demo import run_demo
 
+    from .demo import twin_demo
+
     run_demo(var_dir, residents, console)
+    twin_demo(console, replications=replications, workers=workers)
 
 
 def main() -> None:
