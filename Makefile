@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_crypto
 	$(BIN)/python -m bench.bench_verify
 	$(BIN)/python -m bench.bench_twin
+	$(BIN)/python -m bench.bench_province
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

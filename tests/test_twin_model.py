@@ -37,6 +37,7 @@ def deterministic(adoption: float, visits: int = 300) -> Scenario:
         "hospital": {"departments": [{"name": "all", "share": 1, "doctors": BIG}]},
         "times": {k: {"dist": "fixed", "value": f"{v} min"} for k, v in FIXED.items()},
         "online": {"early": {"dist": "fixed", "value": "0 min"}, "late_share": 0,
+                   "call_delay": {"dist": "fixed", "value": "0 min"},
                    "no_show_share": 0, "phone_payment_failure": 0,
                    "prepaid_dispense_factor": 0.5, "elderly_walk_factor": 1.0},
     })

@@ -182,3 +182,141 @@ def params() -> None:
 
     walk(sc, "")
     console.print(table)
+
+
+@app.command()
+def province(
+    scenario: Path = typer.Argument(..., help="province YAML (e.g. scenarios/zhejiang.yaml)"),
+    month: int | None = typer.Option(None, min=0, help="roll-out month (default: the last)"),
+    replications: int | None = typer.Option(None, "--replications", "-r", min=1),
+    seed: int | None = typer.Option(None),
+    workers: int = typer.Option(1, min=1, max=64, help="local processes"),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address (tcp://...)"),
+    out: Path = typer.Option(Path("results/province"), help="output folder"),
+    keep_patients: bool = typer.Option(False, help="(not kept: the run aggregates online)"),
+    demand_scale: float = typer.Option(1.0, min=0, help="scale of the demand CSV for Locust"),
+) -> None:
+    """Every hospital of every city for a day, both flows; the paper's figures beside."""
+    from .demand import write_demand
+    from .plots import city_savings, demand_curve
+    from .province import load_province
+    from .province_run import city_table, paper_table, plan, run_province
+
+    if keep_patients:
+        console.print("[yellow]--keep-patients is not supported for provinces: the run "
+                      "aggregates online; use `ehc twin run` on one hospital[/]")
+        raise typer.Exit(2)
+    try:
+        prov = load_province(scenario)
+    except ScenarioError as exc:
+        console.print(f"[red]scenario error[/]\n{exc}")
+        raise typer.Exit(2) from None
+    month = month if month is not None else max(
+        max(c.adoption_by_month) for c in prov.cities)
+    tasks = plan(prov, scenario.parent, month, replications or prov.replications, seed)
+    with _progress() as bar:
+        task = bar.add_task(f"{prov.name}, month {month}: {prov.visits_per_day():,} "
+                            "visits/day x 2 flows", total=len(tasks))
+        res = run_province(prov, scenario.parent, month=month, workers=workers,
+                           scheduler=scheduler, tasks=tasks,
+                           progress=lambda n: bar.advance(task, n))
+    out.mkdir(parents=True, exist_ok=True)
+    cities = city_table(res)
+    paper = paper_table(res, cities)
+    res.hospitals.to_csv(out / "hospitals.csv", index=False)
+    cities.to_csv(out / "cities.csv", index=False)
+    paper.to_csv(out / "paper_comparison.csv", index=False)
+    total = res.demand_total
+    write_demand(total, out / "demand.csv", demand_scale)
+    by_city = pd.concat([d.frame().assign(city=c) for c, d in res.demand.items()])
+    by_city[by_city.total > 0].to_csv(out / "demand_by_city.csv", index=False)
+    peaks = total.peaks()
+    (out / "demand_peaks.json").write_text(json.dumps(peaks, indent=1))
+    city_savings(cities, prov.paper.minutes_saved_per_visit, out / "savings_by_city.png")
+    demand_curve(total.frame(), out / "demand.png",
+                 f"Card-network demand, {prov.name}, month {month}")
+    table = Table(title=f"{prov.name}, month {month}: time saved per visit by city")
+    for c in ("city", "hospitals", "adoption", "visits/day", "min saved (95% CI)",
+              "days saved/yr", "kiosks trad→online", "windows trad→online"):
+        table.add_column(c, justify="left" if c == "city" else "right")
+    for _, r in cities.iterrows():
+        table.add_row(r.city, f"{r.hospitals}", f"{r.adoption:.0%}", f"{r.visits_per_day:,.0f}",
+                      f"{r.minutes_saved_per_visit:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]",
+                      f"{r.days_saved_per_year:,.0f}",
+                      f"{r.kiosks_needed_traditional:,.0f}→{r.kiosks_needed_scenario:,.0f}",
+                      f"{r.windows_needed_traditional:,.0f}→{r.windows_needed_scenario:,.0f}")
+    console.print(table)
+    ptable = Table(title="The paper's figures beside the model's")
+    for c in ("figure", "paper", "model", "difference"):
+        ptable.add_column(c, justify="left" if c == "figure" else "right")
+    for _, r in paper.iterrows():
+        ptable.add_row(r.figure, f"{r.paper:,.1f}", f"{r.model:,.1f}",
+                       f"{r.difference:+,.1f} ({r.relative:+.0%})")
+    console.print(ptable)
+    v = peaks["verify"]
+    console.print(f"QR verifications: {v['per_day']:,}/day, peak {v['peak_per_s']}/s at "
+                  f"{v['peak_at']}, 99th-percentile second {v['p99_per_s']:.0f}/s; "
+                  f"all calls peak {peaks['total']['peak_per_s']}/s")
+    console.print(f"wrote hospitals.csv, cities.csv, paper_comparison.csv, demand.csv, "
+                  f"demand_by_city.csv, demand_peaks.json and plots to {out}")
+
+
+@app.command()
+def sweep(
+    scenario: Path = typer.Argument(..., help="hospital scenario YAML"),
+    adoption: str = typer.Option("0,0.2,0.4,0.6,0.8,1", help="comma-separated shares"),
+    kiosks: str | None = typer.Option(None, help="comma-separated kiosk counts "
+                                      "(default: the scenario's)"),
+    replications: int = typer.Option(3, "--replications", "-r", min=2),
+    seed: int | None = typer.Option(None),
+    workers: int = typer.Option(1, min=1, max=64),
+    out: Path = typer.Option(Path("results/twin/sweep"), help="output folder"),
+) -> None:
+    """A roll-out sweep: adoption levels x kiosk counts, time saved and queues."""
+    from .plots import sweep_plot
+    from .runner import run_replications
+    from .stats import t_interval
+
+    sc = _load(scenario)
+    try:
+        levels = [float(a) for a in adoption.split(",")]
+        counts = [int(k) for k in kiosks.split(",")] if kiosks else [sc.resources.kiosks]
+    except ValueError:
+        console.print("[red]--adoption takes numbers like 0,0.5,1 and --kiosks integers[/]")
+        raise typer.Exit(2) from None
+    if any(not 0 <= a <= 1 for a in levels) or any(k < 0 for k in counts):
+        console.print("[red]adoption must lie in [0, 1] and kiosk counts be >= 0[/]")
+        raise typer.Exit(2)
+    rows = []
+    with _progress() as bar:
+        task = bar.add_task("sweep", total=len(levels) * len(counts) * replications)
+        for k in counts:
+            for a in levels:
+                variant = sc.with_adoption(a).model_copy(update={
+                    "resources": sc.resources.model_copy(update={"kiosks": k})})
+                res = run_replications(variant, replications, seed=seed, workers=workers,
+                                       keep_patients=False,
+                                       progress=lambda n: bar.advance(task, n))
+                saved = t_interval(res.kpis.time_saved.to_numpy(float))
+                row = {"kiosks": k, "adoption": a, "time_saved": saved[0],
+                       "time_saved_low": saved[1], "time_saved_high": saved[2]}
+                for col in ("visit_time", "wait_registration", "wait_payment",
+                            "wait_pharmacy", "wait_doctor"):
+                    row[col] = float(res.kpis[col].mean())
+                row["mean_queue_windows"] = float(res.stations[res.stations.station.isin(
+                    ["registration window", "payment window", "pharmacy window"])]
+                    .mean_queue.mean())
+                rows.append(row)
+    df = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "sweep.csv", index=False)
+    sweep_plot(df, out / "sweep.png")
+    table = Table(title=f"Roll-out sweep: {sc.name}, {replications} replications each")
+    for c in ("kiosks", "adoption", "min saved (95% CI)", "registration wait", "pharmacy wait"):
+        table.add_column(c, justify="right")
+    for _, r in df.iterrows():
+        table.add_row(f"{r.kiosks:.0f}", f"{r.adoption:.0%}",
+                      f"{r.time_saved:.1f} [{r.time_saved_low:.1f}, {r.time_saved_high:.1f}]",
+                      f"{r.wait_registration:.1f}", f"{r.wait_pharmacy:.1f}")
+    console.print(table)
+    console.print(f"wrote sweep.csv and sweep.png to {out}")

@@ -52,6 +52,7 @@ class Patients:
     phone_pay: np.ndarray  # (n, 2)
     phone_fail: np.ndarray  # (n, 2)
     early: np.ndarray
+    call_delay: np.ndarray
     late: np.ndarray
     is_late: np.ndarray
     no_show: np.ndarray
@@ -105,6 +106,7 @@ def draw_patients(sc: Scenario, streams: Streams) -> Patients:
         phone_pay=t.phone_payment.sample(streams("phone_payment"), 2 * n).reshape(n, 2),
         phone_fail=u("phone_failure", (n, 2)) < o.phone_payment_failure,
         early=o.early.sample(streams("early"), n),
+        call_delay=o.call_delay.sample(streams("call_delay"), n),
         late=o.late.sample(streams("late"), n),
         is_late=u("late_share") < o.late_share,
         no_show=u("no_show") < o.no_show_share,
@@ -112,9 +114,11 @@ def draw_patients(sc: Scenario, streams: Streams) -> Patients:
 
 
 def appointment_arrivals(sc: Scenario, p: Patients) -> tuple[np.ndarray, np.ndarray]:
-    """(arrival, slot start) of every patient: an online patient books the first slot
-    with room at or after the time they would have walked in, then comes early or late
-    around it; a walk-in's 'slot' is their arrival."""
+    """(arrival, appointment time) of every patient. An online patient books the first
+    half-hour slot with room at or after the time they would have walked in and gets a
+    precise time inside it (the j-th of the slot's places, spread evenly: "precise
+    appointment"), then comes early or late around it. A walk-in's appointment time is
+    their arrival."""
     arrival = p.arrival.copy()
     slots = p.arrival.copy()
     slot = sc.online.slot_length
@@ -129,9 +133,10 @@ def appointment_arrivals(sc: Scenario, p: Patients) -> tuple[np.ndarray, np.ndar
         k = max(0, int((p.arrival[i] - start) // slot))
         while booked[d].get(k, 0) >= caps[d]:
             k += 1
-        booked[d][k] = booked[d].get(k, 0) + 1
-        slot_start = start + k * slot
-        slots[i] = slot_start
+        j = booked[d].get(k, 0)
+        booked[d][k] = j + 1
+        slot_start = start + k * slot + j * slot / caps[d]
+        slots[i] = slot_start + p.call_delay[i]
         arrival[i] = slot_start + p.late[i] if p.is_late[i] else \
             max(0.0, slot_start - p.early[i])
     return arrival, slots
@@ -153,7 +158,8 @@ class HospitalDay:
     """One terminating run: arrivals over the day, every patient finished."""
 
     def __init__(self, sc: Scenario, replication: int, hospital: int = 0,
-                 keep_steps: bool = True, sample_every: float = 5.0) -> None:
+                 keep_steps: bool = True, sample_every: float = 5.0,
+                 record_demand: bool = False) -> None:
         self.sc = sc
         self.replication = replication
         self.streams = Streams(sc.seed, replication, hospital)
@@ -165,6 +171,8 @@ class HospitalDay:
                                     for name in Patients.__dataclass_fields__})
         self.slots = self.slot_start.tolist()
         self.keep_steps = keep_steps
+        # (time, step, patient) of every card-network call, for the demand curve
+        self.demand: list[tuple[float, str, int]] | None = [] if record_demand else None
         self.sample_every = sample_every
         self.env = simpy.Environment()
         r = sc.resources
@@ -226,6 +234,8 @@ class HospitalDay:
         st.wait_sum += wait
         if self.keep_steps:
             self.steps.append((pid, step, st.name, t_q, wait, service))
+        if self.demand is not None:
+            self.demand.append((env.now, step, pid))
         return wait
 
     def _walk(self, pid: int, k: int) -> None:
@@ -287,6 +297,8 @@ class HospitalDay:
 
     def _phone_pay(self, pid: int, k: int):  # type: ignore[no-untyped-def]
         p = self.q
+        if self.demand is not None:
+            self.demand.append((self.env.now + self.ahead[pid], "phone", pid))
         self._spend(pid, p.phone_pay[pid][k])
         if p.phone_fail[pid][k]:  # fall back to a window, as a real hospital would
             self._walk(pid, 2 if k == 0 else 6)

@@ -74,3 +74,75 @@ def queues_over_day(queues: pd.DataFrame, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def city_savings(cities: pd.DataFrame, paper_minutes: float, path: Path) -> Path:
+    """Minutes saved per visit by city with 95% CIs, the province, and the paper's figure."""
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    x = np.arange(len(cities))
+    mean = cities.minutes_saved_per_visit.to_numpy(float)
+    lo = np.nan_to_num(mean - cities.ci_low.to_numpy(float))
+    hi = np.nan_to_num(cities.ci_high.to_numpy(float) - mean)
+    colors = ["tab:blue"] * (len(cities) - 1) + ["tab:orange"]
+    ax.bar(x, mean, yerr=[lo, hi], capsize=3, color=colors)
+    ax.axhline(paper_minutes, color="grey", ls="--", lw=1,
+               label=f"paper: about {paper_minutes:g} min")
+    ax.set_xticks(x, cities.city, rotation=30, ha="right")
+    ax.set_ylabel("minutes saved per visit (95% CI)")
+    ax.set_title("Time saved per outpatient visit, by city")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def demand_curve(frame: pd.DataFrame, path: Path, title: str) -> Path:
+    """Card-network calls per second over the day (per-second counts and a 1-min mean)."""
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    hours = frame.second / 3600
+    for kind, color, style in (("verify", "tab:blue", "-"), ("refresh", "tab:green", "--"),
+                               ("settlement", "tab:orange", "-"), ("payment", "tab:red", ":")):
+        smooth = frame[kind].rolling(60, center=True, min_periods=1).mean()
+        ax.plot(hours, smooth, color=color, ls=style, label=f"{kind} (1-min mean)")
+    ax.plot(hours, frame["verify"], color="tab:blue", alpha=0.25, lw=0.5,
+            label="verify (per second)")
+    ax.set_xlim(6, 22)
+    ax.set_xlabel("clock time (h)")
+    ax.set_ylabel("calls per second")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sweep_plot(df: pd.DataFrame, path: Path) -> Path:
+    """Time saved and window queues against adoption, one line per kiosk count."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for kiosks, g in df.groupby("kiosks"):
+        g = g.sort_values("adoption")
+        a1.errorbar(g.adoption * 100, g.time_saved, yerr=[g.time_saved - g.time_saved_low,
+                    g.time_saved_high - g.time_saved], capsize=3, marker="o",
+                    label=f"{kiosks} kiosks")
+        a2.plot(g.adoption * 100, g.wait_registration, marker="o",
+                label=f"registration, {kiosks} kiosks")
+        a2.plot(g.adoption * 100, g.wait_pharmacy, marker="s", ls="--",
+                label=f"pharmacy, {kiosks} kiosks")
+    a1.set_xlabel("adoption of the fused-card online flow (%)")
+    a1.set_ylabel("minutes saved per visit (95% CI)")
+    a1.set_title("Time saved against adoption")
+    a1.grid(alpha=0.3)
+    a1.legend(fontsize=8)
+    a2.axhline(10, color="grey", ls="--", lw=1)
+    a2.set_xlabel("adoption of the fused-card online flow (%)")
+    a2.set_ylabel("mean queue wait per use (min)")
+    a2.set_title("Window queues against adoption")
+    a2.grid(alpha=0.3)
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

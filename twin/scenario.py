@@ -154,6 +154,9 @@ class Online(Strict):
     late: Dist = D("uniform", "assumption: minutes after the slot started", low="0 min",
                    high="20 min")
     no_show_share: Share = Field(0.08, description="booked but never came (assumption)")
+    call_delay: Dist = D("uniform", "assumption: the doctor calls an appointment when "
+                         "ready, up to a few minutes after its time", low="0 min",
+                         high="3 min")
     phone_payment_failure: Share = Field(0.02, description="falls back to a payment window")
     prepaid_dispense_factor: float = Field(0.7, gt=0, le=1, description="dispensing time "
                                            "factor for prescriptions paid before arrival "
@@ -232,11 +235,15 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (typo?)"
-            lines.append(f"{path}: {loc}: {msg}")
-        raise ScenarioError("\n".join(lines)) from None
+        raise ScenarioError(describe_errors(path, exc)) from None
+
+
+def describe_errors(path: Path, exc: ValidationError) -> str:
+    """One line per problem: file, dotted key, what is wrong."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key (typo?)" if err["type"] == "extra_forbidden" else \
+            err["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {loc}: {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""The province: roll-up arithmetic, executors agree, demand curve, CLI, sweep."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from twin.demand import KINDS, Demand
+from twin.model import HospitalDay
+from twin.province import load_province, scale_hospital
+from twin.province_run import city_table, paper_table, plan, run_province
+from twin.scenario import ScenarioError, load_scenario
+
+DATA = Path(__file__).parent / "data"
+SMALL = DATA / "small_province.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small():  # type: ignore[no-untyped-def]
+    return load_province(SMALL)
+
+
+def test_ramp_interpolates_and_scaling_keeps_the_design(small) -> None:  # type: ignore[no-untyped-def]
+    alpha = small.cities[0]
+    assert alpha.adoption(0) == 0.2 and alpha.adoption(12) == 1.0
+    assert alpha.adoption(6) == pytest.approx(0.6) and alpha.adoption(40) == 1.0
+    base = load_scenario(ROOT / "scenarios/tertiary_baseline.yaml")
+    half = scale_hospital(base, 6000)
+    assert half.demand.daily_visits == 6000
+    assert half.resources.kiosks == 30 and half.resources.registration_windows == 14
+    assert sum(d.doctors for d in half.hospital.departments) == pytest.approx(
+        sum(d.doctors for d in base.hospital.departments) / 2, abs=5)
+
+
+@pytest.fixture(scope="module")
+def result(small):  # type: ignore[no-untyped-def]
+    return run_province(small, SMALL.parent, month=12, workers=1)
+
+
+def test_roll_up_arithmetic(small, result) -> None:  # type: ignore[no-untyped-def]
+    df = result.hospitals
+    assert len(df) == 5 and set(df.city) == {"Alpha", "Beta"}
+    cities = city_table(result)
+    prov = cities.iloc[-1]
+    assert prov.city.startswith("Zhejiang") or "province" in prov.city
+    # per visit saving is total minutes saved over total visits, and days follow from it
+    assert prov.minutes_saved_per_visit == pytest.approx(df.minutes_saved.sum() / df.visits.sum())
+    assert prov.days_saved_per_year == pytest.approx(
+        prov.minutes_saved_per_visit * prov.visits_per_day * small.days_per_year / 1440)
+    assert prov.ci_low < prov.minutes_saved_per_visit < prov.ci_high
+    assert prov.visits_per_day == cities.iloc[:-1].visits_per_day.sum()
+    assert prov.ehc_cards_millions == pytest.approx(0.7)
+    paper = paper_table(result, cities).set_index("figure")
+    row = paper.loc["days saved per year (level-2+ hospitals)"]
+    assert row.model == pytest.approx(prov.days_saved_per_year)
+    assert row.difference == pytest.approx(row.model - 3.0e6)
+    assert all(isinstance(w, str) and w for w in paper.why)
+
+
+def test_demand_counts_every_scan_and_phone_payment(small) -> None:  # type: ignore[no-untyped-def]
+    sc = small.hospital_scenarios(SMALL.parent)["clinic"].with_adoption(0.5)
+    day = HospitalDay(sc, 0, 3, keep_steps=True, record_demand=True).run()
+    d = Demand.of_day(day)
+    totals = dict(zip(KINDS, d.counts.sum(axis=1), strict=True))
+    assert totals["verify"] == len(day.steps)  # every station visit scans the code
+    online = day.p.online
+    steps = pd.DataFrame(day.steps, columns=["pid", "step", "st", "t", "w", "s"])
+    assert totals["refresh"] == int(online[steps.pid].sum())
+    phone_calls = sum(1 for e in day.demand if e[1] == "phone")
+    assert totals["payment"] == phone_calls
+    frame = d.frame()
+    assert len(frame) == 86_400 and frame.total.sum() == sum(totals.values())
+
+
+def test_same_seeds_same_results_on_every_executor(small, result) -> None:  # type: ignore[no-untyped-def]
+    from dask.distributed import LocalCluster
+
+    pool = run_province(small, SMALL.parent, month=12, workers=2)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        dask = run_province(small, SMALL.parent, month=12, scheduler=cluster.scheduler_address)
+    for other in (pool, dask):
+        pd.testing.assert_frame_equal(result.hospitals, other.hospitals)
+        assert set(other.demand) == set(result.demand)
+        for city, d in result.demand.items():
+            np.testing.assert_array_equal(d.frame().total, other.demand[city].frame().total)
+
+
+def test_tasks_cover_every_hospital_once(small) -> None:  # type: ignore[no-untyped-def]
+    tasks = plan(small, SMALL.parent, month=0, replications=2)
+    numbers = [h for t in tasks if t.replication == 0 for h in t.hospitals]
+    assert sorted(numbers) == list(range(5))
+    assert {t.adoption for t in tasks if t.city == "Beta"} == {0.1}
+
+
+def test_province_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text(SMALL.read_text().replace("hospitals: {county: 2}",
+                                             "hospitals: {nowhere: 2}"))
+    with pytest.raises(ScenarioError, match="unknown archetype"):
+        load_province(bad)
+    bad.write_text(SMALL.read_text().replace("area_code: \"330200\"", "area_kode: x"))
+    with pytest.raises(ScenarioError, match="area_kode: unknown key"):
+        load_province(bad)
+
+
+def test_province_cli_writes_tables_demand_and_plots(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "province", str(SMALL),
+                          "--month", "6", "--out", str(tmp_path), "--demand-scale", "10"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for name in ("hospitals.csv", "cities.csv", "paper_comparison.csv", "demand.csv",
+                 "demand_by_city.csv", "demand_peaks.json", "savings_by_city.png",
+                 "demand.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    demand = pd.read_csv(tmp_path / "demand.csv")
+    assert list(demand.columns) == ["second", "clock", *KINDS, "total"]
+    peaks = json.loads((tmp_path / "demand_peaks.json").read_text())
+    assert peaks["verify"]["per_day"] * 10 == pytest.approx(demand.verify.sum())
+    assert peaks["verify"]["peak_per_s"] >= peaks["verify"]["p99_per_s"]
+
+
+def test_sweep_cli(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "sweep",
+                          str(ROOT / "scenarios/small_clinic.yaml"), "--adoption", "0,1",
+                          "--kiosks", "1,3", "-r", "2", "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    df = pd.read_csv(tmp_path / "sweep.csv")
+    assert len(df) == 4 and set(df.kiosks) == {1, 3}
+    assert (df[df.adoption == 0].time_saved == 0).all()
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+    bad = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "sweep",
+                          str(ROOT / "scenarios/small_clinic.yaml"), "--adoption", "0,2"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stdout + bad.stderr

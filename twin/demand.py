@@ -1,0 +1,97 @@
+"""Card-network demand of simulated days: calls per second of the day, by kind.
+
+Each station visit scans the patient's card or code (one QR ``verify``); a patient of
+the online flow shows a fresh dynamic code each time (one code ``refresh``); paying at a
+window settles insurance for the insured (``settlement``); paying on the phone settles
+insurance for the insured and pays the rest through the aggregated payment
+(``settlement`` + ``payment``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .model import HospitalDay
+
+KINDS = ("verify", "refresh", "settlement", "payment")
+DAY_S = 86_400
+
+
+class Demand:
+    """Counts per second of the day for each kind (a compact, addable sparse form)."""
+
+    def __init__(self, start: int = 0, counts: np.ndarray | None = None) -> None:
+        self.start = start
+        self.counts = counts if counts is not None else np.zeros((len(KINDS), 0), np.int32)
+
+    @classmethod
+    def of_day(cls, day: HospitalDay) -> Demand:
+        if not day.demand:
+            return cls()
+        t = np.fromiter((d[0] for d in day.demand), float, len(day.demand))
+        step = np.array([d[1] for d in day.demand])
+        pid = np.fromiter((d[2] for d in day.demand), np.int64, len(day.demand))
+        online, insured = day.p.online[pid], day.p.insured[pid]
+        sec = np.clip((t * 60).astype(np.int64), 0, DAY_S - 1)
+        phone = step == "phone"
+        scan = ~phone
+        masks = {
+            "verify": scan,
+            "refresh": scan & online,
+            "settlement": ((step == "payment") & insured) | (phone & insured),
+            "payment": phone,
+        }
+        lo, hi = int(sec.min()), int(sec.max()) + 1
+        counts = np.stack([np.bincount(sec[masks[k]] - lo, minlength=hi - lo)
+                           for k in KINDS]).astype(np.int32)
+        return cls(lo, counts)
+
+    def __add__(self, other: Demand) -> Demand:
+        if other.counts.shape[1] == 0:
+            return self
+        if self.counts.shape[1] == 0:
+            return other
+        lo = min(self.start, other.start)
+        hi = max(self.start + self.counts.shape[1], other.start + other.counts.shape[1])
+        out = np.zeros((len(KINDS), hi - lo), np.int32)
+        for d in (self, other):
+            out[:, d.start - lo:d.start - lo + d.counts.shape[1]] += d.counts
+        return Demand(lo, out)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per second of the whole day: second, clock, each kind, total."""
+        full = np.zeros((len(KINDS), DAY_S), np.int64)
+        full[:, self.start:self.start + self.counts.shape[1]] = self.counts
+        df = pd.DataFrame(full.T, columns=list(KINDS))
+        df.insert(0, "second", np.arange(DAY_S))
+        df.insert(1, "clock", [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+                               for s in range(DAY_S)])
+        df["total"] = df[list(KINDS)].sum(axis=1)
+        return df
+
+    def peaks(self) -> dict[str, dict[str, float]]:
+        """Per kind: daily count, peak second (value and clock), 99th-percentile second
+        over the seconds with any traffic, and the busiest hour's mean rate."""
+        out = {}
+        df = self.frame()
+        for k in (*KINDS, "total"):
+            v = df[k].to_numpy()
+            live = v[v > 0]
+            hourly = v.reshape(24, 3600).sum(axis=1)
+            out[k] = {"per_day": int(v.sum()), "peak_per_s": int(v.max()),
+                      "peak_at": df.clock[int(v.argmax())],
+                      "p99_per_s": float(np.percentile(live, 99)) if live.size else 0.0,
+                      "busiest_hour_mean_per_s": float(hourly.max() / 3600)}
+        return out
+
+
+def write_demand(demand: Demand, path: Path, scale: float = 1.0) -> Path:
+    """The CSV the Locust load shape replays: one row per second, counts × ``scale``."""
+    df = demand.frame()
+    if scale != 1.0:
+        for k in (*KINDS, "total"):
+            df[k] = df[k] * scale
+    df.to_csv(path, index=False)
+    return path
