@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean loadtest
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var results/*/ .pytest_cache
+
+## loadtest: Locust against the verification hot path (step shape, a few minutes)
+loadtest: $(STAMP)
+	$(BIN)/ehc loadtest --shape step --users 40 --duration 90 --processes 1

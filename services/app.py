@@ -3,17 +3,21 @@ app (the default one-process mode) or one system per process (``systems=``)."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import orjson
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 
 from .common.auth import bearer_guard
 from .common.db import make_engine
 from .common.errors import install_error_handlers
 from .common.fastpath import FastPath, HotRoute
-from .common.logs import RequestIdMiddleware, configure_logging
+from .common.logs import RequestIdMiddleware, configure_logging, server_stats
 from .common.pii import field_cipher
 from .common.secrets_store import deployment_secret, master_key
 from .common.settings import Settings, get_settings
@@ -50,7 +54,8 @@ def build_app(settings: Settings | None = None,
     admin_guard = bearer_guard(lambda: admin_token)
     service_guard = bearer_guard(lambda: service_token, lambda: admin_token)
 
-    app = FastAPI(title="ehc-twin card network", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="ehc-twin card network", version="0.1.0", description=DESCRIPTION,
+                  lifespan=_lifespan)
     install_error_handlers(app)
     app.state.systems = {}
     hot_routes = [HotRoute("GET", "/healthz", _ping)]
@@ -80,6 +85,11 @@ def build_app(settings: Settings | None = None,
         app.include_router(healthcard_router(hc, admin_guard))
         hot_routes.append(verify_route(hc))
 
+    @app.get("/ehc/v1/admin/server-stats", tags=["admin"], dependencies=[Depends(admin_guard)],
+             summary="This worker's request counts and latency histogram")
+    def stats() -> dict:
+        return server_stats.snapshot()
+
     @app.get("/ping", tags=["public"], summary="Liveness through the framework (the "
              "benchmark's trivial route)")
     async def ping() -> Response:
@@ -97,13 +107,23 @@ def build_app(settings: Settings | None = None,
     return app
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+    """On shutdown, a worker leaves its own request statistics in ``EHC_STATS_DIR`` (when
+    set): with several uvicorn workers no single process sees them all."""
+    yield
+    stats_dir = os.environ.get("EHC_STATS_DIR")
+    if stats_dir:
+        path = Path(stats_dir) / f"server-stats-{os.getpid()}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(server_stats.snapshot()))
+
+
 async def _ping(scope: dict, body: bytes) -> bytes:
     return orjson.dumps({"ok": True})
 
 
 def create_app() -> FastAPI:
     """Factory for ``uvicorn --factory services.app:create_app``: settings from EHC_*."""
-    import os
-
     systems = os.environ.get("EHC_SYSTEMS", ",".join(ALL_SYSTEMS)).split(",")
     return build_app(get_settings(), [s.strip() for s in systems if s.strip()])

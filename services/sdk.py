@@ -45,14 +45,15 @@ class _Client:
                  timeout_s: float = 10.0) -> None:
         self.http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout_s)
 
-    def _headers(self, method: str, path: str, body: bytes, query: str) -> dict[str, str]:
+    def auth_headers(self, method: str, path: str, body: bytes, query: str = "") -> dict[str, str]:
         return {}
 
     def request(self, method: str, path: str, payload: Any = None,
                 params: dict[str, Any] | None = None, raw: bool = False) -> Any:
         body = b"" if payload is None else orjson.dumps(payload)
         query = urlencode(params) if params else ""
-        headers = {"Content-Type": "application/json", **self._headers(method, path, body, query)}
+        headers = {"Content-Type": "application/json",
+                   **self.auth_headers(method, path, body, query)}
         url = path + ("?" + query if query else "")
         resp = self.http.request(method, url, content=body, headers=headers)
         if resp.status_code >= 400:
@@ -84,7 +85,7 @@ class _Signed(_Client):
         self.secret = secret
         self.sm2_private_hex = sm2_private_hex
 
-    def _headers(self, method: str, path: str, body: bytes, query: str) -> dict[str, str]:
+    def auth_headers(self, method: str, path: str, body: bytes, query: str = "") -> dict[str, str]:
         return sign_headers(self.key, method, path, body, query, secret=self.secret,
                             sm2_private_hex=self.sm2_private_hex)
 
@@ -96,7 +97,7 @@ class AdminClient(_Client):
         super().__init__(base_url, **kw)
         self.token = token
 
-    def _headers(self, method: str, path: str, body: bytes, query: str) -> dict[str, str]:
+    def auth_headers(self, method: str, path: str, body: bytes, query: str = "") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
     def add_residents(self, residents: list[dict]) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from loadtests.cli import app as loadtest_app
 from services.cli import app as services_app
 
 from .commands import app as twin_app
@@ -14,6 +15,7 @@ from .commands import app as twin_app
 app = typer.Typer(no_args_is_help=True, help="ehc-twin: card network, hospital twin, load tests")
 app.add_typer(services_app)
 app.add_typer(twin_app, name="twin")
+app.add_typer(loadtest_app)
 console = Console()
 
 

@@ -42,6 +42,46 @@ def configure_logging(level: str = "INFO") -> None:
 
 access_log = logging.getLogger("ehc.access")
 
+BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, float("inf"))
+TRACKED = {"/ehc/v1/qrcodes/verify": "verify", "/ping": "ping", "/healthz": "healthz"}
+
+
+class ServerStats:
+    """This process's own request counts and latency histogram, by route and status
+    class: what a load test checks its client-side figures against."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, dict] = {}
+
+    @staticmethod
+    def route_key(method: str, path: str) -> str:
+        if path in TRACKED:
+            return TRACKED[path]
+        if path.endswith("/qrcode") and method == "GET":
+            return "qrcode"
+        return "other"
+
+    def record(self, key: str, status: int, ms: float) -> None:
+        r = self.routes.get(key)
+        if r is None:
+            r = self.routes[key] = {"count": 0, "by_status": {},
+                                    "histogram_ms": [0] * len(BUCKETS_MS), "sum_ms": 0.0}
+        r["count"] += 1
+        cls = f"{status // 100}xx"
+        r["by_status"][cls] = r["by_status"].get(cls, 0) + 1
+        r["sum_ms"] += ms
+        for i, edge in enumerate(BUCKETS_MS):
+            if ms <= edge:
+                r["histogram_ms"][i] += 1
+                break
+
+    def snapshot(self) -> dict:
+        return {"pid": os.getpid(), "buckets_ms": [str(b) for b in BUCKETS_MS],
+                "routes": self.routes}
+
+
+server_stats = ServerStats()
+
 
 class RequestIdMiddleware:
     """Pure ASGI: gives each request an ID (or keeps a sane incoming one), answers it in
@@ -70,6 +110,10 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            ms = (time.perf_counter() - started) * 1000
+            server_stats.record(server_stats.route_key(scope.get("method", ""),
+                                                       scope.get("path", "")),
+                                status_box[0], ms)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "request",
@@ -78,6 +122,6 @@ class RequestIdMiddleware:
                         "method": scope.get("method"),
                         "path": scope.get("path"),
                         "status": status_box[0],
-                        "ms": round((time.perf_counter() - started) * 1000, 3),
+                        "ms": round(ms, 3),
                     },
                 )

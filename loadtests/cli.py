@@ -1,0 +1,80 @@
+"""``ehc loadtest``: Locust against the card network with SLO gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=False)
+console = Console()
+
+
+@app.command("loadtest")
+def loadtest(
+    shape: str = typer.Option("constant", help="constant, step, spike or demand"),
+    users: int = typer.Option(20, min=1, help="users (the peak for step and spike)"),
+    spawn_rate: float = typer.Option(20.0, min=0.1),
+    duration: int = typer.Option(30, min=1, help="seconds (constant, step, spike)"),
+    workers: int = typer.Option(1, min=1, max=32, help="uvicorn worker processes"),
+    processes: int = typer.Option(1, min=1, max=64, help="Locust generator processes"),
+    distributed: int = typer.Option(0, min=0, max=64,
+                                    help="run a Locust master and this many workers"),
+    residents: int = typer.Option(200, min=10),
+    bad_share: float = typer.Option(0.05, min=0, max=1, help="share of bad scans"),
+    rate_per_user: float = typer.Option(0.0, min=0,
+                                        help="requests/s per user (constant throughput)"),
+    demand_csv: Path | None = typer.Option(None, help="demand.csv of `ehc twin province`"),
+    compress: float = typer.Option(60.0, min=1, help="simulated seconds per test second"),
+    scale: float = typer.Option(1.0, min=0, help="factor on the demand curve's rate"),
+    database_url: str | None = typer.Option(None, envvar="EHC_LOADTEST_DATABASE_URL",
+                                            help="PostgreSQL URL (default SQLite)"),
+    slo_p95_ms: float = typer.Option(200.0, help="verify p95 limit"),
+    slo_p99_ms: float = typer.Option(500.0, help="verify p99 limit"),
+    slo_max_failure_ratio: float = typer.Option(0.01, help="unexpected answers / requests"),
+    slo_min_rps: float = typer.Option(0.0, help="verify throughput floor"),
+    out: Path | None = typer.Option(None, help="default results/loadtest/<timestamp>"),
+) -> None:
+    """Start the stack, seed it, run Locust headless, gate on SLOs (exit 1 when broken)."""
+    from .runner import LoadOptions, run_loadtest
+    from .slo import Slo
+
+    if shape == "demand" and demand_csv is None:
+        console.print("[red]--shape demand needs --demand-csv (from ehc twin province)[/]")
+        raise typer.Exit(2)
+    if shape not in ("constant", "step", "spike", "demand"):
+        console.print(f"[red]unknown shape {shape!r}: constant, step, spike or demand[/]")
+        raise typer.Exit(2)
+    if demand_csv is not None and not demand_csv.exists():
+        console.print(f"[red]no such demand CSV: {demand_csv}[/]")
+        raise typer.Exit(2)
+    if out is not None and out.exists() and any(out.iterdir()):
+        console.print(f"[red]{out} is not empty: give a new folder (each test needs a fresh "
+                      "database)[/]")
+        raise typer.Exit(2)
+    opts = LoadOptions(shape=shape, users=users, spawn_rate=spawn_rate, duration_s=duration,
+                       server_workers=workers, processes=processes,
+                       distributed_workers=distributed, residents=residents,
+                       bad_share=bad_share, rate_per_user=rate_per_user,
+                       demand_csv=demand_csv, compress=compress, scale=scale,
+                       database_url=database_url,
+                       slo=Slo(slo_p95_ms, slo_p99_ms, slo_max_failure_ratio, slo_min_rps),
+                       out=out)
+    code, summary = run_loadtest(opts)
+    v = summary["locust"].get("verify", {})
+    console.print(f"verify: {v.get('requests', 0)} requests, {v.get('rps', 0):.0f}/s, "
+                  f"p95 {v.get('p95_ms', 0):.0f} ms, p99 {v.get('p99_ms', 0):.0f} ms")
+    r = summary["records"]
+    console.print(f"usage records on the server {r['usage_records']}, successful verifies "
+                  f"{r['successful_verifies_locust']} (Locust, each with its record: "
+                  f"{r['missing_on_server']} missing, {r['duplicates']} duplicated; "
+                  f"{r['in_flight_at_stop']} finished after Locust stopped), server 2xx "
+                  f"{summary['verify_2xx_server']}: "
+                  f"{'consistent' if summary['records_match'] else 'INCONSISTENT'}")
+    if "warning" in summary:
+        console.print(f"[yellow]{summary['warning']}[/]")
+    slo = summary.get("slo") or {}
+    console.print(f"SLO: {'PASSED' if slo.get('passed') else 'FAILED'}; report in "
+                  f"{summary['out']}")
+    raise typer.Exit(code)

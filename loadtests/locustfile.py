@@ -1,0 +1,181 @@
+"""Locust workload of the card network: terminals scanning codes (the hot path) and
+channel apps refreshing them.
+
+Configured by environment (``ehc loadtest`` sets it):
+  EHC_SEED_FILE       seed file of ``ehc seed`` (terminals, app, cards, lost cards)
+  EHC_BAD_SHARE       share of scans with a bad code (tampered, replayed, lost, expired)
+  EHC_RATE_PER_USER   requests/s each user offers (constant throughput; 0 = as fast as it can)
+  EHC_APP_WEIGHT      weight of app users that only refresh codes (terminals weigh 10)
+  EHC_SHAPE, EHC_SHAPE_USERS, EHC_SHAPE_DURATION_S, EHC_DEMAND_CSV, EHC_COMPRESS, EHC_SCALE
+  EHC_SLO_P95_MS, EHC_SLO_P99_MS, EHC_SLO_MAX_FAILURE_RATIO, EHC_SLO_MIN_RPS, EHC_LOAD_OUT
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+from locust import LoadTestShape, constant, constant_throughput, events, task
+from locust.contrib.fasthttp import FastHttpUser
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtests import shapes
+from loadtests.slo import Slo, evaluate
+from loadtests.workload import (
+    BAD_KINDS,
+    VERIFY_PATH,
+    Seed,
+    channel_signer,
+    qrcode_request,
+    tamper,
+    terminal_signer,
+    verify_request,
+)
+
+SEED = Seed.load()
+BAD_SHARE = float(os.environ.get("EHC_BAD_SHARE", "0.05"))
+RATE = float(os.environ.get("EHC_RATE_PER_USER", "0"))
+APP_WEIGHT = int(os.environ.get("EHC_APP_WEIGHT", "1"))
+LIMIT = int(os.environ.get("EHC_CODE_LIMIT", "3"))
+EXPIRED_AFTER_S = float(os.environ.get("EHC_EXPIRED_AFTER_S", "95"))
+RECORD_IDS: list[int] = []  # usage records of the verifies this process counted as OK
+
+
+def _wait():  # type: ignore[no-untyped-def]
+    """Constant throughput per user (a fixed offered rate, no coordinated omission), or
+    back to back when no rate is given."""
+    return constant_throughput(RATE) if RATE > 0 else constant(0)
+
+
+class CardUser(FastHttpUser):
+    abstract = True
+    wait_time = _wait()
+
+    def on_start(self) -> None:
+        self.rng = random.Random()
+        self.app = channel_signer(SEED.app, self.host)
+
+    def fresh_code(self, card_id: str | None = None) -> str | None:
+        card_id = card_id or self.rng.choice(SEED.cards)
+        path, headers = qrcode_request(self.app, card_id)
+        with self.client.get(path, headers=headers, name="refresh code",
+                             catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"{resp.status_code} {resp.text[:80]}")
+                return None
+            return resp.json()["qr_text"]
+
+
+class TerminalUser(CardUser):
+    """A hospital terminal: each scan shows a fresh code and verifies it online."""
+
+    weight = 10
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.term = terminal_signer(self.rng.choice(SEED.terminals), self.host)
+        self.aged: list[tuple[float, str]] = []  # codes kept to be shown once expired
+        self.used: list[str] = []  # codes verified up to their limit
+
+    def verify(self, qr_text: str, name: str, expect: str | None) -> None:
+        body, headers = verify_request(self.term, qr_text, self.rng)
+        with self.client.post(VERIFY_PATH, data=body, headers=headers, name=name,
+                              catch_response=True) as resp:
+            if expect is None:
+                if resp.status_code != 200:
+                    resp.failure(f"{resp.status_code} {resp.text[:80]}")
+                elif name == "verify":
+                    RECORD_IDS.append(resp.json()["usage_record_id"])
+            elif resp.status_code == 200 or resp.json().get("code") != expect:
+                resp.failure(f"expected {expect}, got {resp.status_code} {resp.text[:80]}")
+            else:
+                resp.success()
+
+    @task
+    def scan(self) -> None:
+        if self.rng.random() < BAD_SHARE:
+            self.bad_scan()
+            return
+        code = self.fresh_code()
+        if code is None:
+            return
+        self.verify(code, "verify", None)
+        if len(self.aged) < 5:
+            self.aged.append((time.monotonic(), code))
+
+    def bad_scan(self) -> None:
+        kind = self.rng.choice(list(BAD_KINDS))
+        if kind == "expired":
+            now = time.monotonic()
+            old = [c for t, c in self.aged if now - t > EXPIRED_AFTER_S]
+            if not old:
+                kind = "tampered"  # nothing has expired yet this early in the test
+            else:
+                self.aged = [(t, c) for t, c in self.aged if c != old[0]]
+                self.verify(old[0], "verify [expired]", BAD_KINDS["expired"])
+                return
+        if kind == "lost card":
+            if not SEED.lost_cards:
+                return
+            self.verify(self.rng.choice(SEED.lost_cards) + ":1", "verify [lost card]",
+                        BAD_KINDS["lost card"])
+            return
+        code = self.fresh_code()
+        if code is None:
+            return
+        if kind == "tampered":
+            self.verify(tamper(code), "verify [tampered]", BAD_KINDS["tampered"])
+        else:  # replayed: use the code up to its limit, then once more
+            for _ in range(LIMIT):
+                self.verify(code, "verify", None)
+            self.verify(code, "verify [replayed]", BAD_KINDS["replayed"])
+
+
+class AppUser(CardUser):
+    """A resident with the app open: the code refreshes, nobody scans it."""
+
+    weight = APP_WEIGHT
+
+    @task
+    def refresh(self) -> None:
+        self.fresh_code()
+
+
+if os.environ.get("EHC_SHAPE", "constant") != "constant":
+
+    class ConfiguredShape(LoadTestShape):
+        """The shape ``ehc loadtest --shape`` asked for (see loadtests/shapes.py)."""
+
+        users_at = shapes.from_options(
+            os.environ["EHC_SHAPE"], users=int(os.environ.get("EHC_SHAPE_USERS", "10")),
+            duration_s=float(os.environ.get("EHC_SHAPE_DURATION_S", "30")),
+            demand_csv=Path(os.environ["EHC_DEMAND_CSV"])
+            if os.environ.get("EHC_DEMAND_CSV") else None,
+            compress=float(os.environ.get("EHC_COMPRESS", "60")),
+            scale=float(os.environ.get("EHC_SCALE", "1")),
+            rate_per_user=RATE or 1.0)
+
+        def tick(self):  # type: ignore[no-untyped-def]
+            users = type(self).users_at(self.get_run_time())
+            return None if users is None else (users, max(1, users))
+
+
+@events.quitting.add_listener
+def slo_gate(environment, **_kw) -> None:  # type: ignore[no-untyped-def]
+    """Set the exit code explicitly, pass or fail (Locust's own default is 1 on any
+    failure, whatever the SLO says)."""
+    out = os.environ.get("EHC_LOAD_OUT")
+    if out:  # every process: the usage records its successful verifies reported
+        Path(out, f"record-ids-{os.getpid()}.json").write_text(json.dumps(RECORD_IDS))
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    verdict = evaluate(environment.stats, Slo.from_env())
+    environment.process_exit_code = 0 if verdict["passed"] else 1
+    if out:
+        Path(out, "slo.json").write_text(json.dumps(verdict, indent=1))
+    role = "master" if isinstance(environment.runner, MasterRunner) else "local"
+    print(f"SLO gate ({role}): {'PASSED' if verdict['passed'] else 'FAILED'} "
+          f"{json.dumps(verdict['checks'])}")

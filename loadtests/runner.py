@@ -1,0 +1,289 @@
+"""``ehc loadtest``: start the stack, seed it, run Locust headless, check the server's own
+count against Locust's, and write everything to ``results/loadtest/<timestamp>/``."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from services.app import build_app
+from services.common.secrets_store import deployment_secret
+from services.common.settings import Settings
+from services.sdk import ChannelClient, TerminalClient
+from services.seeding import seed_stack, write_seed_file
+
+from .slo import Slo
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+SATURATED = 0.9  # generator CPU share above which its figures are suspect
+
+
+@dataclass
+class LoadOptions:
+    shape: str = "constant"
+    users: int = 20
+    spawn_rate: float = 20.0
+    duration_s: int = 30
+    server_workers: int = 1
+    processes: int = 1  # Locust generator processes on this machine (--processes)
+    distributed_workers: int = 0  # >0: a master and this many worker processes
+    residents: int = 200
+    lost_cards: int = 5
+    bad_share: float = 0.05
+    rate_per_user: float = 0.0
+    app_weight: int = 1
+    demand_csv: Path | None = None
+    compress: float = 60.0
+    scale: float = 1.0
+    database_url: str | None = None
+    slo: Slo = field(default_factory=Slo)
+    out: Path | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _raise_nofile() -> None:
+    """Locust and uvicorn keep a socket per user: lift the soft open-file limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Server:
+    """The stack in its own process(es): uvicorn with N workers, stats on shutdown."""
+
+    def __init__(self, opts: LoadOptions, out: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stats_dir = out / "server-stats"
+        var = out / "var"
+        self.env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
+                    "EHC_STATS_DIR": str(self.stats_dir)}
+        if opts.database_url:
+            self.env["EHC_DATABASE_URL"] = opts.database_url
+            self.env["EHC_DB_SCHEMA_PREFIX"] = f"lt{uuid.uuid4().hex[:8]}_"
+        # create tables, keys and secrets once, before several workers race for them
+        settings = Settings(var_dir=var, database_url=opts.database_url,
+                            db_schema_prefix=self.env.get("EHC_DB_SCHEMA_PREFIX", ""))
+        build_app(settings)
+        self.admin_token = deployment_secret(settings, "admin_token")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "services.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers",
+             str(opts.server_workers), "--timeout-keep-alive", "30",
+             "--log-level", "warning", "--no-access-log"],
+            env=self.env, preexec_fn=_raise_nofile)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.url + "/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("the stack did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> dict:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        merged: dict = {"workers": 0, "routes": {}}
+        for f in sorted(self.stats_dir.glob("server-stats-*.json")):
+            snap = json.loads(f.read_text())
+            merged["workers"] += 1
+            merged["buckets_ms"] = snap["buckets_ms"]
+            for key, r in snap["routes"].items():
+                m = merged["routes"].setdefault(key, {"count": 0, "by_status": {},
+                                                      "histogram_ms": [0] * len(r["histogram_ms"]),
+                                                      "sum_ms": 0.0})
+                m["count"] += r["count"]
+                m["sum_ms"] += r["sum_ms"]
+                for k, v in r["by_status"].items():
+                    m["by_status"][k] = m["by_status"].get(k, 0) + v
+                m["histogram_ms"] = [a + b for a, b in zip(m["histogram_ms"],
+                                                           r["histogram_ms"], strict=True)]
+        return merged
+
+
+def seed(server: Server, opts: LoadOptions, out: Path) -> Path:
+    data = seed_stack(server.url, server.admin_token, opts.residents)
+    app = data["channel_apps"][0]
+    lost = [c["card_id"] for c in data["cards"][-opts.lost_cards:]] if opts.lost_cards else []
+    with ChannelClient(server.url, app["app_key"], app["app_secret"]) as client:
+        for card_id in lost:
+            client.report_lost(card_id)
+    data["lost_cards"] = lost
+    path = out / "seed.json"
+    write_seed_file(data, path)
+    return path
+
+
+def usage_records(server: Server, seed_path: Path) -> list[int]:
+    """IDs of the usage records the server holds, read through each institution's own
+    route (an institution sees only its own)."""
+    data = json.loads(seed_path.read_text())
+    ids: list[int] = []
+    for inst in data["institutions"]:
+        t = inst["terminals"][0]
+        with TerminalClient(server.url, t["terminal_id"], t["secret"],
+                            city_code=inst["city_code"]) as term:
+            after = 0
+            while batch := term.usage_records(after_id=after, limit=1000):
+                ids.extend(r["id"] for r in batch)
+                after = batch[-1]["id"]
+    return ids
+
+
+def locust_env(opts: LoadOptions, seed_path: Path, out: Path) -> dict[str, str]:
+    s = opts.slo
+    env = {**os.environ, "EHC_SEED_FILE": str(seed_path), "EHC_BAD_SHARE": str(opts.bad_share),
+           "EHC_RATE_PER_USER": str(opts.rate_per_user), "EHC_APP_WEIGHT": str(opts.app_weight),
+           "EHC_SHAPE": opts.shape, "EHC_SHAPE_USERS": str(opts.users),
+           "EHC_SHAPE_DURATION_S": str(opts.duration_s), "EHC_COMPRESS": str(opts.compress),
+           "EHC_SCALE": str(opts.scale), "EHC_SLO_P95_MS": str(s.p95_ms),
+           "EHC_SLO_P99_MS": str(s.p99_ms), "EHC_SLO_MAX_FAILURE_RATIO": str(s.max_failure_ratio),
+           "EHC_SLO_MIN_RPS": str(s.min_rps), "EHC_LOAD_OUT": str(out),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    if opts.demand_csv:
+        env["EHC_DEMAND_CSV"] = str(opts.demand_csv)
+    return env
+
+
+def run_locust(opts: LoadOptions, url: str, env: dict[str, str], out: Path) -> tuple[int, float]:
+    """(exit code, generator CPU seconds)."""
+    common = ["-f", str(LOCUSTFILE), "--host", url]
+    headless = ["--headless", "-u", str(opts.users), "-r", str(opts.spawn_rate),
+                "-t", f"{opts.duration_s}s", "--csv", str(out / "locust"),
+                "--html", str(out / "report.html"), "--json-file", str(out / "locust"),
+                "--only-summary"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cmd = [sys.executable, "-m", "locust", *common, *headless]
+    workers: list[subprocess.Popen] = []
+    if opts.distributed_workers:
+        port = _free_port()
+        cmd += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                "--expect-workers", str(opts.distributed_workers)]
+        master = subprocess.Popen(cmd, env=env, preexec_fn=_raise_nofile)
+        for _ in range(opts.distributed_workers):
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "locust", *common, "--worker", "--master-host",
+                 "127.0.0.1", "--master-port", str(port)], env=env, preexec_fn=_raise_nofile))
+        code = master.wait()
+        for w in workers:
+            w.wait(timeout=30)
+    else:
+        if opts.processes > 1:
+            cmd += ["--processes", str(opts.processes)]
+        code = subprocess.run(cmd, env=env, preexec_fn=_raise_nofile).returncode
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return code, cpu
+
+
+def _percentile(times: dict[str, int], q: float) -> float:
+    """Locust's bucketed response-time histogram -> the q-th percentile (ms)."""
+    total = sum(times.values())
+    if not total:
+        return 0.0
+    seen = 0
+    for ms, n in sorted(((float(k), v) for k, v in times.items()), reverse=True):
+        seen += n
+        if seen >= total * (1 - q):
+            return ms
+    return 0.0
+
+
+def locust_rows(out: Path) -> dict[str, dict]:
+    """Per request name from Locust's final JSON (its CSV is written before the last
+    requests are counted, the JSON after)."""
+    path = out / "locust.json"
+    if not path.exists():
+        return {}
+    rows = {}
+    for e in json.loads(path.read_text()):
+        span = max(e["last_request_timestamp"] - e["start_time"], 1e-9)
+        rows[e["name"]] = {
+            "requests": e["num_requests"], "failures": e["num_failures"],
+            "rps": e["num_requests"] / span,
+            "mean_ms": e["total_response_time"] / max(e["num_requests"], 1),
+            "p50_ms": _percentile(e["response_times"], 0.50),
+            "p95_ms": _percentile(e["response_times"], 0.95),
+            "p99_ms": _percentile(e["response_times"], 0.99),
+            "max_ms": e["max_response_time"]}
+    return rows
+
+
+def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
+    out = opts.out or Path("results/loadtest") / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    server = Server(opts, out)
+    try:
+        seed_path = seed(server, opts, out)
+        started = time.monotonic()
+        code, gen_cpu = run_locust(opts, server.url, locust_env(opts, seed_path, out), out)
+        wall = time.monotonic() - started
+        records = usage_records(server, seed_path)
+    finally:
+        server_stats = server.stop()
+    rows = locust_rows(out)
+    verify = rows.get("verify", {})
+    ok_verifies = verify.get("requests", 0) - verify.get("failures", 0)
+    seen = [i for f in out.glob("record-ids-*.json") for i in json.loads(f.read_text())]
+    held = set(records)
+    check = {
+        "usage_records": len(records),
+        "successful_verifies_locust": ok_verifies,
+        "record_ids_reported": len(seen),
+        "duplicates": len(seen) - len(set(seen)),
+        "missing_on_server": len(set(seen) - held),
+        # the server finished requests Locust had abandoned at stop: at most one per user
+        "in_flight_at_stop": len(held - set(seen)),
+    }
+    check["ok"] = (check["duplicates"] == 0 and check["missing_on_server"] == 0
+                   and len(seen) == ok_verifies and check["in_flight_at_stop"] <= opts.users)
+    server_verify_2xx = server_stats["routes"].get("verify", {}).get("by_status", {}).get("2xx", 0)
+    gen_procs = max(1, opts.distributed_workers or opts.processes)
+    gen_share = gen_cpu / (wall * gen_procs) if wall > 0 else 0.0
+    slo_path = out / "slo.json"
+    slo = json.loads(slo_path.read_text()) if slo_path.exists() else None
+    summary = {
+        "options": {k: (str(v) if isinstance(v, Path) else v)
+                    for k, v in opts.__dict__.items() if k not in ("slo", "out")},
+        "slo_limits": opts.slo.__dict__,
+        "slo": slo,
+        "locust_exit_code": code,
+        "locust": rows,
+        "server": server_stats,
+        "records": check,
+        "verify_2xx_server": server_verify_2xx,
+        "records_match": check["ok"] and server_verify_2xx == len(records),
+        "generator": {"cpu_seconds": gen_cpu, "wall_seconds": wall, "processes": gen_procs,
+                      "cpu_share": gen_share,
+                      "saturated": gen_share > SATURATED},
+    }
+    if summary["generator"]["saturated"]:
+        summary["warning"] = (f"the load generator used {gen_share:.0%} of its CPU: its "
+                              "latencies include its own queueing; add --processes")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    final = code if summary["records_match"] else max(code, 2)
+    return final, {"out": str(out), **summary}

@@ -1,0 +1,44 @@
+"""Service-level objectives of a load test and their verdict from Locust's statistics."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+HOT = "verify"  # the request name the latency objectives apply to
+
+
+@dataclass(frozen=True)
+class Slo:
+    p95_ms: float = 200.0
+    p99_ms: float = 500.0
+    max_failure_ratio: float = 0.01
+    min_rps: float = 0.0
+
+    @classmethod
+    def from_env(cls) -> Slo:
+        d = cls()
+        return cls(float(os.environ.get("EHC_SLO_P95_MS", d.p95_ms)),
+                   float(os.environ.get("EHC_SLO_P99_MS", d.p99_ms)),
+                   float(os.environ.get("EHC_SLO_MAX_FAILURE_RATIO", d.max_failure_ratio)),
+                   float(os.environ.get("EHC_SLO_MIN_RPS", d.min_rps)))
+
+
+def evaluate(stats, slo: Slo) -> dict:  # type: ignore[no-untyped-def]
+    """Verdict over the hot request's latency and everyone's failures and throughput."""
+    hot = stats.get(HOT, "POST")
+    total = stats.total
+    fail_ratio = total.num_failures / total.num_requests if total.num_requests else 1.0
+    p95 = hot.get_response_time_percentile(0.95) if hot.num_requests else float("inf")
+    p99 = hot.get_response_time_percentile(0.99) if hot.num_requests else float("inf")
+    rps = hot.total_rps if hot.num_requests else 0.0
+    checks = {
+        "p95_ms": {"measured": p95, "limit": slo.p95_ms, "ok": p95 <= slo.p95_ms},
+        "p99_ms": {"measured": p99, "limit": slo.p99_ms, "ok": p99 <= slo.p99_ms},
+        "failure_ratio": {"measured": fail_ratio, "limit": slo.max_failure_ratio,
+                          "ok": fail_ratio <= slo.max_failure_ratio},
+        "verify_rps": {"measured": rps, "limit": slo.min_rps, "ok": rps >= slo.min_rps},
+    }
+    return {"passed": all(c["ok"] for c in checks.values()), "checks": checks,
+            "requests": total.num_requests, "failures": total.num_failures,
+            "verify_requests": hot.num_requests, "verify_failures": hot.num_failures}

@@ -1,0 +1,72 @@
+"""What a load-test user needs from the seed file: terminals, cards, a channel app, and
+signed requests made through the SDK (no server internals)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from services.sdk import ChannelClient, TerminalClient
+
+VERIFY_PATH = "/ehc/v1/qrcodes/verify"
+STEPS = (10101, 10102, 10103, 10104, 10105, 10106)
+BAD_KINDS = {  # kind -> the refusal the server must give
+    "tampered": "QR_TAMPERED",
+    "replayed": "QR_REPLAYED",
+    "lost card": "CARD_LOST",
+    "expired": "QR_EXPIRED",
+}
+
+
+@dataclass
+class Seed:
+    url: str | None
+    terminals: list[dict]
+    app: dict
+    cards: list[str]
+    lost_cards: list[str]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Seed:
+        path = Path(path or os.environ.get("EHC_SEED_FILE", "var/seed.json"))
+        data = json.loads(path.read_text())
+        terminals = [{**t, "city_code": inst["city_code"], "institution_name": inst["name"]}
+                     for inst in data["institutions"] for t in inst["terminals"]]
+        lost = set(data.get("lost_cards", []))
+        return cls(data.get("url"), terminals, data["channel_apps"][0],
+                   [c["card_id"] for c in data["cards"] if c["card_id"] not in lost],
+                   sorted(lost))
+
+
+def terminal_signer(t: dict, base_url: str) -> TerminalClient:
+    """An SDK terminal used only to build and sign bodies (Locust sends them)."""
+    return TerminalClient(base_url, t["terminal_id"], t["secret"], city_code=t["city_code"],
+                          terminal_type=t["terminal_type"],
+                          institution_name=t["institution_name"])
+
+
+def channel_signer(app: dict, base_url: str) -> ChannelClient:
+    return ChannelClient(base_url, app["app_key"], app["app_secret"])
+
+
+def verify_request(term: TerminalClient, qr_text: str, rng: random.Random
+                   ) -> tuple[bytes, dict[str, str]]:
+    body = orjson.dumps(term.verify_body(qr_text, step=rng.choice(STEPS)))
+    headers = term.auth_headers("POST", VERIFY_PATH, body)
+    headers["Content-Type"] = "application/json"
+    return body, headers
+
+
+def qrcode_request(app: ChannelClient, card_id: str) -> tuple[str, dict[str, str]]:
+    path = f"/ehc/v1/cards/{card_id}/qrcode"
+    return path + "?kind=dynamic", app.auth_headers("GET", path, b"", "kind=dynamic")
+
+
+def tamper(qr_text: str) -> str:
+    last = qr_text[-1]
+    return qr_text[:-1] + ("0" if last != "0" else "1")

@@ -1,0 +1,94 @@
+"""Locust against the real stack: SLO gate both ways, server records against Locust's
+count, shapes, distributed master and workers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests import shapes
+
+
+def test_shapes() -> None:
+    c = shapes.constant(5, 10)
+    assert c(0) == 5 and c(9.9) == 5 and c(10) is None
+    s = shapes.step(2, 3, 5, 4)
+    assert [s(t) for t in (0, 5, 10, 15)] == [2, 5, 8, 11] and s(20) is None
+    sp = shapes.spike(2, 20, 10, 5, 30)
+    assert (sp(9), sp(10), sp(14.9), sp(15), sp(30)) == (2, 20, 20, 2, None)
+    with pytest.raises(ValueError, match="unknown shape"):
+        shapes.from_options("zigzag", users=1, duration_s=1)
+
+
+def test_demand_shape_replays_the_curve(tmp_path: Path) -> None:
+    csv = tmp_path / "demand.csv"
+    rows = ["second,clock,verify,refresh,settlement,payment,total"]
+    for sec in range(86_400):
+        rate = 10 if 36_000 <= sec < 36_600 else (40 if 36_600 <= sec < 37_200 else 0)
+        rows.append(f"{sec},x,{rate},0,0,0,{rate}")
+    csv.write_text("\n".join(rows))
+    shape = shapes.demand_curve(csv, compress=60, scale=0.5, rate_per_user=1)
+    assert shape(0) == 5 and shape(9) == 5  # first 600 s of the day: 10/s x 0.5
+    assert shape(10) == 20  # then 40/s x 0.5
+    assert shape(20) is None  # 1200 busy seconds / 60 = 20 s of test
+
+
+def ehc_loadtest(out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "twin.cli", "loadtest", "--residents", "30",
+                           "--out", str(out), *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def summary_of(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_short_run_passes_and_every_success_left_one_record(tmp_path: Path) -> None:
+    res = ehc_loadtest(tmp_path / "ok", "--users", "6", "--duration", "6",
+                       "--bad-share", "0.2")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    s = summary_of(tmp_path / "ok")
+    assert s["slo"]["passed"] and s["records_match"]
+    r = s["records"]
+    assert r["successful_verifies_locust"] > 50
+    assert r["missing_on_server"] == 0 and r["duplicates"] == 0
+    assert r["usage_records"] == r["successful_verifies_locust"] + r["in_flight_at_stop"]
+    names = set(s["locust"])
+    assert {"verify", "refresh code", "verify [tampered]"} <= names
+    assert all(v["failures"] == 0 for v in s["locust"].values())  # bad codes refused as due
+    assert s["server"]["routes"]["verify"]["count"] >= s["locust"]["verify"]["requests"]
+    for f in ("report.html", "locust_stats.csv", "locust.json", "slo.json", "seed.json"):
+        assert (tmp_path / "ok" / f).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_slo_gate_fails_with_exit_code_one(tmp_path: Path) -> None:
+    res = ehc_loadtest(tmp_path / "fail", "--users", "3", "--duration", "4",
+                       "--slo-p95-ms", "0.001")
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    s = summary_of(tmp_path / "fail")
+    assert not s["slo"]["passed"] and not s["slo"]["checks"]["p95_ms"]["ok"]
+    assert s["records_match"]  # the gate failed on latency, not on lost records
+    assert "Traceback" not in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_master_and_two_workers(tmp_path: Path) -> None:
+    res = ehc_loadtest(tmp_path / "dist", "--users", "4", "--duration", "6",
+                       "--distributed", "2", "--shape", "step")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    s = summary_of(tmp_path / "dist")
+    assert s["generator"]["processes"] == 2 and s["records_match"]
+    assert len(list((tmp_path / "dist").glob("record-ids-*.json"))) == 3  # master + 2
+
+
+def test_bad_options_are_refused_cleanly(tmp_path: Path) -> None:
+    res = ehc_loadtest(tmp_path / "x", "--shape", "demand")
+    assert res.returncode == 2 and "needs --demand-csv" in res.stdout
+    res = ehc_loadtest(tmp_path / "x", "--shape", "zigzag")
+    assert res.returncode == 2 and "unknown shape" in res.stdout
