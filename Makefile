@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint clean loadtest
+.PHONY: run test bench lint clean loadtest report
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,7 @@ clean:
 ## loadtest: Locust against the verification hot path (step shape, a few minutes)
 loadtest: $(STAMP)
 	$(BIN)/ehc loadtest --shape step --users 40 --duration 90 --processes 1
+
+## report: execute the analyst notebooks into HTML reports (results/reports/index.html)
+report: $(STAMP)
+	$(BIN)/ehc report

@@ -320,3 +320,24 @@ def sweep(
                       f"{r.wait_registration:.1f}", f"{r.wait_pharmacy:.1f}")
     console.print(table)
     console.print(f"wrote sweep.csv and sweep.png to {out}")
+
+
+report_app = typer.Typer()
+
+
+@report_app.command("report")
+def report(
+    out: Path = typer.Option(Path("results/reports"), help="where the reports go"),
+    small: bool = typer.Option(False, help="small, quick parameters"),
+    only: list[str] | None = typer.Option(None, help="only these notebooks"),
+) -> None:
+    """Execute the analyst notebooks (papermill) and render them to HTML with an index."""
+    from .report import NOTEBOOKS, build_reports
+
+    unknown = set(only or []) - set(NOTEBOOKS)
+    if unknown:
+        console.print(f"[red]unknown notebooks: {sorted(unknown)}; known: {list(NOTEBOOKS)}[/]")
+        raise typer.Exit(2)
+    done = build_reports(out, small=small, only=only,
+                         progress=lambda n: console.print(f"executing {n}.ipynb ..."))
+    console.print(f"wrote {len(done)} reports and index.html to {out}")

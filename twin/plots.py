@@ -146,3 +146,70 @@ def sweep_plot(df: pd.DataFrame, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+PHASES = [  # (label, steps counted, part: "wait" or "service")
+    ("registration queue", ("registration", "checkin"), "wait"),
+    ("registration / check-in", ("registration", "checkin"), "service"),
+    ("doctor queue", ("doctor", "revisit"), "wait"),
+    ("consultation", ("doctor", "revisit"), "service"),
+    ("payment queue", ("payment",), "wait"),
+    ("payment", ("payment",), "service"),
+    ("lab / imaging", ("lab", "imaging"), "both"),
+    ("report printing", ("report",), "both"),
+    ("pharmacy queue", ("pharmacy",), "wait"),
+    ("dispensing", ("pharmacy",), "service"),
+]
+
+
+def journey_phases(patients: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    """Mean minutes per visit in each phase of the journey, by flow; what is left of the
+    visit time is walking, waiting for results, paying on the phone and early arrival."""
+    rows = []
+    for flow, pts in patients.groupby("flow"):
+        keys = set(zip(pts.replication, pts.patient, strict=True))
+        st = steps[[k in keys for k in zip(steps.replication, steps.patient, strict=True)]]
+        n = len(pts)
+        row = {"flow": flow}
+        used = 0.0
+        for label, names, part in PHASES:
+            sel = st[st.step.isin(names)]
+            minutes = {"wait": sel.wait.sum(), "service": sel.service.sum(),
+                       "both": sel.wait.sum() + sel.service.sum()}[part] / n
+            row[label] = minutes
+            used += minutes
+        visit = float(pts.visit_time.mean())
+        # the slot wait of appointment patients is in wait_doctor, not in a queue step
+        slot_wait = float(pts.wait_doctor.mean()) - row["doctor queue"]
+        row["doctor queue"] += max(slot_wait, 0.0)
+        used += max(slot_wait, 0.0)
+        row["walking, results, phone"] = max(visit - used, 0.0)
+        row["visit time"] = visit
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("flow")
+
+
+def journey(phases: pd.DataFrame, path: Path) -> Path:
+    """The patient journey before and after, as the paper's figure 3 tells it: where the
+    minutes of a visit go, traditional against online."""
+    cols = [c for c in phases.columns if c != "visit time"]
+    cmap = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    for y, (_flow, row) in enumerate(phases.iterrows()):
+        left = 0.0
+        for i, c in enumerate(cols):
+            w = row[c]
+            ax.barh(y, w, left=left, color=cmap(i), label=c if y == 0 else None,
+                    edgecolor="white")
+            if w >= 4:
+                ax.text(left + w / 2, y, f"{w:.0f}", ha="center", va="center", fontsize=7)
+            left += w
+        ax.text(left + 1, y, f"{row['visit time']:.0f} min", va="center", fontsize=9)
+    ax.set_yticks(range(len(phases)), [f.title() for f in phases.index])
+    ax.set_xlabel("minutes of an average visit")
+    ax.set_title('The patient journey: the "three longs, one short" before and after')
+    ax.legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,66 @@
+"""The analyst notebooks execute on small parameters, render to HTML with their figures,
+and the HTML opens in a browser."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from twin.report import NOTEBOOKS, build_reports
+
+MIN_FIGURES = {"flow_comparison": 6, "province_rollout": 4, "loadtest_report": 1}
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("reports")
+    overrides = {
+        "province_rollout": {"results_dir": str(out / "no-province-results")},
+        "loadtest_report": {"search_dir": str(out / "no-loadtests"),
+                            "sample_dir": str(out / "loadtest-sample"),
+                            "capacity_file": str(out / "none.json"),
+                            "province_peaks": str(out / "none.json")},
+    }
+    return out, build_reports(out, small=True, overrides=overrides)
+
+
+@pytest.mark.slow
+def test_every_notebook_executes_with_its_figures(reports) -> None:  # type: ignore[no-untyped-def]
+    out, done = reports
+    assert set(done) == set(NOTEBOOKS)
+    for name in NOTEBOOKS:
+        nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.output_type == "error"], name
+        figures = [o for o in outputs if "image/png" in o.get("data", {})]
+        assert len(figures) >= MIN_FIGURES[name], (name, len(figures))
+        page = (out / f"{name}.html").read_text()
+        assert page.count("data:image/png;base64") >= MIN_FIGURES[name]
+        assert "Traceback" not in page
+    index = (out / "index.html").read_text()
+    assert all(f'href="{n}.html"' in index for n in NOTEBOOKS)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed "
+                    "(Debian: apt-get install chromium); .ci/run installs it")
+def test_reports_open_in_a_browser(reports, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import matplotlib.image as mpimg
+
+    out, _ = reports
+    for page in ("index.html", "flow_comparison.html"):
+        shot = tmp_path / f"{page}.png"
+        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-quic", "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600",
+                        f"--screenshot={shot}", (out / page).as_uri()],
+                       capture_output=True, timeout=120, check=False)
+        assert shot.exists() and shot.stat().st_size > 5_000, page
+        pixels = mpimg.imread(shot)
+        assert pixels.std() > 0.02, f"{page} rendered blank"
