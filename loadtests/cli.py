@@ -78,3 +78,52 @@ def loadtest(
     console.print(f"SLO: {'PASSED' if slo.get('passed') else 'FAILED'}; report in "
                   f"{summary['out']}")
     raise typer.Exit(code)
+
+
+@app.command("loadtest-capacity")
+def capacity(
+    rates: str = typer.Option("50,100,200,400,800", help="offered rates per second, rising"),
+    workers: str = typer.Option("1,2", help="uvicorn worker counts to measure"),
+    step_duration: int = typer.Option(8, min=2, help="seconds per step"),
+    database_url: str | None = typer.Option(None, envvar="EHC_LOADTEST_DATABASE_URL",
+                                            help="also measure on this PostgreSQL"),
+    slo_p95_ms: float = typer.Option(200.0),
+    slo_p99_ms: float = typer.Option(500.0),
+    province_peaks: Path = typer.Option(Path("results/province/demand_peaks.json"),
+                                        help="demand peaks of `ehc twin province`"),
+    headroom: float = typer.Option(2.0, min=1.0),
+    out: Path = typer.Option(Path("results/loadtest/capacity")),
+) -> None:
+    """Step the offered rate up until the SLO breaks, for verify and /ping, per config."""
+    import json
+
+    from .capacity import run_capacity
+    from .slo import Slo
+
+    try:
+        rate_list = [float(r) for r in rates.split(",")]
+        worker_list = [int(w) for w in workers.split(",")]
+    except ValueError:
+        console.print("[red]--rates takes numbers (50,100,...) and --workers integers[/]")
+        raise typer.Exit(2) from None
+    if out.exists() and any(out.iterdir()):
+        console.print(f"[red]{out} is not empty: give a new folder[/]")
+        raise typer.Exit(2)
+    peak = None
+    if province_peaks.exists():
+        peak = json.loads(province_peaks.read_text())["verify"]["peak_per_s"]
+    result = run_capacity(sorted(rate_list), worker_list, [None, *([database_url] if
+                          database_url else [])], step_duration,
+                          Slo(slo_p95_ms, slo_p99_ms, 0.01, 0.0), out, peak, headroom,
+                          progress=console.print)
+    for k in result["knees"]:
+        console.print(f"{k['database']}, {k['server_workers']} worker(s), {k['route']}: knee "
+                      f"{k['knee_rps']:g}/s (max achieved {k['max_achieved_rps']:.0f}/s)"
+                      + (" [generator-limited]" if k["generator_limited"] else ""))
+    if result["cores_needed"]:
+        console.print(f"[bold]The province's peak of {peak:g} verifications/s needs "
+                      f"{result['cores_needed']} core(s) at {headroom:g}x headroom "
+                      f"({result['verify_per_core']:.0f} scans/s per core).[/]")
+    else:
+        console.print("no province peak (run `ehc twin province`) or no passing step")
+    console.print(f"wrote capacity.json to {out}")

@@ -41,6 +41,7 @@ RATE = float(os.environ.get("EHC_RATE_PER_USER", "0"))
 APP_WEIGHT = int(os.environ.get("EHC_APP_WEIGHT", "1"))
 LIMIT = int(os.environ.get("EHC_CODE_LIMIT", "3"))
 EXPIRED_AFTER_S = float(os.environ.get("EHC_EXPIRED_AFTER_S", "95"))
+WORKLOAD = os.environ.get("EHC_WORKLOAD", "scan")  # scan (terminals and apps) or ping
 RECORD_IDS: list[int] = []  # usage records of the verifies this process counted as OK
 
 
@@ -72,6 +73,7 @@ class CardUser(FastHttpUser):
 class TerminalUser(CardUser):
     """A hospital terminal: each scan shows a fresh code and verifies it online."""
 
+    abstract = WORKLOAD != "scan"
     weight = 10
 
     def on_start(self) -> None:
@@ -137,11 +139,23 @@ class TerminalUser(CardUser):
 class AppUser(CardUser):
     """A resident with the app open: the code refreshes, nobody scans it."""
 
-    weight = APP_WEIGHT
+    abstract = WORKLOAD != "scan" or APP_WEIGHT == 0
+    weight = max(APP_WEIGHT, 1)
 
     @task
     def refresh(self) -> None:
         self.fresh_code()
+
+
+class PingUser(FastHttpUser):
+    """The trivial route of the same app, measured the same way (capacity baseline)."""
+
+    abstract = WORKLOAD != "ping"
+    wait_time = _wait()
+
+    @task
+    def ping(self) -> None:
+        self.client.get("/ping", name="ping")
 
 
 if os.environ.get("EHC_SHAPE", "constant") != "constant":
@@ -172,7 +186,8 @@ def slo_gate(environment, **_kw) -> None:  # type: ignore[no-untyped-def]
         Path(out, f"record-ids-{os.getpid()}.json").write_text(json.dumps(RECORD_IDS))
     if isinstance(environment.runner, WorkerRunner):
         return
-    verdict = evaluate(environment.stats, Slo.from_env())
+    hot = ("ping", "GET") if WORKLOAD == "ping" else ("verify", "POST")
+    verdict = evaluate(environment.stats, Slo.from_env(), *hot)
     environment.process_exit_code = 0 if verdict["passed"] else 1
     if out:
         Path(out, "slo.json").write_text(json.dumps(verdict, indent=1))

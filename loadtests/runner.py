@@ -47,6 +47,7 @@ class LoadOptions:
     compress: float = 60.0
     scale: float = 1.0
     database_url: str | None = None
+    workload: str = "scan"  # scan (terminals + apps) or ping (the trivial route)
     slo: Slo = field(default_factory=Slo)
     out: Path | None = None
 
@@ -159,6 +160,7 @@ def locust_env(opts: LoadOptions, seed_path: Path, out: Path) -> dict[str, str]:
     env = {**os.environ, "EHC_SEED_FILE": str(seed_path), "EHC_BAD_SHARE": str(opts.bad_share),
            "EHC_RATE_PER_USER": str(opts.rate_per_user), "EHC_APP_WEIGHT": str(opts.app_weight),
            "EHC_SHAPE": opts.shape, "EHC_SHAPE_USERS": str(opts.users),
+           "EHC_WORKLOAD": opts.workload,
            "EHC_SHAPE_DURATION_S": str(opts.duration_s), "EHC_COMPRESS": str(opts.compress),
            "EHC_SCALE": str(opts.scale), "EHC_SLO_P95_MS": str(s.p95_ms),
            "EHC_SLO_P99_MS": str(s.p99_ms), "EHC_SLO_MAX_FAILURE_RATIO": str(s.max_failure_ratio),

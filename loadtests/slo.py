@@ -24,9 +24,9 @@ class Slo:
                    float(os.environ.get("EHC_SLO_MIN_RPS", d.min_rps)))
 
 
-def evaluate(stats, slo: Slo) -> dict:  # type: ignore[no-untyped-def]
+def evaluate(stats, slo: Slo, name: str = HOT, method: str = "POST") -> dict:  # type: ignore[no-untyped-def]
     """Verdict over the hot request's latency and everyone's failures and throughput."""
-    hot = stats.get(HOT, "POST")
+    hot = stats.get(name, method)
     total = stats.total
     fail_ratio = total.num_failures / total.num_requests if total.num_requests else 1.0
     p95 = hot.get_response_time_percentile(0.95) if hot.num_requests else float("inf")
@@ -37,8 +37,9 @@ def evaluate(stats, slo: Slo) -> dict:  # type: ignore[no-untyped-def]
         "p99_ms": {"measured": p99, "limit": slo.p99_ms, "ok": p99 <= slo.p99_ms},
         "failure_ratio": {"measured": fail_ratio, "limit": slo.max_failure_ratio,
                           "ok": fail_ratio <= slo.max_failure_ratio},
-        "verify_rps": {"measured": rps, "limit": slo.min_rps, "ok": rps >= slo.min_rps},
+        "hot_rps": {"measured": rps, "limit": slo.min_rps, "ok": rps >= slo.min_rps},
     }
     return {"passed": all(c["ok"] for c in checks.values()), "checks": checks,
             "requests": total.num_requests, "failures": total.num_failures,
-            "verify_requests": hot.num_requests, "verify_failures": hot.num_failures}
+            "hot_request": name, "hot_requests": hot.num_requests,
+            "hot_failures": hot.num_failures}

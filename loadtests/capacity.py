@@ -1,0 +1,91 @@
+"""``ehc loadtest capacity``: offer rising fixed rates until the SLO breaks (the knee),
+for the hot path and for the trivial route of the same app, per server configuration,
+and size the card network for the province's peak."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .runner import LoadOptions, Server, locust_env, locust_rows, run_locust, seed
+from .slo import Slo
+
+PER_USER_RPS = 5.0  # each user offers this many scans (or pings) per second
+
+
+def _step(opts: LoadOptions, server: Server, seed_path: Path, out: Path, route: str,
+          rate: float) -> dict:
+    users = max(1, math.ceil(rate / PER_USER_RPS))
+    step_opts = replace(opts, users=users, spawn_rate=users, rate_per_user=PER_USER_RPS,
+                        workload="ping" if route == "ping" else "scan", bad_share=0.0,
+                        app_weight=0)
+    step_out = out / f"{route}-{rate:g}"
+    step_out.mkdir(parents=True)
+    started = time.monotonic()
+    code, cpu = run_locust(step_opts, server.url, locust_env(step_opts, seed_path, step_out),
+                           step_out)
+    wall = time.monotonic() - started
+    row = locust_rows(step_out).get("ping" if route == "ping" else "verify", {})
+    achieved = row.get("rps", 0.0)
+    slo = json.loads((step_out / "slo.json").read_text()) if (step_out / "slo.json").exists() \
+        else {"passed": False}
+    return {"route": route, "offered_rps": rate, "achieved_rps": achieved,
+            "p95_ms": row.get("p95_ms"), "p99_ms": row.get("p99_ms"),
+            "failures": row.get("failures", 0), "slo_passed": bool(slo.get("passed")),
+            "kept_up": achieved >= 0.9 * rate, "generator_cpu_share": cpu / wall if wall else 0,
+            "locust_exit_code": code}
+
+
+def run_capacity(rates: list[float], worker_counts: list[int], databases: list[str | None],
+                 step_s: int, slo: Slo, out: Path, peak_per_s: float | None,
+                 headroom: float, residents: int = 100, progress=print) -> dict:  # type: ignore[no-untyped-def]
+    out.mkdir(parents=True, exist_ok=True)
+    steps, knees = [], []
+    for db in databases:
+        for workers in worker_counts:
+            label = f"{'postgresql' if db else 'sqlite'}, {workers} worker(s)"
+            conf_out = out / f"{'pg' if db else 'sqlite'}-w{workers}"
+            conf_out.mkdir(parents=True, exist_ok=True)
+            opts = LoadOptions(duration_s=step_s, server_workers=workers, residents=residents,
+                               database_url=db, slo=slo, lost_cards=0)
+            server = Server(opts, conf_out)
+            try:
+                seed_path = seed(server, opts, conf_out)
+                for route in ("ping", "verify"):
+                    best = None
+                    for rate in rates:
+                        r = _step(opts, server, seed_path, conf_out, route, rate)
+                        r.update(database="postgresql" if db else "sqlite",
+                                 server_workers=workers)
+                        steps.append(r)
+                        progress(f"{label}: {route} offered {rate:g}/s -> "
+                                 f"{r['achieved_rps']:.0f}/s, p95 {r['p95_ms']} ms, "
+                                 f"SLO {'ok' if r['slo_passed'] else 'broken'}, generator "
+                                 f"CPU {r['generator_cpu_share']:.0%}")
+                        if not (r["slo_passed"] and r["kept_up"]):
+                            break
+                        best = r
+                    knees.append({
+                        "database": "postgresql" if db else "sqlite", "server_workers": workers,
+                        "route": route, "knee_rps": best["offered_rps"] if best else 0.0,
+                        "max_achieved_rps": max((s["achieved_rps"] for s in steps
+                                                 if s["route"] == route
+                                                 and s["server_workers"] == workers), default=0),
+                        "generator_limited": any(s["generator_cpu_share"] > 0.9 for s in steps
+                                                 if s["route"] == route
+                                                 and s["server_workers"] == workers)})
+            finally:
+                server.stop()
+    verify_knees = [k for k in knees if k["route"] == "verify" and k["knee_rps"] > 0]
+    per_core = max((k["knee_rps"] / k["server_workers"] for k in verify_knees), default=0.0)
+    cores = math.ceil(peak_per_s * headroom / per_core) if peak_per_s and per_core else None
+    result = {"steps": steps, "knees": knees, "verify_per_core": per_core,
+              "province_peak_verify_per_s": peak_per_s, "headroom": headroom,
+              "cores_needed": cores, "per_user_rps": PER_USER_RPS, "step_seconds": step_s,
+              "slo": slo.__dict__,
+              "note": "a scan is a code refresh and a verification; the verify rate is scans/s"}
+    (out / "capacity.json").write_text(json.dumps(result, indent=1))
+    return result
