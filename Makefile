@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint clean loadtest report
+.PHONY: run test bench lint clean loadtest report fuzz
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ loadtest: $(STAMP)
 ## report: execute the analyst notebooks into HTML reports (results/reports/index.html)
 report: $(STAMP)
 	$(BIN)/ehc report
+
+## fuzz: schema-driven fuzzing of every route with more examples than make test
+fuzz: $(STAMP)
+	EHC_FUZZ_EXAMPLES=300 $(BIN)/python -m pytest -q tests/test_fuzz.py

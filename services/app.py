@@ -15,7 +15,7 @@ from fastapi.responses import Response
 
 from .common.auth import bearer_guard
 from .common.db import make_engine
-from .common.errors import install_error_handlers
+from .common.errors import error_responses, install_error_handlers
 from .common.fastpath import FastPath, HotRoute
 from .common.logs import RequestIdMiddleware, configure_logging, server_stats
 from .common.pii import field_cipher
@@ -86,7 +86,9 @@ def build_app(settings: Settings | None = None,
         hot_routes.append(verify_route(hc))
 
     @app.get("/ehc/v1/admin/server-stats", tags=["admin"], dependencies=[Depends(admin_guard)],
-             summary="This worker's request counts and latency histogram")
+             summary="This worker's request counts and latency histogram",
+             responses=error_responses((401, "UNAUTHENTICATED", "no bearer token"),
+                                       (403, "FORBIDDEN", "not admin")))
     def stats() -> dict:
         return server_stats.snapshot()
 

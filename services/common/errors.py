@@ -40,11 +40,13 @@ def request_id_of(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "") or ""
 
 
-def _response(request: Request, status: int, code: str, message: str) -> Response:
+def _response(request: Request, status: int, code: str, message: str,
+              headers: dict[str, str] | None = None) -> Response:
     return Response(
         error_body(code, message, request_id_of(request)),
         status_code=status,
         media_type="application/json",
+        headers=headers,
     )
 
 
@@ -74,13 +76,29 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # the framework could not parse the body
+            return _response(request, 422, "INVALID_REQUEST", "malformed request body")
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
-        return _response(request, exc.status_code, code, str(exc.detail))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # RFC 9110: list every method the path allows
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return _response(request, exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"request_id": request_id_of(request)})
         return _response(request, 500, "INTERNAL_ERROR", "internal error")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Methods of every route whose path matches (several routes may share a path)."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def error_responses(*codes: tuple[int, str, str]) -> dict:
