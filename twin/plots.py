@@ -17,6 +17,17 @@ WAIT_KPIS = [("wait_registration", "registration\nwindow"), ("wait_payment", "pa
              ("wait_pharmacy", "pharmacy\nwindow"), ("wait_doctor", "doctor\n(per visit)")]
 
 
+def _finish(fig, ax, path: Path, title: str, legend_size: int | None = None) -> Path:  # type: ignore[no-untyped-def]
+    """Title, grid, legend, save, close: the same last lines of every plot."""
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def waits_by_station(runs: dict[str, pd.DataFrame], path: Path) -> Path:
     """Bars of mean waits with 95% CIs, one group per station, one bar per scenario."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -47,13 +58,7 @@ def visit_time_ecdf(patients: dict[str, pd.DataFrame], path: Path) -> Path:
             ax.step(v, np.arange(1, v.size + 1) / v.size, where="post", label=label)
     ax.set_xlabel("visit time, arrival to departure (min)")
     ax.set_ylabel("share of visits (ECDF)")
-    ax.set_title("Distribution of visit times")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "Distribution of visit times")
 
 
 def queues_over_day(queues: pd.DataFrame, path: Path, title: str) -> Path:
@@ -67,13 +72,7 @@ def queues_over_day(queues: pd.DataFrame, path: Path, title: str) -> Path:
             ax.plot(q.index / 60, q.to_numpy(), label=name)
     ax.set_xlabel("clock time (h)")
     ax.set_ylabel("patients waiting (mean over replications)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, title, 8)
 
 
 def city_savings(cities: pd.DataFrame, paper_minutes: float, path: Path) -> Path:
@@ -110,13 +109,7 @@ def demand_curve(frame: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_xlim(6, 22)
     ax.set_xlabel("clock time (h)")
     ax.set_ylabel("calls per second")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, title, 8)
 
 
 def sweep_plot(df: pd.DataFrame, path: Path) -> Path:

@@ -9,7 +9,6 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from .scenario import (
@@ -19,6 +18,7 @@ from .scenario import (
     Strict,
     describe_errors,
     load_scenario,
+    read_yaml_mapping,
 )
 
 
@@ -134,14 +134,7 @@ def scale_hospital(sc: Scenario, daily_visits: int) -> Scenario:
 
 def load_province(path: str | Path) -> Province:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ScenarioError(f"{path}: no such province file") from exc
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: a province is a mapping of keys")
+    data = read_yaml_mapping(path, "province")
     data.setdefault("name", path.stem)
     try:
         prov = Province.model_validate(data)

@@ -211,17 +211,23 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    if path in seen:
-        raise ScenarioError(f"{path}: 'extends' forms a cycle")
+def read_yaml_mapping(path: Path, what: str = "scenario") -> dict:
+    """A YAML file that must hold a mapping, or a ScenarioError naming the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ScenarioError(f"{path}: no such scenario file") from exc
+        raise ScenarioError(f"{path}: no such {what} file") from exc
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: a scenario is a mapping of keys")
+        raise ScenarioError(f"{path}: a {what} is a mapping of keys")
+    return data
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if path in seen:
+        raise ScenarioError(f"{path}: 'extends' forms a cycle")
+    data = read_yaml_mapping(path)
     parent = data.pop("extends", None)
     if parent is not None:
         data = _merge(_read((path.parent / parent).resolve(), (*seen, path)), data)

@@ -134,17 +134,18 @@ class Callers:
         term = self.terminal(headers.get(H_KEY, ""))
         if term is None:
             raise ApiError(401, "UNKNOWN_TERMINAL", "terminal is not registered or disabled")
-        check_signature(headers, method, path, query, body, secret=term.secret,
-                        sm2_public_hex=term.sm2_public_key, nonces=self.nonces,
-                        max_age_s=self.max_age_s)
-        return term
+        return self._signed_by(term, headers, method, path, query, body)
 
     def authenticate_app(self, headers, method: str, path: str, query: str,  # type: ignore[no-untyped-def]
                          body: bytes) -> ChannelApp:
         app = self.app(headers.get(H_KEY, ""))
         if app is None:
             raise ApiError(401, "UNKNOWN_APP", "channel app is not registered or disabled")
-        check_signature(headers, method, path, query, body, secret=app.secret,
-                        sm2_public_hex=app.sm2_public_key, nonces=self.nonces,
+        return self._signed_by(app, headers, method, path, query, body)
+
+    def _signed_by(self, caller, headers, method: str, path: str, query: str, body: bytes):  # type: ignore[no-untyped-def]
+        """The caller, once its signature over this request checks out."""
+        check_signature(headers, method, path, query, body, secret=caller.secret,
+                        sm2_public_hex=caller.sm2_public_key, nonces=self.nonces,
                         max_age_s=self.max_age_s)
-        return app
+        return caller
