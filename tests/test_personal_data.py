@@ -1,0 +1,70 @@
+"""Personal data never in clear: not in the server's logs of a full run (real HTTP,
+INFO level, a separate process), not in the database files, masked for channel apps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from services.common.secrets_store import deployment_secret
+from services.common.settings import Settings
+from services.registry.synthetic import generate_residents
+from services.sdk import AdminClient, ChannelClient, SdkError, TerminalClient
+
+
+def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    log = tmp_path / "server.log"
+    env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "INFO"}
+    Settings(var_dir=var)  # the dev secrets are made by the server; read them after start
+    port = 18000 + os.getpid() % 1000
+    with log.open("w") as fh:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "services.app:create_app", "--factory",
+             "--port", str(port), "--log-level", "info"], env=env, stdout=fh, stderr=fh)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(url + "/ping")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        token = deployment_secret(Settings(var_dir=var), "admin_token")
+        admin = AdminClient(url, token)
+        people = list(generate_residents(5, seed=99))
+        admin.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name,
+                              "phone": p.phone} for p in people])
+        admin.add_institution("330100009999", "Log test hospital", "330100")
+        cred = admin.add_terminal("330100009999", "0101", 1)
+        app_cred = admin.add_channel_app("log test app")
+        app = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
+        term = TerminalClient(url, cred["terminal_id"], cred["secret"], city_code="330100")
+        for p in people:
+            card = app.apply("01", p.id_number, p.name, p.phone)
+            assert p.id_number not in str(card) and p.phone not in str(card)
+            assert card["name"] != p.name  # masked for the app
+            ident = term.verify(app.qrcode(card["card_id"])["qr_text"])
+            assert ident["id_number"] == p.id_number  # the institution needs it in full
+        try:  # a refused apply with a planted wrong name is logged too
+            app.apply("01", people[0].id_number, "错误姓名")
+        except SdkError:
+            pass
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=20)
+    text = log.read_text(encoding="utf-8", errors="replace")
+    assert '"path":"/ehc/v1/qrcodes/verify"' in text  # the access log was written
+    blobs = [f.read_bytes() for f in var.glob("*.db*")]
+    assert blobs
+    for p in people:
+        for secret in (p.id_number, p.name, p.phone, "错误姓名"):
+            assert secret not in text, f"{secret!r} in the logs"
+            for blob in blobs:
+                assert secret.encode() not in blob, f"{secret!r} in a database file"
