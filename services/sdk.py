@@ -43,7 +43,19 @@ def cst_now_text() -> str:
 class _Client:
     def __init__(self, base_url: str, *, transport: httpx.BaseTransport | None = None,
                  timeout_s: float = 10.0) -> None:
-        self.http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout_s)
+        self.base_url = base_url
+        self._transport = transport
+        self._timeout_s = timeout_s
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        """Made on first use: a client used only to sign (Locust users) never builds one,
+        and building one (TLS context and all) costs tens of milliseconds."""
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.base_url, transport=self._transport,
+                                      timeout=self._timeout_s)
+        return self._http
 
     def auth_headers(self, method: str, path: str, body: bytes, query: str = "") -> dict[str, str]:
         return {}
@@ -68,7 +80,8 @@ class _Client:
         return None if resp.status_code == 204 or not resp.content else resp.json()
 
     def close(self) -> None:
-        self.http.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         return self
