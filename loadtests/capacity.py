@@ -68,15 +68,15 @@ def run_capacity(rates: list[float], worker_counts: list[int], databases: list[s
                         if not (r["slo_passed"] and r["kept_up"]):
                             break
                         best = r
+                    mine = [s for s in steps if s["route"] == route
+                            and s["server_workers"] == workers
+                            and s["database"] == ("postgresql" if db else "sqlite")]
                     knees.append({
                         "database": "postgresql" if db else "sqlite", "server_workers": workers,
                         "route": route, "knee_rps": best["offered_rps"] if best else 0.0,
-                        "max_achieved_rps": max((s["achieved_rps"] for s in steps
-                                                 if s["route"] == route
-                                                 and s["server_workers"] == workers), default=0),
-                        "generator_limited": any(s["generator_cpu_share"] > 0.9 for s in steps
-                                                 if s["route"] == route
-                                                 and s["server_workers"] == workers)})
+                        "max_achieved_rps": max((s["achieved_rps"] for s in mine), default=0),
+                        "generator_limited": any(s["generator_cpu_share"] > 0.9
+                                                 for s in mine)})
             finally:
                 server.stop()
     verify_knees = [k for k in knees if k["route"] == "verify" and k["knee_rps"] > 0]

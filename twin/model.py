@@ -9,6 +9,7 @@ difference between two runs is the flows' doing, not the dice's.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -167,7 +168,8 @@ class HospitalDay:
         self.start_at, self.slot_start = appointment_arrivals(sc, self.p)
         # Python scalars for the event loop: numpy scalars make every time sum in SimPy's
         # heap ten times slower
-        self.q = SimpleNamespace(**{name: getattr(self.p, name).tolist()
+        # (per-patient rows of the 2-D draws are flattened: index pid * width + k)
+        self.q = SimpleNamespace(**{name: getattr(self.p, name).ravel().tolist()
                                     for name in Patients.__dataclass_fields__})
         self.slots = self.slot_start.tolist()
         self.keep_steps = keep_steps
@@ -240,7 +242,7 @@ class HospitalDay:
 
     def _walk(self, pid: int, k: int) -> None:
         self.walks[pid] += 1
-        self.ahead[pid] += self.q.walk[pid][k]
+        self.ahead[pid] += self.q.walk[pid * WALKS + k]
 
     def _spend(self, pid: int, minutes: float) -> None:
         """Time on the patient's own (results turnaround, paying on the phone)."""
@@ -288,21 +290,21 @@ class HospitalDay:
         """Pricing and payment: kiosk users pay at a kiosk, the others at a window."""
         p = self.q
         if p.kiosk[pid] and self.sc.resources.kiosks > 0:
-            self.w_pay[pid] += yield from self._use(pid, self.kiosks, p.pay[pid][k],
+            self.w_pay[pid] += yield from self._use(pid, self.kiosks, p.pay[2 * pid + k],
                                                     "payment")
             self.kiosk_uses[pid] += 1
         else:
-            self.w_pay[pid] += yield from self._use(pid, self.pay_window, p.pay[pid][k],
+            self.w_pay[pid] += yield from self._use(pid, self.pay_window, p.pay[2 * pid + k],
                                                     "payment")
 
     def _phone_pay(self, pid: int, k: int):  # type: ignore[no-untyped-def]
         p = self.q
         if self.demand is not None:
             self.demand.append((self.env.now + self.ahead[pid], "phone", pid))
-        self._spend(pid, p.phone_pay[pid][k])
-        if p.phone_fail[pid][k]:  # fall back to a window, as a real hospital would
+        self._spend(pid, p.phone_pay[2 * pid + k])
+        if p.phone_fail[2 * pid + k]:  # fall back to a window, as a real hospital would
             self._walk(pid, 2 if k == 0 else 6)
-            self.w_pay[pid] += yield from self._use(pid, self.pay_window, p.pay[pid][k],
+            self.w_pay[pid] += yield from self._use(pid, self.pay_window, p.pay[2 * pid + k],
                                                     "payment")
 
     def online(self, pid: int):  # type: ignore[no-untyped-def]
@@ -330,7 +332,7 @@ class HospitalDay:
         if p.rx[pid]:
             yield from self._phone_pay(pid, 1)
             self._walk(pid, 7)
-            factor = 1.0 if p.phone_fail[pid][1] else self.sc.online.prepaid_dispense_factor
+            factor = 1.0 if p.phone_fail[2 * pid + 1] else self.sc.online.prepaid_dispense_factor
             self.w_pharm[pid] += yield from self._use(pid, self.pharmacy,
                                                       p.dispense[pid] * factor, "pharmacy")
         self._done(pid, t0)
@@ -372,7 +374,16 @@ class HospitalDay:
         self.env.process(self._source())
         self.env.run(until=self.monitor_start)
         self.env.process(self._monitor())
-        self.env.run(until=self.finished)
+        # the cyclic collector would walk every queued event and recorded step again and
+        # again as they pile up; a day's run frees what it made by reference counting,
+        # and the collector catches any cycle once it is back on
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self.env.run(until=self.finished)
+        finally:
+            if collecting:
+                gc.enable()
         # the last patients' own time (walk out, last service) is not slept: see _use
         self.end = max([self.env.now, *(d for d in self.depart if d == d)])
         return self
