@@ -113,8 +113,8 @@ def test_province_errors(tmp_path: Path) -> None:
 
 def test_province_cli_writes_tables_demand_and_plots(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "province", str(SMALL),
-                          "--month", "6", "--out", str(tmp_path), "--demand-scale", "10"],
-                         capture_output=True, text=True)
+                          "--month", "6", "--out", str(tmp_path), "--demand-scale", "10",
+                          "--keep-patients"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     for name in ("hospitals.csv", "cities.csv", "paper_comparison.csv", "demand.csv",
                  "demand_by_city.csv", "demand_peaks.json", "savings_by_city.png",
@@ -122,6 +122,10 @@ def test_province_cli_writes_tables_demand_and_plots(tmp_path: Path) -> None:
         assert (tmp_path / name).stat().st_size > 0, name
     demand = pd.read_csv(tmp_path / "demand.csv")
     assert list(demand.columns) == ["second", "clock", *KINDS, "total"]
+    patients = pd.read_parquet(tmp_path / "patients.parquet")
+    hospitals = pd.read_csv(tmp_path / "hospitals.csv")
+    assert len(patients) == hospitals.patients_scenario.sum()
+    assert {"city", "hospital", "flow", "visit_time"} <= set(patients.columns)
     peaks = json.loads((tmp_path / "demand_peaks.json").read_text())
     assert peaks["verify"]["per_day"] * 10 == pytest.approx(demand.verify.sum())
     assert peaks["verify"]["peak_per_s"] >= peaks["verify"]["p99_per_s"]

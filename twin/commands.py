@@ -193,7 +193,8 @@ def province(
     workers: int = typer.Option(1, min=1, max=64, help="local processes"),
     scheduler: str | None = typer.Option(None, help="Dask scheduler address (tcp://...)"),
     out: Path = typer.Option(Path("results/province"), help="output folder"),
-    keep_patients: bool = typer.Option(False, help="(not kept: the run aggregates online)"),
+    keep_patients: bool = typer.Option(False, help="also write every patient of the "
+                                       "scenario flow (patients.parquet; large)"),
     demand_scale: float = typer.Option(1.0, min=0, help="scale of the demand CSV for Locust"),
 ) -> None:
     """Every hospital of every city for a day, both flows; the paper's figures beside."""
@@ -202,10 +203,6 @@ def province(
     from .province import load_province
     from .province_run import city_table, paper_table, plan, run_province
 
-    if keep_patients:
-        console.print("[yellow]--keep-patients is not supported for provinces: the run "
-                      "aggregates online; use `ehc twin run` on one hospital[/]")
-        raise typer.Exit(2)
     try:
         prov = load_province(scenario)
     except ScenarioError as exc:
@@ -213,7 +210,8 @@ def province(
         raise typer.Exit(2) from None
     month = month if month is not None else max(
         max(c.adoption_by_month) for c in prov.cities)
-    tasks = plan(prov, scenario.parent, month, replications or prov.replications, seed)
+    tasks = plan(prov, scenario.parent, month, replications or prov.replications, seed,
+                 keep_patients)
     with _progress() as bar:
         task = bar.add_task(f"{prov.name}, month {month}: {prov.visits_per_day():,} "
                             "visits/day x 2 flows", total=len(tasks))
@@ -224,6 +222,8 @@ def province(
     cities = city_table(res)
     paper = paper_table(res, cities)
     res.hospitals.to_csv(out / "hospitals.csv", index=False)
+    if res.patients is not None:
+        res.patients.to_parquet(out / "patients.parquet", index=False)
     cities.to_csv(out / "cities.csv", index=False)
     paper.to_csv(out / "paper_comparison.csv", index=False)
     total = res.demand_total

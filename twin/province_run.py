@@ -15,7 +15,7 @@ import pandas as pd
 from .demand import Demand
 from .model import HospitalDay
 from .province import Province
-from .results import WINDOWS, kpis
+from .results import WINDOWS, kpis, patients_frame
 from .scenario import Scenario
 from .stats import t_interval
 
@@ -32,16 +32,20 @@ class Task:
     hospitals: tuple[int, ...]  # global hospital numbers (seed streams)
     replication: int
     target_utilisation: float
+    keep_patients: bool = False
 
 
 def _needed(busy_h: float, open_h: float, target: float) -> int:
     return math.ceil(busy_h / (open_h * target)) if busy_h > 0 else 0
 
 
-def _hospital_row(task: Task, h: int) -> tuple[dict[str, Any], Demand]:
+def _hospital_row(task: Task, h: int) -> tuple[dict[str, Any], Demand, pd.DataFrame | None]:
     sc = task.scenario
     online = HospitalDay(sc.with_adoption(task.adoption), task.replication, h,
                          keep_steps=False, record_demand=True).run()
+    patients = patients_frame(online).assign(
+        city=task.city, archetype=task.archetype, hospital=h,
+        replication=task.replication) if task.keep_patients else None
     base = HospitalDay(sc.with_adoption(0.0), task.replication, h, keep_steps=False).run()
     row: dict[str, Any] = {"city": task.city, "archetype": task.archetype,
                            "level": task.level, "hospital": h,
@@ -64,21 +68,24 @@ def _hospital_row(task: Task, h: int) -> tuple[dict[str, Any], Demand]:
     row["minutes_saved"] = (row["visit_time_base"] * row["patients_base"]
                             - row["visit_time_scenario"] * row["patients_scenario"])
     row["visits"] = row["patients_base"]
-    return row, Demand.of_day(online)
+    return row, Demand.of_day(online), patients
 
 
-def run_task(task: Task) -> tuple[list[dict[str, Any]], dict[str, Demand]]:
-    """One chunk of hospitals of one city and archetype: rows, and demand per city."""
-    rows, demand = [], Demand()
+def run_task(task: Task) -> tuple[list[dict[str, Any]], dict[str, Demand], list]:
+    """One chunk of hospitals of one city and archetype: rows, demand per city, and the
+    patients of the scenario run when asked to keep them."""
+    rows, demand, patients = [], Demand(), []
     for h in task.hospitals:
-        row, d = _hospital_row(task, h)
+        row, d, pts = _hospital_row(task, h)
         rows.append(row)
         demand = demand + d
-    return rows, {task.city: demand}
+        if pts is not None:
+            patients.append(pts)
+    return rows, {task.city: demand}, patients
 
 
 def plan(prov: Province, base_dir: Path, month: int, replications: int,
-         seed: int | None = None) -> list[Task]:
+         seed: int | None = None, keep_patients: bool = False) -> list[Task]:
     scenarios = prov.hospital_scenarios(base_dir)
     seed = prov.seed if seed is None else seed
     tasks, number = [], 0
@@ -91,7 +98,7 @@ def plan(prov: Province, base_dir: Path, month: int, replications: int,
                 for i in range(0, count, CHUNK):
                     tasks.append(Task(city.name, name, prov.archetypes[name].level, sc,
                                       city.adoption(month), tuple(numbers[i:i + CHUNK]), rep,
-                                      prov.money.target_utilisation))
+                                      prov.money.target_utilisation, keep_patients))
     return tasks
 
 
@@ -132,6 +139,7 @@ class ProvinceResult:
     month: int
     hospitals: pd.DataFrame
     demand: dict[str, Demand]
+    patients: pd.DataFrame | None = None
 
     @property
     def demand_total(self) -> Demand:
@@ -149,11 +157,14 @@ def run_province(prov: Province, base_dir: Path, *, month: int, replications: in
     tasks = tasks if tasks is not None else plan(prov, base_dir, month, reps, seed)
     rows: list[dict[str, Any]] = []
     demand: dict[str, Demand] = {}
-    for task_rows, task_demand in execute(tasks, workers, scheduler, progress):
+    patients: list[pd.DataFrame] = []
+    for task_rows, task_demand, task_patients in execute(tasks, workers, scheduler, progress):
         rows.extend(task_rows)
+        patients.extend(task_patients)
         for city, d in task_demand.items():
             demand[city] = demand.get(city, Demand()) + d
-    return ProvinceResult(prov, month, pd.DataFrame(rows), demand)
+    return ProvinceResult(prov, month, pd.DataFrame(rows), demand,
+                          pd.concat(patients, ignore_index=True) if patients else None)
 
 
 def ratio_interval(saved: np.ndarray, visits: np.ndarray) -> tuple[float, float, float]:
