@@ -42,10 +42,10 @@ class World:
     residents: list
 
 
-@pytest.fixture(scope="module")
-def world(stack: LiveStack) -> Iterator[World]:
+def seeded_world(stack: LiveStack, residents: int = 40) -> World:
+    """Residents in the registry, two institutions with a terminal each, one app."""
     admin = AdminClient(stack.url, stack.admin_token)
-    people = list(generate_residents(40, seed=7))
+    people = list(generate_residents(residents, seed=7))
     admin.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name,
                           "phone": p.phone} for p in people])
     terms = []
@@ -57,6 +57,12 @@ def world(stack: LiveStack) -> Iterator[World]:
                                     city_code="330100", terminal_type=2))
     app_cred = admin.add_channel_app("浙里办 test")
     app = ChannelClient(stack.url, app_cred["app_key"], app_cred["app_secret"])
-    yield World(admin, app, terms[0], terms[1], people)
-    for c in (admin, app, *terms):
+    return World(admin, app, terms[0], terms[1], people)
+
+
+@pytest.fixture(scope="module")
+def world(stack: LiveStack) -> Iterator[World]:
+    w = seeded_world(stack)
+    yield w
+    for c in (w.admin, w.app, w.term_a, w.term_b):
         c.close()

@@ -317,3 +317,38 @@ def test_sm2_signed_terminal(stack, world, card) -> None:
     forger = TerminalClient(stack.url, cred["terminal_id"], None, sm2_private_hex=other_sk,
                             city_code="330100")
     refused("SIGNATURE_INVALID", stack, forger.verify, text)
+
+
+def test_rate_limit_per_terminal(tmp_path_factory, world) -> None:  # type: ignore[no-untyped-def]
+    """A terminal over its rate gets 429 RATE_LIMITED with Retry-After; nothing written;
+    another terminal is not affected."""
+    from tests.conftest import seeded_world
+    from tests.stack import drop_schemas, make_test_settings, start_stack
+
+    settings = make_test_settings(tmp_path_factory.mktemp("rl"),
+                                  rate_limit_terminal_per_s=2.0)
+    stack = start_stack(settings)
+    try:
+        w = seeded_world(stack, residents=3)
+        p = w.residents.pop()
+        card = w.app.apply("01", p.id_number, p.name)
+        static = w.app.qrcode(card["card_id"], kind="static")["qr_text"]
+        codes = []
+        for _ in range(8):
+            try:
+                w.term_a.verify(static)
+                codes.append(200)
+            except SdkError as exc:
+                codes.append(exc.code)
+        assert codes[:4] == [200] * 4 and "RATE_LIMITED" in codes  # burst of 2 s x 2/s
+        raw = orjson.dumps(w.term_a.verify_body(static))
+        resp = httpx.post(stack.url + "/ehc/v1/qrcodes/verify", content=raw, headers={
+            **sign_headers(w.term_a.terminal_id, "POST", "/ehc/v1/qrcodes/verify", raw,
+                           secret=w.term_a.secret), "Content-Type": "application/json"})
+        assert resp.status_code == 429 and resp.headers["retry-after"] == "1"
+        w.term_b.verify(static)  # the other terminal has its own bucket
+        time.sleep(1.0)  # refill, then count what the refused requests left: nothing
+        assert len(w.term_a.usage_records(limit=100)) == codes.count(200)
+    finally:
+        stack.stop()
+        drop_schemas(settings)

@@ -36,13 +36,16 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         rid = scope.get("state", {}).get("request_id", "")
-        status = 200
+        status, headers = 200, JSON
         try:
             body = await _read_body(receive, route.max_body)
             payload = await route.handler(scope, body)
         except ApiError as exc:
             status, payload = exc.status, error_body(exc.code, exc.message, rid)
-        await send({"type": "http.response.start", "status": status, "headers": JSON})
+            if exc.headers:
+                headers = JSON + [(k.lower().encode(), v.encode())
+                                  for k, v in exc.headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
 

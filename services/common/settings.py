@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(None, description="admin bearer token; unset = dev token")
     service_token: str | None = Field(None, description="system-to-system token")
     registry_url: str | None = Field(None, description="registry base URL when out of process")
+    rate_limit_terminal_per_s: float = Field(
+        50.0, ge=0, description="signed requests a second per terminal (0 = no limit); a "
+        "reading terminal scans a few codes a minute, so 50/s only stops runaway clients")
+    rate_limit_app_per_s: float = Field(5000.0, ge=0, description="per channel app "
+                                        "(0 = no limit)")
     log_level: str = "INFO"
 
 

@@ -66,6 +66,38 @@ def sign_headers(
             "X-EHC-Sign-Method": how, "X-EHC-Signature": sig}
 
 
+class RateLimiter:
+    """A token bucket per caller (per process): ``rate`` requests a second on average,
+    bursts up to two seconds' worth. ``rate`` 0 disables it."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = max(2 * rate, 1.0)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                return False
+            if len(self._buckets) > 200_000:
+                self._buckets.clear()
+            self._buckets[key] = (tokens - 1, now)
+            return True
+
+
+def refuse_rate(limiter: RateLimiter, key: str) -> None:
+    if not limiter.take(key):
+        raise ApiError(429, "RATE_LIMITED", f"more than {limiter.rate:g} requests a second",
+                       headers={"Retry-After": "1"})
+
+
 class NonceCache:
     """Nonces seen within the signature window (per process)."""
 

@@ -48,6 +48,7 @@ SIGNED = [
     (401, "SIGNATURE_STALE", "timestamp too old or ahead"),
     (401, "SIGNATURE_REPLAYED", "nonce reused"),
     (401, "SIGNATURE_INVALID", "signature does not match"),
+    (429, "RATE_LIMITED", "the caller's request rate is over its limit (Retry-After)"),
 ]
 APP_AUTH = [*SIGNED, (401, "UNKNOWN_APP", "app not registered")]
 TERM_AUTH = [*SIGNED, (401, "UNKNOWN_TERMINAL", "terminal not registered or disabled")]

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..common.errors import ApiError
 from ..common.pii import FieldCipher
-from ..common.signing import H_KEY, NonceCache, check_signature
+from ..common.signing import H_KEY, NonceCache, RateLimiter, check_signature, refuse_rate
 from .tables import channel_apps, institutions, terminals
 
 INSTITUTION_RE = re.compile(r"^[0-9A-Z]{12}$")
@@ -42,12 +42,14 @@ class ChannelApp:
 
 class Callers:
     def __init__(self, engine: Engine, cipher: FieldCipher, *, max_age_s: int,
-                 ttl_s: float = 30.0) -> None:
+                 ttl_s: float = 30.0, terminal_rate: float = 0.0, app_rate: float = 0.0) -> None:
         self.engine = engine
         self.cipher = cipher
         self.max_age_s = max_age_s
         self.ttl_s = ttl_s
         self.nonces = NonceCache(ttl_s=2 * max_age_s + 1)
+        self.terminal_limit = RateLimiter(terminal_rate)
+        self.app_limit = RateLimiter(app_rate)
         self._terminals: dict[str, tuple[float, Terminal | None]] = {}
         self._apps: dict[str, tuple[float, ChannelApp | None]] = {}
 
@@ -134,18 +136,22 @@ class Callers:
         term = self.terminal(headers.get(H_KEY, ""))
         if term is None:
             raise ApiError(401, "UNKNOWN_TERMINAL", "terminal is not registered or disabled")
-        return self._signed_by(term, headers, method, path, query, body)
+        self._signed_by(term, headers, method, path, query, body)
+        refuse_rate(self.terminal_limit, term.terminal_id)
+        return term
 
     def authenticate_app(self, headers, method: str, path: str, query: str,  # type: ignore[no-untyped-def]
                          body: bytes) -> ChannelApp:
         app = self.app(headers.get(H_KEY, ""))
         if app is None:
             raise ApiError(401, "UNKNOWN_APP", "channel app is not registered or disabled")
-        return self._signed_by(app, headers, method, path, query, body)
+        self._signed_by(app, headers, method, path, query, body)
+        refuse_rate(self.app_limit, app.app_key)
+        return app
 
-    def _signed_by(self, caller, headers, method: str, path: str, query: str, body: bytes):  # type: ignore[no-untyped-def]
-        """The caller, once its signature over this request checks out."""
+    def _signed_by(self, caller, headers, method: str, path: str, query: str,  # type: ignore[no-untyped-def]
+                   body: bytes) -> None:
+        """Refuse unless the caller's signature over this request checks out."""
         check_signature(headers, method, path, query, body, secret=caller.secret,
                         sm2_public_hex=caller.sm2_public_key, nonces=self.nonces,
                         max_age_s=self.max_age_s)
-        return caller

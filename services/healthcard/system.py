@@ -40,6 +40,8 @@ def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient
         keystore=keystore,
         cards=CardService(engine, keystore, cipher, empi_salt),
         verifier=Verifier(engine, keystore, cipher, settings),
-        callers=Callers(engine, cipher, max_age_s=settings.signature_max_age_s),
+        callers=Callers(engine, cipher, max_age_s=settings.signature_max_age_s,
+                        terminal_rate=settings.rate_limit_terminal_per_s,
+                        app_rate=settings.rate_limit_app_per_s),
         registry=registry,
     )
