@@ -7,12 +7,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-app = typer.Typer(no_args_is_help=False)
+app = typer.Typer(invoke_without_command=True,
+                  help="Locust against the card network (`ehc loadtest capacity` for knees).")
 console = Console()
 
 
-@app.command("loadtest")
+@app.callback()
 def loadtest(
+    ctx: typer.Context,
     shape: str = typer.Option("constant", help="constant, step, spike or demand"),
     users: int = typer.Option(20, min=1, help="users (the peak for step and spike)"),
     spawn_rate: float = typer.Option(20.0, min=0.1),
@@ -37,6 +39,8 @@ def loadtest(
     out: Path | None = typer.Option(None, help="default results/loadtest/<timestamp>"),
 ) -> None:
     """Start the stack, seed it, run Locust headless, gate on SLOs (exit 1 when broken)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from .runner import LoadOptions, run_loadtest
     from .slo import Slo
 
@@ -80,7 +84,7 @@ def loadtest(
     raise typer.Exit(code)
 
 
-@app.command("loadtest-capacity")
+@app.command("capacity")
 def capacity(
     rates: str = typer.Option("50,100,200,400,800", help="offered rates per second, rising"),
     workers: str = typer.Option("1,2", help="uvicorn worker counts to measure"),

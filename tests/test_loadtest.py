@@ -101,7 +101,7 @@ def test_bad_options_are_refused_cleanly(tmp_path: Path) -> None:
 def test_capacity_steps_find_a_knee_for_both_routes(tmp_path: Path) -> None:
     peaks = tmp_path / "peaks.json"
     peaks.write_text(json.dumps({"verify": {"peak_per_s": 30}}))
-    res = subprocess.run([sys.executable, "-m", "twin.cli", "loadtest-capacity", "--rates",
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "loadtest", "capacity", "--rates",
                           "10,20", "--workers", "1", "--step-duration", "3", "--slo-p95-ms",
                           "5000", "--slo-p99-ms", "10000",
                           "--province-peaks", str(peaks), "--out", str(tmp_path / "cap")],

@@ -16,7 +16,7 @@ from .commands import report_app
 app = typer.Typer(no_args_is_help=True, help="ehc-twin: card network, hospital twin, load tests")
 app.add_typer(services_app)
 app.add_typer(twin_app, name="twin")
-app.add_typer(loadtest_app)
+app.add_typer(loadtest_app, name="loadtest")
 app.add_typer(report_app)
 console = Console()
 
