@@ -15,15 +15,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import orjson
 
 from services.common.secrets_store import deployment_secret
@@ -31,6 +28,7 @@ from services.common.settings import Settings
 from services.common.signing import sign_headers
 from services.sdk import ChannelClient, cst_now_text
 from services.seeding import seed_stack
+from services.serve import spawn_server, stop_server
 
 from .common import save
 
@@ -104,19 +102,11 @@ def main() -> None:
     env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
            "EHC_RATE_LIMIT_TERMINAL_PER_S": "1e9", "EHC_RATE_LIMIT_APP_PER_S": "1e9"}
     port = 18765
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "services.app:create_app", "--factory",
-         "--port", str(port), "--log-level", "warning", "--no-access-log",
-         "--loop", "uvloop", "--http", "httptools"],
-        env=env, stdout=subprocess.DEVNULL)
+    server = spawn_server(env, port, "--log-level", "warning", "--no-access-log",
+                          "--loop", "uvloop", "--http", "httptools",
+                          stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                httpx.get(url + "/ping")
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         token = deployment_secret(Settings(var_dir=var), "admin_token")
         seed = seed_stack(url, token, 200)
         results = {"ping": wrk(url, "/ping", None, env, server.pid),
@@ -152,11 +142,7 @@ def main() -> None:
                                        "ratio_vs_fast_path_floor": floor_ratio,
                                        "generator": f"wrk -t1 -c{CONNECTIONS} -d{DURATION_S}s"}))
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
         shutil.rmtree(var, ignore_errors=True)
 
 

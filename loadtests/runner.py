@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -15,13 +14,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from services.app import build_app
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.sdk import ChannelClient, TerminalClient
 from services.seeding import seed_stack, write_seed_file
+from services.serve import spawn_server, stop_server
 
 from .slo import Slo
 
@@ -86,31 +84,12 @@ class Server:
                             db_schema_prefix=self.env.get("EHC_DB_SCHEMA_PREFIX", ""))
         build_app(settings)
         self.admin_token = deployment_secret(settings, "admin_token")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "services.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(self.port), "--workers",
-             str(opts.server_workers), "--timeout-keep-alive", "30",
-             "--log-level", "warning", "--no-access-log"],
-            env=self.env, preexec_fn=_raise_nofile)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("the stack did not start")
-            time.sleep(0.1)
+        self.proc = spawn_server(self.env, self.port, "--workers", str(opts.server_workers),
+                                 "--timeout-keep-alive", "30", "--log-level", "warning",
+                                 "--no-access-log", preexec_fn=_raise_nofile)
 
     def stop(self) -> dict:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_server(self.proc)
         merged: dict = {"workers": 0, "routes": {}}
         for f in sorted(self.stats_dir.glob("server-stats-*.json")):
             snap = json.loads(f.read_text())

@@ -3,12 +3,16 @@ background thread (demos, in-process seeding, tests) — always real HTTP throug
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -55,3 +59,34 @@ def start_in_thread(settings: Settings, systems: Sequence[str] = ALL_SYSTEMS,
     url = f"http://{host}:{sock.getsockname()[1]}"
     return RunningStack(url, deployment_secret(settings, "admin_token"), settings, app,
                         server, thread)
+
+
+def spawn_server(env: dict[str, str], port: int, *uvicorn_args: str,
+                 **popen: object) -> subprocess.Popen:
+    """The stack in its own uvicorn process(es) on 127.0.0.1:``port``; returns once
+    ``/ping`` answers (raises if it never does, and stops what it started)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "services.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), *uvicorn_args], env=env, **popen)
+    url = f"http://127.0.0.1:{port}/ping"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            stop_server(proc)
+            raise RuntimeError("the stack did not start")
+        time.sleep(0.05)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGINT (workers finish and leave their statistics), then kill if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-
-import httpx
 
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.registry.synthetic import generate_residents
 from services.sdk import AdminClient, ChannelClient, SdkError, TerminalClient
+from services.serve import spawn_server, stop_server
 
 
 def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> None:
@@ -26,17 +21,9 @@ def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> Non
     Settings(var_dir=var)  # the dev secrets are made by the server; read them after start
     port = 18000 + os.getpid() % 1000
     with log.open("w") as fh:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "services.app:create_app", "--factory",
-             "--port", str(port), "--log-level", "info"], env=env, stdout=fh, stderr=fh)
+        server = spawn_server(env, port, "--log-level", "info", stdout=fh, stderr=fh)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                httpx.get(url + "/ping")
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         token = deployment_secret(Settings(var_dir=var), "admin_token")
         admin = AdminClient(url, token)
         people = list(generate_residents(5, seed=99))
@@ -56,8 +43,7 @@ def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> Non
         with contextlib.suppress(SdkError):  # a refused apply is logged too
             app.apply("01", people[0].id_number, "错误姓名")
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=20)
+        stop_server(server)
     text = log.read_text(encoding="utf-8", errors="replace")
     assert '"path":"/ehc/v1/qrcodes/verify"' in text  # the access log was written
     blobs = [f.read_bytes() for f in var.glob("*.db*")]
