@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import orjson
 from fastapi import FastAPI, Request
@@ -20,6 +22,17 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     request_id: str
+
+
+@contextmanager
+def refuse_invalid_id() -> Iterator[None]:
+    """A malformed resident ID number inside the block answers 422 INVALID_ID_NUMBER."""
+    from .idcard import InvalidIdNumber
+
+    try:
+        yield
+    except InvalidIdNumber as exc:
+        raise ApiError(422, "INVALID_ID_NUMBER", f"id_number: {exc.reason}") from exc
 
 
 class ApiError(Exception):

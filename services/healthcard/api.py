@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from ..common.errors import ApiError, error_responses
+from ..common.errors import ApiError, error_responses, refuse_invalid_id
 from ..common.fastpath import Headers, HotRoute
-from ..common.idcard import InvalidIdNumber, parse_resident_id
+from ..common.idcard import parse_resident_id
 from . import qrcodes
 from .callers import ChannelApp, Terminal
 from .cards import refuse_unusable
@@ -62,10 +62,8 @@ def resident_facts(id_type: str, id_number: str) -> tuple[str, str | None, objec
     """(normalised number, sex, birth date) of a resident ID; other types as given."""
     if id_type != "01":
         return id_number, None, None
-    try:
+    with refuse_invalid_id():
         parsed = parse_resident_id(id_number)
-    except InvalidIdNumber as exc:
-        raise ApiError(422, "INVALID_ID_NUMBER", f"id_number: {exc.reason}") from exc
     return parsed.number, parsed.sex, parsed.birth_date
 
 

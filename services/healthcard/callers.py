@@ -96,39 +96,41 @@ class Callers:
         return app_key, secret
 
     # --------------------------------------------------------------- lookup
-    def terminal(self, terminal_id: str) -> Terminal | None:
+    def _cached(self, cache: dict, key: str, load):  # type: ignore[no-untyped-def]
+        """``load(key)`` at most every ``ttl_s`` seconds per key (None is cached too)."""
         now = time.monotonic()
-        hit = self._terminals.get(terminal_id)
+        hit = cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        value = load(key)
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[key] = (now + self.ttl_s, value)
+        return value
+
+    def terminal(self, terminal_id: str) -> Terminal | None:
+        return self._cached(self._terminals, terminal_id, self._load_terminal)
+
+    def app(self, app_key: str) -> ChannelApp | None:
+        return self._cached(self._apps, app_key, self._load_app)
+
+    def _load_terminal(self, terminal_id: str) -> Terminal | None:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(terminals, institutions.c.city_code, institutions.c.sm2_public_key)
                 .join(institutions, institutions.c.code == terminals.c.institution_code)
                 .where(terminals.c.terminal_id == terminal_id, terminals.c.active == 1)
             ).first()
-        term = None if row is None else Terminal(
+        return None if row is None else Terminal(
             row.terminal_id, row.institution_code, row.city_code, row.terminal_type,
             self.cipher.decrypt(row.secret_enc), row.sm2_public_key)
-        if len(self._terminals) > 100_000:
-            self._terminals.clear()
-        self._terminals[terminal_id] = (now + self.ttl_s, term)
-        return term
 
-    def app(self, app_key: str) -> ChannelApp | None:
-        now = time.monotonic()
-        hit = self._apps.get(app_key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+    def _load_app(self, app_key: str) -> ChannelApp | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(channel_apps).where(
                 channel_apps.c.app_key == app_key, channel_apps.c.active == 1)).first()
-        app = None if row is None else ChannelApp(
+        return None if row is None else ChannelApp(
             row.app_key, self.cipher.decrypt(row.secret_enc), row.sm2_public_key)
-        if len(self._apps) > 100_000:
-            self._apps.clear()
-        self._apps[app_key] = (now + self.ttl_s, app)
-        return app
 
     # --------------------------------------------------------------- authentication
     def authenticate_terminal(self, headers, method: str, path: str, query: str,  # type: ignore[no-untyped-def]

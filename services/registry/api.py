@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from ..common.errors import ApiError, error_responses
-from ..common.idcard import InvalidIdNumber
+from ..common.errors import error_responses, refuse_invalid_id
 from .service import NewResident, RegistryService
 
 IdType = Annotated[str, Field(pattern=r"^\d{2}$", examples=["01"])]
@@ -54,12 +53,10 @@ def make_router(service: RegistryService, guard, admin_guard) -> APIRouter:  # t
         summary="Real-name check of an identity against the population database",
     )
     def realname_check(body: RealnameCheck) -> RealnameResult:
-        try:
+        with refuse_invalid_id():
             return RealnameResult(
                 result=service.realname_check(body.id_type, body.id_number, body.name)
             )
-        except InvalidIdNumber as exc:
-            raise ApiError(422, "INVALID_ID_NUMBER", f"id_number: {exc.reason}") from exc
 
     @router.post(
         "/residents:batch",
@@ -69,12 +66,10 @@ def make_router(service: RegistryService, guard, admin_guard) -> APIRouter:  # t
         summary="Load residents (all or nothing)",
     )
     def add_residents(body: ResidentBatch) -> BatchResult:
-        try:
+        with refuse_invalid_id():
             created, existing = service.add_residents(
                 NewResident(r.id_type, r.id_number, r.name, r.phone) for r in body.residents
             )
-        except InvalidIdNumber as exc:
-            raise ApiError(422, "INVALID_ID_NUMBER", f"id_number: {exc.reason}") from exc
         return BatchResult(created=created, existing=existing)
 
     @router.get("/stats", dependencies=[Depends(admin_guard)], responses=error_responses(*_AUTH))
