@@ -19,8 +19,6 @@ from .sdk import ChannelClient, SdkError, TerminalClient
 from .seeding import seed_stack
 from .serve import start_in_thread
 
-STEPS = {10101: "registration", 10103: "pharmacy", 10105: "payment"}
-
 
 def run_demo(var_dir: Path, residents: int = 220, console: Console | None = None) -> dict:
     console = console or Console()

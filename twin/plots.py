@@ -42,12 +42,7 @@ def waits_by_station(runs: dict[str, pd.DataFrame], path: Path) -> Path:
     ax.axhline(10, color="grey", ls="--", lw=1, label="policy target (10 min)")
     ax.set_xticks(x + width * (len(runs) - 1) / 2, [n for _, n in WAIT_KPIS])
     ax.set_ylabel("mean wait (min), 95% CI")
-    ax.set_title("Waits per station")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "Waits per station")
 
 
 def visit_time_ecdf(patients: dict[str, pd.DataFrame], path: Path) -> Path:
@@ -88,12 +83,7 @@ def city_savings(cities: pd.DataFrame, paper_minutes: float, path: Path) -> Path
                label=f"paper: about {paper_minutes:g} min")
     ax.set_xticks(x, cities.city, rotation=30, ha="right")
     ax.set_ylabel("minutes saved per visit (95% CI)")
-    ax.set_title("Time saved per outpatient visit, by city")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "Time saved per outpatient visit, by city")
 
 
 def demand_curve(frame: pd.DataFrame, path: Path, title: str) -> Path:
