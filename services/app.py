@@ -3,7 +3,9 @@ app (the default one-process mode) or one system per process (``systems=``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
@@ -22,13 +24,13 @@ from .common.pii import field_cipher
 from .common.secrets_store import deployment_secret, master_key
 from .common.settings import Settings, get_settings
 
-ALL_SYSTEMS = ("registry", "healthcard")
+ALL_SYSTEMS = ("registry", "healthcard", "socialcard", "channel")
 INPROC_URL = "http://inproc"
 
 DESCRIPTION = """
 The card-service stack of ehc-twin: the population registry (real-name source), the
-electronic health card (EHC) management system and, in later releases, the e-SSC system,
-settlement, payment and the unified channel entry.
+electronic health card (EHC) management system, the e-SSC / medical-insurance card system
+(with the two-card binding both sides hold) and the unified channel entry (浙里办-like).
 
 **Authentication.** Channel apps and terminals sign every request (HMAC-SM3 with their
 secret, or SM2 with their registered key): headers `X-EHC-Key`, `X-EHC-Timestamp`,
@@ -58,6 +60,7 @@ def build_app(settings: Settings | None = None,
                   lifespan=_lifespan)
     install_error_handlers(app)
     app.state.systems = {}
+    app.state.sync_interval_s = settings.sync_interval_s
     hot_routes = [HotRoute("GET", "/healthz", _ping)]
 
     if "registry" in systems:
@@ -69,21 +72,53 @@ def build_app(settings: Settings | None = None,
         app.state.systems["registry"] = registry
         app.include_router(registry_router(registry, service_guard, admin_guard))
 
+    def peer_url(system: str, configured: str | None) -> tuple[str | None, FastAPI | None]:
+        """In-process when the peer is mounted here, else its configured URL (or None)."""
+        return (INPROC_URL, app) if system in systems else (configured, None)
+
     if "healthcard" in systems:
         from .healthcard.api import make_router as healthcard_router
         from .healthcard.api import verify_route
-        from .healthcard.peers import RegistryClient
+        from .healthcard.peers import RegistryClient, SocialcardClient
         from .healthcard.system import build_healthcard
 
-        in_process = "registry" in systems
-        if not in_process and not settings.registry_url:
+        url, inproc = peer_url("registry", settings.registry_url)
+        if url is None:
             raise ValueError("EHC_REGISTRY_URL is needed when the registry runs elsewhere")
-        client = RegistryClient(INPROC_URL if in_process else settings.registry_url,
-                                service_token, app=app if in_process else None)
-        hc = build_healthcard(settings, master, client, cipher)
+        client = RegistryClient(url, service_token, app=inproc)
+        url, inproc = peer_url("socialcard", settings.socialcard_url)
+        social = None if url is None else SocialcardClient(url, service_token, app=inproc)
+        hc = build_healthcard(settings, master, client, cipher, social)
         app.state.systems["healthcard"] = hc
-        app.include_router(healthcard_router(hc, admin_guard))
+        app.include_router(healthcard_router(hc, admin_guard, service_guard))
         hot_routes.append(verify_route(hc))
+
+    if "socialcard" in systems:
+        from .socialcard.api import make_router as socialcard_router
+        from .socialcard.peers import HealthcardClient
+        from .socialcard.system import build_socialcard
+
+        url, inproc = peer_url("healthcard", settings.healthcard_url)
+        if url is None:
+            raise ValueError("EHC_HEALTHCARD_URL is needed when the EHC system runs elsewhere")
+        sc = build_socialcard(settings, master, cipher,
+                              HealthcardClient(url, service_token, app=inproc))
+        app.state.systems["socialcard"] = sc
+        app.include_router(socialcard_router(sc, admin_guard, service_guard))
+
+    if "channel" in systems:
+        from .channel.api import make_router as channel_router
+        from .channel.system import build_channel
+
+        urls = {name: peer_url(name, getattr(settings, f"{name}_url"))
+                for name in ("registry", "healthcard", "socialcard")}
+        if any(u is None for u, _ in urls.values()):
+            raise ValueError("the channel needs the registry, EHC and e-SSC systems (mounted "
+                             "here or EHC_REGISTRY_URL / EHC_HEALTHCARD_URL / "
+                             "EHC_SOCIALCARD_URL)")
+        ch = build_channel(settings, cipher, urls, service_token, admin_token)
+        app.state.systems["channel"] = ch
+        app.include_router(channel_router(ch))
 
     @app.get("/ehc/v1/admin/server-stats", tags=["admin"], dependencies=[Depends(admin_guard)],
              summary="This worker's request counts and latency histogram",
@@ -111,14 +146,39 @@ def build_app(settings: Settings | None = None,
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-    """On shutdown, a worker leaves its own request statistics in ``EHC_STATS_DIR`` (when
-    set): with several uvicorn workers no single process sees them all."""
+    """While serving, each card system pulls its peer's usage records every
+    ``EHC_SYNC_INTERVAL_S``. On shutdown, a worker leaves its own request statistics in
+    ``EHC_STATS_DIR`` (when set): with several uvicorn workers no single process sees them
+    all."""
+    tasks = [asyncio.create_task(pull_forever(fusion, app.state.sync_interval_s))
+             for fusion in _fusions(app) if app.state.sync_interval_s > 0]
     yield
+    for task in tasks:
+        task.cancel()
     stats_dir = os.environ.get("EHC_STATS_DIR")
     if stats_dir:
         path = Path(stats_dir) / f"server-stats-{os.getpid()}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(server_stats.snapshot()))
+
+
+def _fusions(app: FastAPI) -> list:
+    systems = app.state.systems
+    out = [getattr(systems.get("healthcard"), "fusion", None)]
+    out.append(getattr(systems.get("socialcard"), "fusion", None))
+    return [f for f in out if f is not None]
+
+
+async def pull_forever(fusion, interval_s: float) -> None:  # type: ignore[no-untyped-def]
+    """Pull the peer's usage records now and then; a peer that is down is retried later
+    (the cursor makes the catch-up exact)."""
+    log = logging.getLogger("ehc.sync")
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await fusion.pull_usage()
+        except Exception as exc:
+            log.warning("usage pull failed: %s", type(exc).__name__)
 
 
 async def _ping(scope: dict, body: bytes) -> bytes:

@@ -117,20 +117,56 @@ class AdminClient(_Client):
         return self.request("POST", "/registry/v1/residents:batch", {"residents": residents})
 
     def add_institution(self, code: str, name: str, city_code: str,
-                        sm2_public_key: str | None = None) -> dict:
-        return self.request("POST", "/ehc/v1/admin/institutions", {
+                        sm2_public_key: str | None = None, *, system: str = "ehc") -> dict:
+        """Register an institution with one card system (``ehc`` or ``essc``)."""
+        return self.request("POST", f"/{system}/v1/admin/institutions", {
             "code": code, "name": name, "city_code": city_code,
             "sm2_public_key": sm2_public_key})
 
     def add_terminal(self, institution_code: str, dept_code: str,
-                     terminal_type: int = 1) -> dict:
-        return self.request("POST", "/ehc/v1/admin/terminals", {
+                     terminal_type: int = 1, *, system: str = "ehc",
+                     secret: str | None = None) -> dict:
+        """``secret`` provisions the one the terminal holds with the other system."""
+        return self.request("POST", f"/{system}/v1/admin/terminals", {
             "institution_code": institution_code, "dept_code": dept_code,
-            "terminal_type": terminal_type})
+            "terminal_type": terminal_type, "secret": secret})
 
-    def add_channel_app(self, name: str, sm2_public_key: str | None = None) -> dict:
-        return self.request("POST", "/ehc/v1/admin/channel-apps",
-                            {"name": name, "sm2_public_key": sm2_public_key})
+    def add_channel_app(self, name: str, sm2_public_key: str | None = None, *,
+                        system: str = "ehc", app_key: str | None = None,
+                        app_secret: str | None = None) -> dict:
+        return self.request("POST", f"/{system}/v1/admin/channel-apps", {
+            "name": name, "sm2_public_key": sm2_public_key, "app_key": app_key,
+            "app_secret": app_secret})
+
+    def add_insured(self, insured: list[dict]) -> dict:
+        """Import insured persons with their issued e-SSC into the e-SSC system."""
+        return self.request("POST", "/essc/v1/admin/insured:batch", {"insured": insured})
+
+    def essc_stats(self) -> dict:
+        return self.request("GET", "/essc/v1/admin/stats")
+
+    def fuse_page(self, after: str = "", limit: int = 1000) -> dict:
+        """Auto-open and bind EHCs for one page of unbound e-SSC holders."""
+        return self.request("POST", "/ehc/v1/admin/fusion/fuse-page",
+                            {"after": after, "limit": limit})
+
+    def reconcile_bindings(self) -> dict:
+        return self.request("POST", "/ehc/v1/admin/fusion/reconcile")
+
+    def pull_usage(self, system: str) -> int:
+        """Make ``system`` (ehc or essc) pull its peer's new usage records now."""
+        return self.request("POST", f"/{system}/v1/admin/fusion/pull-usage")["received"]
+
+    def set_faults(self, delay_ms: int = 0, unavailable: bool = False) -> dict:
+        """Outage drills on the e-SSC system's peer routes."""
+        return self.request("POST", "/essc/v1/admin/faults",
+                            {"delay_ms": delay_ms, "unavailable": unavailable})
+
+    def binding_proof(self, binding_id: str, system: str = "ehc") -> dict:
+        return self.request("GET", f"/{system}/v1/peer/bindings/{binding_id}")
+
+    def check_binding_proof(self, proof: dict, system: str = "ehc") -> dict:
+        return self.request("POST", f"/{system}/v1/peer/bindings:check", proof)
 
     def list_keys(self) -> list[dict]:
         return self.request("GET", "/ehc/v1/admin/keys")
@@ -191,6 +227,36 @@ class ChannelClient(_Signed):
     def remove_family(self, card_id: str, member_card_id: str) -> None:
         self.request("DELETE", f"/ehc/v1/cards/{card_id}/family/{member_card_id}")
 
+    # two-card fusion ------------------------------------------------------------
+    def claim_essc(self, id_type: str, id_number: str, name: str) -> dict:
+        return self.request("POST", "/essc/v1/cards",
+                            {"id_type": id_type, "id_number": id_number, "name": name})
+
+    def essc_card(self, ssc_card_no: str) -> dict:
+        return self.request("GET", f"/essc/v1/cards/{ssc_card_no}")
+
+    def essc_action(self, ssc_card_no: str, action: str) -> dict:
+        """``report-lost``, ``unlock`` or ``cancel`` on the e-SSC."""
+        return self.request("POST", f"/essc/v1/cards/{ssc_card_no}/{action}")
+
+    def essc_qrcode(self, ssc_card_no: str) -> dict:
+        return self.request("GET", f"/essc/v1/cards/{ssc_card_no}/qrcode")
+
+    def bind(self, card_id: str, ssc_card_no: str, region: str) -> dict:
+        return self.request("POST", f"/ehc/v1/cards/{card_id}/binding",
+                            {"ssc_card_no": ssc_card_no, "region": region})
+
+    def unbind(self, card_id: str) -> dict:
+        return self.request("DELETE", f"/ehc/v1/cards/{card_id}/binding")
+
+    def binding(self, card_id: str) -> dict:
+        return self.request("GET", f"/ehc/v1/cards/{card_id}/binding")
+
+    def usage_history(self, card_id: str, system: str = "ehc") -> list[dict]:
+        """One card's usage records from both card systems (``card_id`` is the e-SSC
+        card number when ``system`` is ``essc``)."""
+        return self.request("GET", f"/{system}/v1/cards/{card_id}/usage-history")
+
 
 class TerminalClient(_Signed):
     """A reading terminal of an institution (window, kiosk, pharmacy...)."""
@@ -215,7 +281,13 @@ class TerminalClient(_Signed):
         }
 
     def verify(self, qr_text: str, step: int = 10101, time: str | None = None) -> dict:
+        """An EHC or fused code, on the EHC system's verify route."""
         return self.request("POST", "/ehc/v1/qrcodes/verify",
+                            self.verify_body(qr_text, step, time))
+
+    def verify_essc(self, qr_text: str, step: int = 10105, time: str | None = None) -> dict:
+        """An e-SSC's own code, on the e-SSC system's verify route."""
+        return self.request("POST", "/essc/v1/qrcodes/verify",
                             self.verify_body(qr_text, step, time))
 
     def temporary_card(self, name: str | None = None, sex: str | None = None) -> dict:

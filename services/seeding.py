@@ -67,6 +67,18 @@ def seed_stack(url: str, admin_token: str, residents: int, *, hospitals_per_city
             "cards": cards}
 
 
+def insured_record(person: Any, serial: int) -> dict[str, Any]:
+    """The social-security bureau's record of a resident: an issued e-SSC in the region of
+    their city, employee (310) or resident (390) insurance, a personal-account balance."""
+    region = CITY_AREA_CODES[person.city]
+    employee = serial % 5 < 3
+    return {"ssc_card_no": f"{region}{serial:014d}", "id_type": person.id_type,
+            "id_number": person.id_number, "name": person.name, "phone": person.phone,
+            "region": region, "insurance_type": "310" if employee else "390",
+            "account_balance_fen": (serial * 7919) % 500_000 if employee else 0,
+            "card_state": 1}
+
+
 def write_seed_file(data: dict[str, Any], path: Path) -> None:
     """Credentials inside: written atomically, readable by the owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,18 @@ class PeerClient:
             headers={"Authorization": f"Bearer {token}"},
         )
 
-    async def post(self, path: str, payload: dict) -> dict:
+    async def post(self, path: str, payload: dict, timeout_s: float | None = None) -> Any:
+        return await self.call("POST", path, json=payload, timeout_s=timeout_s)
+
+    async def get(self, path: str, params: dict | None = None) -> Any:
+        return await self.call("GET", path, params=params)
+
+    async def call(self, method: str, path: str, *, timeout_s: float | None = None,
+                   **kw: Any) -> Any:  # kw: httpx request arguments (json, params, ...)
+        """The peer's JSON answer; its refusals as ApiError, silence as PeerUnavailable."""
         try:
-            resp = await self._client.post(path, json=payload)
+            extra = {} if timeout_s is None else {"timeout": timeout_s}
+            resp = await self._client.request(method, path, **kw, **extra)
         except httpx.HTTPError as exc:
             raise PeerUnavailable(self.name, type(exc).__name__) from exc
         if resp.status_code >= 500:

@@ -40,6 +40,15 @@ class Settings(BaseSettings):
         "reading terminal scans a few codes a minute, so 50/s only stops runaway clients")
     rate_limit_app_per_s: float = Field(5000.0, ge=0, description="per channel app "
                                         "(0 = no limit)")
+    socialcard_url: str | None = Field(None, description="e-SSC system base URL when out "
+                                       "of process")
+    healthcard_url: str | None = Field(None, description="EHC system base URL when out of "
+                                       "process")
+    peer_timeout_s: float = Field(0.5, gt=0, le=30, description="how long a fused "
+                                  "verification waits for the e-SSC side before it answers "
+                                  "the EHC identity alone (fail soft)")
+    sync_interval_s: float = Field(5.0, ge=0, description="seconds between pulls of the "
+                                   "peer's usage records (0 = only on demand)")
     log_level: str = "INFO"
 
 

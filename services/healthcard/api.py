@@ -11,30 +11,34 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from ..common.caller_routes import (
+    ADMIN,
+    APP_AUTH,
+    INVALID,
+    TERM_AUTH,
+    add_caller_admin_routes,
+    caller_dependencies,
+)
+from ..common.callers import ChannelApp, Terminal
 from ..common.errors import ApiError, error_responses, refuse_invalid_id
 from ..common.fastpath import Headers, HotRoute
 from ..common.idcard import parse_resident_id
 from . import qrcodes
-from .callers import ChannelApp, Terminal
 from .cards import refuse_unusable
+from .fusion_api import add_fusion_routes, fusion_of
 from .schemas import (
-    AppCredentials,
     ApplyAnswer,
     ApplyRequest,
-    AppRequest,
     BindTemporaryRequest,
     Card,
     FamilyMember,
     FamilyRequest,
-    InstitutionRequest,
     LookupRequest,
     ModifyRequest,
     PatientLinkRequest,
     QrCode,
     TemporaryAnswer,
     TemporaryRequest,
-    TerminalCredentials,
-    TerminalRequest,
     UsageRecord,
     VerifyAnswer,
     VerifyRequest,
@@ -43,19 +47,8 @@ from .system import HealthcardSystem
 from .tables import usage_records
 
 MAX_VERIFY_BODY = 4096
-SIGNED = [
-    (401, "SIGNATURE_MISSING", "request not signed"),
-    (401, "SIGNATURE_STALE", "timestamp too old or ahead"),
-    (401, "SIGNATURE_REPLAYED", "nonce reused"),
-    (401, "SIGNATURE_INVALID", "signature does not match"),
-    (429, "RATE_LIMITED", "the caller's request rate is over its limit (Retry-After)"),
-]
-APP_AUTH = [*SIGNED, (401, "UNKNOWN_APP", "app not registered")]
-TERM_AUTH = [*SIGNED, (401, "UNKNOWN_TERMINAL", "terminal not registered or disabled")]
-ADMIN = [(401, "UNAUTHENTICATED", "no bearer token"), (403, "FORBIDDEN", "not admin")]
 NOT_FOUND = (404, "CARD_NOT_FOUND", "no such card for this caller")
 BAD_ID = (422, "INVALID_ID_NUMBER", "malformed ID number")
-INVALID = (422, "INVALID_REQUEST", "body or parameters do not match the schema")
 
 
 def resident_facts(id_type: str, id_number: str) -> tuple[str, str | None, object]:
@@ -87,7 +80,11 @@ async def verify_payload(hc: HealthcardSystem, scope: dict, body: bytes) -> byte
     except orjson.JSONDecodeError as exc:
         raise ApiError(422, "INVALID_REQUEST", "body is not JSON") from exc
     rid = scope.get("state", {}).get("request_id", "")
-    return orjson.dumps(await hc.verifier.verify_async(term, data, rid))
+    answer = await hc.verifier.verify_async(term, data, rid)
+    binding = answer.pop("binding", None)
+    if binding is not None and hc.fusion is not None:
+        answer.update(await hc.fusion.insurance_identity(binding, term.institution_code))
+    return orjson.dumps(answer)
 
 
 def verify_route(hc: HealthcardSystem) -> HotRoute:
@@ -97,20 +94,12 @@ def verify_route(hc: HealthcardSystem) -> HotRoute:
     return HotRoute("POST", "/ehc/v1/qrcodes/verify", handle, MAX_VERIFY_BODY)
 
 
-def make_router(hc: HealthcardSystem, admin_guard) -> APIRouter:  # type: ignore[no-untyped-def]
+def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter:  # type: ignore[no-untyped-def]
     router = APIRouter(prefix="/ehc/v1")
     cards = hc.cards
     settings = hc.settings
 
-    async def channel_app(request: Request) -> ChannelApp:
-        body = await request.body()
-        return hc.callers.authenticate_app(
-            request.headers, request.method, request.url.path, request.url.query, body)
-
-    async def terminal(request: Request) -> Terminal:
-        body = await request.body()
-        return hc.callers.authenticate_terminal(
-            request.headers, request.method, request.url.path, request.url.query, body)
+    channel_app, terminal = caller_dependencies(hc.callers)
 
     App = Annotated[ChannelApp, Depends(channel_app)]
     Term = Annotated[Terminal, Depends(terminal)]
@@ -175,11 +164,12 @@ def make_router(hc: HealthcardSystem, admin_guard) -> APIRouter:  # type: ignore
                 response_model=QrCode,
                 summary="Static or dynamic code, as text or rendered PNG/SVG",
                 responses={**error_responses(*APP_AUTH, NOT_FOUND,
+                                             (404, "BINDING_NOT_FOUND", "fused: not bound"),
                                              (403, "CARD_LOST", "card lost"),
                                              (403, "CARD_CANCELLED", "card cancelled")),
                            200: {"content": {"image/png": {}, "image/svg+xml": {}}}})
     def qrcode(card_id: str, app: App,
-               kind: Literal["static", "dynamic"] = "dynamic",
+               kind: Literal["static", "dynamic", "fused"] = "dynamic",
                format: Literal["json", "png", "svg"] = "json") -> Response:
         row = cards.owned(card_id, app.app_key)
         refuse_unusable(row.state)
@@ -189,9 +179,14 @@ def make_router(hc: HealthcardSystem, admin_guard) -> APIRouter:  # type: ignore
             key = hc.keystore.active("protection")
             expiry = datetime.now(qrcodes.CST) + timedelta(
                 seconds=settings.dynamic_code_validity_s)
-            make = (qrcodes.hardened_dynamic_code if settings.qr_format == "hardened"
-                    else qrcodes.national_dynamic_code)
-            answer = {"qr_text": make(card_id, key, expiry), "kind": "dynamic",
+            if kind == "fused":
+                fusion_of(hc).active_binding(card_id)
+                text = qrcodes.hardened_dynamic_code(card_id, key, expiry, fused=True)
+            elif settings.qr_format == "hardened":
+                text = qrcodes.hardened_dynamic_code(card_id, key, expiry)
+            else:
+                text = qrcodes.national_dynamic_code(card_id, key, expiry)
+            answer = {"qr_text": text, "kind": kind,
                       "expires_at": expiry.strftime("%Y%m%d%H%M%S"),
                       "refresh_after_s": settings.dynamic_code_validity_s}
         if format != "json":
@@ -233,6 +228,7 @@ def make_router(hc: HealthcardSystem, admin_guard) -> APIRouter:  # type: ignore
         (410, "QR_EXPIRED", "dynamic code expired"),
         (409, "QR_REPLAYED", "verification limit of this code reached"),
         (404, "CARD_NOT_FOUND", "no card with this ID"),
+        (409, "BINDING_NOT_ACTIVE", "fused code of a card no longer bound"),
         (403, "CARD_LOST", "card reported lost"),
         (403, "CARD_CANCELLED", "card cancelled"),
         (413, "PAYLOAD_TOO_LARGE", "body over 4 KiB"),
@@ -314,28 +310,8 @@ def make_router(hc: HealthcardSystem, admin_guard) -> APIRouter:  # type: ignore
     # ---------------------------------------------------------------- admin routes
     admin = [Depends(admin_guard)]
 
-    @router.post("/admin/institutions", status_code=201, tags=["admin"], dependencies=admin,
-                 responses=error_responses(*ADMIN, INVALID,
-                                           (409, "INSTITUTION_EXISTS", "already registered")))
-    def add_institution(body: InstitutionRequest) -> dict:
-        hc.callers.add_institution(body.code, body.name, body.city_code, body.sm2_public_key)
-        return {"code": body.code}
-
-    @router.post("/admin/terminals", status_code=201, response_model=TerminalCredentials,
-                 tags=["admin"], dependencies=admin,
-                 responses=error_responses(*ADMIN, INVALID,
-                                           (404, "INSTITUTION_NOT_FOUND", "unknown"),
-                                           (409, "TERMINAL_EXISTS", "already registered")))
-    def add_terminal(body: TerminalRequest) -> dict:
-        tid, secret = hc.callers.add_terminal(body.institution_code, body.dept_code,
-                                              body.terminal_type)
-        return {"terminal_id": tid, "secret": secret}
-
-    @router.post("/admin/channel-apps", status_code=201, response_model=AppCredentials,
-                 tags=["admin"], dependencies=admin, responses=error_responses(*ADMIN, INVALID))
-    def add_app(body: AppRequest) -> dict:
-        key, secret = hc.callers.add_app(body.name, body.sm2_public_key)
-        return {"app_key": key, "app_secret": secret}
+    add_caller_admin_routes(router, hc.callers, admin_guard)
+    add_fusion_routes(router, hc, App, admin_guard, service_guard)
 
     @router.get("/admin/keys", tags=["admin"], dependencies=admin,
                 summary="Key metadata (never key material)", responses=error_responses(*ADMIN))

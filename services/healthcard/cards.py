@@ -11,7 +11,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from ..common.errors import ApiError
-from ..common.idcard import mask_id_number, mask_name, mask_phone
+from ..common.idcard import mask_id_number, mask_name, mask_phone, parse_resident_id
 from ..common.pii import FieldCipher
 from .ids import derive_card_id, make_empi
 from .keystore import KeyStore
@@ -112,19 +112,12 @@ class CardService:
             row = self._by_identity(conn, id_type, id_number)
             created = row is None
             if created:
-                empi = make_empi(self.empi_salt, id_type, id_number)
-                key = self.keystore.active("security")
-                card_id = derive_card_id(key.material, empi, id_type, id_number)
-                conn.execute(insert(cards).values(
-                    card_id=card_id, empi=empi, id_type=id_type,
-                    id_digest=self.cipher.digest(id_number),
-                    id_number_enc=self.cipher.encrypt(id_number),
-                    name_digest=self.cipher.digest(name), name_enc=self.cipher.encrypt(name),
-                    sex=sex, birth_date=birth_date,
-                    phone_enc=self.cipher.encrypt(phone) if phone else None,
-                    state=NORMAL, card_type=0, temporary=0, security_key_id=key.key_id,
-                    issuer=issuer, created_at=now, updated_at=now,
-                ))
+                values = self._new_card(
+                    {"id_type": id_type, "id_number": id_number, "name": name,
+                     "phone": phone}, self.cipher.digest(id_number),
+                    self.keystore.active("security"), issuer, now)
+                card_id = values["card_id"]
+                conn.execute(insert(cards).values(**values))
             else:
                 card_id = row.card_id
                 if row.state == CANCELLED:
@@ -137,6 +130,60 @@ class CardService:
                     conn.execute(insert(card_apps).values(card_id=card_id, app_key=app_key))
             row = conn.execute(select(cards).where(cards.c.card_id == card_id)).one()
         return row, created
+
+    def card(self, card_id: str) -> Row:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(cards).where(cards.c.card_id == card_id)).first()
+        if row is None:
+            raise ApiError(404, "CARD_NOT_FOUND", "no card with this ID")
+        return row
+
+    def apply_many(self, people: list[dict[str, Any]], issuer: str) -> tuple[int, list[Row]]:
+        """Bulk form of ``apply`` for auto-opening (identities already real-name checked
+        by the issuing system): (cards opened, the card of each person, in order)."""
+        now = _now()
+        digests = [self.cipher.digest(p["id_number"]) for p in people]
+        key = self.keystore.active("security")
+        with self.engine.begin() as conn:
+            found = {(r.id_type, r.id_digest): r for r in conn.execute(
+                select(cards).where(cards.c.id_digest.in_(digests))).all()}
+            fresh, restored = [], []
+            for p, digest in zip(people, digests, strict=True):
+                row = found.get((p["id_type"], digest))
+                if row is not None:
+                    if row.state == CANCELLED:
+                        restored.append(row.card_id)
+                    continue
+                fresh.append(self._new_card(p, digest, key, issuer, now))
+                found[(p["id_type"], digest)] = None  # a duplicate in the same page
+            if fresh:
+                conn.execute(insert(cards), fresh)
+            if restored:
+                conn.execute(update(cards).where(cards.c.card_id.in_(restored))
+                             .values(state=NORMAL, updated_at=now))
+            rows = {(r.id_type, r.id_digest): r for r in conn.execute(
+                select(cards).where(cards.c.id_digest.in_(digests))).all()}
+        return len(fresh), [rows[(p["id_type"], d)] for p, d in zip(people, digests,
+                                                                     strict=True)]
+
+    def _new_card(self, p: dict[str, Any], digest: str, key, issuer: str,  # type: ignore[no-untyped-def]
+                  now: datetime) -> dict[str, Any]:
+        sex, birth = None, None
+        if p["id_type"] == "01":
+            parsed = parse_resident_id(p["id_number"])
+            sex, birth = parsed.sex, parsed.birth_date
+        empi = make_empi(self.empi_salt, p["id_type"], p["id_number"])
+        phone = p.get("phone")
+        return {
+            "card_id": derive_card_id(key.material, empi, p["id_type"], p["id_number"]),
+            "empi": empi, "id_type": p["id_type"], "id_digest": digest,
+            "id_number_enc": self.cipher.encrypt(p["id_number"]),
+            "name_digest": self.cipher.digest(p["name"]),
+            "name_enc": self.cipher.encrypt(p["name"]), "sex": sex, "birth_date": birth,
+            "phone_enc": self.cipher.encrypt(phone) if phone else None,
+            "state": NORMAL, "card_type": 0, "temporary": 0, "security_key_id": key.key_id,
+            "issuer": issuer, "created_at": now, "updated_at": now,
+        }
 
     # ------------------------------------------------------------------ changes
     def modify(self, card_id: str, app_key: str, *, phone: str | None, name: str | None) -> Row:

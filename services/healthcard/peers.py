@@ -1,6 +1,8 @@
-"""The card-management system's view of the population registry (over HTTP)."""
+"""The card-management system's peers over HTTP: the registry and the e-SSC system."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ..common.peer import PeerClient
 
@@ -14,3 +16,33 @@ class RegistryClient(PeerClient):
             {"id_type": id_type, "id_number": id_number, "name": name},
         )
         return body["result"]
+
+
+class SocialcardClient(PeerClient):
+    name = "socialcard"
+
+    async def signing_key(self) -> str:
+        return (await self.get("/essc/v1/peer/signing-key"))["public_key"]
+
+    async def submit_bindings(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self.post("/essc/v1/peer/bindings:batch", payload, timeout_s=60.0)
+
+    async def bindings(self, after: str, limit: int) -> list[dict[str, Any]]:
+        return await self.get("/essc/v1/peer/bindings", {"after": after, "limit": limit})
+
+    async def proof(self, binding_id: str) -> dict[str, Any]:
+        return await self.get(f"/essc/v1/peer/bindings/{binding_id}")
+
+    async def insurance_identity(self, ssc_card_no: str, institution_code: str,
+                                 timeout_s: float) -> dict[str, Any]:
+        return await self.post("/essc/v1/peer/identities", {
+            "ssc_card_no": ssc_card_no, "institution_code": institution_code},
+            timeout_s=timeout_s)
+
+    async def holders(self, after: str, limit: int) -> list[dict[str, Any]]:
+        """Issued e-SSC holders with no bound EHC, by card number."""
+        return await self.get("/essc/v1/peer/holders", {"after": after, "limit": limit})
+
+    async def usage_records(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        return await self.get("/essc/v1/peer/usage-records",
+                              {"after_id": after_id, "limit": limit})

@@ -7,6 +7,9 @@
              tag = HMAC-SM3(mac key, EHC_ID || block)[:16]: the tag binds card, expiry and
              nonce, so a block copied behind another card's ID fails.
 - temporary  ``<random 64 hex>:9``
+- fused      ``<EHC_ID>:2:<kv><block><tag>`` [ours]: the hardened dynamic code of a card
+             bound to an e-SSC, whose tag also covers the word "fused" (a plain dynamic
+             code cannot be turned into a fused one); verification answers both identities
 
 Expiry times are China Standard Time ``YYYYMMDDHHMMSS``.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from ..common.crypto import (
     constant_time_equal,
@@ -25,10 +28,14 @@ from ..common.crypto import (
     sm4_ecb_decrypt_fast,
     sm4_ecb_encrypt,
 )
+from ..common.cst import CST, read_cst_time
 from .keystore import Key
 
-CST = timezone(timedelta(hours=8), "CST")
-_QR_RE = re.compile(r"^([0-9A-F]{64}):(?:(1)|(9)|0:([0-9A-F]{32}|[0-9A-F]{66}))$")
+__all__ = ["CST", "read_cst_time"]
+
+_QR_RE = re.compile(
+    r"^([0-9A-F]{64}):(?:(1)|(9)|0:([0-9A-F]{32}|[0-9A-F]{66})|2:([0-9A-F]{66}))$")
+FUSED_MARK = b"fused:"
 
 
 class CodeError(Exception):
@@ -43,7 +50,7 @@ class CodeError(Exception):
 @dataclass(frozen=True)
 class ParsedCode:
     card_id: str
-    kind: str  # static | dynamic | temporary
+    kind: str  # static | dynamic | temporary | fused
     block: str = ""  # the validity / protected part of a dynamic code
 
 
@@ -53,11 +60,13 @@ def parse(text: str) -> ParsedCode:
     m = _QR_RE.match(text)
     if m is None:
         raise CodeError("QR_MALFORMED", "QR text is not an EHC code")
-    card_id, static, temp, block = m.groups()
+    card_id, static, temp, block, fused = m.groups()
     if static:
         return ParsedCode(card_id, "static")
     if temp:
         return ParsedCode(card_id, "temporary")
+    if fused:
+        return ParsedCode(card_id, "fused", fused)
     return ParsedCode(card_id, "dynamic", block)
 
 
@@ -77,27 +86,19 @@ def _expiry_text(expiry: datetime) -> str:
     return expiry.astimezone(CST).strftime("%Y%m%d%H%M%S")
 
 
-def read_cst_time(digits: str) -> datetime | None:
-    """``YYYYMMDDHHMMSS`` (China Standard Time) or None; sliced by hand, strptime is slow."""
-    if len(digits) != 14 or not digits.isdigit():
-        return None
-    try:
-        return datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
-                        int(digits[10:12]), int(digits[12:14]), tzinfo=CST)
-    except ValueError:
-        return None
-
-
 def national_dynamic_code(card_id: str, key: Key, expiry: datetime) -> str:
     plain = bytes.fromhex(_expiry_text(expiry)).ljust(16, b"\0")
     return f"{card_id}:0:{sm4_ecb_encrypt(key.material, plain).hex().upper()}"
 
 
-def hardened_dynamic_code(card_id: str, key: Key, expiry: datetime) -> str:
+def hardened_dynamic_code(card_id: str, key: Key, expiry: datetime,
+                          fused: bool = False) -> str:
     plain = bytes.fromhex(_expiry_text(expiry)) + secrets.token_bytes(8) + b"\x01"
     block = sm4_ecb_encrypt(key.material, plain)
-    tag = hmac_sm3(key.mac_key, card_id.encode() + block)[:16]
-    return f"{card_id}:0:{key.version:02X}{block.hex().upper()}{tag.hex().upper()}"
+    mark = FUSED_MARK if fused else b""
+    tag = hmac_sm3(key.mac_key, mark + card_id.encode() + block)[:16]
+    kind = "2" if fused else "0"
+    return f"{card_id}:{kind}:{key.version:02X}{block.hex().upper()}{tag.hex().upper()}"
 
 
 def national_expiry(block: str, keys: list[Key]) -> datetime:
@@ -114,7 +115,8 @@ def national_expiry(block: str, keys: list[Key]) -> datetime:
     raise CodeError("QR_TAMPERED", "validity block does not decrypt under any key")
 
 
-def hardened_expiry(card_id: str, block: str, key_for_version) -> datetime:  # type: ignore[no-untyped-def]
+def hardened_expiry(card_id: str, block: str, key_for_version,  # type: ignore[no-untyped-def]
+                    fused: bool = False) -> datetime:
     """Check the tag in constant time, then read the expiry."""
     if len(block) != 66:
         raise CodeError("QR_FORMAT_NOT_ACCEPTED", "only hardened dynamic codes are accepted")
@@ -122,7 +124,8 @@ def hardened_expiry(card_id: str, block: str, key_for_version) -> datetime:  # t
     raw_block, tag = bytes.fromhex(block[2:34]), bytes.fromhex(block[34:])
     if key is None:
         raise CodeError("QR_TAMPERED", "code made under an unknown or retired key")
-    expected = hmac_sm3(key.mac_key, card_id.encode() + raw_block)[:16]
+    mark = FUSED_MARK if fused else b""
+    expected = hmac_sm3(key.mac_key, mark + card_id.encode() + raw_block)[:16]
     if not constant_time_equal(expected, tag):
         raise CodeError("QR_TAMPERED", "protected block does not match this card")
     plain = sm4_ecb_decrypt_fast(key.material, raw_block)

@@ -60,7 +60,7 @@ class FamilyMember(Card):
 
 class QrCode(BaseModel):
     qr_text: str
-    kind: Literal["static", "dynamic", "temporary"]
+    kind: Literal["static", "dynamic", "temporary", "fused"]
     expires_at: str | None = Field(None, description="YYYYMMDDHHMMSS, China Standard Time")
     refresh_after_s: int | None = None
 
@@ -79,6 +79,15 @@ class VerifyRequest(BaseModel):
     time: str = Field(pattern=r"^\d{14}$", description="terminal time, YYYYMMDDHHMMSS CST")
 
 
+class InsuranceIdentity(BaseModel):
+    ssc_card_no: str
+    region: str
+    insurance_type: str | None = None
+    card_state: int | None = None
+    ec_token: str | None = Field(None, description="38-character insurance voucher token")
+    name: str | None = None
+
+
 class VerifyAnswer(BaseModel):
     card_id: str
     empi: str
@@ -93,6 +102,37 @@ class VerifyAnswer(BaseModel):
     linked_card_id: str | None
     usage_record_id: int
     verified_at: str
+    essc: InsuranceIdentity | None = Field(
+        None, description="fused codes only: the e-SSC / insurance identity")
+    partial: bool | None = Field(None, description="fused codes only: true when the e-SSC "
+                                 "side did not answer in time (only what the EHC side "
+                                 "holds is given)")
+    partial_reason: str | None = None
+
+
+class BindRequest(Strict):
+    ssc_card_no: str = Field(pattern=r"^\d{20}$", description="the e-SSC card number")
+    region: str = Field(pattern=r"^\d{6}$", description="its insurance region code")
+
+
+class Binding(BaseModel):
+    binding_id: str
+    ehc_card_id: str
+    ssc_card_no: str
+    region: str
+    state: Literal["bound", "unbound"]
+    version: int
+    status: Literal["complete", "pending", "refused"] = "complete"
+
+
+class SharedUsageRecord(BaseModel):
+    source: Literal["ehc", "essc"]
+    source_id: int
+    institution_code: str
+    terminal_id: str
+    step: int
+    code_kind: str
+    at: str
 
 
 class TemporaryRequest(Strict):
@@ -126,31 +166,3 @@ class UsageRecord(BaseModel):
     code_kind: str
     terminal_time: str
     verified_at: str
-
-
-class InstitutionRequest(Strict):
-    code: str = Field(pattern=r"^[0-9A-Z]{12}$", examples=["330100000001"])
-    name: str = Field(min_length=1, max_length=128)
-    city_code: str = Field(pattern=r"^\d{6}$", examples=["330100"])
-    sm2_public_key: str | None = Field(None, pattern=r"^04[0-9a-fA-F]{128}$")
-
-
-class TerminalRequest(Strict):
-    institution_code: str = Field(pattern=r"^[0-9A-Z]{12}$")
-    dept_code: str = Field(pattern=r"^\d{4}$", examples=["0101"])
-    terminal_type: Literal[1, 2, 99] = 1
-
-
-class TerminalCredentials(BaseModel):
-    terminal_id: str
-    secret: str = Field(description="shown once; HMAC-SM3 signing secret")
-
-
-class AppRequest(Strict):
-    name: str = Field(min_length=1, max_length=128)
-    sm2_public_key: str | None = Field(None, pattern=r"^04[0-9a-fA-F]{128}$")
-
-
-class AppCredentials(BaseModel):
-    app_key: str
-    app_secret: str = Field(description="shown once")

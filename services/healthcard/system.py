@@ -6,15 +6,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from ..common.callers import Callers
 from ..common.crypto import hmac_sm3
 from ..common.db import make_engine
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
-from .callers import Callers
+from ..common.system_key import load_or_create
 from .cards import CardService
+from .fusion import Fusion
 from .keystore import KeyStore
-from .peers import RegistryClient
-from .tables import metadata
+from .peers import RegistryClient, SocialcardClient
+from .tables import caller_registry, metadata, system_keys
 from .verify import Verifier
 
 
@@ -27,21 +29,28 @@ class HealthcardSystem:
     verifier: Verifier
     callers: Callers
     registry: RegistryClient
+    fusion: Fusion | None  # None when no e-SSC system is configured
 
 
 def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient,
-                     cipher: FieldCipher) -> HealthcardSystem:
+                     cipher: FieldCipher,
+                     social: SocialcardClient | None = None) -> HealthcardSystem:
     engine = make_engine(settings, "healthcard", metadata)
     keystore = KeyStore(engine, master)
     empi_salt = hmac_sm3(master, b"ehc-empi-salt")
+    cards = CardService(engine, keystore, cipher, empi_salt)
+    fusion = None if social is None else Fusion(
+        engine, cards, social, load_or_create(engine, system_keys, cipher),
+        settings.peer_timeout_s)
     return HealthcardSystem(
         settings=settings,
         engine=engine,
         keystore=keystore,
-        cards=CardService(engine, keystore, cipher, empi_salt),
+        cards=cards,
         verifier=Verifier(engine, keystore, cipher, settings),
-        callers=Callers(engine, cipher, max_age_s=settings.signature_max_age_s,
+        callers=Callers(engine, caller_registry, cipher, max_age_s=settings.signature_max_age_s,
                         terminal_rate=settings.rate_limit_terminal_per_s,
                         app_rate=settings.rate_limit_app_per_s),
         registry=registry,
+        fusion=fusion,
     )

@@ -15,7 +15,16 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from ..common.binding import binding_tables
+from ..common.callers import caller_tables
+from ..common.system_key import system_key_table
+from ..common.usage_sync import shared_usage_tables
+
 metadata = MetaData()
+caller_registry = caller_tables(metadata)
+bindings, binding_batches = binding_tables(metadata)
+system_keys = system_key_table(metadata)
+shared_usage, sync_cursors = shared_usage_tables(metadata)
 
 # 1 normal, 2 reported lost, 3 cancelled, 4 card confirmed, 5 not issued (DOMAIN.md s.2)
 cards = Table(
@@ -86,35 +95,8 @@ usage_records = Table(
     Index("ix_usage_card", "card_id", "id"),
 )
 
-institutions = Table(
-    "institutions",
-    metadata,
-    Column("code", String(12), primary_key=True),
-    Column("name", String(128), nullable=False),
-    Column("city_code", String(6), nullable=False),
-    Column("sm2_public_key", String(130)),
-    Column("created_at", DateTime, nullable=False),
-)
 
-terminals = Table(
-    "terminals",
-    metadata,
-    Column("terminal_id", String(16), primary_key=True),
-    Column("institution_code", String(12), nullable=False),
-    Column("terminal_type", SmallInteger, nullable=False),
-    Column("secret_enc", String(300), nullable=False),
-    Column("active", SmallInteger, nullable=False, default=1),
-)
 
-channel_apps = Table(
-    "channel_apps",
-    metadata,
-    Column("app_key", String(64), primary_key=True),
-    Column("name", String(128), nullable=False),
-    Column("secret_enc", String(300), nullable=False),
-    Column("sm2_public_key", String(130)),
-    Column("active", SmallInteger, nullable=False, default=1),
-)
 
 patient_links = Table(
     "patient_links",
@@ -136,4 +118,16 @@ keys = Table(
     Column("state", String(10), nullable=False),
     Column("created_at", DateTime, nullable=False),
     UniqueConstraint("purpose", "version", name="uq_key_version"),
+)
+
+# a binding sent to the social-card side and not yet countersigned (the coordinator's
+# defined in-between state; reconciliation completes or drops it)
+binding_pending = Table(
+    "binding_pending",
+    metadata,
+    Column("binding_id", String(32), primary_key=True),
+    Column("record", String(600), nullable=False),
+    Column("ehc_batch", String(40), nullable=False),
+    Column("ehc_index", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
 )

@@ -13,17 +13,18 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
+from ..common.callers import Terminal
+from ..common.cst import refuse_clock_skew
 from ..common.errors import ApiError
 from ..common.funnel import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from . import qrcodes
-from .callers import Terminal
 from .cards import refuse_unusable
 from .keystore import KeyStore
 
@@ -38,6 +39,9 @@ _COUNT_USE = (
     "INSERT INTO code_uses (code_digest, card_id, uses, expires_at) VALUES (?, ?, 1, ?) "
     "ON CONFLICT (code_digest) DO UPDATE SET uses = code_uses.uses + 1 "
     "WHERE code_uses.uses < ? RETURNING uses"
+)
+_SELECT_BINDING = (
+    "SELECT ssc_card_no, region FROM bindings WHERE ehc_card_id = ? AND state = 'bound'"
 )
 _INSERT_USAGE = (
     "INSERT INTO usage_records (card_id, empi, institution_code, terminal_id, city_code, "
@@ -55,8 +59,9 @@ class HotStore:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
         mark = "%s" if self.postgres else "?"
-        self.select_card, self.count_use, self.insert_usage = (
-            q.replace("?", mark) for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE))
+        self.select_card, self.count_use, self.insert_usage, self.select_binding = (
+            q.replace("?", mark)
+            for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING))
         self._local = threading.local()
 
     def connection(self):  # type: ignore[no-untyped-def]
@@ -89,13 +94,6 @@ def _field(body: dict, name: str, kind: type, max_len: int = 64) -> Any:
     return value
 
 
-def parse_terminal_time(value: str) -> datetime:
-    parsed = qrcodes.read_cst_time(value)
-    if parsed is None:
-        raise ApiError(422, "INVALID_REQUEST", "time: YYYYMMDDHHMMSS (China Standard Time)")
-    return parsed
-
-
 @dataclass(frozen=True)
 class Scan:
     """A verification that passed every check needing no database."""
@@ -124,6 +122,10 @@ class Verifier:
         self.funnel = WriteFunnel(self.record_batch)
 
     def _expiry(self, code: qrcodes.ParsedCode) -> datetime:
+        if code.kind == "fused":  # always of the hardened form
+            return qrcodes.hardened_expiry(
+                code.card_id, code.block, lambda v: self.keystore.by_version("protection", v),
+                fused=True)
         if self.settings.qr_format == "hardened":
             return qrcodes.hardened_expiry(
                 code.card_id, code.block, lambda v: self.keystore.by_version("protection", v))
@@ -150,12 +152,11 @@ class Verifier:
                            "terminal_id / institution_code differ from the signing terminal")
         now = datetime.now(qrcodes.CST)
         skew = self.settings.clock_skew_s
-        if abs(parse_terminal_time(terminal_time) - now) > timedelta(seconds=skew):
-            raise ApiError(400, "CLOCK_SKEW", f"terminal clock is off by more than {skew}s")
+        refuse_clock_skew(terminal_time, now, skew)
         try:
             code = qrcodes.parse(qr_text)
             expiry = None
-            if code.kind == "dynamic":
+            if code.kind in ("dynamic", "fused"):
                 expiry = self._expiry(code)
                 qrcodes.check_expiry(expiry, now, self.settings.dynamic_code_validity_s, skew)
         except qrcodes.CodeError as exc:
@@ -192,6 +193,13 @@ class Verifier:
         if card is None or (code.kind == "temporary") != bool(card[8]):
             raise ApiError(404, "CARD_NOT_FOUND", "no card with this ID")
         refuse_unusable(card[7])
+        binding = None
+        if code.kind == "fused":
+            cur.execute(store.select_binding, (code.card_id,))
+            binding = cur.fetchone()
+            if binding is None:
+                raise ApiError(409, "BINDING_NOT_ACTIVE",
+                               "fused code of a card that is no longer bound to an e-SSC")
         if scan.expiry is not None and self.limit:
             digest = hashlib.new("sm3", scan.qr_text.encode()).digest()[:16]
             expires = store.timestamp(scan.expiry.astimezone(UTC).replace(tzinfo=None))
@@ -203,12 +211,12 @@ class Verifier:
             card[0], card[1], scan.term.institution_code, scan.term.terminal_id,
             scan.city_code, scan.terminal_type, scan.step, code.kind, scan.terminal_time,
             verified_at, scan.request_id))
-        return cur.fetchone()[0], card
+        return cur.fetchone()[0], (*card, binding)
 
     def answer(self, scan: Scan, record_id: int, card: tuple) -> dict[str, Any]:
         (card_id, empi, id_type, id_enc, name_enc, sex, birth, state, temporary,
-         linked) = card
-        return {
+         linked, binding) = card
+        answer = {
             "card_id": card_id,
             "empi": empi,
             "name": self.cipher.decrypt(name_enc) if name_enc else None,
@@ -223,6 +231,9 @@ class Verifier:
             "usage_record_id": record_id,
             "verified_at": scan.now.strftime("%Y%m%d%H%M%S"),
         }
+        if binding is not None:
+            answer["binding"] = (binding[0], binding[1])
+        return answer
 
     def verify(self, term: Terminal, body: Any, request_id: str) -> dict[str, Any]:
         """Synchronous verification (one scan, one transaction)."""

@@ -1,4 +1,6 @@
-"""Who may call: institutions, their terminals and channel apps, with their credentials.
+"""Who may call a system: institutions, their terminals and channel apps, with their
+credentials. Each system keeps its own registrations (its own tables, made by
+``caller_tables``) and authenticates the same way.
 
 Credentials are cached in memory for ``ttl_s`` seconds (the hot path must not read them
 per request); a disabled terminal is refused within that time on every worker."""
@@ -11,16 +13,56 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
-from ..common.errors import ApiError
-from ..common.pii import FieldCipher
-from ..common.signing import H_KEY, NonceCache, RateLimiter, check_signature, refuse_rate
-from .tables import channel_apps, institutions, terminals
+from .errors import ApiError
+from .pii import FieldCipher
+from .signing import H_KEY, NonceCache, RateLimiter, check_signature, refuse_rate
 
 INSTITUTION_RE = re.compile(r"^[0-9A-Z]{12}$")
 DEPT_RE = re.compile(r"^\d{4}$")
+
+
+@dataclass(frozen=True)
+class CallerTables:
+    institutions: Table
+    terminals: Table
+    channel_apps: Table
+
+
+def caller_tables(metadata: MetaData) -> CallerTables:
+    """The registration tables, in the calling system's own metadata."""
+    return CallerTables(
+        Table("institutions", metadata,
+              Column("code", String(12), primary_key=True),
+              Column("name", String(128), nullable=False),
+              Column("city_code", String(6), nullable=False),
+              Column("sm2_public_key", String(130)),
+              Column("created_at", DateTime, nullable=False)),
+        Table("terminals", metadata,
+              Column("terminal_id", String(16), primary_key=True),
+              Column("institution_code", String(12), nullable=False),
+              Column("terminal_type", SmallInteger, nullable=False),
+              Column("secret_enc", String(300), nullable=False),
+              Column("active", SmallInteger, nullable=False, default=1)),
+        Table("channel_apps", metadata,
+              Column("app_key", String(64), primary_key=True),
+              Column("name", String(128), nullable=False),
+              Column("secret_enc", String(300), nullable=False),
+              Column("sm2_public_key", String(130)),
+              Column("active", SmallInteger, nullable=False, default=1)),
+    )
 
 
 @dataclass(frozen=True)
@@ -41,9 +83,11 @@ class ChannelApp:
 
 
 class Callers:
-    def __init__(self, engine: Engine, cipher: FieldCipher, *, max_age_s: int,
+    def __init__(self, engine: Engine, tables: CallerTables, cipher: FieldCipher, *,
+                 max_age_s: int,
                  ttl_s: float = 30.0, terminal_rate: float = 0.0, app_rate: float = 0.0) -> None:
         self.engine = engine
+        self.tables = tables
         self.cipher = cipher
         self.max_age_s = max_age_s
         self.ttl_s = ttl_s
@@ -56,29 +100,33 @@ class Callers:
     # --------------------------------------------------------------- registration
     def add_institution(self, code: str, name: str, city_code: str,
                         sm2_public_key: str | None) -> None:
+        t = self.tables
         if not INSTITUTION_RE.match(code):
             raise ApiError(422, "INVALID_INSTITUTION_CODE", "institution code is 12 [0-9A-Z]")
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(institutions).values(
+                conn.execute(insert(t.institutions).values(
                     code=code, name=name, city_code=city_code, sm2_public_key=sm2_public_key,
                     created_at=datetime.now(UTC).replace(tzinfo=None)))
         except IntegrityError as exc:
             raise ApiError(409, "INSTITUTION_EXISTS", "institution already registered") from exc
 
-    def add_terminal(self, institution_code: str, dept_code: str,
-                     terminal_type: int) -> tuple[str, str]:
+    def add_terminal(self, institution_code: str, dept_code: str, terminal_type: int,
+                     secret: str | None = None) -> tuple[str, str]:
+        """Register a terminal; ``secret`` provisions the one the same terminal already
+        uses with the other card system (else a new one is made)."""
+        t = self.tables
         if not DEPT_RE.match(dept_code):
             raise ApiError(422, "INVALID_DEPT_CODE", "department code is 4 digits")
         terminal_id = institution_code + dept_code
-        secret = secrets.token_urlsafe(32)
+        secret = secret or secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
-            inst = conn.execute(select(institutions.c.code)
-                                .where(institutions.c.code == institution_code)).first()
+            inst = conn.execute(select(t.institutions.c.code)
+                                .where(t.institutions.c.code == institution_code)).first()
             if inst is None:
                 raise ApiError(404, "INSTITUTION_NOT_FOUND", "unknown institution")
             try:
-                conn.execute(insert(terminals).values(
+                conn.execute(insert(t.terminals).values(
                     terminal_id=terminal_id, institution_code=institution_code,
                     terminal_type=terminal_type, secret_enc=self.cipher.encrypt(secret),
                     active=1))
@@ -86,13 +134,20 @@ class Callers:
                 raise ApiError(409, "TERMINAL_EXISTS", "terminal already registered") from exc
         return terminal_id, secret
 
-    def add_app(self, name: str, sm2_public_key: str | None) -> tuple[str, str]:
-        app_key = "app_" + secrets.token_hex(8)
-        secret = secrets.token_urlsafe(32)
-        with self.engine.begin() as conn:
-            conn.execute(insert(channel_apps).values(
-                app_key=app_key, name=name, secret_enc=self.cipher.encrypt(secret),
-                sm2_public_key=sm2_public_key, active=1))
+    def add_app(self, name: str, sm2_public_key: str | None, app_key: str | None = None,
+                secret: str | None = None) -> tuple[str, str]:
+        """Register a channel app; ``app_key``/``secret`` provision the credentials the
+        same app already holds with the other card system."""
+        t = self.tables
+        app_key = app_key or "app_" + secrets.token_hex(8)
+        secret = secret or secrets.token_urlsafe(32)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t.channel_apps).values(
+                    app_key=app_key, name=name, secret_enc=self.cipher.encrypt(secret),
+                    sm2_public_key=sm2_public_key, active=1))
+        except IntegrityError as exc:
+            raise ApiError(409, "APP_EXISTS", "app key already registered") from exc
         return app_key, secret
 
     # --------------------------------------------------------------- lookup
@@ -115,20 +170,22 @@ class Callers:
         return self._cached(self._apps, app_key, self._load_app)
 
     def _load_terminal(self, terminal_id: str) -> Terminal | None:
+        t = self.tables
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(terminals, institutions.c.city_code, institutions.c.sm2_public_key)
-                .join(institutions, institutions.c.code == terminals.c.institution_code)
-                .where(terminals.c.terminal_id == terminal_id, terminals.c.active == 1)
+                select(t.terminals, t.institutions.c.city_code, t.institutions.c.sm2_public_key)
+                .join(t.institutions, t.institutions.c.code == t.terminals.c.institution_code)
+                .where(t.terminals.c.terminal_id == terminal_id, t.terminals.c.active == 1)
             ).first()
         return None if row is None else Terminal(
             row.terminal_id, row.institution_code, row.city_code, row.terminal_type,
             self.cipher.decrypt(row.secret_enc), row.sm2_public_key)
 
     def _load_app(self, app_key: str) -> ChannelApp | None:
+        t = self.tables
         with self.engine.connect() as conn:
-            row = conn.execute(select(channel_apps).where(
-                channel_apps.c.app_key == app_key, channel_apps.c.active == 1)).first()
+            row = conn.execute(select(t.channel_apps).where(
+                t.channel_apps.c.app_key == app_key, t.channel_apps.c.active == 1)).first()
         return None if row is None else ChannelApp(
             row.app_key, self.cipher.decrypt(row.secret_enc), row.sm2_public_key)
 

@@ -1,0 +1,145 @@
+"""The unified entry assembled: sessions, the residents' cards, and its peers."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from ..common.crypto import sm3
+from ..common.db import make_engine
+from ..common.errors import ApiError
+from ..common.peer import PeerClient
+from ..common.pii import FieldCipher
+from ..common.settings import Settings
+from .peers import OperatorClient, SignedAppClient
+from .tables import credentials, metadata, residents, sessions
+
+SESSION_TTL = timedelta(hours=8)
+APP_NAME = "浙里办 unified entry"
+
+
+class RegistryPeer(PeerClient):
+    name = "registry"
+
+
+@dataclass
+class Session:
+    id_type: str
+    id_number: str
+    id_digest: str
+    name: str
+    phone: str | None
+
+
+@dataclass
+class ChannelSystem:
+    engine: Engine
+    cipher: FieldCipher
+    registry: RegistryPeer
+    ehc: SignedAppClient
+    essc: SignedAppClient
+    operators: dict[str, OperatorClient]
+    _ready: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _registered: bool = False
+
+    # ------------------------------------------------------------------ credentials
+    async def ready(self) -> None:
+        """Register the entry as a channel app of both card systems, once."""
+        if self._registered:
+            return
+        async with self._ready:
+            if not self._registered:
+                key, secret = await self._credentials()
+                self.ehc.use(key, secret)
+                self.essc.use(key, secret)
+                self._registered = True
+
+    async def _credentials(self) -> tuple[str, str]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(credentials)
+                               .where(credentials.c.name == "card-systems")).first()
+        if row is not None:
+            return row.app_key, self.cipher.decrypt(row.secret_enc)
+        made = await self.operators["healthcard"].post(
+            "/ehc/v1/admin/channel-apps", {"name": APP_NAME})
+        await self.operators["socialcard"].post("/essc/v1/admin/channel-apps", {
+            "name": APP_NAME, "app_key": made["app_key"], "app_secret": made["app_secret"]})
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(credentials).values(
+                    name="card-systems", app_key=made["app_key"],
+                    secret_enc=self.cipher.encrypt(made["app_secret"])))
+        except IntegrityError:
+            return await self._credentials()  # another worker registered first
+        return made["app_key"], made["app_secret"]
+
+    # ------------------------------------------------------------------ sessions
+    async def login(self, id_type: str, id_number: str, name: str,
+                    phone: str | None) -> dict[str, Any]:
+        check = await self.registry.post("/registry/v1/realname-checks", {
+            "id_type": id_type, "id_number": id_number, "name": name})
+        if check["result"] != "match":
+            raise ApiError(401, "LOGIN_REFUSED", "identity and name do not pass the "
+                           "real-name check")
+        token = secrets.token_urlsafe(32)
+        c = self.cipher
+        with self.engine.begin() as conn:
+            conn.execute(insert(sessions).values(
+                token_digest=sm3(token.encode()).hex(), id_type=id_type,
+                id_digest=c.digest(id_number), id_number_enc=c.encrypt(id_number),
+                name_enc=c.encrypt(name), phone_enc=c.encrypt(phone) if phone else None,
+                expires_at=_now() + SESSION_TTL))
+        return {"token": token, "expires_in_s": int(SESSION_TTL.total_seconds())}
+
+    def session(self, token: str) -> Session:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sessions).where(
+                sessions.c.token_digest == sm3(token.encode()).hex())).first()
+        if row is None or row.expires_at < _now():
+            raise ApiError(401, "SESSION_INVALID", "log in again")
+        c = self.cipher
+        return Session(row.id_type, c.decrypt(row.id_number_enc), row.id_digest,
+                       c.decrypt(row.name_enc),
+                       c.decrypt(row.phone_enc) if row.phone_enc else None)
+
+    # ------------------------------------------------------------------ residents' cards
+    def cards_of(self, s: Session) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(select(residents)
+                                .where(residents.c.id_digest == s.id_digest)).first()
+
+    def remember(self, s: Session, **values: str | None) -> None:
+        with self.engine.begin() as conn:
+            done = conn.execute(residents.update().where(residents.c.id_digest == s.id_digest)
+                                .values(**values)).rowcount
+            if not done:
+                conn.execute(insert(residents).values(id_digest=s.id_digest, **values))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def build_channel(settings: Settings, cipher: FieldCipher,
+                  urls: dict[str, tuple[str | None, Any]], service_token: str,
+                  admin_token: str) -> ChannelSystem:
+    def url(name: str) -> tuple[str, Any]:
+        u, app = urls[name]
+        assert u is not None
+        return u, app
+
+    reg_url, reg_app = url("registry")
+    return ChannelSystem(
+        engine=make_engine(settings, "channel", metadata), cipher=cipher,
+        registry=RegistryPeer(reg_url, service_token, app=reg_app),
+        ehc=SignedAppClient("healthcard", *url("healthcard")),
+        essc=SignedAppClient("socialcard", *url("socialcard")),
+        operators={name: OperatorClient(*url(name)[:1], admin_token, app=url(name)[1])
+                   for name in ("healthcard", "socialcard")},
+    )

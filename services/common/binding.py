@@ -1,0 +1,262 @@
+"""The two-card binding (安全绑定), the same on both sides: record, signatures, storage.
+
+A binding record names the EHC card (and EMPI), the e-SSC card and its insurance region,
+its state (``bound`` / ``unbound``), a version (each bind or unbind is a new version) and
+a time. Each side signs records in batches with its SM2 key:
+
+    leaf   = SM3(0x00 || canonical JSON of the record)
+    digest = SM3("EHC-BINDING-BATCH" || 0x00 || count (4 bytes) || leaf_1 || ... || leaf_n)
+    signature = SM2(system key, digest), default user ID
+
+A single binding is a batch of one. Both sides store every record with both proofs (the
+batch's leaves, signature and the record's index), so either can prove a binding to the
+other (or to anyone holding the two public keys) and neither is the only source of truth.
+Batches make the bulk auto-opening cost one signature per thousand bindings, not one each.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+)
+
+from .crypto import sm2_sign, sm2_verify, sm3
+from .errors import ApiError
+
+SIDES = ("ehc", "essc")
+STATES = ("bound", "unbound")
+_BATCH_TAG = b"EHC-BINDING-BATCH\x00"
+_FIELDS = {
+    "binding_id": re.compile(r"^[0-9a-f]{32}$"),
+    "ehc_card_id": re.compile(r"^[0-9A-F]{64}$"),
+    "empi": re.compile(r"^[0-9A-Fa-f]{64}$"),
+    "ssc_card_no": re.compile(r"^\d{20}$"),
+    "region": re.compile(r"^\d{6}$"),
+    "state": re.compile(r"^(bound|unbound)$"),
+    "at": re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?$"),
+}
+MAX_BATCH = 2000
+
+
+def binding_id(ehc_card_id: str, ssc_card_no: str) -> str:
+    """One ID per pair of cards; re-binding the same pair makes a new version of it."""
+    return sm3(f"{ehc_card_id}|{ssc_card_no}".encode()).hex()[:32]
+
+
+def make_record(ehc_card_id: str, empi: str, ssc_card_no: str, region: str, state: str,
+                version: int) -> dict[str, Any]:
+    return {
+        "binding_id": binding_id(ehc_card_id, ssc_card_no), "ehc_card_id": ehc_card_id,
+        "empi": empi, "ssc_card_no": ssc_card_no, "region": region, "state": state,
+        "version": version, "at": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+    }
+
+
+def check_record(record: Any) -> dict[str, Any]:
+    """The record, if it is well formed; 422 BINDING_RECORD_INVALID otherwise."""
+    if not isinstance(record, dict) or set(record) != {*_FIELDS, "version"}:
+        raise ApiError(422, "BINDING_RECORD_INVALID", "binding record has the wrong fields")
+    for name, pattern in _FIELDS.items():
+        if not isinstance(record[name], str) or not pattern.match(record[name]):
+            raise ApiError(422, "BINDING_RECORD_INVALID", f"binding record: bad {name}")
+    version = record["version"]
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 < version < 2**31:
+        raise ApiError(422, "BINDING_RECORD_INVALID", "binding record: bad version")
+    if record["binding_id"] != binding_id(record["ehc_card_id"], record["ssc_card_no"]):
+        raise ApiError(422, "BINDING_RECORD_INVALID", "binding ID does not match the cards")
+    return record
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
+def leaf(record: dict[str, Any]) -> bytes:
+    return sm3(b"\x00" + canonical(record))
+
+
+def batch_digest(leaves: bytes) -> bytes:
+    if not leaves or len(leaves) % 32:
+        raise ValueError("leaves are a non-empty concatenation of 32-byte hashes")
+    return sm3(_BATCH_TAG + (len(leaves) // 32).to_bytes(4, "big") + leaves)
+
+
+@dataclass(frozen=True)
+class SignedBatch:
+    """One side's signature over a batch of records."""
+
+    signer: str
+    leaves: bytes
+    signature: bytes
+
+    @property
+    def batch_id(self) -> str:
+        return f"{self.signer}-{batch_digest(self.leaves).hex()[:32]}"
+
+    def index_of(self, record: dict[str, Any]) -> int:
+        target = leaf(record)
+        for i in range(0, len(self.leaves), 32):
+            if self.leaves[i:i + 32] == target:
+                return i // 32
+        raise ValueError("record is not in this batch")
+
+    def verify(self, public_hex: str) -> bool:
+        try:
+            return sm2_verify(public_hex, batch_digest(self.leaves), self.signature)
+        except ValueError:
+            return False
+
+    def to_json(self) -> dict[str, str]:
+        return {"signer": self.signer, "leaves": self.leaves.hex(),
+                "signature": self.signature.hex()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> SignedBatch:
+        try:
+            signer, leaves, sig = data["signer"], data["leaves"], data["signature"]
+            if signer not in SIDES or len(leaves) > 64 * MAX_BATCH or len(sig) > 200:
+                raise ValueError(signer)
+            return cls(signer, bytes.fromhex(leaves), bytes.fromhex(sig))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ApiError(422, "BINDING_SIGNATURE_INVALID", "malformed signed batch") from exc
+
+
+def sign_batch(signer: str, private_hex: str, records: list[dict[str, Any]]) -> SignedBatch:
+    leaves = b"".join(leaf(r) for r in records)
+    return SignedBatch(signer, leaves, sm2_sign(private_hex, batch_digest(leaves)))
+
+
+def verify_proof(record: dict[str, Any], batch: SignedBatch, index: int,
+                 public_hex: str) -> bool:
+    """True when ``batch`` is validly signed and holds ``record`` at ``index``."""
+    if not 0 <= index < len(batch.leaves) // 32:
+        return False
+    return batch.leaves[32 * index:32 * index + 32] == leaf(record) and batch.verify(public_hex)
+
+
+def binding_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """(bindings, binding_batches) in a system's own metadata. ``bindings`` holds each
+    pair's latest complete version with both proofs; ``phase`` is ``complete`` or, on the
+    coordinating side only, ``pending`` (sent, not yet countersigned)."""
+    bindings = Table(
+        "bindings", metadata,
+        Column("binding_id", String(32), primary_key=True),
+        Column("ehc_card_id", String(64), nullable=False),
+        Column("empi", String(64), nullable=False),
+        Column("ssc_card_no", String(20), nullable=False),
+        Column("region", String(6), nullable=False),
+        Column("state", String(8), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("at", String(32), nullable=False),
+        Column("ehc_batch", String(40), nullable=False),
+        Column("ehc_index", Integer, nullable=False),
+        Column("essc_batch", String(40)),
+        Column("essc_index", Integer),
+        Column("updated_at", DateTime, nullable=False),
+        Index("ix_binding_ehc", "ehc_card_id"),
+        Index("ix_binding_ssc", "ssc_card_no"),
+    )
+    batches = Table(
+        "binding_batches", metadata,
+        Column("batch_id", String(40), primary_key=True),
+        Column("signer", String(4), nullable=False),
+        Column("leaves", LargeBinary, nullable=False),
+        Column("signature", LargeBinary, nullable=False),
+    )
+    return bindings, batches
+
+
+RECORD_COLUMNS = ("binding_id", "ehc_card_id", "empi", "ssc_card_no", "region", "state",
+                  "version", "at")
+
+
+def record_of(row: Any) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in RECORD_COLUMNS}
+
+
+class BindingStore:
+    """Both sides' copy of the bindings and of every batch signature they rest on."""
+
+    def __init__(self, bindings: Table, batches: Table) -> None:
+        self.bindings = bindings
+        self.batches = batches
+
+    def save_batch(self, conn, batch: SignedBatch) -> str:  # type: ignore[no-untyped-def]
+        t = self.batches
+        if conn.execute(t.select().where(t.c.batch_id == batch.batch_id)).first() is None:
+            conn.execute(t.insert().values(batch_id=batch.batch_id, signer=batch.signer,
+                                           leaves=batch.leaves, signature=batch.signature))
+        return batch.batch_id
+
+    def batch(self, conn, batch_id: str) -> SignedBatch:  # type: ignore[no-untyped-def]
+        row = conn.execute(self.batches.select()
+                           .where(self.batches.c.batch_id == batch_id)).one()
+        return SignedBatch(row.signer, bytes(row.leaves), bytes(row.signature))
+
+    def get(self, conn, bid: str):  # type: ignore[no-untyped-def]
+        return conn.execute(self.bindings.select()
+                            .where(self.bindings.c.binding_id == bid)).first()
+
+    def active(self, conn, *, ehc_card_id: str | None = None,  # type: ignore[no-untyped-def]
+               ssc_card_no: str | None = None):
+        """The bound binding of a card (at most one per card on each side)."""
+        t = self.bindings
+        cond = (t.c.ehc_card_id == ehc_card_id) if ehc_card_id else (
+            t.c.ssc_card_no == ssc_card_no)
+        return conn.execute(t.select().where(cond, t.c.state == "bound")).first()
+
+    def upsert(self, conn, record: dict[str, Any], ehc: tuple[str, int],  # type: ignore[no-untyped-def]
+               essc: tuple[str | None, int | None]) -> None:
+        values = {**record, "ehc_batch": ehc[0], "ehc_index": ehc[1], "essc_batch": essc[0],
+                  "essc_index": essc[1],
+                  "updated_at": datetime.now(UTC).replace(tzinfo=None)}
+        t = self.bindings
+        done = conn.execute(t.update().where(t.c.binding_id == record["binding_id"])
+                            .values(**values)).rowcount
+        if not done:
+            conn.execute(t.insert().values(**values))
+
+    def proof(self, conn, bid: str) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
+        row = self.get(conn, bid)
+        if row is None:
+            return None
+        out: dict[str, Any] = {"record": record_of(row)}
+        for side in SIDES:
+            batch_id, index = getattr(row, f"{side}_batch"), getattr(row, f"{side}_index")
+            out[side] = None if batch_id is None else {
+                "batch": self.batch(conn, batch_id).to_json(), "index": index}
+        return out
+
+    def page(self, conn, after: str, limit: int) -> list[Any]:  # type: ignore[no-untyped-def]
+        t = self.bindings
+        return conn.execute(t.select().where(t.c.binding_id > after)
+                            .order_by(t.c.binding_id).limit(limit)).all()
+
+
+def check_proof(proof: Any, keys: dict[str, str]) -> dict[str, Any]:
+    """The record of a proof signed by both sides (``keys``: side -> SM2 public key);
+    422 BINDING_SIGNATURE_INVALID when either signature fails."""
+    if not isinstance(proof, dict):
+        raise ApiError(422, "BINDING_RECORD_INVALID", "proof must be an object")
+    record = check_record(proof.get("record"))
+    for side in SIDES:
+        part = proof.get(side)
+        if not isinstance(part, dict) or not isinstance(part.get("index"), int):
+            raise ApiError(422, "BINDING_SIGNATURE_INVALID", f"{side} signature missing")
+        batch = SignedBatch.from_json(part.get("batch"))
+        if batch.signer != side or not verify_proof(record, batch, part["index"], keys[side]):
+            raise ApiError(422, "BINDING_SIGNATURE_INVALID", f"{side} signature does not hold")
+    return record

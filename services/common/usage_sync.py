@@ -1,0 +1,106 @@
+"""Usage records shared both ways (用卡记录共享): each side pulls the other's records of
+bound cards by cursor. Records and the cursor are written in one transaction and the
+source's record ID is unique here, so each record arrives exactly once and in the source's
+order, however often a pull is retried or interrupted, and a side that was down simply
+resumes from its cursor."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+    select,
+)
+
+SHARED_FIELDS = ("ehc_card_id", "ssc_card_no", "institution_code", "terminal_id",
+                 "terminal_type", "step", "code_kind", "at")
+
+
+def shared_usage_tables(metadata: MetaData) -> tuple[Table, Table]:
+    shared = Table(
+        "shared_usage", metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=True),
+        Column("source", String(4), nullable=False),
+        Column("source_id", BigInteger, nullable=False),
+        Column("ehc_card_id", String(64), nullable=False),
+        Column("ssc_card_no", String(20), nullable=False),
+        Column("institution_code", String(12), nullable=False),
+        Column("terminal_id", String(16), nullable=False),
+        Column("terminal_type", SmallInteger, nullable=False),
+        Column("step", Integer, nullable=False),
+        Column("code_kind", String(10), nullable=False),
+        Column("at", String(32), nullable=False),
+        Column("received_at", DateTime, nullable=False),
+        UniqueConstraint("source", "source_id", name="uq_shared_source"),
+    )
+    cursors = Table(
+        "sync_cursors", metadata,
+        Column("source", String(4), primary_key=True),
+        Column("last_id", BigInteger, nullable=False),
+    )
+    return shared, cursors
+
+
+Fetch = Callable[[int, int], Awaitable[list[dict[str, Any]]]]
+
+
+class UsageInbox:
+    def __init__(self, engine: Engine, shared: Table, cursors: Table, source: str) -> None:
+        self.engine = engine
+        self.shared = shared
+        self.cursors = cursors
+        self.source = source
+
+    def cursor(self) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(self.cursors.c.last_id)
+                                 .where(self.cursors.c.source == self.source)).scalar()
+        return int(value or 0)
+
+    async def pull(self, fetch: Fetch, page: int = 500) -> int:
+        """Pull every page the peer has after our cursor; the number of new records."""
+        received = 0
+        while True:
+            after = self.cursor()
+            records = await fetch(after, page)
+            if not records:
+                return received
+            received += self._store(after, records)
+            if len(records) < page:
+                return received
+
+    def _store(self, after: int, records: list[dict[str, Any]]) -> int:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        t, c = self.shared, self.cursors
+        ids = [int(r["id"]) for r in records]
+        with self.engine.begin() as conn:
+            # the cursor row is the lock: a concurrent pull of the same page waits here
+            moved = conn.execute(c.update().where(c.c.source == self.source,
+                                                  c.c.last_id == after)
+                                 .values(last_id=max(ids))).rowcount
+            if not moved:
+                if after != 0 or conn.execute(select(c.c.last_id).where(
+                        c.c.source == self.source)).first() is not None:
+                    return 0  # someone else stored this page first
+                conn.execute(c.insert().values(source=self.source, last_id=max(ids)))
+            seen = set(conn.execute(select(t.c.source_id).where(
+                t.c.source == self.source, t.c.source_id.in_(ids))).scalars())
+            fresh = [{"source": self.source, "source_id": int(r["id"]), "received_at": now,
+                      **{k: r[k] for k in SHARED_FIELDS}}
+                     for r in records if int(r["id"]) not in seen]
+            if fresh:
+                conn.execute(t.insert(), fresh)
+        return len(fresh)

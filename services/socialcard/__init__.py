@@ -1,0 +1,1 @@
+"""The e-SSC / medical-insurance card system."""

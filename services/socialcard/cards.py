@@ -1,0 +1,209 @@
+"""Insured persons and their e-SSC cards: import from the social-security bureau, claim
+by a channel app, lost / unlock / cancel, the e-SSC's own QR code and its verification,
+and insurance voucher tokens (ecToken)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+
+from ..common.crypto import constant_time_equal, hmac_sm3
+from ..common.errors import ApiError
+from ..common.idcard import mask_id_number, mask_name
+from ..common.pii import FieldCipher
+from .tables import card_apps, code_uses, ec_tokens, insured, usage_records
+
+NOT_ENABLED, NORMAL, LOST, VOID, PRE_LOST, CANCELLED = 0, 1, 2, 7, 8, 9
+STATE_ERRORS = {
+    NOT_ENABLED: (409, "SSC_CARD_NOT_ENABLED", "the e-SSC card is not enabled"),
+    LOST: (409, "SSC_CARD_LOST", "the e-SSC card is reported lost"),
+    PRE_LOST: (409, "SSC_CARD_LOST", "the e-SSC card is pre-reported lost"),
+    VOID: (409, "SSC_CARD_CANCELLED", "the e-SSC card is void"),
+    CANCELLED: (409, "SSC_CARD_CANCELLED", "the e-SSC card is cancelled"),
+}
+TRANSITIONS = {  # action: (allowed from, to)
+    "report-lost": ((NORMAL, PRE_LOST), LOST),
+    "unlock": ((LOST, PRE_LOST), NORMAL),
+    "cancel": ((NOT_ENABLED, NORMAL, LOST, PRE_LOST), CANCELLED),
+}
+INSURANCE_TYPES = {"310": "employee basic medical insurance",
+                   "390": "urban and rural resident basic medical insurance"}
+CODE_RE = re.compile(r"^ESSC:(\d{20}):(\d{14}):([0-9a-f]{16}):([0-9a-f]{32})$")
+EC_TOKEN_TTL = timedelta(minutes=30)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def refuse_unusable(state: int) -> None:
+    if state != NORMAL:
+        raise ApiError(*STATE_ERRORS.get(state, (409, "SSC_CARD_UNUSABLE", "not usable")))
+
+
+def card_number(region: str, serial: int) -> str:
+    """20 digits: the 6-digit insurance region, then a 14-digit serial."""
+    return f"{region}{serial:014d}"
+
+
+def new_ec_token(region: str) -> str:
+    return region + secrets.token_hex(16).upper()
+
+
+class SocialCards:
+    def __init__(self, engine: Engine, cipher: FieldCipher, code_key: bytes,
+                 validity_s: int) -> None:
+        self.engine = engine
+        self.cipher = cipher
+        self.code_key = code_key
+        self.validity_s = validity_s
+
+    # ------------------------------------------------------------------ views
+    def view(self, row: Row, *, masked: bool = True) -> dict[str, Any]:
+        number = self.cipher.decrypt(row.id_number_enc)
+        name = self.cipher.decrypt(row.name_enc)
+        return {
+            "ssc_card_no": row.ssc_card_no, "id_type": row.id_type,
+            "id_number": mask_id_number(number) if masked else number,
+            "name": mask_name(name) if masked else name, "region": row.region,
+            "insurance_type": row.insurance_type,
+            "account_balance_fen": row.account_balance_fen, "card_state": row.card_state,
+        }
+
+    def identity_of(self, row: Row, institution_code: str) -> dict[str, Any]:
+        """What a hospital needs to settle: card, region, type, state and a voucher."""
+        refuse_unusable(row.card_state)
+        token = new_ec_token(row.region)
+        with self.engine.begin() as conn:
+            conn.execute(insert(ec_tokens).values(
+                token=token, ssc_card_no=row.ssc_card_no, institution_code=institution_code,
+                expires_at=_now() + EC_TOKEN_TTL))
+        return {"ssc_card_no": row.ssc_card_no, "region": row.region,
+                "insurance_type": row.insurance_type, "card_state": row.card_state,
+                "ec_token": token, "name": mask_name(self.cipher.decrypt(row.name_enc))}
+
+    # ------------------------------------------------------------------ import and lookup
+    def import_insured(self, people: list[dict[str, Any]]) -> dict[str, int]:
+        """From the bureau: insured persons with an issued e-SSC (idempotent by identity)."""
+        now = _now()
+        digests = [self.cipher.digest(p["id_number"]) for p in people]
+        with self.engine.begin() as conn:
+            known = set(conn.execute(select(insured.c.id_digest)
+                                     .where(insured.c.id_digest.in_(digests))).scalars())
+            rows = []
+            for p, digest in zip(people, digests, strict=True):
+                if digest in known:
+                    continue
+                known.add(digest)
+                rows.append({
+                    "ssc_card_no": p["ssc_card_no"], "id_type": p["id_type"],
+                    "id_digest": digest, "id_number_enc": self.cipher.encrypt(p["id_number"]),
+                    "name_enc": self.cipher.encrypt(p["name"]),
+                    "phone_enc": self.cipher.encrypt(p["phone"]) if p.get("phone") else None,
+                    "region": p["region"], "insurance_type": p["insurance_type"],
+                    "account_balance_fen": p["account_balance_fen"],
+                    "card_state": p["card_state"], "created_at": now, "updated_at": now})
+            try:
+                if rows:
+                    conn.execute(insert(insured), rows)
+            except IntegrityError as exc:
+                raise ApiError(409, "SSC_CARD_EXISTS", "an e-SSC card number is taken") from exc
+        return {"imported": len(rows), "known": len(people) - len(rows)}
+
+    def by_card(self, conn, ssc_card_no: str) -> Row | None:  # type: ignore[no-untyped-def]
+        return conn.execute(select(insured).where(insured.c.ssc_card_no == ssc_card_no)).first()
+
+    def card(self, ssc_card_no: str) -> Row:
+        with self.engine.connect() as conn:
+            row = self.by_card(conn, ssc_card_no)
+        if row is None:
+            raise ApiError(404, "SSC_CARD_NOT_FOUND", "no such e-SSC card")
+        return row
+
+    def owned(self, ssc_card_no: str, app_key: str) -> Row:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(insured).join(card_apps, card_apps.c.ssc_card_no == insured.c.ssc_card_no)
+                .where(insured.c.ssc_card_no == ssc_card_no, card_apps.c.app_key == app_key)
+            ).first()
+        if row is None:
+            raise ApiError(404, "SSC_CARD_NOT_FOUND", "no such e-SSC card for this app")
+        return row
+
+    def claim(self, id_type: str, id_number: str, name: str, app_key: str) -> Row:
+        """A resident claims their e-SSC in an app: enabled on first claim."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(insured).where(
+                insured.c.id_type == id_type,
+                insured.c.id_digest == self.cipher.digest(id_number))).first()
+            if row is None or self.cipher.decrypt(row.name_enc) != name:
+                raise ApiError(404, "NOT_INSURED", "no insured person with this identity")
+            if row.card_state == NOT_ENABLED:
+                conn.execute(update(insured).where(insured.c.ssc_card_no == row.ssc_card_no)
+                             .values(card_state=NORMAL, updated_at=_now()))
+            linked = conn.execute(select(card_apps).where(
+                card_apps.c.ssc_card_no == row.ssc_card_no,
+                card_apps.c.app_key == app_key)).first()
+            if linked is None:
+                conn.execute(insert(card_apps).values(ssc_card_no=row.ssc_card_no,
+                                                      app_key=app_key))
+            return self.by_card(conn, row.ssc_card_no)
+
+    def change_state(self, ssc_card_no: str, app_key: str, action: str) -> Row:
+        allowed, target = TRANSITIONS[action]
+        self.owned(ssc_card_no, app_key)
+        with self.engine.begin() as conn:
+            done = conn.execute(update(insured).where(
+                insured.c.ssc_card_no == ssc_card_no, insured.c.card_state.in_(allowed))
+                .values(card_state=target, updated_at=_now())).rowcount
+            row = self.by_card(conn, ssc_card_no)
+        if not done:
+            raise ApiError(409, "SSC_CARD_STATE_CONFLICT",
+                           f"cannot {action} an e-SSC card in state {row.card_state}")
+        return row
+
+    # ------------------------------------------------------------------ the e-SSC code
+    def _tag(self, card_no: str, expiry: str, nonce: str) -> str:
+        return hmac_sm3(self.code_key, f"{card_no}|{expiry}|{nonce}".encode())[:16].hex()
+
+    def code(self, row: Row, now: datetime) -> dict[str, Any]:
+        """``ESSC:<card no>:<expiry CST>:<nonce>:<tag>``, valid once, for ``validity_s``."""
+        refuse_unusable(row.card_state)
+        expiry = (now + timedelta(seconds=self.validity_s)).strftime("%Y%m%d%H%M%S")
+        nonce = secrets.token_hex(8)
+        tag = self._tag(row.ssc_card_no, expiry, nonce)
+        text = f"ESSC:{row.ssc_card_no}:{expiry}:{nonce}:{tag}"
+        return {"qr_text": text, "kind": "essc", "expires_at": expiry,
+                "refresh_after_s": self.validity_s}
+
+    def verify_code(self, text: str, now: datetime, institution_code: str,
+                    terminal_id: str, terminal_type: int, step: int) -> dict[str, Any]:
+        """Check an e-SSC code, use it up, write the usage record; the insurance identity."""
+        m = CODE_RE.match(text) if isinstance(text, str) and len(text) <= 120 else None
+        if m is None:
+            raise ApiError(422, "QR_MALFORMED", "not an e-SSC code")
+        card_no, expiry, nonce, tag = m.groups()
+        if not constant_time_equal(tag, self._tag(card_no, expiry, nonce)):
+            raise ApiError(422, "QR_TAMPERED", "e-SSC code does not check out")
+        expires = datetime.strptime(expiry, "%Y%m%d%H%M%S").replace(tzinfo=now.tzinfo)
+        if now > expires:
+            raise ApiError(410, "QR_EXPIRED", "e-SSC code has expired")
+        row = self.card(card_no)
+        refuse_unusable(row.card_state)
+        with self.engine.begin() as conn:
+            try:
+                conn.execute(insert(code_uses).values(
+                    nonce=nonce, expires_at=expires.astimezone(UTC).replace(tzinfo=None)))
+            except IntegrityError as exc:
+                raise ApiError(409, "QR_REPLAYED", "e-SSC code already used") from exc
+            rec = conn.execute(insert(usage_records).values(
+                ssc_card_no=card_no, institution_code=institution_code,
+                terminal_id=terminal_id, terminal_type=terminal_type, step=step,
+                code_kind="essc", verified_at=_now())).inserted_primary_key[0]
+        return {**self.identity_of(row, institution_code), "usage_record_id": rec}

@@ -1,0 +1,164 @@
+"""The e-SSC side of two-card fusion: it checks and countersigns bindings the EHC system
+proposes (and keeps its own copy with both signatures), lists holders to auto-open,
+answers insurance identities for fused verifications, and pulls the EHC side's usage
+records of bound cards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from ..common import binding as b
+from ..common.errors import ApiError
+from ..common.usage_sync import UsageInbox
+from .cards import NORMAL, STATE_ERRORS, SocialCards
+from .peers import HealthcardClient
+from .tables import binding_batches, bindings, insured, shared_usage, sync_cursors
+
+
+class Refusal(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class SocialFusion:
+    def __init__(self, engine: Engine, cards: SocialCards, ehc: HealthcardClient,
+                 key: tuple[str, str]) -> None:
+        self.engine = engine
+        self.cards = cards
+        self.ehc = ehc
+        self.private_hex, self.public_hex = key
+        self.store = b.BindingStore(bindings, binding_batches)
+        self.inbox = UsageInbox(engine, shared_usage, sync_cursors, "ehc")
+        self._peer_key: str | None = None
+
+    async def peer_key(self) -> str:
+        if self._peer_key is None:
+            self._peer_key = await self.ehc.signing_key()
+        return self._peer_key
+
+    # ------------------------------------------------------------------ countersigning
+    async def accept(self, payload: Any) -> dict[str, Any]:
+        """Check the EHC side's signed batch and each record; countersign and store the
+        acceptable ones in one transaction. A forged batch stores nothing at all."""
+        if not isinstance(payload, dict):
+            raise ApiError(422, "INVALID_REQUEST", "body must be an object")
+        records, identities = payload.get("records"), payload.get("identities")
+        if (not isinstance(records, list) or not isinstance(identities, list)
+                or not 0 < len(records) <= b.MAX_BATCH or len(identities) != len(records)):
+            raise ApiError(422, "INVALID_REQUEST", "records and identities: equal lists of "
+                           f"1 to {b.MAX_BATCH}")
+        records = [b.check_record(r) for r in records]
+        ehc = b.SignedBatch.from_json(payload.get("ehc"))
+        if ehc.signer != "ehc" or not ehc.verify(await self.peer_key()):
+            raise ApiError(422, "BINDING_SIGNATURE_INVALID", "the EHC side's signature "
+                           "over this batch does not hold")
+        positions = {ehc.leaves[i:i + 32]: i // 32 for i in range(0, len(ehc.leaves), 32)}
+        results: list[dict[str, Any]] = []
+        accepted: list[tuple[int, dict[str, Any]]] = []
+        replayed: dict[str, str] = {}
+        with self.engine.begin() as conn:
+            for i, (record, identity) in enumerate(zip(records, identities, strict=True)):
+                if b.leaf(record) not in positions:
+                    raise ApiError(422, "BINDING_SIGNATURE_INVALID",
+                                   "a record is not in the signed batch")
+                try:
+                    stored = self._check(conn, record, identity)
+                except Refusal as exc:
+                    results.append({"binding_id": record["binding_id"], "ok": False,
+                                    "code": exc.code, "message": exc.message})
+                    continue
+                if stored is not None:  # this very version is here already: a retry
+                    replayed[record["binding_id"]] = stored.essc_batch
+                    results.append({"binding_id": record["binding_id"], "ok": True,
+                                    "batch_id": stored.essc_batch,
+                                    "index": stored.essc_index})
+                    continue
+                accepted.append((i, record))
+                results.append({"binding_id": record["binding_id"], "ok": True})
+            batches: dict[str, Any] = {}
+            if accepted:
+                ours = b.sign_batch("essc", self.private_hex, [r for _, r in accepted])
+                self.store.save_batch(conn, ehc)
+                self.store.save_batch(conn, ours)
+                for j, (i, record) in enumerate(accepted):
+                    self.store.upsert(conn, record, (ehc.batch_id, positions[b.leaf(record)]),
+                                      (ours.batch_id, j))
+                    results[i].update(batch_id=ours.batch_id, index=j)
+                batches[ours.batch_id] = ours.to_json()
+            for batch_id in set(replayed.values()):
+                batches[batch_id] = self.store.batch(conn, batch_id).to_json()
+        return {"results": results, "batches": batches}
+
+    def _check(self, conn, record: dict[str, Any], identity: Any):  # type: ignore[no-untyped-def]
+        """None when the record may be stored; the stored row when it already is; a
+        Refusal otherwise."""
+        current = self.store.get(conn, record["binding_id"])
+        if current is not None and current.version >= record["version"]:
+            if current.version == record["version"] and b.record_of(current) == record:
+                return current
+            raise Refusal("BINDING_VERSION_STALE", "a newer version of this binding exists")
+        card = self.cards.by_card(conn, record["ssc_card_no"])
+        if card is None:
+            raise Refusal("SSC_CARD_NOT_FOUND", "no such e-SSC card")
+        if record["region"] != card.region:
+            raise Refusal("BINDING_REGION_MISMATCH", "region differs from the e-SSC card's")
+        if record["state"] == "unbound":
+            if current is None or current.state != "bound":
+                raise Refusal("BINDING_NOT_FOUND", "nothing bound to unbind")
+            return None
+        if (not isinstance(identity, dict) or identity.get("id_type") != card.id_type
+                or not isinstance(identity.get("id_number"), str)
+                or self.cards.cipher.digest(identity["id_number"]) != card.id_digest):
+            raise Refusal("BINDING_IDENTITY_MISMATCH",
+                          "the e-SSC card belongs to someone else")
+        if card.card_state != NORMAL:
+            raise Refusal(*STATE_ERRORS[card.card_state][1:])
+        for other in (self.store.active(conn, ssc_card_no=record["ssc_card_no"]),
+                      self.store.active(conn, ehc_card_id=record["ehc_card_id"])):
+            if other is not None and other.binding_id != record["binding_id"]:
+                raise Refusal("BINDING_EXISTS", "a card is bound to another card")
+        return None
+
+    # ------------------------------------------------------------------ other peer calls
+    def proof(self, bid: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            proof = self.store.proof(conn, bid)
+        if proof is None:
+            raise ApiError(404, "BINDING_NOT_FOUND", "no such binding")
+        return proof
+
+    async def check_proof(self, proof: Any) -> dict[str, Any]:
+        keys = {"ehc": await self.peer_key(), "essc": self.public_hex}
+        record = b.check_proof(proof, keys)
+        with self.engine.connect() as conn:
+            row = self.store.get(conn, record["binding_id"])
+        return {"valid": True, "record": record,
+                "matches_ours": row is not None and b.record_of(row) == record}
+
+    def holders(self, after: str, limit: int) -> list[dict[str, Any]]:
+        """Issued (normal) e-SSC holders never bound to an EHC, by card number (a holder
+        who unbound by choice is not bound again by the batch)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(insured).outerjoin(bindings,
+                                          bindings.c.ssc_card_no == insured.c.ssc_card_no)
+                .where(insured.c.card_state == NORMAL, insured.c.ssc_card_no > after,
+                       bindings.c.binding_id.is_(None))
+                .order_by(insured.c.ssc_card_no).limit(limit)).all()
+        dec = self.cards.cipher.decrypt
+        return [{"ssc_card_no": r.ssc_card_no, "region": r.region, "id_type": r.id_type,
+                 "id_number": dec(r.id_number_enc), "name": dec(r.name_enc),
+                 "phone": dec(r.phone_enc) if r.phone_enc else None} for r in rows]
+
+    def insurance_identity(self, ssc_card_no: str, institution_code: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            if self.store.active(conn, ssc_card_no=ssc_card_no) is None:
+                raise ApiError(409, "BINDING_NOT_ACTIVE", "this e-SSC is not bound")
+        return self.cards.identity_of(self.cards.card(ssc_card_no), institution_code)
+
+    async def pull_usage(self) -> int:
+        return await self.inbox.pull(self.ehc.usage_records)

@@ -1,0 +1,66 @@
+"""Request and answer models of the e-SSC system's API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ..common.caller_routes import Strict
+
+
+class Insured(Strict):
+    ssc_card_no: str = Field(pattern=r"^\d{20}$")
+    id_type: str = Field("01", pattern=r"^\d{2}$")
+    id_number: str = Field(min_length=1, max_length=32)
+    name: str = Field(min_length=1, max_length=64)
+    phone: str | None = Field(None, pattern=r"^1\d{10}$")
+    region: str = Field(pattern=r"^\d{6}$", description="insurance area code")
+    insurance_type: Literal["310", "390"] = Field(
+        "390", description="310 employee basic, 390 urban and rural resident basic")
+    account_balance_fen: int = Field(0, ge=0, le=10**12)
+    card_state: Literal[0, 1, 2, 7, 8, 9] = Field(1, description="e-SSC state")
+
+
+class InsuredBatch(Strict):
+    insured: list[Insured] = Field(min_length=1, max_length=5000)
+
+
+class ClaimRequest(Strict):
+    id_type: str = Field("01", pattern=r"^\d{2}$")
+    id_number: str = Field(min_length=1, max_length=32)
+    name: str = Field(min_length=1, max_length=64)
+
+
+class SocialCard(BaseModel):
+    ssc_card_no: str
+    id_type: str
+    id_number: str
+    name: str
+    region: str
+    insurance_type: str
+    account_balance_fen: int
+    card_state: int
+
+
+class SocialCode(BaseModel):
+    qr_text: str
+    kind: Literal["essc"]
+    expires_at: str
+    refresh_after_s: int
+
+
+class SocialVerifyRequest(Strict):
+    qr_text: str = Field(max_length=120)
+    terminal_id: str = Field(min_length=16, max_length=16)
+    institution_code: str = Field(min_length=12, max_length=12)
+    institution_name: str = Field(max_length=128)
+    city_code: str = Field(pattern=r"^\d{6}$")
+    terminal_type: Literal[1, 2, 99]
+    step: Literal[0, 10101, 10102, 10103, 10104, 10105, 10106, 10107]
+    time: str = Field(pattern=r"^\d{14}$")
+
+
+class IdentityRequest(Strict):
+    ssc_card_no: str = Field(pattern=r"^\d{20}$")
+    institution_code: str = Field(pattern=r"^[0-9A-Z]{12}$")

@@ -1,0 +1,43 @@
+"""The e-SSC system assembled: store, cards, callers, fusion and its EHC peer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from ..common.callers import Callers
+from ..common.crypto import hmac_sm3
+from ..common.db import make_engine
+from ..common.faults import Faults
+from ..common.pii import FieldCipher
+from ..common.settings import Settings
+from ..common.system_key import load_or_create
+from .cards import SocialCards
+from .fusion import SocialFusion
+from .peers import HealthcardClient
+from .tables import caller_registry, metadata, system_keys
+
+
+@dataclass
+class SocialcardSystem:
+    settings: Settings
+    engine: Engine
+    cards: SocialCards
+    callers: Callers
+    fusion: SocialFusion
+    faults: Faults = field(default_factory=Faults)
+
+
+def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,
+                     ehc: HealthcardClient) -> SocialcardSystem:
+    engine = make_engine(settings, "socialcard", metadata)
+    cards = SocialCards(engine, cipher, hmac_sm3(master, b"essc-code-key")[:16],
+                        settings.dynamic_code_validity_s)
+    return SocialcardSystem(
+        settings=settings, engine=engine, cards=cards,
+        callers=Callers(engine, caller_registry, cipher, max_age_s=settings.signature_max_age_s,
+                        terminal_rate=settings.rate_limit_terminal_per_s,
+                        app_rate=settings.rate_limit_app_per_s),
+        fusion=SocialFusion(engine, cards, ehc, load_or_create(engine, system_keys, cipher)),
+    )

@@ -1,0 +1,86 @@
+"""The e-SSC system's own tables (nobody else reads them)."""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from ..common.binding import binding_tables
+from ..common.callers import caller_tables
+from ..common.system_key import system_key_table
+from ..common.usage_sync import shared_usage_tables
+
+metadata = MetaData()
+caller_registry = caller_tables(metadata)
+bindings, binding_batches = binding_tables(metadata)
+system_keys = system_key_table(metadata)
+shared_usage, sync_cursors = shared_usage_tables(metadata)
+
+# an insured person and their e-SSC card (one card per person here); e-SSC states
+# (DOMAIN.md s.2): 0 not enabled, 1 normal, 2 lost, 7 void, 8 pre-lost, 9 cancelled
+insured = Table(
+    "insured",
+    metadata,
+    Column("ssc_card_no", String(20), primary_key=True),
+    Column("id_type", String(2), nullable=False),
+    Column("id_digest", String(64), nullable=False),
+    Column("id_number_enc", String(200), nullable=False),
+    Column("name_enc", String(300), nullable=False),
+    Column("phone_enc", String(200)),
+    Column("region", String(6), nullable=False),
+    Column("insurance_type", String(3), nullable=False),
+    Column("account_balance_fen", BigInteger, nullable=False),
+    Column("card_state", SmallInteger, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("id_type", "id_digest", name="uq_insured_identity"),
+    Index("ix_insured_state", "card_state", "ssc_card_no"),
+)
+
+card_apps = Table(
+    "card_apps",
+    metadata,
+    Column("ssc_card_no", String(20), primary_key=True),
+    Column("app_key", String(64), primary_key=True),
+)
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("ssc_card_no", String(20), nullable=False),
+    Column("institution_code", String(12), nullable=False),
+    Column("terminal_id", String(16), nullable=False),
+    Column("terminal_type", SmallInteger, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("code_kind", String(10), nullable=False),
+    Column("verified_at", DateTime, nullable=False),
+    Index("ix_essc_usage_card", "ssc_card_no", "id"),
+)
+
+# insurance voucher tokens (ecToken): 38 characters, the 6-digit area code first
+ec_tokens = Table(
+    "ec_tokens",
+    metadata,
+    Column("token", String(38), primary_key=True),
+    Column("ssc_card_no", String(20), nullable=False),
+    Column("institution_code", String(12), nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
+
+# e-SSC codes already verified (one use each)
+code_uses = Table(
+    "code_uses",
+    metadata,
+    Column("nonce", String(16), primary_key=True),
+    Column("expires_at", DateTime, nullable=False),
+)
