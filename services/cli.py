@@ -1,4 +1,4 @@
-"""Commands of the card-service stack: serve, seed."""
+"""Commands of the card-service stack: serve, seed, fuse, reconcile, sync."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
     port: int = typer.Option(8000, help="TCP port"),
     workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes"),
-    systems: str = typer.Option("registry,healthcard", help="systems this process runs"),
+    systems: str = typer.Option("registry,healthcard,socialcard,channel",
+                                help="systems this process runs (comma-separated); the "
+                                "others are reached at EHC_<SYSTEM>_URL"),
 ) -> None:
     """Run the card network (all systems in one process by default)."""
     import uvicorn
@@ -61,3 +63,112 @@ def seed(
     write_seed_file(data, out)
     console.print(f"seeded {len(data['cards'])} cards, {len(data['institutions'])} "
                   f"institutions -> {out}")
+
+
+def _stack(url: str | None, admin_token: str | None):  # type: ignore[no-untyped-def]
+    """(url, admin token, context) of the stack at URL, or of one started in-process on
+    the configured store (``EHC_VAR_DIR`` / ``EHC_DATABASE_URL``)."""
+    import contextlib
+
+    if url:
+        if not admin_token:
+            raise typer.BadParameter("--admin-token (or EHC_ADMIN_TOKEN) is needed with --url")
+        return url, admin_token, contextlib.nullcontext()
+    from .common.settings import get_settings
+    from .serve import start_in_thread
+
+    stack = start_in_thread(get_settings())
+    return stack.url, stack.admin_token, stack
+
+
+URL = typer.Option(None, help="a running stack; default: in-process on the configured store")
+TOKEN = typer.Option(None, envvar="EHC_ADMIN_TOKEN", help="admin token of the stack at --url")
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def fuse(
+    all_holders: bool = typer.Option(False, "--all", help="every issued e-SSC holder "
+                                     "without a bound EHC (required: there is no other mode)"),
+    page: int = typer.Option(1000, min=1, max=2000, help="holders per signed batch"),
+    url: str | None = URL,
+    admin_token: str | None = TOKEN,
+) -> None:
+    """Auto-open an EHC for every e-SSC holder and bind the two cards (resumable: run it
+    again after a crash and it carries on; holders already bound are skipped)."""
+    from .sdk import AdminClient, SdkError
+
+    if not all_holders:
+        _fail("say --all: the batch opens and binds cards for every unbound e-SSC holder")
+    base, token, ctx = _stack(url, admin_token)
+    totals = {"holders": 0, "opened": 0, "bound": 0, "refused": 0, "pending": 0}
+    with ctx, AdminClient(base, token, timeout_s=600) as admin:
+        try:
+            stats = admin.essc_stats()
+            todo = (stats["cards_by_state"].get("1", 0)
+                    - stats["bindings_by_state"].get("bound", 0)
+                    - stats["bindings_by_state"].get("unbound", 0))
+            with Progress(console=console) as bar:
+                task = bar.add_task("opening and binding", total=max(todo, 0))
+                after = ""
+                while True:
+                    answer = admin.fuse_page(after, page)
+                    if answer["next_after"] is None:
+                        break
+                    for k in totals:
+                        totals[k] += answer[k]
+                    bar.advance(task, answer["holders"])
+                    after = answer["next_after"]
+        except SdkError as exc:
+            _fail(f"{exc.code}: {exc.message} (run again to resume)")
+    console.print("fusion: " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))
+    if totals["pending"]:
+        console.print("[yellow]some bindings are pending[/]: the e-SSC side did not answer; "
+                      "`ehc reconcile bindings` completes them")
+
+
+reconcile = typer.Typer(no_args_is_help=True, help="Find and repair differences between "
+                        "the two card systems.")
+app.add_typer(reconcile, name="reconcile")
+
+
+@reconcile.command("bindings")
+def reconcile_bindings(url: str | None = URL, admin_token: str | None = TOKEN) -> None:
+    """Finish or drop pending bindings and make both sides' copies agree; prints what it
+    did. Exit 0 when both sides agree afterwards, 1 when something is left."""
+    from .sdk import AdminClient, SdkError
+
+    base, token, ctx = _stack(url, admin_token)
+    with ctx, AdminClient(base, token, timeout_s=600) as admin:
+        try:
+            report = admin.reconcile_bindings()
+        except SdkError as exc:
+            _fail(f"{exc.code}: {exc.message}")
+    for line in report["actions"]:
+        console.print(" - " + line)
+    counts = {k: report[k] for k in ("completed", "dropped", "still_pending", "resent",
+                                     "adopted")}
+    console.print("bindings: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                  + f", conflicts {len(report['conflicts'])}"
+                  + (" (both sides agreed already)" if report["clean"] else ""))
+    if report["still_pending"] or report["conflicts"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def sync(url: str | None = URL, admin_token: str | None = TOKEN) -> None:
+    """Pull each side's new usage records of bound cards into the other now (the servers
+    also do it every EHC_SYNC_INTERVAL_S)."""
+    from .sdk import AdminClient, SdkError
+
+    base, token, ctx = _stack(url, admin_token)
+    with ctx, AdminClient(base, token) as admin:
+        try:
+            to_ehc, to_essc = admin.pull_usage("ehc"), admin.pull_usage("essc")
+        except SdkError as exc:
+            _fail(f"{exc.code}: {exc.message}")
+    console.print(f"usage records shared: {to_essc} to the e-SSC side, {to_ehc} to the EHC side")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -31,6 +32,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
+    select,
 )
 
 from .crypto import sm2_sign, sm2_verify, sm3
@@ -102,7 +105,7 @@ class SignedBatch:
     leaves: bytes
     signature: bytes
 
-    @property
+    @cached_property
     def batch_id(self) -> str:
         return f"{self.signer}-{batch_digest(self.leaves).hex()[:32]}"
 
@@ -139,12 +142,16 @@ def sign_batch(signer: str, private_hex: str, records: list[dict[str, Any]]) -> 
     return SignedBatch(signer, leaves, sm2_sign(private_hex, batch_digest(leaves)))
 
 
+def holds(batch: SignedBatch, index: int, record: dict[str, Any]) -> bool:
+    """True when the batch holds ``record`` at ``index`` (its signature checked apart)."""
+    return 0 <= index < len(batch.leaves) // 32 and (
+        batch.leaves[32 * index:32 * index + 32] == leaf(record))
+
+
 def verify_proof(record: dict[str, Any], batch: SignedBatch, index: int,
                  public_hex: str) -> bool:
     """True when ``batch`` is validly signed and holds ``record`` at ``index``."""
-    if not 0 <= index < len(batch.leaves) // 32:
-        return False
-    return batch.leaves[32 * index:32 * index + 32] == leaf(record) and batch.verify(public_hex)
+    return holds(batch, index, record) and batch.verify(public_hex)
 
 
 def binding_tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -220,14 +227,40 @@ class BindingStore:
 
     def upsert(self, conn, record: dict[str, Any], ehc: tuple[str, int],  # type: ignore[no-untyped-def]
                essc: tuple[str | None, int | None]) -> None:
-        values = {**record, "ehc_batch": ehc[0], "ehc_index": ehc[1], "essc_batch": essc[0],
-                  "essc_index": essc[1],
-                  "updated_at": datetime.now(UTC).replace(tzinfo=None)}
+        self.upsert_many(conn, [(record, ehc, essc)])
+
+    def upsert_many(self, conn, items: list[tuple[dict[str, Any], tuple, tuple]]) -> None:  # type: ignore[no-untyped-def]
+        """Store many (record, (ehc batch, index), (essc batch, index)) in a few
+        statements: bulk pages must not pay a statement per binding."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        rows = [{**r, "ehc_batch": e[0], "ehc_index": e[1], "essc_batch": s[0],
+                 "essc_index": s[1], "updated_at": now} for r, e, s in items]
+        if not rows:
+            return
+        known = self.existing(conn, [r["binding_id"] for r in rows])
+        fresh = [r for r in rows if r["binding_id"] not in known]
+        changed = [{**r, "bid": r["binding_id"]} for r in rows if r["binding_id"] in known]
+        if fresh:
+            conn.execute(self.bindings.insert(), fresh)
+        if changed:
+            t = self.bindings
+            cols = [c for c in rows[0] if c != "binding_id"]
+            conn.execute(t.update().where(t.c.binding_id == bindparam("bid"))
+                         .values({c: bindparam(c) for c in cols}), changed)
+
+    def existing(self, conn, ids: list[str]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        """The stored rows of these binding IDs, by ID."""
         t = self.bindings
-        done = conn.execute(t.update().where(t.c.binding_id == record["binding_id"])
-                            .values(**values)).rowcount
-        if not done:
-            conn.execute(t.insert().values(**values))
+        return {r.binding_id: r for r in conn.execute(
+            t.select().where(t.c.binding_id.in_(ids))).all()}
+
+    def active_by(self, conn, column: str, values: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        """{card: binding ID} of the bound bindings of these cards (``column`` is
+        ``ehc_card_id`` or ``ssc_card_no``)."""
+        t = self.bindings
+        col = t.c[column]
+        return {r[0]: r[1] for r in conn.execute(
+            select(col, t.c.binding_id).where(col.in_(values), t.c.state == "bound")).all()}
 
     def proof(self, conn, bid: str) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
         row = self.get(conn, bid)

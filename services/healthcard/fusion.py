@@ -114,19 +114,17 @@ class Fusion:
 
     def _records(self, conn, reqs: list[BindRequest]) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
         """A new version per request, or the pending one already sent for it."""
+        ids = [b.binding_id(r.ehc_card_id, r.ssc_card_no) for r in reqs]
+        pending = {p.binding_id: orjson.loads(p.record) for p in conn.execute(
+            select(binding_pending).where(binding_pending.c.binding_id.in_(ids))).all()}
+        stored = self.store.existing(conn, ids)
         out = []
-        for r in reqs:
-            bid = b.binding_id(r.ehc_card_id, r.ssc_card_no)
-            pend = conn.execute(select(binding_pending).where(
-                binding_pending.c.binding_id == bid)).first()
-            if pend is not None:
-                record = orjson.loads(pend.record)
-                if record["state"] == r.state:
-                    out.append(record)
-                    continue
-            row = self.store.get(conn, bid)
-            version = max(row.version if row else 0,
-                          orjson.loads(pend.record)["version"] if pend else 0) + 1
+        for bid, r in zip(ids, reqs, strict=True):
+            pend, row = pending.get(bid), stored.get(bid)
+            if pend is not None and pend["state"] == r.state:
+                out.append(pend)
+                continue
+            version = max(row.version if row else 0, pend["version"] if pend else 0) + 1
             out.append(b.make_record(r.ehc_card_id, r.empi, r.ssc_card_no, r.region,
                                      r.state, version))
         return out
@@ -160,25 +158,24 @@ class Fusion:
         if not all(sb.signer == "essc" and sb.verify(peer_key) for sb in their.values()):
             raise ApiError(502, "PEER_SIGNATURE_INVALID",
                            "the e-SSC side's countersignature does not hold")
-        outcomes = []
+        outcomes, done = [], []
+        for i, (record, res) in enumerate(zip(records, answer["results"], strict=True)):
+            bid = record["binding_id"]
+            if not res["ok"]:
+                outcomes.append(Outcome(bid, "refused", res["code"], res["message"], record))
+                continue
+            sb = their[res["batch_id"]]
+            if not b.holds(sb, res["index"], record):  # its signature checked above
+                raise ApiError(502, "PEER_SIGNATURE_INVALID",
+                               "countersigned batch does not hold this record")
+            done.append((record, (batch.batch_id, i), (sb.batch_id, res["index"])))
+            outcomes.append(Outcome(bid, "complete", record=record))
         with self.engine.begin() as conn:
-            for i, (record, res) in enumerate(zip(records, answer["results"], strict=True)):
-                bid = record["binding_id"]
-                if not res["ok"]:
-                    conn.execute(delete(binding_pending)
-                                 .where(binding_pending.c.binding_id == bid))
-                    outcomes.append(Outcome(bid, "refused", res["code"], res["message"],
-                                            record))
-                    continue
-                sb = their[res["batch_id"]]
-                if not b.verify_proof(record, sb, res["index"], peer_key):
-                    raise ApiError(502, "PEER_SIGNATURE_INVALID",
-                                   "countersigned batch does not hold this record")
+            for sb in their.values():
                 self.store.save_batch(conn, sb)
-                self.store.upsert(conn, record, (batch.batch_id, i),
-                                  (sb.batch_id, res["index"]))
-                conn.execute(delete(binding_pending).where(binding_pending.c.binding_id == bid))
-                outcomes.append(Outcome(bid, "complete", record=record))
+            self.store.upsert_many(conn, done)
+            conn.execute(delete(binding_pending).where(
+                binding_pending.c.binding_id.in_([r["binding_id"] for r in records])))
         return outcomes
 
     # ------------------------------------------------------------------ proofs

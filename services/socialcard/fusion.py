@@ -5,6 +5,7 @@ records of bound cards."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -22,6 +23,35 @@ class Refusal(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+@dataclass
+class _Known:
+    """What a page of records needs from the store, read in four statements."""
+
+    bindings: dict[str, Any]
+    cards: dict[str, Any]
+    active_ssc: dict[str, str]
+    active_ehc: dict[str, str]
+
+    @classmethod
+    def load(cls, conn, store: b.BindingStore, records: list[dict[str, Any]]) -> _Known:  # type: ignore[no-untyped-def]
+        ssc = [r["ssc_card_no"] for r in records]
+        return cls(
+            store.existing(conn, [r["binding_id"] for r in records]),
+            {r.ssc_card_no: r for r in conn.execute(
+                select(insured).where(insured.c.ssc_card_no.in_(ssc))).all()},
+            store.active_by(conn, "ssc_card_no", ssc),
+            store.active_by(conn, "ehc_card_id", [r["ehc_card_id"] for r in records]))
+
+    def accept(self, record: dict[str, Any]) -> None:
+        """Later records of the same page see this one."""
+        bid, ssc, ehc = record["binding_id"], record["ssc_card_no"], record["ehc_card_id"]
+        if record["state"] == "bound":
+            self.active_ssc[ssc], self.active_ehc[ehc] = bid, bid
+        else:
+            self.active_ssc.pop(ssc, None)
+            self.active_ehc.pop(ehc, None)
 
 
 class SocialFusion:
@@ -57,57 +87,59 @@ class SocialFusion:
             raise ApiError(422, "BINDING_SIGNATURE_INVALID", "the EHC side's signature "
                            "over this batch does not hold")
         positions = {ehc.leaves[i:i + 32]: i // 32 for i in range(0, len(ehc.leaves), 32)}
+        if any(b.leaf(r) not in positions for r in records):
+            raise ApiError(422, "BINDING_SIGNATURE_INVALID", "a record is not in the signed batch")
         results: list[dict[str, Any]] = []
         accepted: list[tuple[int, dict[str, Any]]] = []
-        replayed: dict[str, str] = {}
+        replayed: set[str] = set()
         with self.engine.begin() as conn:
+            known = _Known.load(conn, self.store, records)
             for i, (record, identity) in enumerate(zip(records, identities, strict=True)):
-                if b.leaf(record) not in positions:
-                    raise ApiError(422, "BINDING_SIGNATURE_INVALID",
-                                   "a record is not in the signed batch")
+                bid = record["binding_id"]
                 try:
-                    stored = self._check(conn, record, identity)
+                    stored = self._check(record, identity, known)
                 except Refusal as exc:
-                    results.append({"binding_id": record["binding_id"], "ok": False,
-                                    "code": exc.code, "message": exc.message})
+                    results.append({"binding_id": bid, "ok": False, "code": exc.code,
+                                    "message": exc.message})
                     continue
                 if stored is not None:  # this very version is here already: a retry
-                    replayed[record["binding_id"]] = stored.essc_batch
-                    results.append({"binding_id": record["binding_id"], "ok": True,
-                                    "batch_id": stored.essc_batch,
-                                    "index": stored.essc_index})
+                    replayed.add(stored.essc_batch)
+                    results.append({"binding_id": bid, "ok": True,
+                                    "batch_id": stored.essc_batch, "index": stored.essc_index})
                     continue
+                known.accept(record)
                 accepted.append((i, record))
-                results.append({"binding_id": record["binding_id"], "ok": True})
+                results.append({"binding_id": bid, "ok": True})
             batches: dict[str, Any] = {}
             if accepted:
                 ours = b.sign_batch("essc", self.private_hex, [r for _, r in accepted])
                 self.store.save_batch(conn, ehc)
                 self.store.save_batch(conn, ours)
-                for j, (i, record) in enumerate(accepted):
-                    self.store.upsert(conn, record, (ehc.batch_id, positions[b.leaf(record)]),
-                                      (ours.batch_id, j))
+                self.store.upsert_many(conn, [
+                    (record, (ehc.batch_id, positions[b.leaf(record)]), (ours.batch_id, j))
+                    for j, (_, record) in enumerate(accepted)])
+                for j, (i, _) in enumerate(accepted):
                     results[i].update(batch_id=ours.batch_id, index=j)
                 batches[ours.batch_id] = ours.to_json()
-            for batch_id in set(replayed.values()):
+            for batch_id in replayed:
                 batches[batch_id] = self.store.batch(conn, batch_id).to_json()
         return {"results": results, "batches": batches}
 
-    def _check(self, conn, record: dict[str, Any], identity: Any):  # type: ignore[no-untyped-def]
+    def _check(self, record: dict[str, Any], identity: Any, known: _Known):  # type: ignore[no-untyped-def]
         """None when the record may be stored; the stored row when it already is; a
         Refusal otherwise."""
-        current = self.store.get(conn, record["binding_id"])
+        current = known.bindings.get(record["binding_id"])
         if current is not None and current.version >= record["version"]:
             if current.version == record["version"] and b.record_of(current) == record:
                 return current
             raise Refusal("BINDING_VERSION_STALE", "a newer version of this binding exists")
-        card = self.cards.by_card(conn, record["ssc_card_no"])
+        card = known.cards.get(record["ssc_card_no"])
         if card is None:
             raise Refusal("SSC_CARD_NOT_FOUND", "no such e-SSC card")
         if record["region"] != card.region:
             raise Refusal("BINDING_REGION_MISMATCH", "region differs from the e-SSC card's")
         if record["state"] == "unbound":
-            if current is None or current.state != "bound":
+            if known.active_ssc.get(record["ssc_card_no"]) != record["binding_id"]:
                 raise Refusal("BINDING_NOT_FOUND", "nothing bound to unbind")
             return None
         if (not isinstance(identity, dict) or identity.get("id_type") != card.id_type
@@ -117,9 +149,9 @@ class SocialFusion:
                           "the e-SSC card belongs to someone else")
         if card.card_state != NORMAL:
             raise Refusal(*STATE_ERRORS[card.card_state][1:])
-        for other in (self.store.active(conn, ssc_card_no=record["ssc_card_no"]),
-                      self.store.active(conn, ehc_card_id=record["ehc_card_id"])):
-            if other is not None and other.binding_id != record["binding_id"]:
+        for other in (known.active_ssc.get(record["ssc_card_no"]),
+                      known.active_ehc.get(record["ehc_card_id"])):
+            if other is not None and other != record["binding_id"]:
                 raise Refusal("BINDING_EXISTS", "a card is bound to another card")
         return None
 

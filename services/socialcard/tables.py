@@ -42,6 +42,7 @@ insured = Table(
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("id_type", "id_digest", name="uq_insured_identity"),
+    Index("ix_insured_id_digest", "id_digest"),
     Index("ix_insured_state", "card_state", "ssc_card_no"),
 )
 
