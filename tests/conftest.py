@@ -9,6 +9,7 @@ import pytest
 
 from services.registry.synthetic import generate_residents
 from services.sdk import AdminClient, ChannelClient, TerminalClient
+from services.seeding import insured_record
 from tests.stack import PG_ENV, LiveStack, drop_schemas, make_test_settings, start_stack
 
 _inst_counter = itertools.count(1)
@@ -43,19 +44,26 @@ class World:
 
 
 def seeded_world(stack: LiveStack, residents: int = 40) -> World:
-    """Residents in the registry, two institutions with a terminal each, one app."""
+    """Residents in the registry (all insured, with an issued e-SSC), two institutions
+    with a terminal each and one app, registered alike with both card systems."""
     admin = AdminClient(stack.url, stack.admin_token)
     people = list(generate_residents(residents, seed=7))
     admin.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name,
                           "phone": p.phone} for p in people])
+    base = next(_inst_counter) * 1000
+    admin.add_insured([insured_record(p, base + i) for i, p in enumerate(people)])
     terms = []
     for _ in range(2):
         code = f"3301{next(_inst_counter):08d}"
-        admin.add_institution(code, f"Hospital {code}", "330100")
+        for system in ("ehc", "essc"):
+            admin.add_institution(code, f"Hospital {code}", "330100", system=system)
         cred = admin.add_terminal(code, "0101", 2)
+        admin.add_terminal(code, "0101", 2, system="essc", secret=cred["secret"])
         terms.append(TerminalClient(stack.url, cred["terminal_id"], cred["secret"],
                                     city_code="330100", terminal_type=2))
     app_cred = admin.add_channel_app("浙里办 test")
+    admin.add_channel_app("浙里办 test", system="essc", app_key=app_cred["app_key"],
+                          app_secret=app_cred["app_secret"])
     app = ChannelClient(stack.url, app_cred["app_key"], app_cred["app_secret"])
     return World(admin, app, terms[0], terms[1], people)
 

@@ -16,6 +16,8 @@ ALLOWED = {  # tag -> caller kinds allowed
     "institution": {"terminal_a", "terminal_b"},
     "admin": {"admin"},
     "registry": {"admin"},  # and the peer systems' service token
+    "peer": {"admin"},  # the peer systems' service token (admin is accepted too)
+    "resident": set(),  # only a logged-in resident's session
     "public": {"app", "terminal_a", "terminal_b", "admin", "anonymous"},
 }
 CALLERS = ("app", "terminal_a", "terminal_b", "admin", "anonymous")

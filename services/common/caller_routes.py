@@ -29,7 +29,7 @@ SECRET = r"^[A-Za-z0-9_\-]{32,64}$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class InstitutionRequest(Strict):

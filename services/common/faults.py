@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ApiError
 
 
 class FaultSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     delay_ms: int = Field(0, ge=0, le=60_000, description="added to every affected request")
     unavailable: bool = Field(False, description="affected requests answer 503")
 

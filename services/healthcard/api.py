@@ -291,7 +291,7 @@ def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter: 
     @router.get("/usage-records", response_model=list[UsageRecord], tags=["institution"],
                 summary="This institution's usage records (and only its own), by cursor",
                 responses=error_responses(*TERM_AUTH, INVALID))
-    def list_usage(term: Term, after_id: Annotated[int, Query(ge=0)] = 0,
+    def list_usage(term: Term, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
         with hc.engine.connect() as conn:
             rows = conn.execute(

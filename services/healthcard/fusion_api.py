@@ -157,7 +157,7 @@ def add_fusion_routes(router: APIRouter, hc: HealthcardSystem, App,  # type: ign
     @router.get("/peer/usage-records", tags=["peer"], dependencies=peer,
                 summary="Usage records of bound cards after a cursor (shared both ways)",
                 responses=error_responses(*PEER, INVALID))
-    def shared_records(after_id: Annotated[int, Query(ge=0)] = 0,
+    def shared_records(after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> list[dict]:
         settled = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=SHARE_SETTLE_S)
         u = usage_records

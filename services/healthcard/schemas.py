@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from ..common.caller_routes import Strict
 
 IdType = Annotated[str, Field(pattern=r"^\d{2}$", examples=["01"])]
 Phone = Annotated[str, Field(pattern=r"^1\d{10}$", examples=["13800138000"])]
 Name = Annotated[str, Field(min_length=1, max_length=64, examples=["张三"])]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ApplyRequest(Strict):

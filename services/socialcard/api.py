@@ -179,7 +179,7 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
     @router.get("/peer/usage-records", tags=["peer"], dependencies=peer,
                 summary="Usage records of bound e-SSC cards after a cursor",
                 responses=error_responses(*PEER, FAULT, INVALID))
-    def shared_records(after_id: Annotated[int, Query(ge=0)] = 0,
+    def shared_records(after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> list[dict]:
         u = usage_records
         with sc.engine.connect() as conn:

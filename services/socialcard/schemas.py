@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt, field_validator
 
 from ..common.caller_routes import Strict
 
@@ -18,8 +18,17 @@ class Insured(Strict):
     region: str = Field(pattern=r"^\d{6}$", description="insurance area code")
     insurance_type: Literal["310", "390"] = Field(
         "390", description="310 employee basic, 390 urban and rural resident basic")
-    account_balance_fen: int = Field(0, ge=0, le=10**12)
-    card_state: Literal[0, 1, 2, 7, 8, 9] = Field(1, description="e-SSC state")
+    account_balance_fen: StrictInt = Field(0, ge=0, le=10**12)
+    card_state: StrictInt = Field(1, description="e-SSC state: 0 not enabled, 1 normal, "
+                                  "2 lost, 7 void, 8 pre-lost, 9 cancelled",
+                                  json_schema_extra={"enum": [0, 1, 2, 7, 8, 9]})
+
+    @field_validator("card_state")
+    @classmethod
+    def _known_state(cls, value: int) -> int:
+        if value not in (0, 1, 2, 7, 8, 9):
+            raise ValueError("e-SSC state is one of 0, 1, 2, 7, 8, 9")
+        return value
 
 
 class InsuredBatch(Strict):
