@@ -199,21 +199,18 @@ class Fusion:
         """Finish pending bindings, then compare both sides' copies and repair."""
         report = ReconcileReport()
         with self.engine.connect() as conn:
-            pending = conn.execute(select(binding_pending)).all()
-        for p in pending:
-            record = orjson.loads(p.record)
-            card = self.cards.card(record["ehc_card_id"])
-            identity = None if record["state"] == "unbound" else {
-                "id_type": card.id_type,
-                "id_number": self.cards.cipher.decrypt(card.id_number_enc)}
-            req = BindRequest(record["ehc_card_id"], record["empi"], record["ssc_card_no"],
-                              record["region"], record["state"], identity)
-            (out,) = await self.submit([req])
-            kind = {"complete": "completed", "refused": "dropped",
-                    "pending": "still_pending"}[out.status]
-            setattr(report, kind, getattr(report, kind) + 1)
-            report.actions.append(f"{kind} pending {record['state']} {out.binding_id}"
-                                  + (f" ({out.code})" if out.code else ""))
+            pending = [orjson.loads(p.record) for p in conn.execute(
+                select(binding_pending).order_by(binding_pending.c.binding_id)).all()]
+        for start in range(0, len(pending), 1000):
+            chunk = pending[start:start + 1000]
+            reqs = [BindRequest(r["ehc_card_id"], r["empi"], r["ssc_card_no"], r["region"],
+                                r["state"], self._identity(r)) for r in chunk]
+            for record, out in zip(chunk, await self.submit(reqs), strict=True):
+                kind = {"complete": "completed", "refused": "dropped",
+                        "pending": "still_pending"}[out.status]
+                setattr(report, kind, getattr(report, kind) + 1)
+                report.actions.append(f"{kind} pending {record['state']} {out.binding_id}"
+                                      + (f" ({out.code})" if out.code else ""))
         await self._compare(report)
         return report
 
@@ -252,6 +249,14 @@ class Fusion:
                 report.conflicts.append(bid)
                 report.actions.append(f"CONFLICT {bid}: same version, different records")
 
+    def _identity(self, record: dict[str, Any]) -> dict[str, str] | None:
+        """The EHC holder's identity the e-SSC side checks a bound record against."""
+        if record["state"] == "unbound":
+            return None
+        card = self.cards.card(record["ehc_card_id"])
+        return {"id_type": card.id_type,
+                "id_number": self.cards.cipher.decrypt(card.id_number_enc)}
+
     def _all_ours(self) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(bindings)).all()
@@ -263,11 +268,9 @@ class Fusion:
             row = self.store.get(conn, bid)
             batch = self.store.batch(conn, row.ehc_batch)
         record = b.record_of(row)
-        card = self.cards.card(record["ehc_card_id"])
-        identity = None if record["state"] == "unbound" else {
-            "id_type": card.id_type, "id_number": self.cards.cipher.decrypt(card.id_number_enc)}
         answer = await self.social.submit_bindings({
-            "records": [record], "ehc": batch.to_json(), "identities": [identity]})
+            "records": [record], "ehc": batch.to_json(),
+            "identities": [self._identity(record)]})
         res = answer["results"][0]
         report.resent += 1
         report.actions.append(f"resent version {record['version']} of {bid}: "
