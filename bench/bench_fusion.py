@@ -1,10 +1,11 @@
 """Auto-opening benchmark: ``ehc fuse --all`` over N e-SSC holders (default 1.2 million,
 the paper's fused-card count) with the EHC and e-SSC systems in separate processes, as
-in production. Baseline, same run: importing the same N holders into the e-SSC system
+in production, and ``--workers`` pages in flight (one range of card numbers each).
+Baseline, same run: importing the same N holders into the e-SSC system
 (a plain bulk write through the same HTTP stack); the fusion cost is reported as a ratio
 to it, beside the absolute time against the 10-minute target.
 
-    python -m bench.bench_fusion [--n 1200000] [--page 1000]
+    python -m bench.bench_fusion [--n 1200000] [--page 1000] [--workers 2]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.progress import Progress
 
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
+from services.fusion_job import fuse_all
 from services.registry.synthetic import generate_residents
 from services.sdk import AdminClient
 from services.seeding import insured_record
@@ -35,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=1_200_000)
     ap.add_argument("--page", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=2, help="pages in flight at once")
     ap.add_argument("--port", type=int, default=8731)
     args = ap.parse_args()
     console = Console()
@@ -44,10 +47,11 @@ def main() -> None:
     ehc_url = f"http://127.0.0.1:{args.port + 1}"
     base = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
             "EHC_SYNC_INTERVAL_S": "0"}
+    quiet = ("--no-access-log", "--log-level", "warning")
     social = spawn_server({**base, "EHC_SYSTEMS": "registry,socialcard",
-                           "EHC_HEALTHCARD_URL": ehc_url}, args.port)
+                           "EHC_HEALTHCARD_URL": ehc_url}, args.port, *quiet)
     ehc = spawn_server({**base, "EHC_SYSTEMS": "healthcard", "EHC_SOCIALCARD_URL": social_url,
-                        "EHC_REGISTRY_URL": social_url}, args.port + 1)
+                        "EHC_REGISTRY_URL": social_url}, args.port + 1, *quiet)
     try:
         with AdminClient(social_url, token, timeout_s=600) as admin_sc, \
                 AdminClient(ehc_url, token, timeout_s=600) as admin_ehc, \
@@ -63,16 +67,9 @@ def main() -> None:
                     batch = []
             import_s = time.perf_counter() - t0
             task = bar.add_task("fuse --all", total=args.n)
-            totals = {"holders": 0, "opened": 0, "bound": 0, "refused": 0, "pending": 0}
-            after, t0 = "", time.perf_counter()
-            while True:
-                answer = admin_ehc.fuse_page(after, args.page)
-                if answer["next_after"] is None:
-                    break
-                for k in totals:
-                    totals[k] += answer[k]
-                bar.advance(task, answer["holders"])
-                after = answer["next_after"]
+            t0 = time.perf_counter()
+            totals = fuse_all(admin_ehc, admin_sc, page=args.page, workers=args.workers,
+                              progress=lambda n: bar.advance(task, n))
             fuse_s = time.perf_counter() - t0
             stats = admin_sc.essc_stats()
     finally:
@@ -80,7 +77,7 @@ def main() -> None:
         stop_server(social)
         shutil.rmtree(var, ignore_errors=True)
     projected = fuse_s * 1_200_000 / args.n
-    result = {"holders": args.n, "page": args.page, "totals": totals,
+    result = {"holders": args.n, "page": args.page, "workers": args.workers, "totals": totals,
               "bindings_on_essc_side": stats["bindings_by_state"],
               "import_s": round(import_s, 1), "fuse_s": round(fuse_s, 1),
               "fuse_per_s": round(args.n / fuse_s), "ratio_fuse_to_import": round(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import Progress
@@ -90,41 +91,43 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _explain(exc: Exception) -> str:
+    """A refusal or an unreachable stack, in one line."""
+    code = getattr(exc, "code", None)
+    if code:
+        return f"{code}: {getattr(exc, 'message', exc)}"
+    return f"cannot reach the stack ({type(exc).__name__}: {exc})"
+
+
 @app.command()
 def fuse(
     all_holders: bool = typer.Option(False, "--all", help="every issued e-SSC holder "
                                      "without a bound EHC (required: there is no other mode)"),
     page: int = typer.Option(1000, min=1, max=2000, help="holders per signed batch"),
+    workers: int = typer.Option(2, min=1, max=16, help="pages in flight at once"),
     url: str | None = URL,
+    essc_url: str | None = typer.Option(None, help="the e-SSC system, when it runs apart "
+                                        "from --url"),
     admin_token: str | None = TOKEN,
 ) -> None:
     """Auto-open an EHC for every e-SSC holder and bind the two cards (resumable: run it
     again after a crash and it carries on; holders already bound are skipped)."""
+    from .fusion_job import fuse_all, todo
     from .sdk import AdminClient, SdkError
 
     if not all_holders:
         _fail("say --all: the batch opens and binds cards for every unbound e-SSC holder")
     base, token, ctx = _stack(url, admin_token)
-    totals = {"holders": 0, "opened": 0, "bound": 0, "refused": 0, "pending": 0}
-    with ctx, AdminClient(base, token, timeout_s=600) as admin:
+    with ctx, AdminClient(base, token, timeout_s=600) as ehc, \
+            AdminClient(essc_url or base, token, timeout_s=600) as essc:
         try:
-            stats = admin.essc_stats()
-            todo = (stats["cards_by_state"].get("1", 0)
-                    - stats["bindings_by_state"].get("bound", 0)
-                    - stats["bindings_by_state"].get("unbound", 0))
+            remaining, _ = todo(essc)
             with Progress(console=console) as bar:
-                task = bar.add_task("opening and binding", total=max(todo, 0))
-                after = ""
-                while True:
-                    answer = admin.fuse_page(after, page)
-                    if answer["next_after"] is None:
-                        break
-                    for k in totals:
-                        totals[k] += answer[k]
-                    bar.advance(task, answer["holders"])
-                    after = answer["next_after"]
-        except SdkError as exc:
-            _fail(f"{exc.code}: {exc.message} (run again to resume)")
+                task = bar.add_task("opening and binding", total=remaining)
+                totals = fuse_all(ehc, essc, page=page, workers=workers,
+                                  progress=lambda n: bar.advance(task, n))
+        except (SdkError, httpx.HTTPError) as exc:
+            _fail(f"{_explain(exc)} (run again to resume)")
     console.print("fusion: " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))
     if totals["pending"]:
         console.print("[yellow]some bindings are pending[/]: the e-SSC side did not answer; "
@@ -146,8 +149,8 @@ def reconcile_bindings(url: str | None = URL, admin_token: str | None = TOKEN) -
     with ctx, AdminClient(base, token, timeout_s=600) as admin:
         try:
             report = admin.reconcile_bindings()
-        except SdkError as exc:
-            _fail(f"{exc.code}: {exc.message}")
+        except (SdkError, httpx.HTTPError) as exc:
+            _fail(_explain(exc))
     for line in report["actions"]:
         console.print(" - " + line)
     counts = {k: report[k] for k in ("completed", "dropped", "still_pending", "resent",
@@ -169,6 +172,6 @@ def sync(url: str | None = URL, admin_token: str | None = TOKEN) -> None:
     with ctx, AdminClient(base, token) as admin:
         try:
             to_ehc, to_essc = admin.pull_usage("ehc"), admin.pull_usage("essc")
-        except SdkError as exc:
-            _fail(f"{exc.code}: {exc.message}")
+        except (SdkError, httpx.HTTPError) as exc:
+            _fail(_explain(exc))
     console.print(f"usage records shared: {to_essc} to the e-SSC side, {to_ehc} to the EHC side")

@@ -1,5 +1,6 @@
 """The demo of ``make run``: a live stack, a seeded province, cards issued and verified
-from hospital terminals in all 11 cities, and the refusals a real network must make."""
+from hospital terminals in all 11 cities, the refusals a real network must make, and
+two-card fusion (one resident's code through the unified entry, fail soft, auto-opening)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from .common.settings import Settings
-from .sdk import ChannelClient, SdkError, TerminalClient
+from .demo_fusion import run_fusion
+from .sdk import AdminClient, ChannelClient, SdkError, TerminalClient
 from .seeding import seed_stack
 from .serve import start_in_thread
 
@@ -66,6 +68,8 @@ def run_demo(var_dir: Path, residents: int = 220, console: Console | None = None
         console.print(table)
         totals["refusals"] = _refusals(stack, seed, app, console)
         app.close()
+        with AdminClient(stack.url, stack.admin_token) as admin:
+            totals["fusion"] = run_fusion(stack.url, admin, seed, console)
     return totals
 
 

@@ -117,11 +117,12 @@ class AdminClient(_Client):
         return self.request("POST", "/registry/v1/residents:batch", {"residents": residents})
 
     def add_institution(self, code: str, name: str, city_code: str,
-                        sm2_public_key: str | None = None, *, system: str = "ehc") -> dict:
+                        sm2_public_key: str | None = None, *, system: str = "ehc",
+                        level: int = 3) -> dict:
         """Register an institution with one card system (``ehc`` or ``essc``)."""
         return self.request("POST", f"/{system}/v1/admin/institutions", {
             "code": code, "name": name, "city_code": city_code,
-            "sm2_public_key": sm2_public_key})
+            "sm2_public_key": sm2_public_key, "level": level})
 
     def add_terminal(self, institution_code: str, dept_code: str,
                      terminal_type: int = 1, *, system: str = "ehc",
@@ -145,10 +146,11 @@ class AdminClient(_Client):
     def essc_stats(self) -> dict:
         return self.request("GET", "/essc/v1/admin/stats")
 
-    def fuse_page(self, after: str = "", limit: int = 1000) -> dict:
-        """Auto-open and bind EHCs for one page of unbound e-SSC holders."""
+    def fuse_page(self, after: str = "", limit: int = 1000, before: str | None = None) -> dict:
+        """Auto-open and bind EHCs for one page of unbound e-SSC holders whose card
+        numbers lie in (after, before)."""
         return self.request("POST", "/ehc/v1/admin/fusion/fuse-page",
-                            {"after": after, "limit": limit})
+                            {"after": after, "limit": limit, "before": before})
 
     def reconcile_bindings(self) -> dict:
         return self.request("POST", "/ehc/v1/admin/fusion/reconcile")

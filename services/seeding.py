@@ -1,5 +1,6 @@
-"""Seed a stack through its public API (the SDK): residents in the registry, one hospital
-per city with its terminals, a channel app, and cards for every resident."""
+"""Seed a stack through its public API (the SDK): residents in the registry, the insured
+among them in the e-SSC system, one hospital per city with its terminals and a channel
+app (registered alike with both card systems), and an EHC for every resident."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .sdk import AdminClient, ChannelClient, SdkError
 TERMINALS = (("0101", 1, "registration window"), ("0102", 2, "self-service kiosk"),
              ("0301", 1, "consulting room"), ("0501", 1, "pharmacy window"))
 BATCH = 500
+INSURED_EVERY = 10  # nine residents in ten are insured (hold an issued e-SSC)
 
 
 def institution_code(city_index: int, hospital: int) -> str:
@@ -29,42 +31,59 @@ def seed_stack(url: str, admin_token: str, residents: int, *, hospitals_per_city
     """Everything the SDK needs afterwards; idempotent for the same (residents, seed)."""
     admin = AdminClient(url, admin_token)
     people = list(generate_residents(residents, seed=seed))
+    insured = {i: insured_record(p, seed * 1_000_000 + i) for i, p in enumerate(people)
+               if i % INSURED_EVERY != INSURED_EVERY - 1}
+    records = list(insured.values())
     for i in range(0, len(people), BATCH):
         admin.add_residents([{"id_type": p.id_type, "id_number": p.id_number,
                               "name": p.name, "phone": p.phone}
                              for p in people[i:i + BATCH]])
-    institutions = []
-    for ci, (city, area) in enumerate(CITY_AREA_CODES.items()):
-        for h in range(1, hospitals_per_city + 1):
-            code = institution_code(ci, h)
-            try:
-                admin.add_institution(code, f"{city} Hospital {h}", area)
-            except SdkError as exc:
-                if exc.code != "INSTITUTION_EXISTS":
-                    raise
-            terms = []
-            for dept, ttype, role in TERMINALS:
-                try:
-                    cred = admin.add_terminal(code, dept, ttype)
-                except SdkError as exc:
-                    if exc.code != "TERMINAL_EXISTS":
-                        raise
-                    continue  # its secret was shown once, in an earlier seed file
-                terms.append({**cred, "terminal_type": ttype, "role": role})
-            institutions.append({"code": code, "name": f"{city} Hospital {h}",
-                                 "city": city, "city_code": area, "terminals": terms})
+    for i in range(0, len(records), BATCH):
+        admin.add_insured(records[i:i + BATCH])
+    institutions = [_institution(admin, ci, h, city, area)
+                    for ci, (city, area) in enumerate(CITY_AREA_CODES.items())
+                    for h in range(1, hospitals_per_city + 1)]
     app_cred = admin.add_channel_app("浙里办 (seed)")
+    admin.add_channel_app("浙里办 (seed)", system="essc", app_key=app_cred["app_key"],
+                          app_secret=app_cred["app_secret"])
     app = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
     cards = []
-    for p in people:
+    for i, p in enumerate(people):
         card = app.apply(p.id_type, p.id_number, p.name, p.phone)
-        cards.append({"card_id": card["card_id"], "empi": card["empi"], "city": p.city})
+        entry = {"card_id": card["card_id"], "empi": card["empi"], "city": p.city}
+        if i in insured:
+            entry |= {"ssc_card_no": insured[i]["ssc_card_no"], "region": insured[i]["region"]}
+        cards.append(entry)
         if progress:
             progress(1)
     admin.close()
     app.close()
     return {"url": url, "channel_apps": [app_cred], "institutions": institutions,
             "cards": cards}
+
+
+def _institution(admin: AdminClient, ci: int, h: int, city: str, area: str) -> dict[str, Any]:
+    """A hospital registered with both card systems; its terminals hold one secret each,
+    the same with both (what was registered before keeps its earlier secret)."""
+    code = institution_code(ci, h)
+    for system in ("ehc", "essc"):
+        try:
+            admin.add_institution(code, f"{city} Hospital {h}", area, system=system)
+        except SdkError as exc:
+            if exc.code != "INSTITUTION_EXISTS":
+                raise
+    terms = []
+    for dept, ttype, role in TERMINALS:
+        try:
+            cred = admin.add_terminal(code, dept, ttype)
+            admin.add_terminal(code, dept, ttype, system="essc", secret=cred["secret"])
+        except SdkError as exc:
+            if exc.code != "TERMINAL_EXISTS":
+                raise
+            continue  # its secret was shown once, in an earlier seed file
+        terms.append({**cred, "terminal_type": ttype, "role": role})
+    return {"code": code, "name": f"{city} Hospital {h}", "city": city, "city_code": area,
+            "terminals": terms}
 
 
 def insured_record(person: Any, serial: int) -> dict[str, Any]:

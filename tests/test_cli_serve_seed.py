@@ -50,7 +50,10 @@ def test_serve_then_seed_then_verify(tmp_path: Path) -> None:
         assert oct(out.stat().st_mode & 0o777) == "0o600"
         seed = json.loads(out.read_text())
         assert len(seed["cards"]) == 15 and len(seed["institutions"]) == 11
-        assert all(set(c) == {"card_id", "empi", "city"} for c in seed["cards"])  # no PII
+        keys = {"card_id", "empi", "city", "ssc_card_no", "region"}  # no personal data
+        assert all({"card_id", "empi", "city"} <= set(c) <= keys for c in seed["cards"])
+        insured = [c for c in seed["cards"] if "ssc_card_no" in c]
+        assert len(insured) == 14  # nine in ten residents are insured
         inst = seed["institutions"][0]
         t = inst["terminals"][0]
         app = ChannelClient(url, seed["channel_apps"][0]["app_key"],
@@ -62,6 +65,32 @@ def test_serve_then_seed_then_verify(tmp_path: Path) -> None:
                               "--out", str(tmp_path / "x.json")], env={**env,
                               "EHC_ADMIN_TOKEN": ""}, capture_output=True, text=True)
         assert bad.returncode == 2 and "admin-token" in bad.stderr + bad.stdout
+        _fusion_commands(env, url, token, len(insured))
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=20)
+
+
+def _ehc(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "twin.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _fusion_commands(env: dict, url: str, token: str, insured: int) -> None:
+    """`ehc fuse --all`, `ehc reconcile bindings` and `ehc sync` against the server."""
+    remote = ("--url", url, "--admin-token", token)
+    res = _ehc(env, "fuse", *remote)
+    assert res.returncode == 2 and "--all" in res.stdout + res.stderr
+    res = _ehc(env, "fuse", "--all", *remote)
+    assert res.returncode == 0, res.stderr
+    assert f"holders {insured}" in res.stdout and f"bound {insured}" in res.stdout
+    assert "opened 0" in res.stdout  # every seeded resident had an EHC already
+    res = _ehc(env, "fuse", "--all", *remote)  # idempotent: nothing left to do
+    assert res.returncode == 0 and "holders 0" in res.stdout, res.stdout
+    res = _ehc(env, "reconcile", "bindings", *remote)
+    assert res.returncode == 0 and "both sides agreed already" in res.stdout, res.stdout
+    res = _ehc(env, "sync", *remote)
+    assert res.returncode == 0 and "usage records shared" in res.stdout, res.stdout
+    res = _ehc(env, "reconcile", "bindings", "--url", "http://127.0.0.1:9", "--admin-token",
+               token)
+    assert res.returncode == 2 and "error" in res.stdout and "Traceback" not in res.stderr

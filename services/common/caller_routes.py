@@ -37,6 +37,8 @@ class InstitutionRequest(Strict):
     name: str = Field(min_length=1, max_length=128)
     city_code: str = Field(pattern=r"^\d{6}$", examples=["330100"])
     sm2_public_key: str | None = Field(None, pattern=SM2_PUBLIC)
+    level: Literal[1, 2, 3] = Field(3, description="hospital level: 1 primary, 2 secondary, "
+                                    "3 tertiary (it sets the insurance ratio)")
 
 
 class TerminalRequest(Strict):
@@ -89,7 +91,8 @@ def add_caller_admin_routes(router: APIRouter, callers: Callers, admin_guard) ->
                  responses=error_responses(*ADMIN, INVALID,
                                            (409, "INSTITUTION_EXISTS", "already registered")))
     def add_institution(body: InstitutionRequest) -> dict:
-        callers.add_institution(body.code, body.name, body.city_code, body.sm2_public_key)
+        callers.add_institution(body.code, body.name, body.city_code, body.sm2_public_key,
+                                body.level)
         return {"code": body.code}
 
     @router.post("/admin/terminals", status_code=201, response_model=TerminalCredentials,

@@ -49,6 +49,7 @@ def caller_tables(metadata: MetaData) -> CallerTables:
               Column("name", String(128), nullable=False),
               Column("city_code", String(6), nullable=False),
               Column("sm2_public_key", String(130)),
+              Column("level", SmallInteger, nullable=False, default=3),  # 1, 2, 3 (tertiary)
               Column("created_at", DateTime, nullable=False)),
         Table("terminals", metadata,
               Column("terminal_id", String(16), primary_key=True),
@@ -73,6 +74,7 @@ class Terminal:
     terminal_type: int
     secret: str
     sm2_public_key: str | None
+    level: int = 3  # of its institution: 1 primary, 2 secondary, 3 tertiary
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class Callers:
 
     # --------------------------------------------------------------- registration
     def add_institution(self, code: str, name: str, city_code: str,
-                        sm2_public_key: str | None) -> None:
+                        sm2_public_key: str | None, level: int = 3) -> None:
         t = self.tables
         if not INSTITUTION_RE.match(code):
             raise ApiError(422, "INVALID_INSTITUTION_CODE", "institution code is 12 [0-9A-Z]")
@@ -107,7 +109,7 @@ class Callers:
             with self.engine.begin() as conn:
                 conn.execute(insert(t.institutions).values(
                     code=code, name=name, city_code=city_code, sm2_public_key=sm2_public_key,
-                    created_at=datetime.now(UTC).replace(tzinfo=None)))
+                    level=level, created_at=datetime.now(UTC).replace(tzinfo=None)))
         except IntegrityError as exc:
             raise ApiError(409, "INSTITUTION_EXISTS", "institution already registered") from exc
 
@@ -173,13 +175,14 @@ class Callers:
         t = self.tables
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(t.terminals, t.institutions.c.city_code, t.institutions.c.sm2_public_key)
+                select(t.terminals, t.institutions.c.city_code, t.institutions.c.sm2_public_key,
+                       t.institutions.c.level)
                 .join(t.institutions, t.institutions.c.code == t.terminals.c.institution_code)
                 .where(t.terminals.c.terminal_id == terminal_id, t.terminals.c.active == 1)
             ).first()
         return None if row is None else Terminal(
             row.terminal_id, row.institution_code, row.city_code, row.terminal_type,
-            self.cipher.decrypt(row.secret_enc), row.sm2_public_key)
+            self.cipher.decrypt(row.secret_enc), row.sm2_public_key, row.level)
 
     def _load_app(self, app_key: str) -> ChannelApp | None:
         t = self.tables

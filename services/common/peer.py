@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 
 from .errors import ApiError
 
@@ -26,8 +27,10 @@ class PeerClient:
             headers={"Authorization": f"Bearer {token}"},
         )
 
-    async def post(self, path: str, payload: dict, timeout_s: float | None = None) -> Any:
-        return await self.call("POST", path, json=payload, timeout_s=timeout_s)
+    async def post(self, path: str, payload: Any, timeout_s: float | None = None) -> Any:
+        return await self.call("POST", path, content=orjson.dumps(payload),
+                               headers={"Content-Type": "application/json"},
+                               timeout_s=timeout_s)
 
     async def get(self, path: str, params: dict | None = None) -> Any:
         return await self.call("GET", path, params=params)
@@ -42,10 +45,11 @@ class PeerClient:
             raise PeerUnavailable(self.name, type(exc).__name__) from exc
         if resp.status_code >= 500:
             raise PeerUnavailable(self.name, f"HTTP {resp.status_code}")
-        body = resp.json()
+        body = orjson.loads(resp.content) if resp.content else None
         if resp.status_code >= 400:
-            raise ApiError(resp.status_code, body.get("code", "PEER_ERROR"),
-                           body.get("message", ""))
+            err = body if isinstance(body, dict) else {}
+            raise ApiError(resp.status_code, err.get("code", "PEER_ERROR"),
+                           err.get("message", ""))
         return body
 
     async def aclose(self) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
+from ..common.db import rows_by_identity
 from ..common.errors import ApiError
 from ..common.idcard import mask_id_number, mask_name, mask_phone, parse_resident_id
 from ..common.pii import FieldCipher
@@ -143,10 +144,10 @@ class CardService:
         by the issuing system): (cards opened, the card of each person, in order)."""
         now = _now()
         digests = [self.cipher.digest(p["id_number"]) for p in people]
+        keys = sorted({(p["id_type"], d) for p, d in zip(people, digests, strict=True)})
         key = self.keystore.active("security")
         with self.engine.begin() as conn:
-            found = {(r.id_type, r.id_digest): r for r in conn.execute(
-                select(cards).where(cards.c.id_digest.in_(digests))).all()}
+            found = {(r.id_type, r.id_digest): r for r in rows_by_identity(conn, cards, keys)}
             fresh, restored = [], []
             for p, digest in zip(people, digests, strict=True):
                 row = found.get((p["id_type"], digest))
@@ -161,8 +162,7 @@ class CardService:
             if restored:
                 conn.execute(update(cards).where(cards.c.card_id.in_(restored))
                              .values(state=NORMAL, updated_at=now))
-            rows = {(r.id_type, r.id_digest): r for r in conn.execute(
-                select(cards).where(cards.c.id_digest.in_(digests))).all()}
+            rows = {(r.id_type, r.id_digest): r for r in rows_by_identity(conn, cards, keys)}
         return len(fresh), [rows[(p["id_type"], d)] for p, d in zip(people, digests,
                                                                      strict=True)]
 

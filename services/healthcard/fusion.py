@@ -281,11 +281,12 @@ class Fusion:
         return await self.inbox.pull(self.social.usage_records)
 
     # ------------------------------------------------------------------ auto-opening
-    async def fuse_page(self, after: str, limit: int) -> dict[str, Any]:
+    async def fuse_page(self, after: str, limit: int,
+                        before: str | None = None) -> dict[str, Any]:
         """Open (or find) an EHC for each unbound e-SSC holder after ``after`` and bind
         them in one signed batch. Re-running is harmless: holders already bound are no
         longer listed, and a pending binding is re-sent with its first record."""
-        holders = await self.social.holders(after, limit)
+        holders = await self.social.holders(after, limit, before)
         if not holders:
             return {"holders": 0, "opened": 0, "bound": 0, "refused": 0, "pending": 0,
                     "next_after": None}

@@ -57,6 +57,9 @@ def binding_answer(out: Outcome) -> JSONResponse:
 
 class FusePage(Strict):
     after: str = Field("", pattern=r"^\d{0,20}$", description="e-SSC card number cursor")
+    before: str | None = Field(None, pattern=r"^\d{1,20}$", description="upper bound "
+                               "(exclusive) of the card numbers, so that several workers "
+                               "can take disjoint ranges")
     limit: int = Field(1000, ge=1, le=2000)
 
 
@@ -179,7 +182,7 @@ def add_fusion_routes(router: APIRouter, hc: HealthcardSystem, App,  # type: ign
                  summary="Auto-open and bind EHCs for one page of unbound e-SSC holders",
                  responses=error_responses(*ADMIN, INVALID, UNCONFIGURED, PEER_DOWN))
     async def fuse_page(body: FusePage) -> dict:
-        return await fusion_of(hc).fuse_page(body.after, body.limit)
+        return await fusion_of(hc).fuse_page(body.after, body.limit, body.before)
 
     @router.post("/admin/fusion/reconcile", tags=["admin"], dependencies=admin,
                  summary="Finish pending bindings and repair every difference between sides",

@@ -39,9 +39,13 @@ class SocialcardClient(PeerClient):
             "ssc_card_no": ssc_card_no, "institution_code": institution_code},
             timeout_s=timeout_s)
 
-    async def holders(self, after: str, limit: int) -> list[dict[str, Any]]:
-        """Issued e-SSC holders with no bound EHC, by card number."""
-        return await self.get("/essc/v1/peer/holders", {"after": after, "limit": limit})
+    async def holders(self, after: str, limit: int,
+                      before: str | None = None) -> list[dict[str, Any]]:
+        """Issued e-SSC holders never bound to an EHC, by card number in (after, before)."""
+        params: dict[str, Any] = {"after": after, "limit": limit}
+        if before:
+            params["before"] = before
+        return await self.get("/essc/v1/peer/holders", params)
 
     async def usage_records(self, after_id: int, limit: int) -> list[dict[str, Any]]:
         return await self.get("/essc/v1/peer/usage-records",

@@ -49,7 +49,6 @@ cards = Table(
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("id_type", "id_digest", name="uq_card_identity"),
-    Index("ix_cards_id_digest", "id_digest"),  # bulk lookups by digest alone
 )
 
 card_apps = Table(

@@ -50,7 +50,9 @@ class RegistryService:
                 chunk = digests[i : i + 500]
                 known.update(
                     conn.execute(
-                        select(residents.c.id_digest).where(residents.c.id_digest.in_(chunk))
+                        select(residents.c.id_digest).where(
+                            residents.c.id_type == ID_TYPE_RESIDENT,  # the index leads with it
+                            residents.c.id_digest.in_(chunk))
                     ).scalars()
                 )
             fresh, seen = [], set()

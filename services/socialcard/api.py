@@ -4,7 +4,9 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from sqlalchemy import func, select
 
 from ..common.binding import record_of
@@ -19,7 +21,7 @@ from ..common.caller_routes import (
 )
 from ..common.callers import ChannelApp, Terminal
 from ..common.cst import CST, refuse_clock_skew
-from ..common.errors import ApiError, error_responses
+from ..common.errors import ApiError, error_responses, json_body
 from ..common.faults import FaultSettings
 from .schemas import (
     ClaimRequest,
@@ -130,12 +132,17 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
 
     @router.post("/peer/bindings:batch", tags=["peer"], dependencies=peer,
                  summary="Check and countersign bindings the EHC side signed",
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/json": {"schema": {"type": "object"}}}}},
                  responses=error_responses(
                      *PEER, FAULT, EHC_DOWN, (422, "INVALID_REQUEST", "not a batch"),
+                     (413, "PAYLOAD_TOO_LARGE", "body over 4 MiB"),
                      (422, "BINDING_RECORD_INVALID", "malformed record"),
                      (422, "BINDING_SIGNATURE_INVALID", "forged or mismatched signature")))
-    async def countersign(payload: dict[str, Any]) -> dict:
-        return await sc.fusion.accept(payload)
+    async def countersign(request: Request) -> Response:
+        # parsed with orjson, not walked by pydantic: a page carries a thousand records
+        return Response(orjson.dumps(await sc.fusion.accept(await json_body(request))),
+                        media_type="application/json")
 
     @router.get("/peer/bindings", tags=["peer"], dependencies=peer,
                 summary="Our copy of every binding, by binding ID (reconciliation)",
@@ -173,8 +180,11 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
                 summary="Issued e-SSC holders without a bound EHC (auto-opening)",
                 responses=error_responses(*PEER, FAULT, INVALID))
     def holders(after: Annotated[str, Query(pattern=r"^\d{0,20}$")] = "",
-                limit: Annotated[int, Query(ge=1, le=2000)] = 1000) -> list[dict]:
-        return sc.fusion.holders(after, limit)
+                limit: Annotated[int, Query(ge=1, le=2000)] = 1000,
+                before: Annotated[str | None, Query(pattern=r"^\d{1,20}$")] = None,
+                ) -> Response:
+        return Response(orjson.dumps(sc.fusion.holders(after, limit, before)),
+                        media_type="application/json")
 
     @router.get("/peer/usage-records", tags=["peer"], dependencies=peer,
                 summary="Usage records of bound e-SSC cards after a cursor",
@@ -216,7 +226,7 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
         return {"received": await sc.fusion.pull_usage()}
 
     @router.get("/admin/stats", tags=["admin"], dependencies=admin,
-                summary="Insured persons by card state, and bindings by state",
+                summary="Insured persons by card state and by region; bindings by state",
                 responses=error_responses(*ADMIN))
     def stats() -> dict:
         with sc.engine.connect() as conn:
@@ -224,7 +234,10 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
                                     .group_by(insured.c.card_state)).all()
             by_binding = conn.execute(select(bindings.c.state, func.count())
                                       .group_by(bindings.c.state)).all()
+            by_region = conn.execute(select(insured.c.region, func.count())
+                                     .group_by(insured.c.region)).all()
         return {"cards_by_state": {str(s): int(n) for s, n in by_state},
-                "bindings_by_state": {s: int(n) for s, n in by_binding}}
+                "bindings_by_state": {s: int(n) for s, n in by_binding},
+                "insured_by_region": {r: int(n) for r, n in by_region}}
 
     return router

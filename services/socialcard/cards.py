@@ -14,6 +14,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from ..common.crypto import constant_time_equal, hmac_sm3
+from ..common.db import rows_by_identity
 from ..common.errors import ApiError
 from ..common.idcard import mask_id_number, mask_name
 from ..common.pii import FieldCipher
@@ -93,14 +94,14 @@ class SocialCards:
         """From the bureau: insured persons with an issued e-SSC (idempotent by identity)."""
         now = _now()
         digests = [self.cipher.digest(p["id_number"]) for p in people]
+        keys = sorted({(p["id_type"], d) for p, d in zip(people, digests, strict=True)})
         with self.engine.begin() as conn:
-            known = set(conn.execute(select(insured.c.id_digest)
-                                     .where(insured.c.id_digest.in_(digests))).scalars())
+            known = {(r.id_type, r.id_digest) for r in rows_by_identity(conn, insured, keys)}
             rows = []
             for p, digest in zip(people, digests, strict=True):
-                if digest in known:
+                if (p["id_type"], digest) in known:
                     continue
-                known.add(digest)
+                known.add((p["id_type"], digest))
                 rows.append({
                     "ssc_card_no": p["ssc_card_no"], "id_type": p["id_type"],
                     "id_digest": digest, "id_number_enc": self.cipher.encrypt(p["id_number"]),

@@ -171,7 +171,8 @@ class SocialFusion:
         return {"valid": True, "record": record,
                 "matches_ours": row is not None and b.record_of(row) == record}
 
-    def holders(self, after: str, limit: int) -> list[dict[str, Any]]:
+    def holders(self, after: str, limit: int, before: str | None = None
+                ) -> list[dict[str, Any]]:
         """Issued (normal) e-SSC holders never bound to an EHC, by card number (a holder
         who unbound by choice is not bound again by the batch)."""
         with self.engine.connect() as conn:
@@ -179,6 +180,7 @@ class SocialFusion:
                 select(insured).outerjoin(bindings,
                                           bindings.c.ssc_card_no == insured.c.ssc_card_no)
                 .where(insured.c.card_state == NORMAL, insured.c.ssc_card_no > after,
+                       insured.c.ssc_card_no < (before or "~"),
                        bindings.c.binding_id.is_(None))
                 .order_by(insured.c.ssc_card_no).limit(limit)).all()
         dec = self.cards.cipher.decrypt

@@ -42,7 +42,6 @@ insured = Table(
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("id_type", "id_digest", name="uq_insured_identity"),
-    Index("ix_insured_id_digest", "id_digest"),
     Index("ix_insured_state", "card_state", "ssc_card_no"),
 )
 
@@ -84,4 +83,74 @@ code_uses = Table(
     metadata,
     Column("nonce", String(16), primary_key=True),
     Column("expires_at", DateTime, nullable=False),
+)
+
+# one outpatient settlement (its ID is a national message ID: institution code (12) +
+# yyyyMMddHHmmss (14) + sequence (4)); states, in order: uploaded, presettled, paying
+# (insurance part committed, cash being paid), awaiting_confirmation (the gateway's answer
+# is unknown), settled | payment_failed, and reversed or cancelled
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("settlement_id", String(30), primary_key=True),
+    Column("institution_code", String(12), nullable=False),
+    Column("ssc_card_no", String(20), nullable=False),
+    Column("level", SmallInteger, nullable=False),
+    Column("items", String(20000), nullable=False),  # JSON of the fee items
+    Column("channel", String(10), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("total_fen", BigInteger, nullable=False),
+    Column("fund_fen", BigInteger),
+    Column("account_fen", BigInteger),
+    Column("cash_fen", BigInteger),
+    Column("deductible_fen", BigInteger),
+    Column("policy", String(40)),
+    Column("usage_record_id", BigInteger),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_settlements_created", "created_at"),
+)
+
+message_sequences = Table(
+    "message_sequences",
+    metadata,
+    Column("prefix", String(26), primary_key=True),  # institution + second
+    Column("last", Integer, nullable=False),
+)
+
+# what each person's year has used (deductible, fund) for the deductible and the cap
+accumulators = Table(
+    "accumulators",
+    metadata,
+    Column("ssc_card_no", String(20), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("deductible_used_fen", BigInteger, nullable=False),
+    Column("fund_used_fen", BigInteger, nullable=False),
+)
+
+# double entry: every posting of a settlement balances (debits = credits)
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("settlement_id", String(30), nullable=False),
+    Column("posting", String(12), nullable=False),  # settle | cash | reverse | refund
+    Column("account", String(40), nullable=False),
+    Column("debit_fen", BigInteger, nullable=False),
+    Column("credit_fen", BigInteger, nullable=False),
+    Column("at", DateTime, nullable=False),
+    Index("ix_ledger_settlement", "settlement_id"),
+)
+
+# idempotency keys of state-changing calls: a retry gets the first answer
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("institution_code", String(12), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),  # 0 while in progress
+    Column("body", String(20000)),
+    Column("created_at", DateTime, nullable=False),
 )

@@ -1,0 +1,113 @@
+"""The fusion part of ``make run``: one resident through the unified entry (log in, claim,
+bind, show the one code), a hospital scan that answers both identities, the same scan
+with the e-SSC side down (fail soft), auto-opening for every other e-SSC holder, shared
+usage records, reconciliation, and the bindings the network refuses."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from .fusion_job import fuse_all
+from .registry.synthetic import generate_residents
+from .sdk import AdminClient, ChannelClient, SdkError, TerminalClient
+from .seeding import insured_record
+
+
+def run_fusion(url: str, admin: AdminClient, seed: dict[str, Any], console: Console) -> dict:
+    inst = seed["institutions"][0]
+    t = inst["terminals"][0]
+    term = TerminalClient(url, t["terminal_id"], t["secret"], city_code=inst["city_code"],
+                          institution_name=inst["name"])
+    # residents who are insured but never had an EHC: auto-opening will give them one
+    newcomers = list(generate_residents(120, seed=77_777))
+    admin.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name,
+                          "phone": p.phone} for p in newcomers])
+    admin.add_insured([insured_record(p, 88_000_000 + i) for i, p in enumerate(newcomers)])
+    person = newcomers[0]
+    with httpx.Client(base_url=url, timeout=10) as h5:
+        token = h5.post("/channel/v1/login", json={"id_type": "01", "name": person.name,
+                                                   "id_number": person.id_number}).json()
+        auth = {"Authorization": f"Bearer {token['token']}"}
+        h5.post("/channel/v1/claim", headers=auth).raise_for_status()
+        bound = h5.post("/channel/v1/binding", headers=auth).json()
+        code = h5.get("/channel/v1/code", headers=auth).json()
+        answer = term.verify(code["qr_text"], step=10105)
+        admin.set_faults(unavailable=True)
+        degraded = term.verify(h5.get("/channel/v1/code", headers=auth).json()["qr_text"])
+        admin.set_faults()
+    table = Table(title=f"One resident, one code (unified entry at {url}/channel/)")
+    table.add_column("step")
+    table.add_column("what the network answered")
+    table.add_row("log in, claim, bind", f"binding v{bound['version']} {bound['state']}, "
+                  "signed by both systems (SM2) and held by both")
+    table.add_row("code shown", f"{code['kind']} code, refreshes every "
+                  f"{code['refresh_after_s']} s")
+    table.add_row("hospital scan (payment step)",
+                  f"EHC {answer['card_id'][:12]}… + e-SSC {answer['essc']['ssc_card_no']} "
+                  f"region {answer['essc']['region']} type {answer['essc']['insurance_type']}, "
+                  f"voucher {answer['essc']['ec_token'][:10]}…")
+    table.add_row("same scan, e-SSC system down",
+                  f"EHC identity answered, partial={degraded['partial']} "
+                  f"({degraded['partial_reason']})")
+    console.print(table)
+    totals = fuse_all(admin, admin, page=500)
+    time_note = "usage records shared after they settle (1 s)"
+    time.sleep(1.2)
+    shared = {"to e-SSC": admin.pull_usage("essc"), "to EHC": admin.pull_usage("ehc")}
+    report = admin.reconcile_bindings()
+    stats = admin.essc_stats()
+    console.print(f"[bold]ehc fuse --all[/]: {totals['holders']:,} e-SSC holders, "
+                  f"{totals['opened']:,} EHCs opened, {totals['bound']:,} bound, "
+                  f"{totals['refused']:,} refused; bindings now {stats['bindings_by_state']}")
+    console.print(f"usage records shared ({time_note}): {shared}; reconcile bindings: "
+                  + ("both sides agree" if report["clean"] else str(report)))
+    refusals = _refused_bindings(url, seed, newcomers, console)
+    term.close()
+    return {"fused_scan": answer["partial"] is False, "fail_soft": degraded["partial"],
+            "fuse": totals, "shared": shared, "reconcile_clean": report["clean"],
+            "refusals": refusals}
+
+
+def _refused_bindings(url: str, seed: dict, people: list, console: Console) -> dict[str, str]:
+    cred = seed["channel_apps"][0]
+    app = ChannelClient(url, cred["app_key"], cred["app_secret"])
+    a, b = people[1], people[2]
+    card_a = app.apply("01", a.id_number, a.name)
+    essc_b = app.claim_essc("01", b.id_number, b.name)
+    card_b = app.apply("01", b.id_number, b.name)  # auto-opened; now this app holds it too
+    cases = {
+        "bind someone else's e-SSC": lambda: app.bind(card_a["card_id"], essc_b["ssc_card_no"],
+                                                      essc_b["region"]),
+        "bind a second e-SSC to a bound card": lambda: app.bind(
+            card_b["card_id"], "33" + "0" * 18, essc_b["region"]),
+        "fused code after unbinding": lambda: _fused_after_unbind(app, card_b, seed, url),
+    }
+    table = Table(title="Bindings the network refuses (nothing stored on either side)")
+    table.add_column("attempt")
+    table.add_column("answer")
+    out = {}
+    for name, attempt in cases.items():
+        try:
+            attempt()
+            out[name] = "ACCEPTED (unexpected)"
+        except SdkError as exc:
+            out[name] = f"{exc.status} {exc.code}"
+        table.add_row(name, out[name])
+    console.print(table)
+    app.close()
+    return out
+
+
+def _fused_after_unbind(app: ChannelClient, card: dict, seed: dict, url: str) -> None:
+    inst = seed["institutions"][1]
+    t = inst["terminals"][0]
+    code = app.qrcode(card["card_id"], kind="fused")["qr_text"]
+    app.unbind(card["card_id"])
+    with TerminalClient(url, t["terminal_id"], t["secret"],
+                        city_code=inst["city_code"]) as term:
+        term.verify(code)

@@ -1,0 +1,79 @@
+"""The channel entry's H5 page in headless Chromium (Debian's ``chromium``, driven by
+Playwright): a resident logs in, claims both cards, binds them, and the page shows the
+fused code, which refreshes on its own; a hospital terminal verifies the code read off
+the page and gets both identities."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.serve import RunningStack, start_in_thread
+from tests.conftest import World, seeded_world
+from tests.stack import make_test_settings
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install "
+    "chromium); .ci/run installs it")
+REFRESH_S = 5  # the stack's code validity for this test, so the refresh shows quickly
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Iterator[tuple[RunningStack, World]]:  # type: ignore[no-untyped-def]
+    settings = make_test_settings(tmp_path_factory.mktemp("var"),
+                                  dynamic_code_validity_s=REFRESH_S)
+    stack = start_in_thread(settings)
+    yield stack, seeded_world(stack, residents=5)
+    stack.stop()
+
+
+def test_resident_claims_binds_and_shows_the_fused_code(live, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+
+    stack, world = live
+    person = world.residents[0]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 420, "height": 900})
+        page.goto(f"{stack.url}/channel/")
+        page.fill("#id-number", person.id_number)
+        page.fill("#name", person.name)
+        page.click("#login-btn")
+        page.wait_for_selector("#cards:not(.hidden)")
+        page.click("#claim-btn")
+        page.wait_for_function("document.getElementById('code-kind').textContent !== ''")
+        assert page.text_content("#essc") != "-"
+        assert page.text_content("#binding") == "not bound"
+        assert page.text_content("#code-kind") == "dynamic"  # the EHC's own code until bound
+        page.click("#bind-btn")
+        page.wait_for_function("document.getElementById('code-kind').textContent === 'fused'")
+        assert page.text_content("#binding") == "bound"
+        assert page.locator("#code-svg svg").count() == 1
+        assert page.text_content("#refresh-s") == str(REFRESH_S)
+        first = page.text_content("#code-text")
+        page.screenshot(path=str(tmp_path / "channel.png"))
+        # the page refreshes the code by itself
+        page.wait_for_function(
+            f"document.getElementById('code-text').textContent !== {first!r}",
+            timeout=(REFRESH_S + 5) * 1000)
+        shown = page.text_content("#code-text")
+        assert page.text_content("#error") == ""
+        # a wrong name is refused with the server's code on the page
+        other = browser.new_page()
+        other.goto(f"{stack.url}/channel/")
+        other.fill("#id-number", person.id_number)
+        other.fill("#name", person.name + "某")
+        other.click("#login-btn")
+        other.wait_for_function("document.getElementById('error').textContent !== ''")
+        assert other.text_content("#error").startswith("LOGIN_REFUSED")
+        browser.close()
+    assert (tmp_path / "channel.png").stat().st_size > 5_000
+    answer = world.term_a.verify(shown)
+    assert answer["code_kind"] == "fused" and answer["partial"] is False
+    assert answer["name"] == person.name and answer["essc"]["ec_token"]
+    assert answer["essc"]["region"] == answer["essc"]["ec_token"][:6]
