@@ -24,7 +24,7 @@ from .common.pii import field_cipher
 from .common.secrets_store import deployment_secret, master_key
 from .common.settings import Settings, get_settings
 
-ALL_SYSTEMS = ("registry", "healthcard", "socialcard", "channel")
+ALL_SYSTEMS = ("registry", "healthcard", "socialcard", "payment", "channel")
 INPROC_URL = "http://inproc"
 
 DESCRIPTION = """
@@ -95,16 +95,29 @@ def build_app(settings: Settings | None = None,
 
     if "socialcard" in systems:
         from .socialcard.api import make_router as socialcard_router
-        from .socialcard.peers import HealthcardClient
+        from .socialcard.peers import HealthcardClient, PaymentClient
         from .socialcard.system import build_socialcard
 
         url, inproc = peer_url("healthcard", settings.healthcard_url)
         if url is None:
             raise ValueError("EHC_HEALTHCARD_URL is needed when the EHC system runs elsewhere")
-        sc = build_socialcard(settings, master, cipher,
-                              HealthcardClient(url, service_token, app=inproc))
+        pay_url, pay_app = peer_url("payment", settings.payment_url)
+        sc = build_socialcard(
+            settings, master, cipher, HealthcardClient(url, service_token, app=inproc),
+            None if pay_url is None else PaymentClient(pay_url, service_token, app=pay_app))
         app.state.systems["socialcard"] = sc
         app.include_router(socialcard_router(sc, admin_guard, service_guard))
+
+    if "payment" in systems:
+        from .payment.api import make_router as payment_router
+        from .payment.system import MerchantNotifier, build_payment
+
+        gw = build_payment(settings)
+        url, inproc = peer_url("socialcard", settings.socialcard_url)
+        app.state.systems["payment"] = gw
+        app.state.notifier = None if url is None else MerchantNotifier(
+            url, service_token, app=inproc)
+        app.include_router(payment_router(gw, admin_guard, service_guard))
 
     if "channel" in systems:
         from .channel.api import make_router as channel_router
@@ -152,6 +165,14 @@ async def _lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
     all."""
     tasks = [asyncio.create_task(pull_forever(fusion, app.state.sync_interval_s))
              for fusion in _fusions(app) if app.state.sync_interval_s > 0]
+    if "socialcard" in app.state.systems and app.state.sync_interval_s > 0:
+        tasks.append(asyncio.create_task(confirm_forever(
+            app.state.systems["socialcard"].settlements, app.state.sync_interval_s)))
+    if "payment" in app.state.systems:
+        from .payment.system import notify_forever
+
+        tasks.append(asyncio.create_task(notify_forever(app.state.systems["payment"],
+                                                        app.state.notifier)))
     yield
     for task in tasks:
         task.cancel()
@@ -179,6 +200,17 @@ async def pull_forever(fusion, interval_s: float) -> None:  # type: ignore[no-un
             await fusion.pull_usage()
         except Exception as exc:
             log.warning("usage pull failed: %s", type(exc).__name__)
+
+
+async def confirm_forever(settlements, interval_s: float) -> None:  # type: ignore[no-untyped-def]
+    """Ask the gateway about visits left awaiting confirmation (a lost notification)."""
+    log = logging.getLogger("ehc.settlement")
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await settlements.confirm_open(2 * interval_s)
+        except Exception as exc:
+            log.warning("confirming open settlements failed: %s", type(exc).__name__)
 
 
 async def _ping(scope: dict, body: bytes) -> bytes:

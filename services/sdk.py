@@ -13,6 +13,7 @@ raise :class:`SdkError` with the server's stable ``code``.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
@@ -61,10 +62,11 @@ class _Client:
         return {}
 
     def request(self, method: str, path: str, payload: Any = None,
-                params: dict[str, Any] | None = None, raw: bool = False) -> Any:
+                params: dict[str, Any] | None = None, raw: bool = False,
+                headers: dict[str, str] | None = None) -> Any:
         body = b"" if payload is None else orjson.dumps(payload)
         query = urlencode(params) if params else ""
-        headers = {"Content-Type": "application/json",
+        headers = {"Content-Type": "application/json", **(headers or {}),
                    **self.auth_headers(method, path, body, query)}
         url = path + ("?" + query if query else "")
         resp = self.http.request(method, url, content=body, headers=headers)
@@ -163,6 +165,18 @@ class AdminClient(_Client):
         """Outage drills on the e-SSC system's peer routes."""
         return self.request("POST", "/essc/v1/admin/faults",
                             {"delay_ms": delay_ms, "unavailable": unavailable})
+
+    def payment_behaviour(self, mode: str = "success", delay_ms: int = 0,
+                          resolve_after_ms: int = 1000) -> dict:
+        """How the payment gateway answers new payments: success, fail, timeout,
+        unknown (pending, then failed) or late_success (pending, then paid)."""
+        return self.request("POST", "/pay/v1/admin/behaviour", {
+            "mode": mode, "delay_ms": delay_ms, "resolve_after_ms": resolve_after_ms})
+
+    def reconcile_settlements(self, day: str) -> dict:
+        """The day's (UTC, YYYY-MM-DD) settlements against the ledger and the gateway."""
+        return self.request("GET", "/essc/v1/admin/settlements/reconcile",
+                            params={"date": day})
 
     def binding_proof(self, binding_id: str, system: str = "ehc") -> dict:
         return self.request("GET", f"/{system}/v1/peer/bindings/{binding_id}")
@@ -291,6 +305,33 @@ class TerminalClient(_Signed):
         """An e-SSC's own code, on the e-SSC system's verify route."""
         return self.request("POST", "/essc/v1/qrcodes/verify",
                             self.verify_body(qr_text, step, time))
+
+    # settlement (every state-changing call carries an idempotency key: pass the same key
+    # to retry a call whose answer was lost; a new one is made otherwise) -------------
+    def _keyed(self, path: str, payload: Any, key: str | None) -> dict:
+        return self.request("POST", path, payload,
+                            headers={"Idempotency-Key": key or uuid.uuid4().hex})
+
+    def upload_fees(self, ec_token: str, items: list[dict], pay_channel: str = "WECHAT",
+                    key: str | None = None) -> dict:
+        """Items: ``{"code", "category": "A"|"B"|"C", "amount_fen"}``."""
+        return self._keyed("/essc/v1/settlements", {
+            "ec_token": ec_token, "pay_channel": pay_channel, "items": items}, key)
+
+    def presettle(self, settlement_id: str, key: str | None = None) -> dict:
+        return self._keyed(f"/essc/v1/settlements/{settlement_id}/pre-settle", None, key)
+
+    def settle(self, settlement_id: str, key: str | None = None) -> dict:
+        return self._keyed(f"/essc/v1/settlements/{settlement_id}/settle", None, key)
+
+    def confirm(self, settlement_id: str, key: str | None = None) -> dict:
+        return self._keyed(f"/essc/v1/settlements/{settlement_id}/confirm", None, key)
+
+    def reverse(self, settlement_id: str, key: str | None = None) -> dict:
+        return self._keyed(f"/essc/v1/settlements/{settlement_id}/reverse", None, key)
+
+    def settlement(self, settlement_id: str) -> dict:
+        return self.request("GET", f"/essc/v1/settlements/{settlement_id}")
 
     def temporary_card(self, name: str | None = None, sex: str | None = None) -> dict:
         return self.request("POST", "/ehc/v1/temporary-cards", {"name": name, "sex": sex})

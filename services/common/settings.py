@@ -44,6 +44,11 @@ class Settings(BaseSettings):
                                        "of process")
     healthcard_url: str | None = Field(None, description="EHC system base URL when out of "
                                        "process")
+    payment_url: str | None = Field(None, description="payment gateway base URL when out "
+                                    "of process")
+    payment_timeout_s: float = Field(3.0, gt=0, le=60, description="how long settling "
+                                     "waits for the gateway before the visit is left "
+                                     "awaiting confirmation (fail closed)")
     peer_timeout_s: float = Field(0.5, gt=0, le=30, description="how long a fused "
                                   "verification waits for the e-SSC side before it answers "
                                   "the EHC identity alone (fail soft)")

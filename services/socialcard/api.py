@@ -31,6 +31,7 @@ from .schemas import (
     SocialCode,
     SocialVerifyRequest,
 )
+from .settlement_api import add_settlement_routes
 from .system import SocialcardSystem
 from .tables import bindings, insured, shared_usage, usage_records
 
@@ -202,6 +203,8 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
                  "institution_code": r.institution_code, "terminal_id": r.terminal_id,
                  "terminal_type": r.terminal_type, "step": r.step,
                  "code_kind": r.code_kind, "at": r.verified_at.isoformat()} for r in rows]
+
+    add_settlement_routes(router, sc.settlements, sc.idempotency, Term, admin_guard, peer)
 
     # ---------------------------------------------------------------- operators
     add_caller_admin_routes(router, sc.callers, admin_guard)

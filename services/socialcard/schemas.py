@@ -73,3 +73,37 @@ class SocialVerifyRequest(Strict):
 class IdentityRequest(Strict):
     ssc_card_no: str = Field(pattern=r"^\d{20}$")
     institution_code: str = Field(pattern=r"^[0-9A-Z]{12}$")
+
+
+class FeeItemIn(Strict):
+    code: str = Field(min_length=1, max_length=32, description="the hospital's item code")
+    category: Literal["A", "B", "C"] = Field(description="A covered, B partly self-paid "
+                                             "first (乙类), C fully at own expense (全自费)")
+    amount_fen: StrictInt = Field(ge=0, le=10**9)
+
+
+class UploadRequest(Strict):
+    ec_token: str = Field(pattern=r"^\d{6}[0-9A-F]{32}$", description="the voucher token "
+                          "from the (fused) code's verification")
+    pay_channel: Literal["WECHAT", "ALIPAY", "UNIONPAY"] = "WECHAT"
+    items: list[FeeItemIn] = Field(min_length=1, max_length=200)
+
+
+class SettlementView(BaseModel):
+    settlement_id: str = Field(description="message ID: institution (12) + "
+                               "yyyyMMddHHmmss (14) + sequence (4)")
+    state: str
+    institution_code: str
+    ssc_card_no: str
+    total_fen: int
+    fund_fen: int | None
+    account_fen: int | None
+    cash_fen: int | None
+    deductible_fen: int | None
+    channel: str
+    policy: str | None
+    usage_record_id: int | None
+
+
+class NotifyRequest(Strict):
+    order_id: str = Field(pattern=r"^[0-9A-Z]{30}$")

@@ -10,13 +10,16 @@ from ..common.callers import Callers
 from ..common.crypto import hmac_sm3
 from ..common.db import make_engine
 from ..common.faults import Faults
+from ..common.idempotency import Idempotency
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from ..common.system_key import load_or_create
 from .cards import SocialCards
 from .fusion import SocialFusion
-from .peers import HealthcardClient
-from .tables import caller_registry, metadata, system_keys
+from .peers import HealthcardClient, PaymentClient
+from .policy import load_policies
+from .settlement import Settlements
+from .tables import caller_registry, idempotency, metadata, system_keys
 
 
 @dataclass
@@ -26,11 +29,13 @@ class SocialcardSystem:
     cards: SocialCards
     callers: Callers
     fusion: SocialFusion
+    settlements: Settlements
+    idempotency: Idempotency
     faults: Faults = field(default_factory=Faults)
 
 
 def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,
-                     ehc: HealthcardClient) -> SocialcardSystem:
+                     ehc: HealthcardClient, payment: PaymentClient | None) -> SocialcardSystem:
     engine = make_engine(settings, "socialcard", metadata)
     cards = SocialCards(engine, cipher, hmac_sm3(master, b"essc-code-key")[:16],
                         settings.dynamic_code_validity_s)
@@ -40,4 +45,6 @@ def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,
                         terminal_rate=settings.rate_limit_terminal_per_s,
                         app_rate=settings.rate_limit_app_per_s),
         fusion=SocialFusion(engine, cards, ehc, load_or_create(engine, system_keys, cipher)),
+        settlements=Settlements(engine, load_policies(), payment, settings.payment_timeout_s),
+        idempotency=Idempotency(engine, idempotency),
     )

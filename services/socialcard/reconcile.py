@@ -1,0 +1,109 @@
+"""The day's settlement reconciliation: each visit's ledger postings against its state
+and split, the gateway's statement against the cash parts, and the e-SSC usage record
+each committed visit must have. Every difference is listed; none is repaired silently."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+
+from .settlement import ACCOUNTS, CLEARING, FUND, RECEIVABLE, Settlements
+from .tables import ledger, usage_records
+
+COMMITTED = ("paying", "awaiting_confirmation", "settled", "payment_failed", "reversed")
+
+
+def expected_postings(s: Any, gateway_status: str | None) -> dict[tuple[str, str], tuple]:
+    """(posting, account) -> (debit, credit) the ledger must hold for this visit."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    if s.state not in COMMITTED:
+        return out
+    out[("settle", FUND)] = (s.fund_fen, 0)
+    out[("settle", ACCOUNTS)] = (s.account_fen, 0)
+    out[("settle", RECEIVABLE)] = (0, s.fund_fen + s.account_fen)
+    paid = s.state == "settled" or (s.state == "reversed" and gateway_status == "refunded")
+    if paid and s.cash_fen:
+        out[("cash", CLEARING)] = (s.cash_fen, 0)
+        out[("cash", RECEIVABLE)] = (0, s.cash_fen)
+    if s.state == "reversed":
+        out[("reverse", RECEIVABLE)] = (s.fund_fen + s.account_fen, 0)
+        out[("reverse", FUND)] = (0, s.fund_fen)
+        out[("reverse", ACCOUNTS)] = (0, s.account_fen)
+        if paid and s.cash_fen:
+            out[("refund", RECEIVABLE)] = (s.cash_fen, 0)
+            out[("refund", CLEARING)] = (0, s.cash_fen)
+    return {k: v for k, v in out.items() if v != (0, 0)}
+
+
+def gateway_difference(s: Any, pay: dict[str, Any] | None) -> str | None:
+    status = pay["status"] if pay else None
+    if pay and pay["amount_fen"] != s.cash_fen:
+        return f"gateway amount {pay['amount_fen']} != cash part {s.cash_fen}"
+    if s.state == "settled" and s.cash_fen and status != "success":
+        return f"settled here, gateway says {status}"
+    if s.state == "reversed" and status == "success":
+        return "reversed here, gateway still holds the payment (refund missing)"
+    if s.state in ("paying", "awaiting_confirmation") and status in ("success", "failed"):
+        return f"unconfirmed here, gateway says {status}"
+    if s.state == "payment_failed" and status not in ("failed", None):
+        return f"failed here, gateway says {status}"
+    if s.state in ("uploaded", "presettled", "cancelled") and pay:
+        return f"no insurance part committed, gateway says {status}"
+    return None
+
+
+async def reconcile_day(st: Settlements, day: date) -> dict[str, Any]:
+    rows = st.created_on(day)
+    ids = [r.settlement_id for r in rows]
+    statement = await st.payment.statement(day.isoformat()) if st.payment else []
+    paid = {p["order_id"]: p for p in statement}
+    with st.engine.connect() as conn:
+        entries = conn.execute(select(ledger).where(ledger.c.settlement_id.in_(ids))).all() \
+            if ids else []
+        records = {r.id for r in conn.execute(select(usage_records.c.id).where(
+            usage_records.c.id.in_([r.usage_record_id for r in rows if r.usage_record_id])
+        )).all()} if rows else set()
+    postings: dict[str, dict[tuple[str, str], list[int]]] = defaultdict(
+        lambda: defaultdict(lambda: [0, 0]))
+    for e in entries:
+        acc = postings[e.settlement_id][(e.posting, e.account)]
+        acc[0] += e.debit_fen
+        acc[1] += e.credit_fen
+    differences: list[dict[str, str]] = []
+
+    def differ(sid: str, kind: str, detail: str) -> None:
+        differences.append({"settlement_id": sid, "kind": kind, "detail": detail})
+
+    by_state: dict[str, int] = defaultdict(int)
+    totals = defaultdict(int)
+    for s in rows:
+        by_state[s.state] += 1
+        got = {k: tuple(v) for k, v in postings.get(s.settlement_id, {}).items()}
+        for posting in {p for p, _ in got}:
+            debit = sum(v[0] for (p, _), v in got.items() if p == posting)
+            credit = sum(v[1] for (p, _), v in got.items() if p == posting)
+            if debit != credit:
+                differ(s.settlement_id, "LEDGER_UNBALANCED", f"{posting}: {debit} != {credit}")
+        want = expected_postings(s, (paid.get(s.settlement_id) or {}).get("status"))
+        if got != want:
+            differ(s.settlement_id, "LEDGER_MISMATCH", f"ledger {sorted(got.items())} != "
+                   f"expected {sorted(want.items())}")
+        note = gateway_difference(s, paid.get(s.settlement_id))
+        if note:
+            differ(s.settlement_id, "GATEWAY_MISMATCH", note)
+        if s.state in COMMITTED and s.usage_record_id not in records:
+            differ(s.settlement_id, "USAGE_RECORD_MISSING", "no e-SSC usage record")
+        if s.state == "settled":
+            for part in ("fund_fen", "account_fen", "cash_fen"):
+                totals[part] += getattr(s, part)
+    for order_id in sorted(set(paid) - set(ids)):
+        differ(order_id, "UNKNOWN_PAYMENT", f"gateway payment {paid[order_id]['status']} "
+               "without a settlement of this day")
+    return {"date": day.isoformat(), "settlements": len(rows), "by_state": dict(by_state),
+            "settled_totals_fen": dict(totals),
+            "open": [s.settlement_id for s in rows if s.state in ("paying",
+                                                                   "awaiting_confirmation")],
+            "differences": differences, "clean": not differences}

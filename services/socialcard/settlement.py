@@ -1,0 +1,360 @@
+"""The outpatient settlement chain on the e-SSC side: fee upload, pre-settle, settle,
+confirm, reverse (撤销, with refund of a paid cash part). It fails closed: the insurance
+part is committed before the cash part is asked of the payment gateway; a cash part whose
+outcome is unknown stops at ``awaiting_confirmation`` and only the gateway's own answer
+(a query, or its notification followed by a query) makes the visit ``settled``.
+
+Every change runs in one transaction with optimistic checks on the accumulators, the
+personal account and the settlement's state, so two requests racing on the same visit
+or the same person cannot both commit; the double-entry ledger is written in the same
+transactions, so no money moves without its entries."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..common.cst import CST
+from ..common.errors import ApiError
+from ..common.peer import PeerUnavailable
+from .cards import NORMAL, STATE_ERRORS
+from .peers import PaymentClient
+from .policy import FeeItem, PolicyBook, Split, YearToDate, split
+from .tables import (
+    accumulators,
+    ec_tokens,
+    insured,
+    ledger,
+    message_sequences,
+    settlements,
+    usage_records,
+)
+
+OPEN = ("paying", "awaiting_confirmation")
+CHANNELS = ("WECHAT", "ALIPAY", "UNIONPAY")
+FUND, ACCOUNTS, RECEIVABLE, CLEARING = ("fund", "personal_accounts", "hospital_receivables",
+                                        "payment_clearing")
+
+
+class Conflict(Exception):
+    """An optimistic check failed: someone else changed the row; run again."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Settlements:
+    engine: Engine
+    book: PolicyBook
+    payment: PaymentClient | None
+    payment_timeout_s: float
+
+    # ------------------------------------------------------------------ views
+    def view(self, row: Any) -> dict[str, Any]:
+        return {"settlement_id": row.settlement_id, "state": row.state,
+                "institution_code": row.institution_code, "ssc_card_no": row.ssc_card_no,
+                "total_fen": row.total_fen, "fund_fen": row.fund_fen,
+                "account_fen": row.account_fen, "cash_fen": row.cash_fen,
+                "deductible_fen": row.deductible_fen, "channel": row.channel,
+                "policy": row.policy, "usage_record_id": row.usage_record_id}
+
+    def get(self, sid: str, institution_code: str | None = None) -> Any:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(settlements)
+                               .where(settlements.c.settlement_id == sid)).first()
+        if row is None or (institution_code and row.institution_code != institution_code):
+            raise ApiError(404, "SETTLEMENT_NOT_FOUND", "no such settlement here")
+        return row
+
+    # ------------------------------------------------------------------ upload
+    def upload(self, institution_code: str, level: int, ec_token: str,
+               items: list[FeeItem], channel: str) -> Any:
+        if channel not in CHANNELS:
+            raise ApiError(422, "CHANNEL_UNKNOWN", f"pay_channel is one of {CHANNELS}")
+        now = _now()
+        with self.engine.begin() as conn:
+            tok = conn.execute(select(ec_tokens).where(ec_tokens.c.token == ec_token)).first()
+            if tok is None or tok.institution_code != institution_code:
+                raise ApiError(404, "EC_TOKEN_NOT_FOUND", "no such voucher token here")
+            if tok.expires_at < now:
+                raise ApiError(410, "EC_TOKEN_EXPIRED", "the voucher token has expired")
+            sid = self._message_id(conn, institution_code)
+            conn.execute(insert(settlements).values(
+                settlement_id=sid, institution_code=institution_code,
+                ssc_card_no=tok.ssc_card_no, level=level, channel=channel,
+                items=orjson.dumps([i.__dict__ for i in items]).decode(), state="uploaded",
+                total_fen=sum(i.amount_fen for i in items), created_at=now, updated_at=now))
+            return conn.execute(select(settlements)
+                                .where(settlements.c.settlement_id == sid)).one()
+
+    def _message_id(self, conn, institution_code: str) -> str:  # type: ignore[no-untyped-def]
+        """Institution code (12) + yyyyMMddHHmmss (14, CST) + sequence (4)."""
+        prefix = institution_code + datetime.now(CST).strftime("%Y%m%d%H%M%S")
+        t = message_sequences
+        done = conn.execute(update(t).where(t.c.prefix == prefix, t.c.last < 9999)
+                            .values(last=t.c.last + 1)).rowcount
+        if not done:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(t).values(prefix=prefix, last=1))
+            except IntegrityError as exc:
+                raise ApiError(503, "MESSAGE_IDS_EXHAUSTED", "too many settlements this "
+                               "second; retry", {"Retry-After": "1"}) from exc
+        seq = conn.execute(select(t.c.last).where(t.c.prefix == prefix)).scalar_one()
+        return f"{prefix}{seq:04d}"
+
+    # ------------------------------------------------------------------ split
+    def _split(self, conn, row: Any) -> tuple[Split, Any, Any, str]:  # type: ignore[no-untyped-def]
+        person = conn.execute(select(insured)
+                              .where(insured.c.ssc_card_no == row.ssc_card_no)).one()
+        if person.card_state != NORMAL:
+            raise ApiError(*STATE_ERRORS[person.card_state])
+        today = datetime.now(CST).date()
+        acc = self._accumulator(conn, row.ssc_card_no, today.year)
+        policy = self.book.find(person.region, person.insurance_type, today)
+        items = [FeeItem(**i) for i in orjson.loads(row.items)]
+        result = split(items, policy, row.level,
+                       YearToDate(acc.deductible_used_fen, acc.fund_used_fen),
+                       person.account_balance_fen)
+        label = f"{policy.region}/{policy.insurance_type}/{policy.effective_from}"
+        return result, person, acc, label
+
+    def _accumulator(self, conn, card: str, year: int) -> Any:  # type: ignore[no-untyped-def]
+        t = accumulators
+        row = conn.execute(select(t).where(t.c.ssc_card_no == card, t.c.year == year)).first()
+        if row is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(t).values(ssc_card_no=card, year=year,
+                                                  deductible_used_fen=0, fund_used_fen=0))
+            except IntegrityError:
+                pass  # made by a concurrent settlement
+            row = conn.execute(select(t).where(t.c.ssc_card_no == card,
+                                               t.c.year == year)).one()
+        return row
+
+    def presettle(self, sid: str, institution_code: str) -> dict[str, Any]:
+        """The split as it would be now; nothing is committed but the state."""
+        with self.engine.begin() as conn:
+            row = self._locked(conn, sid, institution_code)
+            if row.state not in ("uploaded", "presettled"):
+                raise _state_conflict(row.state, "pre-settle")
+            result, _, _, label = self._split(conn, row)
+            conn.execute(update(settlements).where(settlements.c.settlement_id == sid)
+                         .values(state="presettled", updated_at=_now()))
+        return {**self.view(self.get(sid)), **result.as_dict(), "policy": label}
+
+    def _locked(self, conn, sid: str, institution_code: str) -> Any:  # type: ignore[no-untyped-def]
+        q = select(settlements).where(settlements.c.settlement_id == sid)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        row = conn.execute(q).first()
+        if row is None or row.institution_code != institution_code:
+            raise ApiError(404, "SETTLEMENT_NOT_FOUND", "no such settlement here")
+        return row
+
+    # ------------------------------------------------------------------ settle
+    async def settle(self, sid: str, institution_code: str) -> dict[str, Any]:
+        row = await self._retrying(self._commit_insurance, sid, institution_code)
+        if row.state == "paying":
+            await self._pay(row)
+        return self.view(self.get(sid))
+
+    async def _retrying(self, fn, *args):  # type: ignore[no-untyped-def]
+        for attempt in range(8):
+            try:
+                return fn(*args)
+            except Conflict:
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise ApiError(409, "SETTLEMENT_BUSY", "the person's account is changing; retry")
+
+    def _commit_insurance(self, sid: str, institution_code: str) -> Any:
+        now = _now()
+        with self.engine.begin() as conn:
+            row = self._locked(conn, sid, institution_code)
+            if row.state not in ("uploaded", "presettled"):
+                raise _state_conflict(row.state, "settle")
+            result, person, acc, label = self._split(conn, row)
+            self._move(conn, person, acc, result, +1)
+            state = "paying" if result.cash_fen else "settled"
+            rec = conn.execute(insert(usage_records).values(
+                ssc_card_no=row.ssc_card_no, institution_code=institution_code,
+                terminal_id=institution_code + "0000", terminal_type=99, step=10105,
+                code_kind="settle", verified_at=now)).inserted_primary_key[0]
+            moved = conn.execute(update(settlements).where(
+                settlements.c.settlement_id == sid, settlements.c.state == row.state).values(
+                state=state, fund_fen=result.fund_fen, account_fen=result.account_fen,
+                cash_fen=result.cash_fen, deductible_fen=result.deductible_fen,
+                policy=label, usage_record_id=rec, updated_at=now)).rowcount
+            if moved != 1:
+                raise Conflict
+            _post(conn, sid, "settle", [(FUND, result.fund_fen, 0),
+                                        (ACCOUNTS, result.account_fen, 0),
+                                        (RECEIVABLE, 0, result.fund_fen + result.account_fen)])
+            return conn.execute(select(settlements)
+                                .where(settlements.c.settlement_id == sid)).one()
+
+    def _move(self, conn, person: Any, acc: Any, result: Split, sign: int) -> None:  # type: ignore[no-untyped-def]
+        """Apply (+1) or undo (-1) a split on the year's accumulators and the account,
+        each only if nobody changed them since we read them."""
+        a = accumulators
+        done = conn.execute(update(a).where(
+            a.c.ssc_card_no == acc.ssc_card_no, a.c.year == acc.year,
+            a.c.deductible_used_fen == acc.deductible_used_fen,
+            a.c.fund_used_fen == acc.fund_used_fen).values(
+            deductible_used_fen=acc.deductible_used_fen + sign * result.deductible_fen,
+            fund_used_fen=acc.fund_used_fen + sign * result.fund_fen)).rowcount
+        moved = conn.execute(update(insured).where(
+            insured.c.ssc_card_no == person.ssc_card_no,
+            insured.c.account_balance_fen == person.account_balance_fen).values(
+            account_balance_fen=person.account_balance_fen - sign * result.account_fen,
+            updated_at=_now())).rowcount
+        if done != 1 or moved != 1:
+            raise Conflict
+
+    # ------------------------------------------------------------------ the cash part
+    async def _pay(self, row: Any) -> None:
+        if self.payment is None:
+            raise ApiError(503, "PAYMENT_NOT_CONFIGURED", "no payment gateway configured")
+        try:
+            answer = await asyncio.wait_for(self.payment.pay(
+                row.settlement_id, row.institution_code, row.channel, row.cash_fen,
+                self.payment_timeout_s), self.payment_timeout_s)
+            status = answer["status"]
+        except (TimeoutError, PeerUnavailable, ApiError):
+            status = "pending"  # fail closed: not known to be paid
+        self.apply_payment(row.settlement_id, status)
+
+    def apply_payment(self, sid: str, status: str) -> None:
+        """The gateway's word on the cash part. Only ``success`` settles; ``failed``
+        fails; anything else leaves the visit awaiting confirmation."""
+        target = {"success": "settled", "failed": "payment_failed",
+                  "refunded": "settled"}.get(status, "awaiting_confirmation")
+        with self.engine.begin() as conn:
+            row = conn.execute(select(settlements)
+                               .where(settlements.c.settlement_id == sid)).one()
+            if row.state not in OPEN or row.state == target:
+                return
+            moved = conn.execute(update(settlements).where(
+                settlements.c.settlement_id == sid, settlements.c.state == row.state)
+                .values(state=target, updated_at=_now())).rowcount
+            if moved and target == "settled":
+                _post(conn, sid, "cash", [(CLEARING, row.cash_fen, 0),
+                                          (RECEIVABLE, 0, row.cash_fen)])
+
+    async def confirm(self, sid: str, institution_code: str | None) -> dict[str, Any]:
+        """Ask the gateway what became of the cash part (after a timeout, an unknown
+        answer, a notification, or a crash before the payment was even asked)."""
+        row = self.get(sid, institution_code)
+        if row.state not in OPEN:
+            return self.view(row)
+        if self.payment is None:
+            raise ApiError(503, "PAYMENT_NOT_CONFIGURED", "no payment gateway configured")
+        try:
+            status = (await self.payment.query(sid))["status"]
+        except ApiError as exc:
+            if exc.code != "PAYMENT_NOT_FOUND":
+                raise
+            await self._pay(row)  # never asked (a crash): ask now, the order ID is the key
+            return self.view(self.get(sid))
+        self.apply_payment(sid, status)
+        return self.view(self.get(sid))
+
+    # ------------------------------------------------------------------ reverse
+    async def reverse(self, sid: str, institution_code: str) -> dict[str, Any]:
+        """撤销: undo a visit. A paid cash part is refunded first; an unconfirmed one must be
+        confirmed first (fail closed)."""
+        row = self.get(sid, institution_code)
+        if row.state in ("uploaded", "presettled"):
+            self._set_state(sid, row.state, "cancelled")
+        elif row.state in OPEN:
+            raise ApiError(409, "PAYMENT_UNCONFIRMED", "the cash part's outcome is not "
+                           "known yet: confirm it first")
+        elif row.state in ("settled", "payment_failed"):
+            if row.state == "settled" and row.cash_fen:
+                if self.payment is None:
+                    raise ApiError(503, "PAYMENT_NOT_CONFIGURED", "no payment gateway")
+                await self.payment.refund(sid)
+            await self._retrying(self._undo_insurance, sid, row.state)
+        elif row.state not in ("reversed", "cancelled"):
+            raise _state_conflict(row.state, "reverse")
+        return self.view(self.get(sid))
+
+    def _undo_insurance(self, sid: str, from_state: str) -> None:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(settlements)
+                               .where(settlements.c.settlement_id == sid)).one()
+            if row.state != from_state:
+                return  # reversed meanwhile by a retry
+            person = conn.execute(select(insured)
+                                  .where(insured.c.ssc_card_no == row.ssc_card_no)).one()
+            year = row.updated_at.replace(tzinfo=UTC).astimezone(CST).year  # when settled
+            acc = self._accumulator(conn, row.ssc_card_no, year)
+            undo = Split(row.total_fen, row.fund_fen, row.account_fen, row.cash_fen, 0,
+                         row.deductible_fen, 0)
+            self._move(conn, person, acc, undo, -1)
+            moved = conn.execute(update(settlements).where(
+                settlements.c.settlement_id == sid, settlements.c.state == from_state)
+                .values(state="reversed", updated_at=_now())).rowcount
+            if moved != 1:
+                raise Conflict
+            _post(conn, sid, "reverse", [(RECEIVABLE, row.fund_fen + row.account_fen, 0),
+                                         (FUND, 0, row.fund_fen),
+                                         (ACCOUNTS, 0, row.account_fen)])
+            if from_state == "settled" and row.cash_fen:
+                _post(conn, sid, "refund", [(RECEIVABLE, row.cash_fen, 0),
+                                            (CLEARING, 0, row.cash_fen)])
+
+    def _set_state(self, sid: str, old: str, new: str) -> None:
+        with self.engine.begin() as conn:
+            moved = conn.execute(update(settlements).where(
+                settlements.c.settlement_id == sid, settlements.c.state == old)
+                .values(state=new, updated_at=_now())).rowcount
+        if moved != 1:
+            raise ApiError(409, "SETTLEMENT_STATE_CONFLICT", "the settlement changed; retry")
+
+    def open_since(self, seconds: float) -> list[str]:
+        """Visits whose cash part has been unconfirmed for at least ``seconds``."""
+        cutoff = _now() - timedelta(seconds=seconds)
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(settlements.c.settlement_id).where(
+                settlements.c.state.in_(OPEN), settlements.c.updated_at <= cutoff)).scalars())
+
+    async def confirm_open(self, seconds: float) -> int:
+        """Confirm every visit left open (a lost notification, a crash): how many."""
+        ids = self.open_since(seconds)
+        for sid in ids:
+            await self.confirm(sid, None)
+        return len(ids)
+
+    def created_on(self, day: date) -> list[Any]:
+        """The settlements made on a UTC day."""
+        start = datetime(day.year, day.month, day.day)
+        with self.engine.connect() as conn:
+            return conn.execute(select(settlements).where(
+                settlements.c.created_at >= start,
+                settlements.c.created_at < start + timedelta(days=1))).all()
+
+
+def _post(conn, sid: str, posting: str, lines: list[tuple[str, int, int]]) -> None:  # type: ignore[no-untyped-def]
+    """One balanced posting (lines of zero are left out)."""
+    if sum(d for _, d, _ in lines) != sum(c for _, _, c in lines):
+        raise AssertionError(f"unbalanced posting {posting} of {sid}")
+    now = _now()
+    rows = [{"settlement_id": sid, "posting": posting, "account": a, "debit_fen": d,
+             "credit_fen": c, "at": now} for a, d, c in lines if d or c]
+    if rows:
+        conn.execute(insert(ledger), rows)
+
+
+def _state_conflict(state: str, action: str) -> ApiError:
+    return ApiError(409, "SETTLEMENT_STATE_CONFLICT", f"cannot {action} a settlement "
+                    f"that is {state}")
