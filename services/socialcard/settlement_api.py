@@ -37,7 +37,7 @@ def add_settlement_routes(router: APIRouter, st: Settlements, keys: Idempotency,
                  responses=error_responses(*TERM_AUTH, *KEYED, INVALID,
                                            (404, "EC_TOKEN_NOT_FOUND", "not issued here"),
                                            (410, "EC_TOKEN_EXPIRED", "expired")))
-    async def upload(body: UploadRequest, request: Request, term: Term, key: Key) -> dict:
+    async def upload(body: UploadRequest, request: Request, term: Term, key: Key = None) -> dict:
         async def call() -> dict:
             items = [FeeItem(i.code, i.category, i.amount_fen) for i in body.items]
             return st.view(st.upload(term.institution_code, term.level, body.ec_token,
@@ -47,7 +47,7 @@ def add_settlement_routes(router: APIRouter, st: Settlements, keys: Idempotency,
     @router.post("/settlements/{settlement_id}/pre-settle", tags=["institution"],
                  summary="The split (fund, personal account, cash) without committing it",
                  responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE, *CARD))
-    async def presettle(settlement_id: str, request: Request, term: Term, key: Key) -> dict:
+    async def presettle(settlement_id: str, request: Request, term: Term, key: Key = None) -> dict:
         async def call() -> dict:
             return st.presettle(settlement_id, term.institution_code)
         return await keyed(request, term, key, call)
@@ -58,7 +58,7 @@ def add_settlement_routes(router: APIRouter, st: Settlements, keys: Idempotency,
                  "payment gateway (unknown outcome: awaiting_confirmation)",
                  responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE, *CARD,
                                            (409, "SETTLEMENT_BUSY", "retry")))
-    async def settle(settlement_id: str, request: Request, term: Term, key: Key) -> dict:
+    async def settle(settlement_id: str, request: Request, term: Term, key: Key = None) -> dict:
         async def call() -> dict:
             return await st.settle(settlement_id, term.institution_code)
         return await keyed(request, term, key, call)
@@ -67,7 +67,7 @@ def add_settlement_routes(router: APIRouter, st: Settlements, keys: Idempotency,
                  tags=["institution"], summary="Ask the gateway what became of the cash part",
                  responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND,
                                            (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
-    async def confirm(settlement_id: str, request: Request, term: Term, key: Key) -> dict:
+    async def confirm(settlement_id: str, request: Request, term: Term, key: Key = None) -> dict:
         async def call() -> dict:
             return await st.confirm(settlement_id, term.institution_code)
         return await keyed(request, term, key, call)
@@ -78,7 +78,7 @@ def add_settlement_routes(router: APIRouter, st: Settlements, keys: Idempotency,
                  responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE,
                                            (409, "PAYMENT_UNCONFIRMED", "confirm first"),
                                            (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
-    async def reverse(settlement_id: str, request: Request, term: Term, key: Key) -> dict:
+    async def reverse(settlement_id: str, request: Request, term: Term, key: Key = None) -> dict:
         async def call() -> dict:
             return await st.reverse(settlement_id, term.institution_code)
         return await keyed(request, term, key, call)

@@ -1,0 +1,239 @@
+"""Settlement over real HTTP (SQLite and PostgreSQL): the chain from a fused code's
+voucher token to a paid visit, idempotency keys, the gateway failing, timing out,
+answering "unknown" and succeeding late, duplicate requests in parallel, reversal with
+refund, and the day's reconciliation: clean, or listing exactly the injected difference."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from sqlalchemy import delete, select
+
+from services.sdk import SdkError
+from services.socialcard.tables import ledger, settlements
+
+ITEMS = [{"code": "consultation", "category": "A", "amount_fen": 5_000},
+         {"code": "drugs", "category": "A", "amount_fen": 45_000},
+         {"code": "CT", "category": "B", "amount_fen": 30_000},
+         {"code": "private-room", "category": "C", "amount_fen": 20_000}]
+
+
+def today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+@pytest.fixture(autouse=True)
+def gateway_answers(world):  # type: ignore[no-untyped-def]
+    world.admin.payment_behaviour("success")
+    yield
+    world.admin.payment_behaviour("success")
+
+
+@pytest.fixture
+def token(world):  # type: ignore[no-untyped-def]
+    """A voucher token from verifying a fused code at the payment step."""
+    person = world.residents.pop()
+    card = world.app.apply("01", person.id_number, person.name)
+    essc = world.app.claim_essc("01", person.id_number, person.name)
+    world.app.bind(card["card_id"], essc["ssc_card_no"], essc["region"])
+
+    def fresh() -> str:
+        code = world.app.qrcode(card["card_id"], kind="fused")["qr_text"]
+        return world.term_a.verify(code, step=10105)["essc"]["ec_token"]
+
+    return fresh
+
+
+def test_a_visit_is_split_paid_and_recorded(stack, world, token) -> None:
+    term = world.term_a
+    up = term.upload_fees(token(), ITEMS)
+    sid = up["settlement_id"]
+    assert len(sid) == 30 and sid[:12] == term.institution_code and sid[12:26].isdigit()
+    assert up["state"] == "uploaded" and up["total_fen"] == 100_000
+    pre = term.presettle(sid)
+    assert pre["fund_fen"] + pre["account_fen"] + pre["cash_fen"] == 100_000
+    done = term.settle(sid)
+    assert done["state"] == "settled" and done["usage_record_id"]
+    assert (done["fund_fen"], done["account_fen"], done["cash_fen"]) == (
+        pre["fund_fen"], pre["account_fen"], pre["cash_fen"])
+    report = world.admin.reconcile_settlements(today())
+    assert report["clean"], report["differences"]
+    with pytest.raises(SdkError) as info:  # another institution cannot see it
+        world.term_b.settlement(sid)
+    assert info.value.code == "SETTLEMENT_NOT_FOUND"
+
+
+def test_idempotency_keys(stack, world, token) -> None:
+    term = world.term_a
+    key = "upload-" + uuid.uuid4().hex
+    tok = token()
+    first = term.upload_fees(tok, ITEMS, key=key)
+    assert term.upload_fees(tok, ITEMS, key=key) == first  # the first answer, no new visit
+    with pytest.raises(SdkError) as info:
+        term.upload_fees(tok, ITEMS[:1], key=key)
+    assert info.value.code == "IDEMPOTENCY_KEY_REUSED"
+    sid = first["settlement_id"]
+    settle_key = "settle-" + uuid.uuid4().hex
+    paid = term.settle(sid, key=settle_key)
+    assert term.settle(sid, key=settle_key) == paid  # a retry: same answer, one charge
+    with pytest.raises(SdkError) as info:  # a new intent to settle again is refused
+        term.settle(sid)
+    assert info.value.code == "SETTLEMENT_STATE_CONFLICT"
+    body = b""
+    resp = httpx.post(f"{stack.url}/essc/v1/settlements/{sid}/confirm", content=body,
+                      headers=term.auth_headers("POST", f"/essc/v1/settlements/{sid}/confirm",
+                                                body))
+    assert resp.status_code == 422 and resp.json()["code"] == "IDEMPOTENCY_KEY_REQUIRED"
+    statement = [p for p in _statement(stack) if p["order_id"] == sid]
+    assert len(statement) == 1 and statement[0]["status"] == "success"
+
+
+@pytest.mark.parametrize("mode,first,final", [
+    ("fail", "payment_failed", "payment_failed"),
+    ("timeout", "awaiting_confirmation", "settled"),
+    ("unknown", "awaiting_confirmation", "payment_failed"),
+    ("late_success", "awaiting_confirmation", "settled"),
+])
+def test_gateway_faults_fail_closed(stack, world, token, mode: str, first: str,
+                                    final: str) -> None:
+    term = world.term_a
+    timeout_ms = int(stack.settings.payment_timeout_s * 1000)
+    world.admin.payment_behaviour(mode, delay_ms=timeout_ms + 1500 if mode == "timeout"
+                                  else 0, resolve_after_ms=300)
+    sid = term.upload_fees(token(), ITEMS)["settlement_id"]
+    settled = term.settle(sid)
+    assert settled["state"] == first  # never reported paid before the gateway says so
+    if first == "awaiting_confirmation":
+        with pytest.raises(SdkError) as info:  # no reversal while the cash part is unknown
+            term.reverse(sid)
+        assert info.value.code == "PAYMENT_UNCONFIRMED"
+        report = world.admin.reconcile_settlements(today())
+        assert sid in report["open"]
+    time.sleep(1.6 if mode == "timeout" else 0.5)
+    assert term.confirm(sid)["state"] == final
+    report = world.admin.reconcile_settlements(today())
+    assert report["clean"], report["differences"]
+
+
+def test_gateway_notification_confirms(stack, world, token) -> None:
+    world.admin.payment_behaviour("late_success", resolve_after_ms=200)
+    sid = world.term_a.upload_fees(token(), ITEMS)["settlement_id"]
+    assert world.term_a.settle(sid)["state"] == "awaiting_confirmation"
+    time.sleep(0.4)
+    # what the gateway's notifier sends (the e-SSC side then asks the gateway itself)
+    answer = world.admin.request("POST", "/essc/v1/payments/notify", {"order_id": sid})
+    assert answer["state"] == "settled"
+
+
+def test_duplicate_settles_in_parallel_pay_once(stack, world, token) -> None:
+    term = world.term_a
+    world.admin.payment_behaviour("success", delay_ms=300)
+    sid = term.upload_fees(token(), ITEMS)["settlement_id"]
+    outcomes: list[str] = []
+    shared_key = "dup-" + uuid.uuid4().hex
+
+    def attempt(key: str) -> None:
+        try:
+            outcomes.append(term.settle(sid, key=key)["state"])
+        except SdkError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=attempt, args=(k,)) for k in
+               [shared_key] * 4 + [None] * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("settled") >= 1, outcomes
+    assert set(outcomes) <= {"settled", "SETTLEMENT_STATE_CONFLICT", "REQUEST_IN_PROGRESS",
+                             "SETTLEMENT_BUSY"}, outcomes
+    assert len([p for p in _statement(stack) if p["order_id"] == sid]) == 1
+    engine = stack.app.state.systems["socialcard"].engine
+    with engine.connect() as conn:
+        postings = conn.execute(select(ledger.c.posting).where(
+            ledger.c.settlement_id == sid)).scalars().all()
+    assert sorted(set(postings)) == ["cash", "settle"] and postings.count("cash") == 2
+    assert world.admin.reconcile_settlements(today())["clean"]
+
+
+def test_reverse_refunds_and_undoes_the_year(stack, world, token) -> None:
+    term = world.term_a
+    first = term.settle(term.upload_fees(token(), ITEMS)["settlement_id"])
+    again = term.presettle(term.upload_fees(token(), ITEMS)["settlement_id"])
+    assert again["deductible_fen"] < first["deductible_fen"] or first["deductible_fen"] == 0
+    reversed_ = term.reverse(first["settlement_id"])
+    assert reversed_["state"] == "reversed"
+    assert term.reverse(first["settlement_id"])["state"] == "reversed"  # idempotent
+    paid = [p for p in _statement(stack) if p["order_id"] == first["settlement_id"]]
+    assert paid[0]["status"] == "refunded"
+    # the deductible and the account are given back: the same visit splits as before
+    redo = term.presettle(term.upload_fees(token(), ITEMS)["settlement_id"])
+    assert (redo["fund_fen"], redo["account_fen"], redo["cash_fen"]) == (
+        first["fund_fen"], first["account_fen"], first["cash_fen"])
+    cancelled = term.reverse(redo["settlement_id"])
+    assert cancelled["state"] == "cancelled"
+    assert world.admin.reconcile_settlements(today())["clean"]
+
+
+def test_reconciliation_lists_exactly_the_injected_difference(stack, world, token) -> None:
+    term = world.term_a
+    sid = term.settle(term.upload_fees(token(), ITEMS)["settlement_id"])["settlement_id"]
+    assert world.admin.reconcile_settlements(today())["clean"]
+    engine = stack.app.state.systems["socialcard"].engine
+    with engine.begin() as conn:  # a ledger line lost behind the system's back
+        row = conn.execute(select(ledger).where(ledger.c.settlement_id == sid,
+                                                ledger.c.posting == "cash")).first()
+        conn.execute(delete(ledger).where(ledger.c.id == row.id))
+    report = world.admin.reconcile_settlements(today())
+    kinds = {(d["settlement_id"], d["kind"]) for d in report["differences"]}
+    assert kinds == {(sid, "LEDGER_UNBALANCED"), (sid, "LEDGER_MISMATCH")}, report
+    with engine.begin() as conn:  # put it back: clean again
+        conn.execute(ledger.insert().values(**{k: v for k, v in row._asdict().items()
+                                               if k != "id"}))
+    assert world.admin.reconcile_settlements(today())["clean"]
+    # a refund made at the gateway but not here
+    world.admin.request("POST", f"/pay/v1/payments/{sid}/refund", {})
+    report = world.admin.reconcile_settlements(today())
+    assert [(d["settlement_id"], d["kind"]) for d in report["differences"]] == [
+        (sid, "GATEWAY_MISMATCH")], report
+    term.reverse(sid)  # the hospital reverses the visit: the refund is idempotent
+    assert world.admin.reconcile_settlements(today())["clean"]
+
+
+def test_bad_settlement_input(stack, world, token) -> None:
+    term = world.term_a
+    with pytest.raises(SdkError) as info:
+        term.upload_fees("330100" + "0" * 32, ITEMS)
+    assert info.value.code == "EC_TOKEN_NOT_FOUND"
+    tok = token()
+    with pytest.raises(SdkError) as info:  # a voucher issued to institution A
+        world.term_b.upload_fees(tok, ITEMS)
+    assert info.value.code == "EC_TOKEN_NOT_FOUND"
+    for bad in ([], [{"code": "x", "category": "D", "amount_fen": 1}],
+                [{"code": "x", "category": "A", "amount_fen": -5}],
+                [{"code": "x", "category": "A", "amount_fen": 1.5}]):
+        with pytest.raises(SdkError) as info:
+            term.upload_fees(tok, bad)
+        assert info.value.code == "INVALID_REQUEST", bad
+    with pytest.raises(SdkError) as info:
+        term.upload_fees(tok, ITEMS, pay_channel="CASH")
+    assert info.value.code == "INVALID_REQUEST"
+    with pytest.raises(SdkError) as info:
+        term.settle("330100000001" + "2" * 18)
+    assert info.value.code == "SETTLEMENT_NOT_FOUND"
+    engine = stack.app.state.systems["socialcard"].engine
+    with engine.connect() as conn:
+        assert conn.execute(select(settlements).where(
+            settlements.c.institution_code == world.term_b.institution_code)).first() is None
+
+
+def _statement(stack) -> list[dict]:  # type: ignore[no-untyped-def]
+    resp = httpx.get(f"{stack.url}/pay/v1/statements", params={"date": today()},
+                     headers={"Authorization": f"Bearer {stack.admin_token}"})
+    resp.raise_for_status()
+    return resp.json()
