@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import orjson
 from fastapi import FastAPI, Request
@@ -148,3 +149,14 @@ async def json_body(request: Request) -> object:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(422, "INVALID_REQUEST", "body is not JSON") from exc
+
+
+DAY = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def parse_day(text: str) -> date:
+    """A ``YYYY-MM-DD`` query value; 422 INVALID_REQUEST when it is not a real day."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise ApiError(422, "INVALID_REQUEST", "date: YYYY-MM-DD") from exc

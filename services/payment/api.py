@@ -1,14 +1,13 @@
 """HTTP API of the payment gateway: merchants' systems pay, query and refund (service
 token); operators set its behaviour for drills and fault tests."""
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ..common.caller_routes import ADMIN, INVALID, PEER
-from ..common.errors import error_responses
+from ..common.errors import DAY, error_responses, parse_day
 from .gateway import CHANNELS, Behaviour, Gateway
 
 NOT_FOUND = (404, "PAYMENT_NOT_FOUND", "no payment for this order")
@@ -60,8 +59,8 @@ def make_router(gw: Gateway, admin_guard, service_guard) -> APIRouter:  # type: 
     @router.get("/statements", response_model=list[Payment], tags=["peer"],
                 dependencies=peer, summary="Every payment created on a UTC day",
                 responses=error_responses(*PEER, INVALID))
-    def statement(day: Annotated[date, Query(alias="date")]) -> list[dict]:
-        return gw.on_day(day.isoformat())
+    def statement(day: Annotated[str, Query(alias="date", pattern=DAY)]) -> list[dict]:
+        return gw.on_day(parse_day(day).isoformat())
 
     @router.post("/admin/behaviour", tags=["admin"], dependencies=[Depends(admin_guard)],
                  summary="How new payments are answered (fault drills)",

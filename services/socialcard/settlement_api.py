@@ -2,14 +2,13 @@
 state-changing call with an ``Idempotency-Key``), the gateway's notification, and the
 operators' reconciliation."""
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from ..common.caller_routes import ADMIN, INVALID, PEER, TERM_AUTH
 from ..common.callers import Terminal
-from ..common.errors import error_responses
+from ..common.errors import DAY, error_responses, parse_day
 from ..common.idempotency import Idempotency, request_hash
 from .policy import FeeItem
 from .reconcile import reconcile_day
@@ -100,5 +99,5 @@ def add_settlement_routes(router: APIRouter, st: Settlements, keys: Idempotency,
                 summary="Check a day's settlements: ledger, gateway, usage records",
                 responses=error_responses(*ADMIN, INVALID,
                                           (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
-    async def reconcile(day: Annotated[date, Query(alias="date")]) -> dict:
-        return await reconcile_day(st, day)
+    async def reconcile(day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
+        return await reconcile_day(st, parse_day(day))
