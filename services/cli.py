@@ -162,6 +162,43 @@ def reconcile_bindings(url: str | None = URL, admin_token: str | None = TOKEN) -
         raise typer.Exit(1)
 
 
+@reconcile.command("settlements")
+def reconcile_settlements(
+    day: str = typer.Option(..., "--date", help="the UTC day, YYYY-MM-DD"),
+    url: str | None = URL, admin_token: str | None = TOKEN,
+) -> None:
+    """Check a day's settlements: every visit's ledger postings against its state and
+    split, the payment gateway's statement against the cash parts, and the usage record
+    each committed visit leaves. Exit 0 when clean, 1 with the differences listed."""
+    from datetime import date
+
+    from .sdk import AdminClient, SdkError
+
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        _fail(f"--date {day!r} is not a day (YYYY-MM-DD)")
+    base, token, ctx = _stack(url, admin_token)
+    with ctx, AdminClient(base, token, timeout_s=600) as admin:
+        try:
+            report = admin.reconcile_settlements(day)
+        except (SdkError, httpx.HTTPError) as exc:
+            _fail(_explain(exc))
+    totals = report["settled_totals_fen"]
+    console.print(f"{report['date']}: {report['settlements']} settlements "
+                  f"{report['by_state']}; settled fund {totals.get('fund_fen', 0)} fen, "
+                  f"personal accounts {totals.get('account_fen', 0)} fen, cash "
+                  f"{totals.get('cash_fen', 0)} fen")
+    if report["open"]:
+        console.print(f"awaiting confirmation: {', '.join(report['open'])}")
+    for d in report["differences"]:
+        console.print(f" - {d['settlement_id']} {d['kind']}: {d['detail']}")
+    console.print("clean" if report["clean"]
+                  else f"[red]{len(report['differences'])} difference(s)[/]")
+    if not report["clean"]:
+        raise typer.Exit(1)
+
+
 @app.command()
 def sync(url: str | None = URL, admin_token: str | None = TOKEN) -> None:
     """Pull each side's new usage records of bound cards into the other now (the servers

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -94,3 +95,8 @@ def _fusion_commands(env: dict, url: str, token: str, insured: int) -> None:
     res = _ehc(env, "reconcile", "bindings", "--url", "http://127.0.0.1:9", "--admin-token",
                token)
     assert res.returncode == 2 and "error" in res.stdout and "Traceback" not in res.stderr
+    day = datetime.now(UTC).date().isoformat()
+    res = _ehc(env, "reconcile", "settlements", "--date", day, *remote)
+    assert res.returncode == 0 and "0 settlements" in res.stdout and "clean" in res.stdout
+    res = _ehc(env, "reconcile", "settlements", "--date", "2026-02-30", *remote)
+    assert res.returncode == 2 and "not a day" in res.stdout, res.stdout

@@ -1,0 +1,187 @@
+"""Settlement with the e-SSC system and the payment gateway in separate processes: the
+settlement process is killed (SIGKILL) between committing the insurance part and hearing
+from the gateway, the gateway is down when a visit is settled, and the settlement process
+is killed at random moments under a stream of visits. After restarts, visits left open
+are confirmed from the gateway's own records, no visit is paid twice or paid without its
+ledger entries, and the day's reconciliation is clean."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.common.secrets_store import deployment_secret
+from services.common.settings import Settings
+from services.registry.synthetic import generate_residents
+from services.sdk import AdminClient, ChannelClient, SdkError, TerminalClient
+from services.seeding import insured_record
+from services.serve import spawn_server, stop_server
+from tests.test_crash_safety import free_port
+
+ITEMS = [{"code": "drugs", "category": "A", "amount_fen": 80_000},
+         {"code": "room", "category": "C", "amount_fen": 5_000}]
+
+
+class Stack:
+    def __init__(self, var: Path) -> None:
+        self.env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
+                    "EHC_SYNC_INTERVAL_S": "0.5", "EHC_RATE_LIMIT_TERMINAL_PER_S": "0",
+                    "EHC_PAYMENT_TIMEOUT_S": "10"}
+        self.cards_port, self.pay_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.cards_port}"
+        self.pay_url = f"http://127.0.0.1:{self.pay_port}"
+        self.cards = self.pay = None
+
+    def start_cards(self) -> None:
+        self.cards = spawn_server({**self.env, "EHC_SYSTEMS":
+                                   "registry,healthcard,socialcard,channel",
+                                   "EHC_PAYMENT_URL": self.pay_url}, self.cards_port)
+
+    def start_pay(self) -> None:
+        self.pay = spawn_server({**self.env, "EHC_SYSTEMS": "payment",
+                                 "EHC_SOCIALCARD_URL": self.url}, self.pay_port)
+
+    @staticmethod
+    def kill(proc) -> None:  # type: ignore[no-untyped-def]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    s = Stack(tmp_path_factory.mktemp("var"))
+    s.start_pay()
+    s.start_cards()
+    yield s
+    for p in (s.cards, s.pay):
+        if p is not None and p.poll() is None:
+            stop_server(p)
+
+
+@pytest.fixture(scope="module")
+def hospital(stack: Stack):  # type: ignore[no-untyped-def]
+    token = deployment_secret(Settings(var_dir=Path(stack.env["EHC_VAR_DIR"])), "admin_token")
+    admin = AdminClient(stack.url, token, timeout_s=60)
+    pay_admin = AdminClient(stack.pay_url, token)
+    people = list(generate_residents(40, seed=515))
+    admin.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name}
+                         for p in people])
+    admin.add_insured([insured_record(p, 5000 + i) for i, p in enumerate(people)])
+    inst = "330100000515"
+    for system in ("ehc", "essc"):
+        admin.add_institution(inst, "Crash hospital", "330100", system=system)
+    cred = admin.add_terminal(inst, "0105", 1)
+    admin.add_terminal(inst, "0105", 1, system="essc", secret=cred["secret"])
+    app_cred = admin.add_channel_app("crash")
+    admin.add_channel_app("crash", system="essc", app_key=app_cred["app_key"],
+                          app_secret=app_cred["app_secret"])
+    app = ChannelClient(stack.url, app_cred["app_key"], app_cred["app_secret"])
+    term = TerminalClient(stack.url, cred["terminal_id"], cred["secret"], city_code="330100",
+                          timeout_s=30)
+    cards = []
+    for p in people:
+        card = app.apply("01", p.id_number, p.name)
+        essc = app.claim_essc("01", p.id_number, p.name)
+        app.bind(card["card_id"], essc["ssc_card_no"], essc["region"])
+        cards.append(card["card_id"])
+
+    def voucher(i: int) -> str:
+        code = app.qrcode(cards[i % len(cards)], kind="fused")["qr_text"]
+        return term.verify(code, step=10105)["essc"]["ec_token"]
+
+    return admin, pay_admin, term, voucher
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def _wait_closed(admin: AdminClient, timeout_s: float = 20) -> dict:
+    """Reconciliation once no visit is left awaiting confirmation (the background
+    confirmation runs every 0.5 s)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report = admin.reconcile_settlements(_today())
+        if not report["open"] or time.monotonic() > deadline:
+            return report
+        time.sleep(0.3)
+
+
+def test_killed_between_insurance_and_payment(stack: Stack, hospital) -> None:  # type: ignore[no-untyped-def]
+    admin, pay_admin, term, voucher = hospital
+    pay_admin.payment_behaviour("success", delay_ms=2500)  # the gateway charges, then waits
+    sid = term.upload_fees(voucher(0), ITEMS)["settlement_id"]
+    worker = threading.Thread(target=_settle_ignoring_the_crash, args=(term, sid))
+    worker.start()
+    time.sleep(1.0)
+    stack.kill(stack.cards)
+    worker.join(timeout=30)
+    pay_admin.payment_behaviour("success")
+    stack.start_cards()
+    report = _wait_closed(admin)
+    assert report["clean"] and not report["open"], report
+    assert term.settlement(sid)["state"] == "settled"  # confirmed from the gateway's record
+
+
+def test_gateway_down_when_settling(stack: Stack, hospital) -> None:  # type: ignore[no-untyped-def]
+    admin, _, term, voucher = hospital
+    sid = term.upload_fees(voucher(1), ITEMS)["settlement_id"]
+    stack.kill(stack.pay)
+    try:
+        assert term.settle(sid)["state"] == "awaiting_confirmation"  # fail closed
+        with pytest.raises(SdkError) as info:
+            term.reverse(sid)
+        assert info.value.code == "PAYMENT_UNCONFIRMED"
+    finally:
+        stack.start_pay()
+    report = _wait_closed(admin)  # never asked: asked now, with the order ID as the key
+    assert report["clean"], report
+    assert term.settlement(sid)["state"] == "settled"
+
+
+def test_random_kills_under_a_stream_of_visits(stack: Stack, hospital) -> None:  # type: ignore[no-untyped-def]
+    admin, pay_admin, term, voucher = hospital
+    rng = random.Random(5)
+    pay_admin.payment_behaviour("success", delay_ms=150)
+    for cycle in range(3):
+        stop = threading.Event()
+        worker = threading.Thread(target=_stream, args=(term, voucher, stop, cycle))
+        worker.start()
+        time.sleep(rng.uniform(0.8, 2.0))
+        stack.kill(stack.cards)
+        stop.set()
+        worker.join(timeout=60)
+        stack.start_cards()
+    pay_admin.payment_behaviour("success")
+    report = _wait_closed(admin)
+    assert report["clean"], report["differences"]
+    assert report["by_state"].get("settled", 0) >= 3
+    statement = httpx.get(f"{stack.pay_url}/pay/v1/statements", params={"date": _today()},
+                          headers={"Authorization": f"Bearer {admin.token}"}).json()
+    assert len({p["order_id"] for p in statement}) == len(statement)  # one charge per visit
+
+
+def _settle_ignoring_the_crash(term: TerminalClient, sid: str) -> None:
+    with contextlib.suppress(SdkError, httpx.HTTPError):
+        term.settle(sid)
+
+
+def _stream(term: TerminalClient, voucher, stop: threading.Event, cycle: int) -> None:  # type: ignore[no-untyped-def]
+    i = 100 * cycle
+    while not stop.is_set():
+        try:
+            sid = term.upload_fees(voucher(i), ITEMS)["settlement_id"]
+            term.settle(sid)
+        except (SdkError, httpx.HTTPError):
+            pass
+        i += 1
