@@ -21,7 +21,7 @@ def _step(opts: LoadOptions, server: Server, seed_path: Path, out: Path, route: 
     users = max(1, math.ceil(rate / PER_USER_RPS))
     step_opts = replace(opts, users=users, spawn_rate=users, rate_per_user=PER_USER_RPS,
                         workload="ping" if route == "ping" else "scan", bad_share=0.0,
-                        app_weight=0)
+                        mix="terminal")
     step_out = out / f"{route}-{rate:g}"
     step_out.mkdir(parents=True)
     started = time.monotonic()

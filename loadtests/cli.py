@@ -28,6 +28,9 @@ def loadtest(
     rate_per_user: float = typer.Option(0.0, min=0,
                                         help="requests/s per user (constant throughput)"),
     demand_csv: Path | None = typer.Option(None, help="demand.csv of `ehc twin province`"),
+    mix_: str = typer.Option("default", "--mix", help="users of each kind: default "
+                             "(terminal 6, fused 3, settle 1, app 1) or demand (the demand "
+                             "curve's proportions; needs --demand-csv)"),
     compress: float = typer.Option(60.0, min=1, help="simulated seconds per test second"),
     scale: float = typer.Option(1.0, min=0, help="factor on the demand curve's rate"),
     database_url: str | None = typer.Option(None, envvar="EHC_LOADTEST_DATABASE_URL",
@@ -53,6 +56,9 @@ def loadtest(
     if demand_csv is not None and not demand_csv.exists():
         console.print(f"[red]no such demand CSV: {demand_csv}[/]")
         raise typer.Exit(2)
+    if mix_ not in ("default", "demand") or (mix_ == "demand" and demand_csv is None):
+        console.print("[red]--mix is default, or demand with --demand-csv[/]")
+        raise typer.Exit(2)
     if out is not None and out.exists() and any(out.iterdir()):
         console.print(f"[red]{out} is not empty: give a new folder (each test needs a fresh "
                       "database)[/]")
@@ -61,7 +67,7 @@ def loadtest(
                        server_workers=workers, processes=processes,
                        distributed_workers=distributed, residents=residents,
                        bad_share=bad_share, rate_per_user=rate_per_user,
-                       demand_csv=demand_csv, compress=compress, scale=scale,
+                       demand_csv=demand_csv, compress=compress, scale=scale, mix=mix_,
                        database_url=database_url,
                        slo=Slo(slo_p95_ms, slo_p99_ms, slo_max_failure_ratio, slo_min_rps),
                        out=out)
@@ -76,6 +82,10 @@ def loadtest(
                   f"{r['in_flight_at_stop']} finished after Locust stopped), server 2xx "
                   f"{summary['verify_2xx_server']}: "
                   f"{'consistent' if summary['records_match'] else 'INCONSISTENT'}")
+    st = summary["settlements"]
+    console.print(f"settlements {st['by_state']}: "
+                  f"{'reconciled clean' if st['clean'] else 'DIFFERENCES'}; users "
+                  f"{summary['weights']}")
     if "warning" in summary:
         console.print(f"[yellow]{summary['warning']}[/]")
     slo = summary.get("slo") or {}

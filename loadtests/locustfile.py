@@ -1,11 +1,12 @@
-"""Locust workload of the card network: terminals scanning codes (the hot path) and
-channel apps refreshing them.
+"""Locust workload of the card network: terminals scanning codes (the hot path), fused
+codes answering both identities, settlements with their payments, and channel apps
+refreshing codes, in a default mix or in the proportions of the twin's demand curve.
 
 Configured by environment (``ehc loadtest`` sets it):
   EHC_SEED_FILE       seed file of ``ehc seed`` (terminals, app, cards, lost cards)
   EHC_BAD_SHARE       share of scans with a bad code (tampered, replayed, lost, expired)
   EHC_RATE_PER_USER   requests/s each user offers (constant throughput; 0 = as fast as it can)
-  EHC_APP_WEIGHT      weight of app users that only refresh codes (terminals weigh 10)
+  EHC_WEIGHTS         users of each kind, "terminal:6,fused:3,settle:1,app:1" (loadtests/mix.py)
   EHC_SHAPE, EHC_SHAPE_USERS, EHC_SHAPE_DURATION_S, EHC_DEMAND_CSV, EHC_COMPRESS, EHC_SCALE
   EHC_SLO_P95_MS, EHC_SLO_P99_MS, EHC_SLO_MAX_FAILURE_RATIO, EHC_SLO_MIN_RPS, EHC_LOAD_OUT
 """
@@ -22,13 +23,15 @@ from locust import LoadTestShape, constant, constant_throughput, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests import shapes
+from loadtests import mix, shapes
 from loadtests.slo import Slo, evaluate
 from loadtests.workload import (
     BAD_KINDS,
+    FEES,
     VERIFY_PATH,
     Seed,
     channel_signer,
+    keyed_request,
     qrcode_request,
     tamper,
     terminal_signer,
@@ -38,7 +41,7 @@ from loadtests.workload import (
 SEED = Seed.load()
 BAD_SHARE = float(os.environ.get("EHC_BAD_SHARE", "0.05"))
 RATE = float(os.environ.get("EHC_RATE_PER_USER", "0"))
-APP_WEIGHT = int(os.environ.get("EHC_APP_WEIGHT", "1"))
+WEIGHTS = mix.decode(os.environ.get("EHC_WEIGHTS"))
 LIMIT = int(os.environ.get("EHC_CODE_LIMIT", "3"))
 EXPIRED_AFTER_S = float(os.environ.get("EHC_EXPIRED_AFTER_S", "95"))
 WORKLOAD = os.environ.get("EHC_WORKLOAD", "scan")  # scan (terminals and apps) or ping
@@ -59,10 +62,11 @@ class CardUser(FastHttpUser):
         self.rng = random.Random()
         self.app = channel_signer(SEED.app, self.host)
 
-    def fresh_code(self, card_id: str | None = None) -> str | None:
+    def fresh_code(self, card_id: str | None = None, kind: str = "dynamic") -> str | None:
         card_id = card_id or self.rng.choice(SEED.cards)
-        path, headers = qrcode_request(self.app, card_id)
-        with self.client.get(path, headers=headers, name="refresh code",
+        path, headers = qrcode_request(self.app, card_id, kind)
+        name = "refresh code" if kind == "dynamic" else "refresh fused code"
+        with self.client.get(path, headers=headers, name=name,
                              catch_response=True) as resp:
             if resp.status_code != 200:
                 resp.failure(f"{resp.status_code} {resp.text[:80]}")
@@ -70,31 +74,44 @@ class CardUser(FastHttpUser):
             return resp.json()["qr_text"]
 
 
-class TerminalUser(CardUser):
-    """A hospital terminal: each scan shows a fresh code and verifies it online."""
+class ScanningUser(CardUser):
+    """A hospital terminal: it verifies the codes patients show."""
 
-    abstract = WORKLOAD != "scan"
-    weight = 10
+    abstract = True
 
     def on_start(self) -> None:
         super().on_start()
         self.term = terminal_signer(self.rng.choice(SEED.terminals), self.host)
-        self.aged: list[tuple[float, str]] = []  # codes kept to be shown once expired
-        self.used: list[str] = []  # codes verified up to their limit
 
-    def verify(self, qr_text: str, name: str, expect: str | None) -> None:
-        body, headers = verify_request(self.term, qr_text, self.rng)
+    def verify(self, qr_text: str, name: str, expect: str | None,
+               step: int | None = None) -> dict | None:
+        body, headers = verify_request(self.term, qr_text, self.rng, step)
         with self.client.post(VERIFY_PATH, data=body, headers=headers, name=name,
                               catch_response=True) as resp:
             if expect is None:
                 if resp.status_code != 200:
                     resp.failure(f"{resp.status_code} {resp.text[:80]}")
-                elif name == "verify":
-                    RECORD_IDS.append(resp.json()["usage_record_id"])
-            elif resp.status_code == 200 or resp.json().get("code") != expect:
+                    return None
+                answer = resp.json()
+                if name in ("verify", "verify fused"):
+                    RECORD_IDS.append(answer["usage_record_id"])
+                return answer
+            if resp.status_code == 200 or resp.json().get("code") != expect:
                 resp.failure(f"expected {expect}, got {resp.status_code} {resp.text[:80]}")
             else:
                 resp.success()
+            return None
+
+
+class TerminalUser(ScanningUser):
+    """Each scan shows a fresh dynamic code and verifies it online; a share is bad."""
+
+    abstract = WORKLOAD != "scan" or WEIGHTS["terminal"] == 0
+    weight = max(WEIGHTS["terminal"], 1)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.aged: list[tuple[float, str]] = []  # codes kept to be shown once expired
 
     @task
     def scan(self) -> None:
@@ -136,11 +153,60 @@ class TerminalUser(CardUser):
             self.verify(code, "verify [replayed]", BAD_KINDS["replayed"])
 
 
+class FusedUser(ScanningUser):
+    """A resident of the online flow shows the fused code; the terminal gets both
+    identities (the e-SSC side is asked within its timeout)."""
+
+    abstract = WORKLOAD != "scan" or WEIGHTS["fused"] == 0 or not SEED.fused_cards
+    weight = max(WEIGHTS["fused"], 1)
+
+    @task
+    def scan_fused(self) -> None:
+        code = self.fresh_code(self.rng.choice(SEED.fused_cards), kind="fused")
+        if code is not None:
+            answer = self.verify(code, "verify fused", None)
+            if answer is not None and answer.get("partial"):
+                events.request.fire(request_type="CHECK", name="fused answered partial",
+                                    response_time=0, response_length=0, exception=None)
+
+
+class SettleUser(ScanningUser):
+    """At the payment step: a fused scan gives the voucher token, then the fees are
+    uploaded and settled (insurance split, the cash part through the payment gateway)."""
+
+    abstract = WORKLOAD != "scan" or WEIGHTS["settle"] == 0 or not SEED.fused_cards
+    weight = max(WEIGHTS["settle"], 1)
+
+    @task
+    def settle_visit(self) -> None:
+        code = self.fresh_code(self.rng.choice(SEED.fused_cards), kind="fused")
+        answer = code and self.verify(code, "verify fused", None, step=10105)
+        token = answer and (answer.get("essc") or {}).get("ec_token")
+        if not token:
+            return  # the e-SSC side answered partial: the visit pays at the window
+        body, headers = keyed_request(self.term, "/essc/v1/settlements",
+                                      {"ec_token": token, "items": FEES})
+        with self.client.post("/essc/v1/settlements", data=body, headers=headers,
+                              name="settle upload", catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"{resp.status_code} {resp.text[:80]}")
+                return
+            sid = resp.json()["settlement_id"]
+        path = f"/essc/v1/settlements/{sid}/settle"
+        body, headers = keyed_request(self.term, path, None)
+        with self.client.post(path, data=body, headers=headers, name="settle",
+                              catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"{resp.status_code} {resp.text[:80]}")
+            elif resp.json()["state"] not in ("settled", "awaiting_confirmation"):
+                resp.failure(f"settlement ended {resp.json()['state']}")
+
+
 class AppUser(CardUser):
     """A resident with the app open: the code refreshes, nobody scans it."""
 
-    abstract = WORKLOAD != "scan" or APP_WEIGHT == 0
-    weight = max(APP_WEIGHT, 1)
+    abstract = WORKLOAD != "scan" or WEIGHTS["app"] == 0
+    weight = max(WEIGHTS["app"], 1)
 
     @task
     def refresh(self) -> None:

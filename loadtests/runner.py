@@ -17,10 +17,12 @@ from pathlib import Path
 from services.app import build_app
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.sdk import ChannelClient, TerminalClient
+from services.fusion_job import fuse_all
+from services.sdk import AdminClient, ChannelClient, TerminalClient
 from services.seeding import seed_stack, write_seed_file
 from services.serve import spawn_server, stop_server
 
+from . import mix
 from .slo import Slo
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -40,7 +42,8 @@ class LoadOptions:
     lost_cards: int = 5
     bad_share: float = 0.05
     rate_per_user: float = 0.0
-    app_weight: int = 1
+    # default (loadtests/mix.py), demand (the curve's proportions) or terminal (scans only)
+    mix: str = "default"
     demand_csv: Path | None = None
     compress: float = 60.0
     scale: float = 1.0
@@ -116,9 +119,22 @@ def seed(server: Server, opts: LoadOptions, out: Path) -> Path:
         for card_id in lost:
             client.report_lost(card_id)
     data["lost_cards"] = lost
+    with AdminClient(server.url, server.admin_token, timeout_s=300) as admin:
+        fuse_all(admin, admin)  # every insured resident's two cards bound
+    data["fused_cards"] = [c["card_id"] for c in data["cards"]
+                           if "ssc_card_no" in c and c["card_id"] not in lost]
     path = out / "seed.json"
     write_seed_file(data, path)
     return path
+
+
+def settlement_check(server: Server) -> dict:
+    """The day's settlements by state and whether they reconcile (ledger, gateway)."""
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    with AdminClient(server.url, server.admin_token, timeout_s=300) as admin:
+        report = admin.reconcile_settlements(day)
+    return {"by_state": report["by_state"], "clean": report["clean"],
+            "differences": report["differences"][:20]}
 
 
 def usage_records(server: Server, seed_path: Path) -> list[int]:
@@ -139,8 +155,10 @@ def usage_records(server: Server, seed_path: Path) -> list[int]:
 
 def locust_env(opts: LoadOptions, seed_path: Path, out: Path) -> dict[str, str]:
     s = opts.slo
+    weights = {"demand": lambda: mix.from_demand(opts.demand_csv),
+               "terminal": lambda: mix.ONLY_TERMINALS}.get(opts.mix, lambda: mix.DEFAULT)()
     env = {**os.environ, "EHC_SEED_FILE": str(seed_path), "EHC_BAD_SHARE": str(opts.bad_share),
-           "EHC_RATE_PER_USER": str(opts.rate_per_user), "EHC_APP_WEIGHT": str(opts.app_weight),
+           "EHC_RATE_PER_USER": str(opts.rate_per_user), "EHC_WEIGHTS": mix.encode(weights),
            "EHC_SHAPE": opts.shape, "EHC_SHAPE_USERS": str(opts.users),
            "EHC_WORKLOAD": opts.workload,
            "EHC_SHAPE_DURATION_S": str(opts.duration_s), "EHC_COMPRESS": str(opts.compress),
@@ -227,11 +245,12 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
         code, gen_cpu = run_locust(opts, server.url, locust_env(opts, seed_path, out), out)
         wall = time.monotonic() - started
         records = usage_records(server, seed_path)
+        settlements = settlement_check(server)
     finally:
         server_stats = server.stop()
     rows = locust_rows(out)
-    verify = rows.get("verify", {})
-    ok_verifies = verify.get("requests", 0) - verify.get("failures", 0)
+    ok_verifies = sum(rows.get(n, {}).get("requests", 0) - rows.get(n, {}).get("failures", 0)
+                      for n in ("verify", "verify fused"))
     seen = [i for f in out.glob("record-ids-*.json") for i in json.loads(f.read_text())]
     held = set(records)
     check = {
@@ -261,6 +280,8 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
         "records": check,
         "verify_2xx_server": server_verify_2xx,
         "records_match": check["ok"] and server_verify_2xx == len(records),
+        "weights": mix.decode(locust_env(opts, seed_path, out)["EHC_WEIGHTS"]),
+        "settlements": settlements,
         "generator": {"cpu_seconds": gen_cpu, "wall_seconds": wall, "processes": gen_procs,
                       "cpu_share": gen_share,
                       "saturated": gen_share > SATURATED},
@@ -269,5 +290,5 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
         summary["warning"] = (f"the load generator used {gen_share:.0%} of its CPU: its "
                               "latencies include its own queueing; add --processes")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    final = code if summary["records_match"] else max(code, 2)
+    final = code if summary["records_match"] and settlements["clean"] else max(code, 2)
     return final, {"out": str(out), **summary}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Seed:
     app: dict
     cards: list[str]
     lost_cards: list[str]
+    fused_cards: list[str]  # bound to an e-SSC: fused codes, settlements
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Seed:
@@ -40,7 +42,7 @@ class Seed:
         lost = set(data.get("lost_cards", []))
         return cls(data.get("url"), terminals, data["channel_apps"][0],
                    [c["card_id"] for c in data["cards"] if c["card_id"] not in lost],
-                   sorted(lost))
+                   sorted(lost), [c for c in data.get("fused_cards", []) if c not in lost])
 
 
 def terminal_signer(t: dict, base_url: str) -> TerminalClient:
@@ -54,17 +56,34 @@ def channel_signer(app: dict, base_url: str) -> ChannelClient:
     return ChannelClient(base_url, app["app_key"], app["app_secret"])
 
 
-def verify_request(term: TerminalClient, qr_text: str, rng: random.Random
-                   ) -> tuple[bytes, dict[str, str]]:
-    body = orjson.dumps(term.verify_body(qr_text, step=rng.choice(STEPS)))
+def verify_request(term: TerminalClient, qr_text: str, rng: random.Random,
+                   step: int | None = None) -> tuple[bytes, dict[str, str]]:
+    body = orjson.dumps(term.verify_body(qr_text, step=step or rng.choice(STEPS)))
     headers = term.auth_headers("POST", VERIFY_PATH, body)
     headers["Content-Type"] = "application/json"
     return body, headers
 
 
-def qrcode_request(app: ChannelClient, card_id: str) -> tuple[str, dict[str, str]]:
+def qrcode_request(app: ChannelClient, card_id: str, kind: str = "dynamic"
+                   ) -> tuple[str, dict[str, str]]:
     path = f"/ehc/v1/cards/{card_id}/qrcode"
-    return path + "?kind=dynamic", app.auth_headers("GET", path, b"", "kind=dynamic")
+    return path + f"?kind={kind}", app.auth_headers("GET", path, b"", f"kind={kind}")
+
+
+def keyed_request(term: TerminalClient, path: str, payload: object | None
+                  ) -> tuple[bytes, dict[str, str]]:
+    """A signed settlement call with a fresh idempotency key."""
+    body = b"" if payload is None else orjson.dumps(payload)
+    headers = term.auth_headers("POST", path, body)
+    headers["Content-Type"] = "application/json"
+    headers["Idempotency-Key"] = uuid.uuid4().hex
+    return body, headers
+
+
+FEES = [{"code": "consultation", "category": "A", "amount_fen": 2_500},
+        {"code": "drugs", "category": "A", "amount_fen": 12_000},
+        {"code": "lab", "category": "B", "amount_fen": 8_000},
+        {"code": "service", "category": "C", "amount_fen": 500}]
 
 
 def tamper(qr_text: str) -> str:

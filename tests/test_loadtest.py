@@ -52,7 +52,7 @@ def summary_of(out: Path) -> dict:
 
 @pytest.mark.slow
 def test_short_run_passes_and_every_success_left_one_record(tmp_path: Path) -> None:
-    res = ehc_loadtest(tmp_path / "ok", "--users", "6", "--duration", "6",
+    res = ehc_loadtest(tmp_path / "ok", "--users", "11", "--duration", "8",
                        "--bad-share", "0.2")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     s = summary_of(tmp_path / "ok")
@@ -62,7 +62,10 @@ def test_short_run_passes_and_every_success_left_one_record(tmp_path: Path) -> N
     assert r["missing_on_server"] == 0 and r["duplicates"] == 0
     assert r["usage_records"] == r["successful_verifies_locust"] + r["in_flight_at_stop"]
     names = set(s["locust"])
-    assert {"verify", "refresh code", "verify [tampered]"} <= names
+    assert {"verify", "refresh code", "verify [tampered]", "refresh fused code",
+            "verify fused", "settle upload", "settle"} <= names, names
+    assert s["weights"] == {"terminal": 6, "fused": 3, "settle": 1, "app": 1}
+    assert s["settlements"]["clean"] and s["settlements"]["by_state"].get("settled", 0) > 0
     assert all(v["failures"] == 0 for v in s["locust"].values())  # bad codes refused as due
     assert s["server"]["routes"]["verify"]["count"] >= s["locust"]["verify"]["requests"]
     for f in ("report.html", "locust_stats.csv", "locust.json", "slo.json", "seed.json"):
@@ -90,11 +93,27 @@ def test_master_and_two_workers(tmp_path: Path) -> None:
     assert len(list((tmp_path / "dist").glob("record-ids-*.json"))) == 3  # master + 2
 
 
+def test_mix_in_the_demand_curves_proportions(tmp_path: Path) -> None:
+    from loadtests import mix
+
+    csv = tmp_path / "demand.csv"
+    csv.write_text("second,clock,verify,refresh,settlement,payment,total\n"
+                   "0,00:00:00,600,300,50,20,970\n1,00:00:01,400,200,50,30,680\n")
+    # V=1000, R=500, S=100: plain scans 500, fused 400, settle 100
+    assert mix.from_demand(csv) == {"terminal": 50, "fused": 40, "settle": 10, "app": 0}
+    assert mix.decode(mix.encode({"terminal": 1})) == {"terminal": 1, "fused": 0,
+                                                       "settle": 0, "app": 0}
+    with pytest.raises(ValueError):
+        mix.decode("robots:3")
+
+
 def test_bad_options_are_refused_cleanly(tmp_path: Path) -> None:
     res = ehc_loadtest(tmp_path / "x", "--shape", "demand")
     assert res.returncode == 2 and "needs --demand-csv" in res.stdout
     res = ehc_loadtest(tmp_path / "x", "--shape", "zigzag")
     assert res.returncode == 2 and "unknown shape" in res.stdout
+    res = ehc_loadtest(tmp_path / "x", "--mix", "demand")
+    assert res.returncode == 2 and "--mix" in res.stdout
 
 
 @pytest.mark.slow

@@ -1,0 +1,46 @@
+"""How many users of each kind a load test runs: a default mix, or the proportions of
+the twin's demand curve.
+
+A plain terminal scan costs one code refresh and one verify; a fused scan a fused-code
+refresh and a verify that also asks the e-SSC side; a settlement a fused scan at the
+payment step, a fee upload and a settle with its payment. From a demand curve with V
+verifies, R refreshes (online patients) and S settlements in the day: settle users S,
+fused-scan users R - S (the other online scans), plain terminal users V - R (the
+traditional flow's scans); apps that only refresh, none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+KINDS = ("terminal", "fused", "settle", "app")
+DEFAULT = {"terminal": 6, "fused": 3, "settle": 1, "app": 1}
+ONLY_TERMINALS = {"terminal": 1, "fused": 0, "settle": 0, "app": 0}  # capacity steps
+
+
+def from_demand(csv: Path, total: int = 100) -> dict[str, int]:
+    df = pd.read_csv(csv, usecols=["verify", "refresh", "settlement"])
+    v, r, s = (float(df[c].sum()) for c in ("verify", "refresh", "settlement"))
+    if v <= 0:
+        raise ValueError(f"{csv}: the demand curve has no verifications")
+    raw = {"terminal": max(v - r, 0.0), "fused": max(r - s, 0.0), "settle": min(s, r),
+           "app": 0.0}
+    scale = total / sum(raw.values())
+    return {k: round(x * scale) for k, x in raw.items()}
+
+
+def encode(weights: dict[str, int]) -> str:
+    return ",".join(f"{k}:{weights.get(k, 0)}" for k in KINDS)
+
+
+def decode(text: str | None) -> dict[str, int]:
+    if not text:
+        return dict(DEFAULT)
+    out = dict.fromkeys(KINDS, 0)
+    for part in text.split(","):
+        k, _, v = part.partition(":")
+        if k not in out or not v.isdigit():
+            raise ValueError(f"EHC_WEIGHTS: {part!r} is not kind:integer ({', '.join(KINDS)})")
+        out[k] = int(v)
+    return out
