@@ -199,6 +199,49 @@ def reconcile_settlements(
         raise typer.Exit(1)
 
 
+audit = typer.Typer(no_args_is_help=True, help="Audit chains of the card systems.")
+app.add_typer(audit, name="audit")
+
+
+@audit.command("verify")
+def audit_verify(
+    day: str = typer.Option(..., "--date", help="the day (China Standard Time), YYYY-MM-DD"),
+    url: str | None = URL,
+    essc_url: str | None = typer.Option(None, help="the e-SSC system, when apart"),
+    admin_token: str | None = TOKEN,
+) -> None:
+    """Walk the day's SM3 hash chains (usage records on both card systems, ledger
+    postings of settlements) per institution and report every row edited, deleted or
+    inserted. Exit 0 when every chain holds, 1 otherwise."""
+    from datetime import date
+
+    from .sdk import AdminClient, SdkError
+
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        _fail(f"--date {day!r} is not a day (YYYY-MM-DD)")
+    base, token, ctx = _stack(url, admin_token)
+    clean = True
+    with ctx, AdminClient(base, token, timeout_s=600) as ehc, \
+            AdminClient(essc_url or base, token, timeout_s=600) as essc:
+        try:
+            reports = {"EHC": ehc.audit(day, "ehc"), "e-SSC": essc.audit(day, "essc")}
+        except (SdkError, httpx.HTTPError) as exc:
+            _fail(_explain(exc))
+    for system, report in reports.items():
+        for chain, r in report.items():
+            if not isinstance(r, dict):
+                continue
+            console.print(f"{system} {chain}: {r['chains']} chains, {r['rows']} rows, "
+                          + ("intact" if r["clean"] else f"{len(r['problems'])} problem(s)"))
+            for p in r["problems"]:
+                console.print(f"   - {p['problem']}: row {p['row']} {p['detail']}")
+        clean = clean and report["clean"]
+    if not clean:
+        raise typer.Exit(1)
+
+
 @app.command()
 def sync(url: str | None = URL, admin_token: str | None = TOKEN) -> None:
     """Pull each side's new usage records of bound cards into the other now (the servers

@@ -178,6 +178,10 @@ class AdminClient(_Client):
         return self.request("GET", "/essc/v1/admin/settlements/reconcile",
                             params={"date": day})
 
+    def audit(self, day: str, system: str = "ehc") -> dict:
+        """Verify one system's audit chains of a (China Standard Time) day, YYYY-MM-DD."""
+        return self.request("GET", f"/{system}/v1/admin/audit", params={"date": day})
+
     def binding_proof(self, binding_id: str, system: str = "ehc") -> dict:
         return self.request("GET", f"/{system}/v1/peer/bindings/{binding_id}")
 

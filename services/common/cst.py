@@ -20,6 +20,11 @@ def read_cst_time(digits: str) -> datetime | None:
         return None
 
 
+def cst_day() -> str:
+    """Today in China Standard Time, ``YYYYMMDD`` (the day audit chains are kept by)."""
+    return datetime.now(CST).strftime("%Y%m%d")
+
+
 def refuse_clock_skew(terminal_time: str, now: datetime, skew_s: int) -> None:
     """422 for a malformed terminal time, 400 CLOCK_SKEW beyond the tolerance."""
     parsed = read_cst_time(terminal_time)

@@ -10,13 +10,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, select
 
+from ..common.audit import day_report
 from ..common.binding import record_of
 from ..common.caller_routes import ADMIN, APP_AUTH, INVALID, PEER, Strict
-from ..common.errors import ApiError, error_responses
+from ..common.errors import DAY, ApiError, error_responses, parse_day
 from .fusion import Fusion, Outcome
 from .schemas import Binding, BindRequest
 from .system import HealthcardSystem
-from .tables import bindings, shared_usage, usage_records
+from .tables import audit_heads, bindings, shared_usage, usage_records
 
 NOT_FOUND = (404, "CARD_NOT_FOUND", "no such card for this app")
 UNCONFIGURED = (503, "SOCIALCARD_NOT_CONFIGURED", "no e-SSC system configured")
@@ -190,6 +191,14 @@ def add_fusion_routes(router: APIRouter, hc: HealthcardSystem, App,  # type: ign
     async def reconcile() -> dict:
         report = await fusion_of(hc).reconcile()
         return {**report.__dict__, "clean": report.clean}
+
+    @router.get("/admin/audit", tags=["admin"], dependencies=admin,
+                summary="Verify the day's SM3 chains of usage records (per institution)",
+                responses=error_responses(*ADMIN, INVALID))
+    def audit(day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
+        return day_report(hc.engine, audit_heads, {
+            "usage": (usage_records, lambda r: r.institution_code)},
+            parse_day(day).strftime("%Y%m%d"))
 
     @router.post("/admin/fusion/pull-usage", tags=["admin"], dependencies=admin,
                  summary="Pull the e-SSC side's new usage records of bound cards now",

@@ -15,6 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from ..common.audit import chain_columns, heads_table
 from ..common.binding import binding_tables
 from ..common.callers import caller_tables
 from ..common.system_key import system_key_table
@@ -24,6 +25,7 @@ metadata = MetaData()
 caller_registry = caller_tables(metadata)
 bindings, binding_batches = binding_tables(metadata)
 system_keys = system_key_table(metadata)
+audit_heads = heads_table(metadata)
 shared_usage, sync_cursors = shared_usage_tables(metadata)
 
 # 1 normal, 2 reported lost, 3 cancelled, 4 card confirmed, 5 not issued (DOMAIN.md s.2)
@@ -91,7 +93,9 @@ usage_records = Table(
     Column("terminal_time", String(14), nullable=False),
     Column("verified_at", DateTime, nullable=False),
     Column("request_id", String(32), nullable=False),
+    *chain_columns(),
     Index("ix_usage_institution", "institution_code", "id"),
+    Index("ix_usage_chain", "chain_day", "institution_code", "chain_seq"),
     Index("ix_usage_card", "card_id", "id"),
 )
 

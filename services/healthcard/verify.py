@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from ..common.audit import Heads
 from ..common.callers import Terminal
 from ..common.cst import refuse_clock_skew
 from ..common.errors import ApiError
@@ -45,8 +46,8 @@ _SELECT_BINDING = (
 )
 _INSERT_USAGE = (
     "INSERT INTO usage_records (card_id, empi, institution_code, terminal_id, city_code, "
-    "terminal_type, step, code_kind, terminal_time, verified_at, request_id) VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+    "terminal_type, step, code_kind, terminal_time, verified_at, request_id, chain_day, "
+    "chain_seq, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
 
 
@@ -173,11 +174,13 @@ class Verifier:
         out: list[tuple[int, tuple] | ApiError] = []
         try:
             cur = conn.cursor()
+            heads = Heads("usage", cur, store.postgres)
             for scan in scans:
                 try:
-                    out.append(self._record_one(cur, scan))
+                    out.append(self._record_one(cur, scan, heads))
                 except ApiError as exc:
                     out.append(exc)
+            heads.write()
             conn.commit()
         except BaseException:
             with contextlib.suppress(Exception):
@@ -186,7 +189,7 @@ class Verifier:
             raise
         return out
 
-    def _record_one(self, cur, scan: Scan) -> tuple[int, tuple]:  # type: ignore[no-untyped-def]
+    def _record_one(self, cur, scan: Scan, heads: Heads) -> tuple[int, tuple]:  # type: ignore[no-untyped-def]
         store, code = self.store, scan.code
         cur.execute(store.select_card, (code.card_id,))
         card = cur.fetchone()
@@ -206,11 +209,19 @@ class Verifier:
             cur.execute(store.count_use, (digest, code.card_id, expires, self.limit))
             if cur.fetchone() is None:
                 raise ApiError(409, "QR_REPLAYED", f"code already verified {self.limit} time(s)")
-        verified_at = store.timestamp(scan.now.astimezone(UTC).replace(tzinfo=None))
+        at = scan.now.astimezone(UTC).replace(tzinfo=None)
+        fields = {"card_id": card[0], "empi": card[1],
+                  "institution_code": scan.term.institution_code,
+                  "terminal_id": scan.term.terminal_id, "city_code": scan.city_code,
+                  "terminal_type": scan.terminal_type, "step": scan.step,
+                  "code_kind": code.kind, "terminal_time": scan.terminal_time,
+                  "verified_at": at, "request_id": scan.request_id}
+        day = scan.now.strftime("%Y%m%d")  # the institution's (China Standard Time) day
+        seq, chain_hash = heads.next(scan.term.institution_code, day, fields)
         cur.execute(store.insert_usage, (
             card[0], card[1], scan.term.institution_code, scan.term.terminal_id,
             scan.city_code, scan.terminal_type, scan.step, code.kind, scan.terminal_time,
-            verified_at, scan.request_id))
+            store.timestamp(at), scan.request_id, day, seq, chain_hash))
         return cur.fetchone()[0], (*card, binding)
 
     def answer(self, scan: Scan, record_id: int, card: tuple) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import func, select
 
+from ..common.audit import day_report
 from ..common.binding import record_of
 from ..common.caller_routes import (
     ADMIN,
@@ -21,7 +22,7 @@ from ..common.caller_routes import (
 )
 from ..common.callers import ChannelApp, Terminal
 from ..common.cst import CST, refuse_clock_skew
-from ..common.errors import ApiError, error_responses, json_body
+from ..common.errors import DAY, ApiError, error_responses, json_body, parse_day
 from ..common.faults import FaultSettings
 from .schemas import (
     ClaimRequest,
@@ -33,7 +34,7 @@ from .schemas import (
 )
 from .settlement_api import add_settlement_routes
 from .system import SocialcardSystem
-from .tables import bindings, insured, shared_usage, usage_records
+from .tables import audit_heads, bindings, insured, ledger, shared_usage, usage_records
 
 NOT_FOUND = (404, "SSC_CARD_NOT_FOUND", "no such e-SSC card for this app")
 UNUSABLE = [(409, "SSC_CARD_LOST", "lost or pre-lost"),
@@ -215,6 +216,15 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
                                            (409, "SSC_CARD_EXISTS", "card number taken")))
     def import_insured(body: InsuredBatch) -> dict:
         return cards.import_insured([p.model_dump() for p in body.insured])
+
+    @router.get("/admin/audit", tags=["admin"], dependencies=admin,
+                summary="Verify the day's SM3 chains of usage records and ledger postings",
+                responses=error_responses(*ADMIN, INVALID))
+    def audit(day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
+        return day_report(sc.engine, audit_heads, {
+            "usage": (usage_records, lambda r: r.institution_code),
+            "ledger": (ledger, lambda r: r.settlement_id[:12])},
+            parse_day(day).strftime("%Y%m%d"))
 
     @router.post("/admin/faults", tags=["admin"], dependencies=admin,
                  summary="Make the peer routes slow or unavailable (outage drills)",

@@ -13,7 +13,9 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
+from ..common.audit import append
 from ..common.crypto import constant_time_equal, hmac_sm3
+from ..common.cst import cst_day
 from ..common.db import rows_by_identity
 from ..common.errors import ApiError
 from ..common.idcard import mask_id_number, mask_name
@@ -203,8 +205,9 @@ class SocialCards:
                     nonce=nonce, expires_at=expires.astimezone(UTC).replace(tzinfo=None)))
             except IntegrityError as exc:
                 raise ApiError(409, "QR_REPLAYED", "e-SSC code already used") from exc
-            rec = conn.execute(insert(usage_records).values(
-                ssc_card_no=card_no, institution_code=institution_code,
-                terminal_id=terminal_id, terminal_type=terminal_type, step=step,
-                code_kind="essc", verified_at=_now())).inserted_primary_key[0]
+            rec = append(conn, usage_records, "usage", [{
+                "ssc_card_no": card_no, "institution_code": institution_code,
+                "terminal_id": terminal_id, "terminal_type": terminal_type, "step": step,
+                "code_kind": "essc", "verified_at": _now()}], institution_code,
+                cst_day())[0]
         return {**self.identity_of(row, institution_code), "usage_record_id": rec}

@@ -20,7 +20,8 @@ import orjson
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..common.cst import CST
+from ..common.audit import append
+from ..common.cst import CST, cst_day
 from ..common.errors import ApiError
 from ..common.peer import PeerUnavailable
 from .cards import NORMAL, STATE_ERRORS
@@ -185,10 +186,11 @@ class Settlements:
             result, person, acc, label = self._split(conn, row)
             self._move(conn, person, acc, result, +1)
             state = "paying" if result.cash_fen else "settled"
-            rec = conn.execute(insert(usage_records).values(
-                ssc_card_no=row.ssc_card_no, institution_code=institution_code,
-                terminal_id=institution_code + "0000", terminal_type=99, step=10105,
-                code_kind="settle", verified_at=now)).inserted_primary_key[0]
+            rec = append(conn, usage_records, "usage", [{
+                "ssc_card_no": row.ssc_card_no, "institution_code": institution_code,
+                "terminal_id": institution_code + "0000", "terminal_type": 99,
+                "step": 10105, "code_kind": "settle", "verified_at": now}],
+                institution_code, cst_day())[0]
             moved = conn.execute(update(settlements).where(
                 settlements.c.settlement_id == sid, settlements.c.state == row.state).values(
                 state=state, fund_fen=result.fund_fen, account_fen=result.account_fen,
@@ -351,8 +353,8 @@ def _post(conn, sid: str, posting: str, lines: list[tuple[str, int, int]]) -> No
     now = _now()
     rows = [{"settlement_id": sid, "posting": posting, "account": a, "debit_fen": d,
              "credit_fen": c, "at": now} for a, d, c in lines if d or c]
-    if rows:
-        conn.execute(insert(ledger), rows)
+    if rows:  # chained per institution (the ID's first 12 characters) per day
+        append(conn, ledger, "ledger", rows, sid[:12], cst_day())
 
 
 def _state_conflict(state: str, action: str) -> ApiError:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from ..common.audit import chain_columns, heads_table
 from ..common.binding import binding_tables
 from ..common.callers import caller_tables
 from ..common.system_key import system_key_table
@@ -22,6 +23,7 @@ metadata = MetaData()
 caller_registry = caller_tables(metadata)
 bindings, binding_batches = binding_tables(metadata)
 system_keys = system_key_table(metadata)
+audit_heads = heads_table(metadata)
 shared_usage, sync_cursors = shared_usage_tables(metadata)
 
 # an insured person and their e-SSC card (one card per person here); e-SSC states
@@ -64,7 +66,9 @@ usage_records = Table(
     Column("step", Integer, nullable=False),
     Column("code_kind", String(10), nullable=False),
     Column("verified_at", DateTime, nullable=False),
+    *chain_columns(),
     Index("ix_essc_usage_card", "ssc_card_no", "id"),
+    Index("ix_essc_usage_chain", "chain_day", "institution_code", "chain_seq"),
 )
 
 # insurance voucher tokens (ecToken): 38 characters, the 6-digit area code first
@@ -140,7 +144,9 @@ ledger = Table(
     Column("debit_fen", BigInteger, nullable=False),
     Column("credit_fen", BigInteger, nullable=False),
     Column("at", DateTime, nullable=False),
+    *chain_columns(),
     Index("ix_ledger_settlement", "settlement_id"),
+    Index("ix_ledger_chain", "chain_day", "chain_seq"),
 )
 
 # idempotency keys of state-changing calls: a retry gets the first answer

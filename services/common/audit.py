@@ -1,0 +1,207 @@
+"""Audit hash chains: the rows that record what happened (usage records, ledger postings)
+are chained with SM3 per institution per day, in the transaction that writes them:
+
+    hash_n = SM3(hash_{n-1} || SM3(canonical JSON of row n's fields, with n))
+    hash_0 = SM3("ehc-audit|<institution>|<day>")
+
+and each chain's head (its length and last hash) is kept apart. ``verify`` walks every
+chain of a day and reports each row edited (its hash no longer follows), deleted (a gap,
+or a head longer than the chain) or inserted (a row outside the chain, a repeated
+position, or a chain longer than its head)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
+
+from .crypto import sm3
+
+CHAIN_COLUMNS = ("chain_day", "chain_seq", "chain_hash")
+
+
+def chain_columns() -> list[Column]:
+    return [Column("chain_day", String(8)), Column("chain_seq", Integer),
+            Column("chain_hash", String(64))]
+
+
+def heads_table(metadata: MetaData) -> Table:
+    return Table("audit_heads", metadata,
+                 Column("chain", String(16), primary_key=True),  # the table chained
+                 Column("institution_code", String(12), primary_key=True),
+                 Column("day", String(8), primary_key=True),
+                 Column("seq", Integer, nullable=False),
+                 Column("hash", String(64), nullable=False))
+
+
+def genesis(institution: str, day: str) -> str:
+    return sm3(f"ehc-audit|{institution}|{day}".encode()).hex()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):  # one form whatever the driver returns
+        return value.isoformat(sep=" ", timespec="microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def link(prev: str, fields: dict[str, Any], seq: int) -> str:
+    digest = sm3(orjson.dumps({**fields, "_seq": seq}, option=orjson.OPT_SORT_KEYS
+                              | orjson.OPT_PASSTHROUGH_DATETIME, default=_plain))
+    return sm3(bytes.fromhex(prev) + digest).hex()
+
+
+def row_fields(row: Any, skip: tuple[str, ...] = ("id", *CHAIN_COLUMNS)) -> dict[str, Any]:
+    """The fields a row's link covers: all but its own ID and chain columns."""
+    return {str(k): v for k, v in row._asdict().items() if k not in skip}
+
+
+def append(conn, table: Table, chain: str, rows: list[dict[str, Any]],  # type: ignore[no-untyped-def]
+           institution: str, day: str) -> list[int]:
+    """Insert rows at the end of their institution's chain of the day; their IDs."""
+    heads = Heads(chain, SqlCursor(conn), conn.dialect.name == "postgresql")
+    ids = []
+    for row in rows:
+        seq, h = heads.next(institution, day, row)
+        ids.append(conn.execute(table.insert().values(
+            **row, chain_day=day, chain_seq=seq, chain_hash=h)).inserted_primary_key[0])
+    heads.write()
+    return ids
+
+
+def verify_day(conn, table: Table, heads: Table, chain: str, day: str,  # type: ignore[no-untyped-def]
+               institution_of: Callable[[Any], str]) -> dict[str, Any]:
+    rows = conn.execute(select(table).where(
+        (table.c.chain_day == day) | table.c.chain_day.is_(None))).all()
+    found = conn.execute(select(heads).where(heads.c.chain == chain,
+                                             heads.c.day == day)).all()
+    return verify_chains(rows, row_fields, {(r.institution_code, r.day): (r.seq, r.hash)
+                                            for r in found}, institution_of)
+
+
+HEAD_SQL = {
+    # made if missing, then read under a row lock (PostgreSQL) or the write lock the
+    # insert took (SQLite): concurrent writers of one chain queue up instead of forking it
+    "ensure": "INSERT INTO audit_heads (chain, institution_code, day, seq, hash) "
+              "VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
+    "read": "SELECT seq, hash FROM audit_heads WHERE chain = ? AND institution_code = ? "
+            "AND day = ?",
+    "write": "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ? AND "
+             "institution_code = ? AND day = ?",
+}
+
+
+def head_sql(postgres: bool) -> dict[str, str]:
+    out = {k: v.replace("?", "%s") if postgres else v for k, v in HEAD_SQL.items()}
+    if postgres:
+        out["read"] += " FOR UPDATE"
+    return out
+
+
+@dataclass
+class Heads:
+    """The heads one transaction moves, read once (locked) and written back once, on a
+    DB-API cursor (the hot path's) or a SQLAlchemy connection (``SqlCursor``)."""
+
+    chain: str
+    cursor: Any
+    postgres: bool
+    moved: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+
+    def next(self, institution: str, day: str, fields: dict[str, Any]) -> tuple[int, str]:
+        key = (institution, day)
+        if key not in self.moved:
+            sql = head_sql(self.postgres)
+            self.cursor.execute(sql["ensure"], (self.chain, institution, day,
+                                                genesis(institution, day)))
+            self.cursor.execute(sql["read"], (self.chain, institution, day))
+            self.moved[key] = tuple(self.cursor.fetchone())  # type: ignore[assignment]
+        seq, prev = self.moved[key]
+        seq += 1
+        h = link(prev, fields, seq)
+        self.moved[key] = (seq, h)
+        return seq, h
+
+    def write(self) -> None:
+        sql = head_sql(self.postgres)["write"]
+        for (inst, day), (seq, h) in self.moved.items():
+            self.cursor.execute(sql, (seq, h, self.chain, inst, day))
+
+
+class SqlCursor:
+    """A SQLAlchemy connection seen as the little of a DB-API cursor ``Heads`` uses."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._result: Any = None
+
+    def execute(self, sql: str, params: tuple) -> None:
+        self._result = self.conn.exec_driver_sql(sql, params)
+
+    def fetchone(self) -> Any:
+        return self._result.fetchone()
+
+
+def verify_chains(rows: Sequence[Any], fields: Callable[[Any], dict[str, Any]],
+                  heads: dict[tuple[str, str], tuple[int, str]],
+                  institution_of: Callable[[Any], str]) -> dict[str, Any]:
+    """Every problem of the chains these rows (one day's) belong to."""
+    problems: list[dict[str, Any]] = []
+    chains: dict[tuple[str, str], list[Any]] = {}
+    for r in rows:
+        if r.chain_seq is None:
+            problems.append({"row": r.id, "problem": "inserted", "detail": "outside any chain"})
+            continue
+        chains.setdefault((institution_of(r), r.chain_day), []).append(r)
+    for key in sorted(set(chains) | set(heads)):
+        inst, day = key
+        chain = sorted(chains.get(key, []), key=lambda r: (r.chain_seq, r.id))
+        prev, expected = genesis(inst, day), 1
+        for r in chain:
+            if r.chain_seq < expected:
+                problems.append({"row": r.id, "problem": "inserted",
+                                 "detail": f"{inst} {day}: position {r.chain_seq} repeated"})
+                continue
+            if r.chain_seq > expected:
+                problems.append({"row": r.id, "problem": "deleted", "detail": (
+                    f"{inst} {day}: positions {expected}..{r.chain_seq - 1} missing")})
+                expected = r.chain_seq
+                prev = r.chain_hash  # resynchronise after the gap
+            elif link(prev, fields(r), r.chain_seq) != r.chain_hash:
+                problems.append({"row": r.id, "problem": "edited",
+                                 "detail": f"{inst} {day}: position {r.chain_seq}"})
+                prev = r.chain_hash
+            else:
+                prev = r.chain_hash
+            expected += 1
+        head = heads.get(key)
+        last = expected - 1
+        if head is None:
+            problems.append({"row": None, "problem": "inserted",
+                             "detail": f"{inst} {day}: a chain without a head"})
+        elif head[0] > last:
+            problems.append({"row": None, "problem": "deleted",
+                             "detail": f"{inst} {day}: head at {head[0]}, chain ends at {last}"})
+        elif head[0] < last:
+            problems.append({"row": None, "problem": "inserted",
+                             "detail": f"{inst} {day}: chain runs past its head ({head[0]})"})
+        elif last and head[1] != prev:
+            problems.append({"row": None, "problem": "edited",
+                             "detail": f"{inst} {day}: last hash differs from the head"})
+    return {"chains": len(set(chains) | set(heads)), "rows": len(rows),
+            "problems": problems, "clean": not problems}
+
+
+def day_report(engine, heads: Table, chains: dict[str, tuple[Table, Callable[[Any], str]]],  # type: ignore[no-untyped-def]
+               day: str) -> dict[str, Any]:
+    """Every chain kind of a system for one day: ``chains`` maps a chain's name to its
+    table and how a row names its institution."""
+    with engine.connect() as conn:
+        out = {name: verify_day(conn, table, heads, name, day, inst)
+               for name, (table, inst) in chains.items()}
+    return {"day": day, **out, "clean": all(r["clean"] for r in out.values())}

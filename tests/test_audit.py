@@ -1,0 +1,117 @@
+"""Audit chains (SM3, per institution per day) over real HTTP on SQLite and PostgreSQL:
+intact after scans and settlements on both card systems; an edited, a deleted and an
+inserted row each reported as such at the right row; intact again once repaired; and
+`ehc audit verify` says the same with its exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from services.common.cst import CST
+from services.healthcard.tables import usage_records as ehc_usage
+from services.socialcard.tables import ledger
+
+ITEMS = [{"code": "drugs", "category": "A", "amount_fen": 30_000}]
+
+
+def today() -> str:
+    return datetime.now(CST).date().isoformat()
+
+
+@pytest.fixture(scope="module")
+def activity(stack, world):  # type: ignore[no-untyped-def]
+    """Scans at two institutions and a settled visit, so both systems have chains."""
+    person = world.residents.pop()
+    card = world.app.apply("01", person.id_number, person.name)
+    essc = world.app.claim_essc("01", person.id_number, person.name)
+    world.app.bind(card["card_id"], essc["ssc_card_no"], essc["region"])
+    for term in (world.term_a, world.term_b, world.term_a):
+        term.verify(world.app.qrcode(card["card_id"])["qr_text"])
+    token = world.term_a.verify(world.app.qrcode(card["card_id"], kind="fused")["qr_text"],
+                                step=10105)["essc"]["ec_token"]
+    world.term_a.settle(world.term_a.upload_fees(token, ITEMS)["settlement_id"])
+    world.term_b.verify_essc(world.app.essc_qrcode(essc["ssc_card_no"])["qr_text"])
+    return card
+
+
+def problems(world, system: str, chain: str) -> list[tuple]:  # type: ignore[no-untyped-def]
+    report = world.admin.audit(today(), system)
+    return [(p["problem"], p["row"]) for p in report[chain]["problems"]]
+
+
+def test_chains_hold_after_real_traffic(activity, world) -> None:  # type: ignore[no-untyped-def]
+    ehc = world.admin.audit(today(), "ehc")
+    essc = world.admin.audit(today(), "essc")
+    assert ehc["clean"] and essc["clean"], (ehc, essc)
+    assert ehc["usage"]["rows"] >= 4 and ehc["usage"]["chains"] >= 2  # two institutions
+    assert essc["usage"]["rows"] >= 2 and essc["ledger"]["rows"] >= 2
+
+
+def test_edited_deleted_and_inserted_rows_are_found(stack, activity, world) -> None:  # type: ignore[no-untyped-def]
+    engine = stack.app.state.systems["healthcard"].engine
+    with engine.connect() as conn:
+        rows = conn.execute(select(ehc_usage).where(
+            ehc_usage.c.institution_code == world.term_a.terminal_id[:12])
+            .order_by(ehc_usage.c.chain_seq)).all()
+    first, middle, last = rows[0], rows[1], rows[-1]
+    # edited: a step of care changed after the fact
+    with engine.begin() as conn:
+        conn.execute(update(ehc_usage).where(ehc_usage.c.id == middle.id).values(step=10107))
+    assert ("edited", middle.id) in problems(world, "ehc", "usage")
+    with engine.begin() as conn:
+        conn.execute(update(ehc_usage).where(ehc_usage.c.id == middle.id)
+                     .values(step=middle.step))
+    assert problems(world, "ehc", "usage") == []
+    # deleted: the first record removed
+    with engine.begin() as conn:
+        conn.execute(delete(ehc_usage).where(ehc_usage.c.id == first.id))
+    assert [p for p, _ in problems(world, "ehc", "usage")] == ["deleted"]
+    with engine.begin() as conn:
+        conn.execute(ehc_usage.insert().values(**first._asdict()))
+    assert problems(world, "ehc", "usage") == []
+    # deleted at the end: the chain is shorter than its head
+    with engine.begin() as conn:
+        conn.execute(delete(ehc_usage).where(ehc_usage.c.id == last.id))
+    assert [p for p, _ in problems(world, "ehc", "usage")] == ["deleted"]
+    with engine.begin() as conn:
+        conn.execute(ehc_usage.insert().values(**last._asdict()))
+    # inserted: a forged record, with or without chain fields
+    forged = {k: v for k, v in middle._asdict().items() if k != "id"}
+    with engine.begin() as conn:
+        new_id = conn.execute(ehc_usage.insert().values(**forged)).inserted_primary_key[0]
+    assert ("inserted", new_id) in problems(world, "ehc", "usage")
+    with engine.begin() as conn:
+        conn.execute(update(ehc_usage).where(ehc_usage.c.id == new_id)
+                     .values(chain_day=None, chain_seq=None, chain_hash=None))
+    assert problems(world, "ehc", "usage") == [("inserted", new_id)]
+    with engine.begin() as conn:
+        conn.execute(delete(ehc_usage).where(ehc_usage.c.id == new_id))
+    assert world.admin.audit(today(), "ehc")["clean"]
+
+
+def test_ledger_edits_are_found(stack, activity, world) -> None:  # type: ignore[no-untyped-def]
+    engine = stack.app.state.systems["socialcard"].engine
+    with engine.connect() as conn:
+        row = conn.execute(select(ledger).order_by(ledger.c.id)).first()
+    with engine.begin() as conn:
+        conn.execute(update(ledger).where(ledger.c.id == row.id)
+                     .values(debit_fen=row.debit_fen + 1))
+    assert ("edited", row.id) in problems(world, "essc", "ledger")
+    env = {**os.environ, "EHC_ADMIN_TOKEN": stack.admin_token}
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "audit", "verify", "--date",
+                          today(), "--url", stack.url], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 1 and "edited" in res.stdout, res.stdout + res.stderr
+    with engine.begin() as conn:
+        conn.execute(update(ledger).where(ledger.c.id == row.id)
+                     .values(debit_fen=row.debit_fen))
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "audit", "verify", "--date",
+                          today(), "--url", stack.url], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and "intact" in res.stdout, res.stdout + res.stderr
