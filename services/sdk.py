@@ -161,9 +161,11 @@ class AdminClient(_Client):
         """Make ``system`` (ehc or essc) pull its peer's new usage records now."""
         return self.request("POST", f"/{system}/v1/admin/fusion/pull-usage")["received"]
 
-    def set_faults(self, delay_ms: int = 0, unavailable: bool = False) -> dict:
-        """Outage drills on the e-SSC system's peer routes."""
-        return self.request("POST", "/essc/v1/admin/faults",
+    def set_faults(self, delay_ms: int = 0, unavailable: bool = False,
+                   system: str = "essc") -> dict:
+        """Outage drills: on the e-SSC system (its peer routes, its code verification and
+        settlement) or on the EHC system (code fetches and verifications)."""
+        return self.request("POST", f"/{system}/v1/admin/faults",
                             {"delay_ms": delay_ms, "unavailable": unavailable})
 
     def payment_behaviour(self, mode: str = "success", delay_ms: int = 0,

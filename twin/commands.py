@@ -81,11 +81,23 @@ def run(
     seed: int | None = typer.Option(None, help="base seed (default: the scenario's)"),
     out: Path | None = typer.Option(None, help="output folder (default results/twin/NAME)"),
     workers: int = typer.Option(1, min=1, max=64, help="processes"),
+    cosim: bool = typer.Option(False, "--cosim", help="co-simulate one day through the "
+                               "real card stack (in-process, or the stack at --url)"),
+    url: str | None = typer.Option(None, help="with --cosim: a running stack"),
+    admin_token: str | None = typer.Option(None, envvar="EHC_ADMIN_TOKEN",
+                                           help="with --cosim --url: its admin token"),
 ) -> None:
-    """Simulate a hospital day R times; write tidy results and print KPIs with 95% CIs."""
+    """Simulate a hospital day R times; write tidy results and print KPIs with 95% CIs.
+    With --cosim, one day whose online patients run through the real card stack."""
+    from .outage import outage_report
     from .plots import queues_over_day, visit_time_ecdf, waits_by_station
 
     sc = _load(scenario)
+    if cosim:
+        _cosim(sc, url, admin_token, out or Path("results/twin") / f"{sc.name}-cosim")
+        return
+    if url:
+        raise typer.BadParameter("--url is for --cosim")
     res = _run(sc, replications, seed, workers)
     out = out or Path("results/twin") / sc.name
     files = _write_run(res, out)
@@ -99,7 +111,73 @@ def run(
     need = res.replications_needed("visit_time", 0.05) if len(res.kpis) > 1 else None
     if need:
         console.print(f"replications for ±5% on visit_time: {need}")
+    if sc.faults:
+        _print_outage(outage_report(sc, len(res.kpis), out))
+        files += [out / "outage.png", out / "outage.json", out / "outage_queues.csv"]
     console.print(f"wrote {len(files)} files to {out}")
+
+
+def _cosim(sc: Scenario, url: str | None, admin_token: str | None, out: Path) -> None:
+    import contextlib
+
+    from .cosim import run_cosim
+
+    if url and not admin_token:
+        raise typer.BadParameter("--admin-token (or EHC_ADMIN_TOKEN) is needed with --url")
+    if url:
+        stack = contextlib.nullcontext()
+        base, token = url, admin_token
+    else:
+        import tempfile
+
+        from services.common.settings import Settings
+        from services.serve import start_in_thread
+
+        var = Path(tempfile.mkdtemp(prefix="ehc-cosim-"))
+        stack = start_in_thread(Settings(var_dir=var, log_level="WARNING",
+                                         rate_limit_terminal_per_s=0))
+        base, token = stack.url, stack.admin_token
+    with stack, _progress() as bar:
+        task = bar.add_task("seeding real cards", total=None)
+        res = run_cosim(sc, base, token, out, lambda n: bar.advance(task, n))
+    c = res["check"]
+    where = f"the stack at {url}" if url else "an in-process stack"
+    console.print(f"co-simulated {sc.name} against {where}: {res['online_patients']} "
+                  "online patients, "
+                  f"{res['calls']} calls in {res['wall_s']:.1f} s "
+                  f"({res['patients_per_s']:.1f} patients/s; call p50 "
+                  f"{res['latency_ms']['p50']:.1f} ms, p95 {res['latency_ms']['p95']:.1f} ms)")
+    console.print(f"stack vs model: usage records {c['usage_records']} = scans "
+                  f"{c['model_scans_ok']} + payment-step verifications "
+                  f"{c['verifications_by_step'].get('10105', 0)}; settled {c['settled_on_stack']}"
+                  f" = insured phone payments {c['settled_by_model']}; ledger "
+                  f"{'reconciles' if c['ledger_clean'] else 'DIFFERS'}; audit chains "
+                  f"{'intact' if all(c['audit_clean'].values()) else 'BROKEN'}: "
+                  + ("[green]match[/]" if c["match"] else "[red]MISMATCH[/]"))
+    if c["refusals"]:
+        console.print(f"refusals from the stack: {c['refusals']}; fallbacks "
+                      f"{res['fallbacks']}")
+    if "outage" in res:
+        _print_outage(res["outage"])
+    console.print(f"wrote {out / 'cosim.json'}")
+    if not c["match"]:
+        raise typer.Exit(1)
+
+
+def _print_outage(summary: dict) -> None:
+    extra = summary["extra_minutes_per_visit"]
+    console.print(f"[bold]outage[/]: {extra['mean']:+.1f} min per visit (95% CI "
+                  f"{extra['ci_low']:+.1f} to {extra['ci_high']:+.1f}) against the same day "
+                  f"without it; fallbacks a day: " + ", ".join(
+                      f"{k.replace('_', ' ')} {v:.0f}"
+                      for k, v in summary["fallbacks_per_day"].items()))
+    for f in summary["faults"]:
+        for name, st in f["stations"].items():
+            rec = "not within the day" if st["recovery_min"] is None else \
+                f"{st['recovery_min']:.0f} min after {f['to']}"
+            console.print(f"  {f['target']} {f['mode']} {f['from']}-{f['to']}: {name} queue "
+                          f"peaks at {st['peak_queue']:.1f} (no fault "
+                          f"{st['peak_queue_no_fault']:.1f}), back to normal {rec}")
 
 
 @app.command()

@@ -17,6 +17,7 @@ import numpy as np
 import simpy
 
 from .arrivals import nspp_arrivals
+from .network import Network, ScriptedNetwork
 from .resources import FastResource
 from .scenario import Scenario
 from .streams import Streams
@@ -160,8 +161,13 @@ class HospitalDay:
 
     def __init__(self, sc: Scenario, replication: int, hospital: int = 0,
                  keep_steps: bool = True, sample_every: float = 5.0,
-                 record_demand: bool = False) -> None:
+                 record_demand: bool = False, network: Network | None = None) -> None:
         self.sc = sc
+        # the card network the online flow calls (see twin/network.py): always up, the
+        # scenario's fault windows, or the real stack (co-simulation)
+        self.network = network or (ScriptedNetwork(sc.faults) if sc.faults else Network())
+        self.fallbacks = {"window_checkin": 0, "manual_id": 0, "window_payment": 0}
+        self._window_paid: set[tuple[int, int]] = set()
         self.replication = replication
         self.streams = Streams(sc.seed, replication, hospital)
         self.p = draw_patients(sc, self.streams)
@@ -297,12 +303,25 @@ class HospitalDay:
             self.w_pay[pid] += yield from self._use(pid, self.pay_window, p.pay[2 * pid + k],
                                                     "payment")
 
+    def _scan(self, pid: int, step: str) -> float:
+        """An online patient's code scanned at a station: the minutes it adds (the
+        network's latency, or staff looking the patient up by hand when it fails)."""
+        out = self.network.scan(pid, step, self.env.now + self.ahead[pid])
+        if out.ok:
+            return out.latency_min
+        self.fallbacks["manual_id"] += 1
+        return self.sc.fallback.manual_id + out.latency_min
+
     def _phone_pay(self, pid: int, k: int):  # type: ignore[no-untyped-def]
         p = self.q
         if self.demand is not None:
             self.demand.append((self.env.now + self.ahead[pid], "phone", pid))
-        self._spend(pid, p.phone_pay[2 * pid + k])
-        if p.phone_fail[2 * pid + k]:  # fall back to a window, as a real hospital would
+        out = self.network.pay(pid, self.env.now + self.ahead[pid], bool(p.insured[pid]))
+        self._spend(pid, p.phone_pay[2 * pid + k] + out.latency_min)
+        if not out.ok:
+            self.fallbacks["window_payment"] += 1
+        if p.phone_fail[2 * pid + k] or not out.ok:  # to a window, as a real hospital would
+            self._window_paid.add((pid, k))
             self._walk(pid, 2 if k == 0 else 6)
             self.w_pay[pid] += yield from self._use(pid, self.pay_window, p.pay[2 * pid + k],
                                                     "payment")
@@ -311,30 +330,42 @@ class HospitalDay:
         p = self.q
         t0 = self.env.now
         self._walk(pid, 1)
-        self.w_reg[pid] += yield from self._use(pid, self.scanners, p.checkin[pid], "checkin")
+        out = self.network.scan(pid, "checkin", self.env.now + self.ahead[pid])
+        if out.ok:
+            self.w_reg[pid] += yield from self._use(pid, self.scanners,
+                                                    p.checkin[pid] + out.latency_min, "checkin")
+        else:  # no code check-in: register at a window with a temporary card
+            self.fallbacks["window_checkin"] += 1
+            self.w_reg[pid] += yield from self._use(pid, self.reg_window, p.reg_window[pid]
+                                                    + out.latency_min, "registration")
         doctors = self.doctors[p.dept[pid]]
         early = self.slots[pid] - (self.env.now + self.ahead[pid])
         if early > 0:  # queue-calling calls an appointment at its slot, not before
             self._spend(pid, early)
             self.w_doc[pid] += early
-        self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid], "doctor")
+        self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid]
+                                                + self._scan(pid, "doctor"), "doctor")
         self.doc_time[pid] += p.consult1[pid]
         if p.test[pid]:
             yield from self._phone_pay(pid, 0)
             self._walk(pid, 3)
+            step = "lab" if p.lab[pid] else "imaging"
             yield from self._use(pid, self.lab if p.lab[pid] else self.imaging,
-                                 p.test_service[pid], "lab" if p.lab[pid] else "imaging")
+                                 p.test_service[pid] + self._scan(pid, step), step)
             self._spend(pid, p.turnaround[pid])  # results pushed to the phone
             self._walk(pid, 5)
-            self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid], "revisit",
+            self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid]
+                                                    + self._scan(pid, "revisit"), "revisit",
                                                     priority=0)
             self.doc_time[pid] += p.consult2[pid]
         if p.rx[pid]:
             yield from self._phone_pay(pid, 1)
             self._walk(pid, 7)
-            factor = 1.0 if p.phone_fail[2 * pid + 1] else self.sc.online.prepaid_dispense_factor
-            self.w_pharm[pid] += yield from self._use(pid, self.pharmacy,
-                                                      p.dispense[pid] * factor, "pharmacy")
+            factor = 1.0 if (pid, 1) in self._window_paid else \
+                self.sc.online.prepaid_dispense_factor
+            self.w_pharm[pid] += yield from self._use(pid, self.pharmacy, p.dispense[pid]
+                                                      * factor + self._scan(pid, "pharmacy"),
+                                                      "pharmacy")
         self._done(pid, t0)
 
     def _done(self, pid: int, t0: float) -> None:

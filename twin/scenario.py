@@ -164,6 +164,35 @@ class Online(Strict):
     elderly_walk_factor: float = Field(1.3, ge=1, description="assumption")
 
 
+class Fault(Strict):
+    """The card network (or only the e-SSC side) down or slow for a part of the day."""
+
+    target: Literal["card_network", "socialcard"] = Field(description=(
+        "card_network: codes cannot be verified at all; socialcard: the EHC identity still "
+        "answers (marked partial) but insurance settlement and phone payment fail"))
+    start: ClockTime = Field(description="HH:MM")
+    end: ClockTime = Field(description="HH:MM")
+    mode: Literal["down", "slow"] = "down"
+    delay_ms: int = Field(0, ge=0, le=60_000, description="slow: added to every call")
+
+    @model_validator(mode="after")
+    def _window(self) -> Fault:
+        if self.end <= self.start:
+            raise ValueError("a fault ends after it starts")
+        if self.mode == "slow" and self.delay_ms == 0:
+            raise ValueError("a slow fault needs delay_ms")
+        return self
+
+
+class Fallback(Strict):
+    """What the online flow does when the card network fails it, as a real hospital
+    would: check in at a registration window with a temporary card, pay at a window, and
+    at clinical stations look the patient up by hand."""
+
+    manual_id: Minutes = Field(1.0, ge=0, description="staff keying the patient in by "
+                               "hand at a station (assumption)")
+
+
 class Hospital(Strict):
     name: str = "Tertiary hospital"
     level: Literal["tertiary", "secondary"] = "tertiary"
@@ -196,6 +225,9 @@ class Scenario(Strict):
     resources: Resources = Field(default_factory=Resources)
     times: Times = Field(default_factory=Times)
     online: Online = Field(default_factory=Online)
+    faults: list[Fault] = Field(default_factory=list, description="card-network outages "
+                                "of the day (none by default)")
+    fallback: Fallback = Field(default_factory=Fallback)
 
     def with_adoption(self, adoption: float) -> Scenario:
         return self.model_copy(update={

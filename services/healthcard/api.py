@@ -72,6 +72,7 @@ def render(text: str, fmt: str) -> Response:
 
 async def verify_payload(hc: HealthcardSystem, scope: dict, body: bytes) -> bytes:
     """The whole hot path from raw request to JSON answer (used by both paths)."""
+    await hc.faults.apply()
     term = hc.callers.authenticate_terminal(
         Headers(scope["headers"]), "POST", scope["path"],
         scope.get("query_string", b"").decode("latin-1"), body)
@@ -161,10 +162,12 @@ def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter: 
                                       (409, "CARD_STATE_CONFLICT", "not allowed from state")))
 
     @router.get("/cards/{card_id}/qrcode", tags=["channel"],
+                dependencies=[Depends(hc.faults.apply)],
                 response_model=QrCode,
                 summary="Static or dynamic code, as text or rendered PNG/SVG",
                 responses={**error_responses(*APP_AUTH, NOT_FOUND,
                                              (404, "BINDING_NOT_FOUND", "fused: not bound"),
+                                             (503, "SERVICE_UNAVAILABLE", "injected fault"),
                                              (403, "CARD_LOST", "card lost"),
                                              (403, "CARD_CANCELLED", "card cancelled")),
                            200: {"content": {"image/png": {}, "image/svg+xml": {}}}})
@@ -232,6 +235,7 @@ def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter: 
         (403, "CARD_LOST", "card reported lost"),
         (403, "CARD_CANCELLED", "card cancelled"),
         (413, "PAYLOAD_TOO_LARGE", "body over 4 KiB"),
+        (503, "SERVICE_UNAVAILABLE", "unavailable (injected fault)"),
         (422, "INVALID_REQUEST", "missing or malformed field"),
     )
 

@@ -14,6 +14,7 @@ from ..common.audit import day_report
 from ..common.binding import record_of
 from ..common.caller_routes import ADMIN, APP_AUTH, INVALID, PEER, Strict
 from ..common.errors import DAY, ApiError, error_responses, parse_day
+from ..common.faults import FaultSettings
 from .fusion import Fusion, Outcome
 from .schemas import Binding, BindRequest
 from .system import HealthcardSystem
@@ -191,6 +192,12 @@ def add_fusion_routes(router: APIRouter, hc: HealthcardSystem, App,  # type: ign
     async def reconcile() -> dict:
         report = await fusion_of(hc).reconcile()
         return {**report.__dict__, "clean": report.clean}
+
+    @router.post("/admin/faults", tags=["admin"], dependencies=admin,
+                 summary="Make code fetches and verifications slow or unavailable (drills)",
+                 responses=error_responses(*ADMIN, INVALID))
+    def faults(body: FaultSettings) -> dict:
+        return hc.faults.set(body)
 
     @router.get("/admin/audit", tags=["admin"], dependencies=admin,
                 summary="Verify the day's SM3 chains of usage records (per institution)",

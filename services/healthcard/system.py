@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
 from ..common.callers import Callers
 from ..common.crypto import hmac_sm3
 from ..common.db import make_engine
+from ..common.faults import Faults
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from ..common.system_key import load_or_create
@@ -30,6 +31,7 @@ class HealthcardSystem:
     callers: Callers
     registry: RegistryClient
     fusion: Fusion | None  # None when no e-SSC system is configured
+    faults: Faults = field(default_factory=Faults)  # outage drills on codes and scans
 
 
 def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient,

@@ -106,6 +106,7 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
 
     # ---------------------------------------------------------------- institutions
     @router.post("/qrcodes/verify", tags=["institution"],
+                 dependencies=[Depends(sc.faults.apply)],
                  summary="Verify an e-SSC code: the insurance identity and a voucher token",
                  responses=error_responses(
                      *TERM_AUTH, INVALID, *UNUSABLE,
@@ -205,7 +206,8 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
                  "terminal_type": r.terminal_type, "step": r.step,
                  "code_kind": r.code_kind, "at": r.verified_at.isoformat()} for r in rows]
 
-    add_settlement_routes(router, sc.settlements, sc.idempotency, Term, admin_guard, peer)
+    add_settlement_routes(router, sc.settlements, sc.idempotency, Term, admin_guard, peer,
+                          sc.faults)
 
     # ---------------------------------------------------------------- operators
     add_caller_admin_routes(router, sc.callers, admin_guard)

@@ -78,9 +78,11 @@ async def reconcile_day(st: Settlements, day: date) -> dict[str, Any]:
         differences.append({"settlement_id": sid, "kind": kind, "detail": detail})
 
     by_state: dict[str, int] = defaultdict(int)
+    by_institution: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     totals = defaultdict(int)
     for s in rows:
         by_state[s.state] += 1
+        by_institution[s.institution_code][s.state] += 1
         got = {k: tuple(v) for k, v in postings.get(s.settlement_id, {}).items()}
         for posting in {p for p, _ in got}:
             debit = sum(v[0] for (p, _), v in got.items() if p == posting)
@@ -103,6 +105,7 @@ async def reconcile_day(st: Settlements, day: date) -> dict[str, Any]:
         differ(order_id, "UNKNOWN_PAYMENT", f"gateway payment {paid[order_id]['status']} "
                "without a settlement of this day")
     return {"date": day.isoformat(), "settlements": len(rows), "by_state": dict(by_state),
+            "by_institution": {k: dict(v) for k, v in by_institution.items()},
             "settled_totals_fen": dict(totals),
             "open": [s.settlement_id for s in rows if s.state in ("paying",
                                                                    "awaiting_confirmation")],

@@ -24,7 +24,8 @@ CARD = [(409, "SSC_CARD_LOST", "lost"), (409, "SSC_CARD_CANCELLED", "cancelled")
 
 
 def add_settlement_routes(router: APIRouter, st: Settlements, keys: Idempotency, Term,  # type: ignore[no-untyped-def]
-                          admin_guard, peer_deps) -> None:
+                          admin_guard, peer_deps, faults) -> None:
+    """``faults``: the e-SSC system's outage drill, which settlement obeys too."""
     Key = Annotated[str | None, Header(alias="Idempotency-Key")]
 
     async def keyed(request: Request, term: Terminal, key: str | None, call):  # type: ignore[no-untyped-def]
@@ -32,6 +33,7 @@ def add_settlement_routes(router: APIRouter, st: Settlements, keys: Idempotency,
         return await keys.run(term.institution_code, key, digest, call)
 
     @router.post("/settlements", response_model=SettlementView, tags=["institution"],
+                 dependencies=[Depends(faults.apply)],
                  summary="Upload a visit's fee items against a voucher token",
                  responses=error_responses(*TERM_AUTH, *KEYED, INVALID,
                                            (404, "EC_TOKEN_NOT_FOUND", "not issued here"),
@@ -52,6 +54,7 @@ def add_settlement_routes(router: APIRouter, st: Settlements, keys: Idempotency,
         return await keyed(request, term, key, call)
 
     @router.post("/settlements/{settlement_id}/settle", response_model=SettlementView,
+                 dependencies=[Depends(faults.apply)],
                  tags=["institution"],
                  summary="Commit the insurance part, then take the cash part through the "
                  "payment gateway (unknown outcome: awaiting_confirmation)",

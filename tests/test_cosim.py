@@ -1,0 +1,114 @@
+"""Co-simulation and outages: the twin's online patients through the real card stack
+(in-process and in a separate server process), the stack's records agreeing exactly with
+the model's journeys, real refusals during injected faults making patients fall back,
+and the scripted outage's queue blow-up and recovery against the no-fault day."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from services.common.secrets_store import deployment_secret
+from services.common.settings import Settings
+from services.serve import spawn_server, start_in_thread, stop_server
+from tests.stack import make_test_settings
+from tests.test_crash_safety import free_port
+from twin.cosim import run_cosim
+from twin.model import HospitalDay
+from twin.network import Network, ScriptedNetwork
+from twin.results import kpis
+from twin.scenario import Fault, load_scenario
+
+SMALL = Path("scenarios/small_clinic.yaml")
+
+
+def ehc(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "twin.cli", *args], capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+def test_the_plain_twin_is_unchanged_by_the_network_hook() -> None:
+    sc = load_scenario(SMALL)
+    plain = kpis(HospitalDay(sc, 1).run())
+    assert kpis(HospitalDay(sc, 1, network=Network()).run()) == plain
+    assert kpis(HospitalDay(sc, 1, network=ScriptedNetwork([])).run()) == plain
+
+
+def test_cosimulated_day_matches_the_stack_one_to_one(tmp_path: Path) -> None:
+    res = ehc("twin", "run", str(SMALL), "--cosim", "--out", str(tmp_path / "cosim"))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = json.loads((tmp_path / "cosim" / "cosim.json").read_text())
+    c = out["check"]
+    assert c["match"], c
+    assert c["usage_records"] == c["model_scans_ok"] + c["verifications_by_step"]["10105"]
+    assert c["usage_records_by_step"] == c["verifications_by_step"]
+    assert c["settled_on_stack"] == c["settled_by_model"] > 0
+    assert c["ledger_clean"] and all(c["audit_clean"].values())
+    assert out["online_patients"] > 100 and out["patients_per_s"] > 0
+    assert out["latency_ms"]["p50"] > 0  # measured, and it entered the model
+    assert "match" in res.stdout and "patients/s" in res.stdout
+
+
+def test_real_faults_make_patients_fall_back_and_records_still_match(tmp_path: Path) -> None:
+    sc = load_scenario(SMALL).model_copy(update={"faults": [
+        Fault(target="card_network", start="09:00", end="09:40"),
+        Fault(target="socialcard", start="09:40", end="10:20"),
+        Fault(target="card_network", start="10:20", end="10:35", mode="slow", delay_ms=120)]})
+    stack = start_in_thread(make_test_settings(tmp_path / "var",
+                                               rate_limit_terminal_per_s=0))
+    try:
+        out = run_cosim(sc, stack.url, stack.admin_token, tmp_path / "out")
+    finally:
+        stack.stop()
+    c = out["check"]
+    assert c["match"], c
+    assert c["refusals"].get("SERVICE_UNAVAILABLE", 0) > 0  # the stack really refused
+    assert c["refusals"].get("PARTIAL_NO_VOUCHER", 0) > 0  # e-SSC down: partial answers
+    assert out["fallbacks"]["window_checkin"] > 0 and out["fallbacks"]["window_payment"] > 0
+    assert out["latency_ms"]["max"] >= 120  # the slow window's real delay was measured
+    reg = out["outage"]["faults"][0]["stations"]["registration window"]
+    assert reg["peak_queue"] > reg["peak_queue_no_fault"]
+    assert Path(out["outage"]["plot"]).stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_cosimulation_over_http_to_a_separate_server(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    port = free_port()
+    env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
+           "EHC_RATE_LIMIT_TERMINAL_PER_S": "0"}
+    server = spawn_server(env, port)
+    try:
+        token = deployment_secret(Settings(var_dir=var), "admin_token")
+        res = ehc("twin", "run", str(SMALL), "--cosim", "--url", f"http://127.0.0.1:{port}",
+                  "--out", str(tmp_path / "http"), env={**os.environ,
+                                                         "EHC_ADMIN_TOKEN": token})
+    finally:
+        stop_server(server)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert json.loads((tmp_path / "http" / "cosim.json").read_text())["check"]["match"]
+    res = ehc("twin", "run", str(SMALL), "--cosim", "--url", "http://127.0.0.1:9",
+              env={**os.environ, "EHC_ADMIN_TOKEN": ""})
+    assert res.returncode == 2 and "admin-token" in res.stdout + res.stderr
+
+
+def test_scripted_outage_blows_up_window_queues_and_recovers(tmp_path: Path) -> None:
+    res = ehc("twin", "run", "scenarios/small_clinic_outage.yaml", "--out",
+              str(tmp_path / "o"))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = json.loads((tmp_path / "o" / "outage.json").read_text())
+    assert summary["extra_minutes_per_visit"]["mean"] > 0
+    assert summary["fallbacks_per_day"]["window_checkin"] > 0
+    reg = summary["faults"][0]["stations"]["registration window"]
+    assert reg["peak_queue"] > 3 * max(reg["peak_queue_no_fault"], 1)
+    assert reg["recovery_min"] is not None and reg["recovery_min"] < 180
+    queues = pd.read_csv(tmp_path / "o" / "outage_queues.csv")
+    assert set(queues.run) == {"outage", "no fault"}
+    assert (tmp_path / "o" / "outage.png").stat().st_size > 10_000
+    assert "back to normal" in res.stdout

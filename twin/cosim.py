@@ -1,0 +1,260 @@
+"""Co-simulation: the twin's online patients run through the real card stack.
+
+Every online patient of the simulated day is a real resident, seeded in bulk before the
+run with a real EHC (bound to their e-SSC when insured). Each scan in the model is a real
+code fetch and verification through the SDK, each phone payment a real fused
+verification, fee upload and settlement with its payment; the wall-clock latency of the
+calls enters the model as time at the station, and a refusal or silence makes the
+patient fall back as a real hospital would. The simulated clock and the wall clock stay
+apart: the stack checks real time, the model runs on simulated minutes. The scenario's
+fault windows are injected into the stack itself (its outage drill) while the simulated
+clock is inside them, so the model reacts to real errors, not scripted ones.
+
+The stack's records must mirror the day: ``check`` compares the usage records and
+settlements the stack holds for the day's hospital with the model's own count of calls,
+and checks that the ledger reconciles and the audit chains hold."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from services.fusion_job import fuse_all
+from services.registry.synthetic import generate_residents
+from services.sdk import CST, AdminClient, ChannelClient, SdkError, TerminalClient
+from services.seeding import insured_record
+
+from .model import HospitalDay
+from .network import SCAN_STEPS, Network, Outcome, active
+from .outage import plot, summarise
+from .results import kpis, queue_frame
+from .scenario import Fault, Scenario
+
+# a department code per kind of reading terminal of the co-simulated hospital
+DEPARTMENTS = {"checkin": "0101", "doctor": "0301", "revisit": "0301", "lab": "0401",
+               "imaging": "0402", "pharmacy": "0501", "payment": "0601"}
+FEES = [{"code": "consultation", "category": "A", "amount_fen": 2_500},
+        {"code": "tests-or-drugs", "category": "A", "amount_fen": 9_000},
+        {"code": "class-b", "category": "B", "amount_fen": 4_000}]
+
+
+@dataclass
+class Ledger:
+    """What the live network did, to check the stack against."""
+
+    verified: dict[int, int] = field(default_factory=dict)  # step code -> 200 answers
+    settled: int = 0
+    uninsured_pays: int = 0  # paid from the phone's wallet: no card-network call
+    latencies_ms: list[float] = field(default_factory=list)
+    refusals: dict[str, int] = field(default_factory=dict)
+
+    def refused(self, code: str) -> None:
+        self.refusals[code] = self.refusals.get(code, 0) + 1
+
+
+class LiveNetwork(Network):
+    def __init__(self, url: str, admin_token: str, faults: list[Fault],
+                 institution: str | None = None) -> None:
+        super().__init__()
+        self.url = url
+        self.admin = AdminClient(url, admin_token, timeout_s=60)
+        self.faults = faults
+        self.institution = institution or "3399" + f"{secrets.randbelow(10**8):08d}"
+        self.cards: dict[int, tuple[str, bool]] = {}  # pid -> (card ID, bound to an e-SSC)
+        self.done = Ledger()
+        self._state: tuple = ((0, False), (0, False))
+        self.app: ChannelClient | None = None
+        self.terms: dict[str, TerminalClient] = {}
+
+    # ------------------------------------------------------------------ seeding
+    def seed(self, day: HospitalDay, progress=None) -> int:  # type: ignore[no-untyped-def]
+        """A real resident with a real card for every online patient who shows up."""
+        p = day.p
+        pids = [i for i in range(p.n) if p.online[i] and not p.no_show[i]]
+        people = list(generate_residents(len(pids), seed=day.sc.seed * 7 + day.replication))
+        admin = self.admin
+        for i in range(0, len(people), 500):
+            admin.add_residents([{"id_type": "01", "id_number": r.id_number, "name": r.name}
+                                 for r in people[i:i + 500]])
+        insured = [insured_record(r, 10**9 + i) for i, (pid, r) in
+                   enumerate(zip(pids, people, strict=True)) if p.insured[pid]]
+        for i in range(0, len(insured), 500):
+            admin.add_insured(insured[i:i + 500])
+        for system in ("ehc", "essc"):
+            admin.add_institution(self.institution, f"Co-simulated {day.sc.name}", "330100",
+                                  system=system)
+        by_dept: dict[str, TerminalClient] = {}
+        for dept in sorted(set(DEPARTMENTS.values())):
+            cred = admin.add_terminal(self.institution, dept, 1)
+            admin.add_terminal(self.institution, dept, 1, system="essc", secret=cred["secret"])
+            by_dept[dept] = TerminalClient(self.url, cred["terminal_id"], cred["secret"],
+                                           city_code="330100", timeout_s=60)
+        self.terms = {step: by_dept[dept] for step, dept in DEPARTMENTS.items()}
+        app_cred = admin.add_channel_app(f"co-simulation {day.sc.name}")
+        admin.add_channel_app(f"co-simulation {day.sc.name}", system="essc",
+                              app_key=app_cred["app_key"], app_secret=app_cred["app_secret"])
+        self.app = ChannelClient(self.url, app_cred["app_key"], app_cred["app_secret"],
+                                 timeout_s=60)
+        for pid, r in zip(pids, people, strict=True):
+            card = self.app.apply("01", r.id_number, r.name)
+            self.cards[pid] = (card["card_id"], bool(p.insured[pid]))
+            if progress:
+                progress(1)
+        fuse_all(admin, admin)  # the insured patients' two cards bound
+        return len(pids)
+
+    # ------------------------------------------------------------------ faults
+    def _faults_at(self, now: float) -> None:
+        """Set the stack's outage drill to what the scenario says for ``now``."""
+        ehc = essc = (0, False)
+        for f in active(self.faults, now):
+            state = (f.delay_ms, False) if f.mode == "slow" else (0, True)
+            essc = (max(essc[0], state[0]), essc[1] or state[1])
+            if f.target == "card_network":
+                ehc = (max(ehc[0], state[0]), ehc[1] or state[1])
+        wanted = (ehc, essc)
+        if wanted != self._state:
+            self.admin.set_faults(*ehc, system="ehc")
+            self.admin.set_faults(*essc, system="essc")
+            self._state = wanted
+
+    def close(self) -> None:
+        if self._state != ((0, False), (0, False)):
+            self.admin.set_faults(system="ehc")
+            self.admin.set_faults(system="essc")
+            self._state = ((0, False), (0, False))
+
+    # ------------------------------------------------------------------ calls
+    def scan(self, pid: int, step: str, now: float) -> Outcome:
+        self._faults_at(now)
+        t0 = time.perf_counter()
+        try:
+            answer = self.terms[step].verify(self._code(pid), step=SCAN_STEPS[step])
+            self.done.verified[SCAN_STEPS[step]] = self.done.verified.get(
+                SCAN_STEPS[step], 0) + 1
+            out = Outcome(True, _minutes(t0, self.done), bool(answer.get("partial")))
+        except (SdkError, httpx.HTTPError) as exc:
+            self.done.refused(getattr(exc, "code", type(exc).__name__))
+            out = Outcome(False, _minutes(t0, self.done))
+        return self.log.scan(step, out)
+
+    def _code(self, pid: int) -> str:
+        card_id, bound = self.cards[pid]
+        return self.app.qrcode(card_id, kind="fused" if bound else "dynamic")["qr_text"]
+
+    def pay(self, pid: int, now: float, insured: bool) -> Outcome:
+        """Insured: a fused verification at the payment step, fee upload and settlement
+        (the cash part through the payment gateway). The uninsured pay their own fees
+        through the phone's wallet, which the card network does not see."""
+        if not self.cards[pid][1]:
+            self.done.uninsured_pays += 1
+            return self.log.pay(Outcome(True))
+        self._faults_at(now)
+        t0 = time.perf_counter()
+        term = self.terms["payment"]
+        try:
+            answer = term.verify(self._code(pid), step=10105)
+            self.done.verified[10105] = self.done.verified.get(10105, 0) + 1
+            token = (answer.get("essc") or {}).get("ec_token")
+            if not token:
+                self.done.refused("PARTIAL_NO_VOUCHER")
+                return self.log.pay(Outcome(False, _minutes(t0, self.done)))
+            sid = term.upload_fees(token, FEES)["settlement_id"]
+            state = term.settle(sid)["state"]
+        except (SdkError, httpx.HTTPError) as exc:
+            self.done.refused(getattr(exc, "code", type(exc).__name__))
+            return self.log.pay(Outcome(False, _minutes(t0, self.done)))
+        if state != "settled":  # fail closed: not known to be paid, pay at a window
+            self.done.refused(f"SETTLEMENT_{state.upper()}")
+            return self.log.pay(Outcome(False, _minutes(t0, self.done)))
+        self.done.settled += 1
+        return self.log.pay(Outcome(True, _minutes(t0, self.done)))
+
+    # ------------------------------------------------------------------ the check
+    def check(self) -> dict[str, Any]:
+        """The stack's records of the day's hospital against what the model did."""
+        records: list[dict] = []
+        term = self.terms["checkin"]
+        after = 0
+        while batch := term.usage_records(after_id=after, limit=1000):
+            records += batch
+            after = batch[-1]["id"]
+        by_step: dict[int, int] = {}
+        for r in records:
+            by_step[r["step"]] = by_step.get(r["step"], 0) + 1
+        day = datetime.now(UTC).date().isoformat()
+        report = self.admin.reconcile_settlements(day)
+        settled = report["by_institution"].get(self.institution, {}).get("settled", 0)
+        today_cst = datetime.now(CST).date().isoformat()
+        audits = {s: self.admin.audit(today_cst, s)["clean"] for s in ("ehc", "essc")}
+        out = {
+            "institution": self.institution,
+            "usage_records": len(records), "verifications_ok": sum(self.done.verified.values()),
+            "usage_records_by_step": {str(k): v for k, v in sorted(by_step.items())},
+            "verifications_by_step": {str(k): v for k, v in sorted(self.done.verified.items())},
+            "settled_on_stack": settled, "settled_by_model": self.done.settled,
+            "model_scans_ok": self.log.scans_ok, "model_pays_ok": self.log.pays_ok,
+            "ledger_clean": report["clean"], "audit_clean": audits,
+            "refusals": self.done.refusals,
+        }
+        out["uninsured_pays"] = self.done.uninsured_pays
+        # one usage record per successful scan of the model and per payment-step
+        # verification; one settled visit per insured phone payment the model saw succeed
+        out["match"] = (by_step == self.done.verified
+                        and len(records) == self.log.scans_ok + self.done.verified.get(10105, 0)
+                        and settled == self.done.settled
+                        == self.log.pays_ok - self.done.uninsured_pays
+                        and report["clean"] and all(audits.values()))
+        return out
+
+
+def _minutes(t0: float, ledger: Ledger) -> float:
+    ms = (time.perf_counter() - t0) * 1000
+    ledger.latencies_ms.append(ms)
+    return ms / 60_000
+
+
+def run_cosim(sc: Scenario, url: str, admin_token: str, out: Path,
+              progress=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """One co-simulated day (replication 0) against the stack at ``url``; with faults,
+    also the same day without them (no stack) for the outage comparison."""
+    out.mkdir(parents=True, exist_ok=True)
+    live = LiveNetwork(url, admin_token, sc.faults)
+    day = HospitalDay(sc, 0, network=live)
+    seeded = live.seed(day, progress)
+    t0 = time.perf_counter()
+    try:
+        day.run()
+    finally:
+        live.close()
+    wall = time.perf_counter() - t0
+    lat = np.asarray(live.done.latencies_ms or [0.0])
+    result: dict[str, Any] = {
+        "scenario": sc.name, "url": url, "online_patients": seeded, "wall_s": wall,
+        "patients_per_s": seeded / wall if wall else 0.0, "calls": len(live.done.latencies_ms),
+        "latency_ms": {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+                       "max": float(lat.max())},
+        "fallbacks": day.fallbacks, "kpis": kpis(day), "check": live.check()}
+    queues = [queue_frame(day).assign(replication=0, run="outage")]
+    if sc.faults:
+        base = HospitalDay(sc.model_copy(update={"faults": []}), 0, keep_steps=False,
+                           network=Network()).run()
+        queues.append(queue_frame(base).assign(replication=0, run="no fault"))
+        paired = {"queues": pd.concat(queues, ignore_index=True),
+                  "kpis": pd.DataFrame([{"replication": 0,
+                                         "visit_time_outage": kpis(day)["visit_time"],
+                                         "visit_time_no_fault": kpis(base)["visit_time"]}]),
+                  "fallbacks": pd.DataFrame([day.fallbacks])}
+        result["outage"] = summarise(sc, paired)
+        result["outage"]["plot"] = str(plot(sc, paired, out / "outage.png"))
+    (out / "cosim.json").write_text(json.dumps(result, indent=1, default=float))
+    return result
