@@ -113,7 +113,7 @@ def plot(sc: Scenario, paired: dict[str, Any], path: Path) -> Path:
     axes[-1, 0].set_xlabel("clock time (h)")
     fig.suptitle(f"Queues with and without the outage: {sc.name} "
                  f"(mean of {len(paired['kpis'])} replications)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
