@@ -237,3 +237,35 @@ def _statement(stack) -> list[dict]:  # type: ignore[no-untyped-def]
                      headers={"Authorization": f"Bearer {stack.admin_token}"})
     resp.raise_for_status()
     return resp.json()
+
+
+def test_the_resident_sees_the_visit_and_gets_the_payment_handoff(stack, world) -> None:  # type: ignore[no-untyped-def]
+    person = world.residents.pop()
+    with httpx.Client(base_url=stack.url, timeout=10) as h5:
+        login = h5.post("/channel/v1/login", json={"id_number": person.id_number,
+                                                   "name": person.name}).json()
+        auth = {"Authorization": f"Bearer {login['token']}"}
+        claimed = h5.post("/channel/v1/claim", headers=auth).json()
+        h5.post("/channel/v1/binding", headers=auth).raise_for_status()
+        code = h5.get("/channel/v1/code", headers=auth).json()["qr_text"]
+        token = world.term_a.verify(code, step=10105)["essc"]["ec_token"]
+        world.admin.payment_behaviour("unknown", resolve_after_ms=1_000)
+        sid = world.term_a.upload_fees(token, ITEMS)["settlement_id"]
+        visit = world.term_a.settle(sid)
+        assert visit["state"] == "awaiting_confirmation" and visit["cash_fen"] > 0
+        mine = h5.get("/channel/v1/settlements", headers=auth).json()
+        assert [v["settlement_id"] for v in mine] == [sid]
+        assert mine[0]["ssc_card_no"] == claimed["essc"]["ssc_card_no"]
+        handoff = h5.post(f"/channel/v1/settlements/{sid}/handoff", headers=auth,
+                          json={"channel": "WECHAT"}).json()
+        assert handoff["amount_fen"] == visit["cash_fen"] and handoff["order_id"] == sid
+        assert handoff["deep_link"].startswith("ehcpay://wechat/pay?order=" + sid)
+        other = h5.post(f"/channel/v1/settlements/{'3' * 30}/handoff", headers=auth,
+                        json={"channel": "WECHAT"})
+        assert other.status_code == 404 and other.json()["code"] == "SETTLEMENT_NOT_FOUND"
+        bad = h5.post(f"/channel/v1/settlements/{sid}/handoff", headers=auth,
+                      json={"channel": "CASH"})
+        assert bad.status_code == 422
+    time.sleep(1.1)  # the payer never confirmed: the gateway ends it failed
+    assert world.term_a.confirm(sid)["state"] == "payment_failed"
+    assert world.admin.reconcile_settlements(today())["clean"]

@@ -6,7 +6,7 @@ are bound, the fused card: one code for health and insurance services."""
 
 import io
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import segno
 from fastapi import APIRouter, Depends, Request
@@ -34,6 +34,10 @@ class LoginRequest(Strict):
 class LoginAnswer(BaseModel):
     token: str
     expires_in_s: int
+
+
+class HandoffRequest(Strict):
+    channel: Literal["WECHAT", "ALIPAY", "UNIONPAY"] = "ALIPAY"
 
 
 class Code(BaseModel):
@@ -163,6 +167,34 @@ def make_router(ch: ChannelSystem) -> APIRouter:
         else:
             raise ApiError(404, "NO_CARD", "claim a card first")
         return {**answer, "svg": render_svg(answer["qr_text"])}
+
+    @router.get("/v1/settlements", tags=["resident"],
+                summary="The resident's insurance settlements: split and state",
+                responses=error_responses(*SESSION, *DOWN))
+    async def my_settlements(s: Resident) -> list[dict]:
+        state = state_of(s)
+        if not state["ssc_card_no"]:
+            return []
+        return await ch.essc.signed("GET", f"/essc/v1/cards/{state['ssc_card_no']}/settlements")
+
+    @router.post("/v1/settlements/{settlement_id}/handoff", tags=["resident"],
+                 summary="Mobile payment hand-off: what the phone's wallet needs to pay the "
+                 "cash part (the hospital's settlement then confirms it with the gateway)",
+                 responses=error_responses(*SESSION, *DOWN, INVALID,
+                                           (404, "SETTLEMENT_NOT_FOUND", "not yours"),
+                                           (409, "NOTHING_TO_PAY", "no cash part open")))
+    async def handoff(settlement_id: str, body: HandoffRequest, s: Resident) -> dict:
+        mine = {r["settlement_id"]: r for r in await my_settlements(s)}
+        visit = mine.get(settlement_id)
+        if visit is None:
+            raise ApiError(404, "SETTLEMENT_NOT_FOUND", "no such settlement of yours")
+        if visit["state"] not in ("paying", "awaiting_confirmation") or not visit["cash_fen"]:
+            raise ApiError(409, "NOTHING_TO_PAY", f"the visit is {visit['state']}")
+        amount = visit["cash_fen"]
+        return {"order_id": settlement_id, "merchant": visit["institution_code"],
+                "channel": body.channel, "amount_fen": amount, "state": visit["state"],
+                "deep_link": f"ehcpay://{body.channel.lower()}/pay?order={settlement_id}"
+                             f"&merchant={visit['institution_code']}&amount_fen={amount}"}
 
     @router.get("/v1/usage", tags=["resident"],
                 summary="Usage history from both card systems, newest first",

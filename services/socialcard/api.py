@@ -104,6 +104,14 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
                  "step": r.step, "code_kind": r.code_kind, "at": r.at} for r in shared]
         return sorted(out, key=lambda r: r["at"], reverse=True)[:limit]
 
+    @router.get("/cards/{ssc_card_no}/settlements", tags=["channel"],
+                summary="This card's settlements, newest first (the resident's own view)",
+                responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID))
+    def card_settlements(ssc_card_no: str, app: App,
+                         limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict]:
+        cards.owned(ssc_card_no, app.app_key)
+        return [sc.settlements.view(r) for r in sc.settlements.of_card(ssc_card_no, limit)]
+
     # ---------------------------------------------------------------- institutions
     @router.post("/qrcodes/verify", tags=["institution"],
                  dependencies=[Depends(sc.faults.apply)],

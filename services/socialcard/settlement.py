@@ -323,6 +323,12 @@ class Settlements:
         if moved != 1:
             raise ApiError(409, "SETTLEMENT_STATE_CONFLICT", "the settlement changed; retry")
 
+    def of_card(self, ssc_card_no: str, limit: int) -> list[Any]:
+        with self.engine.connect() as conn:
+            return conn.execute(select(settlements)
+                                .where(settlements.c.ssc_card_no == ssc_card_no)
+                                .order_by(settlements.c.created_at.desc()).limit(limit)).all()
+
     def open_since(self, seconds: float) -> list[str]:
         """Visits whose cash part has been unconfirmed for at least ``seconds``."""
         cutoff = _now() - timedelta(seconds=seconds)
