@@ -165,11 +165,14 @@ def reconcile_bindings(url: str | None = URL, admin_token: str | None = TOKEN) -
 @reconcile.command("settlements")
 def reconcile_settlements(
     day: str = typer.Option(..., "--date", help="the UTC day, YYYY-MM-DD"),
-    url: str | None = URL, admin_token: str | None = TOKEN,
+    url: str | None = URL,
+    ehc_url: str | None = typer.Option(None, help="the EHC system, when it runs apart"),
+    admin_token: str | None = TOKEN,
 ) -> None:
     """Check a day's settlements: every visit's ledger postings against its state and
-    split, the payment gateway's statement against the cash parts, and the usage record
-    each committed visit leaves. Exit 0 when clean, 1 with the differences listed."""
+    split, the payment gateway's statement against the cash parts, the usage record each
+    committed visit leaves on the e-SSC side, and (for bound cards) that it reached the
+    EHC side. Exit 0 when clean, 1 with the differences listed."""
     from datetime import date
 
     from .sdk import AdminClient, SdkError
@@ -179,11 +182,22 @@ def reconcile_settlements(
     except ValueError:
         _fail(f"--date {day!r} is not a day (YYYY-MM-DD)")
     base, token, ctx = _stack(url, admin_token)
-    with ctx, AdminClient(base, token, timeout_s=600) as admin:
+    with ctx, AdminClient(base, token, timeout_s=600) as admin, \
+            AdminClient(ehc_url or base, token, timeout_s=600) as ehc:
         try:
             report = admin.reconcile_settlements(day)
+            ehc.pull_usage("ehc")  # what the e-SSC side holds now, before looking
+            wanted = {r["usage_record_id"]: r["settlement_id"]
+                      for r in report["shared_usage_records"]}
+            found = set(ehc.shared_usage_found(sorted(wanted))) if wanted else set()
         except (SdkError, httpx.HTTPError) as exc:
             _fail(_explain(exc))
+    for rec_id in sorted(set(wanted) - found):
+        report["differences"].append({"settlement_id": wanted[rec_id],
+                                      "kind": "EHC_USAGE_MISSING",
+                                      "detail": f"e-SSC usage record {rec_id} not on the "
+                                      "EHC side"})
+    report["clean"] = not report["differences"]
     totals = report["settled_totals_fen"]
     console.print(f"{report['date']}: {report['settlements']} settlements "
                   f"{report['by_state']}; settled fund {totals.get('fund_fen', 0)} fen, "

@@ -175,6 +175,11 @@ class AdminClient(_Client):
         return self.request("POST", "/pay/v1/admin/behaviour", {
             "mode": mode, "delay_ms": delay_ms, "resolve_after_ms": resolve_after_ms})
 
+    def shared_usage_found(self, source_ids: list[int]) -> list[int]:
+        """Which e-SSC usage records (by their IDs there) have reached the EHC side."""
+        return self.request("POST", "/ehc/v1/admin/fusion/shared-usage:lookup",
+                            {"source": "essc", "source_ids": source_ids})["found"]
+
     def reconcile_settlements(self, day: str) -> dict:
         """The day's (UTC, YYYY-MM-DD) settlements against the ledger and the gateway."""
         return self.request("GET", "/essc/v1/admin/settlements/reconcile",

@@ -5,6 +5,9 @@ refund, and the day's reconciliation: clean, or listing exactly the injected dif
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -269,3 +272,22 @@ def test_the_resident_sees_the_visit_and_gets_the_payment_handoff(stack, world) 
     time.sleep(1.1)  # the payer never confirmed: the gateway ends it failed
     assert world.term_a.confirm(sid)["state"] == "payment_failed"
     assert world.admin.reconcile_settlements(today())["clean"]
+
+
+def test_reconcile_command_checks_the_ehc_side_too(stack, world, token) -> None:  # type: ignore[no-untyped-def]
+    from services.healthcard.tables import shared_usage
+
+    world.term_a.settle(world.term_a.upload_fees(token(), ITEMS)["settlement_id"])
+    time.sleep(0.2)
+    env = {**os.environ, "EHC_ADMIN_TOKEN": stack.admin_token}
+    cmd = [sys.executable, "-m", "twin.cli", "reconcile", "settlements", "--date", today(),
+           "--url", stack.url]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "clean" in res.stdout, res.stdout + res.stderr
+    engine = stack.app.state.systems["healthcard"].engine
+    with engine.begin() as conn:  # a shared record lost on the EHC side
+        row = conn.execute(select(shared_usage).where(shared_usage.c.source == "essc")
+                           .order_by(shared_usage.c.id.desc())).first()
+        conn.execute(delete(shared_usage).where(shared_usage.c.id == row.id))
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "EHC_USAGE_MISSING" in res.stdout, res.stdout

@@ -3,7 +3,7 @@ usage records for the e-SSC system, and the operators' fusion jobs."""
 
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
@@ -63,6 +63,11 @@ class FusePage(Strict):
                                "(exclusive) of the card numbers, so that several workers "
                                "can take disjoint ranges")
     limit: int = Field(1000, ge=1, le=2000)
+
+
+class SharedLookup(Strict):
+    source: Literal["essc"] = "essc"
+    source_ids: list[Annotated[int, Field(ge=0, le=2**62)]] = Field(max_length=10_000)
 
 
 class FuseAnswer(BaseModel):
@@ -206,6 +211,16 @@ def add_fusion_routes(router: APIRouter, hc: HealthcardSystem, App,  # type: ign
         return day_report(hc.engine, audit_heads, {
             "usage": (usage_records, lambda r: r.institution_code)},
             parse_day(day).strftime("%Y%m%d"))
+
+    @router.post("/admin/fusion/shared-usage:lookup", tags=["admin"], dependencies=admin,
+                 summary="Which of the peer's usage records (by their IDs there) arrived here",
+                 responses=error_responses(*ADMIN, INVALID))
+    def shared_lookup(body: SharedLookup) -> dict:
+        with hc.engine.connect() as conn:
+            found = conn.execute(select(shared_usage.c.source_id).where(
+                shared_usage.c.source == body.source,
+                shared_usage.c.source_id.in_(body.source_ids))).scalars().all()
+        return {"found": sorted(found)}
 
     @router.post("/admin/fusion/pull-usage", tags=["admin"], dependencies=admin,
                  summary="Pull the e-SSC side's new usage records of bound cards now",

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from .settlement import ACCOUNTS, CLEARING, FUND, RECEIVABLE, Settlements
-from .tables import ledger, usage_records
+from .tables import bindings, ledger, usage_records
 
 COMMITTED = ("paying", "awaiting_confirmation", "settled", "payment_failed", "reversed")
 
@@ -104,7 +104,17 @@ async def reconcile_day(st: Settlements, day: date) -> dict[str, Any]:
     for order_id in sorted(set(paid) - set(ids)):
         differ(order_id, "UNKNOWN_PAYMENT", f"gateway payment {paid[order_id]['status']} "
                "without a settlement of this day")
+    with st.engine.connect() as conn:
+        bound = set(conn.execute(select(bindings.c.ssc_card_no).where(
+            bindings.c.state == "bound",
+            bindings.c.ssc_card_no.in_({r.ssc_card_no for r in rows}))).scalars()) \
+            if rows else set()
+    shared = [{"settlement_id": s.settlement_id, "usage_record_id": s.usage_record_id}
+              for s in rows if s.state in COMMITTED and s.usage_record_id
+              and s.ssc_card_no in bound]
     return {"date": day.isoformat(), "settlements": len(rows), "by_state": dict(by_state),
+            # what the EHC side must have received of these visits (bound cards)
+            "shared_usage_records": shared,
             "by_institution": {k: dict(v) for k, v in by_institution.items()},
             "settled_totals_fen": dict(totals),
             "open": [s.settlement_id for s in rows if s.state in ("paying",
