@@ -11,7 +11,28 @@ from services.serve import RunningStack as LiveStack
 from services.serve import start_in_thread as start_stack
 
 PG_ENV = "EHC_TEST_DATABASE_URL"
-__all__ = ["PG_ENV", "LiveStack", "drop_schemas", "make_test_settings", "start_stack"]
+__all__ = ["PG_ENV", "LiveStack", "backend_env", "drop_backend", "drop_schemas",
+           "make_test_settings", "start_stack"]
+
+
+def backend_env(backend: str) -> dict[str, str]:
+    """Environment of a server process on this backend: nothing for SQLite; for
+    PostgreSQL, the test database with a fresh schema prefix (skipped when unset)."""
+    if backend == "sqlite":
+        return {}
+    import pytest
+
+    if not os.environ.get(PG_ENV):
+        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
+    return {"EHC_DATABASE_URL": os.environ[PG_ENV],
+            "EHC_DB_SCHEMA_PREFIX": f"p{uuid.uuid4().hex[:8]}_"}
+
+
+def drop_backend(env: dict[str, str]) -> None:
+    """Drop the schemas a server process made on PostgreSQL (nothing for SQLite)."""
+    if env.get("EHC_DATABASE_URL"):
+        drop_schemas(Settings(database_url=env["EHC_DATABASE_URL"],
+                              db_schema_prefix=env["EHC_DB_SCHEMA_PREFIX"]))
 
 
 def make_test_settings(tmp: Path, backend: str = "sqlite", **overrides) -> Settings:  # type: ignore[no-untyped-def]

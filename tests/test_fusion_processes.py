@@ -25,6 +25,7 @@ from services.registry.synthetic import generate_residents
 from services.sdk import AdminClient, ChannelClient, SdkError, TerminalClient
 from services.seeding import insured_record
 from services.serve import spawn_server, stop_server
+from tests.stack import backend_env, drop_backend
 from tests.test_crash_safety import free_port
 
 
@@ -62,11 +63,12 @@ class TwoProcesses:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def two(tmp_path_factory) -> Iterator[TwoProcesses]:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def two(request, tmp_path_factory) -> Iterator[TwoProcesses]:  # type: ignore[no-untyped-def]
     var = tmp_path_factory.mktemp("var")
     env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
-           "EHC_SYNC_INTERVAL_S": "0.5", "EHC_RATE_LIMIT_TERMINAL_PER_S": "0"}
+           "EHC_SYNC_INTERVAL_S": "0.5", "EHC_RATE_LIMIT_TERMINAL_PER_S": "0",
+           **backend_env(request.param)}
     procs = TwoProcesses(env, free_port(), free_port())
     procs.start_social()
     procs.start_ehc()
@@ -74,6 +76,7 @@ def two(tmp_path_factory) -> Iterator[TwoProcesses]:  # type: ignore[no-untyped-
     for p in (procs.ehc, procs.social):
         if p is not None:
             stop_server(p)
+    drop_backend(env)
 
 
 @dataclass

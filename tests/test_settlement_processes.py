@@ -26,6 +26,7 @@ from services.registry.synthetic import generate_residents
 from services.sdk import AdminClient, ChannelClient, SdkError, TerminalClient
 from services.seeding import insured_record
 from services.serve import spawn_server, stop_server
+from tests.stack import backend_env, drop_backend
 from tests.test_crash_safety import free_port
 
 ITEMS = [{"code": "drugs", "category": "A", "amount_fen": 80_000},
@@ -33,10 +34,10 @@ ITEMS = [{"code": "drugs", "category": "A", "amount_fen": 80_000},
 
 
 class Stack:
-    def __init__(self, var: Path) -> None:
+    def __init__(self, var: Path, backend: str) -> None:
         self.env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
                     "EHC_SYNC_INTERVAL_S": "0.5", "EHC_RATE_LIMIT_TERMINAL_PER_S": "0",
-                    "EHC_PAYMENT_TIMEOUT_S": "10"}
+                    "EHC_PAYMENT_TIMEOUT_S": "10", **backend_env(backend)}
         self.cards_port, self.pay_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.cards_port}"
         self.pay_url = f"http://127.0.0.1:{self.pay_port}"
@@ -57,15 +58,16 @@ class Stack:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    s = Stack(tmp_path_factory.mktemp("var"))
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(request, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    s = Stack(tmp_path_factory.mktemp("var"), request.param)
     s.start_pay()
     s.start_cards()
     yield s
     for p in (s.cards, s.pay):
         if p is not None and p.poll() is None:
             stop_server(p)
+    drop_backend(s.env)
 
 
 @pytest.fixture(scope="module")
