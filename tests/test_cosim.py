@@ -41,7 +41,9 @@ def test_the_plain_twin_is_unchanged_by_the_network_hook() -> None:
 
 
 def test_cosimulated_day_matches_the_stack_one_to_one(tmp_path: Path) -> None:
-    res = ehc("twin", "run", str(SMALL), "--cosim", "--out", str(tmp_path / "cosim"))
+    """A tertiary hospital's day at reduced size (the same design scaled to 500 visits)."""
+    res = ehc("twin", "run", "scenarios/tertiary_adoption_60.yaml", "--visits", "500",
+              "--cosim", "--out", str(tmp_path / "cosim"))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = json.loads((tmp_path / "cosim" / "cosim.json").read_text())
     c = out["check"]

@@ -83,6 +83,9 @@ def run(
     workers: int = typer.Option(1, min=1, max=64, help="processes"),
     cosim: bool = typer.Option(False, "--cosim", help="co-simulate one day through the "
                                "real card stack (in-process, or the stack at --url)"),
+    visits: int | None = typer.Option(None, min=10, help="the same hospital design scaled "
+                                      "to this many visits a day (e.g. a reduced day for "
+                                      "--cosim)"),
     url: str | None = typer.Option(None, help="with --cosim: a running stack"),
     admin_token: str | None = typer.Option(None, envvar="EHC_ADMIN_TOKEN",
                                            help="with --cosim --url: its admin token"),
@@ -93,6 +96,10 @@ def run(
     from .plots import queues_over_day, visit_time_ecdf, waits_by_station
 
     sc = _load(scenario)
+    if visits is not None:
+        from .province import scale_hospital
+
+        sc = scale_hospital(sc, visits)
     if cosim:
         _cosim(sc, url, admin_token, out or Path("results/twin") / f"{sc.name}-cosim")
         return
