@@ -69,7 +69,8 @@ def run_demo(var_dir: Path, residents: int = 220, console: Console | None = None
         totals["refusals"] = _refusals(stack, seed, app, console)
         app.close()
         with AdminClient(stack.url, stack.admin_token) as admin:
-            totals["fusion"] = run_fusion(stack.url, admin, seed, console)
+            totals["fusion"] = run_fusion(stack.url, admin,
+                                          {**seed, "admin_token": stack.admin_token}, console)
     return totals
 
 

@@ -17,6 +17,11 @@ from .registry.synthetic import generate_residents
 from .sdk import AdminClient, ChannelClient, SdkError, TerminalClient
 from .seeding import insured_record
 
+VISIT = [{"code": "consultation", "category": "A", "amount_fen": 5_000},
+         {"code": "drugs", "category": "A", "amount_fen": 245_000},
+         {"code": "CT scan", "category": "B", "amount_fen": 60_000},
+         {"code": "private room", "category": "C", "amount_fen": 20_000}]
+
 
 def run_fusion(url: str, admin: AdminClient, seed: dict[str, Any], console: Console) -> dict:
     inst = seed["institutions"][0]
@@ -27,7 +32,7 @@ def run_fusion(url: str, admin: AdminClient, seed: dict[str, Any], console: Cons
     newcomers = list(generate_residents(120, seed=77_777))
     admin.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name,
                           "phone": p.phone} for p in newcomers])
-    admin.add_insured([insured_record(p, 88_000_000 + i) for i, p in enumerate(newcomers)])
+    admin.add_insured([insured_record(p, 88_000_001 + i) for i, p in enumerate(newcomers)])
     person = newcomers[0]
     with httpx.Client(base_url=url, timeout=10) as h5:
         token = h5.post("/channel/v1/login", json={"id_type": "01", "name": person.name,
@@ -37,6 +42,8 @@ def run_fusion(url: str, admin: AdminClient, seed: dict[str, Any], console: Cons
         bound = h5.post("/channel/v1/binding", headers=auth).json()
         code = h5.get("/channel/v1/code", headers=auth).json()
         answer = term.verify(code["qr_text"], step=10105)
+        visit = term.upload_fees(answer["essc"]["ec_token"], VISIT)
+        settled = term.settle(visit["settlement_id"])
         admin.set_faults(unavailable=True)
         degraded = term.verify(h5.get("/channel/v1/code", headers=auth).json()["qr_text"])
         admin.set_faults()
@@ -51,41 +58,51 @@ def run_fusion(url: str, admin: AdminClient, seed: dict[str, Any], console: Cons
                   f"EHC {answer['card_id'][:12]}… + e-SSC {answer['essc']['ssc_card_no']} "
                   f"region {answer['essc']['region']} type {answer['essc']['insurance_type']}, "
                   f"voucher {answer['essc']['ec_token'][:10]}…")
+    table.add_row("settlement (fees 3,300 yuan)",
+                  f"{settled['state']}: fund {settled['fund_fen'] / 100:.2f}, personal "
+                  f"account {settled['account_fen'] / 100:.2f}, cash through the payment "
+                  f"gateway {settled['cash_fen'] / 100:.2f} yuan ({settled['policy']})")
     table.add_row("same scan, e-SSC system down",
                   f"EHC identity answered, partial={degraded['partial']} "
                   f"({degraded['partial_reason']})")
     console.print(table)
-    totals = fuse_all(admin, admin, page=500)
-    time_note = "usage records shared after they settle (1 s)"
-    time.sleep(1.2)
+    time.sleep(1.2)  # usage records are shared once they are a second old
     shared = {"to e-SSC": admin.pull_usage("essc"), "to EHC": admin.pull_usage("ehc")}
+    refusals = _refused_bindings(url, seed, newcomers, bound["ehc_card_id"], console)
+    totals = fuse_all(admin, admin, page=500)
     report = admin.reconcile_bindings()
     stats = admin.essc_stats()
     console.print(f"[bold]ehc fuse --all[/]: {totals['holders']:,} e-SSC holders, "
                   f"{totals['opened']:,} EHCs opened, {totals['bound']:,} bound, "
                   f"{totals['refused']:,} refused; bindings now {stats['bindings_by_state']}")
-    console.print(f"usage records shared ({time_note}): {shared}; reconcile bindings: "
-                  + ("both sides agree" if report["clean"] else str(report)))
-    refusals = _refused_bindings(url, seed, newcomers, console)
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    money = admin.reconcile_settlements(day)
+    console.print(f"usage records of bound cards shared: {shared['to e-SSC']} to the e-SSC "
+                  f"side, {shared['to EHC']} to the EHC side; reconcile bindings: "
+                  + ("both sides agree" if report["clean"] else str(report))
+                  + "; reconcile settlements: "
+                  + ("clean" if money["clean"] else str(money["differences"])))
     term.close()
     return {"fused_scan": answer["partial"] is False, "fail_soft": degraded["partial"],
-            "fuse": totals, "shared": shared, "reconcile_clean": report["clean"],
-            "refusals": refusals}
+            "settled": settled["state"], "fuse": totals, "shared": shared,
+            "reconcile_clean": report["clean"] and money["clean"], "refusals": refusals}
 
 
-def _refused_bindings(url: str, seed: dict, people: list, console: Console) -> dict[str, str]:
+def _refused_bindings(url: str, seed: dict, people: list, bound_card: str,
+                      console: Console) -> dict[str, str]:
     cred = seed["channel_apps"][0]
     app = ChannelClient(url, cred["app_key"], cred["app_secret"])
     a, b = people[1], people[2]
     card_a = app.apply("01", a.id_number, a.name)
     essc_b = app.claim_essc("01", b.id_number, b.name)
-    card_b = app.apply("01", b.id_number, b.name)  # auto-opened; now this app holds it too
+    app.apply("01", people[0].id_number, people[0].name)  # this app holds it too
     cases = {
         "bind someone else's e-SSC": lambda: app.bind(card_a["card_id"], essc_b["ssc_card_no"],
                                                       essc_b["region"]),
         "bind a second e-SSC to a bound card": lambda: app.bind(
-            card_b["card_id"], "33" + "0" * 18, essc_b["region"]),
-        "fused code after unbinding": lambda: _fused_after_unbind(app, card_b, seed, url),
+            bound_card, essc_b["ssc_card_no"], essc_b["region"]),
+        "a forged binding signature": lambda: _forged(url, seed, card_a, essc_b),
+        "fused code after unbinding": lambda: _fused_after_unbind(app, bound_card, seed, url),
     }
     table = Table(title="Bindings the network refuses (nothing stored on either side)")
     table.add_column("attempt")
@@ -103,11 +120,25 @@ def _refused_bindings(url: str, seed: dict, people: list, console: Console) -> d
     return out
 
 
-def _fused_after_unbind(app: ChannelClient, card: dict, seed: dict, url: str) -> None:
+def _forged(url: str, seed: dict, card: dict, essc: dict) -> None:
+    """A binding record signed with a key that is not the EHC system's, sent to the
+    e-SSC system's countersigning route (as a compromised peer would)."""
+    from .common import binding
+    from .common.crypto import sm2_generate_keypair
+
+    record = binding.make_record(card["card_id"], card["empi"], essc["ssc_card_no"],
+                                 essc["region"], "bound", 1)
+    batch = binding.sign_batch("ehc", sm2_generate_keypair()[0], [record])
+    with AdminClient(url, seed["admin_token"]) as peer:
+        peer.request("POST", "/essc/v1/peer/bindings:batch", {
+            "records": [record], "ehc": batch.to_json(), "identities": [None]})
+
+
+def _fused_after_unbind(app: ChannelClient, card_id: str, seed: dict, url: str) -> None:
     inst = seed["institutions"][1]
     t = inst["terminals"][0]
-    code = app.qrcode(card["card_id"], kind="fused")["qr_text"]
-    app.unbind(card["card_id"])
+    code = app.qrcode(card_id, kind="fused")["qr_text"]
+    app.unbind(card_id)
     with TerminalClient(url, t["terminal_id"], t["secret"],
                         city_code=inst["city_code"]) as term:
         term.verify(code)
