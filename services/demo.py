@@ -16,8 +16,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from .common.settings import Settings
-from .demo_fusion import run_fusion
-from .sdk import AdminClient, ChannelClient, SdkError, TerminalClient
+from .demo_fusion import refusal_table, run_fusion
+from .sdk import AdminClient, ChannelClient, TerminalClient
 from .seeding import seed_stack
 from .serve import start_in_thread
 
@@ -90,17 +90,8 @@ def _refusals(stack, seed: dict, app: ChannelClient, console: Console) -> dict[s
                                                              time=late),
         "lost card": lambda: (app.report_lost(other_id), term.verify(other_id + ":1")),
     }
-    table = Table(title="What the network refuses (each writes no usage record)")
-    table.add_column("attempt")
-    table.add_column("answer")
-    out = {}
-    for name, attempt in cases.items():
-        try:
-            attempt()
-            out[name] = "ACCEPTED (unexpected)"
-        except SdkError as exc:
-            out[name] = f"{exc.status} {exc.code}"
-        table.add_row(name, out[name])
-    console.print(table)
+    out = refusal_table("What the network refuses (each writes no usage record)", cases,
+                        console)
     term.close()
     return out
+

@@ -104,18 +104,8 @@ def _refused_bindings(url: str, seed: dict, people: list, bound_card: str,
         "a forged binding signature": lambda: _forged(url, seed, card_a, essc_b),
         "fused code after unbinding": lambda: _fused_after_unbind(app, bound_card, seed, url),
     }
-    table = Table(title="Bindings the network refuses (nothing stored on either side)")
-    table.add_column("attempt")
-    table.add_column("answer")
-    out = {}
-    for name, attempt in cases.items():
-        try:
-            attempt()
-            out[name] = "ACCEPTED (unexpected)"
-        except SdkError as exc:
-            out[name] = f"{exc.status} {exc.code}"
-        table.add_row(name, out[name])
-    console.print(table)
+    out = refusal_table("Bindings the network refuses (nothing stored on either side)",
+                        cases, console)
     app.close()
     return out
 
@@ -142,3 +132,20 @@ def _fused_after_unbind(app: ChannelClient, card_id: str, seed: dict, url: str) 
     with TerminalClient(url, t["terminal_id"], t["secret"],
                         city_code=inst["city_code"]) as term:
         term.verify(code)
+
+
+def refusal_table(title: str, cases: dict, console: Console) -> dict[str, str]:
+    """Try each attempt, expect a refusal, and print what the network answered."""
+    table = Table(title=title)
+    table.add_column("attempt")
+    table.add_column("answer")
+    out = {}
+    for name, attempt in cases.items():
+        try:
+            attempt()
+            out[name] = "ACCEPTED (unexpected)"
+        except SdkError as exc:
+            out[name] = f"{exc.status} {exc.code}"
+        table.add_row(name, out[name])
+    console.print(table)
+    return out

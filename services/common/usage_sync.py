@@ -104,3 +104,20 @@ class UsageInbox:
             if fresh:
                 conn.execute(t.insert(), fresh)
         return len(fresh)
+
+
+def card_history(conn, source: str, own: Table, own_key, shared: Table, shared_key,  # type: ignore[no-untyped-def]
+                 value: str, limit: int) -> list[dict[str, Any]]:
+    """One card's usage records from both systems, newest first: this system's own
+    (``own_key == value``) and those shared by the peer (``shared_key == value``)."""
+    mine = conn.execute(select(own).where(own_key == value)
+                        .order_by(own.c.id.desc()).limit(limit)).all()
+    theirs = conn.execute(select(shared).where(shared_key == value)
+                          .order_by(shared.c.id.desc()).limit(limit)).all()
+    out = [{"source": source, "source_id": r.id, "institution_code": r.institution_code,
+            "terminal_id": r.terminal_id, "step": r.step, "code_kind": r.code_kind,
+            "at": r.verified_at.isoformat()} for r in mine]
+    out += [{"source": r.source, "source_id": r.source_id,
+             "institution_code": r.institution_code, "terminal_id": r.terminal_id,
+             "step": r.step, "code_kind": r.code_kind, "at": r.at} for r in theirs]
+    return sorted(out, key=lambda r: r["at"], reverse=True)[:limit]

@@ -15,6 +15,7 @@ from ..common.binding import record_of
 from ..common.caller_routes import ADMIN, APP_AUTH, INVALID, PEER, Strict
 from ..common.errors import DAY, ApiError, error_responses, parse_day
 from ..common.faults import FaultSettings
+from ..common.usage_sync import card_history
 from .fusion import Fusion, Outcome
 from .schemas import Binding, BindRequest
 from .system import HealthcardSystem
@@ -119,18 +120,8 @@ def add_fusion_routes(router: APIRouter, hc: HealthcardSystem, App,  # type: ign
                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
         cards.owned(card_id, app.app_key)
         with hc.engine.connect() as conn:
-            own = conn.execute(select(usage_records).where(usage_records.c.card_id == card_id)
-                               .order_by(usage_records.c.id.desc()).limit(limit)).all()
-            shared = conn.execute(select(shared_usage)
-                                  .where(shared_usage.c.ehc_card_id == card_id)
-                                  .order_by(shared_usage.c.id.desc()).limit(limit)).all()
-        out = [{"source": "ehc", "source_id": r.id, "institution_code": r.institution_code,
-                "terminal_id": r.terminal_id, "step": r.step, "code_kind": r.code_kind,
-                "at": r.verified_at.isoformat()} for r in own]
-        out += [{"source": r.source, "source_id": r.source_id,
-                 "institution_code": r.institution_code, "terminal_id": r.terminal_id,
-                 "step": r.step, "code_kind": r.code_kind, "at": r.at} for r in shared]
-        return sorted(out, key=lambda r: r["at"], reverse=True)[:limit]
+            return card_history(conn, "ehc", usage_records, usage_records.c.card_id,
+                                shared_usage, shared_usage.c.ehc_card_id, card_id, limit)
 
     # ---------------------------------------------------------------- the e-SSC system
     @router.get("/peer/signing-key", tags=["peer"], dependencies=peer,

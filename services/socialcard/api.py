@@ -24,6 +24,7 @@ from ..common.callers import ChannelApp, Terminal
 from ..common.cst import CST, refuse_clock_skew
 from ..common.errors import DAY, ApiError, error_responses, json_body, parse_day
 from ..common.faults import FaultSettings
+from ..common.usage_sync import card_history
 from .schemas import (
     ClaimRequest,
     IdentityRequest,
@@ -90,19 +91,8 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
         cards.owned(ssc_card_no, app.app_key)
         with sc.engine.connect() as conn:
-            own = conn.execute(select(usage_records)
-                               .where(usage_records.c.ssc_card_no == ssc_card_no)
-                               .order_by(usage_records.c.id.desc()).limit(limit)).all()
-            shared = conn.execute(select(shared_usage)
-                                  .where(shared_usage.c.ssc_card_no == ssc_card_no)
-                                  .order_by(shared_usage.c.id.desc()).limit(limit)).all()
-        out = [{"source": "essc", "source_id": r.id, "institution_code": r.institution_code,
-                "terminal_id": r.terminal_id, "step": r.step, "code_kind": r.code_kind,
-                "at": r.verified_at.isoformat()} for r in own]
-        out += [{"source": r.source, "source_id": r.source_id,
-                 "institution_code": r.institution_code, "terminal_id": r.terminal_id,
-                 "step": r.step, "code_kind": r.code_kind, "at": r.at} for r in shared]
-        return sorted(out, key=lambda r: r["at"], reverse=True)[:limit]
+            return card_history(conn, "essc", usage_records, usage_records.c.ssc_card_no,
+                                shared_usage, shared_usage.c.ssc_card_no, ssc_card_no, limit)
 
     @router.get("/cards/{ssc_card_no}/settlements", tags=["channel"],
                 summary="This card's settlements, newest first (the resident's own view)",
