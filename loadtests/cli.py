@@ -72,9 +72,11 @@ def loadtest(
                        slo=Slo(slo_p95_ms, slo_p99_ms, slo_max_failure_ratio, slo_min_rps),
                        out=out)
     code, summary = run_loadtest(opts)
-    v = summary["locust"].get("verify", {})
-    console.print(f"verify: {v.get('requests', 0)} requests, {v.get('rps', 0):.0f}/s, "
-                  f"p95 {v.get('p95_ms', 0):.0f} ms, p99 {v.get('p99_ms', 0):.0f} ms")
+    for name in ("verify", "verify fused", "settle"):
+        v = summary["locust"].get(name)
+        if v:
+            console.print(f"{name}: {v['requests']} requests, {v['rps']:.0f}/s, p95 "
+                          f"{v['p95_ms']:.0f} ms, p99 {v['p99_ms']:.0f} ms")
     r = summary["records"]
     console.print(f"usage records on the server {r['usage_records']}, successful verifies "
                   f"{r['successful_verifies_locust']} (Locust, each with its record: "

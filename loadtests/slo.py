@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-HOT = "verify"  # the request name the latency objectives apply to
+HOT = ("verify", "verify fused")  # the requests the latency objectives apply to
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,26 @@ class Slo:
                    float(os.environ.get("EHC_SLO_MIN_RPS", d.min_rps)))
 
 
-def evaluate(stats, slo: Slo, name: str = HOT, method: str = "POST") -> dict:  # type: ignore[no-untyped-def]
-    """Verdict over the hot request's latency and everyone's failures and throughput."""
-    hot = stats.get(name, method)
+def hot_entry(stats, names: tuple[str, ...], method: str):  # type: ignore[no-untyped-def]
+    """The hot requests' statistics as one entry (plain and fused verifications are the
+    same route; a mix may have only one of them)."""
+    from locust.stats import StatsEntry
+
+    if len(names) == 1:
+        return stats.get(names[0], method)
+    combined = StatsEntry(stats, " + ".join(names), method, use_response_times_cache=False)
+    for name in names:
+        if (name, method) in stats.entries:
+            combined.extend(stats.entries[(name, method)])
+    return combined
+
+
+def evaluate(stats, slo: Slo, names: tuple[str, ...] | str = HOT,  # type: ignore[no-untyped-def]
+             method: str = "POST") -> dict:
+    """Verdict over the hot requests' latency and everyone's failures and throughput."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    name = " + ".join(names)
+    hot = hot_entry(stats, names, method)
     total = stats.total
     fail_ratio = total.num_failures / total.num_requests if total.num_requests else 1.0
     p95 = hot.get_response_time_percentile(0.95) if hot.num_requests else float("inf")

@@ -107,6 +107,25 @@ def test_mix_in_the_demand_curves_proportions(tmp_path: Path) -> None:
         mix.decode("robots:3")
 
 
+@pytest.mark.slow
+def test_a_run_in_the_demand_curves_mix(tmp_path: Path) -> None:
+    """Fused scans and settlements dominate this curve: the SLO gate covers the fused
+    verifications, and settlements are reconciled."""
+    csv = tmp_path / "demand.csv"
+    csv.write_text("second,clock,verify,refresh,settlement,payment,total\n"
+                   "0,00:00:00,100,90,30,20,240\n")
+    res = ehc_loadtest(tmp_path / "mix", "--users", "10", "--duration", "6", "--mix",
+                       "demand", "--demand-csv", str(csv), "--bad-share", "0")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    s = summary_of(tmp_path / "mix")
+    assert s["weights"] == {"terminal": 10, "fused": 60, "settle": 30, "app": 0}
+    assert s["slo"]["hot_request"] == "verify + verify fused" and s["slo"]["passed"]
+    assert s["locust"]["verify fused"]["requests"] > s["locust"].get(
+        "verify", {"requests": 0})["requests"]
+    assert s["settlements"]["clean"] and s["settlements"]["by_state"].get("settled", 0) > 0
+    assert s["records_match"]
+
+
 def test_bad_options_are_refused_cleanly(tmp_path: Path) -> None:
     res = ehc_loadtest(tmp_path / "x", "--shape", "demand")
     assert res.returncode == 2 and "needs --demand-csv" in res.stdout
