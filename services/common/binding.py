@@ -293,3 +293,41 @@ def check_proof(proof: Any, keys: dict[str, str]) -> dict[str, Any]:
         if batch.signer != side or not verify_proof(record, batch, part["index"], keys[side]):
             raise ApiError(422, "BINDING_SIGNATURE_INVALID", f"{side} signature does not hold")
     return record
+
+
+class BindingSide:
+    """What both card systems do alike with their own copy of the bindings: serve a proof
+    of one, and check a proof from anyone against both keys and the copy held here.
+    Subclasses set ``side``, ``engine``, ``store``, ``public_hex`` and ``peer`` (a client
+    whose ``signing_key()`` gives the other system's public key)."""
+
+    side: str
+    engine: Any
+    store: BindingStore
+    public_hex: str
+    peer: Any
+    _peer_key: str | None = None
+
+    async def peer_key(self) -> str:
+        if self._peer_key is None:
+            self._peer_key = await self.peer.signing_key()
+        return self._peer_key
+
+    def keys(self, peer_key: str) -> dict[str, str]:
+        other = "essc" if self.side == "ehc" else "ehc"
+        return {self.side: self.public_hex, other: peer_key}
+
+    def proof(self, bid: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            proof = self.store.proof(conn, bid)
+        if proof is None:
+            raise ApiError(404, "BINDING_NOT_FOUND", "no such binding")
+        return proof
+
+    async def check_proof(self, proof: Any) -> dict[str, Any]:
+        """A proof from anyone: both signatures hold, and whether it is our own copy."""
+        record = check_proof(proof, self.keys(await self.peer_key()))
+        with self.engine.connect() as conn:
+            row = self.store.get(conn, record["binding_id"])
+        return {"valid": True, "record": record,
+                "matches_ours": row is not None and record_of(row) == record}

@@ -61,25 +61,18 @@ class ReconcileReport:
                     or self.adopted or self.conflicts)
 
 
-class Fusion:
+class Fusion(b.BindingSide):
+    side = "ehc"
+
     def __init__(self, engine: Engine, cards: CardService, social: SocialcardClient,
                  key: tuple[str, str], peer_timeout_s: float) -> None:
         self.engine = engine
         self.cards = cards
-        self.social = social
+        self.social = self.peer = social
         self.private_hex, self.public_hex = key
         self.store = b.BindingStore(bindings, binding_batches)
         self.peer_timeout_s = peer_timeout_s
         self.inbox = UsageInbox(engine, shared_usage, sync_cursors, "essc")
-        self._peer_key: str | None = None
-
-    async def peer_key(self) -> str:
-        if self._peer_key is None:
-            self._peer_key = await self.social.signing_key()
-        return self._peer_key
-
-    def keys(self, peer_key: str) -> dict[str, str]:
-        return {"ehc": self.public_hex, "essc": peer_key}
 
     def active_binding(self, card_id: str) -> Any:
         with self.engine.connect() as conn:
@@ -177,22 +170,6 @@ class Fusion:
             conn.execute(delete(binding_pending).where(
                 binding_pending.c.binding_id.in_([r["binding_id"] for r in records])))
         return outcomes
-
-    # ------------------------------------------------------------------ proofs
-    def proof(self, bid: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            proof = self.store.proof(conn, bid)
-        if proof is None:
-            raise ApiError(404, "BINDING_NOT_FOUND", "no such binding")
-        return proof
-
-    async def check_proof(self, proof: Any) -> dict[str, Any]:
-        """A proof from anyone: both signatures hold, and it matches our own copy."""
-        record = b.check_proof(proof, self.keys(await self.peer_key()))
-        with self.engine.connect() as conn:
-            row = self.store.get(conn, record["binding_id"])
-        ours = b.record_of(row) if row is not None else None
-        return {"valid": True, "matches_ours": ours == record, "record": record}
 
     # ------------------------------------------------------------------ reconciliation
     async def reconcile(self) -> ReconcileReport:

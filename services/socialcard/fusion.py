@@ -54,21 +54,17 @@ class _Known:
             self.active_ehc.pop(ehc, None)
 
 
-class SocialFusion:
+class SocialFusion(b.BindingSide):
+    side = "essc"
+
     def __init__(self, engine: Engine, cards: SocialCards, ehc: HealthcardClient,
                  key: tuple[str, str]) -> None:
         self.engine = engine
         self.cards = cards
-        self.ehc = ehc
+        self.ehc = self.peer = ehc
         self.private_hex, self.public_hex = key
         self.store = b.BindingStore(bindings, binding_batches)
         self.inbox = UsageInbox(engine, shared_usage, sync_cursors, "ehc")
-        self._peer_key: str | None = None
-
-    async def peer_key(self) -> str:
-        if self._peer_key is None:
-            self._peer_key = await self.ehc.signing_key()
-        return self._peer_key
 
     # ------------------------------------------------------------------ countersigning
     async def accept(self, payload: Any) -> dict[str, Any]:
@@ -156,21 +152,6 @@ class SocialFusion:
         return None
 
     # ------------------------------------------------------------------ other peer calls
-    def proof(self, bid: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            proof = self.store.proof(conn, bid)
-        if proof is None:
-            raise ApiError(404, "BINDING_NOT_FOUND", "no such binding")
-        return proof
-
-    async def check_proof(self, proof: Any) -> dict[str, Any]:
-        keys = {"ehc": await self.peer_key(), "essc": self.public_hex}
-        record = b.check_proof(proof, keys)
-        with self.engine.connect() as conn:
-            row = self.store.get(conn, record["binding_id"])
-        return {"valid": True, "record": record,
-                "matches_ours": row is not None and b.record_of(row) == record}
-
     def holders(self, after: str, limit: int, before: str | None = None
                 ) -> list[dict[str, Any]]:
         """Issued (normal) e-SSC holders never bound to an EHC, by card number (a holder
