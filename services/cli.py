@@ -134,8 +134,8 @@ def fuse(
                       "`ehc reconcile bindings` completes them")
 
 
-reconcile = typer.Typer(no_args_is_help=True, help="Find and repair differences between "
-                        "the two card systems.")
+reconcile = typer.Typer(no_args_is_help=True, help="Compare the systems' records: "
+                        "bindings (repaired) and a day's settlements (listed).")
 app.add_typer(reconcile, name="reconcile")
 
 
