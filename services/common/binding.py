@@ -156,8 +156,9 @@ def verify_proof(record: dict[str, Any], batch: SignedBatch, index: int,
 
 def binding_tables(metadata: MetaData) -> tuple[Table, Table]:
     """(bindings, binding_batches) in a system's own metadata. ``bindings`` holds each
-    pair's latest complete version with both proofs; ``phase`` is ``complete`` or, on the
-    coordinating side only, ``pending`` (sent, not yet countersigned)."""
+    pair's latest complete version with both proofs (the coordinating EHC side keeps
+    bindings sent but not yet countersigned apart, in ``binding_pending``); the batches
+    hold every signature the proofs rest on."""
     bindings = Table(
         "bindings", metadata,
         Column("binding_id", String(32), primary_key=True),
