@@ -52,7 +52,7 @@ class Gateway:
                 "trade_no": row.trade_no, "created_at": row.created_at.isoformat()}
 
     def get(self, order_id: str) -> Any:
-        self.resolve_due()
+        self.resolve_due(order_id)
         with self.engine.connect() as conn:
             row = conn.execute(select(payments).where(payments.c.order_id == order_id)).first()
         if row is None:
@@ -105,12 +105,16 @@ class Gateway:
                          .values(status="refunded", updated_at=_now()))
         return self.view(self.get(order_id))
 
-    def resolve_due(self) -> list[str]:
-        """Pending payments whose time has come take their final outcome; their orders."""
+    def resolve_due(self, order_id: str | None = None) -> list[str]:
+        """Pending payments whose time has come take their final outcome (only
+        ``order_id``'s when given); their orders."""
         now = _now()
+        due_now = [payments.c.status == "pending", payments.c.resolve_at <= now]
+        if order_id is not None:
+            due_now.append(payments.c.order_id == order_id)
         with self.engine.begin() as conn:
-            due = conn.execute(select(payments.c.order_id, payments.c.resolve_to).where(
-                payments.c.status == "pending", payments.c.resolve_at <= now)).all()
+            due = conn.execute(select(payments.c.order_id, payments.c.resolve_to)
+                               .where(*due_now)).all()
             for order_id, outcome in due:
                 conn.execute(update(payments).where(payments.c.order_id == order_id,
                                                     payments.c.status == "pending")

@@ -19,4 +19,5 @@ payments = Table(
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Index("ix_payments_created", "created_at"),
+    Index("ix_payments_due", "status", "resolve_at"),
 )
