@@ -57,6 +57,9 @@ class Ledger:
     latencies_ms: list[float] = field(default_factory=list)
     refusals: dict[str, int] = field(default_factory=dict)
 
+    def verify_ok(self, step_code: int) -> None:
+        self.verified[step_code] = self.verified.get(step_code, 0) + 1
+
     def refused(self, code: str) -> None:
         self.refusals[code] = self.refusals.get(code, 0) + 1
 
@@ -139,13 +142,12 @@ class LiveNetwork(Network):
         t0 = time.perf_counter()
         try:
             answer = self.terms[step].verify(self._code(pid), step=SCAN_STEPS[step])
-            self.done.verified[SCAN_STEPS[step]] = self.done.verified.get(
-                SCAN_STEPS[step], 0) + 1
+            self.done.verify_ok(SCAN_STEPS[step])
             out = Outcome(True, _minutes(t0, self.done), bool(answer.get("partial")))
         except (SdkError, httpx.HTTPError) as exc:
             self.done.refused(getattr(exc, "code", type(exc).__name__))
             out = Outcome(False, _minutes(t0, self.done))
-        return self.log.scan(step, out)
+        return self.log.scan(out)
 
     def _code(self, pid: int) -> str:
         card_id, bound = self.cards[pid]
@@ -163,7 +165,7 @@ class LiveNetwork(Network):
         term = self.terms["payment"]
         try:
             answer = term.verify(self._code(pid), step=10105)
-            self.done.verified[10105] = self.done.verified.get(10105, 0) + 1
+            self.done.verify_ok(10105)
             token = (answer.get("essc") or {}).get("ec_token")
             if not token:
                 self.done.refused("PARTIAL_NO_VOUCHER")

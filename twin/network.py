@@ -9,7 +9,7 @@ the patient falls back when it fails. Three implementations:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .scenario import Fault
 
@@ -36,14 +36,11 @@ class CallLog:
     partial: int = 0
     pays: int = 0
     pays_ok: int = 0
-    by_step: dict[str, int] = field(default_factory=dict)
 
-    def scan(self, step: str, out: Outcome) -> Outcome:
+    def scan(self, out: Outcome) -> Outcome:
         self.scans += 1
         self.scans_ok += out.ok
         self.partial += out.partial
-        if out.ok:
-            self.by_step[step] = self.by_step.get(step, 0) + 1
         return out
 
     def pay(self, out: Outcome) -> Outcome:
@@ -59,7 +56,7 @@ class Network:
         self.log = CallLog()
 
     def scan(self, pid: int, step: str, now: float) -> Outcome:
-        return self.log.scan(step, OK)
+        return self.log.scan(OK)
 
     def pay(self, pid: int, now: float, insured: bool) -> Outcome:
         return self.log.pay(OK)
@@ -94,7 +91,7 @@ class ScriptedNetwork(Network):
 
     def scan(self, pid: int, step: str, now: float) -> Outcome:
         ehc, essc, delay = self._state(now)
-        return self.log.scan(step, Outcome(ehc, delay, partial=ehc and not essc))
+        return self.log.scan(Outcome(ehc, delay, partial=ehc and not essc))
 
     def pay(self, pid: int, now: float, insured: bool) -> Outcome:
         ehc, essc, delay = self._state(now)

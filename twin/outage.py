@@ -23,13 +23,12 @@ RECOVERED_WITHIN = 2.0  # patients: a queue is back when within this (or 10 %) o
 STEADY_SAMPLES = 3  # ... for this many samples in a row
 
 
-def paired_days(sc: Scenario, replications: int, network_for=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def paired_days(sc: Scenario, replications: int) -> dict[str, Any]:
     """Per replication, the day with its faults and without (common random numbers)."""
     calm = sc.model_copy(update={"faults": []})
     queues, rows, fallbacks = [], [], []
     for r in range(replications):
-        hit = HospitalDay(sc, r, keep_steps=False,
-                          network=network_for(r) if network_for else None).run()
+        hit = HospitalDay(sc, r, keep_steps=False).run()
         base = HospitalDay(calm, r, keep_steps=False, network=Network()).run()
         for label, day in (("outage", hit), ("no fault", base)):
             queues.append(queue_frame(day).assign(replication=r, run=label))
@@ -44,13 +43,12 @@ def recovery(q_hit: pd.Series, q_base: pd.Series, end: float) -> float | None:
     """Minutes after ``end`` until the queue stays back near the no-fault day's."""
     after = q_hit.index[q_hit.index >= end]
     run = 0
-    for t in after:
+    for i, t in enumerate(after):
         near = abs(q_hit[t] - q_base.get(t, 0.0)) <= max(RECOVERED_WITHIN,
                                                           0.1 * q_base.get(t, 0.0))
         run = run + 1 if near else 0
         if run == STEADY_SAMPLES:
-            first = after[list(after).index(t) - STEADY_SAMPLES + 1]
-            return float(first - end)
+            return float(after[i - STEADY_SAMPLES + 1] - end)
     return None
 
 
