@@ -91,9 +91,8 @@ class Fusion(b.BindingSide):
                 return Outcome(active.binding_id, "complete", record=b.record_of(active))
             raise ApiError(409, "BINDING_EXISTS", "this card is bound to another e-SSC; "
                            "unbind it first")
-        identity = {"id_type": card.id_type,
-                    "id_number": self.cards.cipher.decrypt(card.id_number_enc)}
-        req = BindRequest(card.card_id, card.empi, ssc_card_no, region, "bound", identity)
+        req = BindRequest(card.card_id, card.empi, ssc_card_no, region, "bound",
+                          self._holder(card))
         return (await self.submit([req]))[0]
 
     async def unbind(self, card: Any) -> Outcome:
@@ -230,7 +229,10 @@ class Fusion(b.BindingSide):
         """The EHC holder's identity the e-SSC side checks a bound record against."""
         if record["state"] == "unbound":
             return None
-        card = self.cards.card(record["ehc_card_id"])
+        return self._holder(self.cards.card(record["ehc_card_id"]))
+
+    def _holder(self, card: Any) -> dict[str, str]:
+        """The card holder's ID, which the e-SSC side checks its own holder against."""
         return {"id_type": card.id_type,
                 "id_number": self.cards.cipher.decrypt(card.id_number_enc)}
 
