@@ -153,10 +153,16 @@ def usage_records(server: Server, seed_path: Path) -> list[int]:
     return ids
 
 
+def weights_for(opts: LoadOptions) -> dict[str, int]:
+    """Users of each kind: the default mix, the demand curve's, or scans only."""
+    if opts.mix == "demand":
+        return mix.from_demand(opts.demand_csv)
+    return mix.ONLY_TERMINALS if opts.mix == "terminal" else mix.DEFAULT
+
+
 def locust_env(opts: LoadOptions, seed_path: Path, out: Path) -> dict[str, str]:
     s = opts.slo
-    weights = {"demand": lambda: mix.from_demand(opts.demand_csv),
-               "terminal": lambda: mix.ONLY_TERMINALS}.get(opts.mix, lambda: mix.DEFAULT)()
+    weights = weights_for(opts)
     env = {**os.environ, "EHC_SEED_FILE": str(seed_path), "EHC_BAD_SHARE": str(opts.bad_share),
            "EHC_RATE_PER_USER": str(opts.rate_per_user), "EHC_WEIGHTS": mix.encode(weights),
            "EHC_SHAPE": opts.shape, "EHC_SHAPE_USERS": str(opts.users),
@@ -280,7 +286,7 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
         "records": check,
         "verify_2xx_server": server_verify_2xx,
         "records_match": check["ok"] and server_verify_2xx == len(records),
-        "weights": mix.decode(locust_env(opts, seed_path, out)["EHC_WEIGHTS"]),
+        "weights": weights_for(opts),
         "settlements": settlements,
         "generator": {"cpu_seconds": gen_cpu, "wall_seconds": wall, "processes": gen_procs,
                       "cpu_share": gen_share,
