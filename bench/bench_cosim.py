@@ -19,7 +19,7 @@ from rich.console import Console
 
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.serve import spawn_server, start_in_thread, stop_server
+from services.sdk import spawn_server, start_in_thread, stop_server
 from twin.cosim import run_cosim
 from twin.model import HospitalDay
 from twin.scenario import load_scenario

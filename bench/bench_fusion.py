@@ -22,11 +22,14 @@ from rich.progress import Progress
 
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.fusion_job import fuse_all
-from services.registry.synthetic import generate_residents
-from services.sdk import AdminClient
-from services.seeding import insured_record
-from services.serve import spawn_server, stop_server
+from services.sdk import (
+    AdminClient,
+    fuse_all,
+    generate_residents,
+    insured_record,
+    spawn_server,
+    stop_server,
+)
 
 from .common import save
 

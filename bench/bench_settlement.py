@@ -23,10 +23,15 @@ from rich.console import Console
 
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.registry.synthetic import generate_residents
-from services.sdk import AdminClient, ChannelClient, TerminalClient
-from services.seeding import insured_record
-from services.serve import spawn_server, stop_server
+from services.sdk import (
+    AdminClient,
+    ChannelClient,
+    TerminalClient,
+    generate_residents,
+    insured_record,
+    spawn_server,
+    stop_server,
+)
 
 from .common import save
 

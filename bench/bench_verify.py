@@ -26,9 +26,7 @@ import orjson
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.common.signing import sign_headers
-from services.sdk import ChannelClient, cst_now_text
-from services.seeding import seed_stack
-from services.serve import spawn_server, stop_server
+from services.sdk import ChannelClient, cst_now_text, seed_stack, spawn_server, stop_server
 
 from .common import save
 

@@ -37,6 +37,7 @@ from loadtests.workload import (
     terminal_signer,
     verify_request,
 )
+from services.sdk import Step
 
 SEED = Seed.load()
 BAD_SHARE = float(os.environ.get("EHC_BAD_SHARE", "0.05"))
@@ -180,7 +181,7 @@ class SettleUser(ScanningUser):
     @task
     def settle_visit(self) -> None:
         code = self.fresh_code(self.rng.choice(SEED.fused_cards), kind="fused")
-        answer = code and self.verify(code, "verify fused", None, step=10105)
+        answer = code and self.verify(code, "verify fused", None, step=Step.PAYMENT)
         token = answer and (answer.get("essc") or {}).get("ec_token")
         if not token:
             return  # the e-SSC side answered partial: the visit pays at the window

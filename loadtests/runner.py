@@ -14,13 +14,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.app import build_app
-from services.common.secrets_store import deployment_secret
-from services.common.settings import Settings
-from services.fusion_job import fuse_all
-from services.sdk import AdminClient, ChannelClient, TerminalClient
-from services.seeding import seed_stack, write_seed_file
-from services.serve import spawn_server, stop_server
+from services.sdk import (
+    AdminClient,
+    ChannelClient,
+    Settings,
+    TerminalClient,
+    fuse_all,
+    prepare_store,
+    seed_stack,
+    spawn_server,
+    stop_server,
+    write_seed_file,
+)
 
 from . import mix
 from .slo import Slo
@@ -85,8 +90,7 @@ class Server:
         # create tables, keys and secrets once, before several workers race for them
         settings = Settings(var_dir=var, database_url=opts.database_url,
                             db_schema_prefix=self.env.get("EHC_DB_SCHEMA_PREFIX", ""))
-        build_app(settings)
-        self.admin_token = deployment_secret(settings, "admin_token")
+        self.admin_token = prepare_store(settings)
         self.proc = spawn_server(self.env, self.port, "--workers", str(opts.server_workers),
                                  "--timeout-keep-alive", "30", "--log-level", "warning",
                                  "--no-access-log", preexec_fn=_raise_nofile)

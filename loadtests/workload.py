@@ -12,10 +12,10 @@ from pathlib import Path
 
 import orjson
 
-from services.sdk import ChannelClient, TerminalClient
+from services.sdk import ChannelClient, Step, TerminalClient
 
 VERIFY_PATH = "/ehc/v1/qrcodes/verify"
-STEPS = (10101, 10102, 10103, 10104, 10105, 10106)
+STEPS = tuple(int(s) for s in Step if Step.REGISTRATION <= s <= Step.PRESCRIPTION)
 BAD_KINDS = {  # kind -> the refusal the server must give
     "tampered": "QR_TAMPERED",
     "replayed": "QR_REPLAYED",

@@ -43,7 +43,7 @@ def seed(
 ) -> None:
     """Create institutions, terminals, a channel app and carded residents; write FILE."""
     from .common.settings import get_settings
-    from .seeding import seed_stack, write_seed_file
+    from .sdk import seed_stack, write_seed_file
 
     def run(stack_url: str, token: str) -> dict:
         with Progress(console=console) as bar:
@@ -56,7 +56,7 @@ def seed(
             raise typer.BadParameter("--admin-token (or EHC_ADMIN_TOKEN) is needed with --url")
         data = run(url, admin_token)
     else:
-        from .serve import start_in_thread
+        from .sdk import start_in_thread
 
         with start_in_thread(get_settings()) as stack:
             data = run(stack.url, stack.admin_token)
@@ -76,7 +76,7 @@ def _stack(url: str | None, admin_token: str | None):  # type: ignore[no-untyped
             raise typer.BadParameter("--admin-token (or EHC_ADMIN_TOKEN) is needed with --url")
         return url, admin_token, contextlib.nullcontext()
     from .common.settings import get_settings
-    from .serve import start_in_thread
+    from .sdk import start_in_thread
 
     stack = start_in_thread(get_settings())
     return stack.url, stack.admin_token, stack
@@ -112,8 +112,7 @@ def fuse(
 ) -> None:
     """Auto-open an EHC for every e-SSC holder and bind the two cards (resumable: run it
     again after a crash and it carries on; holders already bound are skipped)."""
-    from .fusion_job import fuse_all, todo
-    from .sdk import AdminClient, SdkError
+    from .sdk import AdminClient, SdkError, fuse_all, todo
 
     if not all_holders:
         _fail("say --all: the batch opens and binds cards for every unbound e-SSC holder")

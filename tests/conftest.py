@@ -7,9 +7,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.registry.synthetic import generate_residents
-from services.sdk import AdminClient, ChannelClient, TerminalClient
-from services.seeding import insured_record
+from services.sdk import (
+    AdminClient,
+    ChannelClient,
+    TerminalClient,
+    generate_residents,
+    insured_record,
+)
 from tests.stack import PG_ENV, LiveStack, drop_schemas, make_test_settings, start_stack
 
 _inst_counter = itertools.count(1)

@@ -7,8 +7,8 @@ import uuid
 from pathlib import Path
 
 from services.common.settings import Settings
-from services.serve import RunningStack as LiveStack
-from services.serve import start_in_thread as start_stack
+from services.sdk import RunningStack as LiveStack
+from services.sdk import start_in_thread as start_stack
 
 PG_ENV = "EHC_TEST_DATABASE_URL"
 __all__ = ["PG_ENV", "LiveStack", "backend_env", "drop_backend", "drop_schemas",

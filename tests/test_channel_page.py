@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.serve import RunningStack, start_in_thread
+from services.sdk import RunningStack, start_in_thread
 from tests.conftest import World, seeded_world
 from tests.stack import make_test_settings
 

@@ -16,7 +16,7 @@ import pytest
 
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.serve import spawn_server, start_in_thread, stop_server
+from services.sdk import spawn_server, start_in_thread, stop_server
 from tests.stack import make_test_settings
 from tests.test_crash_safety import free_port
 from twin.cosim import run_cosim

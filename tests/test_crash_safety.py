@@ -16,9 +16,15 @@ import pytest
 from services.app import build_app
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.registry.synthetic import generate_residents
-from services.sdk import AdminClient, ChannelClient, SdkError, TerminalClient
-from services.serve import spawn_server, stop_server
+from services.sdk import (
+    AdminClient,
+    ChannelClient,
+    SdkError,
+    TerminalClient,
+    generate_residents,
+    spawn_server,
+    stop_server,
+)
 from tests.stack import PG_ENV, drop_schemas
 
 CYCLES = 3

@@ -22,9 +22,7 @@ from services.common.signing import sign_headers
 from services.healthcard.tables import binding_pending
 from services.healthcard.tables import bindings as ehc_bindings
 from services.healthcard.tables import usage_records as ehc_usage
-from services.registry.synthetic import generate_residents
-from services.sdk import SdkError
-from services.seeding import insured_record
+from services.sdk import SdkError, generate_residents, insured_record
 from services.socialcard.tables import bindings as essc_bindings
 
 

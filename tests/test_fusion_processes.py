@@ -21,10 +21,16 @@ import pytest
 
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.registry.synthetic import generate_residents
-from services.sdk import AdminClient, ChannelClient, SdkError, TerminalClient
-from services.seeding import insured_record
-from services.serve import spawn_server, stop_server
+from services.sdk import (
+    AdminClient,
+    ChannelClient,
+    SdkError,
+    TerminalClient,
+    generate_residents,
+    insured_record,
+    spawn_server,
+    stop_server,
+)
 from tests.stack import backend_env, drop_backend
 from tests.test_crash_safety import free_port
 

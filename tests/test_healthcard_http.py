@@ -72,7 +72,7 @@ def _identity(world, card) -> tuple[str, str]:  # type: ignore[no-untyped-def]
 
 
 def _all_people(world):  # type: ignore[no-untyped-def]
-    from services.registry.synthetic import generate_residents
+    from services.sdk import generate_residents
 
     return list(generate_residents(40, seed=7))
 

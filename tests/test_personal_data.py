@@ -9,9 +9,15 @@ from pathlib import Path
 
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.registry.synthetic import generate_residents
-from services.sdk import AdminClient, ChannelClient, SdkError, TerminalClient
-from services.serve import spawn_server, stop_server
+from services.sdk import (
+    AdminClient,
+    ChannelClient,
+    SdkError,
+    TerminalClient,
+    generate_residents,
+    spawn_server,
+    stop_server,
+)
 
 
 def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def demo(
     workers: int = typer.Option(2, min=1, max=64, help="twin processes"),
 ) -> None:
     """The main job of ``make run``: the card network end to end, then the twin."""
-    from services.demo import run_demo
+    from services.sdk import run_demo
 
     from .demo import twin_demo
 

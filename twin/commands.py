@@ -137,8 +137,7 @@ def _cosim(sc: Scenario, url: str | None, admin_token: str | None, out: Path) ->
     else:
         import tempfile
 
-        from services.common.settings import Settings
-        from services.serve import start_in_thread
+        from services.sdk import Settings, start_in_thread
 
         var = Path(tempfile.mkdtemp(prefix="ehc-cosim-"))
         stack = start_in_thread(Settings(var_dir=var, log_level="WARNING",

@@ -28,13 +28,19 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from services.fusion_job import fuse_all
-from services.registry.synthetic import generate_residents
-from services.sdk import CST, AdminClient, ChannelClient, SdkError, TerminalClient
-from services.seeding import insured_record
+from services.sdk import (
+    CST,
+    AdminClient,
+    ChannelClient,
+    SdkError,
+    TerminalClient,
+    fuse_all,
+    generate_residents,
+    insured_record,
+)
 
 from .model import HospitalDay
-from .network import SCAN_STEPS, Network, Outcome, active
+from .network import PAYMENT_STEP, SCAN_STEPS, Network, Outcome, active
 from .outage import plot, summarise
 from .results import kpis, queue_frame
 from .scenario import Fault, Scenario
@@ -164,8 +170,8 @@ class LiveNetwork(Network):
         t0 = time.perf_counter()
         term = self.terms["payment"]
         try:
-            answer = term.verify(self._code(pid), step=10105)
-            self.done.verify_ok(10105)
+            answer = term.verify(self._code(pid), step=PAYMENT_STEP)
+            self.done.verify_ok(PAYMENT_STEP)
             token = (answer.get("essc") or {}).get("ec_token")
             if not token:
                 self.done.refused("PARTIAL_NO_VOUCHER")
@@ -211,8 +217,9 @@ class LiveNetwork(Network):
         out["uninsured_pays"] = self.done.uninsured_pays
         # one usage record per successful scan of the model and per payment-step
         # verification; one settled visit per insured phone payment the model saw succeed
+        payments = self.done.verified.get(PAYMENT_STEP, 0)
         out["match"] = (by_step == self.done.verified
-                        and len(records) == self.log.scans_ok + self.done.verified.get(10105, 0)
+                        and len(records) == self.log.scans_ok + payments
                         and settled == self.done.settled
                         == self.log.pays_ok - self.done.uninsured_pays
                         and report["clean"] and all(audits.values()))

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.sdk import Step
+
 from .scenario import Fault
 
-SCAN_STEPS = {"checkin": 10101, "doctor": 10102, "revisit": 10102, "lab": 10104,
-              "imaging": 10104, "pharmacy": 10103, "payment": 10105}
+# the step of care each station scans an online patient's code at
+SCAN_STEPS: dict[str, int] = {station: int(step) for station, step in {
+    "checkin": Step.REGISTRATION, "doctor": Step.DIAGNOSIS, "revisit": Step.DIAGNOSIS,
+    "lab": Step.EXAMINATION, "imaging": Step.EXAMINATION, "pharmacy": Step.PHARMACY,
+    "payment": Step.PAYMENT}.items()}
+PAYMENT_STEP = int(Step.PAYMENT)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from .clients import AdminClient, ChannelClient, SdkError, TerminalClient
+from .codes import Step
 from .fusion_job import fuse_all
-from .registry.synthetic import generate_residents
-from .sdk import AdminClient, ChannelClient, SdkError, TerminalClient
 from .seeding import insured_record
+from .synthetic import generate_residents
 
 VISIT = [{"code": "consultation", "category": "A", "amount_fen": 5_000},
          {"code": "drugs", "category": "A", "amount_fen": 245_000},
@@ -41,7 +42,7 @@ def run_fusion(url: str, admin: AdminClient, seed: dict[str, Any], console: Cons
         h5.post("/channel/v1/claim", headers=auth).raise_for_status()
         bound = h5.post("/channel/v1/binding", headers=auth).json()
         code = h5.get("/channel/v1/code", headers=auth).json()
-        answer = term.verify(code["qr_text"], step=10105)
+        answer = term.verify(code["qr_text"], step=Step.PAYMENT)
         visit = term.upload_fees(answer["essc"]["ec_token"], VISIT)
         settled = term.settle(visit["settlement_id"])
         admin.set_faults(unavailable=True)
@@ -113,8 +114,8 @@ def _refused_bindings(url: str, seed: dict, people: list, bound_card: str,
 def _forged(url: str, seed: dict, card: dict, essc: dict) -> None:
     """A binding record signed with a key that is not the EHC system's, sent to the
     e-SSC system's countersigning route (as a compromised peer would)."""
-    from .common import binding
-    from .common.crypto import sm2_generate_keypair
+    from ..common import binding
+    from ..common.crypto import sm2_generate_keypair
 
     record = binding.make_record(card["card_id"], card["empi"], essc["ssc_card_no"],
                                  essc["region"], "bound", 1)

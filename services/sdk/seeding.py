@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .registry.synthetic import CITY_AREA_CODES, generate_residents
-from .sdk import AdminClient, ChannelClient, SdkError
+from .clients import AdminClient, ChannelClient, SdkError
+from .synthetic import CITY_AREA_CODES, generate_residents
 
 # departments and terminal types of a demo hospital: (dept code, terminal type, role)
 TERMINALS = (("0101", 1, "registration window"), ("0102", 2, "self-service kiosk"),

@@ -16,9 +16,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from .app import ALL_SYSTEMS, build_app
-from .common.secrets_store import deployment_secret
-from .common.settings import Settings
+from ..app import ALL_SYSTEMS, build_app
+from ..common.secrets_store import deployment_secret
+from ..common.settings import Settings
 
 
 @dataclass
@@ -90,3 +90,10 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def prepare_store(settings: Settings) -> str:
+    """Create every system's tables, keys and secrets in the configured store once (before
+    several workers race for them); returns the admin token."""
+    build_app(settings)
+    return deployment_secret(settings, "admin_token")

@@ -21,7 +21,8 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
-from .common.signing import sign_headers
+from ..common.signing import sign_headers
+from .codes import Step
 
 CST = timezone(timedelta(hours=8))
 
@@ -298,21 +299,22 @@ class TerminalClient(_Signed):
         self.terminal_type = terminal_type
         self.institution_name = institution_name or self.institution_code
 
-    def verify_body(self, qr_text: str, step: int = 10101, time: str | None = None) -> dict:
+    def verify_body(self, qr_text: str, step: int = Step.REGISTRATION,
+                    time: str | None = None) -> dict:
         return {
             "qr_text": qr_text, "terminal_id": self.terminal_id,
             "institution_code": self.institution_code,
             "institution_name": self.institution_name, "city_code": self.city_code,
-            "terminal_type": self.terminal_type, "step": step,
+            "terminal_type": self.terminal_type, "step": int(step),
             "time": time or cst_now_text(),
         }
 
-    def verify(self, qr_text: str, step: int = 10101, time: str | None = None) -> dict:
+    def verify(self, qr_text: str, step: int = Step.REGISTRATION, time: str | None = None) -> dict:
         """An EHC or fused code, on the EHC system's verify route."""
         return self.request("POST", "/ehc/v1/qrcodes/verify",
                             self.verify_body(qr_text, step, time))
 
-    def verify_essc(self, qr_text: str, step: int = 10105, time: str | None = None) -> dict:
+    def verify_essc(self, qr_text: str, step: int = Step.PAYMENT, time: str | None = None) -> dict:
         """An e-SSC's own code, on the e-SSC system's verify route."""
         return self.request("POST", "/essc/v1/qrcodes/verify",
                             self.verify_body(qr_text, step, time))

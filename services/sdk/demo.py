@@ -15,11 +15,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from .common.settings import Settings
+from ..common.settings import Settings
+from .clients import AdminClient, ChannelClient, TerminalClient
+from .codes import Step
 from .demo_fusion import refusal_table, run_fusion
-from .sdk import AdminClient, ChannelClient, TerminalClient
 from .seeding import seed_stack
-from .serve import start_in_thread
+from .stack import start_in_thread
 
 
 def run_demo(var_dir: Path, residents: int = 220, console: Console | None = None) -> dict:
@@ -53,8 +54,8 @@ def run_demo(var_dir: Path, residents: int = 220, console: Console | None = None
             people = by_city.get(inst["city"], [])[:10]
             for card in people:
                 code = app.qrcode(card["card_id"])["qr_text"]
-                for role, step in (("registration window", 10101),
-                                   ("pharmacy window", 10103)):
+                for role, step in (("registration window", Step.REGISTRATION),
+                                   ("pharmacy window", Step.PHARMACY)):
                     t0 = time.perf_counter()
                     terms[role].verify(code, step=step)
                     lat.append((time.perf_counter() - t0) * 1000)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 
-from .sdk import AdminClient
+from .clients import AdminClient
 
 COUNTS = ("holders", "opened", "bound", "refused", "pending")
 

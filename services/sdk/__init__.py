@@ -1,0 +1,73 @@
+"""The only door to the card network for clients: the twin, the load tests, benchmarks
+and users. ``from services.sdk import ...`` gives
+
+- the HTTP clients (:class:`AdminClient`, :class:`ChannelClient`, :class:`TerminalClient`)
+  and :class:`SdkError`, the refusal with the server's stable ``code``;
+- the codes a client sends (:mod:`.codes`: steps of care, terminal types);
+- synthetic residents, seeding of a stack and the fusion job;
+- a stack to talk to (:func:`start_in_thread`, :func:`spawn_server`, :func:`prepare_store`)
+  and the demo of ``make run``.
+
+The stack's parts are imported on first use, so that a load generator that only signs
+requests does not load the server.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .clients import CST, AdminClient, ChannelClient, SdkError, TerminalClient, cst_now_text
+from .codes import Step, TerminalType
+from .fusion_job import card_ranges, fuse_all, todo
+from .seeding import institution_code, insured_record, seed_stack, write_seed_file
+from .synthetic import CITY_AREA_CODES, SyntheticResident, generate_residents
+
+if TYPE_CHECKING:
+    from .demo import run_demo
+    from .stack import (
+        RunningStack,
+        Settings,
+        prepare_store,
+        spawn_server,
+        start_in_thread,
+        stop_server,
+    )
+
+_LAZY = {"RunningStack": ".stack", "Settings": ".stack", "prepare_store": ".stack",
+         "spawn_server": ".stack", "start_in_thread": ".stack", "stop_server": ".stack",
+         "run_demo": ".demo"}
+
+__all__ = [
+    "CITY_AREA_CODES",
+    "CST",
+    "AdminClient",
+    "ChannelClient",
+    "RunningStack",
+    "SdkError",
+    "Settings",
+    "Step",
+    "SyntheticResident",
+    "TerminalClient",
+    "TerminalType",
+    "card_ranges",
+    "cst_now_text",
+    "fuse_all",
+    "generate_residents",
+    "institution_code",
+    "insured_record",
+    "prepare_store",
+    "run_demo",
+    "seed_stack",
+    "spawn_server",
+    "start_in_thread",
+    "stop_server",
+    "todo",
+    "write_seed_file",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
