@@ -20,9 +20,9 @@ from rich.console import Console
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.sdk import spawn_server, start_in_thread, stop_server
-from twin.cosim import run_cosim
-from twin.model import HospitalDay
-from twin.scenario import load_scenario
+from twin.experiments.cosim import run_cosim
+from twin.model.day import HospitalDay
+from twin.scenario.schema import load_scenario
 
 from .common import save
 

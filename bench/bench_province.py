@@ -7,8 +7,8 @@ import resource
 import time
 from pathlib import Path
 
-from twin.province import load_province
-from twin.province_run import run_province
+from twin.experiments.province import run_province
+from twin.scenario.province import load_province
 
 from .common import save
 

@@ -15,8 +15,8 @@ import simpy
 from rich.console import Console
 from rich.table import Table
 
-from twin.model import HospitalDay
-from twin.scenario import load_scenario
+from twin.model.day import HospitalDay
+from twin.scenario.schema import load_scenario
 
 from .common import save
 

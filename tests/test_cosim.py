@@ -19,11 +19,11 @@ from services.common.settings import Settings
 from services.sdk import spawn_server, start_in_thread, stop_server
 from tests.stack import make_test_settings
 from tests.test_crash_safety import free_port
-from twin.cosim import run_cosim
-from twin.model import HospitalDay
-from twin.network import Network, ScriptedNetwork
-from twin.results import kpis
-from twin.scenario import Fault, load_scenario
+from twin.experiments.cosim import run_cosim
+from twin.model.day import HospitalDay
+from twin.network.scripted import Network, ScriptedNetwork
+from twin.results.kpis import kpis
+from twin.scenario.schema import Fault, load_scenario
 
 SMALL = Path("scenarios/small_clinic.yaml")
 

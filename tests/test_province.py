@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twin.demand import KINDS, Demand
-from twin.model import HospitalDay
-from twin.province import load_province, scale_hospital
-from twin.province_run import city_table, paper_table, plan, run_province
-from twin.scenario import ScenarioError, load_scenario
+from twin.experiments.demand import KINDS, Demand
+from twin.experiments.province import city_table, paper_table, plan, run_province
+from twin.model.day import HospitalDay
+from twin.scenario.province import load_province, scale_hospital
+from twin.scenario.schema import ScenarioError, load_scenario
 
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "small_province.yaml"

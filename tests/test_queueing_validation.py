@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from twin.queueing import erlang_c, jackson_tandem, mmc_wait
-from twin.station import simulate_tandem, station_experiment
+from twin.validation.bare_queues import simulate_tandem, station_experiment
+from twin.validation.queueing import erlang_c, jackson_tandem, mmc_wait
 
 
 def test_erlang_c_closed_form_known_values() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from twin.report import NOTEBOOKS, build_reports
+from twin.report.notebooks import NOTEBOOKS, build_reports
 
 MIN_FIGURES = {"flow_comparison": 6, "province_rollout": 4, "loadtest_report": 1}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twin.arrivals import nspp_arrivals, rate_function
-from twin.model import HospitalDay
-from twin.results import kpis, patients_frame
-from twin.runner import run_replications
-from twin.scenario import Scenario, ScenarioError, load_scenario
+from twin.experiments.runner import run_replications
+from twin.model.arrivals import nspp_arrivals, rate_function
+from twin.model.day import HospitalDay
+from twin.results.kpis import kpis, patients_frame
+from twin.scenario.schema import Scenario, ScenarioError, load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 BIG = 10_000

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from .scenario import Scenario, ScenarioError, load_scenario
+from twin.scenario.schema import Scenario, ScenarioError, load_scenario
 
 app = typer.Typer(no_args_is_help=True, help="The hospital twin (SimPy).")
 console = Console()
@@ -33,7 +33,7 @@ def _progress() -> Progress:
 
 def _run(sc: Scenario, replications: int | None, seed: int | None, workers: int,
          keep: bool = True, label: str | None = None):  # type: ignore[no-untyped-def]
-    from .runner import run_replications
+    from twin.experiments.runner import run_replications
 
     reps = replications or sc.replications
     with _progress() as bar:
@@ -92,12 +92,12 @@ def run(
 ) -> None:
     """Simulate a hospital day R times; write tidy results and print KPIs with 95% CIs.
     With --cosim, one day whose online patients run through the real card stack."""
-    from .outage import outage_report
-    from .plots import queues_over_day, visit_time_ecdf, waits_by_station
+    from twin.experiments.outage import outage_report
+    from twin.report.plots import queues_over_day, visit_time_ecdf, waits_by_station
 
     sc = _load(scenario)
     if visits is not None:
-        from .province import scale_hospital
+        from twin.scenario.province import scale_hospital
 
         sc = scale_hospital(sc, visits)
     if cosim:
@@ -127,7 +127,7 @@ def run(
 def _cosim(sc: Scenario, url: str | None, admin_token: str | None, out: Path) -> None:
     import contextlib
 
-    from .cosim import run_cosim
+    from twin.experiments.cosim import run_cosim
 
     if url and not admin_token:
         raise typer.BadParameter("--admin-token (or EHC_ADMIN_TOKEN) is needed with --url")
@@ -196,8 +196,8 @@ def compare(
     workers: int = typer.Option(1, min=1, max=64),
 ) -> None:
     """Paired differences B - A with 95% CIs (same seeds: common random numbers)."""
-    from .plots import visit_time_ecdf, waits_by_station
-    from .runner import paired_differences
+    from twin.experiments.runner import paired_differences
+    from twin.report.plots import visit_time_ecdf, waits_by_station
 
     sa, sb = _load(a), _load(b)
     seed = seed if seed is not None else sa.seed
@@ -227,8 +227,8 @@ def station(
     as_json: bool = typer.Option(False, "--json", help="print JSON only"),
 ) -> None:
     """One M/M/c station in steady state (validation against Erlang C)."""
-    from .queueing import mmc_wait
-    from .station import station_experiment
+    from twin.validation.bare_queues import station_experiment
+    from twin.validation.queueing import mmc_wait
 
     if arrival_rate >= servers / service_mean:
         console.print(f"[yellow]warning[/]: rho = {arrival_rate * service_mean / servers:.3f}"
@@ -282,10 +282,10 @@ def province(
     demand_scale: float = typer.Option(1.0, min=0, help="scale of the demand CSV for Locust"),
 ) -> None:
     """Every hospital of every city for a day, both flows; the paper's figures beside."""
-    from .demand import write_demand
-    from .plots import city_savings, demand_curve
-    from .province import load_province
-    from .province_run import city_table, paper_table, plan, run_province
+    from twin.experiments.demand import write_demand
+    from twin.experiments.province import city_table, paper_table, plan, run_province
+    from twin.report.plots import city_savings, demand_curve
+    from twin.scenario.province import load_province
 
     try:
         prov = load_province(scenario)
@@ -357,9 +357,9 @@ def sweep(
     out: Path = typer.Option(Path("results/twin/sweep"), help="output folder"),
 ) -> None:
     """A roll-out sweep: adoption levels x kiosk counts, time saved and queues."""
-    from .plots import sweep_plot
-    from .runner import run_replications
-    from .stats import t_interval
+    from twin.experiments.runner import run_replications
+    from twin.report.plots import sweep_plot
+    from twin.results.stats import t_interval
 
     sc = _load(scenario)
     try:
@@ -416,7 +416,7 @@ def report(
     only: list[str] | None = typer.Option(None, help="only these notebooks"),
 ) -> None:
     """Execute the analyst notebooks (papermill) and render them to HTML with an index."""
-    from .report import NOTEBOOKS, build_reports
+    from twin.report.notebooks import NOTEBOOKS, build_reports
 
     unknown = set(only or []) - set(NOTEBOOKS)
     if unknown:

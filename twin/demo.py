@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from .plots import queues_over_day, visit_time_ecdf, waits_by_station
-from .runner import paired_differences, run_replications
-from .scenario import load_scenario
+from twin.experiments.runner import paired_differences, run_replications
+from twin.report.plots import queues_over_day, visit_time_ecdf, waits_by_station
+from twin.scenario.schema import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 SHOWN = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .model import HospitalDay
+from twin.model.day import HospitalDay
 
 KINDS = ("verify", "refresh", "settlement", "payment")
 DAY_S = 86_400

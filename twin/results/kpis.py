@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .model import HospitalDay
+from twin.model.day import HospitalDay
 
 WINDOWS = ("registration window", "payment window", "pharmacy window")
 KPI_UNITS = {

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .demand import Demand
-from .model import HospitalDay
-from .province import Province
-from .results import WINDOWS, kpis, patients_frame
-from .scenario import Scenario
-from .stats import t_interval
+from twin.experiments.demand import Demand
+from twin.model.day import HospitalDay
+from twin.results.kpis import WINDOWS, kpis, patients_frame
+from twin.results.stats import t_interval
+from twin.scenario.province import Province
+from twin.scenario.schema import Scenario
 
 CHUNK = 6  # hospitals per task: small enough to balance, large enough to amortise
 

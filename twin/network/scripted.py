@@ -4,7 +4,7 @@ the patient falls back when it fails. Three implementations:
 
 - ``Network``: always answers at once (the plain twin; results as without a network);
 - ``ScriptedNetwork``: the scenario's fault windows, on the simulated clock;
-- ``twin.cosim.LiveNetwork``: real calls to the card stack through the SDK.
+- ``twin.experiments.cosim.LiveNetwork``: real calls to the card stack through the SDK.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.sdk import Step
-
-from .scenario import Fault
+from twin.scenario.schema import Fault
 
 # the step of care each station scans an online patient's code at
 SCAN_STEPS: dict[str, int] = {station: int(step) for station, step in {

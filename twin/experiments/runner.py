@@ -9,10 +9,17 @@ from typing import Any
 
 import pandas as pd
 
-from .model import HospitalDay
-from .results import KPI_UNITS, kpis, patients_frame, queue_frame, stations_frame, steps_frame
-from .scenario import Scenario
-from .stats import replications_needed, t_interval
+from twin.model.day import HospitalDay
+from twin.results.kpis import (
+    KPI_UNITS,
+    kpis,
+    patients_frame,
+    queue_frame,
+    stations_frame,
+    steps_frame,
+)
+from twin.results.stats import replications_needed, t_interval
+from twin.scenario.schema import Scenario
 
 
 def simulate_replication(sc: Scenario, replication: int, hospital: int = 0,

@@ -1,5 +1,5 @@
 """Bare queueing experiments: one M/M/c station and a tandem of M/M/c stations, steady
-state with a warm-up, for validation against ``twin.queueing`` and as the benchmark's
+state with a warm-up, for validation against ``twin.validation.queueing`` and as the benchmark's
 baseline."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from .stats import t_interval
-from .streams import Streams
+from twin.model.streams import Streams
+from twin.results.stats import t_interval
 
 
 @dataclass

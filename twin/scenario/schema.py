@@ -20,8 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from .distributions import Dist, Minutes
-from .units import UnitError, fraction
+from twin.scenario.distributions import Dist, Minutes
+from twin.scenario.units import UnitError, fraction
 
 Share = Annotated[float, BeforeValidator(fraction), Field(ge=0, le=1)]
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from .scenario import (
+from twin.scenario.schema import (
     Scenario,
     ScenarioError,
     Share,

@@ -38,12 +38,11 @@ from services.sdk import (
     generate_residents,
     insured_record,
 )
-
-from .model import HospitalDay
-from .network import PAYMENT_STEP, SCAN_STEPS, Network, Outcome, active
-from .outage import plot, summarise
-from .results import kpis, queue_frame
-from .scenario import Fault, Scenario
+from twin.experiments.outage import plot, summarise
+from twin.model.day import HospitalDay
+from twin.network.scripted import PAYMENT_STEP, SCAN_STEPS, Network, Outcome, active
+from twin.results.kpis import kpis, queue_frame
+from twin.scenario.schema import Fault, Scenario
 
 # a department code per kind of reading terminal of the co-simulated hospital
 DEPARTMENTS = {"checkin": "0101", "doctor": "0301", "revisit": "0301", "lab": "0401",

@@ -16,11 +16,11 @@ from types import SimpleNamespace
 import numpy as np
 import simpy
 
-from .arrivals import nspp_arrivals
-from .network import Network, ScriptedNetwork
-from .resources import FastResource
-from .scenario import Scenario
-from .streams import Streams
+from twin.model.arrivals import nspp_arrivals
+from twin.model.resources import FastResource
+from twin.model.streams import Streams
+from twin.network.scripted import Network, ScriptedNetwork
+from twin.scenario.schema import Scenario
 
 WALKS = 8  # walk slots of a journey: traditional uses up to 8, online up to 4
 STEP_NAMES = ("registration", "checkin", "doctor", "payment", "lab", "imaging",

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from .units import minutes
+from twin.scenario.units import minutes
 
 Minutes = Annotated[float, BeforeValidator(minutes)]
 

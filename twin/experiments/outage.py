@@ -13,11 +13,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .model import HospitalDay
-from .network import Network
-from .results import kpis, queue_frame
-from .scenario import Scenario
-from .stats import t_interval
+from twin.model.day import HospitalDay
+from twin.network.scripted import Network
+from twin.results.kpis import kpis, queue_frame
+from twin.results.stats import t_interval
+from twin.scenario.schema import Scenario
 
 RECOVERED_WITHIN = 2.0  # patients: a queue is back when within this (or 10 %) of no-fault
 STEADY_SAMPLES = 3  # ... for this many samples in a row

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .stats import t_interval
+from twin.results.stats import t_interval
 
 WAIT_KPIS = [("wait_registration", "registration\nwindow"), ("wait_payment", "payment\nwindow"),
              ("wait_pharmacy", "pharmacy\nwindow"), ("wait_doctor", "doctor\n(per visit)")]

@@ -14,7 +14,7 @@ NOTEBOOKS = {
     "province_rollout": "The province: the fused card across the 11 cities",
     "loadtest_report": "Load test: the QR verification hot path",
 }
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SMALL = {  # parameters for a quick run (tests, a first look)
     "flow_comparison": {"adoption_levels": [0.0, 1.0], "replications": 2, "daily_visits": 1500,

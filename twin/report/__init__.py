@@ -1,0 +1,1 @@
+"""Report: plots and the analyst notebooks executed into HTML."""

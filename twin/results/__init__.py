@@ -1,0 +1,1 @@
+"""Results: tidy frames, the KPIs planners read under stable names, and statistics."""

@@ -1,0 +1,1 @@
+"""Validation of the engine against queueing theory (Erlang C, Jackson tandems)."""
