@@ -282,9 +282,7 @@ def province(
     demand_scale: float = typer.Option(1.0, min=0, help="scale of the demand CSV for Locust"),
 ) -> None:
     """Every hospital of every city for a day, both flows; the paper's figures beside."""
-    from twin.experiments.demand import write_demand
-    from twin.experiments.province import city_table, paper_table, plan, run_province
-    from twin.report.plots import city_savings, demand_curve
+    from twin.experiments.province import plan, run_province, write_outputs
     from twin.scenario.province import load_province
 
     try:
@@ -302,23 +300,7 @@ def province(
         res = run_province(prov, scenario.parent, month=month, workers=workers,
                            scheduler=scheduler, tasks=tasks,
                            progress=lambda n: bar.advance(task, n))
-    out.mkdir(parents=True, exist_ok=True)
-    cities = city_table(res)
-    paper = paper_table(res, cities)
-    res.hospitals.to_csv(out / "hospitals.csv", index=False)
-    if res.patients is not None:
-        res.patients.to_parquet(out / "patients.parquet", index=False)
-    cities.to_csv(out / "cities.csv", index=False)
-    paper.to_csv(out / "paper_comparison.csv", index=False)
-    total = res.demand_total
-    write_demand(total, out / "demand.csv", demand_scale)
-    by_city = pd.concat([d.frame().assign(city=c) for c, d in res.demand.items()])
-    by_city[by_city.total > 0].to_csv(out / "demand_by_city.csv", index=False)
-    peaks = total.peaks()
-    (out / "demand_peaks.json").write_text(json.dumps(peaks, indent=1))
-    city_savings(cities, prov.paper.minutes_saved_per_visit, out / "savings_by_city.png")
-    demand_curve(total.frame(), out / "demand.png",
-                 f"Card-network demand, {prov.name}, month {month}")
+    cities, paper, peaks = write_outputs(res, prov, month, out, demand_scale)
     table = Table(title=f"{prov.name}, month {month}: time saved per visit by city")
     for c in ("city", "hospitals", "adoption", "visits/day", "min saved (95% CI)",
               "days saved/yr", "kiosks trad→online", "windows trad→online"):
@@ -357,9 +339,8 @@ def sweep(
     out: Path = typer.Option(Path("results/twin/sweep"), help="output folder"),
 ) -> None:
     """A roll-out sweep: adoption levels x kiosk counts, time saved and queues."""
-    from twin.experiments.runner import run_replications
+    from twin.experiments.sweep import run_sweep
     from twin.report.plots import sweep_plot
-    from twin.results.stats import t_interval
 
     sc = _load(scenario)
     try:
@@ -371,27 +352,10 @@ def sweep(
     if any(not 0 <= a <= 1 for a in levels) or any(k < 0 for k in counts):
         console.print("[red]adoption must lie in [0, 1] and kiosk counts be >= 0[/]")
         raise typer.Exit(2)
-    rows = []
     with _progress() as bar:
         task = bar.add_task("sweep", total=len(levels) * len(counts) * replications)
-        for k in counts:
-            for a in levels:
-                variant = sc.with_adoption(a).model_copy(update={
-                    "resources": sc.resources.model_copy(update={"kiosks": k})})
-                res = run_replications(variant, replications, seed=seed, workers=workers,
-                                       keep_patients=False,
-                                       progress=lambda n: bar.advance(task, n))
-                saved = t_interval(res.kpis.time_saved.to_numpy(float))
-                row = {"kiosks": k, "adoption": a, "time_saved": saved[0],
-                       "time_saved_low": saved[1], "time_saved_high": saved[2]}
-                for col in ("visit_time", "wait_registration", "wait_payment",
-                            "wait_pharmacy", "wait_doctor"):
-                    row[col] = float(res.kpis[col].mean())
-                row["mean_queue_windows"] = float(res.stations[res.stations.station.isin(
-                    ["registration window", "payment window", "pharmacy window"])]
-                    .mean_queue.mean())
-                rows.append(row)
-    df = pd.DataFrame(rows)
+        df = run_sweep(sc, levels, counts, replications, seed=seed, workers=workers,
+                       progress=lambda n: bar.advance(task, n))
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "sweep.csv", index=False)
     sweep_plot(df, out / "sweep.png")

@@ -39,6 +39,7 @@ from services.sdk import (
     insured_record,
 )
 from twin.experiments.outage import plot, summarise
+from twin.experiments.paired import counterfactual_day
 from twin.model.day import HospitalDay
 from twin.network.scripted import PAYMENT_STEP, SCAN_STEPS, Network, Outcome, active
 from twin.results.kpis import kpis, queue_frame
@@ -254,8 +255,7 @@ def run_cosim(sc: Scenario, url: str, admin_token: str, out: Path,
         "fallbacks": day.fallbacks, "kpis": kpis(day), "check": live.check()}
     queues = [queue_frame(day).assign(replication=0, run="outage")]
     if sc.faults:
-        base = HospitalDay(sc.model_copy(update={"faults": []}), 0, keep_steps=False,
-                           network=Network()).run()
+        base = counterfactual_day(sc, 0, against="no fault")
         queues.append(queue_frame(base).assign(replication=0, run="no fault"))
         paired = {"queues": pd.concat(queues, ignore_index=True),
                   "kpis": pd.DataFrame([{"replication": 0,

@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from twin.experiments.paired import counterfactual_day
 from twin.model.day import HospitalDay
-from twin.network.scripted import Network
 from twin.results.kpis import kpis, queue_frame
 from twin.results.stats import t_interval
 from twin.scenario.schema import Scenario
@@ -25,11 +25,10 @@ STEADY_SAMPLES = 3  # ... for this many samples in a row
 
 def paired_days(sc: Scenario, replications: int) -> dict[str, Any]:
     """Per replication, the day with its faults and without (common random numbers)."""
-    calm = sc.model_copy(update={"faults": []})
     queues, rows, fallbacks = [], [], []
     for r in range(replications):
         hit = HospitalDay(sc, r, keep_steps=False).run()
-        base = HospitalDay(calm, r, keep_steps=False, network=Network()).run()
+        base = counterfactual_day(sc, r, against="no fault")
         for label, day in (("outage", hit), ("no fault", base)):
             queues.append(queue_frame(day).assign(replication=r, run=label))
         rows.append({"replication": r, "visit_time_outage": kpis(hit)["visit_time"],

@@ -3,6 +3,7 @@ pool or a Dask cluster, aggregating as results arrive (no patient rows are kept)
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twin.experiments.demand import Demand
+from twin.experiments.demand import Demand, write_demand
+from twin.experiments.paired import counterfactual_day
 from twin.model.day import HospitalDay
 from twin.results.kpis import WINDOWS, kpis, patients_frame
 from twin.results.stats import t_interval
@@ -46,7 +48,7 @@ def _hospital_row(task: Task, h: int) -> tuple[dict[str, Any], Demand, pd.DataFr
     patients = patients_frame(online).assign(
         city=task.city, archetype=task.archetype, hospital=h,
         replication=task.replication) if task.keep_patients else None
-    base = HospitalDay(sc.with_adoption(0.0), task.replication, h, keep_steps=False).run()
+    base = counterfactual_day(sc, task.replication, h)
     row: dict[str, Any] = {"city": task.city, "archetype": task.archetype,
                            "level": task.level, "hospital": h,
                            "replication": task.replication, "adoption": task.adoption}
@@ -264,3 +266,29 @@ def paper_table(res: ProvinceResult, cities: pd.DataFrame) -> pd.DataFrame:
                           "difference": v - paper[k],
                           "relative": (v - paper[k]) / paper[k] if paper[k] else math.nan,
                           "why": why[k]} for k, v in model.items()])
+
+
+def write_outputs(res: ProvinceResult, prov: Province, month: int, out: Path,
+                  demand_scale: float = 1.0) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Write a province run's tables, demand curves and plots to ``out``; returns the city
+    table, the paper's figures beside the model's, and the demand peaks."""
+    from twin.report.plots import city_savings, demand_curve
+
+    out.mkdir(parents=True, exist_ok=True)
+    cities = city_table(res)
+    paper = paper_table(res, cities)
+    res.hospitals.to_csv(out / "hospitals.csv", index=False)
+    if res.patients is not None:
+        res.patients.to_parquet(out / "patients.parquet", index=False)
+    cities.to_csv(out / "cities.csv", index=False)
+    paper.to_csv(out / "paper_comparison.csv", index=False)
+    total = res.demand_total
+    write_demand(total, out / "demand.csv", demand_scale)
+    by_city = pd.concat([d.frame().assign(city=c) for c, d in res.demand.items()])
+    by_city[by_city.total > 0].to_csv(out / "demand_by_city.csv", index=False)
+    peaks = total.peaks()
+    (out / "demand_peaks.json").write_text(json.dumps(peaks, indent=1))
+    city_savings(cities, prov.paper.minutes_saved_per_visit, out / "savings_by_city.png")
+    demand_curve(total.frame(), out / "demand.png",
+                 f"Card-network demand, {prov.name}, month {month}")
+    return cities, paper, peaks

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from twin.experiments.paired import counterfactual_day
 from twin.model.day import HospitalDay
 from twin.results.kpis import (
     KPI_UNITS,
@@ -31,8 +32,7 @@ def simulate_replication(sc: Scenario, replication: int, hospital: int = 0,
     k = kpis(day)
     if counterfactual:
         if sc.demand.adoption > 0:
-            base = HospitalDay(sc.with_adoption(0.0), replication, hospital,
-                               keep_steps=False).run()
+            base = counterfactual_day(sc, replication, hospital)
             k["time_saved"] = kpis(base)["visit_time"] - k["visit_time"]
         else:
             k["time_saved"] = 0.0

@@ -15,133 +15,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import simpy
+from simpy.events import ProcessGenerator
 
-from twin.model.arrivals import nspp_arrivals
+from twin.model.names import WALKS, StationName, Walk
+from twin.model.patients import Patients, appointment_arrivals, draw_patients
 from twin.model.resources import FastResource
 from twin.model.streams import Streams
 from twin.network.scripted import Network, ScriptedNetwork
 from twin.scenario.schema import Scenario
-
-WALKS = 8  # walk slots of a journey: traditional uses up to 8, online up to 4
-STEP_NAMES = ("registration", "checkin", "doctor", "payment", "lab", "imaging",
-              "report", "revisit", "pharmacy")
-
-
-@dataclass
-class Patients:
-    """The day's patients, one array per attribute (index = patient ID)."""
-
-    arrival: np.ndarray  # desired arrival (walk-in time), minutes from midnight
-    online: np.ndarray
-    age: np.ndarray  # 0 child, 1 adult, 2 elderly
-    insured: np.ndarray
-    dept: np.ndarray
-    kiosk: np.ndarray
-    reg_window: np.ndarray
-    reg_kiosk: np.ndarray
-    consult1: np.ndarray
-    test: np.ndarray
-    lab: np.ndarray  # True lab, False imaging (when test)
-    test_service: np.ndarray
-    turnaround: np.ndarray
-    report: np.ndarray
-    consult2: np.ndarray
-    rx: np.ndarray
-    pay: np.ndarray  # (n, 2)
-    dispense: np.ndarray
-    walk: np.ndarray  # (n, WALKS)
-    checkin: np.ndarray
-    phone_pay: np.ndarray  # (n, 2)
-    phone_fail: np.ndarray  # (n, 2)
-    early: np.ndarray
-    call_delay: np.ndarray
-    late: np.ndarray
-    is_late: np.ndarray
-    no_show: np.ndarray
-
-    @property
-    def n(self) -> int:
-        return len(self.arrival)
-
-
-def draw_patients(sc: Scenario, streams: Streams) -> Patients:
-    d, t, o = sc.demand, sc.times, sc.online
-    arrival = nspp_arrivals(streams("arrivals"), sc.day.hourly_profile, sc.day.arrivals_from,
-                            sc.day.arrivals_until, d.daily_visits)
-    n = len(arrival)
-
-    def u(name: str, shape: int | tuple = n) -> np.ndarray:
-        return streams(name).random(shape)
-
-    ages = np.array([d.age_shares.get(k, 0.0) for k in ("child", "adult", "elderly")])
-    shares = np.array([dep.share for dep in sc.hospital.departments])
-    test = u("tests") < d.test_share
-    lab = u("test_kind") < d.lab_share_of_tests
-    lab_s, img_s = t.lab_service.sample(streams("lab_service"), n), \
-        t.imaging_service.sample(streams("imaging_service"), n)
-    lab_t, img_t = t.lab_turnaround.sample(streams("lab_turnaround"), n), \
-        t.imaging_turnaround.sample(streams("imaging_turnaround"), n)
-    age = np.minimum(np.searchsorted(np.cumsum(ages), u("age"), side="right"), 2)
-    walk_factor = np.where(age == 2, o.elderly_walk_factor, 1.0)
-    return Patients(
-        arrival=arrival,
-        online=u("adoption") < d.adoption,
-        age=age,
-        insured=u("insured") < d.insured_share,
-        dept=np.minimum(np.searchsorted(np.cumsum(shares), u("department"), side="right"),
-                        len(shares) - 1),
-        kiosk=u("kiosk_choice") < sc.resources.kiosk_share,
-        reg_window=t.registration_window.sample(streams("registration_window"), n),
-        reg_kiosk=t.registration_kiosk.sample(streams("registration_kiosk"), n),
-        consult1=t.consult_first.sample(streams("consult_first"), n),
-        test=test,
-        lab=lab,
-        test_service=np.where(lab, lab_s, img_s),
-        turnaround=np.where(lab, lab_t, img_t),
-        report=t.report_print.sample(streams("report_print"), n),
-        consult2=t.consult_revisit.sample(streams("consult_revisit"), n),
-        rx=u("prescription") < d.prescription_share,
-        pay=t.payment_window.sample(streams("payment_window"), 2 * n).reshape(n, 2),
-        dispense=t.pharmacy_dispense.sample(streams("pharmacy_dispense"), n),
-        walk=t.walk.sample(streams("walk"), WALKS * n).reshape(n, WALKS) * walk_factor[:, None],
-        checkin=t.checkin_scan.sample(streams("checkin_scan"), n),
-        phone_pay=t.phone_payment.sample(streams("phone_payment"), 2 * n).reshape(n, 2),
-        phone_fail=u("phone_failure", (n, 2)) < o.phone_payment_failure,
-        early=o.early.sample(streams("early"), n),
-        call_delay=o.call_delay.sample(streams("call_delay"), n),
-        late=o.late.sample(streams("late"), n),
-        is_late=u("late_share") < o.late_share,
-        no_show=u("no_show") < o.no_show_share,
-    )
-
-
-def appointment_arrivals(sc: Scenario, p: Patients) -> tuple[np.ndarray, np.ndarray]:
-    """(arrival, appointment time) of every patient. An online patient books the first
-    half-hour slot with room at or after the time they would have walked in and gets a
-    precise time inside it (the j-th of the slot's places, spread evenly: "precise
-    appointment"), then comes early or late around it. A walk-in's appointment time is
-    their arrival."""
-    arrival = p.arrival.copy()
-    slots = p.arrival.copy()
-    slot = sc.online.slot_length
-    start = sc.day.arrivals_from
-    mean_consult = (sc.times.consult_first.mean_minutes
-                    + sc.demand.test_share * sc.times.consult_revisit.mean_minutes)
-    caps = [max(1, int(dep.doctors * slot / max(mean_consult, 1e-9)))
-            for dep in sc.hospital.departments]
-    booked: list[dict[int, int]] = [{} for _ in caps]
-    for i in np.flatnonzero(p.online):  # arrival order = booking order
-        d = int(p.dept[i])
-        k = max(0, int((p.arrival[i] - start) // slot))
-        while booked[d].get(k, 0) >= caps[d]:
-            k += 1
-        j = booked[d].get(k, 0)
-        booked[d][k] = j + 1
-        slot_start = start + k * slot + j * slot / caps[d]
-        slots[i] = slot_start + p.call_delay[i]
-        arrival[i] = slot_start + p.late[i] if p.is_late[i] else \
-            max(0.0, slot_start - p.early[i])
-    return arrival, slots
 
 
 @dataclass(slots=True)
@@ -193,15 +74,15 @@ class HospitalDay:
             self.stations[name] = Station(name, res, cap, priority)
             return self.stations[name]
 
-        self.reg_window = station("registration window", r.registration_windows)
-        self.kiosks = station("kiosk", r.kiosks)
-        self.pay_window = station("payment window", r.payment_windows)
-        self.pharmacy = station("pharmacy window", r.pharmacy_windows)
-        self.lab = station("lab", r.lab_stations)
-        self.imaging = station("imaging", r.imaging_rooms)
-        self.scanners = station("check-in scanner", r.checkin_scanners)
-        self.doctors = [station(f"doctors: {d.name}", d.doctors, priority=True)
-                        for d in sc.hospital.departments]
+        self.reg_window = station(StationName.REGISTRATION_WINDOW, r.registration_windows)
+        self.kiosks = station(StationName.KIOSK, r.kiosks)
+        self.pay_window = station(StationName.PAYMENT_WINDOW, r.payment_windows)
+        self.pharmacy = station(StationName.PHARMACY_WINDOW, r.pharmacy_windows)
+        self.lab = station(StationName.LAB, r.lab_stations)
+        self.imaging = station(StationName.IMAGING, r.imaging_rooms)
+        self.scanners = station(StationName.CHECKIN_SCANNER, r.checkin_scanners)
+        self.doctors = [station(StationName.DOCTORS.format(department=d.name), d.doctors,
+                                priority=True) for d in sc.hospital.departments]
         n = self.p.n
         self.steps: list[tuple] = []
         self.depart = [np.nan] * n
@@ -246,7 +127,7 @@ class HospitalDay:
             self.demand.append((env.now, step, pid))
         return wait
 
-    def _walk(self, pid: int, k: int) -> None:
+    def _walk(self, pid: int, k: Walk) -> None:
         self.walks[pid] += 1
         self.ahead[pid] += self.q.walk[pid * WALKS + k]
 
@@ -255,10 +136,19 @@ class HospitalDay:
         self.ahead[pid] += minutes
 
     # ---------------------------------------------------------------- the two flows
-    def traditional(self, pid: int):  # type: ignore[no-untyped-def]
+    def traditional(self, pid: int) -> ProcessGenerator:
+        """The traditional outpatient visit:
+
+        1. walk in and register at a kiosk (kiosk users) or a registration window;
+        2. walk to the department and see a doctor;
+        3. if a test is ordered: pay (kiosk or window), walk to the lab or imaging, wait
+           for the results, print the report at a kiosk, and see the doctor again
+           (revisits go first);
+        4. if a prescription is written: pay, walk to the pharmacy, and be dispensed.
+        """
         p = self.q
         t0 = self.env.now
-        self._walk(pid, 0)
+        self._walk(pid, Walk.TO_REGISTRATION)
         if p.kiosk[pid] and self.sc.resources.kiosks > 0:
             self.w_reg[pid] += yield from self._use(pid, self.kiosks, p.reg_kiosk[pid],
                                                     "registration")
@@ -266,28 +156,28 @@ class HospitalDay:
         else:
             self.w_reg[pid] += yield from self._use(pid, self.reg_window, p.reg_window[pid],
                                                     "registration")
-        self._walk(pid, 1)
+        self._walk(pid, Walk.TO_DOCTOR)
         doctors = self.doctors[p.dept[pid]]
         self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid], "doctor")
         self.doc_time[pid] += p.consult1[pid]
         if p.test[pid]:
-            self._walk(pid, 2)
+            self._walk(pid, Walk.TO_FIRST_PAYMENT)
             yield from self._pay_traditional(pid, 0)
-            self._walk(pid, 3)
+            self._walk(pid, Walk.TO_TEST)
             yield from self._use(pid, self.lab if p.lab[pid] else self.imaging,
                                  p.test_service[pid], "lab" if p.lab[pid] else "imaging")
             self._spend(pid, p.turnaround[pid])
-            self._walk(pid, 4)
+            self._walk(pid, Walk.TO_REPORT)
             yield from self._use(pid, self.kiosks, p.report[pid], "report")
             self.kiosk_uses[pid] += 1
-            self._walk(pid, 5)
+            self._walk(pid, Walk.TO_REVISIT)
             self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid], "revisit",
                                                     priority=0)
             self.doc_time[pid] += p.consult2[pid]
         if p.rx[pid]:
-            self._walk(pid, 6)
+            self._walk(pid, Walk.TO_SECOND_PAYMENT)
             yield from self._pay_traditional(pid, 1)
-            self._walk(pid, 7)
+            self._walk(pid, Walk.TO_PHARMACY)
             self.w_pharm[pid] += yield from self._use(pid, self.pharmacy, p.dispense[pid],
                                                       "pharmacy")
         self._done(pid, t0)
@@ -322,14 +212,24 @@ class HospitalDay:
             self.fallbacks["window_payment"] += 1
         if p.phone_fail[2 * pid + k] or not out.ok:  # to a window, as a real hospital would
             self._window_paid.add((pid, k))
-            self._walk(pid, 2 if k == 0 else 6)
+            self._walk(pid, Walk.TO_FIRST_PAYMENT if k == 0 else Walk.TO_SECOND_PAYMENT)
             self.w_pay[pid] += yield from self._use(pid, self.pay_window, p.pay[2 * pid + k],
                                                     "payment")
 
-    def online(self, pid: int):  # type: ignore[no-untyped-def]
+    def online(self, pid: int) -> ProcessGenerator:
+        """The online fused-card visit (booked ahead on the phone):
+
+        1. walk to the department and check in by scanning the one code (a window and a
+           temporary card when the network fails);
+        2. wait to be called at the appointment's slot, then see the doctor (code scanned);
+        3. if a test is ordered: pay on the phone (a window when it fails), walk to the lab
+           or imaging, results pushed to the phone, walk back for the revisit;
+        4. if a prescription is written: pay on the phone, walk to the pharmacy, and be
+           dispensed (prepaid prescriptions are ready faster).
+        """
         p = self.q
         t0 = self.env.now
-        self._walk(pid, 1)
+        self._walk(pid, Walk.TO_DOCTOR)
         out = self.network.scan(pid, "checkin", self.env.now + self.ahead[pid])
         if out.ok:
             self.w_reg[pid] += yield from self._use(pid, self.scanners,
@@ -348,19 +248,19 @@ class HospitalDay:
         self.doc_time[pid] += p.consult1[pid]
         if p.test[pid]:
             yield from self._phone_pay(pid, 0)
-            self._walk(pid, 3)
+            self._walk(pid, Walk.TO_TEST)
             step = "lab" if p.lab[pid] else "imaging"
             yield from self._use(pid, self.lab if p.lab[pid] else self.imaging,
                                  p.test_service[pid] + self._scan(pid, step), step)
             self._spend(pid, p.turnaround[pid])  # results pushed to the phone
-            self._walk(pid, 5)
+            self._walk(pid, Walk.TO_REVISIT)
             self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid]
                                                     + self._scan(pid, "revisit"), "revisit",
                                                     priority=0)
             self.doc_time[pid] += p.consult2[pid]
         if p.rx[pid]:
             yield from self._phone_pay(pid, 1)
-            self._walk(pid, 7)
+            self._walk(pid, Walk.TO_PHARMACY)
             factor = 1.0 if (pid, 1) in self._window_paid else \
                 self.sc.online.prepaid_dispense_factor
             self.w_pharm[pid] += yield from self._use(pid, self.pharmacy, p.dispense[pid]
@@ -401,7 +301,6 @@ class HospitalDay:
             self.finished.succeed()
         first = float(self.start_at.min()) if p.n else self.sc.day.arrivals_from
         self.monitor_start = min(first, self.sc.day.arrivals_from)
-        self.env = self.env  # resources are bound to this environment
         self.env.process(self._source())
         self.env.run(until=self.monitor_start)
         self.env.process(self._monitor())

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from twin.model.day import HospitalDay
+from twin.model.names import WINDOWS
 
-WINDOWS = ("registration window", "payment window", "pharmacy window")
 KPI_UNITS = {
     "visit_time": "min", "visit_time_traditional": "min", "visit_time_online": "min",
     "wait_registration": "min", "wait_payment": "min", "wait_pharmacy": "min",

@@ -1,0 +1,135 @@
+"""The patients of a hospital day, drawn up front.
+
+Every random quantity of every patient is drawn vectorised from its own named stream,
+whether or not the patient's flow uses it: the two flows therefore see the same patients
+with the same needs and service times (common random numbers). Appointment holders get
+their slot here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from twin.model.arrivals import nspp_arrivals
+from twin.model.names import WALKS
+from twin.model.streams import Streams
+from twin.scenario.schema import Scenario
+
+
+@dataclass
+class Patients:
+    """The day's patients, one array per attribute (index = patient ID)."""
+
+    arrival: np.ndarray  # desired arrival (walk-in time), minutes from midnight
+    online: np.ndarray
+    age: np.ndarray  # 0 child, 1 adult, 2 elderly
+    insured: np.ndarray
+    dept: np.ndarray
+    kiosk: np.ndarray
+    reg_window: np.ndarray
+    reg_kiosk: np.ndarray
+    consult1: np.ndarray
+    test: np.ndarray
+    lab: np.ndarray  # True lab, False imaging (when test)
+    test_service: np.ndarray
+    turnaround: np.ndarray
+    report: np.ndarray
+    consult2: np.ndarray
+    rx: np.ndarray
+    pay: np.ndarray  # (n, 2)
+    dispense: np.ndarray
+    walk: np.ndarray  # (n, WALKS)
+    checkin: np.ndarray
+    phone_pay: np.ndarray  # (n, 2)
+    phone_fail: np.ndarray  # (n, 2)
+    early: np.ndarray
+    call_delay: np.ndarray
+    late: np.ndarray
+    is_late: np.ndarray
+    no_show: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.arrival)
+
+
+def draw_patients(sc: Scenario, streams: Streams) -> Patients:
+    d, t, o = sc.demand, sc.times, sc.online
+    arrival = nspp_arrivals(streams("arrivals"), sc.day.hourly_profile, sc.day.arrivals_from,
+                            sc.day.arrivals_until, d.daily_visits)
+    n = len(arrival)
+
+    def u(name: str, shape: int | tuple = n) -> np.ndarray:
+        return streams(name).random(shape)
+
+    ages = np.array([d.age_shares.get(k, 0.0) for k in ("child", "adult", "elderly")])
+    shares = np.array([dep.share for dep in sc.hospital.departments])
+    test = u("tests") < d.test_share
+    lab = u("test_kind") < d.lab_share_of_tests
+    lab_s, img_s = t.lab_service.sample(streams("lab_service"), n), \
+        t.imaging_service.sample(streams("imaging_service"), n)
+    lab_t, img_t = t.lab_turnaround.sample(streams("lab_turnaround"), n), \
+        t.imaging_turnaround.sample(streams("imaging_turnaround"), n)
+    age = np.minimum(np.searchsorted(np.cumsum(ages), u("age"), side="right"), 2)
+    walk_factor = np.where(age == 2, o.elderly_walk_factor, 1.0)
+    return Patients(
+        arrival=arrival,
+        online=u("adoption") < d.adoption,
+        age=age,
+        insured=u("insured") < d.insured_share,
+        dept=np.minimum(np.searchsorted(np.cumsum(shares), u("department"), side="right"),
+                        len(shares) - 1),
+        kiosk=u("kiosk_choice") < sc.resources.kiosk_share,
+        reg_window=t.registration_window.sample(streams("registration_window"), n),
+        reg_kiosk=t.registration_kiosk.sample(streams("registration_kiosk"), n),
+        consult1=t.consult_first.sample(streams("consult_first"), n),
+        test=test,
+        lab=lab,
+        test_service=np.where(lab, lab_s, img_s),
+        turnaround=np.where(lab, lab_t, img_t),
+        report=t.report_print.sample(streams("report_print"), n),
+        consult2=t.consult_revisit.sample(streams("consult_revisit"), n),
+        rx=u("prescription") < d.prescription_share,
+        pay=t.payment_window.sample(streams("payment_window"), 2 * n).reshape(n, 2),
+        dispense=t.pharmacy_dispense.sample(streams("pharmacy_dispense"), n),
+        walk=t.walk.sample(streams("walk"), WALKS * n).reshape(n, WALKS) * walk_factor[:, None],
+        checkin=t.checkin_scan.sample(streams("checkin_scan"), n),
+        phone_pay=t.phone_payment.sample(streams("phone_payment"), 2 * n).reshape(n, 2),
+        phone_fail=u("phone_failure", (n, 2)) < o.phone_payment_failure,
+        early=o.early.sample(streams("early"), n),
+        call_delay=o.call_delay.sample(streams("call_delay"), n),
+        late=o.late.sample(streams("late"), n),
+        is_late=u("late_share") < o.late_share,
+        no_show=u("no_show") < o.no_show_share,
+    )
+
+
+def appointment_arrivals(sc: Scenario, p: Patients) -> tuple[np.ndarray, np.ndarray]:
+    """(arrival, appointment time) of every patient. An online patient books the first
+    half-hour slot with room at or after the time they would have walked in and gets a
+    precise time inside it (the j-th of the slot's places, spread evenly: "precise
+    appointment"), then comes early or late around it. A walk-in's appointment time is
+    their arrival."""
+    arrival = p.arrival.copy()
+    slots = p.arrival.copy()
+    slot = sc.online.slot_length
+    start = sc.day.arrivals_from
+    mean_consult = (sc.times.consult_first.mean_minutes
+                    + sc.demand.test_share * sc.times.consult_revisit.mean_minutes)
+    caps = [max(1, int(dep.doctors * slot / max(mean_consult, 1e-9)))
+            for dep in sc.hospital.departments]
+    booked: list[dict[int, int]] = [{} for _ in caps]
+    for i in np.flatnonzero(p.online):  # arrival order = booking order
+        d = int(p.dept[i])
+        k = max(0, int((p.arrival[i] - start) // slot))
+        while booked[d].get(k, 0) >= caps[d]:
+            k += 1
+        j = booked[d].get(k, 0)
+        booked[d][k] = j + 1
+        slot_start = start + k * slot + j * slot / caps[d]
+        slots[i] = slot_start + p.call_delay[i]
+        arrival[i] = slot_start + p.late[i] if p.is_late[i] else \
+            max(0.0, slot_start - p.early[i])
+    return arrival, slots
