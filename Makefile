@@ -47,4 +47,4 @@ report: $(STAMP)
 
 ## fuzz: schema-driven fuzzing of every route with more examples than make test
 fuzz: $(STAMP)
-	EHC_FUZZ_EXAMPLES=300 $(BIN)/python -m pytest -q tests/test_fuzz.py
+	EHC_FUZZ_EXAMPLES=300 $(BIN)/python -m pytest -q tests/http/test_fuzz.py

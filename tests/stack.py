@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from pathlib import Path
 
@@ -58,3 +59,10 @@ def drop_schemas(settings: Settings) -> None:
         for n in names:
             conn.execute(text(f'DROP SCHEMA "{n}" CASCADE'))
     eng.dispose()
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

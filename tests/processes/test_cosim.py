@@ -17,8 +17,7 @@ import pytest
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.sdk import spawn_server, start_in_thread, stop_server
-from tests.stack import make_test_settings
-from tests.test_crash_safety import free_port
+from tests.stack import free_port, make_test_settings
 from twin.experiments.cosim import run_cosim
 from twin.model.day import HospitalDay
 from twin.network.scripted import Network, ScriptedNetwork

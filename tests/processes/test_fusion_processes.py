@@ -31,8 +31,7 @@ from services.sdk import (
     spawn_server,
     stop_server,
 )
-from tests.stack import backend_env, drop_backend
-from tests.test_crash_safety import free_port
+from tests.stack import backend_env, drop_backend, free_port
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import threading
 import time
 import uuid
@@ -25,15 +24,9 @@ from services.sdk import (
     spawn_server,
     stop_server,
 )
-from tests.stack import PG_ENV, drop_schemas
+from tests.stack import PG_ENV, drop_schemas, free_port
 
 CYCLES = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -17,9 +17,9 @@ from twin.model.day import HospitalDay
 from twin.scenario.province import load_province, scale_hospital
 from twin.scenario.schema import ScenarioError, load_scenario
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 SMALL = DATA / "small_province.yaml"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

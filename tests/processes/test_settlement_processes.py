@@ -32,8 +32,7 @@ from services.sdk import (
     spawn_server,
     stop_server,
 )
-from tests.stack import backend_env, drop_backend
-from tests.test_crash_safety import free_port
+from tests.stack import backend_env, drop_backend, free_port
 
 ITEMS = [{"code": "drugs", "category": "A", "amount_fen": 80_000},
          {"code": "room", "category": "C", "amount_fen": 5_000}]

@@ -16,7 +16,7 @@ from twin.model.day import HospitalDay
 from twin.results.kpis import kpis, patients_frame
 from twin.scenario.schema import Scenario, ScenarioError, load_scenario
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 BIG = 10_000
 
 FIXED = {
