@@ -14,7 +14,14 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from ..common.caller_routes import INVALID, Strict
-from ..common.errors import ApiError, error_responses, refuse_invalid_id
+from ..common.errors import (
+    Conflict,
+    NotFound,
+    ServiceError,
+    Unauthenticated,
+    error_responses,
+    refuse_invalid_id,
+)
 from ..common.idcard import mask_name, parse_resident_id
 from .system import ChannelSystem, Session
 
@@ -60,7 +67,7 @@ def make_router(ch: ChannelSystem) -> APIRouter:
     async def resident(request: Request) -> Session:
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("bearer "):
-            raise ApiError(401, "SESSION_INVALID", "log in first")
+            raise Unauthenticated("SESSION_INVALID", "log in first")
         session = ch.session(header[7:].strip())
         await ch.ready()
         return session
@@ -78,7 +85,7 @@ def make_router(ch: ChannelSystem) -> APIRouter:
             return None
         try:
             return await ch.ehc.signed("GET", f"/ehc/v1/cards/{ehc_card_id}/binding")
-        except ApiError as exc:
+        except ServiceError as exc:
             if exc.code == "BINDING_NOT_FOUND":
                 return None
             raise
@@ -117,7 +124,7 @@ def make_router(ch: ChannelSystem) -> APIRouter:
         try:
             essc = await ch.essc.signed("POST", "/essc/v1/cards", {
                 "id_type": s.id_type, "id_number": s.id_number, "name": s.name})
-        except ApiError as exc:
+        except ServiceError as exc:
             if exc.code != "NOT_INSURED":
                 raise
             essc = None
@@ -136,7 +143,7 @@ def make_router(ch: ChannelSystem) -> APIRouter:
     async def bind(s: Resident) -> dict:
         state = state_of(s)
         if not (state["ehc_card_id"] and state["ssc_card_no"]):
-            raise ApiError(409, "NOTHING_TO_BIND", "claim both cards first")
+            raise Conflict("NOTHING_TO_BIND", "claim both cards first")
         return await ch.ehc.signed("POST", f"/ehc/v1/cards/{state['ehc_card_id']}/binding",
                                    {"ssc_card_no": state["ssc_card_no"],
                                     "region": state["region"]})
@@ -147,7 +154,7 @@ def make_router(ch: ChannelSystem) -> APIRouter:
     async def unbind(s: Resident) -> dict:
         state = state_of(s)
         if not state["ehc_card_id"]:
-            raise ApiError(404, "BINDING_NOT_FOUND", "no card claimed")
+            raise NotFound("BINDING_NOT_FOUND", "no card claimed")
         return await ch.ehc.signed("DELETE", f"/ehc/v1/cards/{state['ehc_card_id']}/binding")
 
     @router.get("/v1/code", response_model=Code, tags=["resident"],
@@ -165,7 +172,7 @@ def make_router(ch: ChannelSystem) -> APIRouter:
             answer = await ch.essc.signed("GET",
                                           f"/essc/v1/cards/{state['ssc_card_no']}/qrcode")
         else:
-            raise ApiError(404, "NO_CARD", "claim a card first")
+            raise NotFound("NO_CARD", "claim a card first")
         return {**answer, "svg": render_svg(answer["qr_text"])}
 
     @router.get("/v1/settlements", tags=["resident"],
@@ -187,9 +194,9 @@ def make_router(ch: ChannelSystem) -> APIRouter:
         mine = {r["settlement_id"]: r for r in await my_settlements(s)}
         visit = mine.get(settlement_id)
         if visit is None:
-            raise ApiError(404, "SETTLEMENT_NOT_FOUND", "no such settlement of yours")
+            raise NotFound("SETTLEMENT_NOT_FOUND", "no such settlement of yours")
         if visit["state"] not in ("paying", "awaiting_confirmation") or not visit["cash_fen"]:
-            raise ApiError(409, "NOTHING_TO_PAY", f"the visit is {visit['state']}")
+            raise Conflict("NOTHING_TO_PAY", f"the visit is {visit['state']}")
         amount = visit["cash_fen"]
         return {"order_id": settlement_id, "merchant": visit["institution_code"],
                 "channel": body.channel, "amount_fen": amount, "state": visit["state"],

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..common.crypto import sm3
 from ..common.db import make_engine
-from ..common.errors import ApiError
+from ..common.errors import Unauthenticated
 from ..common.peer import PeerClient
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
@@ -85,7 +85,7 @@ class ChannelSystem:
         check = await self.registry.post("/registry/v1/realname-checks", {
             "id_type": id_type, "id_number": id_number, "name": name})
         if check["result"] != "match":
-            raise ApiError(401, "LOGIN_REFUSED", "identity and name do not pass the "
+            raise Unauthenticated("LOGIN_REFUSED", "identity and name do not pass the "
                            "real-name check")
         token = secrets.token_urlsafe(32)
         c = self.cipher
@@ -102,7 +102,7 @@ class ChannelSystem:
             row = conn.execute(select(sessions).where(
                 sessions.c.token_digest == sm3(token.encode()).hex())).first()
         if row is None or row.expires_at < _now():
-            raise ApiError(401, "SESSION_INVALID", "log in again")
+            raise Unauthenticated("SESSION_INVALID", "log in again")
         c = self.cipher
         return Session(row.id_type, c.decrypt(row.id_number_enc), row.id_digest,
                        c.decrypt(row.name_enc),

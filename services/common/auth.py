@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import Request
 
 from .crypto import constant_time_equal
-from .errors import ApiError
+from .errors import Forbidden, Unauthenticated
 
 
 def bearer_guard(*tokens: Callable[[], str]) -> Callable[[Request], None]:
@@ -16,9 +16,9 @@ def bearer_guard(*tokens: Callable[[], str]) -> Callable[[Request], None]:
     def guard(request: Request) -> None:
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("bearer "):
-            raise ApiError(401, "UNAUTHENTICATED", "bearer token required")
+            raise Unauthenticated("UNAUTHENTICATED", "bearer token required")
         given = header[7:].strip()
         if not any(constant_time_equal(given, tok()) for tok in tokens):
-            raise ApiError(403, "FORBIDDEN", "token not allowed here")
+            raise Forbidden("FORBIDDEN", "token not allowed here")
 
     return guard

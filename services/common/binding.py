@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 
 from .crypto import sm2_sign, sm2_verify, sm3
-from .errors import ApiError
+from .errors import Invalid, NotFound
 
 SIDES = ("ehc", "essc")
 STATES = ("bound", "unbound")
@@ -71,15 +71,15 @@ def make_record(ehc_card_id: str, empi: str, ssc_card_no: str, region: str, stat
 def check_record(record: Any) -> dict[str, Any]:
     """The record, if it is well formed; 422 BINDING_RECORD_INVALID otherwise."""
     if not isinstance(record, dict) or set(record) != {*_FIELDS, "version"}:
-        raise ApiError(422, "BINDING_RECORD_INVALID", "binding record has the wrong fields")
+        raise Invalid("BINDING_RECORD_INVALID", "binding record has the wrong fields")
     for name, pattern in _FIELDS.items():
         if not isinstance(record[name], str) or not pattern.match(record[name]):
-            raise ApiError(422, "BINDING_RECORD_INVALID", f"binding record: bad {name}")
+            raise Invalid("BINDING_RECORD_INVALID", f"binding record: bad {name}")
     version = record["version"]
     if not isinstance(version, int) or isinstance(version, bool) or not 0 < version < 2**31:
-        raise ApiError(422, "BINDING_RECORD_INVALID", "binding record: bad version")
+        raise Invalid("BINDING_RECORD_INVALID", "binding record: bad version")
     if record["binding_id"] != binding_id(record["ehc_card_id"], record["ssc_card_no"]):
-        raise ApiError(422, "BINDING_RECORD_INVALID", "binding ID does not match the cards")
+        raise Invalid("BINDING_RECORD_INVALID", "binding ID does not match the cards")
     return record
 
 
@@ -134,7 +134,7 @@ class SignedBatch:
                 raise ValueError(signer)
             return cls(signer, bytes.fromhex(leaves), bytes.fromhex(sig))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ApiError(422, "BINDING_SIGNATURE_INVALID", "malformed signed batch") from exc
+            raise Invalid("BINDING_SIGNATURE_INVALID", "malformed signed batch") from exc
 
 
 def sign_batch(signer: str, private_hex: str, records: list[dict[str, Any]]) -> SignedBatch:
@@ -284,15 +284,15 @@ def check_proof(proof: Any, keys: dict[str, str]) -> dict[str, Any]:
     """The record of a proof signed by both sides (``keys``: side -> SM2 public key);
     422 BINDING_SIGNATURE_INVALID when either signature fails."""
     if not isinstance(proof, dict):
-        raise ApiError(422, "BINDING_RECORD_INVALID", "proof must be an object")
+        raise Invalid("BINDING_RECORD_INVALID", "proof must be an object")
     record = check_record(proof.get("record"))
     for side in SIDES:
         part = proof.get(side)
         if not isinstance(part, dict) or not isinstance(part.get("index"), int):
-            raise ApiError(422, "BINDING_SIGNATURE_INVALID", f"{side} signature missing")
+            raise Invalid("BINDING_SIGNATURE_INVALID", f"{side} signature missing")
         batch = SignedBatch.from_json(part.get("batch"))
         if batch.signer != side or not verify_proof(record, batch, part["index"], keys[side]):
-            raise ApiError(422, "BINDING_SIGNATURE_INVALID", f"{side} signature does not hold")
+            raise Invalid("BINDING_SIGNATURE_INVALID", f"{side} signature does not hold")
     return record
 
 
@@ -322,7 +322,7 @@ class BindingSide:
         with self.engine.connect() as conn:
             proof = self.store.proof(conn, bid)
         if proof is None:
-            raise ApiError(404, "BINDING_NOT_FOUND", "no such binding")
+            raise NotFound("BINDING_NOT_FOUND", "no such binding")
         return proof
 
     async def check_proof(self, proof: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from .errors import ApiError
+from .errors import Conflict, Invalid, NotFound, Unauthenticated
 from .pii import FieldCipher
 from .signing import H_KEY, NonceCache, RateLimiter, check_signature, refuse_rate
 
@@ -104,14 +104,14 @@ class Callers:
                         sm2_public_key: str | None, level: int = 3) -> None:
         t = self.tables
         if not INSTITUTION_RE.match(code):
-            raise ApiError(422, "INVALID_INSTITUTION_CODE", "institution code is 12 [0-9A-Z]")
+            raise Invalid("INVALID_INSTITUTION_CODE", "institution code is 12 [0-9A-Z]")
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(t.institutions).values(
                     code=code, name=name, city_code=city_code, sm2_public_key=sm2_public_key,
                     level=level, created_at=datetime.now(UTC).replace(tzinfo=None)))
         except IntegrityError as exc:
-            raise ApiError(409, "INSTITUTION_EXISTS", "institution already registered") from exc
+            raise Conflict("INSTITUTION_EXISTS", "institution already registered") from exc
 
     def add_terminal(self, institution_code: str, dept_code: str, terminal_type: int,
                      secret: str | None = None) -> tuple[str, str]:
@@ -119,21 +119,21 @@ class Callers:
         uses with the other card system (else a new one is made)."""
         t = self.tables
         if not DEPT_RE.match(dept_code):
-            raise ApiError(422, "INVALID_DEPT_CODE", "department code is 4 digits")
+            raise Invalid("INVALID_DEPT_CODE", "department code is 4 digits")
         terminal_id = institution_code + dept_code
         secret = secret or secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             inst = conn.execute(select(t.institutions.c.code)
                                 .where(t.institutions.c.code == institution_code)).first()
             if inst is None:
-                raise ApiError(404, "INSTITUTION_NOT_FOUND", "unknown institution")
+                raise NotFound("INSTITUTION_NOT_FOUND", "unknown institution")
             try:
                 conn.execute(insert(t.terminals).values(
                     terminal_id=terminal_id, institution_code=institution_code,
                     terminal_type=terminal_type, secret_enc=self.cipher.encrypt(secret),
                     active=1))
             except IntegrityError as exc:
-                raise ApiError(409, "TERMINAL_EXISTS", "terminal already registered") from exc
+                raise Conflict("TERMINAL_EXISTS", "terminal already registered") from exc
         return terminal_id, secret
 
     def add_app(self, name: str, sm2_public_key: str | None, app_key: str | None = None,
@@ -149,7 +149,7 @@ class Callers:
                     app_key=app_key, name=name, secret_enc=self.cipher.encrypt(secret),
                     sm2_public_key=sm2_public_key, active=1))
         except IntegrityError as exc:
-            raise ApiError(409, "APP_EXISTS", "app key already registered") from exc
+            raise Conflict("APP_EXISTS", "app key already registered") from exc
         return app_key, secret
 
     # --------------------------------------------------------------- lookup
@@ -197,7 +197,7 @@ class Callers:
                               body: bytes) -> Terminal:
         term = self.terminal(headers.get(H_KEY, ""))
         if term is None:
-            raise ApiError(401, "UNKNOWN_TERMINAL", "terminal is not registered or disabled")
+            raise Unauthenticated("UNKNOWN_TERMINAL", "terminal is not registered or disabled")
         self._signed_by(term, headers, method, path, query, body)
         refuse_rate(self.terminal_limit, term.terminal_id)
         return term
@@ -206,7 +206,7 @@ class Callers:
                          body: bytes) -> ChannelApp:
         app = self.app(headers.get(H_KEY, ""))
         if app is None:
-            raise ApiError(401, "UNKNOWN_APP", "channel app is not registered or disabled")
+            raise Unauthenticated("UNKNOWN_APP", "channel app is not registered or disabled")
         self._signed_by(app, headers, method, path, query, body)
         refuse_rate(self.app_limit, app.app_key)
         return app

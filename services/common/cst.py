@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from .errors import ApiError
+from .errors import BadRequest, Invalid
 
 CST = timezone(timedelta(hours=8), "CST")
 
@@ -29,6 +29,6 @@ def refuse_clock_skew(terminal_time: str, now: datetime, skew_s: int) -> None:
     """422 for a malformed terminal time, 400 CLOCK_SKEW beyond the tolerance."""
     parsed = read_cst_time(terminal_time)
     if parsed is None:
-        raise ApiError(422, "INVALID_REQUEST", "time: YYYYMMDDHHMMSS (China Standard Time)")
+        raise Invalid("INVALID_REQUEST", "time: YYYYMMDDHHMMSS (China Standard Time)")
     if abs(parsed - now) > timedelta(seconds=skew_s):
-        raise ApiError(400, "CLOCK_SKEW", f"terminal clock is off by more than {skew_s}s")
+        raise BadRequest("CLOCK_SKEW", f"terminal clock is off by more than {skew_s}s")

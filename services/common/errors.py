@@ -33,19 +33,106 @@ def refuse_invalid_id() -> Iterator[None]:
     try:
         yield
     except InvalidIdNumber as exc:
-        raise ApiError(422, "INVALID_ID_NUMBER", f"id_number: {exc.reason}") from exc
+        raise Invalid("INVALID_ID_NUMBER", f"id_number: {exc.reason}") from exc
 
 
-class ApiError(Exception):
-    """An expected refusal: a 4xx status, a stable machine-readable code and a message."""
+class ServiceError(Exception):
+    """Base of every expected refusal: a stable machine-readable ``code`` and a human
+    ``message``. Domain modules raise the kinds below and never name an HTTP status;
+    the edge maps a kind to its status through :data:`HTTP_STATUS` (one table, here).
 
-    def __init__(self, status: int, code: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
+    ServiceError
+    ├── BadRequest        400  the request cannot be taken as sent (clock skew, a client gone)
+    ├── Unauthenticated   401  no valid credentials (signature, token)
+    ├── Forbidden         403  authenticated, but not allowed (a card lost, another's card)
+    ├── NotFound          404  no such thing for this caller
+    ├── Conflict          409  not in this state (a replayed code, a busy account)
+    ├── Gone              410  expired (a code, a voucher)
+    ├── TooLarge          413  a body over its limit
+    ├── Invalid           422  well-formed but wrong (schema, check digits, real-name)
+    ├── RateLimited       429  over the caller's rate (Retry-After)
+    ├── PeerFailed        502  a peer system answered with a fault
+    ├── Unavailable       503  a dependency is down or not configured
+    └── ApiError          any  a refusal with its status stated (route modules, relayed
+                               answers of peers and stored idempotent replays)
+    """
+
+    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of this kind of refusal (for the edge)."""
+        return next(HTTP_STATUS[k] for k in type(self).__mro__ if k in HTTP_STATUS)
+
+
+class BadRequest(ServiceError):
+    pass
+
+
+class Unauthenticated(ServiceError):
+    pass
+
+
+class Forbidden(ServiceError):
+    pass
+
+
+class NotFound(ServiceError):
+    pass
+
+
+class Conflict(ServiceError):
+    pass
+
+
+class Gone(ServiceError):
+    pass
+
+
+class TooLarge(ServiceError):
+    pass
+
+
+class Invalid(ServiceError):
+    pass
+
+
+class RateLimited(ServiceError):
+    pass
+
+
+class PeerFailed(ServiceError):
+    pass
+
+
+class Unavailable(ServiceError):
+    pass
+
+
+HTTP_STATUS: dict[type[ServiceError], int] = {
+    BadRequest: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
+    Gone: 410, TooLarge: 413, Invalid: 422, RateLimited: 429, PeerFailed: 502,
+    Unavailable: 503,
+}
+KIND_OF_STATUS = {status: kind for kind, status in HTTP_STATUS.items()}
+
+
+class ApiError(ServiceError):
+    """A refusal with its HTTP status stated: for route modules (the edge), for a peer's
+    answer relayed as it came, and for a stored answer replayed."""
+
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(code, message, headers)
+        self._status = status
+
+    @property
+    def status(self) -> int:
+        return self._status
 
 
 def error_body(code: str, message: str, request_id: str) -> bytes:
@@ -78,8 +165,8 @@ _HTTP_CODES = {
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> Response:
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> Response:
         return _response(request, exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -144,11 +231,11 @@ async def json_body(request: Request) -> object:
     pydantic model would walk item by item); 413 / 422 when it is too big or not JSON."""
     body = await request.body()
     if len(body) > MAX_JSON_BODY:
-        raise ApiError(413, "PAYLOAD_TOO_LARGE", "body is limited to 4 MiB")
+        raise TooLarge("PAYLOAD_TOO_LARGE", "body is limited to 4 MiB")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(422, "INVALID_REQUEST", "body is not JSON") from exc
+        raise Invalid("INVALID_REQUEST", "body is not JSON") from exc
 
 
 DAY = r"^\d{4}-\d{2}-\d{2}$"
@@ -159,4 +246,4 @@ def parse_day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as exc:
-        raise ApiError(422, "INVALID_REQUEST", "date: YYYY-MM-DD") from exc
+        raise Invalid("INVALID_REQUEST", "date: YYYY-MM-DD") from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .errors import ApiError, error_body
+from .errors import BadRequest, ServiceError, TooLarge, error_body
 
 Handler = Callable[[dict, bytes], Awaitable[bytes]]
 JSON = [(b"content-type", b"application/json")]
@@ -20,7 +20,7 @@ JSON = [(b"content-type", b"application/json")]
 class HotRoute:
     method: str
     path: str
-    handler: Handler  # (scope, body) -> JSON bytes, raises ApiError
+    handler: Handler  # (scope, body) -> JSON bytes, raises ServiceError
     max_body: int = 4096
 
 
@@ -40,7 +40,7 @@ class FastPath:
         try:
             body = await _read_body(receive, route.max_body)
             payload = await route.handler(scope, body)
-        except ApiError as exc:
+        except ServiceError as exc:
             status, payload = exc.status, error_body(exc.code, exc.message, rid)
             if exc.headers:
                 headers = JSON + [(k.lower().encode(), v.encode())
@@ -54,11 +54,11 @@ async def _read_body(receive, limit: int) -> bytes:  # type: ignore[no-untyped-d
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ApiError(400, "CLIENT_DISCONNECTED", "client went away")
+            raise BadRequest("CLIENT_DISCONNECTED", "client went away")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"body is limited to {limit} bytes")
+            raise TooLarge("PAYLOAD_TOO_LARGE", f"body is limited to {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

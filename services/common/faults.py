@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ApiError
+from .errors import Unavailable
 
 
 class FaultSettings(BaseModel):
@@ -33,4 +33,4 @@ class Faults:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.unavailable:
-            raise ApiError(503, "SERVICE_UNAVAILABLE", "unavailable (injected fault)")
+            raise Unavailable("SERVICE_UNAVAILABLE", "unavailable (injected fault)")

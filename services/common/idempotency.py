@@ -16,7 +16,7 @@ from sqlalchemy import Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .crypto import sm3
-from .errors import ApiError
+from .errors import ApiError, Conflict, Invalid, ServiceError
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
 STALE = timedelta(seconds=60)  # an in-progress key this old belongs to a dead process
@@ -38,7 +38,7 @@ class Idempotency:
     async def run(self, owner: str, key: str | None, req_hash: str,
                   call: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         if key is None or not KEY_RE.match(key):
-            raise ApiError(422, "IDEMPOTENCY_KEY_REQUIRED", "header Idempotency-Key: 8 to 64 "
+            raise Invalid("IDEMPOTENCY_KEY_REQUIRED", "header Idempotency-Key: 8 to 64 "
                            "of [A-Za-z0-9_-], one per intended change")
         try:
             self._claim(owner, key, req_hash)
@@ -46,7 +46,7 @@ class Idempotency:
             return replay.body
         try:
             body = await call()
-        except ApiError as exc:
+        except ServiceError as exc:
             if exc.status >= 500:
                 self._free(owner, key)
             else:
@@ -73,7 +73,7 @@ class Idempotency:
             row = conn.execute(select(t).where(t.c.institution_code == owner,
                                                t.c.key == key)).one()
             if row.request_hash != req_hash:
-                raise ApiError(422, "IDEMPOTENCY_KEY_REUSED",
+                raise Invalid("IDEMPOTENCY_KEY_REUSED",
                                "this key was used for another request")
             if row.status:
                 body = orjson.loads(row.body)
@@ -84,7 +84,7 @@ class Idempotency:
                 t.c.institution_code == owner, t.c.key == key, t.c.status == 0,
                 t.c.created_at == row.created_at).values(created_at=now)).rowcount == 1
             if not taken:
-                raise ApiError(409, "REQUEST_IN_PROGRESS", "the first request with this "
+                raise Conflict("REQUEST_IN_PROGRESS", "the first request with this "
                                "key is still running; retry", {"Retry-After": "1"})
 
     def _store(self, owner: str, key: str, status: int, body: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode
 
 from .crypto import constant_time_equal, hmac_sm3, sm2_sign, sm2_verify, sm3
-from .errors import ApiError
+from .errors import RateLimited, Unauthenticated
 
 H_KEY = "x-ehc-key"
 H_TS = "x-ehc-timestamp"
@@ -94,7 +94,7 @@ class RateLimiter:
 
 def refuse_rate(limiter: RateLimiter, key: str) -> None:
     if not limiter.take(key):
-        raise ApiError(429, "RATE_LIMITED", f"more than {limiter.rate:g} requests a second",
+        raise RateLimited("RATE_LIMITED", f"more than {limiter.rate:g} requests a second",
                        headers={"Retry-After": "1"})
 
 
@@ -134,16 +134,17 @@ def check_signature(
     max_age_s: int,
     now: float | None = None,
 ) -> None:
-    """Raise ``ApiError`` unless the request carries a fresh, unused, valid signature."""
+    """Raise ``Unauthenticated`` unless the request carries a fresh, unused, valid
+    signature."""
     ts, nonce, sig = headers.get(H_TS), headers.get(H_NONCE), headers.get(H_SIG)
     key = headers.get(H_KEY, "")
     if not ts or not nonce or not sig:
-        raise ApiError(401, "SIGNATURE_MISSING", "request is not signed")
+        raise Unauthenticated("SIGNATURE_MISSING", "request is not signed")
     now = time.time() if now is None else now
     if not ts.isdigit() or abs(now - int(ts)) > max_age_s:
-        raise ApiError(401, "SIGNATURE_STALE", f"timestamp outside +-{max_age_s}s")
+        raise Unauthenticated("SIGNATURE_STALE", f"timestamp outside +-{max_age_s}s")
     if not _NONCE_RE.match(nonce):
-        raise ApiError(401, "SIGNATURE_INVALID", "malformed nonce")
+        raise Unauthenticated("SIGNATURE_INVALID", "malformed nonce")
     msg = canonical_request(method, path, query, ts, nonce, body)
     how = headers.get(H_METHOD, "HMAC-SM3").upper()
     try:
@@ -157,6 +158,6 @@ def check_signature(
     else:
         ok = False
     if not ok:
-        raise ApiError(401, "SIGNATURE_INVALID", "signature does not match")
+        raise Unauthenticated("SIGNATURE_INVALID", "signature does not match")
     if not nonces.add(key, nonce, now):
-        raise ApiError(401, "SIGNATURE_REPLAYED", "nonce already used")
+        raise Unauthenticated("SIGNATURE_REPLAYED", "nonce already used")

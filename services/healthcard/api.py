@@ -20,7 +20,14 @@ from ..common.caller_routes import (
     caller_dependencies,
 )
 from ..common.callers import ChannelApp, Terminal
-from ..common.errors import ApiError, error_responses, refuse_invalid_id
+from ..common.errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    TooLarge,
+    error_responses,
+    refuse_invalid_id,
+)
 from ..common.fastpath import Headers, HotRoute
 from ..common.idcard import parse_resident_id
 from . import qrcodes
@@ -79,7 +86,7 @@ async def verify_payload(hc: HealthcardSystem, scope: dict, body: bytes) -> byte
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(422, "INVALID_REQUEST", "body is not JSON") from exc
+        raise Invalid("INVALID_REQUEST", "body is not JSON") from exc
     rid = scope.get("state", {}).get("request_id", "")
     answer = await hc.verifier.verify_async(term, data, rid)
     binding = answer.pop("binding", None)
@@ -109,7 +116,7 @@ def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter: 
         number, sex, birth = resident_facts(body.id_type, body.id_number)
         result = await hc.registry.realname_check(body.id_type, number, body.name)
         if result != "match":
-            raise ApiError(422, "REALNAME_MISMATCH" if result == "no_match"
+            raise Invalid("REALNAME_MISMATCH" if result == "no_match"
                            else "REALNAME_UNVERIFIED",
                            "identity and name do not pass the real-name check")
         return cards.apply(id_type=body.id_type, id_number=number, name=body.name, sex=sex,
@@ -147,7 +154,7 @@ def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter: 
         if body.name is not None:
             number = cards.cipher.decrypt(row.id_number_enc)
             if await hc.registry.realname_check(row.id_type, number, body.name) != "match":
-                raise ApiError(422, "REALNAME_MISMATCH", "new name fails the real-name check")
+                raise Invalid("REALNAME_MISMATCH", "new name fails the real-name check")
         return cards.view(cards.modify(card_id, app.app_key, phone=body.phone, name=body.name))
 
     for action in ("report-lost", "unlock", "cancel"):
@@ -251,7 +258,7 @@ def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter: 
         and as the framework path the fast path must agree with."""
         body = await request.body()
         if len(body) > MAX_VERIFY_BODY:
-            raise ApiError(413, "PAYLOAD_TOO_LARGE", "verify body is limited to 4 KiB")
+            raise TooLarge("PAYLOAD_TOO_LARGE", "verify body is limited to 4 KiB")
         return Response(await verify_payload(hc, request.scope, body),
                         media_type="application/json")
 
@@ -272,9 +279,9 @@ def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter: 
         try:
             code = qrcodes.parse(body.qr_text)
         except qrcodes.CodeError as exc:
-            raise ApiError(422, exc.code, exc.message) from exc
+            raise Invalid(exc.code, exc.message) from exc
         if code.kind == "temporary":
-            raise ApiError(422, "QR_MALFORMED", "bind to a real card, not a temporary one")
+            raise Invalid("QR_MALFORMED", "bind to a real card, not a temporary one")
         cards.bind_temporary(temp_card_id, code.card_id, term.institution_code)
         return Response(status_code=204)
 
@@ -328,7 +335,7 @@ def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter: 
         try:
             return {"key_id": hc.keystore.rotate(purpose)}
         except ValueError as exc:
-            raise ApiError(422, "INVALID_KEY_PURPOSE", str(exc)) from exc
+            raise Invalid("INVALID_KEY_PURPOSE", str(exc)) from exc
 
     @router.post("/admin/keys/{key_id}/retire", status_code=204, tags=["admin"],
                  dependencies=admin,
@@ -338,9 +345,9 @@ def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter: 
         try:
             hc.keystore.retire(key_id)
         except LookupError as exc:
-            raise ApiError(404, "KEY_NOT_FOUND", "no such key") from exc
+            raise NotFound("KEY_NOT_FOUND", "no such key") from exc
         except ValueError as exc:
-            raise ApiError(409, "KEY_ACTIVE", str(exc)) from exc
+            raise Conflict("KEY_ACTIVE", str(exc)) from exc
         return Response(status_code=204)
 
     @router.get("/admin/stats/issuance", tags=["admin"], dependencies=admin,

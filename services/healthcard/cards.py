@@ -11,7 +11,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from ..common.db import rows_by_identity
-from ..common.errors import ApiError
+from ..common.errors import Conflict, Forbidden, Invalid, NotFound
 from ..common.idcard import mask_id_number, mask_name, mask_phone, parse_resident_id
 from ..common.pii import FieldCipher
 from .ids import derive_card_id, make_empi
@@ -22,9 +22,9 @@ from .tables import card_apps, cards, family_members, patient_links
 NORMAL, LOST, CANCELLED, CONFIRMED, NOT_ISSUED = 1, 2, 3, 4, 5
 USABLE_STATES = (NORMAL, CONFIRMED)
 STATE_ERRORS = {
-    LOST: (403, "CARD_LOST", "the card is reported lost"),
-    CANCELLED: (403, "CARD_CANCELLED", "the card is cancelled"),
-    NOT_ISSUED: (403, "CARD_NOT_ISSUED", "the card is not issued"),
+    LOST: (Forbidden, "CARD_LOST", "the card is reported lost"),
+    CANCELLED: (Forbidden, "CARD_CANCELLED", "the card is cancelled"),
+    NOT_ISSUED: (Forbidden, "CARD_NOT_ISSUED", "the card is not issued"),
 }
 TRANSITIONS = {  # action: (allowed from, to)
     "report-lost": ((NORMAL, CONFIRMED), LOST),
@@ -39,7 +39,9 @@ def _now() -> datetime:
 
 def refuse_unusable(state: int) -> None:
     if state not in USABLE_STATES:
-        raise ApiError(*STATE_ERRORS.get(state, (403, "CARD_UNUSABLE", "card not usable")))
+        kind, code, message = STATE_ERRORS.get(
+            state, (Forbidden, "CARD_UNUSABLE", "card not usable"))
+        raise kind(code, message)
 
 
 class CardService:
@@ -84,14 +86,14 @@ class CardService:
                 .where(cards.c.card_id == card_id, card_apps.c.app_key == app_key)
             ).first()
         if row is None:
-            raise ApiError(404, "CARD_NOT_FOUND", "no such card for this app")
+            raise NotFound("CARD_NOT_FOUND", "no such card for this app")
         return row
 
     def lookup(self, id_type: str, id_number: str, app_key: str) -> Row:
         with self.engine.connect() as conn:
             row = self._by_identity(conn, id_type, id_number)
         if row is None:
-            raise ApiError(404, "CARD_NOT_FOUND", "no card for this identity")
+            raise NotFound("CARD_NOT_FOUND", "no card for this identity")
         return self.owned(row.card_id, app_key)
 
     # ------------------------------------------------------------------ apply
@@ -105,7 +107,7 @@ class CardService:
                                         issuer, app_key)
             except IntegrityError:
                 continue  # a concurrent apply for the same person won: read theirs
-        raise ApiError(409, "APPLY_CONFLICT", "concurrent applications; retry")
+        raise Conflict("APPLY_CONFLICT", "concurrent applications; retry")
 
     def _apply_once(self, id_type, id_number, name, sex, birth_date, phone, issuer, app_key):  # type: ignore[no-untyped-def]
         now = _now()
@@ -136,7 +138,7 @@ class CardService:
         with self.engine.connect() as conn:
             row = conn.execute(select(cards).where(cards.c.card_id == card_id)).first()
         if row is None:
-            raise ApiError(404, "CARD_NOT_FOUND", "no card with this ID")
+            raise NotFound("CARD_NOT_FOUND", "no card with this ID")
         return row
 
     def apply_many(self, people: list[dict[str, Any]], issuer: str) -> tuple[int, list[Row]]:
@@ -208,7 +210,7 @@ class CardService:
             ).rowcount
             row = conn.execute(select(cards).where(cards.c.card_id == card_id)).one()
         if not done:
-            raise ApiError(409, "CARD_STATE_CONFLICT",
+            raise Conflict("CARD_STATE_CONFLICT",
                            f"cannot {action} a card in state {row.state}")
         return row
 
@@ -216,7 +218,7 @@ class CardService:
     def add_family(self, owner_id: str, app_key: str, member: Row, relation: str) -> None:
         owner = self.owned(owner_id, app_key)
         if owner.card_id == member.card_id:
-            raise ApiError(422, "FAMILY_SELF", "a card cannot be its own family member")
+            raise Invalid("FAMILY_SELF", "a card cannot be its own family member")
         with self.engine.begin() as conn:
             exists = conn.execute(select(family_members).where(
                 family_members.c.owner_card_id == owner_id,
@@ -242,7 +244,7 @@ class CardService:
                 family_members.c.owner_card_id == owner_id,
                 family_members.c.member_card_id == member_id)).rowcount
         if not gone:
-            raise ApiError(404, "FAMILY_MEMBER_NOT_FOUND", "no such family member")
+            raise NotFound("FAMILY_MEMBER_NOT_FOUND", "no such family member")
 
     # ------------------------------------------------------------------ temporary cards
     def issue_temporary(self, institution_code: str, name: str | None, sex: str | None) -> Row:
@@ -267,9 +269,9 @@ class CardService:
                 cards.c.card_id == temp_id, cards.c.temporary == 1,
                 cards.c.issuer == institution_code)).first()
             if temp is None:
-                raise ApiError(404, "TEMP_CARD_NOT_FOUND", "no such temporary card here")
+                raise NotFound("TEMP_CARD_NOT_FOUND", "no such temporary card here")
             if temp.linked_card_id not in (None, real_card_id):
-                raise ApiError(409, "TEMP_CARD_BOUND", "temporary card already bound")
+                raise Conflict("TEMP_CARD_BOUND", "temporary card already bound")
             conn.execute(update(cards).where(cards.c.card_id == temp_id)
                          .values(linked_card_id=real_card_id, updated_at=_now()))
 
@@ -281,7 +283,7 @@ class CardService:
                 (patient_links.c.local_patient_id == local_id)
                 | (patient_links.c.card_id == card_id)))).all()
             if any(r.card_id != card_id or r.local_patient_id != local_id for r in cur):
-                raise ApiError(409, "PATIENT_LINK_CONFLICT",
+                raise Conflict("PATIENT_LINK_CONFLICT",
                                "patient ID or card already linked differently here")
             if not cur:
                 conn.execute(insert(patient_links).values(
@@ -294,7 +296,7 @@ class CardService:
                 patient_links.c.institution_code == institution_code,
                 patient_links.c.local_patient_id == local_id)).scalar()
         if card_id is None:
-            raise ApiError(404, "PATIENT_LINK_NOT_FOUND", "no card linked to this patient ID")
+            raise NotFound("PATIENT_LINK_NOT_FOUND", "no card linked to this patient ID")
         return card_id
 
     def issuance_counts(self) -> dict[str, int]:

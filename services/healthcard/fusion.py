@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Engine, delete, select
 
 from ..common import binding as b
-from ..common.errors import ApiError
+from ..common.errors import Conflict, NotFound, PeerFailed, ServiceError
 from ..common.peer import PeerUnavailable
 from ..common.usage_sync import UsageInbox
 from .cards import USABLE_STATES, CardService, refuse_unusable
@@ -78,7 +78,7 @@ class Fusion(b.BindingSide):
         with self.engine.connect() as conn:
             row = self.store.active(conn, ehc_card_id=card_id)
         if row is None:
-            raise ApiError(404, "BINDING_NOT_FOUND", "this card is not bound to an e-SSC")
+            raise NotFound("BINDING_NOT_FOUND", "this card is not bound to an e-SSC")
         return row
 
     # ------------------------------------------------------------------ bind / unbind
@@ -89,7 +89,7 @@ class Fusion(b.BindingSide):
         if active is not None:
             if active.ssc_card_no == ssc_card_no:
                 return Outcome(active.binding_id, "complete", record=b.record_of(active))
-            raise ApiError(409, "BINDING_EXISTS", "this card is bound to another e-SSC; "
+            raise Conflict("BINDING_EXISTS", "this card is bound to another e-SSC; "
                            "unbind it first")
         req = BindRequest(card.card_id, card.empi, ssc_card_no, region, "bound",
                           self._holder(card))
@@ -99,7 +99,7 @@ class Fusion(b.BindingSide):
         with self.engine.connect() as conn:
             active = self.store.active(conn, ehc_card_id=card.card_id)
         if active is None:
-            raise ApiError(404, "BINDING_NOT_FOUND", "this card is not bound")
+            raise NotFound("BINDING_NOT_FOUND", "this card is not bound")
         req = BindRequest(card.card_id, card.empi, active.ssc_card_no, active.region,
                           "unbound", None)
         return (await self.submit([req]))[0]
@@ -148,7 +148,7 @@ class Fusion(b.BindingSide):
                   answer: dict[str, Any], peer_key: str) -> list[Outcome]:
         their = {bid: b.SignedBatch.from_json(j) for bid, j in answer["batches"].items()}
         if not all(sb.signer == "essc" and sb.verify(peer_key) for sb in their.values()):
-            raise ApiError(502, "PEER_SIGNATURE_INVALID",
+            raise PeerFailed("PEER_SIGNATURE_INVALID",
                            "the e-SSC side's countersignature does not hold")
         outcomes, done = [], []
         for i, (record, res) in enumerate(zip(records, answer["results"], strict=True)):
@@ -158,7 +158,7 @@ class Fusion(b.BindingSide):
                 continue
             sb = their[res["batch_id"]]
             if not b.holds(sb, res["index"], record):  # its signature checked above
-                raise ApiError(502, "PEER_SIGNATURE_INVALID",
+                raise PeerFailed("PEER_SIGNATURE_INVALID",
                                "countersigned batch does not hold this record")
             done.append((record, (batch.batch_id, i), (sb.batch_id, res["index"])))
             outcomes.append(Outcome(bid, "complete", record=record))
@@ -294,7 +294,7 @@ class Fusion(b.BindingSide):
         except (TimeoutError, PeerUnavailable) as exc:
             reason = "SOCIALCARD_UNAVAILABLE" if isinstance(exc, PeerUnavailable) else (
                 "SOCIALCARD_TIMEOUT")
-        except ApiError as exc:
+        except ServiceError as exc:
             reason = exc.code
         return {"essc": {"ssc_card_no": ssc_card_no, "region": region}, "partial": True,
                 "partial_reason": reason}

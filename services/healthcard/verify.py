@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from ..common.audit import Heads
 from ..common.callers import Terminal
 from ..common.cst import refuse_clock_skew
-from ..common.errors import ApiError
+from ..common.errors import Conflict, Forbidden, Gone, Invalid, NotFound, ServiceError
 from ..common.funnel import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
@@ -89,9 +89,9 @@ class HotStore:
 def _field(body: dict, name: str, kind: type, max_len: int = 64) -> Any:
     value = body.get(name)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ApiError(422, "INVALID_REQUEST", f"{name}: required {kind.__name__}")
+        raise Invalid("INVALID_REQUEST", f"{name}: required {kind.__name__}")
     if kind is str and not (0 < len(value) <= max_len):
-        raise ApiError(422, "INVALID_REQUEST", f"{name}: 1 to {max_len} characters")
+        raise Invalid("INVALID_REQUEST", f"{name}: 1 to {max_len} characters")
     return value
 
 
@@ -135,7 +135,7 @@ class Verifier:
     def check(self, term: Terminal, body: Any, request_id: str) -> Scan:
         """Every check that needs no database: fields, terminal, clock, code, expiry."""
         if not isinstance(body, dict):
-            raise ApiError(422, "INVALID_REQUEST", "body must be a JSON object")
+            raise Invalid("INVALID_REQUEST", "body must be a JSON object")
         qr_text = _field(body, "qr_text", str, 200)
         terminal_id = _field(body, "terminal_id", str, 16)
         institution_code = _field(body, "institution_code", str, 12)
@@ -145,11 +145,11 @@ class Verifier:
         step = _field(body, "step", int)
         terminal_time = _field(body, "time", str, 14)
         if terminal_type not in TERMINAL_TYPES:
-            raise ApiError(422, "INVALID_REQUEST", "terminal_type: 1, 2 or 99")
+            raise Invalid("INVALID_REQUEST", "terminal_type: 1, 2 or 99")
         if step not in STEPS:
-            raise ApiError(422, "INVALID_REQUEST", "step: 0 or 10101..10107")
+            raise Invalid("INVALID_REQUEST", "step: 0 or 10101..10107")
         if terminal_id != term.terminal_id or institution_code != term.institution_code:
-            raise ApiError(403, "TERMINAL_MISMATCH",
+            raise Forbidden("TERMINAL_MISMATCH",
                            "terminal_id / institution_code differ from the signing terminal")
         now = datetime.now(qrcodes.CST)
         skew = self.settings.clock_skew_s
@@ -161,24 +161,24 @@ class Verifier:
                 expiry = self._expiry(code)
                 qrcodes.check_expiry(expiry, now, self.settings.dynamic_code_validity_s, skew)
         except qrcodes.CodeError as exc:
-            status = 410 if exc.code == "QR_EXPIRED" else 422
-            raise ApiError(status, exc.code, exc.message) from exc
+            kind = Gone if exc.code == "QR_EXPIRED" else Invalid
+            raise kind(exc.code, exc.message) from exc
         return Scan(code, term, city_code, terminal_type, step, terminal_time, expiry,
                     qr_text, now, request_id)
 
-    def record_batch(self, scans: Sequence[Scan]) -> list[tuple[int, tuple] | ApiError]:
+    def record_batch(self, scans: Sequence[Scan]) -> list[tuple[int, tuple] | ServiceError]:
         """For each scan, in order and in ONE transaction: card state, replay counter,
         usage record. A refused scan writes nothing; the others commit together."""
         store = self.store
         conn = store.connection()
-        out: list[tuple[int, tuple] | ApiError] = []
+        out: list[tuple[int, tuple] | ServiceError] = []
         try:
             cur = conn.cursor()
             heads = Heads("usage", cur, store.postgres)
             for scan in scans:
                 try:
                     out.append(self._record_one(cur, scan, heads))
-                except ApiError as exc:
+                except ServiceError as exc:
                     out.append(exc)
             heads.write()
             conn.commit()
@@ -194,21 +194,21 @@ class Verifier:
         cur.execute(store.select_card, (code.card_id,))
         card = cur.fetchone()
         if card is None or (code.kind == "temporary") != bool(card[8]):
-            raise ApiError(404, "CARD_NOT_FOUND", "no card with this ID")
+            raise NotFound("CARD_NOT_FOUND", "no card with this ID")
         refuse_unusable(card[7])
         binding = None
         if code.kind == "fused":
             cur.execute(store.select_binding, (code.card_id,))
             binding = cur.fetchone()
             if binding is None:
-                raise ApiError(409, "BINDING_NOT_ACTIVE",
+                raise Conflict("BINDING_NOT_ACTIVE",
                                "fused code of a card that is no longer bound to an e-SSC")
         if scan.expiry is not None and self.limit:
             digest = hashlib.new("sm3", scan.qr_text.encode()).digest()[:16]
             expires = store.timestamp(scan.expiry.astimezone(UTC).replace(tzinfo=None))
             cur.execute(store.count_use, (digest, code.card_id, expires, self.limit))
             if cur.fetchone() is None:
-                raise ApiError(409, "QR_REPLAYED", f"code already verified {self.limit} time(s)")
+                raise Conflict("QR_REPLAYED", f"code already verified {self.limit} time(s)")
         at = scan.now.astimezone(UTC).replace(tzinfo=None)
         fields = {"card_id": card[0], "empi": card[1],
                   "institution_code": scan.term.institution_code,
@@ -250,7 +250,7 @@ class Verifier:
         """Synchronous verification (one scan, one transaction)."""
         scan = self.check(term, body, request_id)
         result = self.record_batch([scan])[0]
-        if isinstance(result, ApiError):
+        if isinstance(result, ServiceError):
             raise result
         return self.answer(scan, *result)
 

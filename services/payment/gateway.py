@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..common.errors import ApiError
+from ..common.errors import Conflict, Invalid, NotFound
 from .tables import payments
 
 # our code table of the aggregated channels (documented in the README)
@@ -56,7 +56,7 @@ class Gateway:
         with self.engine.connect() as conn:
             row = conn.execute(select(payments).where(payments.c.order_id == order_id)).first()
         if row is None:
-            raise ApiError(404, "PAYMENT_NOT_FOUND", "no payment for this order")
+            raise NotFound("PAYMENT_NOT_FOUND", "no payment for this order")
         return row
 
     async def pay(self, order_id: str, merchant: str, channel: str,
@@ -64,7 +64,7 @@ class Gateway:
         """Idempotent by order: a retry answers the payment already made, never a second
         charge; the same order with another amount is refused."""
         if channel not in CHANNELS:
-            raise ApiError(422, "CHANNEL_UNKNOWN", f"channel is one of {sorted(CHANNELS)}")
+            raise Invalid("CHANNEL_UNKNOWN", f"channel is one of {sorted(CHANNELS)}")
         b = self.behaviour
         status, resolve_to, resolve_at = {
             "success": ("success", None, None),
@@ -86,7 +86,7 @@ class Gateway:
         except IntegrityError:
             row = self.get(order_id)
             if row.amount_fen != amount_fen or row.merchant != merchant:
-                raise ApiError(409, "ORDER_CONFLICT", "this order was paid with another "
+                raise Conflict("ORDER_CONFLICT", "this order was paid with another "
                                "amount or merchant") from None
             return self.view(row)
         if b.mode == "timeout" or b.delay_ms:
@@ -98,7 +98,7 @@ class Gateway:
         if row.status == "refunded":
             return self.view(row)
         if row.status != "success":
-            raise ApiError(409, "PAYMENT_NOT_REFUNDABLE", f"payment is {row.status}")
+            raise Conflict("PAYMENT_NOT_REFUNDABLE", f"payment is {row.status}")
         with self.engine.begin() as conn:
             conn.execute(update(payments).where(payments.c.order_id == order_id,
                                                 payments.c.status == "success")

@@ -22,7 +22,7 @@ from ..common.caller_routes import (
 )
 from ..common.callers import ChannelApp, Terminal
 from ..common.cst import CST, refuse_clock_skew
-from ..common.errors import DAY, ApiError, error_responses, json_body, parse_day
+from ..common.errors import DAY, Forbidden, error_responses, json_body, parse_day
 from ..common.faults import FaultSettings
 from ..common.usage_sync import card_history
 from .schemas import (
@@ -117,7 +117,7 @@ def make_router(sc: SocialcardSystem, admin_guard, service_guard) -> APIRouter: 
     def verify(body: SocialVerifyRequest, term: Term) -> dict:
         if (body.terminal_id != term.terminal_id
                 or body.institution_code != term.institution_code):
-            raise ApiError(403, "TERMINAL_MISMATCH",
+            raise Forbidden("TERMINAL_MISMATCH",
                            "terminal_id / institution_code differ from the signing terminal")
         now = datetime.now(CST)
         refuse_clock_skew(body.time, now, sc.settings.clock_skew_s)

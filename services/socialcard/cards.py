@@ -17,18 +17,18 @@ from ..common.audit import append
 from ..common.crypto import constant_time_equal, hmac_sm3
 from ..common.cst import cst_day
 from ..common.db import rows_by_identity
-from ..common.errors import ApiError
+from ..common.errors import Conflict, Gone, Invalid, NotFound
 from ..common.idcard import mask_id_number, mask_name
 from ..common.pii import FieldCipher
 from .tables import card_apps, code_uses, ec_tokens, insured, usage_records
 
 NOT_ENABLED, NORMAL, LOST, VOID, PRE_LOST, CANCELLED = 0, 1, 2, 7, 8, 9
 STATE_ERRORS = {
-    NOT_ENABLED: (409, "SSC_CARD_NOT_ENABLED", "the e-SSC card is not enabled"),
-    LOST: (409, "SSC_CARD_LOST", "the e-SSC card is reported lost"),
-    PRE_LOST: (409, "SSC_CARD_LOST", "the e-SSC card is pre-reported lost"),
-    VOID: (409, "SSC_CARD_CANCELLED", "the e-SSC card is void"),
-    CANCELLED: (409, "SSC_CARD_CANCELLED", "the e-SSC card is cancelled"),
+    NOT_ENABLED: (Conflict, "SSC_CARD_NOT_ENABLED", "the e-SSC card is not enabled"),
+    LOST: (Conflict, "SSC_CARD_LOST", "the e-SSC card is reported lost"),
+    PRE_LOST: (Conflict, "SSC_CARD_LOST", "the e-SSC card is pre-reported lost"),
+    VOID: (Conflict, "SSC_CARD_CANCELLED", "the e-SSC card is void"),
+    CANCELLED: (Conflict, "SSC_CARD_CANCELLED", "the e-SSC card is cancelled"),
 }
 TRANSITIONS = {  # action: (allowed from, to)
     "report-lost": ((NORMAL, PRE_LOST), LOST),
@@ -47,7 +47,9 @@ def _now() -> datetime:
 
 def refuse_unusable(state: int) -> None:
     if state != NORMAL:
-        raise ApiError(*STATE_ERRORS.get(state, (409, "SSC_CARD_UNUSABLE", "not usable")))
+        kind, code, message = STATE_ERRORS.get(
+            state, (Conflict, "SSC_CARD_UNUSABLE", "not usable"))
+        raise kind(code, message)
 
 
 def card_number(region: str, serial: int) -> str:
@@ -116,7 +118,7 @@ class SocialCards:
                 if rows:
                     conn.execute(insert(insured), rows)
             except IntegrityError as exc:
-                raise ApiError(409, "SSC_CARD_EXISTS", "an e-SSC card number is taken") from exc
+                raise Conflict("SSC_CARD_EXISTS", "an e-SSC card number is taken") from exc
         return {"imported": len(rows), "known": len(people) - len(rows)}
 
     def by_card(self, conn, ssc_card_no: str) -> Row | None:  # type: ignore[no-untyped-def]
@@ -126,7 +128,7 @@ class SocialCards:
         with self.engine.connect() as conn:
             row = self.by_card(conn, ssc_card_no)
         if row is None:
-            raise ApiError(404, "SSC_CARD_NOT_FOUND", "no such e-SSC card")
+            raise NotFound("SSC_CARD_NOT_FOUND", "no such e-SSC card")
         return row
 
     def owned(self, ssc_card_no: str, app_key: str) -> Row:
@@ -136,7 +138,7 @@ class SocialCards:
                 .where(insured.c.ssc_card_no == ssc_card_no, card_apps.c.app_key == app_key)
             ).first()
         if row is None:
-            raise ApiError(404, "SSC_CARD_NOT_FOUND", "no such e-SSC card for this app")
+            raise NotFound("SSC_CARD_NOT_FOUND", "no such e-SSC card for this app")
         return row
 
     def claim(self, id_type: str, id_number: str, name: str, app_key: str) -> Row:
@@ -146,7 +148,7 @@ class SocialCards:
                 insured.c.id_type == id_type,
                 insured.c.id_digest == self.cipher.digest(id_number))).first()
             if row is None or self.cipher.decrypt(row.name_enc) != name:
-                raise ApiError(404, "NOT_INSURED", "no insured person with this identity")
+                raise NotFound("NOT_INSURED", "no insured person with this identity")
             if row.card_state == NOT_ENABLED:
                 conn.execute(update(insured).where(insured.c.ssc_card_no == row.ssc_card_no)
                              .values(card_state=NORMAL, updated_at=_now()))
@@ -167,7 +169,7 @@ class SocialCards:
                 .values(card_state=target, updated_at=_now())).rowcount
             row = self.by_card(conn, ssc_card_no)
         if not done:
-            raise ApiError(409, "SSC_CARD_STATE_CONFLICT",
+            raise Conflict("SSC_CARD_STATE_CONFLICT",
                            f"cannot {action} an e-SSC card in state {row.card_state}")
         return row
 
@@ -190,13 +192,13 @@ class SocialCards:
         """Check an e-SSC code, use it up, write the usage record; the insurance identity."""
         m = CODE_RE.match(text) if isinstance(text, str) and len(text) <= 120 else None
         if m is None:
-            raise ApiError(422, "QR_MALFORMED", "not an e-SSC code")
+            raise Invalid("QR_MALFORMED", "not an e-SSC code")
         card_no, expiry, nonce, tag = m.groups()
         if not constant_time_equal(tag, self._tag(card_no, expiry, nonce)):
-            raise ApiError(422, "QR_TAMPERED", "e-SSC code does not check out")
+            raise Invalid("QR_TAMPERED", "e-SSC code does not check out")
         expires = datetime.strptime(expiry, "%Y%m%d%H%M%S").replace(tzinfo=now.tzinfo)
         if now > expires:
-            raise ApiError(410, "QR_EXPIRED", "e-SSC code has expired")
+            raise Gone("QR_EXPIRED", "e-SSC code has expired")
         row = self.card(card_no)
         refuse_unusable(row.card_state)
         with self.engine.begin() as conn:
@@ -204,7 +206,7 @@ class SocialCards:
                 conn.execute(insert(code_uses).values(
                     nonce=nonce, expires_at=expires.astimezone(UTC).replace(tzinfo=None)))
             except IntegrityError as exc:
-                raise ApiError(409, "QR_REPLAYED", "e-SSC code already used") from exc
+                raise Conflict("QR_REPLAYED", "e-SSC code already used") from exc
             rec = append(conn, usage_records, "usage", [{
                 "ssc_card_no": card_no, "institution_code": institution_code,
                 "terminal_id": terminal_id, "terminal_type": terminal_type, "step": step,

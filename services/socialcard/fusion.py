@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from ..common import binding as b
-from ..common.errors import ApiError
+from ..common.errors import Conflict, Invalid
 from ..common.usage_sync import UsageInbox
 from .cards import NORMAL, STATE_ERRORS, SocialCards
 from .peers import HealthcardClient
@@ -71,20 +71,20 @@ class SocialFusion(b.BindingSide):
         """Check the EHC side's signed batch and each record; countersign and store the
         acceptable ones in one transaction. A forged batch stores nothing at all."""
         if not isinstance(payload, dict):
-            raise ApiError(422, "INVALID_REQUEST", "body must be an object")
+            raise Invalid("INVALID_REQUEST", "body must be an object")
         records, identities = payload.get("records"), payload.get("identities")
         if (not isinstance(records, list) or not isinstance(identities, list)
                 or not 0 < len(records) <= b.MAX_BATCH or len(identities) != len(records)):
-            raise ApiError(422, "INVALID_REQUEST", "records and identities: equal lists of "
+            raise Invalid("INVALID_REQUEST", "records and identities: equal lists of "
                            f"1 to {b.MAX_BATCH}")
         records = [b.check_record(r) for r in records]
         ehc = b.SignedBatch.from_json(payload.get("ehc"))
         if ehc.signer != "ehc" or not ehc.verify(await self.peer_key()):
-            raise ApiError(422, "BINDING_SIGNATURE_INVALID", "the EHC side's signature "
+            raise Invalid("BINDING_SIGNATURE_INVALID", "the EHC side's signature "
                            "over this batch does not hold")
         positions = {ehc.leaves[i:i + 32]: i // 32 for i in range(0, len(ehc.leaves), 32)}
         if any(b.leaf(r) not in positions for r in records):
-            raise ApiError(422, "BINDING_SIGNATURE_INVALID", "a record is not in the signed batch")
+            raise Invalid("BINDING_SIGNATURE_INVALID", "a record is not in the signed batch")
         results: list[dict[str, Any]] = []
         accepted: list[tuple[int, dict[str, Any]]] = []
         replayed: set[str] = set()
@@ -172,7 +172,7 @@ class SocialFusion(b.BindingSide):
     def insurance_identity(self, ssc_card_no: str, institution_code: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
             if self.store.active(conn, ssc_card_no=ssc_card_no) is None:
-                raise ApiError(409, "BINDING_NOT_ACTIVE", "this e-SSC is not bound")
+                raise Conflict("BINDING_NOT_ACTIVE", "this e-SSC is not bound")
         return self.cards.identity_of(self.cards.card(ssc_card_no), institution_code)
 
     async def pull_usage(self) -> int:

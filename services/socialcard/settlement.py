@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..common.audit import append
 from ..common.cst import CST, cst_day
-from ..common.errors import ApiError
+from ..common.errors import Conflict, Gone, Invalid, NotFound, ServiceError, Unavailable
 from ..common.peer import PeerUnavailable
 from .cards import NORMAL, STATE_ERRORS
 from .peers import PaymentClient
@@ -43,7 +43,7 @@ FUND, ACCOUNTS, RECEIVABLE, CLEARING = ("fund", "personal_accounts", "hospital_r
                                         "payment_clearing")
 
 
-class Conflict(Exception):
+class StaleRow(Exception):
     """An optimistic check failed: someone else changed the row; run again."""
 
 
@@ -72,21 +72,21 @@ class Settlements:
             row = conn.execute(select(settlements)
                                .where(settlements.c.settlement_id == sid)).first()
         if row is None or (institution_code and row.institution_code != institution_code):
-            raise ApiError(404, "SETTLEMENT_NOT_FOUND", "no such settlement here")
+            raise NotFound("SETTLEMENT_NOT_FOUND", "no such settlement here")
         return row
 
     # ------------------------------------------------------------------ upload
     def upload(self, institution_code: str, level: int, ec_token: str,
                items: list[FeeItem], channel: str) -> Any:
         if channel not in CHANNELS:
-            raise ApiError(422, "CHANNEL_UNKNOWN", f"pay_channel is one of {CHANNELS}")
+            raise Invalid("CHANNEL_UNKNOWN", f"pay_channel is one of {CHANNELS}")
         now = _now()
         with self.engine.begin() as conn:
             tok = conn.execute(select(ec_tokens).where(ec_tokens.c.token == ec_token)).first()
             if tok is None or tok.institution_code != institution_code:
-                raise ApiError(404, "EC_TOKEN_NOT_FOUND", "no such voucher token here")
+                raise NotFound("EC_TOKEN_NOT_FOUND", "no such voucher token here")
             if tok.expires_at < now:
-                raise ApiError(410, "EC_TOKEN_EXPIRED", "the voucher token has expired")
+                raise Gone("EC_TOKEN_EXPIRED", "the voucher token has expired")
             sid = self._message_id(conn, institution_code)
             conn.execute(insert(settlements).values(
                 settlement_id=sid, institution_code=institution_code,
@@ -107,7 +107,7 @@ class Settlements:
                 with conn.begin_nested():
                     conn.execute(insert(t).values(prefix=prefix, last=1))
             except IntegrityError as exc:
-                raise ApiError(503, "MESSAGE_IDS_EXHAUSTED", "too many settlements this "
+                raise Unavailable("MESSAGE_IDS_EXHAUSTED", "too many settlements this "
                                "second; retry", {"Retry-After": "1"}) from exc
         seq = conn.execute(select(t.c.last).where(t.c.prefix == prefix)).scalar_one()
         return f"{prefix}{seq:04d}"
@@ -117,7 +117,8 @@ class Settlements:
         person = conn.execute(select(insured)
                               .where(insured.c.ssc_card_no == row.ssc_card_no)).one()
         if person.card_state != NORMAL:
-            raise ApiError(*STATE_ERRORS[person.card_state])
+            kind, code, message = STATE_ERRORS[person.card_state]
+            raise kind(code, message)
         today = datetime.now(CST).date()
         acc = self._accumulator(conn, row.ssc_card_no, today.year)
         policy = self.book.find(person.region, person.insurance_type, today)
@@ -159,7 +160,7 @@ class Settlements:
             q = q.with_for_update()
         row = conn.execute(q).first()
         if row is None or row.institution_code != institution_code:
-            raise ApiError(404, "SETTLEMENT_NOT_FOUND", "no such settlement here")
+            raise NotFound("SETTLEMENT_NOT_FOUND", "no such settlement here")
         return row
 
     # ------------------------------------------------------------------ settle
@@ -173,9 +174,9 @@ class Settlements:
         for attempt in range(8):
             try:
                 return fn(*args)
-            except Conflict:
+            except StaleRow:
                 await asyncio.sleep(0.005 * (attempt + 1))
-        raise ApiError(409, "SETTLEMENT_BUSY", "the person's account is changing; retry")
+        raise Conflict("SETTLEMENT_BUSY", "the person's account is changing; retry")
 
     def _commit_insurance(self, sid: str, institution_code: str) -> Any:
         now = _now()
@@ -197,7 +198,7 @@ class Settlements:
                 cash_fen=result.cash_fen, deductible_fen=result.deductible_fen,
                 policy=label, usage_record_id=rec, updated_at=now)).rowcount
             if moved != 1:
-                raise Conflict
+                raise StaleRow
             _post(conn, sid, "settle", [(FUND, result.fund_fen, 0),
                                         (ACCOUNTS, result.account_fen, 0),
                                         (RECEIVABLE, 0, result.fund_fen + result.account_fen)])
@@ -220,18 +221,18 @@ class Settlements:
             account_balance_fen=person.account_balance_fen - sign * result.account_fen,
             updated_at=_now())).rowcount
         if done != 1 or moved != 1:
-            raise Conflict
+            raise StaleRow
 
     # ------------------------------------------------------------------ the cash part
     async def _pay(self, row: Any) -> None:
         if self.payment is None:
-            raise ApiError(503, "PAYMENT_NOT_CONFIGURED", "no payment gateway configured")
+            raise Unavailable("PAYMENT_NOT_CONFIGURED", "no payment gateway configured")
         try:
             answer = await asyncio.wait_for(self.payment.pay(
                 row.settlement_id, row.institution_code, row.channel, row.cash_fen,
                 self.payment_timeout_s), self.payment_timeout_s)
             status = answer["status"]
-        except (TimeoutError, PeerUnavailable, ApiError):
+        except (TimeoutError, PeerUnavailable, ServiceError):
             status = "pending"  # fail closed: not known to be paid
         self.apply_payment(row.settlement_id, status)
 
@@ -259,10 +260,10 @@ class Settlements:
         if row.state not in OPEN:
             return self.view(row)
         if self.payment is None:
-            raise ApiError(503, "PAYMENT_NOT_CONFIGURED", "no payment gateway configured")
+            raise Unavailable("PAYMENT_NOT_CONFIGURED", "no payment gateway configured")
         try:
             status = (await self.payment.query(sid))["status"]
-        except ApiError as exc:
+        except ServiceError as exc:
             if exc.code != "PAYMENT_NOT_FOUND":
                 raise
             await self._pay(row)  # never asked (a crash): ask now, the order ID is the key
@@ -278,12 +279,12 @@ class Settlements:
         if row.state in ("uploaded", "presettled"):
             self._set_state(sid, row.state, "cancelled")
         elif row.state in OPEN:
-            raise ApiError(409, "PAYMENT_UNCONFIRMED", "the cash part's outcome is not "
+            raise Conflict("PAYMENT_UNCONFIRMED", "the cash part's outcome is not "
                            "known yet: confirm it first")
         elif row.state in ("settled", "payment_failed"):
             if row.state == "settled" and row.cash_fen:
                 if self.payment is None:
-                    raise ApiError(503, "PAYMENT_NOT_CONFIGURED", "no payment gateway")
+                    raise Unavailable("PAYMENT_NOT_CONFIGURED", "no payment gateway")
                 await self.payment.refund(sid)
             await self._retrying(self._undo_insurance, sid, row.state)
         elif row.state not in ("reversed", "cancelled"):
@@ -307,7 +308,7 @@ class Settlements:
                 settlements.c.settlement_id == sid, settlements.c.state == from_state)
                 .values(state="reversed", updated_at=_now())).rowcount
             if moved != 1:
-                raise Conflict
+                raise StaleRow
             _post(conn, sid, "reverse", [(RECEIVABLE, row.fund_fen + row.account_fen, 0),
                                          (FUND, 0, row.fund_fen),
                                          (ACCOUNTS, 0, row.account_fen)])
@@ -321,7 +322,7 @@ class Settlements:
                 settlements.c.settlement_id == sid, settlements.c.state == old)
                 .values(state=new, updated_at=_now())).rowcount
         if moved != 1:
-            raise ApiError(409, "SETTLEMENT_STATE_CONFLICT", "the settlement changed; retry")
+            raise Conflict("SETTLEMENT_STATE_CONFLICT", "the settlement changed; retry")
 
     def of_card(self, ssc_card_no: str, limit: int) -> list[Any]:
         with self.engine.connect() as conn:
@@ -363,6 +364,6 @@ def _post(conn, sid: str, posting: str, lines: list[tuple[str, int, int]]) -> No
         append(conn, ledger, "ledger", rows, sid[:12], cst_day())
 
 
-def _state_conflict(state: str, action: str) -> ApiError:
-    return ApiError(409, "SETTLEMENT_STATE_CONFLICT", f"cannot {action} a settlement "
+def _state_conflict(state: str, action: str) -> Conflict:
+    return Conflict("SETTLEMENT_STATE_CONFLICT", f"cannot {action} a settlement "
                     f"that is {state}")
