@@ -12,10 +12,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 
-from .common.auth import bearer_guard
+from .common.auth import Admin
+from .common.cards import routes as caller_routes
+from .common.cards.routes import bind_callers
 from .common.db import make_engine
 from .common.errors import error_responses, install_error_handlers
 from .common.fastpath import FastPath, HotRoute
@@ -42,6 +44,30 @@ use bearer tokens. `services/sdk.py` signs for you.
 """
 
 
+# ---------------------------------------------------------------- operations
+operations_router = APIRouter()
+
+
+@operations_router.get("/ehc/v1/admin/server-stats", tags=["admin"], dependencies=[Admin],
+                       summary="This worker's request counts and latency histogram",
+                       responses=error_responses((401, "UNAUTHENTICATED", "no bearer token"),
+                                                 (403, "FORBIDDEN", "not admin")))
+def stats() -> dict:
+    return server_stats.snapshot()
+
+
+@operations_router.get("/ping", tags=["public"], summary="Liveness through the framework (the "
+                       "benchmark's trivial route)")
+async def ping() -> Response:
+    return Response(await _ping({}, b""), media_type="application/json")
+
+
+@operations_router.get("/healthz", tags=["public"], summary="Liveness for load balancers, "
+                       "served by the fast path below the framework (like the verify route)")
+async def healthz() -> Response:  # documents the fast-path route
+    return Response(await _ping({}, b""), media_type="application/json")
+
+
 def build_app(settings: Settings | None = None,
               systems: Sequence[str] = ALL_SYSTEMS) -> FastAPI:
     settings = settings or get_settings()
@@ -51,34 +77,32 @@ def build_app(settings: Settings | None = None,
     configure_logging(settings.log_level)
     master = master_key(settings)
     cipher = field_cipher(master)
-    admin_token = deployment_secret(settings, "admin_token")
-    service_token = deployment_secret(settings, "service_token")
-    admin_guard = bearer_guard(lambda: admin_token)
-    service_guard = bearer_guard(lambda: service_token, lambda: admin_token)
-
     app = FastAPI(title="ehc-twin card network", version="0.1.0", description=DESCRIPTION,
                   lifespan=_lifespan)
     install_error_handlers(app)
+    # what the routes' dependencies read (services.common.auth, each system's deps.py)
+    app.state.admin_token = deployment_secret(settings, "admin_token")
+    app.state.service_token = service_token = deployment_secret(settings, "service_token")
     app.state.systems = {}
     app.state.sync_interval_s = settings.sync_interval_s
     hot_routes = [HotRoute("GET", "/healthz", _ping)]
-
-    if "registry" in systems:
-        from .registry.api import make_router as registry_router
-        from .registry.service import RegistryService
-        from .registry.tables import metadata as registry_metadata
-
-        registry = RegistryService(make_engine(settings, "registry", registry_metadata), cipher)
-        app.state.systems["registry"] = registry
-        app.include_router(registry_router(registry, service_guard, admin_guard))
 
     def peer_url(system: str, configured: str | None) -> tuple[str | None, FastAPI | None]:
         """In-process when the peer is mounted here, else its configured URL (or None)."""
         return (INPROC_URL, app) if system in systems else (configured, None)
 
+    if "registry" in systems:
+        from .registry import api as registry_api
+        from .registry.residents import RegistryService
+        from .registry.tables import metadata as registry_metadata
+
+        app.state.systems["registry"] = RegistryService(
+            make_engine(settings, "registry", registry_metadata), cipher)
+        app.include_router(registry_api.router)
+
     if "healthcard" in systems:
-        from .healthcard.api import make_router as healthcard_router
-        from .healthcard.api import verify_route
+        from .healthcard import api as healthcard_api
+        from .healthcard import fusion_api as healthcard_fusion_api
         from .healthcard.peers import RegistryClient, SocialcardClient
         from .healthcard.system import build_healthcard
 
@@ -88,13 +112,17 @@ def build_app(settings: Settings | None = None,
         client = RegistryClient(url, service_token, app=inproc)
         url, inproc = peer_url("socialcard", settings.socialcard_url)
         social = None if url is None else SocialcardClient(url, service_token, app=inproc)
-        hc = build_healthcard(settings, master, client, cipher, social)
-        app.state.systems["healthcard"] = hc
-        app.include_router(healthcard_router(hc, admin_guard, service_guard))
-        hot_routes.append(verify_route(hc))
+        app.state.systems["healthcard"] = build_healthcard(settings, master, client, cipher,
+                                                           social)
+        app.include_router(healthcard_api.router)
+        app.include_router(caller_routes.router, prefix="/ehc/v1",
+                           dependencies=[bind_callers("healthcard")])
+        app.include_router(healthcard_fusion_api.router)
+        hot_routes.append(healthcard_api.VERIFY_ROUTE)
 
     if "socialcard" in systems:
-        from .socialcard.api import make_router as socialcard_router
+        from .socialcard import api as socialcard_api
+        from .socialcard import settlement_api
         from .socialcard.peers import HealthcardClient, PaymentClient
         from .socialcard.system import build_socialcard
 
@@ -102,26 +130,28 @@ def build_app(settings: Settings | None = None,
         if url is None:
             raise ValueError("EHC_HEALTHCARD_URL is needed when the EHC system runs elsewhere")
         pay_url, pay_app = peer_url("payment", settings.payment_url)
-        sc = build_socialcard(
+        app.state.systems["socialcard"] = build_socialcard(
             settings, master, cipher, HealthcardClient(url, service_token, app=inproc),
             None if pay_url is None else PaymentClient(pay_url, service_token, app=pay_app))
-        app.state.systems["socialcard"] = sc
-        app.include_router(socialcard_router(sc, admin_guard, service_guard))
+        app.include_router(socialcard_api.router)
+        app.include_router(settlement_api.router)
+        app.include_router(caller_routes.router, prefix="/essc/v1",
+                           dependencies=[bind_callers("socialcard")])
 
     if "payment" in systems:
-        from .payment.api import make_router as payment_router
-        from .payment.system import MerchantNotifier, build_payment
+        from .payment import api as payment_api
+        from .payment.peers import MerchantNotifier
+        from .payment.system import build_payment
 
-        gw = build_payment(settings)
         url, inproc = peer_url("socialcard", settings.socialcard_url)
-        app.state.systems["payment"] = gw
+        app.state.systems["payment"] = build_payment(settings)
         app.state.notifier = None if url is None else MerchantNotifier(
             url, service_token, app=inproc)
-        app.include_router(payment_router(gw, admin_guard, service_guard))
+        app.include_router(payment_api.router)
 
     if "channel" in systems:
-        from .channel.api import make_router as channel_router
-        from .channel.system import build_channel
+        from .channel import api as channel_api
+        from .channel.entry import build_channel
 
         urls = {name: peer_url(name, getattr(settings, f"{name}_url"))
                 for name in ("registry", "healthcard", "socialcard")}
@@ -129,26 +159,11 @@ def build_app(settings: Settings | None = None,
             raise ValueError("the channel needs the registry, EHC and e-SSC systems (mounted "
                              "here or EHC_REGISTRY_URL / EHC_HEALTHCARD_URL / "
                              "EHC_SOCIALCARD_URL)")
-        ch = build_channel(settings, cipher, urls, service_token, admin_token)
-        app.state.systems["channel"] = ch
-        app.include_router(channel_router(ch))
+        app.state.systems["channel"] = build_channel(settings, cipher, urls, service_token,
+                                                     app.state.admin_token)
+        app.include_router(channel_api.router)
 
-    @app.get("/ehc/v1/admin/server-stats", tags=["admin"], dependencies=[Depends(admin_guard)],
-             summary="This worker's request counts and latency histogram",
-             responses=error_responses((401, "UNAUTHENTICATED", "no bearer token"),
-                                       (403, "FORBIDDEN", "not admin")))
-    def stats() -> dict:
-        return server_stats.snapshot()
-
-    @app.get("/ping", tags=["public"], summary="Liveness through the framework (the "
-             "benchmark's trivial route)")
-    async def ping() -> Response:
-        return Response(await _ping({}, b""), media_type="application/json")
-
-    @app.get("/healthz", tags=["public"], summary="Liveness for load balancers, served by "
-             "the fast path below the framework (like the verify route)")
-    async def healthz() -> Response:  # documents the fast-path route
-        return Response(await _ping({}, b""), media_type="application/json")
+    app.include_router(operations_router)
 
     # innermost first: the fast path sits inside the request-ID layer, so hot routes get
     # request IDs and access lines like every other route
@@ -169,7 +184,7 @@ async def _lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         tasks.append(asyncio.create_task(confirm_forever(
             app.state.systems["socialcard"].settlements, app.state.sync_interval_s)))
     if "payment" in app.state.systems:
-        from .payment.system import notify_forever
+        from .payment.peers import notify_forever
 
         tasks.append(asyncio.create_task(notify_forever(app.state.systems["payment"],
                                                         app.state.notifier)))

@@ -1,24 +1,35 @@
-"""Bearer tokens of operators (admin) and of peer systems (service)."""
+"""Bearer tokens of operators (admin) and of peer systems (service), as dependencies.
+
+The tokens live on the app (``app.state.admin_token`` / ``app.state.service_token``, set
+where the stack is composed); a route states who may call it with ``dependencies=[Admin]``
+or ``dependencies=[Peer]``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from fastapi import Request
+from fastapi import Depends, Request
 
 from .crypto import constant_time_equal
 from .errors import Forbidden, Unauthenticated
 
 
-def bearer_guard(*tokens: Callable[[], str]) -> Callable[[Request], None]:
-    """A dependency that admits a request carrying any of the given tokens."""
+def _admit(request: Request, *tokens: str) -> None:
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        raise Unauthenticated("UNAUTHENTICATED", "bearer token required")
+    given = header[7:].strip()
+    if not any(constant_time_equal(given, tok) for tok in tokens):
+        raise Forbidden("FORBIDDEN", "token not allowed here")
 
-    def guard(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        if not header.lower().startswith("bearer "):
-            raise Unauthenticated("UNAUTHENTICATED", "bearer token required")
-        given = header[7:].strip()
-        if not any(constant_time_equal(given, tok()) for tok in tokens):
-            raise Forbidden("FORBIDDEN", "token not allowed here")
 
-    return guard
+def require_admin(request: Request) -> None:
+    """Operators only."""
+    _admit(request, request.app.state.admin_token)
+
+
+def require_service(request: Request) -> None:
+    """Peer systems (the service token), and operators."""
+    _admit(request, request.app.state.service_token, request.app.state.admin_token)
+
+
+Admin = Depends(require_admin)
+Peer = Depends(require_service)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 
 import orjson
@@ -23,17 +21,6 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     request_id: str
-
-
-@contextmanager
-def refuse_invalid_id() -> Iterator[None]:
-    """A malformed resident ID number inside the block answers 422 INVALID_ID_NUMBER."""
-    from .idcard import InvalidIdNumber
-
-    try:
-        yield
-    except InvalidIdNumber as exc:
-        raise Invalid("INVALID_ID_NUMBER", f"id_number: {exc.reason}") from exc
 
 
 class ServiceError(Exception):

@@ -1,38 +1,29 @@
 """HTTP API of the card-management system: channel, institution and admin routes."""
 
-
 import io
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 import segno
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from ..common.caller_routes import (
-    ADMIN,
-    APP_AUTH,
-    INVALID,
-    TERM_AUTH,
-    add_caller_admin_routes,
-    caller_dependencies,
-)
-from ..common.callers import ChannelApp, Terminal
+from ..common.auth import Admin
+from ..common.cards.idcard import parse_resident_id, refuse_invalid_id
+from ..common.cards.routes import ADMIN, APP_AUTH, INVALID, TERM_AUTH
 from ..common.errors import (
     Conflict,
     Invalid,
     NotFound,
     TooLarge,
     error_responses,
-    refuse_invalid_id,
 )
 from ..common.fastpath import Headers, HotRoute
-from ..common.idcard import parse_resident_id
-from . import qrcodes
+from . import qrcodes, usage
 from .cards import refuse_unusable
-from .fusion_api import add_fusion_routes, fusion_of
+from .deps import App, Faults, Healthcard, Term
+from .fusion_api import fusion_of
 from .schemas import (
     ApplyAnswer,
     ApplyRequest,
@@ -51,7 +42,6 @@ from .schemas import (
     VerifyRequest,
 )
 from .system import HealthcardSystem
-from .tables import usage_records
 
 MAX_VERIFY_BODY = 4096
 NOT_FOUND = (404, "CARD_NOT_FOUND", "no such card for this caller")
@@ -81,8 +71,12 @@ async def verify_payload(hc: HealthcardSystem, scope: dict, body: bytes) -> byte
     """The whole hot path from raw request to JSON answer (used by both paths)."""
     await hc.faults.apply()
     term = hc.callers.authenticate_terminal(
-        Headers(scope["headers"]), "POST", scope["path"],
-        scope.get("query_string", b"").decode("latin-1"), body)
+        Headers(scope["headers"]),
+        "POST",
+        scope["path"],
+        scope.get("query_string", b"").decode("latin-1"),
+        body,
+    )
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -95,265 +89,393 @@ async def verify_payload(hc: HealthcardSystem, scope: dict, body: bytes) -> byte
     return orjson.dumps(answer)
 
 
-def verify_route(hc: HealthcardSystem) -> HotRoute:
-    async def handle(scope: dict, body: bytes) -> bytes:
-        return await verify_payload(hc, scope, body)
-
-    return HotRoute("POST", "/ehc/v1/qrcodes/verify", handle, MAX_VERIFY_BODY)
+async def verify_hot(scope: dict, body: bytes) -> bytes:
+    """The verify route on the fast path (below the framework): the app's EHC system."""
+    return await verify_payload(scope["app"].state.systems["healthcard"], scope, body)
 
 
-def make_router(hc: HealthcardSystem, admin_guard, service_guard) -> APIRouter:  # type: ignore[no-untyped-def]
-    router = APIRouter(prefix="/ehc/v1")
-    cards = hc.cards
-    settings = hc.settings
+VERIFY_ROUTE = HotRoute("POST", "/ehc/v1/qrcodes/verify", verify_hot, MAX_VERIFY_BODY)
 
-    channel_app, terminal = caller_dependencies(hc.callers)
 
-    App = Annotated[ChannelApp, Depends(channel_app)]
-    Term = Annotated[Terminal, Depends(terminal)]
+router = APIRouter(prefix="/ehc/v1")
 
-    async def checked_apply(body: ApplyRequest, issuer: str, app_key: str | None):  # type: ignore[no-untyped-def]
-        number, sex, birth = resident_facts(body.id_type, body.id_number)
-        result = await hc.registry.realname_check(body.id_type, number, body.name)
-        if result != "match":
-            raise Invalid("REALNAME_MISMATCH" if result == "no_match"
-                           else "REALNAME_UNVERIFIED",
-                           "identity and name do not pass the real-name check")
-        return cards.apply(id_type=body.id_type, id_number=number, name=body.name, sex=sex,
-                           birth_date=birth, phone=body.phone, issuer=issuer, app_key=app_key)
 
-    # ---------------------------------------------------------------- channel routes
-    @router.post("/cards", response_model=ApplyAnswer, tags=["channel"],
-                 summary="Apply for a card (idempotent; re-apply restores a cancelled card)",
-                 responses=error_responses(
-                     *APP_AUTH, BAD_ID, INVALID,
-                     (422, "REALNAME_MISMATCH", "identity and name do not match the registry"),
-                     (503, "REGISTRY_UNAVAILABLE", "real-name source did not answer")))
-    async def apply(body: ApplyRequest, app: App) -> dict:
-        row, created = await checked_apply(body, app.app_key, app.app_key)
-        return {**cards.view(row), "created": created}
+async def checked_apply(
+    hc: HealthcardSystem, body: ApplyRequest, issuer: str, app_key: str | None
+) -> tuple[Any, bool]:
+    """A card applied for after the real-name check (the registry answers over HTTP)."""
+    number, sex, birth = resident_facts(body.id_type, body.id_number)
+    result = await hc.registry.realname_check(body.id_type, number, body.name)
+    if result != "match":
+        raise Invalid(
+            "REALNAME_MISMATCH" if result == "no_match" else "REALNAME_UNVERIFIED",
+            "identity and name do not pass the real-name check",
+        )
+    return hc.cards.apply(
+        id_type=body.id_type,
+        id_number=number,
+        name=body.name,
+        sex=sex,
+        birth_date=birth,
+        phone=body.phone,
+        issuer=issuer,
+        app_key=app_key,
+    )
 
-    @router.post("/cards/lookup", response_model=Card, tags=["channel"],
-                 summary="Registration query by identity",
-                 responses=error_responses(*APP_AUTH, NOT_FOUND, BAD_ID, INVALID))
-    def lookup(body: LookupRequest, app: App) -> dict:
-        number, _, _ = resident_facts(body.id_type, body.id_number)
-        return cards.view(cards.lookup(body.id_type, number, app.app_key))
 
-    @router.get("/cards/{card_id}", response_model=Card, tags=["channel"],
-                responses=error_responses(*APP_AUTH, NOT_FOUND))
-    def get_card(card_id: str, app: App) -> dict:
-        return cards.view(cards.owned(card_id, app.app_key))
+# ---------------------------------------------------------------- channel routes
+@router.post(
+    "/cards",
+    response_model=ApplyAnswer,
+    tags=["channel"],
+    summary="Apply for a card (idempotent; re-apply restores a cancelled card)",
+    responses=error_responses(
+        *APP_AUTH,
+        BAD_ID,
+        INVALID,
+        (422, "REALNAME_MISMATCH", "identity and name do not match the registry"),
+        (503, "REGISTRY_UNAVAILABLE", "real-name source did not answer"),
+    ),
+)
+async def apply(hc: Healthcard, body: ApplyRequest, app: App) -> dict:
+    row, created = await checked_apply(hc, body, app.app_key, app.app_key)
+    return {**hc.cards.view(row), "created": created}
 
-    @router.patch("/cards/{card_id}", response_model=Card, tags=["channel"],
-                  summary="Modify phone or name (a new name passes the real-name check)",
-                  responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID,
-                                            (422, "REALNAME_MISMATCH", "name fails check")))
-    async def modify(card_id: str, body: ModifyRequest, app: App) -> dict:
-        row = cards.owned(card_id, app.app_key)
-        if body.name is not None:
-            number = cards.cipher.decrypt(row.id_number_enc)
-            if await hc.registry.realname_check(row.id_type, number, body.name) != "match":
-                raise Invalid("REALNAME_MISMATCH", "new name fails the real-name check")
-        return cards.view(cards.modify(card_id, app.app_key, phone=body.phone, name=body.name))
 
-    for action in ("report-lost", "unlock", "cancel"):
-        def _state_route(card_id: str, app: App, action: str = action) -> dict:
-            return cards.view(cards.change_state(card_id, app.app_key, action))
+@router.post(
+    "/cards/lookup",
+    response_model=Card,
+    tags=["channel"],
+    summary="Registration query by identity",
+    responses=error_responses(*APP_AUTH, NOT_FOUND, BAD_ID, INVALID),
+)
+def lookup(hc: Healthcard, body: LookupRequest, app: App) -> dict:
+    number, _, _ = resident_facts(body.id_type, body.id_number)
+    return hc.cards.view(hc.cards.lookup(body.id_type, number, app.app_key))
 
-        router.add_api_route(
-            f"/cards/{{card_id}}/{action}", _state_route, methods=["POST"],
-            response_model=Card, tags=["channel"], name=action.replace("-", "_"),
-            summary=f"{action.replace('-', ' ').capitalize()} the card",
-            responses=error_responses(*APP_AUTH, NOT_FOUND,
-                                      (409, "CARD_STATE_CONFLICT", "not allowed from state")))
 
-    @router.get("/cards/{card_id}/qrcode", tags=["channel"],
-                dependencies=[Depends(hc.faults.apply)],
-                response_model=QrCode,
-                summary="Static or dynamic code, as text or rendered PNG/SVG",
-                responses={**error_responses(*APP_AUTH, NOT_FOUND,
-                                             (404, "BINDING_NOT_FOUND", "fused: not bound"),
-                                             (503, "SERVICE_UNAVAILABLE", "injected fault"),
-                                             (403, "CARD_LOST", "card lost"),
-                                             (403, "CARD_CANCELLED", "card cancelled")),
-                           200: {"content": {"image/png": {}, "image/svg+xml": {}}}})
-    def qrcode(card_id: str, app: App,
-               kind: Literal["static", "dynamic", "fused"] = "dynamic",
-               format: Literal["json", "png", "svg"] = "json") -> Response:
-        row = cards.owned(card_id, app.app_key)
-        refuse_unusable(row.state)
-        if kind == "static":
-            answer = {"qr_text": qrcodes.static_code(card_id), "kind": "static"}
+@router.get(
+    "/cards/{card_id}",
+    response_model=Card,
+    tags=["channel"],
+    responses=error_responses(*APP_AUTH, NOT_FOUND),
+)
+def get_card(hc: Healthcard, card_id: str, app: App) -> dict:
+    return hc.cards.view(hc.cards.owned(card_id, app.app_key))
+
+
+@router.patch(
+    "/cards/{card_id}",
+    response_model=Card,
+    tags=["channel"],
+    summary="Modify phone or name (a new name passes the real-name check)",
+    responses=error_responses(
+        *APP_AUTH, NOT_FOUND, INVALID, (422, "REALNAME_MISMATCH", "name fails check")
+    ),
+)
+async def modify(hc: Healthcard, card_id: str, body: ModifyRequest, app: App) -> dict:
+    row = hc.cards.owned(card_id, app.app_key)
+    if body.name is not None:
+        number = hc.cards.cipher.decrypt(row.id_number_enc)
+        if await hc.registry.realname_check(row.id_type, number, body.name) != "match":
+            raise Invalid("REALNAME_MISMATCH", "new name fails the real-name check")
+    return hc.cards.view(hc.cards.modify(card_id, app.app_key, phone=body.phone, name=body.name))
+
+
+for action in ("report-lost", "unlock", "cancel"):
+
+    def _state_route(hc: Healthcard, card_id: str, app: App, action: str = action) -> dict:
+        return hc.cards.view(hc.cards.change_state(card_id, app.app_key, action))
+
+    router.add_api_route(
+        f"/cards/{{card_id}}/{action}",
+        _state_route,
+        methods=["POST"],
+        response_model=Card,
+        tags=["channel"],
+        name=action.replace("-", "_"),
+        summary=f"{action.replace('-', ' ').capitalize()} the card",
+        responses=error_responses(
+            *APP_AUTH, NOT_FOUND, (409, "CARD_STATE_CONFLICT", "not allowed from state")
+        ),
+    )
+
+
+@router.get(
+    "/cards/{card_id}/qrcode",
+    tags=["channel"],
+    dependencies=[Faults],
+    response_model=QrCode,
+    summary="Static or dynamic code, as text or rendered PNG/SVG",
+    responses={
+        **error_responses(
+            *APP_AUTH,
+            NOT_FOUND,
+            (404, "BINDING_NOT_FOUND", "fused: not bound"),
+            (503, "SERVICE_UNAVAILABLE", "injected fault"),
+            (403, "CARD_LOST", "card lost"),
+            (403, "CARD_CANCELLED", "card cancelled"),
+        ),
+        200: {"content": {"image/png": {}, "image/svg+xml": {}}},
+    },
+)
+def qrcode(
+    hc: Healthcard,
+    card_id: str,
+    app: App,
+    kind: Literal["static", "dynamic", "fused"] = "dynamic",
+    format: Literal["json", "png", "svg"] = "json",
+) -> Response:
+    row = hc.cards.owned(card_id, app.app_key)
+    refuse_unusable(row.state)
+    if kind == "static":
+        answer = {"qr_text": qrcodes.static_code(card_id), "kind": "static"}
+    else:
+        key = hc.keystore.active("protection")
+        expiry = datetime.now(qrcodes.CST) + timedelta(seconds=hc.settings.dynamic_code_validity_s)
+        if kind == "fused":
+            fusion_of(hc).active_binding(card_id)
+            text = qrcodes.hardened_dynamic_code(card_id, key, expiry, fused=True)
+        elif hc.settings.qr_format == "hardened":
+            text = qrcodes.hardened_dynamic_code(card_id, key, expiry)
         else:
-            key = hc.keystore.active("protection")
-            expiry = datetime.now(qrcodes.CST) + timedelta(
-                seconds=settings.dynamic_code_validity_s)
-            if kind == "fused":
-                fusion_of(hc).active_binding(card_id)
-                text = qrcodes.hardened_dynamic_code(card_id, key, expiry, fused=True)
-            elif settings.qr_format == "hardened":
-                text = qrcodes.hardened_dynamic_code(card_id, key, expiry)
-            else:
-                text = qrcodes.national_dynamic_code(card_id, key, expiry)
-            answer = {"qr_text": text, "kind": kind,
-                      "expires_at": expiry.strftime("%Y%m%d%H%M%S"),
-                      "refresh_after_s": settings.dynamic_code_validity_s}
-        if format != "json":
-            return render(answer["qr_text"], format)
-        return Response(orjson.dumps(answer), media_type="application/json")
+            text = qrcodes.national_dynamic_code(card_id, key, expiry)
+        answer = {
+            "qr_text": text,
+            "kind": kind,
+            "expires_at": expiry.strftime("%Y%m%d%H%M%S"),
+            "refresh_after_s": hc.settings.dynamic_code_validity_s,
+        }
+    if format != "json":
+        return render(answer["qr_text"], format)
+    return Response(orjson.dumps(answer), media_type="application/json")
 
-    @router.post("/cards/{card_id}/family", response_model=FamilyMember, tags=["channel"],
-                 summary="Apply for and add a family member's card",
-                 responses=error_responses(*APP_AUTH, NOT_FOUND, BAD_ID, INVALID,
-                                           (422, "FAMILY_SELF", "own card"),
-                                           (422, "REALNAME_MISMATCH", "member fails check")))
-    async def add_family(card_id: str, body: FamilyRequest, app: App) -> dict:
-        cards.owned(card_id, app.app_key)
-        member, _ = await checked_apply(body, app.app_key, app.app_key)
-        cards.add_family(card_id, app.app_key, member, body.relation)
-        return {**cards.view(member), "relation": body.relation}
 
-    @router.get("/cards/{card_id}/family", response_model=list[FamilyMember],
-                tags=["channel"], responses=error_responses(*APP_AUTH, NOT_FOUND))
-    def list_family(card_id: str, app: App) -> list[dict]:
-        return [{**cards.view(r), "relation": rel}
-                for r, rel in cards.list_family(card_id, app.app_key)]
+@router.post(
+    "/cards/{card_id}/family",
+    response_model=FamilyMember,
+    tags=["channel"],
+    summary="Apply for and add a family member's card",
+    responses=error_responses(
+        *APP_AUTH,
+        NOT_FOUND,
+        BAD_ID,
+        INVALID,
+        (422, "FAMILY_SELF", "own card"),
+        (422, "REALNAME_MISMATCH", "member fails check"),
+    ),
+)
+async def add_family(hc: Healthcard, card_id: str, body: FamilyRequest, app: App) -> dict:
+    hc.cards.owned(card_id, app.app_key)
+    member, _ = await checked_apply(hc, body, app.app_key, app.app_key)
+    hc.cards.add_family(card_id, app.app_key, member, body.relation)
+    return {**hc.cards.view(member), "relation": body.relation}
 
-    @router.delete("/cards/{card_id}/family/{member_card_id}", status_code=204,
-                   tags=["channel"], responses=error_responses(
-                       *APP_AUTH, NOT_FOUND, (404, "FAMILY_MEMBER_NOT_FOUND", "not a member")))
-    def remove_family(card_id: str, member_card_id: str, app: App) -> Response:
-        cards.remove_family(card_id, app.app_key, member_card_id)
-        return Response(status_code=204)
 
-    # ---------------------------------------------------------------- institution routes
-    verify_errors = error_responses(
+@router.get(
+    "/cards/{card_id}/family",
+    response_model=list[FamilyMember],
+    tags=["channel"],
+    responses=error_responses(*APP_AUTH, NOT_FOUND),
+)
+def list_family(hc: Healthcard, card_id: str, app: App) -> list[dict]:
+    return [
+        {**hc.cards.view(r), "relation": rel}
+        for r, rel in hc.cards.list_family(card_id, app.app_key)
+    ]
+
+
+@router.delete(
+    "/cards/{card_id}/family/{member_card_id}",
+    status_code=204,
+    tags=["channel"],
+    responses=error_responses(
+        *APP_AUTH, NOT_FOUND, (404, "FAMILY_MEMBER_NOT_FOUND", "not a member")
+    ),
+)
+def remove_family(hc: Healthcard, card_id: str, member_card_id: str, app: App) -> Response:
+    hc.cards.remove_family(card_id, app.app_key, member_card_id)
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- institution routes
+verify_errors = error_responses(
+    *TERM_AUTH,
+    (403, "TERMINAL_MISMATCH", "body names another terminal or institution"),
+    (400, "CLOCK_SKEW", "terminal clock beyond tolerance"),
+    (422, "QR_MALFORMED", "not an EHC code"),
+    (422, "QR_TAMPERED", "protected block fails"),
+    (422, "QR_FORMAT_NOT_ACCEPTED", "national/hardened format not accepted"),
+    (410, "QR_EXPIRED", "dynamic code expired"),
+    (409, "QR_REPLAYED", "verification limit of this code reached"),
+    (404, "CARD_NOT_FOUND", "no card with this ID"),
+    (409, "BINDING_NOT_ACTIVE", "fused code of a card no longer bound"),
+    (403, "CARD_LOST", "card reported lost"),
+    (403, "CARD_CANCELLED", "card cancelled"),
+    (413, "PAYLOAD_TOO_LARGE", "body over 4 KiB"),
+    (503, "SERVICE_UNAVAILABLE", "unavailable (injected fault)"),
+    (422, "INVALID_REQUEST", "missing or malformed field"),
+)
+
+
+@router.post(
+    "/qrcodes/verify",
+    tags=["institution"],
+    response_model=VerifyAnswer,
+    summary="Verify a scanned code online; writes one usage record",
+    responses=verify_errors,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": VerifyRequest.model_json_schema()}},
+        }
+    },
+)
+async def verify(hc: Healthcard, request: Request) -> Response:
+    """Served by the fast path (``verify_route``); kept here for the OpenAPI document
+    and as the framework path the fast path must agree with."""
+    body = await request.body()
+    if len(body) > MAX_VERIFY_BODY:
+        raise TooLarge("PAYLOAD_TOO_LARGE", "verify body is limited to 4 KiB")
+    return Response(await verify_payload(hc, request.scope, body), media_type="application/json")
+
+
+@router.post(
+    "/temporary-cards",
+    response_model=TemporaryAnswer,
+    tags=["institution"],
+    summary="Issue a temporary card (no ID document, e.g. emergencies)",
+    responses=error_responses(*TERM_AUTH, INVALID),
+)
+def temporary(hc: Healthcard, body: TemporaryRequest, term: Term) -> dict:
+    row = hc.cards.issue_temporary(term.institution_code, body.name, body.sex)
+    return {"card_id": row.card_id, "qr_text": qrcodes.temporary_code(row.card_id)}
+
+
+@router.post(
+    "/temporary-cards/{temp_card_id}/bind",
+    status_code=204,
+    tags=["institution"],
+    summary="Bind a temporary card to the patient's card",
+    responses=error_responses(
         *TERM_AUTH,
-        (403, "TERMINAL_MISMATCH", "body names another terminal or institution"),
-        (400, "CLOCK_SKEW", "terminal clock beyond tolerance"),
-        (422, "QR_MALFORMED", "not an EHC code"),
-        (422, "QR_TAMPERED", "protected block fails"),
-        (422, "QR_FORMAT_NOT_ACCEPTED", "national/hardened format not accepted"),
-        (410, "QR_EXPIRED", "dynamic code expired"),
-        (409, "QR_REPLAYED", "verification limit of this code reached"),
-        (404, "CARD_NOT_FOUND", "no card with this ID"),
-        (409, "BINDING_NOT_ACTIVE", "fused code of a card no longer bound"),
-        (403, "CARD_LOST", "card reported lost"),
-        (403, "CARD_CANCELLED", "card cancelled"),
-        (413, "PAYLOAD_TOO_LARGE", "body over 4 KiB"),
-        (503, "SERVICE_UNAVAILABLE", "unavailable (injected fault)"),
-        (422, "INVALID_REQUEST", "missing or malformed field"),
-    )
+        INVALID,
+        (404, "TEMP_CARD_NOT_FOUND", "not issued here"),
+        (409, "TEMP_CARD_BOUND", "already bound"),
+        (422, "QR_MALFORMED", "not a card code"),
+    ),
+)
+def bind_temporary(
+    hc: Healthcard, temp_card_id: str, body: BindTemporaryRequest, term: Term
+) -> Response:
+    try:
+        code = qrcodes.parse(body.qr_text)
+    except qrcodes.CodeError as exc:
+        raise Invalid(exc.code, exc.message) from exc
+    if code.kind == "temporary":
+        raise Invalid("QR_MALFORMED", "bind to a real card, not a temporary one")
+    hc.cards.bind_temporary(temp_card_id, code.card_id, term.institution_code)
+    return Response(status_code=204)
 
-    @router.post(
-        "/qrcodes/verify", tags=["institution"], response_model=VerifyAnswer,
-        summary="Verify a scanned code online; writes one usage record",
-        responses=verify_errors,
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": VerifyRequest.model_json_schema()}}}},
-    )
-    async def verify(request: Request) -> Response:
-        """Served by the fast path (``verify_route``); kept here for the OpenAPI document
-        and as the framework path the fast path must agree with."""
-        body = await request.body()
-        if len(body) > MAX_VERIFY_BODY:
-            raise TooLarge("PAYLOAD_TOO_LARGE", "verify body is limited to 4 KiB")
-        return Response(await verify_payload(hc, request.scope, body),
-                        media_type="application/json")
 
-    @router.post("/temporary-cards", response_model=TemporaryAnswer, tags=["institution"],
-                 summary="Issue a temporary card (no ID document, e.g. emergencies)",
-                 responses=error_responses(*TERM_AUTH, INVALID))
-    def temporary(body: TemporaryRequest, term: Term) -> dict:
-        row = cards.issue_temporary(term.institution_code, body.name, body.sex)
-        return {"card_id": row.card_id, "qr_text": qrcodes.temporary_code(row.card_id)}
+@router.post(
+    "/patient-links",
+    status_code=204,
+    tags=["institution"],
+    summary="Bind the hospital's local patient ID to a card",
+    responses=error_responses(
+        *TERM_AUTH, INVALID, (409, "PATIENT_LINK_CONFLICT", "linked otherwise")
+    ),
+)
+def link_patient(hc: Healthcard, body: PatientLinkRequest, term: Term) -> Response:
+    hc.cards.link_patient(term.institution_code, body.local_patient_id, body.card_id)
+    return Response(status_code=204)
 
-    @router.post("/temporary-cards/{temp_card_id}/bind", status_code=204,
-                 tags=["institution"], summary="Bind a temporary card to the patient's card",
-                 responses=error_responses(
-                     *TERM_AUTH, INVALID, (404, "TEMP_CARD_NOT_FOUND", "not issued here"),
-                     (409, "TEMP_CARD_BOUND", "already bound"),
-                     (422, "QR_MALFORMED", "not a card code")))
-    def bind_temporary(temp_card_id: str, body: BindTemporaryRequest, term: Term) -> Response:
-        try:
-            code = qrcodes.parse(body.qr_text)
-        except qrcodes.CodeError as exc:
-            raise Invalid(exc.code, exc.message) from exc
-        if code.kind == "temporary":
-            raise Invalid("QR_MALFORMED", "bind to a real card, not a temporary one")
-        cards.bind_temporary(temp_card_id, code.card_id, term.institution_code)
-        return Response(status_code=204)
 
-    @router.post("/patient-links", status_code=204, tags=["institution"],
-                 summary="Bind the hospital's local patient ID to a card",
-                 responses=error_responses(*TERM_AUTH, INVALID,
-                                           (409, "PATIENT_LINK_CONFLICT", "linked otherwise")))
-    def link_patient(body: PatientLinkRequest, term: Term) -> Response:
-        cards.link_patient(term.institution_code, body.local_patient_id, body.card_id)
-        return Response(status_code=204)
+@router.get(
+    "/patient-links/{local_patient_id}",
+    tags=["institution"],
+    responses=error_responses(*TERM_AUTH, (404, "PATIENT_LINK_NOT_FOUND", "not linked")),
+)
+def linked_card(hc: Healthcard, local_patient_id: str, term: Term) -> dict:
+    return {"card_id": hc.cards.linked_card(term.institution_code, local_patient_id)}
 
-    @router.get("/patient-links/{local_patient_id}", tags=["institution"],
-                responses=error_responses(*TERM_AUTH,
-                                          (404, "PATIENT_LINK_NOT_FOUND", "not linked")))
-    def linked_card(local_patient_id: str, term: Term) -> dict:
-        return {"card_id": cards.linked_card(term.institution_code, local_patient_id)}
 
-    @router.get("/usage-records", response_model=list[UsageRecord], tags=["institution"],
-                summary="This institution's usage records (and only its own), by cursor",
-                responses=error_responses(*TERM_AUTH, INVALID))
-    def list_usage(term: Term, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
-                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
-        with hc.engine.connect() as conn:
-            rows = conn.execute(
-                select(usage_records)
-                .where(usage_records.c.institution_code == term.institution_code,
-                       usage_records.c.id > after_id)
-                .order_by(usage_records.c.id).limit(limit)).all()
-        return [{**r._asdict(), "verified_at": r.verified_at.isoformat()} for r in rows]
+@router.get(
+    "/usage-records",
+    response_model=list[UsageRecord],
+    tags=["institution"],
+    summary="This institution's usage records (and only its own), by cursor",
+    responses=error_responses(*TERM_AUTH, INVALID),
+)
+def list_usage(
+    hc: Healthcard,
+    term: Term,
+    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict]:
+    return usage.institution_records(hc.engine, term.institution_code, after_id, limit)
 
-    @router.get("/time", tags=["public"], summary="Server time (terminals check clock skew)")
-    def server_time() -> dict:
-        now = datetime.now(qrcodes.CST)
-        return {"time": now.strftime("%Y%m%d%H%M%S"), "epoch": now.timestamp(),
-                "utc_offset": "+08:00"}
 
-    # ---------------------------------------------------------------- admin routes
-    admin = [Depends(admin_guard)]
+@router.get("/time", tags=["public"], summary="Server time (terminals check clock skew)")
+def server_time() -> dict:
+    now = datetime.now(qrcodes.CST)
+    return {"time": now.strftime("%Y%m%d%H%M%S"), "epoch": now.timestamp(), "utc_offset": "+08:00"}
 
-    add_caller_admin_routes(router, hc.callers, admin_guard)
-    add_fusion_routes(router, hc, App, admin_guard, service_guard)
 
-    @router.get("/admin/keys", tags=["admin"], dependencies=admin,
-                summary="Key metadata (never key material)", responses=error_responses(*ADMIN))
-    def list_keys() -> list[dict]:
-        return hc.keystore.describe()
+# ---------------------------------------------------------------- admin routes
+# (the caller registry's routes: services.common.cards.routes, included by the app)
 
-    @router.post("/admin/keys/{purpose}/rotate", tags=["admin"], dependencies=admin,
-                 responses=error_responses(*ADMIN, (422, "INVALID_KEY_PURPOSE", "unknown")))
-    def rotate(purpose: str) -> dict:
-        try:
-            return {"key_id": hc.keystore.rotate(purpose)}
-        except ValueError as exc:
-            raise Invalid("INVALID_KEY_PURPOSE", str(exc)) from exc
 
-    @router.post("/admin/keys/{key_id}/retire", status_code=204, tags=["admin"],
-                 dependencies=admin,
-                 responses=error_responses(*ADMIN, (404, "KEY_NOT_FOUND", "unknown key"),
-                                           (409, "KEY_ACTIVE", "rotate first")))
-    def retire(key_id: str) -> Response:
-        try:
-            hc.keystore.retire(key_id)
-        except LookupError as exc:
-            raise NotFound("KEY_NOT_FOUND", "no such key") from exc
-        except ValueError as exc:
-            raise Conflict("KEY_ACTIVE", str(exc)) from exc
-        return Response(status_code=204)
+@router.get(
+    "/admin/keys",
+    tags=["admin"],
+    dependencies=[Admin],
+    summary="Key metadata (never key material)",
+    responses=error_responses(*ADMIN),
+)
+def list_keys(hc: Healthcard) -> list[dict]:
+    return hc.keystore.describe()
 
-    @router.get("/admin/stats/issuance", tags=["admin"], dependencies=admin,
-                summary="Cards issued per issuer (app or institution)",
-                responses=error_responses(*ADMIN))
-    def issuance() -> dict[str, int]:
-        return hc.cards.issuance_counts()
 
-    return router
+@router.post(
+    "/admin/keys/{purpose}/rotate",
+    tags=["admin"],
+    dependencies=[Admin],
+    responses=error_responses(*ADMIN, (422, "INVALID_KEY_PURPOSE", "unknown")),
+)
+def rotate(hc: Healthcard, purpose: str) -> dict:
+    try:
+        return {"key_id": hc.keystore.rotate(purpose)}
+    except ValueError as exc:
+        raise Invalid("INVALID_KEY_PURPOSE", str(exc)) from exc
+
+
+@router.post(
+    "/admin/keys/{key_id}/retire",
+    status_code=204,
+    tags=["admin"],
+    dependencies=[Admin],
+    responses=error_responses(
+        *ADMIN, (404, "KEY_NOT_FOUND", "unknown key"), (409, "KEY_ACTIVE", "rotate first")
+    ),
+)
+def retire(hc: Healthcard, key_id: str) -> Response:
+    try:
+        hc.keystore.retire(key_id)
+    except LookupError as exc:
+        raise NotFound("KEY_NOT_FOUND", "no such key") from exc
+    except ValueError as exc:
+        raise Conflict("KEY_ACTIVE", str(exc)) from exc
+    return Response(status_code=204)
+
+
+@router.get(
+    "/admin/stats/issuance",
+    tags=["admin"],
+    dependencies=[Admin],
+    summary="Cards issued per issuer (app or institution)",
+    responses=error_responses(*ADMIN),
+)
+def issuance(hc: Healthcard) -> dict[str, int]:
+    return hc.cards.issuance_counts()

@@ -10,9 +10,9 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
+from ..common.cards.idcard import mask_id_number, mask_name, mask_phone, parse_resident_id
 from ..common.db import rows_by_identity
 from ..common.errors import Conflict, Forbidden, Invalid, NotFound
-from ..common.idcard import mask_id_number, mask_name, mask_phone, parse_resident_id
 from ..common.pii import FieldCipher
 from .ids import derive_card_id, make_empi
 from .keystore import KeyStore

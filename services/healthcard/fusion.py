@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, delete, select
 
-from ..common import binding as b
+from ..common.cards import binding as b
+from ..common.cards.usage_sync import UsageInbox
 from ..common.errors import Conflict, NotFound, PeerFailed, ServiceError
 from ..common.peer import PeerUnavailable
-from ..common.usage_sync import UsageInbox
 from .cards import USABLE_STATES, CardService, refuse_unusable
 from .peers import SocialcardClient
 from .tables import binding_batches, binding_pending, bindings, shared_usage, sync_cursors

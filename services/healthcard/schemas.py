@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from ..common.caller_routes import Strict
+from ..common.cards.routes import Strict
 
 IdType = Annotated[str, Field(pattern=r"^\d{2}$", examples=["01"])]
 Phone = Annotated[str, Field(pattern=r"^1\d{10}$", examples=["13800138000"])]

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from ..common.callers import Callers
+from ..common.cards.callers import Callers
+from ..common.cards.faults import Faults
+from ..common.cards.system_key import load_or_create
 from ..common.crypto import hmac_sm3
 from ..common.db import make_engine
-from ..common.faults import Faults
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
-from ..common.system_key import load_or_create
 from .cards import CardService
 from .fusion import Fusion
 from .keystore import KeyStore

@@ -15,11 +15,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from ..common.audit import chain_columns, heads_table
-from ..common.binding import binding_tables
-from ..common.callers import caller_tables
-from ..common.system_key import system_key_table
-from ..common.usage_sync import shared_usage_tables
+from ..common.cards.audit import chain_columns, heads_table
+from ..common.cards.binding import binding_tables
+from ..common.cards.callers import caller_tables
+from ..common.cards.system_key import system_key_table
+from ..common.cards.usage_sync import shared_usage_tables
 
 metadata = MetaData()
 caller_registry = caller_tables(metadata)

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from ..common.audit import Heads
-from ..common.callers import Terminal
+from ..common.cards.audit import Heads
+from ..common.cards.callers import Terminal
 from ..common.cst import refuse_clock_skew
 from ..common.errors import Conflict, Forbidden, Gone, Invalid, NotFound, ServiceError
 from ..common.funnel import WriteFunnel

@@ -114,7 +114,7 @@ def _refused_bindings(url: str, seed: dict, people: list, bound_card: str,
 def _forged(url: str, seed: dict, card: dict, essc: dict) -> None:
     """A binding record signed with a key that is not the EHC system's, sent to the
     e-SSC system's countersigning route (as a compromised peer would)."""
-    from ..common import binding
+    from ..common.cards import binding
     from ..common.crypto import sm2_generate_keypair
 
     record = binding.make_record(card["card_id"], card["empi"], essc["ssc_card_no"],

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from ..common.idcard import make_resident_id
+from ..common.cards.idcard import make_resident_id
 
 CITY_AREA_CODES = {
     "Hangzhou": "330100", "Ningbo": "330200", "Wenzhou": "330300", "Jiaxing": "330400",

@@ -13,12 +13,12 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
-from ..common.audit import append
+from ..common.cards.audit import append
+from ..common.cards.idcard import mask_id_number, mask_name
 from ..common.crypto import constant_time_equal, hmac_sm3
 from ..common.cst import cst_day
 from ..common.db import rows_by_identity
 from ..common.errors import Conflict, Gone, Invalid, NotFound
-from ..common.idcard import mask_id_number, mask_name
 from ..common.pii import FieldCipher
 from .tables import card_apps, code_uses, ec_tokens, insured, usage_records
 

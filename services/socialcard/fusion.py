@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from ..common import binding as b
+from ..common.cards import binding as b
+from ..common.cards.usage_sync import UsageInbox
 from ..common.errors import Conflict, Invalid
-from ..common.usage_sync import UsageInbox
 from .cards import NORMAL, STATE_ERRORS, SocialCards
 from .peers import HealthcardClient
 from .tables import binding_batches, bindings, insured, shared_usage, sync_cursors

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, StrictInt, field_validator
 
-from ..common.caller_routes import Strict
+from ..common.cards.routes import Strict
 
 
 class Insured(Strict):

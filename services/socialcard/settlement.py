@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..common.audit import append
+from ..common.cards.audit import append
 from ..common.cst import CST, cst_day
 from ..common.errors import Conflict, Gone, Invalid, NotFound, ServiceError, Unavailable
 from ..common.peer import PeerUnavailable

@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from ..common.callers import Callers
+from ..common.cards.callers import Callers
+from ..common.cards.faults import Faults
+from ..common.cards.idempotency import Idempotency
+from ..common.cards.system_key import load_or_create
 from ..common.crypto import hmac_sm3
 from ..common.db import make_engine
-from ..common.faults import Faults
-from ..common.idempotency import Idempotency
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
-from ..common.system_key import load_or_create
 from .cards import SocialCards
 from .fusion import SocialFusion
 from .peers import HealthcardClient, PaymentClient

@@ -8,7 +8,7 @@ import secrets
 import pytest
 from gmssl import sm4 as gm_sm4
 
-from services.common.idcard import InvalidIdNumber, make_resident_id, parse_resident_id
+from services.common.cards.idcard import InvalidIdNumber, make_resident_id, parse_resident_id
 from services.healthcard.ids import derive_card_id, diversification_factor, make_empi
 
 

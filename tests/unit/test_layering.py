@@ -88,3 +88,35 @@ def test_the_rule_catches_a_breach(tmp_path: Path) -> None:
     finally:
         bad.unlink()
     assert found == ["services/payment/_probe_breach.py:1 imports services.healthcard.cards"]
+
+
+def test_infrastructure_imports_nothing_the_card_systems_share() -> None:
+    infra = [p for p in files("services/common") if "cards" not in p.parts]
+    assert breaches(infra, lambda p, mod: not mod.startswith("services.common.cards")) == []
+
+
+ROUTE_MODULES = [p for p in files("services") if p.name.endswith("api.py")
+                 or p == ROOT / "services" / "common" / "cards" / "routes.py"]
+
+
+def test_route_modules_hold_no_sql() -> None:
+    assert ROUTE_MODULES
+    assert breaches(ROUTE_MODULES, lambda p, mod: mod.split(".")[0] != "sqlalchemy") == []
+
+
+@pytest.mark.parametrize("path", ROUTE_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_routes_are_module_level(path: Path) -> None:
+    """Every route decorator sits on a module-level function of a module-level router:
+    no router is built inside a function (no ``make_router`` closures)."""
+    tree = ast.parse(path.read_text())
+    nested = [f"{node.name}:{node.lineno}" for top in tree.body
+              if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef)
+              for node in ast.walk(top)
+              if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node is not top
+              and any(isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute)
+                      and d.func.attr in ("get", "post", "put", "patch", "delete")
+                      for d in node.decorator_list)]
+    made = [f"{n.name}:{n.lineno}" for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "APIRouter"
+            and not any(isinstance(t, ast.Assign) and t.value is n for t in tree.body)]
+    assert nested == [] and made == []

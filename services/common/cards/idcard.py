@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+
+from ..errors import Invalid
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"
@@ -81,3 +85,12 @@ def mask_phone(phone: str | None) -> str | None:
     if not phone or len(phone) < 7:
         return phone
     return phone[:3] + "****" + phone[-4:]
+
+
+@contextmanager
+def refuse_invalid_id() -> Iterator[None]:
+    """A malformed resident ID number inside the block answers ``INVALID_ID_NUMBER``."""
+    try:
+        yield
+    except InvalidIdNumber as exc:
+        raise Invalid("INVALID_ID_NUMBER", f"id_number: {exc.reason}") from exc

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import Unavailable
+from ..errors import Unavailable
 
 
 class FaultSettings(BaseModel):

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 
-from .crypto import sm3
+from ..crypto import sm3
 
 CHAIN_COLUMNS = ("chain_day", "chain_seq", "chain_hash")
 

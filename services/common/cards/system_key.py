@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .crypto import sm2_generate_keypair
-from .pii import FieldCipher
+from ..crypto import sm2_generate_keypair
+from ..pii import FieldCipher
 
 
 def system_key_table(metadata: MetaData) -> Table:

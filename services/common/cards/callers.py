@@ -26,9 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from .errors import Conflict, Invalid, NotFound, Unauthenticated
-from .pii import FieldCipher
-from .signing import H_KEY, NonceCache, RateLimiter, check_signature, refuse_rate
+from ..errors import Conflict, Invalid, NotFound, Unauthenticated
+from ..pii import FieldCipher
+from ..signing import H_KEY, NonceCache, RateLimiter, check_signature, refuse_rate
 
 INSTITUTION_RE = re.compile(r"^[0-9A-Z]{12}$")
 DEPT_RE = re.compile(r"^\d{4}$")

@@ -36,8 +36,8 @@ from sqlalchemy import (
     select,
 )
 
-from .crypto import sm2_sign, sm2_verify, sm3
-from .errors import Invalid, NotFound
+from ..crypto import sm2_sign, sm2_verify, sm3
+from ..errors import Invalid, NotFound
 
 SIDES = ("ehc", "essc")
 STATES = ("bound", "unbound")
@@ -317,6 +317,11 @@ class BindingSide:
     def keys(self, peer_key: str) -> dict[str, str]:
         other = "essc" if self.side == "ehc" else "ehc"
         return {self.side: self.public_hex, other: peer_key}
+
+    def records(self, after: str, limit: int) -> list[dict[str, Any]]:
+        """Our copy of every binding, by binding ID after a cursor (reconciliation)."""
+        with self.engine.connect() as conn:
+            return [record_of(r) for r in self.store.page(conn, after, limit)]
 
     def proof(self, bid: str) -> dict[str, Any]:
         with self.engine.connect() as conn:

@@ -15,8 +15,8 @@ import orjson
 from sqlalchemy import Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .crypto import sm3
-from .errors import ApiError, Conflict, Invalid, ServiceError
+from ..crypto import sm3
+from ..errors import ApiError, Conflict, Invalid, ServiceError
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
 STALE = timedelta(seconds=60)  # an in-progress key this old belongs to a dead process

@@ -8,7 +8,7 @@ from datetime import date
 
 from sqlalchemy import Engine, func, insert, select
 
-from ..common.idcard import ID_TYPE_RESIDENT, InvalidIdNumber, parse_resident_id
+from ..common.cards.idcard import ID_TYPE_RESIDENT, InvalidIdNumber, parse_resident_id
 from ..common.pii import FieldCipher
 from .tables import residents
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..common.crypto import sm3
 from ..common.db import make_engine
-from ..common.errors import Unauthenticated
+from ..common.errors import ServiceError, Unauthenticated
 from ..common.peer import PeerClient
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
@@ -113,6 +113,24 @@ class ChannelSystem:
         with self.engine.connect() as conn:
             return conn.execute(select(residents)
                                 .where(residents.c.id_digest == s.id_digest)).first()
+
+    def state_of(self, s: Session) -> dict[str, Any]:
+        """The resident's cards as the entry remembers them (IDs and region, or None)."""
+        row = self.cards_of(s)
+        return {"ehc_card_id": row.ehc_card_id if row else None,
+                "ssc_card_no": row.ssc_card_no if row else None,
+                "region": row.region if row else None}
+
+    async def binding_of(self, ehc_card_id: str | None) -> dict[str, Any] | None:
+        """The EHC's binding as the EHC system holds it, or None when not bound."""
+        if not ehc_card_id:
+            return None
+        try:
+            return await self.ehc.signed("GET", f"/ehc/v1/cards/{ehc_card_id}/binding")
+        except ServiceError as exc:
+            if exc.code == "BINDING_NOT_FOUND":
+                return None
+            raise
 
     def remember(self, s: Session, **values: str | None) -> None:
         with self.engine.begin() as conn:

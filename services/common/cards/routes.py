@@ -1,0 +1,134 @@
+"""What every card system offers around its callers: the admin routes that register
+institutions, terminals and channel apps, and the dependencies that authenticate them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..auth import Admin
+from ..errors import error_responses
+from .callers import Callers, ChannelApp, Terminal
+
+SIGNED = [
+    (401, "SIGNATURE_MISSING", "request not signed"),
+    (401, "SIGNATURE_STALE", "timestamp too old or ahead"),
+    (401, "SIGNATURE_REPLAYED", "nonce reused"),
+    (401, "SIGNATURE_INVALID", "signature does not match"),
+    (429, "RATE_LIMITED", "the caller's request rate is over its limit (Retry-After)"),
+]
+APP_AUTH = [*SIGNED, (401, "UNKNOWN_APP", "app not registered")]
+TERM_AUTH = [*SIGNED, (401, "UNKNOWN_TERMINAL", "terminal not registered or disabled")]
+ADMIN = [(401, "UNAUTHENTICATED", "no bearer token"), (403, "FORBIDDEN", "not admin")]
+PEER = [(401, "UNAUTHENTICATED", "no bearer token"),
+        (403, "FORBIDDEN", "not a peer system's token")]
+INVALID = (422, "INVALID_REQUEST", "body or parameters do not match the schema")
+SM2_PUBLIC = r"^04[0-9a-fA-F]{128}$"
+SECRET = r"^[A-Za-z0-9_\-]{32,64}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class InstitutionRequest(Strict):
+    code: str = Field(pattern=r"^[0-9A-Z]{12}$", examples=["330100000001"])
+    name: str = Field(min_length=1, max_length=128)
+    city_code: str = Field(pattern=r"^\d{6}$", examples=["330100"])
+    sm2_public_key: str | None = Field(None, pattern=SM2_PUBLIC)
+    level: Literal[1, 2, 3] = Field(3, description="hospital level: 1 primary, 2 secondary, "
+                                    "3 tertiary (it sets the insurance ratio)")
+
+
+class TerminalRequest(Strict):
+    institution_code: str = Field(pattern=r"^[0-9A-Z]{12}$")
+    dept_code: str = Field(pattern=r"^\d{4}$", examples=["0101"])
+    terminal_type: Literal[1, 2, 99] = 1
+    secret: str | None = Field(None, pattern=SECRET, description=(
+        "provision the secret this terminal already holds with the other card system; "
+        "omitted = a new one"))
+
+
+class TerminalCredentials(BaseModel):
+    terminal_id: str
+    secret: str = Field(description="shown once; HMAC-SM3 signing secret")
+
+
+class AppRequest(Strict):
+    name: str = Field(min_length=1, max_length=128)
+    sm2_public_key: str | None = Field(None, pattern=SM2_PUBLIC)
+    app_key: str | None = Field(None, pattern=r"^app_[0-9a-f]{16}$", description=(
+        "provision the key this app already holds with the other card system"))
+    app_secret: str | None = Field(None, pattern=SECRET)
+
+
+class AppCredentials(BaseModel):
+    app_key: str
+    app_secret: str = Field(description="shown once")
+
+
+async def authenticate_app(request: Request, callers: Callers) -> ChannelApp:
+    """The signed channel app of a request (its body is part of the signature)."""
+    body = await request.body()
+    return callers.authenticate_app(
+        request.headers, request.method, request.url.path, request.url.query, body)
+
+
+async def authenticate_terminal(request: Request, callers: Callers) -> Terminal:
+    """The signed terminal of a request."""
+    body = await request.body()
+    return callers.authenticate_terminal(
+        request.headers, request.method, request.url.path, request.url.query, body)
+
+
+# ---------------------------------------------------------------- the admin routes
+# Both card systems register their own callers through the same three routes: each
+# includes this router under its prefix with ``bind_callers(system)``, which tells the
+# routes whose registry they act on.
+router = APIRouter(tags=["admin"], dependencies=[Admin])
+
+
+def bind_callers(system: str):  # type: ignore[no-untyped-def]  # a dependency, made per system
+    """The dependency a system includes :data:`router` with: its callers registry."""
+
+    def bind(request: Request) -> None:
+        request.state.callers = request.app.state.systems[system].callers
+
+    return Depends(bind)
+
+
+def system_callers(request: Request) -> Callers:
+    return request.state.callers
+
+
+SystemCallers = Annotated[Callers, Depends(system_callers)]
+
+
+@router.post("/admin/institutions", status_code=201,
+             responses=error_responses(*ADMIN, INVALID,
+                                       (409, "INSTITUTION_EXISTS", "already registered")))
+def add_institution(body: InstitutionRequest, callers: SystemCallers) -> dict:
+    callers.add_institution(body.code, body.name, body.city_code, body.sm2_public_key,
+                            body.level)
+    return {"code": body.code}
+
+
+@router.post("/admin/terminals", status_code=201, response_model=TerminalCredentials,
+             responses=error_responses(*ADMIN, INVALID,
+                                       (404, "INSTITUTION_NOT_FOUND", "unknown"),
+                                       (409, "TERMINAL_EXISTS", "already registered")))
+def add_terminal(body: TerminalRequest, callers: SystemCallers) -> dict:
+    tid, secret = callers.add_terminal(body.institution_code, body.dept_code,
+                                       body.terminal_type, body.secret)
+    return {"terminal_id": tid, "secret": secret}
+
+
+@router.post("/admin/channel-apps", status_code=201, response_model=AppCredentials,
+             responses=error_responses(*ADMIN, INVALID,
+                                       (409, "APP_EXISTS", "app key already registered")))
+def add_app(body: AppRequest, callers: SystemCallers) -> dict:
+    key, secret = callers.add_app(body.name, body.sm2_public_key, body.app_key,
+                                  body.app_secret)
+    return {"app_key": key, "app_secret": secret}

@@ -1,0 +1,16 @@
+"""Typed dependencies of the registry's routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .residents import RegistryService
+
+
+def registry_service(request: Request) -> RegistryService:
+    return request.app.state.systems["registry"]
+
+
+Registry = Annotated[RegistryService, Depends(registry_service)]

@@ -1,0 +1,35 @@
+"""Request and answer bodies of the population registry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+IdType = Annotated[str, Field(pattern=r"^\d{2}$", examples=["01"])]
+
+
+class RealnameCheck(BaseModel):
+    id_type: IdType = "01"
+    id_number: str = Field(max_length=32, examples=["11010020171225006X"])
+    name: str = Field(min_length=1, max_length=64, examples=["张三"])
+
+
+class RealnameResult(BaseModel):
+    result: Literal["match", "no_match", "unknown"]
+
+
+class ResidentIn(BaseModel):
+    id_type: IdType = "01"
+    id_number: str = Field(max_length=32)
+    name: str = Field(min_length=1, max_length=64)
+    phone: str | None = Field(None, pattern=r"^1\d{10}$")
+
+
+class ResidentBatch(BaseModel):
+    residents: list[ResidentIn] = Field(max_length=10_000)
+
+
+class BatchResult(BaseModel):
+    created: int
+    existing: int
