@@ -16,7 +16,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from services.common import binding as b
+from services.common.cards import binding as b
 from services.common.crypto import sm2_public_key_pem
 from services.common.signing import sign_headers
 from services.healthcard.tables import binding_pending
