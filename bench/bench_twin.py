@@ -48,14 +48,14 @@ def tandem_run(patients: int, stations: int) -> tuple[float, int]:
     line = [simpy.Resource(env, servers) for _ in range(stations)]
     visits = [0]
 
-    def customer(i: int):  # type: ignore[no-untyped-def]
+    def customer(i: int):
         for k, res in enumerate(line):
             with res.request() as req:
                 yield req
                 yield env.timeout(services[i][k])
             visits[0] += 1
 
-    def source():  # type: ignore[no-untyped-def]
+    def source():
         for i in range(patients):
             yield env.timeout(gaps[i])
             env.process(customer(i))

@@ -50,7 +50,10 @@ def wrk(url: str, path: str, script: Path | None, env: dict, pid: int,
     cpu0 = cpu_seconds(pid)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     cpu = cpu_seconds(pid) - cpu0
-    total = int(re.search(r"(\d+) requests in", out).group(1))
+    count = re.search(r"(\d+) requests in", out)
+    if count is None:
+        raise RuntimeError(f"wrk printed no request count:\n{out}")
+    total = int(count.group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = int(bad.group(1)) if bad else 0
     errors += sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))

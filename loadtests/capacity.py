@@ -9,6 +9,7 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from .runner import LoadOptions, Server, locust_env, locust_rows, run_locust, seed
 from .slo import Slo
@@ -41,9 +42,10 @@ def _step(opts: LoadOptions, server: Server, seed_path: Path, out: Path, route: 
 
 def run_capacity(rates: list[float], worker_counts: list[int], databases: list[str | None],
                  step_s: int, slo: Slo, out: Path, peak_per_s: float | None,
-                 headroom: float, residents: int = 100, progress=print) -> dict:  # type: ignore[no-untyped-def]
+                 headroom: float, residents: int = 100, progress=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    steps, knees = [], []
+    steps: list[dict[str, Any]] = []
+    knees: list[dict[str, Any]] = []
     for db in databases:
         for workers in worker_counts:
             label = f"{'postgresql' if db else 'sqlite'}, {workers} worker(s)"

@@ -160,6 +160,8 @@ def usage_records(server: Server, seed_path: Path) -> list[int]:
 def weights_for(opts: LoadOptions) -> dict[str, int]:
     """Users of each kind: the default mix, the demand curve's, or scans only."""
     if opts.mix == "demand":
+        if opts.demand_csv is None:
+            raise ValueError("the demand mix needs a demand CSV (ehc twin province writes one)")
         return mix.from_demand(opts.demand_csv)
     return mix.ONLY_TERMINALS if opts.mix == "terminal" else mix.DEFAULT
 

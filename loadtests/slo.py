@@ -24,7 +24,7 @@ class Slo:
                    float(os.environ.get("EHC_SLO_MIN_RPS", d.min_rps)))
 
 
-def hot_entry(stats, names: tuple[str, ...], method: str):  # type: ignore[no-untyped-def]
+def hot_entry(stats, names: tuple[str, ...], method: str):
     """The hot requests' statistics as one entry (plain and fused verifications are the
     same route; a mix may have only one of them)."""
     from locust.stats import StatsEntry
@@ -38,7 +38,7 @@ def hot_entry(stats, names: tuple[str, ...], method: str):  # type: ignore[no-un
     return combined
 
 
-def evaluate(stats, slo: Slo, names: tuple[str, ...] | str = HOT,  # type: ignore[no-untyped-def]
+def evaluate(stats, slo: Slo, names: tuple[str, ...] | str = HOT,
              method: str = "POST") -> dict:
     """Verdict over the hot requests' latency and everyone's failures and throughput."""
     names = (names,) if isinstance(names, str) else tuple(names)

@@ -175,7 +175,7 @@ def build_app(settings: Settings | None = None,
 
 
 @asynccontextmanager
-async def _lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+async def _lifespan(app: FastAPI):
     """While serving, each card system pulls its peer's usage records every
     ``EHC_SYNC_INTERVAL_S``. On shutdown, a worker leaves its own request statistics in
     ``EHC_STATS_DIR`` (when set): with several uvicorn workers no single process sees them
@@ -207,7 +207,7 @@ def _fusions(app: FastAPI) -> list:
     return [f for f in out if f is not None]
 
 
-async def pull_forever(fusion, interval_s: float) -> None:  # type: ignore[no-untyped-def]
+async def pull_forever(fusion, interval_s: float) -> None:
     """Pull the peer's usage records now and then; a peer that is down is retried later
     (the cursor makes the catch-up exact)."""
     log = logging.getLogger("ehc.sync")
@@ -219,7 +219,7 @@ async def pull_forever(fusion, interval_s: float) -> None:  # type: ignore[no-un
             log.warning("usage pull failed: %s", type(exc).__name__)
 
 
-async def confirm_forever(settlements, interval_s: float) -> None:  # type: ignore[no-untyped-def]
+async def confirm_forever(settlements, interval_s: float) -> None:
     """Ask the gateway about visits left awaiting confirmation (a lost notification)."""
     log = logging.getLogger("ehc.settlement")
     while True:

@@ -66,7 +66,7 @@ def seed(
                   f"institutions -> {out}")
 
 
-def _stack(url: str | None, admin_token: str | None):  # type: ignore[no-untyped-def]
+def _stack(url: str | None, admin_token: str | None):
     """(url, admin token, context) of the stack at URL, or of one started in-process on
     the configured store (``EHC_VAR_DIR`` / ``EHC_DATABASE_URL``)."""
     import contextlib

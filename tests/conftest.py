@@ -19,7 +19,7 @@ from tests.stack import PG_ENV, LiveStack, drop_schemas, make_test_settings, sta
 _inst_counter = itertools.count(1)
 
 
-def backend_settings(request, tmp_path_factory, **overrides):  # type: ignore[no-untyped-def]
+def backend_settings(request, tmp_path_factory, **overrides):
     """Settings of the database backend a parametrised fixture asks for."""
     if request.param == "postgres" and not os.environ.get(PG_ENV):
         pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@"
@@ -28,7 +28,7 @@ def backend_settings(request, tmp_path_factory, **overrides):  # type: ignore[no
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def stack(request, tmp_path_factory) -> Iterator[LiveStack]:  # type: ignore[no-untyped-def]
+def stack(request, tmp_path_factory) -> Iterator[LiveStack]:
     settings = backend_settings(request, tmp_path_factory)
     live = start_stack(settings)
     yield live

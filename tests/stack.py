@@ -36,7 +36,7 @@ def drop_backend(env: dict[str, str]) -> None:
                               db_schema_prefix=env["EHC_DB_SCHEMA_PREFIX"]))
 
 
-def make_test_settings(tmp: Path, backend: str = "sqlite", **overrides) -> Settings:  # type: ignore[no-untyped-def]
+def make_test_settings(tmp: Path, backend: str = "sqlite", **overrides) -> Settings:
     """SQLite under ``tmp``; or, for ``backend="postgres"``, a fresh schema prefix in the
     database that ``EHC_TEST_DATABASE_URL`` names (the caller skips when it is unset)."""
     extra: dict = {}

@@ -32,7 +32,7 @@ def _progress() -> Progress:
 
 
 def _run(sc: Scenario, replications: int | None, seed: int | None, workers: int,
-         keep: bool = True, label: str | None = None):  # type: ignore[no-untyped-def]
+         keep: bool = True, label: str | None = None):
     from twin.experiments.runner import run_replications
 
     reps = replications or sc.replications
@@ -58,7 +58,7 @@ def _summary_table(title: str, df: pd.DataFrame, cols: list[str]) -> Table:
     return table
 
 
-def _write_run(res, out: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+def _write_run(res, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "kpis.csv", out / "summary.csv", out / "stations.csv", out / "queues.csv",
              out / "scenario.json"]
@@ -131,7 +131,8 @@ def _cosim(sc: Scenario, url: str | None, admin_token: str | None, out: Path) ->
 
     if url and not admin_token:
         raise typer.BadParameter("--admin-token (or EHC_ADMIN_TOKEN) is needed with --url")
-    if url:
+    stack: contextlib.AbstractContextManager
+    if url and admin_token:
         stack = contextlib.nullcontext()
         base, token = url, admin_token
     else:
@@ -231,8 +232,9 @@ def station(
     from twin.validation.queueing import mmc_wait
 
     if arrival_rate >= servers / service_mean:
-        console.print(f"[yellow]warning[/]: rho = {arrival_rate * service_mean / servers:.3f}"
-                      " >= 1, the queue grows without bound", style="yellow", stderr=True)
+        Console(stderr=True).print(
+            f"[yellow]warning[/]: rho = {arrival_rate * service_mean / servers:.3f} >= 1, "
+            "the queue grows without bound", style="yellow")
     r = station_experiment(servers, arrival_rate, service_mean, hours, replications, seed,
                            warmup_fraction)
     r["erlang_c_wait"] = mmc_wait(servers, arrival_rate, service_mean)
@@ -251,7 +253,7 @@ def params() -> None:
     for c in ("key", "default", "source / meaning"):
         table.add_column(c)
 
-    def walk(model, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    def walk(model, prefix: str) -> None:
         for name, field in type(model).model_fields.items():
             value = getattr(model, name)
             key = f"{prefix}{name}"

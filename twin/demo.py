@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -30,7 +31,7 @@ def twin_demo(console: Console, replications: int = 3, workers: int = 2,
         for sc in (base, full):
             task = bar.add_task(f"twin: {sc.name}", total=replications)
             runs[sc.name] = run_replications(sc, replications, seed=base.seed, workers=workers,
-                                             progress=lambda n, t=task: bar.advance(t, n))
+                                             progress=partial(bar.advance, task))
     diff = paired_differences(runs[base.name], runs[full.name]).set_index("kpi")
     table = Table(title=f"One tertiary hospital day ({base.demand.daily_visits:,} visits): "
                         f"traditional vs 100 % fused card, {replications} paired replications")

@@ -9,10 +9,6 @@ from sqlalchemy.engine import make_url
 from .settings import Settings
 
 
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
 def system_url(settings: Settings, system: str) -> str:
     """The URL of one system's own store."""
     if settings.database_url is None:
@@ -36,7 +32,7 @@ def make_engine(settings: Settings, system: str, metadata: MetaData) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _pragmas(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -57,7 +53,7 @@ def make_engine(settings: Settings, system: str, metadata: MetaData) -> Engine:
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
 
         @event.listens_for(engine, "connect")
-        def _search_path(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _search_path(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             cur.execute(f'SET search_path TO "{schema}"')
             cur.close()
@@ -68,7 +64,7 @@ def make_engine(settings: Settings, system: str, metadata: MetaData) -> Engine:
     return engine
 
 
-def rows_by_identity(conn, table, pairs) -> list:  # type: ignore[no-untyped-def]
+def rows_by_identity(conn, table, pairs) -> list:
     """Rows of ``table`` whose (id_type, id_digest) is among ``pairs``, one indexed query
     per ID type (SQLite scans the whole table for a row-value ``IN``)."""
     by_type: dict[str, list[str]] = {}

@@ -25,11 +25,11 @@ class HotRoute:
 
 
 class FastPath:
-    def __init__(self, app, routes: list[HotRoute]) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app, routes: list[HotRoute]) -> None:
         self.app = app
         self.routes = {(r.method, r.path): r for r in routes}
 
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope, receive, send) -> None:
         route = self.routes.get((scope.get("method"), scope.get("path"))) \
             if scope["type"] == "http" else None
         if route is None:
@@ -49,7 +49,7 @@ class FastPath:
         await send({"type": "http.response.body", "body": payload})
 
 
-async def _read_body(receive, limit: int) -> bytes:  # type: ignore[no-untyped-def]
+async def _read_body(receive, limit: int) -> bytes:
     chunks, size = [], 0
     while True:
         message = await receive()

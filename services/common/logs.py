@@ -87,11 +87,11 @@ class RequestIdMiddleware:
     """Pure ASGI: gives each request an ID (or keeps a sane incoming one), answers it in
     ``X-Request-ID`` and writes one access line (no bodies, no query strings)."""
 
-    def __init__(self, app, max_body: int = 1 << 20) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app, max_body: int = 1 << 20) -> None:
         self.app = app
         self.max_body = max_body
 
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -100,7 +100,7 @@ class RequestIdMiddleware:
         started = time.perf_counter()
         status_box = [0]
 
-        async def send_with_id(message) -> None:  # type: ignore[no-untyped-def]
+        async def send_with_id(message) -> None:
             if message["type"] == "http.response.start":
                 status_box[0] = message["status"]
                 message.setdefault("headers", [])

@@ -39,7 +39,7 @@ class PeerClient:
                    **kw: Any) -> Any:  # kw: httpx request arguments (json, params, ...)
         """The peer's JSON answer; its refusals as ApiError, silence as PeerUnavailable."""
         try:
-            extra = {} if timeout_s is None else {"timeout": timeout_s}
+            extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
             resp = await self._client.request(method, path, **kw, **extra)
         except httpx.HTTPError as exc:
             raise PeerUnavailable(self.name, type(exc).__name__) from exc

@@ -1,6 +1,7 @@
 """HTTP API of the card-management system: channel, institution and admin routes."""
 
 import io
+from collections.abc import MutableMapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -67,7 +68,8 @@ def render(text: str, fmt: str) -> Response:
     return Response(buf.getvalue(), media_type="image/png")
 
 
-async def verify_payload(hc: HealthcardSystem, scope: dict, body: bytes) -> bytes:
+async def verify_payload(hc: HealthcardSystem, scope: MutableMapping[str, Any],
+                         body: bytes) -> bytes:
     """The whole hot path from raw request to JSON answer (used by both paths)."""
     await hc.faults.apply()
     term = hc.callers.authenticate_terminal(
@@ -229,7 +231,8 @@ def qrcode(
     row = hc.cards.owned(card_id, app.app_key)
     refuse_unusable(row.state)
     if kind == "static":
-        answer = {"qr_text": qrcodes.static_code(card_id), "kind": "static"}
+        answer: dict[str, str | int] = {"qr_text": qrcodes.static_code(card_id),
+                                        "kind": "static"}
     else:
         key = hc.keystore.active("protection")
         expiry = datetime.now(qrcodes.CST) + timedelta(seconds=hc.settings.dynamic_code_validity_s)
@@ -247,7 +250,7 @@ def qrcode(
             "refresh_after_s": hc.settings.dynamic_code_validity_s,
         }
     if format != "json":
-        return render(answer["qr_text"], format)
+        return render(str(answer["qr_text"]), format)
     return Response(orjson.dumps(answer), media_type="application/json")
 
 

@@ -73,7 +73,7 @@ class CardService:
         }
 
     # ------------------------------------------------------------------ lookup
-    def _by_identity(self, conn, id_type: str, id_number: str) -> Row | None:  # type: ignore[no-untyped-def]
+    def _by_identity(self, conn, id_type: str, id_number: str) -> Row | None:
         return conn.execute(select(cards).where(
             cards.c.id_type == id_type, cards.c.id_digest == self.cipher.digest(id_number)
         )).first()
@@ -98,7 +98,7 @@ class CardService:
 
     # ------------------------------------------------------------------ apply
     def apply(self, *, id_type: str, id_number: str, name: str, sex: str | None,
-              birth_date, phone: str | None, issuer: str, app_key: str | None,  # type: ignore[no-untyped-def]
+              birth_date, phone: str | None, issuer: str, app_key: str | None,
               ) -> tuple[Row, bool]:
         """Open a card, or return the existing one (restoring a cancelled card)."""
         for _ in range(3):
@@ -109,7 +109,7 @@ class CardService:
                 continue  # a concurrent apply for the same person won: read theirs
         raise Conflict("APPLY_CONFLICT", "concurrent applications; retry")
 
-    def _apply_once(self, id_type, id_number, name, sex, birth_date, phone, issuer, app_key):  # type: ignore[no-untyped-def]
+    def _apply_once(self, id_type, id_number, name, sex, birth_date, phone, issuer, app_key):
         now = _now()
         with self.engine.begin() as conn:
             row = self._by_identity(conn, id_type, id_number)
@@ -122,6 +122,7 @@ class CardService:
                 card_id = values["card_id"]
                 conn.execute(insert(cards).values(**values))
             else:
+                assert row is not None  # created is False
                 card_id = row.card_id
                 if row.state == CANCELLED:
                     conn.execute(update(cards).where(cards.c.card_id == card_id)
@@ -168,7 +169,7 @@ class CardService:
         return len(fresh), [rows[(p["id_type"], d)] for p, d in zip(people, digests,
                                                                      strict=True)]
 
-    def _new_card(self, p: dict[str, Any], digest: str, key, issuer: str,  # type: ignore[no-untyped-def]
+    def _new_card(self, p: dict[str, Any], digest: str, key, issuer: str,
                   now: datetime) -> dict[str, Any]:
         sex, birth = None, None
         if p["id_type"] == "01":

@@ -104,7 +104,7 @@ class Fusion(b.BindingSide):
                           "unbound", None)
         return (await self.submit([req]))[0]
 
-    def _records(self, conn, reqs: list[BindRequest]) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    def _records(self, conn, reqs: list[BindRequest]) -> list[dict[str, Any]]:
         """A new version per request, or the pending one already sent for it."""
         ids = [b.binding_id(r.ehc_card_id, r.ssc_card_no) for r in reqs]
         pending = {p.binding_id: orjson.loads(p.record) for p in conn.execute(

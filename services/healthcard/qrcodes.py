@@ -115,7 +115,7 @@ def national_expiry(block: str, keys: list[Key]) -> datetime:
     raise CodeError("QR_TAMPERED", "validity block does not decrypt under any key")
 
 
-def hardened_expiry(card_id: str, block: str, key_for_version,  # type: ignore[no-untyped-def]
+def hardened_expiry(card_id: str, block: str, key_for_version,
                     fused: bool = False) -> datetime:
     """Check the tag in constant time, then read the expiry."""
     if len(block) != 66:

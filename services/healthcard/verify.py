@@ -65,7 +65,7 @@ class HotStore:
             for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING))
         self._local = threading.local()
 
-    def connection(self):  # type: ignore[no-untyped-def]
+    def connection(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self.engine.raw_connection()
@@ -87,10 +87,10 @@ class HotStore:
 
 
 def _field(body: dict, name: str, kind: type, max_len: int = 64) -> Any:
-    value = body.get(name)
+    value: Any = body.get(name)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise Invalid("INVALID_REQUEST", f"{name}: required {kind.__name__}")
-    if kind is str and not (0 < len(value) <= max_len):
+    if isinstance(value, str) and not (0 < len(value) <= max_len):
         raise Invalid("INVALID_REQUEST", f"{name}: 1 to {max_len} characters")
     return value
 
@@ -189,7 +189,7 @@ class Verifier:
             raise
         return out
 
-    def _record_one(self, cur, scan: Scan, heads: Heads) -> tuple[int, tuple]:  # type: ignore[no-untyped-def]
+    def _record_one(self, cur, scan: Scan, heads: Heads) -> tuple[int, tuple]:
         store, code = self.store, scan.code
         cur.execute(store.select_card, (code.card_id,))
         card = cur.fetchone()

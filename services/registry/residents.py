@@ -45,7 +45,7 @@ class RegistryService:
         rows = [self._row(r) for r in batch]  # validates all before writing any
         digests = [r["id_digest"] for r in rows]
         with self.engine.begin() as conn:
-            known = set()
+            known: set[str] = set()
             for i in range(0, len(digests), 500):
                 chunk = digests[i : i + 500]
                 known.update(

@@ -86,7 +86,7 @@ class _Client:
         if self._http is not None:
             self._http.close()
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc: object) -> None:

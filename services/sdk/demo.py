@@ -75,7 +75,7 @@ def run_demo(var_dir: Path, residents: int = 220, console: Console | None = None
     return totals
 
 
-def _refusals(stack, seed: dict, app: ChannelClient, console: Console) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _refusals(stack, seed: dict, app: ChannelClient, console: Console) -> dict[str, str]:
     inst = seed["institutions"][0]
     t = inst["terminals"][0]
     term = TerminalClient(stack.url, t["terminal_id"], t["secret"], city_code=inst["city_code"])

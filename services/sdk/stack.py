@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
@@ -62,7 +63,7 @@ def start_in_thread(settings: Settings, systems: Sequence[str] = ALL_SYSTEMS,
 
 
 def spawn_server(env: dict[str, str], port: int, *uvicorn_args: str,
-                 **popen: object) -> subprocess.Popen:
+                 **popen: Any) -> subprocess.Popen:
     """The stack in its own uvicorn process(es) on 127.0.0.1:``port``; returns once
     ``/ping`` answers (raises if it never does, and stops what it started)."""
     proc = subprocess.Popen(

@@ -52,11 +52,6 @@ def refuse_unusable(state: int) -> None:
         raise kind(code, message)
 
 
-def card_number(region: str, serial: int) -> str:
-    """20 digits: the 6-digit insurance region, then a 14-digit serial."""
-    return f"{region}{serial:014d}"
-
-
 def new_ec_token(region: str) -> str:
     return region + secrets.token_hex(16).upper()
 
@@ -70,7 +65,8 @@ class SocialCards:
         self.validity_s = validity_s
 
     # ------------------------------------------------------------------ views
-    def view(self, row: Row, *, masked: bool = True) -> dict[str, Any]:
+    def view(self, row: Row | None, *, masked: bool = True) -> dict[str, Any]:
+        assert row is not None  # callers pass a row they found or just wrote
         number = self.cipher.decrypt(row.id_number_enc)
         name = self.cipher.decrypt(row.name_enc)
         return {
@@ -121,7 +117,7 @@ class SocialCards:
                 raise Conflict("SSC_CARD_EXISTS", "an e-SSC card number is taken") from exc
         return {"imported": len(rows), "known": len(people) - len(rows)}
 
-    def by_card(self, conn, ssc_card_no: str) -> Row | None:  # type: ignore[no-untyped-def]
+    def by_card(self, conn, ssc_card_no: str) -> Row | None:
         return conn.execute(select(insured).where(insured.c.ssc_card_no == ssc_card_no)).first()
 
     def card(self, ssc_card_no: str) -> Row:
@@ -141,7 +137,7 @@ class SocialCards:
             raise NotFound("SSC_CARD_NOT_FOUND", "no such e-SSC card for this app")
         return row
 
-    def claim(self, id_type: str, id_number: str, name: str, app_key: str) -> Row:
+    def claim(self, id_type: str, id_number: str, name: str, app_key: str) -> Row | None:
         """A resident claims their e-SSC in an app: enabled on first claim."""
         with self.engine.begin() as conn:
             row = conn.execute(select(insured).where(
@@ -160,7 +156,7 @@ class SocialCards:
                                                       app_key=app_key))
             return self.by_card(conn, row.ssc_card_no)
 
-    def change_state(self, ssc_card_no: str, app_key: str, action: str) -> Row:
+    def change_state(self, ssc_card_no: str, app_key: str, action: str) -> Row | None:
         allowed, target = TRANSITIONS[action]
         self.owned(ssc_card_no, app_key)
         with self.engine.begin() as conn:
@@ -169,8 +165,9 @@ class SocialCards:
                 .values(card_state=target, updated_at=_now())).rowcount
             row = self.by_card(conn, ssc_card_no)
         if not done:
+            state = None if row is None else row.card_state
             raise Conflict("SSC_CARD_STATE_CONFLICT",
-                           f"cannot {action} an e-SSC card in state {row.card_state}")
+                           f"cannot {action} an e-SSC card in state {state}")
         return row
 
     # ------------------------------------------------------------------ the e-SSC code

@@ -35,7 +35,7 @@ class _Known:
     active_ehc: dict[str, str]
 
     @classmethod
-    def load(cls, conn, store: b.BindingStore, records: list[dict[str, Any]]) -> _Known:  # type: ignore[no-untyped-def]
+    def load(cls, conn, store: b.BindingStore, records: list[dict[str, Any]]) -> _Known:
         ssc = [r["ssc_card_no"] for r in records]
         return cls(
             store.existing(conn, [r["binding_id"] for r in records]),
@@ -121,7 +121,7 @@ class SocialFusion(b.BindingSide):
                 batches[batch_id] = self.store.batch(conn, batch_id).to_json()
         return {"results": results, "batches": batches}
 
-    def _check(self, record: dict[str, Any], identity: Any, known: _Known):  # type: ignore[no-untyped-def]
+    def _check(self, record: dict[str, Any], identity: Any, known: _Known):
         """None when the record may be stored; the stored row when it already is; a
         Refusal otherwise."""
         current = known.bindings.get(record["binding_id"])

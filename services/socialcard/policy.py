@@ -93,7 +93,7 @@ class Split:
         return dict(self.__dict__)
 
 
-def split(items: list[FeeItem], policy: Policy, level: int, ytd: YearToDate,
+def split(items: list[FeeItem], policy: Policy, level: Literal[1, 2, 3], ytd: YearToDate,
           account_balance_fen: int) -> Split:
     if not items:
         raise ValueError("a visit has at least one fee item")

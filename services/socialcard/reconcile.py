@@ -79,7 +79,7 @@ async def reconcile_day(st: Settlements, day: date) -> dict[str, Any]:
 
     by_state: dict[str, int] = defaultdict(int)
     by_institution: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    totals = defaultdict(int)
+    totals: dict[str, int] = defaultdict(int)
     for s in rows:
         by_state[s.state] += 1
         by_institution[s.institution_code][s.state] += 1

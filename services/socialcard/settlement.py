@@ -12,6 +12,7 @@ transactions, so no money moves without its entries."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -96,7 +97,7 @@ class Settlements:
             return conn.execute(select(settlements)
                                 .where(settlements.c.settlement_id == sid)).one()
 
-    def _message_id(self, conn, institution_code: str) -> str:  # type: ignore[no-untyped-def]
+    def _message_id(self, conn, institution_code: str) -> str:
         """Institution code (12) + yyyyMMddHHmmss (14, CST) + sequence (4)."""
         prefix = institution_code + datetime.now(CST).strftime("%Y%m%d%H%M%S")
         t = message_sequences
@@ -113,7 +114,7 @@ class Settlements:
         return f"{prefix}{seq:04d}"
 
     # ------------------------------------------------------------------ split
-    def _split(self, conn, row: Any) -> tuple[Split, Any, Any, str]:  # type: ignore[no-untyped-def]
+    def _split(self, conn, row: Any) -> tuple[Split, Any, Any, str]:
         person = conn.execute(select(insured)
                               .where(insured.c.ssc_card_no == row.ssc_card_no)).one()
         if person.card_state != NORMAL:
@@ -129,7 +130,7 @@ class Settlements:
         label = f"{policy.region}/{policy.insurance_type}/{policy.effective_from}"
         return result, person, acc, label
 
-    def _accumulator(self, conn, card: str, year: int) -> Any:  # type: ignore[no-untyped-def]
+    def _accumulator(self, conn, card: str, year: int) -> Any:
         t = accumulators
         row = conn.execute(select(t).where(t.c.ssc_card_no == card, t.c.year == year)).first()
         if row is None:
@@ -154,7 +155,7 @@ class Settlements:
                          .values(state="presettled", updated_at=_now()))
         return {**self.view(self.get(sid)), **result.as_dict(), "policy": label}
 
-    def _locked(self, conn, sid: str, institution_code: str) -> Any:  # type: ignore[no-untyped-def]
+    def _locked(self, conn, sid: str, institution_code: str) -> Any:
         q = select(settlements).where(settlements.c.settlement_id == sid)
         if conn.dialect.name == "postgresql":
             q = q.with_for_update()
@@ -170,7 +171,7 @@ class Settlements:
             await self._pay(row)
         return self.view(self.get(sid))
 
-    async def _retrying(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _retrying(self, fn, *args):
         for attempt in range(8):
             try:
                 return fn(*args)
@@ -205,7 +206,7 @@ class Settlements:
             return conn.execute(select(settlements)
                                 .where(settlements.c.settlement_id == sid)).one()
 
-    def _move(self, conn, person: Any, acc: Any, result: Split, sign: int) -> None:  # type: ignore[no-untyped-def]
+    def _move(self, conn, person: Any, acc: Any, result: Split, sign: int) -> None:
         """Apply (+1) or undo (-1) a split on the year's accumulators and the account,
         each only if nobody changed them since we read them."""
         a = accumulators
@@ -324,7 +325,7 @@ class Settlements:
         if moved != 1:
             raise Conflict("SETTLEMENT_STATE_CONFLICT", "the settlement changed; retry")
 
-    def of_card(self, ssc_card_no: str, limit: int) -> list[Any]:
+    def of_card(self, ssc_card_no: str, limit: int) -> Sequence[Any]:
         with self.engine.connect() as conn:
             return conn.execute(select(settlements)
                                 .where(settlements.c.ssc_card_no == ssc_card_no)
@@ -344,7 +345,7 @@ class Settlements:
             await self.confirm(sid, None)
         return len(ids)
 
-    def created_on(self, day: date) -> list[Any]:
+    def created_on(self, day: date) -> Sequence[Any]:
         """The settlements made on a UTC day."""
         start = datetime(day.year, day.month, day.day)
         with self.engine.connect() as conn:
@@ -353,7 +354,7 @@ class Settlements:
                 settlements.c.created_at < start + timedelta(days=1))).all()
 
 
-def _post(conn, sid: str, posting: str, lines: list[tuple[str, int, int]]) -> None:  # type: ignore[no-untyped-def]
+def _post(conn, sid: str, posting: str, lines: list[tuple[str, int, int]]) -> None:
     """One balanced posting (lines of zero are left out)."""
     if sum(d for _, d, _ in lines) != sum(c for _, _, c in lines):
         raise AssertionError(f"unbalanced posting {posting} of {sid}")

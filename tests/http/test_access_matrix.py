@@ -23,7 +23,7 @@ ALLOWED = {  # tag -> caller kinds allowed
 CALLERS = ("app", "terminal_a", "terminal_b", "admin", "anonymous")
 
 
-def operations(stack) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def operations(stack) -> list[tuple[str, str, str]]:
     spec = stack.app.openapi()
     out = []
     for path, item in spec["paths"].items():
@@ -32,7 +32,7 @@ def operations(stack) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-
     return out
 
 
-def headers_for(caller: str, world, stack, method: str, path: str, body: bytes) -> dict:  # type: ignore[no-untyped-def]
+def headers_for(caller: str, world, stack, method: str, path: str, body: bytes) -> dict:
     if caller == "app":
         return sign_headers(world.app.key, method, path, body, secret=world.app.secret)
     if caller in ("terminal_a", "terminal_b"):
@@ -43,7 +43,7 @@ def headers_for(caller: str, world, stack, method: str, path: str, body: bytes) 
     return {}
 
 
-def test_every_route_against_every_caller(stack, world) -> None:  # type: ignore[no-untyped-def]
+def test_every_route_against_every_caller(stack, world) -> None:
     ops = operations(stack)
     assert len(ops) >= 25
     tags = {t for _, _, t in ops}
@@ -68,7 +68,7 @@ def test_every_route_against_every_caller(stack, world) -> None:  # type: ignore
                     assert denied, (method, template, caller, resp.status_code, resp.text)
 
 
-def test_institutions_see_only_their_own(stack, world) -> None:  # type: ignore[no-untyped-def]
+def test_institutions_see_only_their_own(stack, world) -> None:
     person = world.residents.pop()
     card = world.app.apply("01", person.id_number, person.name)
     rec = world.term_a.verify(world.app.qrcode(card["card_id"])["qr_text"])["usage_record_id"]

@@ -25,7 +25,7 @@ def today() -> str:
 
 
 @pytest.fixture(scope="module")
-def activity(stack, world):  # type: ignore[no-untyped-def]
+def activity(stack, world):
     """Scans at two institutions and a settled visit, so both systems have chains."""
     person = world.residents.pop()
     card = world.app.apply("01", person.id_number, person.name)
@@ -40,12 +40,12 @@ def activity(stack, world):  # type: ignore[no-untyped-def]
     return card
 
 
-def problems(world, system: str, chain: str) -> list[tuple]:  # type: ignore[no-untyped-def]
+def problems(world, system: str, chain: str) -> list[tuple]:
     report = world.admin.audit(today(), system)
     return [(p["problem"], p["row"]) for p in report[chain]["problems"]]
 
 
-def test_chains_hold_after_real_traffic(activity, world) -> None:  # type: ignore[no-untyped-def]
+def test_chains_hold_after_real_traffic(activity, world) -> None:
     ehc = world.admin.audit(today(), "ehc")
     essc = world.admin.audit(today(), "essc")
     assert ehc["clean"] and essc["clean"], (ehc, essc)
@@ -53,7 +53,7 @@ def test_chains_hold_after_real_traffic(activity, world) -> None:  # type: ignor
     assert essc["usage"]["rows"] >= 2 and essc["ledger"]["rows"] >= 2
 
 
-def test_edited_deleted_and_inserted_rows_are_found(stack, activity, world) -> None:  # type: ignore[no-untyped-def]
+def test_edited_deleted_and_inserted_rows_are_found(stack, activity, world) -> None:
     engine = stack.app.state.systems["healthcard"].engine
     with engine.connect() as conn:
         rows = conn.execute(select(ehc_usage).where(
@@ -95,7 +95,7 @@ def test_edited_deleted_and_inserted_rows_are_found(stack, activity, world) -> N
     assert world.admin.audit(today(), "ehc")["clean"]
 
 
-def test_ledger_edits_are_found(stack, activity, world) -> None:  # type: ignore[no-untyped-def]
+def test_ledger_edits_are_found(stack, activity, world) -> None:
     engine = stack.app.state.systems["socialcard"].engine
     with engine.connect() as conn:
         row = conn.execute(select(ledger).order_by(ledger.c.id)).first()

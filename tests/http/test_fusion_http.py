@@ -26,19 +26,19 @@ from services.sdk import SdkError, generate_residents, insured_record
 from services.socialcard.tables import bindings as essc_bindings
 
 
-def count(stack, system: str, table) -> int:  # type: ignore[no-untyped-def]
+def count(stack, system: str, table) -> int:
     engine = stack.app.state.systems[system].engine
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
 
 
-def stored(stack) -> tuple[int, int, int, int]:  # type: ignore[no-untyped-def]
+def stored(stack) -> tuple[int, int, int, int]:
     """Bindings on each side, pending bindings and EHC usage records."""
     return (count(stack, "healthcard", ehc_bindings), count(stack, "socialcard", essc_bindings),
             count(stack, "healthcard", binding_pending), count(stack, "healthcard", ehc_usage))
 
 
-def refused(code: str, stack, fn, *args, **kw) -> SdkError:  # type: ignore[no-untyped-def]
+def refused(code: str, stack, fn, *args, **kw) -> SdkError:
     before = stored(stack)
     with pytest.raises(SdkError) as info:
         fn(*args, **kw)
@@ -48,7 +48,7 @@ def refused(code: str, stack, fn, *args, **kw) -> SdkError:  # type: ignore[no-u
 
 
 @pytest.fixture
-def holder(world):  # type: ignore[no-untyped-def]
+def holder(world):
     """A resident holding both an EHC and a claimed e-SSC (not bound yet)."""
     person = world.residents.pop()
     card = world.app.apply("01", person.id_number, person.name, person.phone)
@@ -57,7 +57,7 @@ def holder(world):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
-def no_faults(world):  # type: ignore[no-untyped-def]
+def no_faults(world):
     yield
     world.admin.set_faults()
 
@@ -302,12 +302,12 @@ def test_auto_opening_binds_every_unbound_holder_once(stack, world) -> None:
     assert report["clean"], report
 
 
-def _essc_bindings(stack) -> list[dict]:  # type: ignore[no-untyped-def]
+def _essc_bindings(stack) -> list[dict]:
     engine = stack.app.state.systems["socialcard"].engine
     with engine.connect() as conn:
         return [r._asdict() for r in conn.execute(select(essc_bindings)).all()]
 
 
-def _person(world) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _person(world) -> tuple[str, str]:
     p = world.residents.pop()
     return p.id_number, p.name

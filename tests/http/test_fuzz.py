@@ -30,12 +30,12 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
           database=None)
-def test_anonymous_callers_get_documented_answers(case) -> None:  # type: ignore[no-untyped-def]
+def test_anonymous_callers_get_documented_answers(case) -> None:
     case.call_and_validate(excluded_checks=EXCLUDED)
 
 
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
           database=None)
-def test_admin_callers_get_documented_answers(case) -> None:  # type: ignore[no-untyped-def]
+def test_admin_callers_get_documented_answers(case) -> None:
     case.call_and_validate(headers=ADMIN, excluded_checks=EXCLUDED)

@@ -16,13 +16,13 @@ from services.healthcard.tables import code_uses, usage_records
 from services.sdk import SdkError, TerminalClient, cst_now_text
 
 
-def usage_count(stack) -> int:  # type: ignore[no-untyped-def]
+def usage_count(stack) -> int:
     hc = stack.app.state.systems["healthcard"]
     with hc.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(usage_records)).scalar_one()
 
 
-def refused(code: str, stack, fn, *args, **kw) -> SdkError:  # type: ignore[no-untyped-def]
+def refused(code: str, stack, fn, *args, **kw) -> SdkError:
     before = usage_count(stack)
     with pytest.raises(SdkError) as info:
         fn(*args, **kw)
@@ -32,7 +32,7 @@ def refused(code: str, stack, fn, *args, **kw) -> SdkError:  # type: ignore[no-u
 
 
 @pytest.fixture
-def card(world):  # type: ignore[no-untyped-def]
+def card(world):
     person = world.residents.pop()
     return world.app.apply("01", person.id_number, person.name, person.phone)
 
@@ -64,14 +64,14 @@ def test_reapply_is_idempotent_and_restores_a_cancelled_card(world, card) -> Non
     assert person_card["empi"] == restored["empi"]
 
 
-def _identity(world, card) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _identity(world, card) -> tuple[str, str]:
     hc_rows = [p for p in _all_people(world) if p.id_number.endswith(card["id_number"][-4:])
                and p.id_number[:4] == card["id_number"][:4]]
     assert hc_rows
     return hc_rows[0].id_number, hc_rows[0].name
 
 
-def _all_people(world):  # type: ignore[no-untyped-def]
+def _all_people(world):
     from services.sdk import generate_residents
 
     return list(generate_residents(40, seed=7))
@@ -319,7 +319,7 @@ def test_sm2_signed_terminal(stack, world, card) -> None:
     refused("SIGNATURE_INVALID", stack, forger.verify, text)
 
 
-def test_rate_limit_per_terminal(tmp_path_factory, world) -> None:  # type: ignore[no-untyped-def]
+def test_rate_limit_per_terminal(tmp_path_factory, world) -> None:
     """A terminal over its rate gets 429 RATE_LIMITED with Retry-After; nothing written;
     another terminal is not affected."""
     from tests.conftest import seeded_world
@@ -333,7 +333,7 @@ def test_rate_limit_per_terminal(tmp_path_factory, world) -> None:  # type: igno
         p = w.residents.pop()
         card = w.app.apply("01", p.id_number, p.name)
         static = w.app.qrcode(card["card_id"], kind="static")["qr_text"]
-        codes = []
+        codes: list[int | str] = []
         for _ in range(8):
             try:
                 w.term_a.verify(static)

@@ -31,14 +31,14 @@ def today() -> str:
 
 
 @pytest.fixture(autouse=True)
-def gateway_answers(world):  # type: ignore[no-untyped-def]
+def gateway_answers(world):
     world.admin.payment_behaviour("success")
     yield
     world.admin.payment_behaviour("success")
 
 
 @pytest.fixture
-def token(world):  # type: ignore[no-untyped-def]
+def token(world):
     """A voucher token from verifying a fused code at the payment step."""
     person = world.residents.pop()
     card = world.app.apply("01", person.id_number, person.name)
@@ -235,14 +235,14 @@ def test_bad_settlement_input(stack, world, token) -> None:
             settlements.c.institution_code == world.term_b.institution_code)).first() is None
 
 
-def _statement(stack) -> list[dict]:  # type: ignore[no-untyped-def]
+def _statement(stack) -> list[dict]:
     resp = httpx.get(f"{stack.url}/pay/v1/statements", params={"date": today()},
                      headers={"Authorization": f"Bearer {stack.admin_token}"})
     resp.raise_for_status()
     return resp.json()
 
 
-def test_the_resident_sees_the_visit_and_gets_the_payment_handoff(stack, world) -> None:  # type: ignore[no-untyped-def]
+def test_the_resident_sees_the_visit_and_gets_the_payment_handoff(stack, world) -> None:
     person = world.residents.pop()
     with httpx.Client(base_url=stack.url, timeout=10) as h5:
         login = h5.post("/channel/v1/login", json={"id_number": person.id_number,
@@ -274,7 +274,7 @@ def test_the_resident_sees_the_visit_and_gets_the_payment_handoff(stack, world) 
     assert world.admin.reconcile_settlements(today())["clean"]
 
 
-def test_reconcile_command_checks_the_ehc_side_too(stack, world, token) -> None:  # type: ignore[no-untyped-def]
+def test_reconcile_command_checks_the_ehc_side_too(stack, world, token) -> None:
     from services.healthcard.tables import shared_usage
 
     world.term_a.settle(world.term_a.upload_fees(token(), ITEMS)["settlement_id"])

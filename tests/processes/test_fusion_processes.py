@@ -10,6 +10,7 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -42,8 +43,8 @@ class TwoProcesses:
     env: dict[str, str]
     social_port: int
     ehc_port: int
-    social: object = None
-    ehc: object = None
+    social: subprocess.Popen | None = None
+    ehc: subprocess.Popen | None = None
 
     @property
     def social_url(self) -> str:
@@ -63,13 +64,13 @@ class TwoProcesses:
                                  "EHC_REGISTRY_URL": self.social_url}, self.ehc_port)
 
     @staticmethod
-    def kill(proc) -> None:  # type: ignore[no-untyped-def]
+    def kill(proc) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def two(request, tmp_path_factory) -> Iterator[TwoProcesses]:  # type: ignore[no-untyped-def]
+def two(request, tmp_path_factory) -> Iterator[TwoProcesses]:
     var = tmp_path_factory.mktemp("var")
     env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
            "EHC_SYNC_INTERVAL_S": "0.5", "EHC_RATE_LIMIT_TERMINAL_PER_S": "0",
@@ -131,7 +132,7 @@ def _bindings(admin: AdminClient, system: str) -> dict[str, dict]:
         after = page[-1]["binding_id"]
 
 
-def test_claim_bind_and_verify_through_the_channel_entry(two, setup) -> None:  # type: ignore[no-untyped-def]
+def test_claim_bind_and_verify_through_the_channel_entry(two, setup) -> None:
     person = setup.people[0]
     with httpx.Client(base_url=two.ehc_url, timeout=10) as http:
         token = http.post("/channel/v1/login", json={
@@ -161,7 +162,7 @@ def test_claim_bind_and_verify_through_the_channel_entry(two, setup) -> None:  #
 
 
 @pytest.mark.parametrize("victim", ["socialcard", "healthcard"])
-def test_kill_a_side_mid_binding_then_reconcile(two, setup, victim: str) -> None:  # type: ignore[no-untyped-def]
+def test_kill_a_side_mid_binding_then_reconcile(two, setup, victim: str) -> None:
     """The e-SSC side's peer routes are slowed by 1 s, so a bulk page spends about 1 s
     listing holders, then about 1 s in the countersigning call: the kill lands inside
     the binding. Killing the e-SSC side leaves the EHC side's bindings pending and the
@@ -206,7 +207,7 @@ def _fuse_ignoring_the_outage(admin: AdminClient) -> None:
         admin.fuse_page("", limit=2000)
 
 
-def test_outage_fail_soft_and_records_after_comeback(two, setup) -> None:  # type: ignore[no-untyped-def]
+def test_outage_fail_soft_and_records_after_comeback(two, setup) -> None:
     person = setup.people[1]
     card = setup.app.apply("01", person.id_number, person.name)
     essc = setup.app_social.claim_essc("01", person.id_number, person.name)

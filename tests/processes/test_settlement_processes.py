@@ -11,6 +11,7 @@ import contextlib
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -46,7 +47,8 @@ class Stack:
         self.cards_port, self.pay_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.cards_port}"
         self.pay_url = f"http://127.0.0.1:{self.pay_port}"
-        self.cards = self.pay = None
+        self.cards: subprocess.Popen | None = None
+        self.pay: subprocess.Popen | None = None
 
     def start_cards(self) -> None:
         self.cards = spawn_server({**self.env, "EHC_SYSTEMS":
@@ -58,13 +60,13 @@ class Stack:
                                  "EHC_SOCIALCARD_URL": self.url}, self.pay_port)
 
     @staticmethod
-    def kill(proc) -> None:  # type: ignore[no-untyped-def]
+    def kill(proc) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def stack(request, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+def stack(request, tmp_path_factory) -> Iterator[Stack]:
     s = Stack(tmp_path_factory.mktemp("var"), request.param)
     s.start_pay()
     s.start_cards()
@@ -76,7 +78,7 @@ def stack(request, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-unty
 
 
 @pytest.fixture(scope="module")
-def hospital(stack: Stack):  # type: ignore[no-untyped-def]
+def hospital(stack: Stack):
     token = deployment_secret(Settings(var_dir=Path(stack.env["EHC_VAR_DIR"])), "admin_token")
     admin = AdminClient(stack.url, token, timeout_s=60)
     pay_admin = AdminClient(stack.pay_url, token)
@@ -124,7 +126,7 @@ def _wait_closed(admin: AdminClient, timeout_s: float = 20) -> dict:
         time.sleep(0.3)
 
 
-def test_killed_between_insurance_and_payment(stack: Stack, hospital) -> None:  # type: ignore[no-untyped-def]
+def test_killed_between_insurance_and_payment(stack: Stack, hospital) -> None:
     admin, pay_admin, term, voucher = hospital
     pay_admin.payment_behaviour("success", delay_ms=2500)  # the gateway charges, then waits
     sid = term.upload_fees(voucher(0), ITEMS)["settlement_id"]
@@ -140,7 +142,7 @@ def test_killed_between_insurance_and_payment(stack: Stack, hospital) -> None:  
     assert term.settlement(sid)["state"] == "settled"  # confirmed from the gateway's record
 
 
-def test_gateway_down_when_settling(stack: Stack, hospital) -> None:  # type: ignore[no-untyped-def]
+def test_gateway_down_when_settling(stack: Stack, hospital) -> None:
     admin, _, term, voucher = hospital
     sid = term.upload_fees(voucher(1), ITEMS)["settlement_id"]
     stack.kill(stack.pay)
@@ -156,7 +158,7 @@ def test_gateway_down_when_settling(stack: Stack, hospital) -> None:  # type: ig
     assert term.settlement(sid)["state"] == "settled"
 
 
-def test_random_kills_under_a_stream_of_visits(stack: Stack, hospital) -> None:  # type: ignore[no-untyped-def]
+def test_random_kills_under_a_stream_of_visits(stack: Stack, hospital) -> None:
     admin, pay_admin, term, voucher = hospital
     rng = random.Random(5)
     pay_admin.payment_behaviour("success", delay_ms=150)
@@ -183,7 +185,7 @@ def _settle_ignoring_the_crash(term: TerminalClient, sid: str) -> None:
         term.settle(sid)
 
 
-def _stream(term: TerminalClient, voucher, stop: threading.Event, cycle: int) -> None:  # type: ignore[no-untyped-def]
+def _stream(term: TerminalClient, voucher, stop: threading.Event, cycle: int) -> None:
     i = 100 * cycle
     while not stop.is_set():
         try:

@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def small():  # type: ignore[no-untyped-def]
+def small():
     return load_province(SMALL)
 
 
-def test_ramp_interpolates_and_scaling_keeps_the_design(small) -> None:  # type: ignore[no-untyped-def]
+def test_ramp_interpolates_and_scaling_keeps_the_design(small) -> None:
     alpha = small.cities[0]
     assert alpha.adoption(0) == 0.2 and alpha.adoption(12) == 1.0
     assert alpha.adoption(6) == pytest.approx(0.6) and alpha.adoption(40) == 1.0
@@ -40,11 +40,11 @@ def test_ramp_interpolates_and_scaling_keeps_the_design(small) -> None:  # type:
 
 
 @pytest.fixture(scope="module")
-def result(small):  # type: ignore[no-untyped-def]
+def result(small):
     return run_province(small, SMALL.parent, month=12, workers=1)
 
 
-def test_roll_up_arithmetic(small, result) -> None:  # type: ignore[no-untyped-def]
+def test_roll_up_arithmetic(small, result) -> None:
     df = result.hospitals
     assert len(df) == 5 and set(df.city) == {"Alpha", "Beta"}
     cities = city_table(result)
@@ -64,7 +64,7 @@ def test_roll_up_arithmetic(small, result) -> None:  # type: ignore[no-untyped-d
     assert all(isinstance(w, str) and w for w in paper.why)
 
 
-def test_demand_counts_every_scan_and_phone_payment(small) -> None:  # type: ignore[no-untyped-def]
+def test_demand_counts_every_scan_and_phone_payment(small) -> None:
     sc = small.hospital_scenarios(SMALL.parent)["clinic"].with_adoption(0.5)
     day = HospitalDay(sc, 0, 3, keep_steps=True, record_demand=True).run()
     d = Demand.of_day(day)
@@ -73,13 +73,14 @@ def test_demand_counts_every_scan_and_phone_payment(small) -> None:  # type: ign
     online = day.p.online
     steps = pd.DataFrame(day.steps, columns=["pid", "step", "st", "t", "w", "s"])
     assert totals["refresh"] == int(online[steps.pid].sum())
+    assert day.demand is not None
     phone_calls = sum(1 for e in day.demand if e[1] == "phone")
     assert totals["payment"] == phone_calls
     frame = d.frame()
     assert len(frame) == 86_400 and frame.total.sum() == sum(totals.values())
 
 
-def test_same_seeds_same_results_on_every_executor(small, result) -> None:  # type: ignore[no-untyped-def]
+def test_same_seeds_same_results_on_every_executor(small, result) -> None:
     from dask.distributed import LocalCluster
 
     pool = run_province(small, SMALL.parent, month=12, workers=2)
@@ -93,7 +94,7 @@ def test_same_seeds_same_results_on_every_executor(small, result) -> None:  # ty
             np.testing.assert_array_equal(d.frame().total, other.demand[city].frame().total)
 
 
-def test_tasks_cover_every_hospital_once(small) -> None:  # type: ignore[no-untyped-def]
+def test_tasks_cover_every_hospital_once(small) -> None:
     tasks = plan(small, SMALL.parent, month=0, replications=2)
     numbers = [h for t in tasks if t.replication == 0 for h in t.hospitals]
     assert sorted(numbers) == list(range(5))

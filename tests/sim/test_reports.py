@@ -17,7 +17,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory):  # type: ignore[no-untyped-def]
+def reports(tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
     overrides = {
         "province_rollout": {"results_dir": str(out / "no-province-results")},
@@ -30,7 +30,7 @@ def reports(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_every_notebook_executes_with_its_figures(reports) -> None:  # type: ignore[no-untyped-def]
+def test_every_notebook_executes_with_its_figures(reports) -> None:
     out, done = reports
     assert set(done) == set(NOTEBOOKS)
     for name in NOTEBOOKS:
@@ -49,9 +49,10 @@ def test_every_notebook_executes_with_its_figures(reports) -> None:  # type: ign
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed "
                     "(Debian: apt-get install chromium); .ci/run installs it")
-def test_reports_open_in_a_browser(reports, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reports_open_in_a_browser(reports, tmp_path: Path) -> None:
     import matplotlib.image as mpimg
 
+    assert CHROMIUM is not None
     out, _ = reports
     for page in ("index.html", "flow_comparison.html"):
         shot = tmp_path / f"{page}.png"

@@ -38,7 +38,7 @@ years = st.builds(YearToDate, deductible_used_fen=st.integers(0, 600_000),
 @given(items=items, policy=policies, level=st.sampled_from([1, 2, 3]), ytd=years,
        balance=st.integers(0, 3_000_000))
 def test_the_split_sums_exactly_and_no_part_is_negative(items, policy, level, ytd,
-                                                        balance) -> None:  # type: ignore[no-untyped-def]
+                                                        balance) -> None:
     s = split(items, policy, level, ytd, balance)
     assert s.fund_fen + s.account_fen + s.cash_fen == s.total_fen == sum(
         i.amount_fen for i in items)
@@ -59,7 +59,7 @@ def test_the_split_sums_exactly_and_no_part_is_negative(items, policy, level, yt
 @given(visits=st.lists(items, min_size=1, max_size=40), policy=policies,
        level=st.sampled_from([1, 2, 3]), balance=st.integers(0, 2_000_000))
 def test_a_year_of_visits_respects_deductible_and_cap(visits, policy, level,
-                                                      balance) -> None:  # type: ignore[no-untyped-def]
+                                                      balance) -> None:
     ytd = YearToDate()
     paid_to_deductible = fund_total = 0
     for visit in visits:

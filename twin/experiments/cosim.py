@@ -85,7 +85,7 @@ class LiveNetwork(Network):
         self.terms: dict[str, TerminalClient] = {}
 
     # ------------------------------------------------------------------ seeding
-    def seed(self, day: HospitalDay, progress=None) -> int:  # type: ignore[no-untyped-def]
+    def seed(self, day: HospitalDay, progress=None) -> int:
         """A real resident with a real card for every online patient who shows up."""
         p = day.p
         pids = [i for i in range(p.n) if p.online[i] and not p.no_show[i]]
@@ -157,6 +157,7 @@ class LiveNetwork(Network):
 
     def _code(self, pid: int) -> str:
         card_id, bound = self.cards[pid]
+        assert self.app is not None, "seed() first"
         return self.app.qrcode(card_id, kind="fused" if bound else "dynamic")["qr_text"]
 
     def pay(self, pid: int, now: float, insured: bool) -> Outcome:
@@ -233,7 +234,7 @@ def _minutes(t0: float, ledger: Ledger) -> float:
 
 
 def run_cosim(sc: Scenario, url: str, admin_token: str, out: Path,
-              progress=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+              progress=None) -> dict[str, Any]:
     """One co-simulated day (replication 0) against the stack at ``url``; with faults,
     also the same day without them (no stack) for the outage comparison."""
     out.mkdir(parents=True, exist_ok=True)

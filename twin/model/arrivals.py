@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def rate_function(profile: dict[int, float], start: float, end: float, daily: float):  # type: ignore[no-untyped-def]
+def rate_function(profile: dict[int, float], start: float, end: float, daily: float):
     """(rate(t) per minute as a vectorised function, its maximum, its integral over
     [start, end]) scaled so the integral equals ``daily``."""
     hours = np.arange(24)

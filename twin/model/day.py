@@ -98,7 +98,7 @@ class HospitalDay:
         self.finished: simpy.Event = env.event()
 
     # ---------------------------------------------------------------- building blocks
-    def _use(self, pid: int, st: Station, service: float, step: str, priority: int = 1):  # type: ignore[no-untyped-def]
+    def _use(self, pid: int, st: Station, service: float, step: str, priority: int = 1):
         """Queue at a station and be served; returns the queue wait.
 
         Time the patient spends on their own (walks, waiting for results, the phone, and
@@ -182,7 +182,7 @@ class HospitalDay:
                                                       "pharmacy")
         self._done(pid, t0)
 
-    def _pay_traditional(self, pid: int, k: int):  # type: ignore[no-untyped-def]
+    def _pay_traditional(self, pid: int, k: int):
         """Pricing and payment: kiosk users pay at a kiosk, the others at a window."""
         p = self.q
         if p.kiosk[pid] and self.sc.resources.kiosks > 0:
@@ -202,7 +202,7 @@ class HospitalDay:
         self.fallbacks["manual_id"] += 1
         return self.sc.fallback.manual_id + out.latency_min
 
-    def _phone_pay(self, pid: int, k: int):  # type: ignore[no-untyped-def]
+    def _phone_pay(self, pid: int, k: int):
         p = self.q
         if self.demand is not None:
             self.demand.append((self.env.now + self.ahead[pid], "phone", pid))
@@ -275,7 +275,7 @@ class HospitalDay:
             self.finished.succeed()
 
     # ---------------------------------------------------------------- running
-    def _source(self):  # type: ignore[no-untyped-def]
+    def _source(self):
         env, p = self.env, self.q
         start_at = self.start_at.tolist()
         for pid in np.argsort(self.start_at, kind="stable").tolist():
@@ -286,7 +286,7 @@ class HospitalDay:
                 yield env.timeout(delay)
             env.process(self.online(pid) if p.online[pid] else self.traditional(pid))
 
-    def _monitor(self):  # type: ignore[no-untyped-def]
+    def _monitor(self):
         env = self.env
         while not self.finished.triggered:
             for st in self.stations.values():

@@ -17,7 +17,7 @@ WAIT_KPIS = [("wait_registration", "registration\nwindow"), ("wait_payment", "pa
              ("wait_pharmacy", "pharmacy\nwindow"), ("wait_doctor", "doctor\n(per visit)")]
 
 
-def _finish(fig, ax, path: Path, title: str, legend_size: int | None = None) -> Path:  # type: ignore[no-untyped-def]
+def _finish(fig, ax, path: Path, title: str, legend_size: int | None = None) -> Path:
     """Title, grid, legend, save, close: the same last lines of every plot."""
     ax.set_title(title)
     ax.grid(alpha=0.3)

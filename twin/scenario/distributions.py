@@ -45,42 +45,45 @@ class Dist(BaseModel):
             v = getattr(self, n)
             if v is not None and v < 0:
                 raise ValueError(f"{n} must not be negative")
-        if self.dist == "triangular" and not (self.low <= self.mode <= self.high):  # type: ignore[operator]
+        if self.dist == "triangular" and not (
+                self._p("low") <= self._p("mode") <= self._p("high")):
             raise ValueError("triangular needs low <= mode <= high")
-        if self.dist == "uniform" and self.low > self.high:  # type: ignore[operator]
+        if self.dist == "uniform" and self._p("low") > self._p("high"):
             raise ValueError("uniform needs low <= high")
         return self
 
+    def _p(self, name: str) -> float:
+        """A parameter this distribution needs (present: the validator checked it)."""
+        value = getattr(self, name)
+        assert value is not None, name
+        return value
+
     @property
     def mean_minutes(self) -> float:
-        d = self.dist
+        d, p = self.dist, self._p
         if d == "fixed":
-            return self.value  # type: ignore[return-value]
+            return p("value")
         if d in ("exponential", "gamma"):
-            return self.mean  # type: ignore[return-value]
+            return p("mean")
         if d == "lognormal":
-            return self.median * math.exp(self.sigma**2 / 2)  # type: ignore[operator]
+            return p("median") * math.exp(p("sigma") ** 2 / 2)
         if d == "triangular":
-            return (self.low + self.mode + self.high) / 3  # type: ignore[operator]
-        return (self.low + self.high) / 2  # type: ignore[operator]
+            return (p("low") + p("mode") + p("high")) / 3
+        return (p("low") + p("high")) / 2
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        d = self.dist
+        d, p = self.dist, self._p
         if d == "fixed":
-            return np.full(n, self.value, dtype=float)
+            return np.full(n, p("value"), dtype=float)
         if d == "exponential":
-            return rng.exponential(self.mean, n)
+            return rng.exponential(p("mean"), n)
         if d == "lognormal":
-            return rng.lognormal(math.log(self.median), self.sigma, n)  # type: ignore[arg-type]
+            return rng.lognormal(math.log(p("median")), p("sigma"), n)
         if d == "triangular":
-            if self.low == self.high:
-                return np.full(n, self.low, dtype=float)
-            return rng.triangular(self.low, self.mode, self.high, n)
+            if p("low") == p("high"):
+                return np.full(n, p("low"), dtype=float)
+            return rng.triangular(p("low"), p("mode"), p("high"), n)
         if d == "uniform":
-            return rng.uniform(self.low, self.high, n)
-        shape = 1 / self.cv**2  # type: ignore[operator]
-        return rng.gamma(shape, self.mean / shape, n)  # type: ignore[operator]
-
-
-def fixed(value_min: float) -> Dist:
-    return Dist(dist="fixed", value=f"{value_min} min")
+            return rng.uniform(p("low"), p("high"), n)
+        shape = 1 / p("cv") ** 2
+        return rng.gamma(shape, p("mean") / shape, n)

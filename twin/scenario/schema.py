@@ -25,6 +25,12 @@ from twin.scenario.units import UnitError, fraction
 
 Share = Annotated[float, BeforeValidator(fraction), Field(ge=0, le=1)]
 
+AgeGroup = Literal["child", "adult", "elderly"]
+
+
+def _default_age_shares() -> dict[AgeGroup, float]:
+    return {"child": 0.15, "adult": 0.60, "elderly": 0.25}
+
 
 class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message names file, key and problem."""
@@ -89,8 +95,8 @@ class Demand(Strict):
                               "Zhejiang tertiary hospital sees 12,000-14,000 (DOMAIN.md s.5)")
     adoption: Share = Field(0.0, description="share of patients in the online fused-card "
                             "flow (scenario lever)")
-    age_shares: dict[Literal["child", "adult", "elderly"], Share] = Field(
-        default_factory=lambda: {"child": 0.15, "adult": 0.60, "elderly": 0.25},
+    age_shares: dict[AgeGroup, Share] = Field(
+        default_factory=_default_age_shares,
         description="assumption")
     insured_share: Share = Field(0.92, description="assumption (basic insurance coverage)")
     test_share: Share = Field(0.45, description="visits with lab or imaging (assumption)")
@@ -100,7 +106,7 @@ class Demand(Strict):
 
     @field_validator("age_shares")
     @classmethod
-    def _sum(cls, v: dict[str, float]) -> dict[str, float]:
+    def _sum(cls, v: dict[Any, float]) -> dict[Any, float]:
         if abs(sum(v.values()) - 1) > 1e-6:
             raise ValueError("age shares must sum to 1")
         return v

@@ -32,14 +32,6 @@ def minutes(text: object) -> float:
     return value * TIME_UNITS[unit]
 
 
-def per_minute(text: object) -> float:
-    """A rate in events per minute; units /min, /h, /day."""
-    value, unit = _split(text, "a rate")
-    if unit not in RATE_UNITS:
-        raise UnitError(f"unknown rate unit {unit!r} in {text!r} (use /min, /h or /day)")
-    return value * RATE_UNITS[unit]
-
-
 def fraction(value: object) -> float:
     """A share: a number in [0, 1] or ``"30 %"``."""
     if isinstance(value, int | float) and not isinstance(value, bool):

@@ -42,7 +42,7 @@ def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minu
             area[i] += len(res[i].queue) * (now - max(last[i], warmup))
             last[i] = now
 
-    def customer():  # type: ignore[no-untyped-def]
+    def customer():
         for i, (_, mean) in enumerate(stations):
             t = env.now
             mark(i)  # before the queue may grow
@@ -59,7 +59,7 @@ def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minu
             mark(i)  # before the release hands the server to the next in queue
             res[i].release(req)
 
-    def source():  # type: ignore[no-untyped-def]
+    def source():
         while True:
             yield env.timeout(inter.exponential(1.0 / arrival_rate))
             env.process(customer())

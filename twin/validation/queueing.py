@@ -26,11 +26,6 @@ def mmc_wait(servers: int, arrival_rate: float, service_mean: float) -> float:
     return erlang_c(servers, arrival_rate / mu) / (servers * mu - arrival_rate)
 
 
-def mmc_queue_length(servers: int, arrival_rate: float, service_mean: float) -> float:
-    """Mean number in queue (Lq = lambda Wq, Little's law)."""
-    return arrival_rate * mmc_wait(servers, arrival_rate, service_mean)
-
-
 def jackson_tandem(arrival_rate: float, stations: list[tuple[int, float]]) -> list[float]:
     """Mean queue wait at each station of an open tandem of M/M/c stations (product form:
     each station behaves as an independent M/M/c fed at the external rate)."""

@@ -61,7 +61,7 @@ def row_fields(row: Any, skip: tuple[str, ...] = ("id", *CHAIN_COLUMNS)) -> dict
     return {str(k): v for k, v in row._asdict().items() if k not in skip}
 
 
-def append(conn, table: Table, chain: str, rows: list[dict[str, Any]],  # type: ignore[no-untyped-def]
+def append(conn, table: Table, chain: str, rows: list[dict[str, Any]],
            institution: str, day: str) -> list[int]:
     """Insert rows at the end of their institution's chain of the day; their IDs."""
     heads = Heads(chain, SqlCursor(conn), conn.dialect.name == "postgresql")
@@ -74,7 +74,7 @@ def append(conn, table: Table, chain: str, rows: list[dict[str, Any]],  # type: 
     return ids
 
 
-def verify_day(conn, table: Table, heads: Table, chain: str, day: str,  # type: ignore[no-untyped-def]
+def verify_day(conn, table: Table, heads: Table, chain: str, day: str,
                institution_of: Callable[[Any], str]) -> dict[str, Any]:
     rows = conn.execute(select(table).where(
         (table.c.chain_day == day) | table.c.chain_day.is_(None))).all()
@@ -120,7 +120,7 @@ class Heads:
             self.cursor.execute(sql["ensure"], (self.chain, institution, day,
                                                 genesis(institution, day)))
             self.cursor.execute(sql["read"], (self.chain, institution, day))
-            self.moved[key] = tuple(self.cursor.fetchone())  # type: ignore[assignment]
+            self.moved[key] = tuple(self.cursor.fetchone())
         seq, prev = self.moved[key]
         seq += 1
         h = link(prev, fields, seq)
@@ -197,7 +197,7 @@ def verify_chains(rows: Sequence[Any], fields: Callable[[Any], dict[str, Any]],
             "problems": problems, "clean": not problems}
 
 
-def day_report(engine, heads: Table, chains: dict[str, tuple[Table, Callable[[Any], str]]],  # type: ignore[no-untyped-def]
+def day_report(engine, heads: Table, chains: dict[str, tuple[Table, Callable[[Any], str]]],
                day: str) -> dict[str, Any]:
     """Every chain kind of a system for one day: ``chains`` maps a chain's name to its
     table and how a row names its institution."""

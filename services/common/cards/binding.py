@@ -40,7 +40,6 @@ from ..crypto import sm2_sign, sm2_verify, sm3
 from ..errors import Invalid, NotFound
 
 SIDES = ("ehc", "essc")
-STATES = ("bound", "unbound")
 _BATCH_TAG = b"EHC-BINDING-BATCH\x00"
 _FIELDS = {
     "binding_id": re.compile(r"^[0-9a-f]{32}$"),
@@ -108,13 +107,6 @@ class SignedBatch:
     @cached_property
     def batch_id(self) -> str:
         return f"{self.signer}-{batch_digest(self.leaves).hex()[:32]}"
-
-    def index_of(self, record: dict[str, Any]) -> int:
-        target = leaf(record)
-        for i in range(0, len(self.leaves), 32):
-            if self.leaves[i:i + 32] == target:
-                return i // 32
-        raise ValueError("record is not in this batch")
 
     def verify(self, public_hex: str) -> bool:
         try:
@@ -202,23 +194,23 @@ class BindingStore:
         self.bindings = bindings
         self.batches = batches
 
-    def save_batch(self, conn, batch: SignedBatch) -> str:  # type: ignore[no-untyped-def]
+    def save_batch(self, conn, batch: SignedBatch) -> str:
         t = self.batches
         if conn.execute(t.select().where(t.c.batch_id == batch.batch_id)).first() is None:
             conn.execute(t.insert().values(batch_id=batch.batch_id, signer=batch.signer,
                                            leaves=batch.leaves, signature=batch.signature))
         return batch.batch_id
 
-    def batch(self, conn, batch_id: str) -> SignedBatch:  # type: ignore[no-untyped-def]
+    def batch(self, conn, batch_id: str) -> SignedBatch:
         row = conn.execute(self.batches.select()
                            .where(self.batches.c.batch_id == batch_id)).one()
         return SignedBatch(row.signer, bytes(row.leaves), bytes(row.signature))
 
-    def get(self, conn, bid: str):  # type: ignore[no-untyped-def]
+    def get(self, conn, bid: str):
         return conn.execute(self.bindings.select()
                             .where(self.bindings.c.binding_id == bid)).first()
 
-    def active(self, conn, *, ehc_card_id: str | None = None,  # type: ignore[no-untyped-def]
+    def active(self, conn, *, ehc_card_id: str | None = None,
                ssc_card_no: str | None = None):
         """The bound binding of a card (at most one per card on each side)."""
         t = self.bindings
@@ -226,11 +218,11 @@ class BindingStore:
             t.c.ssc_card_no == ssc_card_no)
         return conn.execute(t.select().where(cond, t.c.state == "bound")).first()
 
-    def upsert(self, conn, record: dict[str, Any], ehc: tuple[str, int],  # type: ignore[no-untyped-def]
+    def upsert(self, conn, record: dict[str, Any], ehc: tuple[str, int],
                essc: tuple[str | None, int | None]) -> None:
         self.upsert_many(conn, [(record, ehc, essc)])
 
-    def upsert_many(self, conn, items: list[tuple[dict[str, Any], tuple, tuple]]) -> None:  # type: ignore[no-untyped-def]
+    def upsert_many(self, conn, items: list[tuple[dict[str, Any], tuple, tuple]]) -> None:
         """Store many (record, (ehc batch, index), (essc batch, index)) in a few
         statements: bulk pages must not pay a statement per binding."""
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -249,13 +241,13 @@ class BindingStore:
             conn.execute(t.update().where(t.c.binding_id == bindparam("bid"))
                          .values({c: bindparam(c) for c in cols}), changed)
 
-    def existing(self, conn, ids: list[str]) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    def existing(self, conn, ids: list[str]) -> dict[str, Any]:
         """The stored rows of these binding IDs, by ID."""
         t = self.bindings
         return {r.binding_id: r for r in conn.execute(
             t.select().where(t.c.binding_id.in_(ids))).all()}
 
-    def active_by(self, conn, column: str, values: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    def active_by(self, conn, column: str, values: list[str]) -> dict[str, str]:
         """{card: binding ID} of the bound bindings of these cards (``column`` is
         ``ehc_card_id`` or ``ssc_card_no``)."""
         t = self.bindings
@@ -263,7 +255,7 @@ class BindingStore:
         return {r[0]: r[1] for r in conn.execute(
             select(col, t.c.binding_id).where(col.in_(values), t.c.state == "bound")).all()}
 
-    def proof(self, conn, bid: str) -> dict[str, Any] | None:  # type: ignore[no-untyped-def]
+    def proof(self, conn, bid: str) -> dict[str, Any] | None:
         row = self.get(conn, bid)
         if row is None:
             return None
@@ -274,7 +266,7 @@ class BindingStore:
                 "batch": self.batch(conn, batch_id).to_json(), "index": index}
         return out
 
-    def page(self, conn, after: str, limit: int) -> list[Any]:  # type: ignore[no-untyped-def]
+    def page(self, conn, after: str, limit: int) -> list[Any]:
         t = self.bindings
         return conn.execute(t.select().where(t.c.binding_id > after)
                             .order_by(t.c.binding_id).limit(limit)).all()

@@ -153,7 +153,7 @@ class Callers:
         return app_key, secret
 
     # --------------------------------------------------------------- lookup
-    def _cached(self, cache: dict, key: str, load):  # type: ignore[no-untyped-def]
+    def _cached(self, cache: dict, key: str, load):
         """``load(key)`` at most every ``ttl_s`` seconds per key (None is cached too)."""
         now = time.monotonic()
         hit = cache.get(key)
@@ -193,7 +193,7 @@ class Callers:
             row.app_key, self.cipher.decrypt(row.secret_enc), row.sm2_public_key)
 
     # --------------------------------------------------------------- authentication
-    def authenticate_terminal(self, headers, method: str, path: str, query: str,  # type: ignore[no-untyped-def]
+    def authenticate_terminal(self, headers, method: str, path: str, query: str,
                               body: bytes) -> Terminal:
         term = self.terminal(headers.get(H_KEY, ""))
         if term is None:
@@ -202,7 +202,7 @@ class Callers:
         refuse_rate(self.terminal_limit, term.terminal_id)
         return term
 
-    def authenticate_app(self, headers, method: str, path: str, query: str,  # type: ignore[no-untyped-def]
+    def authenticate_app(self, headers, method: str, path: str, query: str,
                          body: bytes) -> ChannelApp:
         app = self.app(headers.get(H_KEY, ""))
         if app is None:
@@ -211,7 +211,7 @@ class Callers:
         refuse_rate(self.app_limit, app.app_key)
         return app
 
-    def _signed_by(self, caller, headers, method: str, path: str, query: str,  # type: ignore[no-untyped-def]
+    def _signed_by(self, caller, headers, method: str, path: str, query: str,
                    body: bytes) -> None:
         """Refuse unless the caller's signature over this request checks out."""
         check_signature(headers, method, path, query, body, secret=caller.secret,

@@ -106,7 +106,7 @@ class UsageInbox:
         return len(fresh)
 
 
-def card_history(conn, source: str, own: Table, own_key, shared: Table, shared_key,  # type: ignore[no-untyped-def]
+def card_history(conn, source: str, own: Table, own_key, shared: Table, shared_key,
                  value: str, limit: int) -> list[dict[str, Any]]:
     """One card's usage records from both systems, newest first: this system's own
     (``own_key == value``) and those shared by the peer (``shared_key == value``)."""
