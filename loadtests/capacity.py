@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .runner import LoadOptions, Server, locust_env, locust_rows, run_locust, seed
+from .runner import LoadOptions, Server, locust_rows, run_locust, seed, workload_arguments
 from .slo import Slo
 
 PER_USER_RPS = 5.0  # each user offers this many scans (or pings) per second
@@ -26,7 +26,8 @@ def _step(opts: LoadOptions, server: Server, seed_path: Path, out: Path, route: 
     step_out = out / f"{route}-{rate:g}"
     step_out.mkdir(parents=True)
     started = time.monotonic()
-    code, cpu = run_locust(step_opts, server.url, locust_env(step_opts, seed_path, step_out),
+    code, cpu = run_locust(step_opts, server.url,
+                           workload_arguments(step_opts, seed_path, step_out),
                            step_out)
     wall = time.monotonic() - started
     row = locust_rows(step_out).get("ping" if route == "ping" else "verify", {})

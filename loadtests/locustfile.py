@@ -2,13 +2,10 @@
 codes answering both identities, settlements with their payments, and channel apps
 refreshing codes, in a default mix or in the proportions of the twin's demand curve.
 
-Configured by environment (``ehc loadtest`` sets it):
-  EHC_SEED_FILE       seed file of ``ehc seed`` (terminals, app, cards, lost cards)
-  EHC_BAD_SHARE       share of scans with a bad code (tampered, replayed, lost, expired)
-  EHC_RATE_PER_USER   requests/s each user offers (constant throughput; 0 = as fast as it can)
-  EHC_WEIGHTS         users of each kind, "terminal:6,fused:3,settle:1,app:1" (loadtests/mix.py)
-  EHC_SHAPE, EHC_SHAPE_USERS, EHC_SHAPE_DURATION_S, EHC_DEMAND_CSV, EHC_COMPRESS, EHC_SCALE
-  EHC_SLO_P95_MS, EHC_SLO_P99_MS, EHC_SLO_MAX_FAILURE_RATIO, EHC_SLO_MIN_RPS, EHC_LOAD_OUT
+Configured through Locust's own parser (``--ehc-*`` options, ``loadtests/options.py``;
+``locust -f loadtests/locustfile.py --help`` lists them); ``ehc loadtest`` sets them. Each
+kind of user has its weight in the default mix as a class attribute; a mix given with
+``--ehc-weights`` (or the demand curve's) replaces them when the test starts.
 """
 
 from __future__ import annotations
@@ -17,14 +14,16 @@ import json
 import os
 import random
 import time
+from functools import cache
 from pathlib import Path
+from typing import Any
 
-from locust import LoadTestShape, constant, constant_throughput, events, task
+from locust import LoadTestShape, constant_throughput, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests import mix, shapes
-from loadtests.slo import HOT, Slo, evaluate
+from loadtests import mix, options, shapes
+from loadtests.slo import HOT, evaluate
 from loadtests.workload import (
     BAD_KINDS,
     FEES,
@@ -39,32 +38,45 @@ from loadtests.workload import (
 )
 from services.sdk import Step
 
-SEED = Seed.load()
-BAD_SHARE = float(os.environ.get("EHC_BAD_SHARE", "0.05"))
-RATE = float(os.environ.get("EHC_RATE_PER_USER", "0"))
-WEIGHTS = mix.decode(os.environ.get("EHC_WEIGHTS"))
-LIMIT = int(os.environ.get("EHC_CODE_LIMIT", "3"))
-EXPIRED_AFTER_S = float(os.environ.get("EHC_EXPIRED_AFTER_S", "95"))
-WORKLOAD = os.environ.get("EHC_WORKLOAD", "scan")  # scan (terminals and apps) or ping
 RECORD_IDS: list[int] = []  # usage records of the verifies this process counted as OK
 
-
-def _wait():
-    """Constant throughput per user (a fixed offered rate, no coordinated omission), or
-    back to back when no rate is given."""
-    return constant_throughput(RATE) if RATE > 0 else constant(0)
+events.init_command_line_parser.add_listener(options.add_arguments)
 
 
-class CardUser(FastHttpUser):
+@cache
+def load_seed(path: str) -> Seed:
+    return Seed.load(path)
+
+
+class Configured:
+    """What every user of this workload reads from Locust's parsed options."""
+
+    environment: Any
+
+    @property
+    def options(self) -> Any:
+        return self.environment.parsed_options
+
+    @property
+    def seed(self) -> Seed:
+        return load_seed(self.options.ehc_seed_file)
+
+    def wait_time(self) -> float:
+        """Constant throughput per user (a fixed offered rate, no coordinated omission),
+        or back to back when no rate is given."""
+        rate = self.options.ehc_rate_per_user
+        return constant_throughput(rate)(self) if rate > 0 else 0.0  # type: ignore[arg-type]  # the pacing keeps its state on the user
+
+
+class CardUser(Configured, FastHttpUser):
     abstract = True
-    wait_time = _wait()
 
     def on_start(self) -> None:
         self.rng = random.Random()
-        self.app = channel_signer(SEED.app, str(self.host))
+        self.app = channel_signer(self.seed.app, str(self.host))
 
     def fresh_code(self, card_id: str | None = None, kind: str = "dynamic") -> str | None:
-        card_id = card_id or self.rng.choice(SEED.cards)
+        card_id = card_id or self.rng.choice(self.seed.cards)
         path, headers = qrcode_request(self.app, card_id, kind)
         name = "refresh code" if kind == "dynamic" else "refresh fused code"
         with self.client.get(path, headers=headers, name=name,
@@ -82,7 +94,7 @@ class ScanningUser(CardUser):
 
     def on_start(self) -> None:
         super().on_start()
-        self.term = terminal_signer(self.rng.choice(SEED.terminals), str(self.host))
+        self.term = terminal_signer(self.rng.choice(self.seed.terminals), str(self.host))
 
     def verify(self, qr_text: str, name: str, expect: str | None,
                step: int | None = None) -> dict | None:
@@ -107,8 +119,7 @@ class ScanningUser(CardUser):
 class TerminalUser(ScanningUser):
     """Each scan shows a fresh dynamic code and verifies it online; a share is bad."""
 
-    abstract = WORKLOAD != "scan" or WEIGHTS["terminal"] == 0
-    weight = max(WEIGHTS["terminal"], 1)
+    weight = mix.DEFAULT["terminal"]
 
     def on_start(self) -> None:
         super().on_start()
@@ -116,7 +127,7 @@ class TerminalUser(ScanningUser):
 
     @task
     def scan(self) -> None:
-        if self.rng.random() < BAD_SHARE:
+        if self.rng.random() < self.options.ehc_bad_share:
             self.bad_scan()
             return
         code = self.fresh_code()
@@ -130,7 +141,7 @@ class TerminalUser(ScanningUser):
         kind = self.rng.choice(list(BAD_KINDS))
         if kind == "expired":
             now = time.monotonic()
-            old = [c for t, c in self.aged if now - t > EXPIRED_AFTER_S]
+            old = [c for t, c in self.aged if now - t > self.options.ehc_expired_after_s]
             if not old:
                 kind = "tampered"  # nothing has expired yet this early in the test
             else:
@@ -138,9 +149,9 @@ class TerminalUser(ScanningUser):
                 self.verify(old[0], "verify [expired]", BAD_KINDS["expired"])
                 return
         if kind == "lost card":
-            if not SEED.lost_cards:
+            if not self.seed.lost_cards:
                 return
-            self.verify(self.rng.choice(SEED.lost_cards) + ":1", "verify [lost card]",
+            self.verify(self.rng.choice(self.seed.lost_cards) + ":1", "verify [lost card]",
                         BAD_KINDS["lost card"])
             return
         code = self.fresh_code()
@@ -149,7 +160,7 @@ class TerminalUser(ScanningUser):
         if kind == "tampered":
             self.verify(tamper(code), "verify [tampered]", BAD_KINDS["tampered"])
         else:  # replayed: use the code up to its limit, then once more
-            for _ in range(LIMIT):
+            for _ in range(self.options.ehc_code_limit):
                 self.verify(code, "verify", None)
             self.verify(code, "verify [replayed]", BAD_KINDS["replayed"])
 
@@ -158,12 +169,11 @@ class FusedUser(ScanningUser):
     """A resident of the online flow shows the fused code; the terminal gets both
     identities (the e-SSC side is asked within its timeout)."""
 
-    abstract = WORKLOAD != "scan" or WEIGHTS["fused"] == 0 or not SEED.fused_cards
-    weight = max(WEIGHTS["fused"], 1)
+    weight = mix.DEFAULT["fused"]
 
     @task
     def scan_fused(self) -> None:
-        code = self.fresh_code(self.rng.choice(SEED.fused_cards), kind="fused")
+        code = self.fresh_code(self.rng.choice(self.seed.fused_cards), kind="fused")
         if code is not None:
             answer = self.verify(code, "verify fused", None)
             if answer is not None and answer.get("partial"):
@@ -175,12 +185,11 @@ class SettleUser(ScanningUser):
     """At the payment step: a fused scan gives the voucher token, then the fees are
     uploaded and settled (insurance split, the cash part through the payment gateway)."""
 
-    abstract = WORKLOAD != "scan" or WEIGHTS["settle"] == 0 or not SEED.fused_cards
-    weight = max(WEIGHTS["settle"], 1)
+    weight = mix.DEFAULT["settle"]
 
     @task
     def settle_visit(self) -> None:
-        code = self.fresh_code(self.rng.choice(SEED.fused_cards), kind="fused")
+        code = self.fresh_code(self.rng.choice(self.seed.fused_cards), kind="fused")
         answer = code and self.verify(code, "verify fused", None, step=Step.PAYMENT)
         token = answer and (answer.get("essc") or {}).get("ec_token")
         if not token:
@@ -206,55 +215,82 @@ class SettleUser(ScanningUser):
 class AppUser(CardUser):
     """A resident with the app open: the code refreshes, nobody scans it."""
 
-    abstract = WORKLOAD != "scan" or WEIGHTS["app"] == 0
-    weight = max(WEIGHTS["app"], 1)
+    weight = mix.DEFAULT["app"]
 
     @task
     def refresh(self) -> None:
         self.fresh_code()
 
 
-class PingUser(FastHttpUser):
+class PingUser(Configured, FastHttpUser):
     """The trivial route of the same app, measured the same way (capacity baseline)."""
 
-    abstract = WORKLOAD != "ping"
-    wait_time = _wait()
+    weight = 1
 
     @task
     def ping(self) -> None:
         self.client.get("/ping", name="ping")
 
 
-if os.environ.get("EHC_SHAPE", "constant") != "constant":
+class ConfiguredShape(LoadTestShape):
+    """The shape ``--ehc-shape`` asks for (see loadtests/shapes.py); with ``constant``
+    the test starts without a shape (Locust's ``-u`` and ``-t``)."""
 
-    class ConfiguredShape(LoadTestShape):
-        """The shape ``ehc loadtest --shape`` asked for (see loadtests/shapes.py)."""
+    use_common_options = True  # -t still ends the test; -u and -r are the shape's business
+    users_at: shapes.Shape = staticmethod(lambda t: None)  # set in configure()
 
-        users_at = shapes.from_options(
-            os.environ["EHC_SHAPE"], users=int(os.environ.get("EHC_SHAPE_USERS", "10")),
-            duration_s=float(os.environ.get("EHC_SHAPE_DURATION_S", "30")),
-            demand_csv=Path(os.environ["EHC_DEMAND_CSV"])
-            if os.environ.get("EHC_DEMAND_CSV") else None,
-            compress=float(os.environ.get("EHC_COMPRESS", "60")),
-            scale=float(os.environ.get("EHC_SCALE", "1")),
-            rate_per_user=RATE or 1.0)
+    def tick(self) -> tuple[int, float] | None:
+        users = self.users_at(self.get_run_time())
+        return None if users is None else (users, max(1, users))
 
-        def tick(self):
-            users = type(self).users_at(self.get_run_time())
-            return None if users is None else (users, max(1, users))
+
+KINDS: dict[str, type[CardUser]] = {"terminal": TerminalUser, "fused": FusedUser,
+                                    "settle": SettleUser, "app": AppUser}
+
+
+@events.init.add_listener
+def configure(environment: Any, **_kw: Any) -> None:
+    """The mix and the shape, decided where users are dispatched (master or local run;
+    workers spawn the classes they are told, with the master's options)."""
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    opts = environment.parsed_options
+    if opts.ehc_workload == "ping":
+        chosen: list[type] = [PingUser]
+    else:
+        weights = mix.decode(opts.ehc_weights)
+        fused_seeded = bool(load_seed(opts.ehc_seed_file).fused_cards)
+        chosen = []
+        for kind, cls in KINDS.items():
+            if weights[kind] > 0 and (fused_seeded or kind not in ("fused", "settle")):
+                cls.weight = weights[kind]
+                chosen.append(cls)
+    environment.user_classes[:] = chosen
+    if opts.ehc_shape == "constant":
+        environment.shape_class = None
+        return
+    ConfiguredShape.users_at = staticmethod(shapes.from_options(
+        opts.ehc_shape, users=opts.ehc_shape_users, duration_s=opts.ehc_shape_duration_s,
+        demand_csv=Path(opts.ehc_demand_csv) if opts.ehc_demand_csv else None,
+        compress=opts.ehc_compress, scale=opts.ehc_scale,
+        rate_per_user=opts.ehc_rate_per_user or 1.0))
+    if environment.shape_class is None:
+        environment.shape_class = ConfiguredShape()
+        environment.shape_class.runner = environment.runner
 
 
 @events.quitting.add_listener
 def slo_gate(environment, **_kw) -> None:
     """Set the exit code explicitly, pass or fail (Locust's own default is 1 on any
     failure, whatever the SLO says)."""
-    out = os.environ.get("EHC_LOAD_OUT")
+    opts = environment.parsed_options
+    out = opts.ehc_load_out
     if out:  # every process: the usage records its successful verifies reported
         Path(out, f"record-ids-{os.getpid()}.json").write_text(json.dumps(RECORD_IDS))
     if isinstance(environment.runner, WorkerRunner):
         return
-    hot = (("ping",), "GET") if WORKLOAD == "ping" else (HOT, "POST")
-    verdict = evaluate(environment.stats, Slo.from_env(), *hot)
+    hot = (("ping",), "GET") if opts.ehc_workload == "ping" else (HOT, "POST")
+    verdict = evaluate(environment.stats, options.slo_of(opts), *hot)
     environment.process_exit_code = 0 if verdict["passed"] else 1
     if out:
         Path(out, "slo.json").write_text(json.dumps(verdict, indent=1))

@@ -41,6 +41,6 @@ def decode(text: str | None) -> dict[str, int]:
     for part in text.split(","):
         k, _, v = part.partition(":")
         if k not in out or not v.isdigit():
-            raise ValueError(f"EHC_WEIGHTS: {part!r} is not kind:integer ({', '.join(KINDS)})")
+            raise ValueError(f"--ehc-weights: {part!r} is not kind:integer ({', '.join(KINDS)})")
         out[k] = int(v)
     return out

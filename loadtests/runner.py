@@ -27,7 +27,7 @@ from services.sdk import (
     write_seed_file,
 )
 
-from . import mix
+from . import mix, options
 from .slo import Slo
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -166,26 +166,26 @@ def weights_for(opts: LoadOptions) -> dict[str, int]:
     return mix.ONLY_TERMINALS if opts.mix == "terminal" else mix.DEFAULT
 
 
-def locust_env(opts: LoadOptions, seed_path: Path, out: Path) -> dict[str, str]:
-    s = opts.slo
-    weights = weights_for(opts)
-    env = {**os.environ, "EHC_SEED_FILE": str(seed_path), "EHC_BAD_SHARE": str(opts.bad_share),
-           "EHC_RATE_PER_USER": str(opts.rate_per_user), "EHC_WEIGHTS": mix.encode(weights),
-           "EHC_SHAPE": opts.shape, "EHC_SHAPE_USERS": str(opts.users),
-           "EHC_WORKLOAD": opts.workload,
-           "EHC_SHAPE_DURATION_S": str(opts.duration_s), "EHC_COMPRESS": str(opts.compress),
-           "EHC_SCALE": str(opts.scale), "EHC_SLO_P95_MS": str(s.p95_ms),
-           "EHC_SLO_P99_MS": str(s.p99_ms), "EHC_SLO_MAX_FAILURE_RATIO": str(s.max_failure_ratio),
-           "EHC_SLO_MIN_RPS": str(s.min_rps), "EHC_LOAD_OUT": str(out),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    if opts.demand_csv:
-        env["EHC_DEMAND_CSV"] = str(opts.demand_csv)
-    return env
+def workload_arguments(opts: LoadOptions, seed_path: Path, out: Path) -> list[str]:
+    """The workload's ``--ehc-*`` options on Locust's command line."""
+    return options.arguments(
+        seed_file=str(seed_path), bad_share=opts.bad_share, rate_per_user=opts.rate_per_user,
+        weights=weights_for(opts), workload=opts.workload, shape=opts.shape, users=opts.users,
+        duration_s=opts.duration_s, demand_csv=str(opts.demand_csv or ""),
+        compress=opts.compress, scale=opts.scale, slo=opts.slo, out=str(out))
 
 
-def run_locust(opts: LoadOptions, url: str, env: dict[str, str], out: Path) -> tuple[int, float]:
+def locust_env() -> dict[str, str]:
+    """The generator's environment: this checkout importable (the locustfile imports
+    ``loadtests`` and ``services.sdk``)."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def run_locust(opts: LoadOptions, url: str, workload: list[str], out: Path
+               ) -> tuple[int, float]:
     """(exit code, generator CPU seconds)."""
-    common = ["-f", str(LOCUSTFILE), "--host", url]
+    env = locust_env()
+    common = ["-f", str(LOCUSTFILE), "--host", url, *workload]
     headless = ["--headless", "-u", str(opts.users), "-r", str(opts.spawn_rate),
                 "-t", f"{opts.duration_s}s", "--csv", str(out / "locust"),
                 "--html", str(out / "report.html"), "--json-file", str(out / "locust"),
@@ -254,7 +254,8 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
     try:
         seed_path = seed(server, opts, out)
         started = time.monotonic()
-        code, gen_cpu = run_locust(opts, server.url, locust_env(opts, seed_path, out), out)
+        code, gen_cpu = run_locust(opts, server.url, workload_arguments(opts, seed_path, out),
+                                   out)
         wall = time.monotonic() - started
         records = usage_records(server, seed_path)
         settlements = settlement_check(server)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 HOT = ("verify", "verify fused")  # the requests the latency objectives apply to
@@ -15,13 +14,6 @@ class Slo:
     max_failure_ratio: float = 0.01
     min_rps: float = 0.0
 
-    @classmethod
-    def from_env(cls) -> Slo:
-        d = cls()
-        return cls(float(os.environ.get("EHC_SLO_P95_MS", d.p95_ms)),
-                   float(os.environ.get("EHC_SLO_P99_MS", d.p99_ms)),
-                   float(os.environ.get("EHC_SLO_MAX_FAILURE_RATIO", d.max_failure_ratio)),
-                   float(os.environ.get("EHC_SLO_MIN_RPS", d.min_rps)))
 
 
 def hot_entry(stats, names: tuple[str, ...], method: str):

@@ -4,7 +4,6 @@ signed requests made through the SDK (no server internals)."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import uuid
 from dataclasses import dataclass
@@ -34,8 +33,8 @@ class Seed:
     fused_cards: list[str]  # bound to an e-SSC: fused codes, settlements
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Seed:
-        path = Path(path or os.environ.get("EHC_SEED_FILE", "var/seed.json"))
+    def load(cls, path: str | Path = "var/seed.json") -> Seed:
+        path = Path(path)
         data = json.loads(path.read_text())
         terminals = [{**t, "city_code": inst["city_code"], "institution_name": inst["name"]}
                      for inst in data["institutions"] for t in inst["terminals"]]

@@ -150,3 +150,36 @@ def test_capacity_steps_find_a_knee_for_both_routes(tmp_path: Path) -> None:
     assert all(k["knee_rps"] in (10, 20) for k in cap["knees"])  # both rates are easy
     assert cap["verify_per_core"] > 0 and cap["cores_needed"] >= 1
     assert {s["route"] for s in cap["steps"]} == {"ping", "verify"}
+
+
+PARSE = """
+import importlib.util, json, sys
+from locust.argument_parser import parse_options
+spec = importlib.util.spec_from_file_location("ehc_locustfile", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))  # adds the --ehc-* options
+opts = parse_options(["-f", sys.argv[1], *sys.argv[2:]])
+print(json.dumps({k: v for k, v in vars(opts).items() if k.startswith("ehc_")}))
+"""
+
+
+def test_workload_options_are_locust_options() -> None:
+    """The workload is configured through Locust's own parser (the ``--ehc-*`` options the
+    locustfile adds; Locust hands them to its workers), and nothing is read from EHC_*
+    variables at import time. (A process of its own: Locust patches the interpreter.)"""
+    import json
+    import subprocess
+    import sys
+
+    from loadtests.runner import LOCUSTFILE, locust_env
+
+    run = subprocess.run([sys.executable, "-c", PARSE, str(LOCUSTFILE), "--ehc-weights",
+                          "terminal:2,fused:0,settle:0,app:1", "--ehc-shape", "step",
+                          "--ehc-slo-p95-ms", "150"],
+                         env=locust_env(), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    opts = json.loads(run.stdout.strip().splitlines()[-1])
+    assert (opts["ehc_weights"], opts["ehc_shape"], opts["ehc_slo_p95_ms"]) == (
+        "terminal:2,fused:0,settle:0,app:1", "step", 150.0)
+    assert opts["ehc_seed_file"] == "var/seed.json" and opts["ehc_workload"] == "scan"
+    source = LOCUSTFILE.read_text()
+    assert "os.environ" not in source and "EHC_" not in source
