@@ -12,21 +12,14 @@ from fastapi.responses import HTMLResponse
 
 from ..common.cards.idcard import mask_name, parse_resident_id, refuse_invalid_id
 from ..common.cards.routes import INVALID
-from ..common.errors import (
-    Conflict,
-    NotFound,
-    ServiceError,
-    error_responses,
-)
+from ..common.errors import Conflict, NotFound, ServiceError, error_responses
 from .deps import Channel, Resident
 from .schemas import Code, HandoffRequest, LoginAnswer, LoginRequest
 
 PAGE = Path(__file__).with_name("page.html")
 SESSION = [(401, "SESSION_INVALID", "no or expired session token")]
-DOWN = [
-    (503, "HEALTHCARD_UNAVAILABLE", "EHC system did not answer"),
-    (503, "SOCIALCARD_UNAVAILABLE", "e-SSC system did not answer"),
-]
+DOWN = [(503, "HEALTHCARD_UNAVAILABLE", "EHC system did not answer"),
+        (503, "SOCIALCARD_UNAVAILABLE", "e-SSC system did not answer")]
 
 
 def render_svg(text: str) -> str:
@@ -38,115 +31,71 @@ def render_svg(text: str) -> str:
 router = APIRouter(prefix="/channel")
 
 
-@router.get(
-    "/",
-    response_class=HTMLResponse,
-    tags=["public"],
-    summary="The H5 page: log in, claim, bind, show the refreshing code",
-)
+@router.get("/", response_class=HTMLResponse, tags=["public"],
+            summary="The H5 page: log in, claim, bind, show the refreshing code")
 def page() -> HTMLResponse:
     return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
 
-@router.post(
-    "/v1/login",
-    response_model=LoginAnswer,
-    tags=["public"],
-    summary="Log in with real-name identity (checked against the registry)",
-    responses=error_responses(
-        INVALID,
-        (422, "INVALID_ID_NUMBER", "malformed ID number"),
-        (401, "LOGIN_REFUSED", "real-name check failed"),
-        (503, "REGISTRY_UNAVAILABLE", "no answer"),
-    ),
-)
+@router.post("/v1/login", response_model=LoginAnswer, tags=["public"],
+             summary="Log in with real-name identity (checked against the registry)",
+             responses=error_responses(INVALID, (422, "INVALID_ID_NUMBER", "malformed ID number"),
+                                       (401, "LOGIN_REFUSED", "real-name check failed"),
+                                       (503, "REGISTRY_UNAVAILABLE", "no answer")))
 async def login(ch: Channel, body: LoginRequest) -> dict:
     with refuse_invalid_id():
         number = parse_resident_id(body.id_number).number
     return await ch.login(body.id_type, number, body.name, body.phone)
 
 
-@router.get(
-    "/v1/me",
-    tags=["resident"],
-    summary="The resident's cards and binding",
-    responses=error_responses(*SESSION, *DOWN),
-)
+@router.get("/v1/me", tags=["resident"], summary="The resident's cards and binding",
+            responses=error_responses(*SESSION, *DOWN))
 async def me(ch: Channel, s: Resident) -> dict:
     state = ch.state_of(s)
-    return {
-        "name": mask_name(s.name),
-        **state,
-        "binding": await ch.binding_of(state["ehc_card_id"]),
-    }
+    return {"name": mask_name(s.name), **state,
+            "binding": await ch.binding_of(state["ehc_card_id"])}
 
 
-@router.post(
-    "/v1/claim",
-    tags=["resident"],
-    summary="Claim the cards this identity grants: the EHC, and the e-SSC when "
-    "the resident is insured",
-    responses=error_responses(*SESSION, *DOWN, (422, "REALNAME_MISMATCH", "identity changed")),
-)
+@router.post("/v1/claim", tags=["resident"],
+             summary="Claim the cards this identity grants: the EHC, and the e-SSC when "
+             "the resident is insured",
+             responses=error_responses(*SESSION, *DOWN,
+                                       (422, "REALNAME_MISMATCH", "identity changed")))
 async def claim(ch: Channel, s: Resident) -> dict:
-    ehc = await ch.ehc.signed(
-        "POST",
-        "/ehc/v1/cards",
-        {"id_type": s.id_type, "id_number": s.id_number, "name": s.name, "phone": s.phone},
-    )
+    ehc = await ch.ehc.signed("POST", "/ehc/v1/cards",
+                              {"id_type": s.id_type, "id_number": s.id_number, "name": s.name,
+                               "phone": s.phone})
     try:
-        essc = await ch.essc.signed(
-            "POST",
-            "/essc/v1/cards",
-            {"id_type": s.id_type, "id_number": s.id_number, "name": s.name},
-        )
+        essc = await ch.essc.signed("POST", "/essc/v1/cards",
+                                    {"id_type": s.id_type, "id_number": s.id_number,
+                                     "name": s.name})
     except ServiceError as exc:
         if exc.code != "NOT_INSURED":
             raise
         essc = None
-    ch.remember(
-        s,
-        ehc_card_id=ehc["card_id"],
-        ssc_card_no=essc["ssc_card_no"] if essc else None,
-        region=essc["region"] if essc else None,
-    )
-    return {
-        "ehc": ehc,
-        "essc": essc,
-        "grants": "ehc+essc (bind them for the fused card)" if essc else "ehc",
-    }
+    ch.remember(s, ehc_card_id=ehc["card_id"], ssc_card_no=essc["ssc_card_no"] if essc else None,
+                region=essc["region"] if essc else None)
+    return {"ehc": ehc, "essc": essc,
+            "grants": "ehc+essc (bind them for the fused card)" if essc else "ehc"}
 
 
-@router.post(
-    "/v1/binding",
-    tags=["resident"],
-    summary="Bind the resident's EHC and e-SSC (both systems sign and keep it)",
-    responses=error_responses(
-        *SESSION,
-        *DOWN,
-        (409, "NOTHING_TO_BIND", "claim both cards first"),
-        (409, "SSC_CARD_LOST", "e-SSC lost"),
-        (403, "CARD_LOST", "EHC lost"),
-        (409, "BINDING_EXISTS", "bound to another card"),
-    ),
-)
+@router.post("/v1/binding", tags=["resident"],
+             summary="Bind the resident's EHC and e-SSC (both systems sign and keep it)",
+             responses=error_responses(*SESSION, *DOWN,
+                                       (409, "NOTHING_TO_BIND", "claim both cards first"),
+                                       (409, "SSC_CARD_LOST", "e-SSC lost"),
+                                       (403, "CARD_LOST", "EHC lost"),
+                                       (409, "BINDING_EXISTS", "bound to another card")))
 async def bind(ch: Channel, s: Resident) -> dict:
     state = ch.state_of(s)
     if not (state["ehc_card_id"] and state["ssc_card_no"]):
         raise Conflict("NOTHING_TO_BIND", "claim both cards first")
-    return await ch.ehc.signed(
-        "POST",
-        f"/ehc/v1/cards/{state['ehc_card_id']}/binding",
-        {"ssc_card_no": state["ssc_card_no"], "region": state["region"]},
-    )
+    return await ch.ehc.signed("POST", f"/ehc/v1/cards/{state['ehc_card_id']}/binding",
+                               {"ssc_card_no": state["ssc_card_no"], "region": state["region"]})
 
 
-@router.delete(
-    "/v1/binding",
-    tags=["resident"],
-    summary="Unbind the two cards",
-    responses=error_responses(*SESSION, *DOWN, (404, "BINDING_NOT_FOUND", "not bound")),
-)
+@router.delete("/v1/binding", tags=["resident"], summary="Unbind the two cards",
+               responses=error_responses(*SESSION, *DOWN, (404, "BINDING_NOT_FOUND", "not bound")))
 async def unbind(ch: Channel, s: Resident) -> dict:
     state = ch.state_of(s)
     if not state["ehc_card_id"]:
@@ -154,22 +103,16 @@ async def unbind(ch: Channel, s: Resident) -> dict:
     return await ch.ehc.signed("DELETE", f"/ehc/v1/cards/{state['ehc_card_id']}/binding")
 
 
-@router.get(
-    "/v1/code",
-    response_model=Code,
-    tags=["resident"],
-    summary="The one code to show: fused when bound, else the card there is",
-    responses=error_responses(
-        *SESSION, *DOWN, (404, "NO_CARD", "claim a card first"), (403, "CARD_LOST", "card lost")
-    ),
-)
+@router.get("/v1/code", response_model=Code, tags=["resident"],
+            summary="The one code to show: fused when bound, else the card there is",
+            responses=error_responses(*SESSION, *DOWN, (404, "NO_CARD", "claim a card first"),
+                                      (403, "CARD_LOST", "card lost")))
 async def code(ch: Channel, s: Resident) -> dict:
     state = ch.state_of(s)
     if state["ehc_card_id"]:
         kind = "fused" if await ch.binding_of(state["ehc_card_id"]) else "dynamic"
-        answer = await ch.ehc.signed(
-            "GET", f"/ehc/v1/cards/{state['ehc_card_id']}/qrcode", params={"kind": kind}
-        )
+        answer = await ch.ehc.signed("GET", f"/ehc/v1/cards/{state['ehc_card_id']}/qrcode",
+                                     params={"kind": kind})
     elif state["ssc_card_no"]:
         answer = await ch.essc.signed("GET", f"/essc/v1/cards/{state['ssc_card_no']}/qrcode")
     else:
@@ -177,12 +120,9 @@ async def code(ch: Channel, s: Resident) -> dict:
     return {**answer, "svg": render_svg(answer["qr_text"])}
 
 
-@router.get(
-    "/v1/settlements",
-    tags=["resident"],
-    summary="The resident's insurance settlements: split and state",
-    responses=error_responses(*SESSION, *DOWN),
-)
+@router.get("/v1/settlements", tags=["resident"],
+            summary="The resident's insurance settlements: split and state",
+            responses=error_responses(*SESSION, *DOWN))
 async def my_settlements(ch: Channel, s: Resident) -> list[dict]:
     state = ch.state_of(s)
     if not state["ssc_card_no"]:
@@ -190,19 +130,12 @@ async def my_settlements(ch: Channel, s: Resident) -> list[dict]:
     return await ch.essc.signed("GET", f"/essc/v1/cards/{state['ssc_card_no']}/settlements")
 
 
-@router.post(
-    "/v1/settlements/{settlement_id}/handoff",
-    tags=["resident"],
-    summary="Mobile payment hand-off: what the phone's wallet needs to pay the "
-    "cash part (the hospital's settlement then confirms it with the gateway)",
-    responses=error_responses(
-        *SESSION,
-        *DOWN,
-        INVALID,
-        (404, "SETTLEMENT_NOT_FOUND", "not yours"),
-        (409, "NOTHING_TO_PAY", "no cash part open"),
-    ),
-)
+@router.post("/v1/settlements/{settlement_id}/handoff", tags=["resident"],
+             summary="Mobile payment hand-off: what the phone's wallet needs to pay the "
+             "cash part (the hospital's settlement then confirms it with the gateway)",
+             responses=error_responses(*SESSION, *DOWN, INVALID,
+                                       (404, "SETTLEMENT_NOT_FOUND", "not yours"),
+                                       (409, "NOTHING_TO_PAY", "no cash part open")))
 async def handoff(ch: Channel, settlement_id: str, body: HandoffRequest, s: Resident) -> dict:
     mine = {r["settlement_id"]: r for r in await my_settlements(ch, s)}
     visit = mine.get(settlement_id)
@@ -211,23 +144,15 @@ async def handoff(ch: Channel, settlement_id: str, body: HandoffRequest, s: Resi
     if visit["state"] not in ("paying", "awaiting_confirmation") or not visit["cash_fen"]:
         raise Conflict("NOTHING_TO_PAY", f"the visit is {visit['state']}")
     amount = visit["cash_fen"]
-    return {
-        "order_id": settlement_id,
-        "merchant": visit["institution_code"],
-        "channel": body.channel,
-        "amount_fen": amount,
-        "state": visit["state"],
-        "deep_link": f"ehcpay://{body.channel.lower()}/pay?order={settlement_id}"
-        f"&merchant={visit['institution_code']}&amount_fen={amount}",
-    }
+    return {"order_id": settlement_id, "merchant": visit["institution_code"],
+            "channel": body.channel, "amount_fen": amount, "state": visit["state"],
+            "deep_link": f"ehcpay://{body.channel.lower()}/pay?order={settlement_id}"
+            f"&merchant={visit['institution_code']}&amount_fen={amount}"}
 
 
-@router.get(
-    "/v1/usage",
-    tags=["resident"],
-    summary="Usage history from both card systems, newest first",
-    responses=error_responses(*SESSION, *DOWN),
-)
+@router.get("/v1/usage", tags=["resident"],
+            summary="Usage history from both card systems, newest first",
+            responses=error_responses(*SESSION, *DOWN))
 async def usage(ch: Channel, s: Resident) -> list[dict]:
     state = ch.state_of(s)
     merged: dict[tuple[str, int], dict] = {}
@@ -235,8 +160,7 @@ async def usage(ch: Channel, s: Resident) -> list[dict]:
         for r in await ch.ehc.signed("GET", f"/ehc/v1/cards/{state['ehc_card_id']}/usage-history"):
             merged[(r["source"], r["source_id"])] = r
     if state["ssc_card_no"]:
-        for r in await ch.essc.signed(
-            "GET", f"/essc/v1/cards/{state['ssc_card_no']}/usage-history"
-        ):
+        for r in await ch.essc.signed("GET",
+                                      f"/essc/v1/cards/{state['ssc_card_no']}/usage-history"):
             merged[(r["source"], r["source_id"])] = r
     return sorted(merged.values(), key=lambda r: r["at"], reverse=True)

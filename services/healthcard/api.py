@@ -13,13 +13,7 @@ from fastapi.responses import Response
 from ..common.auth import Admin
 from ..common.cards.idcard import parse_resident_id, refuse_invalid_id
 from ..common.cards.routes import ADMIN, APP_AUTH, INVALID, TERM_AUTH
-from ..common.errors import (
-    Conflict,
-    Invalid,
-    NotFound,
-    TooLarge,
-    error_responses,
-)
+from ..common.errors import Conflict, Invalid, NotFound, TooLarge, error_responses
 from ..common.fastpath import Headers, HotRoute
 from . import qrcodes, usage
 from .cards import refuse_unusable
@@ -72,13 +66,8 @@ async def verify_payload(hc: HealthcardSystem, scope: MutableMapping[str, Any],
                          body: bytes) -> bytes:
     """The whole hot path from raw request to JSON answer (used by both paths)."""
     await hc.faults.apply()
-    term = hc.callers.authenticate_terminal(
-        Headers(scope["headers"]),
-        "POST",
-        scope["path"],
-        scope.get("query_string", b"").decode("latin-1"),
-        body,
-    )
+    term = hc.callers.authenticate_terminal(Headers(scope["headers"]), "POST", scope["path"],
+                                            scope.get("query_string", b"").decode("latin-1"), body)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -102,79 +91,49 @@ VERIFY_ROUTE = HotRoute("POST", "/ehc/v1/qrcodes/verify", verify_hot, MAX_VERIFY
 router = APIRouter(prefix="/ehc/v1")
 
 
-async def checked_apply(
-    hc: HealthcardSystem, body: ApplyRequest, issuer: str, app_key: str | None
-) -> tuple[Any, bool]:
+async def checked_apply(hc: HealthcardSystem, body: ApplyRequest, issuer: str,
+                        app_key: str | None) -> tuple[Any, bool]:
     """A card applied for after the real-name check (the registry answers over HTTP)."""
     number, sex, birth = resident_facts(body.id_type, body.id_number)
     result = await hc.registry.realname_check(body.id_type, number, body.name)
     if result != "match":
-        raise Invalid(
-            "REALNAME_MISMATCH" if result == "no_match" else "REALNAME_UNVERIFIED",
-            "identity and name do not pass the real-name check",
-        )
-    return hc.cards.apply(
-        id_type=body.id_type,
-        id_number=number,
-        name=body.name,
-        sex=sex,
-        birth_date=birth,
-        phone=body.phone,
-        issuer=issuer,
-        app_key=app_key,
-    )
+        raise Invalid("REALNAME_MISMATCH" if result == "no_match" else "REALNAME_UNVERIFIED",
+                      "identity and name do not pass the real-name check")
+    return hc.cards.apply(id_type=body.id_type, id_number=number, name=body.name, sex=sex,
+                          birth_date=birth, phone=body.phone, issuer=issuer, app_key=app_key)
 
 
 # ---------------------------------------------------------------- channel routes
-@router.post(
-    "/cards",
-    response_model=ApplyAnswer,
-    tags=["channel"],
-    summary="Apply for a card (idempotent; re-apply restores a cancelled card)",
-    responses=error_responses(
-        *APP_AUTH,
-        BAD_ID,
-        INVALID,
-        (422, "REALNAME_MISMATCH", "identity and name do not match the registry"),
-        (503, "REGISTRY_UNAVAILABLE", "real-name source did not answer"),
-    ),
-)
+@router.post("/cards", response_model=ApplyAnswer, tags=["channel"],
+             summary="Apply for a card (idempotent; re-apply restores a cancelled card)",
+             responses=error_responses(*APP_AUTH, BAD_ID, INVALID,
+                                       (422, "REALNAME_MISMATCH",
+                                        "identity and name do not match the registry"),
+                                       (503, "REGISTRY_UNAVAILABLE",
+                                        "real-name source did not answer")))
 async def apply(hc: Healthcard, body: ApplyRequest, app: App) -> dict:
     row, created = await checked_apply(hc, body, app.app_key, app.app_key)
     return {**hc.cards.view(row), "created": created}
 
 
-@router.post(
-    "/cards/lookup",
-    response_model=Card,
-    tags=["channel"],
-    summary="Registration query by identity",
-    responses=error_responses(*APP_AUTH, NOT_FOUND, BAD_ID, INVALID),
-)
+@router.post("/cards/lookup", response_model=Card, tags=["channel"],
+             summary="Registration query by identity",
+             responses=error_responses(*APP_AUTH, NOT_FOUND, BAD_ID, INVALID))
 def lookup(hc: Healthcard, body: LookupRequest, app: App) -> dict:
     number, _, _ = resident_facts(body.id_type, body.id_number)
     return hc.cards.view(hc.cards.lookup(body.id_type, number, app.app_key))
 
 
-@router.get(
-    "/cards/{card_id}",
-    response_model=Card,
-    tags=["channel"],
-    responses=error_responses(*APP_AUTH, NOT_FOUND),
-)
+@router.get("/cards/{card_id}", response_model=Card, tags=["channel"],
+            responses=error_responses(*APP_AUTH, NOT_FOUND))
 def get_card(hc: Healthcard, card_id: str, app: App) -> dict:
     return hc.cards.view(hc.cards.owned(card_id, app.app_key))
 
 
-@router.patch(
-    "/cards/{card_id}",
-    response_model=Card,
-    tags=["channel"],
-    summary="Modify phone or name (a new name passes the real-name check)",
-    responses=error_responses(
-        *APP_AUTH, NOT_FOUND, INVALID, (422, "REALNAME_MISMATCH", "name fails check")
-    ),
-)
+@router.patch("/cards/{card_id}", response_model=Card, tags=["channel"],
+              summary="Modify phone or name (a new name passes the real-name check)",
+              responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID,
+                                        (422, "REALNAME_MISMATCH", "name fails check")))
 async def modify(hc: Healthcard, card_id: str, body: ModifyRequest, app: App) -> dict:
     row = hc.cards.owned(card_id, app.app_key)
     if body.name is not None:
@@ -189,50 +148,29 @@ for action in ("report-lost", "unlock", "cancel"):
     def _state_route(hc: Healthcard, card_id: str, app: App, action: str = action) -> dict:
         return hc.cards.view(hc.cards.change_state(card_id, app.app_key, action))
 
-    router.add_api_route(
-        f"/cards/{{card_id}}/{action}",
-        _state_route,
-        methods=["POST"],
-        response_model=Card,
-        tags=["channel"],
-        name=action.replace("-", "_"),
-        summary=f"{action.replace('-', ' ').capitalize()} the card",
-        responses=error_responses(
-            *APP_AUTH, NOT_FOUND, (409, "CARD_STATE_CONFLICT", "not allowed from state")
-        ),
-    )
+    router.add_api_route(f"/cards/{{card_id}}/{action}", _state_route, methods=["POST"],
+                         response_model=Card, tags=["channel"], name=action.replace("-", "_"),
+                         summary=f"{action.replace('-', ' ').capitalize()} the card",
+                         responses=error_responses(*APP_AUTH, NOT_FOUND,
+                                                   (409, "CARD_STATE_CONFLICT",
+                                                    "not allowed from state")))
 
 
-@router.get(
-    "/cards/{card_id}/qrcode",
-    tags=["channel"],
-    dependencies=[Faults],
-    response_model=QrCode,
-    summary="Static or dynamic code, as text or rendered PNG/SVG",
-    responses={
-        **error_responses(
-            *APP_AUTH,
-            NOT_FOUND,
-            (404, "BINDING_NOT_FOUND", "fused: not bound"),
-            (503, "SERVICE_UNAVAILABLE", "injected fault"),
-            (403, "CARD_LOST", "card lost"),
-            (403, "CARD_CANCELLED", "card cancelled"),
-        ),
-        200: {"content": {"image/png": {}, "image/svg+xml": {}}},
-    },
-)
-def qrcode(
-    hc: Healthcard,
-    card_id: str,
-    app: App,
-    kind: Literal["static", "dynamic", "fused"] = "dynamic",
-    format: Literal["json", "png", "svg"] = "json",
-) -> Response:
+@router.get("/cards/{card_id}/qrcode", tags=["channel"], dependencies=[Faults],
+            response_model=QrCode, summary="Static or dynamic code, as text or rendered PNG/SVG",
+            responses={**error_responses(*APP_AUTH, NOT_FOUND,
+                                         (404, "BINDING_NOT_FOUND", "fused: not bound"),
+                                         (503, "SERVICE_UNAVAILABLE", "injected fault"),
+                                         (403, "CARD_LOST", "card lost"),
+                                         (403, "CARD_CANCELLED", "card cancelled")),
+                       200: {"content": {"image/png": {}, "image/svg+xml": {}}}})
+def qrcode(hc: Healthcard, card_id: str, app: App,
+           kind: Literal["static", "dynamic", "fused"] = "dynamic",
+           format: Literal["json", "png", "svg"] = "json") -> Response:
     row = hc.cards.owned(card_id, app.app_key)
     refuse_unusable(row.state)
     if kind == "static":
-        answer: dict[str, str | int] = {"qr_text": qrcodes.static_code(card_id),
-                                        "kind": "static"}
+        answer: dict[str, str | int] = {"qr_text": qrcodes.static_code(card_id), "kind": "static"}
     else:
         key = hc.keystore.active("protection")
         expiry = datetime.now(qrcodes.CST) + timedelta(seconds=hc.settings.dynamic_code_validity_s)
@@ -243,31 +181,18 @@ def qrcode(
             text = qrcodes.hardened_dynamic_code(card_id, key, expiry)
         else:
             text = qrcodes.national_dynamic_code(card_id, key, expiry)
-        answer = {
-            "qr_text": text,
-            "kind": kind,
-            "expires_at": expiry.strftime("%Y%m%d%H%M%S"),
-            "refresh_after_s": hc.settings.dynamic_code_validity_s,
-        }
+        answer = {"qr_text": text, "kind": kind, "expires_at": expiry.strftime("%Y%m%d%H%M%S"),
+                  "refresh_after_s": hc.settings.dynamic_code_validity_s}
     if format != "json":
         return render(str(answer["qr_text"]), format)
     return Response(orjson.dumps(answer), media_type="application/json")
 
 
-@router.post(
-    "/cards/{card_id}/family",
-    response_model=FamilyMember,
-    tags=["channel"],
-    summary="Apply for and add a family member's card",
-    responses=error_responses(
-        *APP_AUTH,
-        NOT_FOUND,
-        BAD_ID,
-        INVALID,
-        (422, "FAMILY_SELF", "own card"),
-        (422, "REALNAME_MISMATCH", "member fails check"),
-    ),
-)
+@router.post("/cards/{card_id}/family", response_model=FamilyMember, tags=["channel"],
+             summary="Apply for and add a family member's card",
+             responses=error_responses(*APP_AUTH, NOT_FOUND, BAD_ID, INVALID,
+                                       (422, "FAMILY_SELF", "own card"),
+                                       (422, "REALNAME_MISMATCH", "member fails check")))
 async def add_family(hc: Healthcard, card_id: str, body: FamilyRequest, app: App) -> dict:
     hc.cards.owned(card_id, app.app_key)
     member, _ = await checked_apply(hc, body, app.app_key, app.app_key)
@@ -275,65 +200,46 @@ async def add_family(hc: Healthcard, card_id: str, body: FamilyRequest, app: App
     return {**hc.cards.view(member), "relation": body.relation}
 
 
-@router.get(
-    "/cards/{card_id}/family",
-    response_model=list[FamilyMember],
-    tags=["channel"],
-    responses=error_responses(*APP_AUTH, NOT_FOUND),
-)
+@router.get("/cards/{card_id}/family", response_model=list[FamilyMember], tags=["channel"],
+            responses=error_responses(*APP_AUTH, NOT_FOUND))
 def list_family(hc: Healthcard, card_id: str, app: App) -> list[dict]:
-    return [
-        {**hc.cards.view(r), "relation": rel}
-        for r, rel in hc.cards.list_family(card_id, app.app_key)
-    ]
+    return [{**hc.cards.view(r), "relation": rel} for r,
+            rel in hc.cards.list_family(card_id, app.app_key)]
 
 
-@router.delete(
-    "/cards/{card_id}/family/{member_card_id}",
-    status_code=204,
-    tags=["channel"],
-    responses=error_responses(
-        *APP_AUTH, NOT_FOUND, (404, "FAMILY_MEMBER_NOT_FOUND", "not a member")
-    ),
-)
+@router.delete("/cards/{card_id}/family/{member_card_id}", status_code=204, tags=["channel"],
+               responses=error_responses(*APP_AUTH, NOT_FOUND,
+                                         (404, "FAMILY_MEMBER_NOT_FOUND", "not a member")))
 def remove_family(hc: Healthcard, card_id: str, member_card_id: str, app: App) -> Response:
     hc.cards.remove_family(card_id, app.app_key, member_card_id)
     return Response(status_code=204)
 
 
 # ---------------------------------------------------------------- institution routes
-verify_errors = error_responses(
-    *TERM_AUTH,
-    (403, "TERMINAL_MISMATCH", "body names another terminal or institution"),
-    (400, "CLOCK_SKEW", "terminal clock beyond tolerance"),
-    (422, "QR_MALFORMED", "not an EHC code"),
-    (422, "QR_TAMPERED", "protected block fails"),
-    (422, "QR_FORMAT_NOT_ACCEPTED", "national/hardened format not accepted"),
-    (410, "QR_EXPIRED", "dynamic code expired"),
-    (409, "QR_REPLAYED", "verification limit of this code reached"),
-    (404, "CARD_NOT_FOUND", "no card with this ID"),
-    (409, "BINDING_NOT_ACTIVE", "fused code of a card no longer bound"),
-    (403, "CARD_LOST", "card reported lost"),
-    (403, "CARD_CANCELLED", "card cancelled"),
-    (413, "PAYLOAD_TOO_LARGE", "body over 4 KiB"),
-    (503, "SERVICE_UNAVAILABLE", "unavailable (injected fault)"),
-    (422, "INVALID_REQUEST", "missing or malformed field"),
-)
+verify_errors = error_responses(*TERM_AUTH,
+                                (403, "TERMINAL_MISMATCH",
+                                 "body names another terminal or institution"),
+                                (400, "CLOCK_SKEW", "terminal clock beyond tolerance"),
+                                (422, "QR_MALFORMED", "not an EHC code"),
+                                (422, "QR_TAMPERED", "protected block fails"),
+                                (422, "QR_FORMAT_NOT_ACCEPTED",
+                                 "national/hardened format not accepted"),
+                                (410, "QR_EXPIRED", "dynamic code expired"),
+                                (409, "QR_REPLAYED", "verification limit of this code reached"),
+                                (404, "CARD_NOT_FOUND", "no card with this ID"),
+                                (409, "BINDING_NOT_ACTIVE", "fused code of a card no longer bound"),
+                                (403, "CARD_LOST", "card reported lost"),
+                                (403, "CARD_CANCELLED", "card cancelled"),
+                                (413, "PAYLOAD_TOO_LARGE", "body over 4 KiB"),
+                                (503, "SERVICE_UNAVAILABLE", "unavailable (injected fault)"),
+                                (422, "INVALID_REQUEST", "missing or malformed field"))
 
 
-@router.post(
-    "/qrcodes/verify",
-    tags=["institution"],
-    response_model=VerifyAnswer,
-    summary="Verify a scanned code online; writes one usage record",
-    responses=verify_errors,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": VerifyRequest.model_json_schema()}},
-        }
-    },
-)
+@router.post("/qrcodes/verify", tags=["institution"], response_model=VerifyAnswer,
+             summary="Verify a scanned code online; writes one usage record",
+             responses=verify_errors,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": VerifyRequest.model_json_schema()}}}})
 async def verify(hc: Healthcard, request: Request) -> Response:
     """Served by the fast path (``verify_route``); kept here for the OpenAPI document
     and as the framework path the fast path must agree with."""
@@ -343,34 +249,22 @@ async def verify(hc: Healthcard, request: Request) -> Response:
     return Response(await verify_payload(hc, request.scope, body), media_type="application/json")
 
 
-@router.post(
-    "/temporary-cards",
-    response_model=TemporaryAnswer,
-    tags=["institution"],
-    summary="Issue a temporary card (no ID document, e.g. emergencies)",
-    responses=error_responses(*TERM_AUTH, INVALID),
-)
+@router.post("/temporary-cards", response_model=TemporaryAnswer, tags=["institution"],
+             summary="Issue a temporary card (no ID document, e.g. emergencies)",
+             responses=error_responses(*TERM_AUTH, INVALID))
 def temporary(hc: Healthcard, body: TemporaryRequest, term: Term) -> dict:
     row = hc.cards.issue_temporary(term.institution_code, body.name, body.sex)
     return {"card_id": row.card_id, "qr_text": qrcodes.temporary_code(row.card_id)}
 
 
-@router.post(
-    "/temporary-cards/{temp_card_id}/bind",
-    status_code=204,
-    tags=["institution"],
-    summary="Bind a temporary card to the patient's card",
-    responses=error_responses(
-        *TERM_AUTH,
-        INVALID,
-        (404, "TEMP_CARD_NOT_FOUND", "not issued here"),
-        (409, "TEMP_CARD_BOUND", "already bound"),
-        (422, "QR_MALFORMED", "not a card code"),
-    ),
-)
-def bind_temporary(
-    hc: Healthcard, temp_card_id: str, body: BindTemporaryRequest, term: Term
-) -> Response:
+@router.post("/temporary-cards/{temp_card_id}/bind", status_code=204, tags=["institution"],
+             summary="Bind a temporary card to the patient's card",
+             responses=error_responses(*TERM_AUTH, INVALID,
+                                       (404, "TEMP_CARD_NOT_FOUND", "not issued here"),
+                                       (409, "TEMP_CARD_BOUND", "already bound"),
+                                       (422, "QR_MALFORMED", "not a card code")))
+def bind_temporary(hc: Healthcard, temp_card_id: str, body: BindTemporaryRequest,
+                   term: Term) -> Response:
     try:
         code = qrcodes.parse(body.qr_text)
     except qrcodes.CodeError as exc:
@@ -381,42 +275,26 @@ def bind_temporary(
     return Response(status_code=204)
 
 
-@router.post(
-    "/patient-links",
-    status_code=204,
-    tags=["institution"],
-    summary="Bind the hospital's local patient ID to a card",
-    responses=error_responses(
-        *TERM_AUTH, INVALID, (409, "PATIENT_LINK_CONFLICT", "linked otherwise")
-    ),
-)
+@router.post("/patient-links", status_code=204, tags=["institution"],
+             summary="Bind the hospital's local patient ID to a card",
+             responses=error_responses(*TERM_AUTH, INVALID,
+                                       (409, "PATIENT_LINK_CONFLICT", "linked otherwise")))
 def link_patient(hc: Healthcard, body: PatientLinkRequest, term: Term) -> Response:
     hc.cards.link_patient(term.institution_code, body.local_patient_id, body.card_id)
     return Response(status_code=204)
 
 
-@router.get(
-    "/patient-links/{local_patient_id}",
-    tags=["institution"],
-    responses=error_responses(*TERM_AUTH, (404, "PATIENT_LINK_NOT_FOUND", "not linked")),
-)
+@router.get("/patient-links/{local_patient_id}", tags=["institution"],
+            responses=error_responses(*TERM_AUTH, (404, "PATIENT_LINK_NOT_FOUND", "not linked")))
 def linked_card(hc: Healthcard, local_patient_id: str, term: Term) -> dict:
     return {"card_id": hc.cards.linked_card(term.institution_code, local_patient_id)}
 
 
-@router.get(
-    "/usage-records",
-    response_model=list[UsageRecord],
-    tags=["institution"],
-    summary="This institution's usage records (and only its own), by cursor",
-    responses=error_responses(*TERM_AUTH, INVALID),
-)
-def list_usage(
-    hc: Healthcard,
-    term: Term,
-    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict]:
+@router.get("/usage-records", response_model=list[UsageRecord], tags=["institution"],
+            summary="This institution's usage records (and only its own), by cursor",
+            responses=error_responses(*TERM_AUTH, INVALID))
+def list_usage(hc: Healthcard, term: Term, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
     return usage.institution_records(hc.engine, term.institution_code, after_id, limit)
 
 
@@ -430,23 +308,14 @@ def server_time() -> dict:
 # (the caller registry's routes: services.common.cards.routes, included by the app)
 
 
-@router.get(
-    "/admin/keys",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Key metadata (never key material)",
-    responses=error_responses(*ADMIN),
-)
+@router.get("/admin/keys", tags=["admin"], dependencies=[Admin],
+            summary="Key metadata (never key material)", responses=error_responses(*ADMIN))
 def list_keys(hc: Healthcard) -> list[dict]:
     return hc.keystore.describe()
 
 
-@router.post(
-    "/admin/keys/{purpose}/rotate",
-    tags=["admin"],
-    dependencies=[Admin],
-    responses=error_responses(*ADMIN, (422, "INVALID_KEY_PURPOSE", "unknown")),
-)
+@router.post("/admin/keys/{purpose}/rotate", tags=["admin"], dependencies=[Admin],
+             responses=error_responses(*ADMIN, (422, "INVALID_KEY_PURPOSE", "unknown")))
 def rotate(hc: Healthcard, purpose: str) -> dict:
     try:
         return {"key_id": hc.keystore.rotate(purpose)}
@@ -454,15 +323,9 @@ def rotate(hc: Healthcard, purpose: str) -> dict:
         raise Invalid("INVALID_KEY_PURPOSE", str(exc)) from exc
 
 
-@router.post(
-    "/admin/keys/{key_id}/retire",
-    status_code=204,
-    tags=["admin"],
-    dependencies=[Admin],
-    responses=error_responses(
-        *ADMIN, (404, "KEY_NOT_FOUND", "unknown key"), (409, "KEY_ACTIVE", "rotate first")
-    ),
-)
+@router.post("/admin/keys/{key_id}/retire", status_code=204, tags=["admin"], dependencies=[Admin],
+             responses=error_responses(*ADMIN, (404, "KEY_NOT_FOUND", "unknown key"),
+                                       (409, "KEY_ACTIVE", "rotate first")))
 def retire(hc: Healthcard, key_id: str) -> Response:
     try:
         hc.keystore.retire(key_id)
@@ -473,12 +336,8 @@ def retire(hc: Healthcard, key_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get(
-    "/admin/stats/issuance",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Cards issued per issuer (app or institution)",
-    responses=error_responses(*ADMIN),
-)
+@router.get("/admin/stats/issuance", tags=["admin"], dependencies=[Admin],
+            summary="Cards issued per issuer (app or institution)",
+            responses=error_responses(*ADMIN))
 def issuance(hc: Healthcard) -> dict[str, int]:
     return hc.cards.issuance_counts()

@@ -20,17 +20,15 @@ from .system import HealthcardSystem
 NOT_FOUND = (404, "CARD_NOT_FOUND", "no such card for this app")
 UNCONFIGURED = (503, "SOCIALCARD_NOT_CONFIGURED", "no e-SSC system configured")
 PEER_DOWN = (503, "SOCIALCARD_UNAVAILABLE", "the e-SSC system did not answer")
-BIND_REFUSALS = [
-    (403, "BINDING_IDENTITY_MISMATCH", "the e-SSC card belongs to someone else"),
-    (404, "SSC_CARD_NOT_FOUND", "no such e-SSC card"),
-    (409, "SSC_CARD_LOST", "the e-SSC card is lost or pre-lost"),
-    (409, "SSC_CARD_CANCELLED", "the e-SSC card is cancelled or void"),
-    (409, "SSC_CARD_NOT_ENABLED", "the e-SSC card is not enabled"),
-    (409, "BINDING_EXISTS", "either card is bound to another card"),
-    (422, "BINDING_REGION_MISMATCH", "region differs from the e-SSC card's"),
-    (403, "CARD_LOST", "the EHC is lost"),
-    (403, "CARD_CANCELLED", "the EHC is cancelled"),
-]
+BIND_REFUSALS = [(403, "BINDING_IDENTITY_MISMATCH", "the e-SSC card belongs to someone else"),
+                 (404, "SSC_CARD_NOT_FOUND", "no such e-SSC card"),
+                 (409, "SSC_CARD_LOST", "the e-SSC card is lost or pre-lost"),
+                 (409, "SSC_CARD_CANCELLED", "the e-SSC card is cancelled or void"),
+                 (409, "SSC_CARD_NOT_ENABLED", "the e-SSC card is not enabled"),
+                 (409, "BINDING_EXISTS", "either card is bound to another card"),
+                 (422, "BINDING_REGION_MISMATCH", "region differs from the e-SSC card's"),
+                 (403, "CARD_LOST", "the EHC is lost"),
+                 (403, "CARD_CANCELLED", "the EHC is cancelled")]
 
 
 def fusion_of(hc: HealthcardSystem) -> Fusion:
@@ -45,29 +43,18 @@ def binding_answer(out: Outcome) -> JSONResponse:
         status = next((s for s, c, _ in BIND_REFUSALS if c == out.code), 409)
         raise ApiError(status, out.code, out.message)
     r = out.record
-    return JSONResponse(
-        {
-            "binding_id": out.binding_id,
-            "ehc_card_id": r["ehc_card_id"],
-            "ssc_card_no": r["ssc_card_no"],
-            "region": r["region"],
-            "state": r["state"],
-            "version": r["version"],
-            "status": out.status,
-        },
-        status_code=200 if out.status == "complete" else 202,
-    )
+    return JSONResponse({"binding_id": out.binding_id, "ehc_card_id": r["ehc_card_id"],
+                         "ssc_card_no": r["ssc_card_no"], "region": r["region"],
+                         "state": r["state"], "version": r["version"], "status": out.status},
+                        status_code=200 if out.status == "complete" else 202)
 
 
 class FusePage(Strict):
     after: str = Field("", pattern=r"^\d{0,20}$", description="e-SSC card number cursor")
-    before: str | None = Field(
-        None,
-        pattern=r"^\d{1,20}$",
-        description="upper bound "
-        "(exclusive) of the card numbers, so that several workers "
-        "can take disjoint ranges",
-    )
+    before: str | None = Field(None, pattern=r"^\d{1,20}$",
+                               description="upper bound "
+                               "(exclusive) of the card numbers, so that several workers "
+                               "can take disjoint ranges")
     limit: int = Field(1000, ge=1, le=2000)
 
 
@@ -89,201 +76,126 @@ router = APIRouter(prefix="/ehc/v1")
 
 
 # ---------------------------------------------------------------- channel apps
-@router.post(
-    "/cards/{card_id}/binding",
-    response_model=Binding,
-    tags=["channel"],
-    summary="Bind this EHC to the holder's e-SSC (both sides sign and keep it)",
-    responses=error_responses(
-        *APP_AUTH, NOT_FOUND, INVALID, UNCONFIGURED, PEER_DOWN, *BIND_REFUSALS
-    )
-    | {
-        202: {
-            "description": "pending: the e-SSC side did not answer; "
-            "reconciliation completes or drops it"
-        }
-    },
-)
+@router.post("/cards/{card_id}/binding", response_model=Binding, tags=["channel"],
+             summary="Bind this EHC to the holder's e-SSC (both sides sign and keep it)",
+             responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID, UNCONFIGURED, PEER_DOWN,
+                                       *BIND_REFUSALS)
+             | {202: {"description": "pending: the e-SSC side did not answer; "
+                      "reconciliation completes or drops it"}})
 async def bind(hc: Healthcard, card_id: str, body: BindRequest, app: App) -> JSONResponse:
     card = hc.cards.owned(card_id, app.app_key)
     return binding_answer(await fusion_of(hc).bind(card, body.ssc_card_no, body.region))
 
 
-@router.delete(
-    "/cards/{card_id}/binding",
-    response_model=Binding,
-    tags=["channel"],
-    summary="Unbind (a new signed version held by both sides)",
-    responses=error_responses(
-        *APP_AUTH, NOT_FOUND, UNCONFIGURED, PEER_DOWN, (404, "BINDING_NOT_FOUND", "not bound")
-    ),
-)
+@router.delete("/cards/{card_id}/binding", response_model=Binding, tags=["channel"],
+               summary="Unbind (a new signed version held by both sides)",
+               responses=error_responses(*APP_AUTH, NOT_FOUND, UNCONFIGURED, PEER_DOWN,
+                                         (404, "BINDING_NOT_FOUND", "not bound")))
 async def unbind(hc: Healthcard, card_id: str, app: App) -> JSONResponse:
     card = hc.cards.owned(card_id, app.app_key)
     return binding_answer(await fusion_of(hc).unbind(card))
 
 
-@router.get(
-    "/cards/{card_id}/binding",
-    response_model=Binding,
-    tags=["channel"],
-    responses=error_responses(
-        *APP_AUTH, NOT_FOUND, UNCONFIGURED, (404, "BINDING_NOT_FOUND", "not bound")
-    ),
-)
+@router.get("/cards/{card_id}/binding", response_model=Binding, tags=["channel"],
+            responses=error_responses(*APP_AUTH, NOT_FOUND, UNCONFIGURED,
+                                      (404, "BINDING_NOT_FOUND", "not bound")))
 def get_binding(hc: Healthcard, card_id: str, app: App) -> dict:
     hc.cards.owned(card_id, app.app_key)
     row = fusion_of(hc).active_binding(card_id)
     return {**row._asdict(), "status": "complete"}
 
 
-@router.get(
-    "/cards/{card_id}/usage-history",
-    tags=["channel"],
-    summary="This card's usage records from both card systems, newest first",
-    responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID),
-)
-def usage_history(
-    hc: Healthcard, card_id: str, app: App, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> list[dict]:
+@router.get("/cards/{card_id}/usage-history", tags=["channel"],
+            summary="This card's usage records from both card systems, newest first",
+            responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID))
+def usage_history(hc: Healthcard, card_id: str, app: App,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
     hc.cards.owned(card_id, app.app_key)
     return usage.card_records(hc.engine, card_id, limit)
 
 
 # ---------------------------------------------------------------- the e-SSC system
-@router.get(
-    "/peer/signing-key",
-    tags=["peer"],
-    dependencies=[Peer],
-    summary="This system's SM2 public key (binding signatures)",
-    responses=error_responses(*PEER, UNCONFIGURED),
-)
+@router.get("/peer/signing-key", tags=["peer"], dependencies=[Peer],
+            summary="This system's SM2 public key (binding signatures)",
+            responses=error_responses(*PEER, UNCONFIGURED))
 def signing_key(hc: Healthcard) -> dict:
     return {"public_key": fusion_of(hc).public_hex}
 
 
-@router.get(
-    "/peer/bindings",
-    tags=["peer"],
-    dependencies=[Peer],
-    summary="Our copy of every binding, by binding ID (reconciliation)",
-    responses=error_responses(*PEER, INVALID, UNCONFIGURED),
-)
-def list_bindings(
-    hc: Healthcard,
-    after: Annotated[str, Query(max_length=32)] = "",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-) -> list[dict]:
+@router.get("/peer/bindings", tags=["peer"], dependencies=[Peer],
+            summary="Our copy of every binding, by binding ID (reconciliation)",
+            responses=error_responses(*PEER, INVALID, UNCONFIGURED))
+def list_bindings(hc: Healthcard, after: Annotated[str, Query(max_length=32)] = "",
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict]:
     return fusion_of(hc).records(after, limit)
 
 
-@router.get(
-    "/peer/bindings/{binding_id}",
-    tags=["peer"],
-    dependencies=[Peer],
-    summary="A binding with both sides' signatures (its proof)",
-    responses=error_responses(*PEER, UNCONFIGURED, (404, "BINDING_NOT_FOUND", "no such binding")),
-)
+@router.get("/peer/bindings/{binding_id}", tags=["peer"], dependencies=[Peer],
+            summary="A binding with both sides' signatures (its proof)",
+            responses=error_responses(*PEER, UNCONFIGURED,
+                                      (404, "BINDING_NOT_FOUND", "no such binding")))
 def binding_proof(hc: Healthcard, binding_id: str) -> dict:
     return fusion_of(hc).proof(binding_id)
 
 
-@router.post(
-    "/peer/bindings:check",
-    tags=["peer"],
-    dependencies=[Peer],
-    summary="Check a binding proof: both signatures, and our own copy",
-    responses=error_responses(
-        *PEER,
-        UNCONFIGURED,
-        PEER_DOWN,
-        (422, "BINDING_RECORD_INVALID", "malformed record"),
-        (422, "BINDING_SIGNATURE_INVALID", "a signature does not hold"),
-    ),
-)
+@router.post("/peer/bindings:check", tags=["peer"], dependencies=[Peer],
+             summary="Check a binding proof: both signatures, and our own copy",
+             responses=error_responses(*PEER, UNCONFIGURED, PEER_DOWN,
+                                       (422, "BINDING_RECORD_INVALID", "malformed record"),
+                                       (422, "BINDING_SIGNATURE_INVALID",
+                                        "a signature does not hold")))
 async def check_proof(hc: Healthcard, proof: dict[str, Any]) -> dict:
     return await fusion_of(hc).check_proof(proof)
 
 
-@router.get(
-    "/peer/usage-records",
-    tags=["peer"],
-    dependencies=[Peer],
-    summary="Usage records of bound cards after a cursor (shared both ways)",
-    responses=error_responses(*PEER, INVALID),
-)
-def shared_records(
-    hc: Healthcard,
-    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-) -> list[dict]:
+@router.get("/peer/usage-records", tags=["peer"], dependencies=[Peer],
+            summary="Usage records of bound cards after a cursor (shared both ways)",
+            responses=error_responses(*PEER, INVALID))
+def shared_records(hc: Healthcard, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> list[dict]:
     return usage.bound_records(hc.engine, after_id, limit)
 
 
 # ---------------------------------------------------------------- operators
-@router.post(
-    "/admin/fusion/fuse-page",
-    response_model=FuseAnswer,
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Auto-open and bind EHCs for one page of unbound e-SSC holders",
-    responses=error_responses(*ADMIN, INVALID, UNCONFIGURED, PEER_DOWN),
-)
+@router.post("/admin/fusion/fuse-page", response_model=FuseAnswer, tags=["admin"],
+             dependencies=[Admin],
+             summary="Auto-open and bind EHCs for one page of unbound e-SSC holders",
+             responses=error_responses(*ADMIN, INVALID, UNCONFIGURED, PEER_DOWN))
 async def fuse_page(hc: Healthcard, body: FusePage) -> dict:
     return await fusion_of(hc).fuse_page(body.after, body.limit, body.before)
 
 
-@router.post(
-    "/admin/fusion/reconcile",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Finish pending bindings and repair every difference between sides",
-    responses=error_responses(*ADMIN, UNCONFIGURED, PEER_DOWN),
-)
+@router.post("/admin/fusion/reconcile", tags=["admin"], dependencies=[Admin],
+             summary="Finish pending bindings and repair every difference between sides",
+             responses=error_responses(*ADMIN, UNCONFIGURED, PEER_DOWN))
 async def reconcile(hc: Healthcard) -> dict:
     report = await fusion_of(hc).reconcile()
     return {**report.__dict__, "clean": report.clean}
 
 
-@router.post(
-    "/admin/faults",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Make code fetches and verifications slow or unavailable (drills)",
-    responses=error_responses(*ADMIN, INVALID),
-)
+@router.post("/admin/faults", tags=["admin"], dependencies=[Admin],
+             summary="Make code fetches and verifications slow or unavailable (drills)",
+             responses=error_responses(*ADMIN, INVALID))
 def faults(hc: Healthcard, body: FaultSettings) -> dict:
     return hc.faults.set(body)
 
 
-@router.get(
-    "/admin/audit",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Verify the day's SM3 chains of usage records (per institution)",
-    responses=error_responses(*ADMIN, INVALID),
-)
+@router.get("/admin/audit", tags=["admin"], dependencies=[Admin],
+            summary="Verify the day's SM3 chains of usage records (per institution)",
+            responses=error_responses(*ADMIN, INVALID))
 def audit(hc: Healthcard, day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
     return usage.audit_day(hc.engine, parse_day(day).strftime("%Y%m%d"))
 
 
-@router.post(
-    "/admin/fusion/shared-usage:lookup",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Which of the peer's usage records (by their IDs there) arrived here",
-    responses=error_responses(*ADMIN, INVALID),
-)
+@router.post("/admin/fusion/shared-usage:lookup", tags=["admin"], dependencies=[Admin],
+             summary="Which of the peer's usage records (by their IDs there) arrived here",
+             responses=error_responses(*ADMIN, INVALID))
 def shared_lookup(hc: Healthcard, body: SharedLookup) -> dict:
     return {"found": usage.shared_found(hc.engine, body.source, body.source_ids)}
 
 
-@router.post(
-    "/admin/fusion/pull-usage",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Pull the e-SSC side's new usage records of bound cards now",
-    responses=error_responses(*ADMIN, UNCONFIGURED, PEER_DOWN),
-)
+@router.post("/admin/fusion/pull-usage", tags=["admin"], dependencies=[Admin],
+             summary="Pull the e-SSC side's new usage records of bound cards now",
+             responses=error_responses(*ADMIN, UNCONFIGURED, PEER_DOWN))
 async def pull_usage(hc: Healthcard) -> dict:
     return {"received": await fusion_of(hc).pull_usage()}

@@ -17,32 +17,21 @@ _AUTH = [(401, "UNAUTHENTICATED", "no bearer token"), (403, "FORBIDDEN", "token 
 router = APIRouter(prefix="/registry/v1", tags=["registry"])
 
 
-@router.post(
-    "/realname-checks",
-    response_model=RealnameResult,
-    dependencies=[Peer],
-    responses=error_responses(_BAD_ID, *_AUTH),
-    summary="Real-name check of an identity against the population database",
-)
+@router.post("/realname-checks", response_model=RealnameResult, dependencies=[Peer],
+             responses=error_responses(_BAD_ID, *_AUTH),
+             summary="Real-name check of an identity against the population database")
 def realname_check(registry: Registry, body: RealnameCheck) -> RealnameResult:
     with refuse_invalid_id():
-        return RealnameResult(
-            result=registry.realname_check(body.id_type, body.id_number, body.name)
-        )
+        return RealnameResult(result=registry.realname_check(body.id_type, body.id_number,
+                                                             body.name))
 
 
-@router.post(
-    "/residents:batch",
-    response_model=BatchResult,
-    dependencies=[Admin],
-    responses=error_responses(_BAD_ID, *_AUTH),
-    summary="Load residents (all or nothing)",
-)
+@router.post("/residents:batch", response_model=BatchResult, dependencies=[Admin],
+             responses=error_responses(_BAD_ID, *_AUTH), summary="Load residents (all or nothing)")
 def add_residents(registry: Registry, body: ResidentBatch) -> BatchResult:
     with refuse_invalid_id():
-        created, existing = registry.add_residents(
-            NewResident(r.id_type, r.id_number, r.name, r.phone) for r in body.residents
-        )
+        created, existing = registry.add_residents(NewResident(r.id_type, r.id_number, r.name,
+                                                               r.phone) for r in body.residents)
     return BatchResult(created=created, existing=existing)
 
 

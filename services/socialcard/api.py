@@ -24,11 +24,9 @@ from .schemas import (
 )
 
 NOT_FOUND = (404, "SSC_CARD_NOT_FOUND", "no such e-SSC card for this app")
-UNUSABLE = [
-    (409, "SSC_CARD_LOST", "lost or pre-lost"),
-    (409, "SSC_CARD_CANCELLED", "cancelled or void"),
-    (409, "SSC_CARD_NOT_ENABLED", "not enabled"),
-]
+UNUSABLE = [(409, "SSC_CARD_LOST", "lost or pre-lost"),
+            (409, "SSC_CARD_CANCELLED", "cancelled or void"),
+            (409, "SSC_CARD_NOT_ENABLED", "not enabled")]
 FAULT = (503, "SERVICE_UNAVAILABLE", "unavailable (injected fault)")
 EHC_DOWN = (503, "HEALTHCARD_UNAVAILABLE", "the EHC system did not answer")
 
@@ -38,23 +36,16 @@ PEER_ROUTE = [Peer, Faults]  # the outage drill answers on the peer routes too
 
 
 # ---------------------------------------------------------------- channel apps
-@router.post(
-    "/cards",
-    response_model=SocialCard,
-    tags=["channel"],
-    summary="Claim the resident's e-SSC (enables a not-enabled card)",
-    responses=error_responses(*APP_AUTH, INVALID, (404, "NOT_INSURED", "no such insured person")),
-)
+@router.post("/cards", response_model=SocialCard, tags=["channel"],
+             summary="Claim the resident's e-SSC (enables a not-enabled card)",
+             responses=error_responses(*APP_AUTH, INVALID,
+                                       (404, "NOT_INSURED", "no such insured person")))
 def claim(sc: Socialcard, body: ClaimRequest, app: App) -> dict:
     return sc.cards.view(sc.cards.claim(body.id_type, body.id_number, body.name, app.app_key))
 
 
-@router.get(
-    "/cards/{ssc_card_no}",
-    response_model=SocialCard,
-    tags=["channel"],
-    responses=error_responses(*APP_AUTH, NOT_FOUND),
-)
+@router.get("/cards/{ssc_card_no}", response_model=SocialCard, tags=["channel"],
+            responses=error_responses(*APP_AUTH, NOT_FOUND))
 def get_card(sc: Socialcard, ssc_card_no: str, app: App) -> dict:
     return sc.cards.view(sc.cards.owned(ssc_card_no, app.app_key))
 
@@ -64,220 +55,134 @@ for action in ("report-lost", "unlock", "cancel"):
     def _state_route(sc: Socialcard, ssc_card_no: str, app: App, action: str = action) -> dict:
         return sc.cards.view(sc.cards.change_state(ssc_card_no, app.app_key, action))
 
-    router.add_api_route(
-        f"/cards/{{ssc_card_no}}/{action}",
-        _state_route,
-        methods=["POST"],
-        response_model=SocialCard,
-        tags=["channel"],
-        name="essc_" + action.replace("-", "_"),
-        summary=f"{action.replace('-', ' ').capitalize()} the e-SSC card",
-        responses=error_responses(
-            *APP_AUTH, NOT_FOUND, (409, "SSC_CARD_STATE_CONFLICT", "not from this state")
-        ),
-    )
+    router.add_api_route(f"/cards/{{ssc_card_no}}/{action}", _state_route, methods=["POST"],
+                         response_model=SocialCard, tags=["channel"],
+                         name="essc_" + action.replace("-", "_"),
+                         summary=f"{action.replace('-', ' ').capitalize()} the e-SSC card",
+                         responses=error_responses(*APP_AUTH, NOT_FOUND,
+                                                   (409, "SSC_CARD_STATE_CONFLICT",
+                                                    "not from this state")))
 
 
-@router.get(
-    "/cards/{ssc_card_no}/qrcode",
-    response_model=SocialCode,
-    tags=["channel"],
-    summary="The e-SSC's own dynamic code (one use, refreshes like the EHC's)",
-    responses=error_responses(*APP_AUTH, NOT_FOUND, *UNUSABLE),
-)
+@router.get("/cards/{ssc_card_no}/qrcode", response_model=SocialCode, tags=["channel"],
+            summary="The e-SSC's own dynamic code (one use, refreshes like the EHC's)",
+            responses=error_responses(*APP_AUTH, NOT_FOUND, *UNUSABLE))
 def qrcode(sc: Socialcard, ssc_card_no: str, app: App) -> dict:
     return sc.cards.code(sc.cards.owned(ssc_card_no, app.app_key), datetime.now(CST))
 
 
-@router.get(
-    "/cards/{ssc_card_no}/usage-history",
-    tags=["channel"],
-    summary="This card's usage records from both card systems, newest first",
-    responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID),
-)
-def usage_history(
-    sc: Socialcard, ssc_card_no: str, app: App, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> list[dict]:
+@router.get("/cards/{ssc_card_no}/usage-history", tags=["channel"],
+            summary="This card's usage records from both card systems, newest first",
+            responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID))
+def usage_history(sc: Socialcard, ssc_card_no: str, app: App,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
     sc.cards.owned(ssc_card_no, app.app_key)
     return usage.card_records(sc.engine, ssc_card_no, limit)
 
 
-@router.get(
-    "/cards/{ssc_card_no}/settlements",
-    tags=["channel"],
-    summary="This card's settlements, newest first (the resident's own view)",
-    responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID),
-)
-def card_settlements(
-    sc: Socialcard, ssc_card_no: str, app: App, limit: Annotated[int, Query(ge=1, le=100)] = 20
-) -> list[dict]:
+@router.get("/cards/{ssc_card_no}/settlements", tags=["channel"],
+            summary="This card's settlements, newest first (the resident's own view)",
+            responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID))
+def card_settlements(sc: Socialcard, ssc_card_no: str, app: App,
+                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict]:
     sc.cards.owned(ssc_card_no, app.app_key)
     return [sc.settlements.view(r) for r in sc.settlements.of_card(ssc_card_no, limit)]
 
 
 # ---------------------------------------------------------------- institutions
-@router.post(
-    "/qrcodes/verify",
-    tags=["institution"],
-    dependencies=[Faults],
-    summary="Verify an e-SSC code: the insurance identity and a voucher token",
-    responses=error_responses(
-        *TERM_AUTH,
-        INVALID,
-        *UNUSABLE,
-        (403, "TERMINAL_MISMATCH", "body names another terminal"),
-        (400, "CLOCK_SKEW", "terminal clock beyond tolerance"),
-        (422, "QR_MALFORMED", "not an e-SSC code"),
-        (422, "QR_TAMPERED", "tag does not check out"),
-        (410, "QR_EXPIRED", "expired"),
-        (409, "QR_REPLAYED", "already used"),
-        (404, "SSC_CARD_NOT_FOUND", "no such card"),
-    ),
-)
+@router.post("/qrcodes/verify", tags=["institution"], dependencies=[Faults],
+             summary="Verify an e-SSC code: the insurance identity and a voucher token",
+             responses=error_responses(*TERM_AUTH, INVALID, *UNUSABLE,
+                                       (403, "TERMINAL_MISMATCH", "body names another terminal"),
+                                       (400, "CLOCK_SKEW", "terminal clock beyond tolerance"),
+                                       (422, "QR_MALFORMED", "not an e-SSC code"),
+                                       (422, "QR_TAMPERED", "tag does not check out"),
+                                       (410, "QR_EXPIRED", "expired"),
+                                       (409, "QR_REPLAYED", "already used"),
+                                       (404, "SSC_CARD_NOT_FOUND", "no such card")))
 def verify(sc: Socialcard, body: SocialVerifyRequest, term: Term) -> dict:
     if body.terminal_id != term.terminal_id or body.institution_code != term.institution_code:
-        raise Forbidden(
-            "TERMINAL_MISMATCH", "terminal_id / institution_code differ from the signing terminal"
-        )
+        raise Forbidden("TERMINAL_MISMATCH",
+                        "terminal_id / institution_code differ from the signing terminal")
     now = datetime.now(CST)
     refuse_clock_skew(body.time, now, sc.settings.clock_skew_s)
-    return sc.cards.verify_code(
-        body.qr_text, now, term.institution_code, term.terminal_id, body.terminal_type, body.step
-    )
+    return sc.cards.verify_code(body.qr_text, now, term.institution_code, term.terminal_id,
+                                body.terminal_type, body.step)
 
 
 # ---------------------------------------------------------------- the EHC system
-@router.get(
-    "/peer/signing-key",
-    tags=["peer"],
-    dependencies=PEER_ROUTE,
-    summary="This system's SM2 public key (binding signatures)",
-    responses=error_responses(*PEER, FAULT),
-)
+@router.get("/peer/signing-key", tags=["peer"], dependencies=PEER_ROUTE,
+            summary="This system's SM2 public key (binding signatures)",
+            responses=error_responses(*PEER, FAULT))
 def signing_key(sc: Socialcard) -> dict:
     return {"public_key": sc.fusion.public_hex}
 
 
-@router.post(
-    "/peer/bindings:batch",
-    tags=["peer"],
-    dependencies=PEER_ROUTE,
-    summary="Check and countersign bindings the EHC side signed",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        }
-    },
-    responses=error_responses(
-        *PEER,
-        FAULT,
-        EHC_DOWN,
-        (422, "INVALID_REQUEST", "not a batch"),
-        (413, "PAYLOAD_TOO_LARGE", "body over 4 MiB"),
-        (422, "BINDING_RECORD_INVALID", "malformed record"),
-        (422, "BINDING_SIGNATURE_INVALID", "forged or mismatched signature"),
-    ),
-)
+@router.post("/peer/bindings:batch", tags=["peer"], dependencies=PEER_ROUTE,
+             summary="Check and countersign bindings the EHC side signed",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"type": "object"}}}}},
+             responses=error_responses(*PEER, FAULT, EHC_DOWN,
+                                       (422, "INVALID_REQUEST", "not a batch"),
+                                       (413, "PAYLOAD_TOO_LARGE", "body over 4 MiB"),
+                                       (422, "BINDING_RECORD_INVALID", "malformed record"),
+                                       (422, "BINDING_SIGNATURE_INVALID",
+                                        "forged or mismatched signature")))
 async def countersign(sc: Socialcard, request: Request) -> Response:
     # parsed with orjson, not walked by pydantic: a page carries a thousand records
-    return Response(
-        orjson.dumps(await sc.fusion.accept(await json_body(request))),
-        media_type="application/json",
-    )
+    return Response(orjson.dumps(await sc.fusion.accept(await json_body(request))),
+                    media_type="application/json")
 
 
-@router.get(
-    "/peer/bindings",
-    tags=["peer"],
-    dependencies=PEER_ROUTE,
-    summary="Our copy of every binding, by binding ID (reconciliation)",
-    responses=error_responses(*PEER, FAULT, INVALID),
-)
-def list_bindings(
-    sc: Socialcard,
-    after: Annotated[str, Query(max_length=32)] = "",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-) -> list[dict]:
+@router.get("/peer/bindings", tags=["peer"], dependencies=PEER_ROUTE,
+            summary="Our copy of every binding, by binding ID (reconciliation)",
+            responses=error_responses(*PEER, FAULT, INVALID))
+def list_bindings(sc: Socialcard, after: Annotated[str, Query(max_length=32)] = "",
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict]:
     return sc.fusion.records(after, limit)
 
 
-@router.get(
-    "/peer/bindings/{binding_id}",
-    tags=["peer"],
-    dependencies=PEER_ROUTE,
-    summary="A binding with both sides' signatures (its proof)",
-    responses=error_responses(*PEER, FAULT, (404, "BINDING_NOT_FOUND", "no such binding")),
-)
+@router.get("/peer/bindings/{binding_id}", tags=["peer"], dependencies=PEER_ROUTE,
+            summary="A binding with both sides' signatures (its proof)",
+            responses=error_responses(*PEER, FAULT, (404, "BINDING_NOT_FOUND", "no such binding")))
 def binding_proof(sc: Socialcard, binding_id: str) -> dict:
     return sc.fusion.proof(binding_id)
 
 
-@router.post(
-    "/peer/bindings:check",
-    tags=["peer"],
-    dependencies=PEER_ROUTE,
-    summary="Check a binding proof: both signatures, and our own copy",
-    responses=error_responses(
-        *PEER,
-        FAULT,
-        EHC_DOWN,
-        (422, "BINDING_RECORD_INVALID", "malformed record"),
-        (422, "BINDING_SIGNATURE_INVALID", "a signature does not hold"),
-    ),
-)
+@router.post("/peer/bindings:check", tags=["peer"], dependencies=PEER_ROUTE,
+             summary="Check a binding proof: both signatures, and our own copy",
+             responses=error_responses(*PEER, FAULT, EHC_DOWN,
+                                       (422, "BINDING_RECORD_INVALID", "malformed record"),
+                                       (422, "BINDING_SIGNATURE_INVALID",
+                                        "a signature does not hold")))
 async def check_proof(sc: Socialcard, proof: dict[str, Any]) -> dict:
     return await sc.fusion.check_proof(proof)
 
 
-@router.post(
-    "/peer/identities",
-    tags=["peer"],
-    dependencies=PEER_ROUTE,
-    summary="Insurance identity of a bound e-SSC (fused verification)",
-    responses=error_responses(
-        *PEER,
-        FAULT,
-        INVALID,
-        *UNUSABLE,
-        (404, "SSC_CARD_NOT_FOUND", "no such card"),
-        (409, "BINDING_NOT_ACTIVE", "not bound"),
-    ),
-)
+@router.post("/peer/identities", tags=["peer"], dependencies=PEER_ROUTE,
+             summary="Insurance identity of a bound e-SSC (fused verification)",
+             responses=error_responses(*PEER, FAULT, INVALID, *UNUSABLE,
+                                       (404, "SSC_CARD_NOT_FOUND", "no such card"),
+                                       (409, "BINDING_NOT_ACTIVE", "not bound")))
 def identity(sc: Socialcard, body: IdentityRequest) -> dict:
     return sc.fusion.insurance_identity(body.ssc_card_no, body.institution_code)
 
 
-@router.get(
-    "/peer/holders",
-    tags=["peer"],
-    dependencies=PEER_ROUTE,
-    summary="Issued e-SSC holders without a bound EHC (auto-opening)",
-    responses=error_responses(*PEER, FAULT, INVALID),
-)
-def holders(
-    sc: Socialcard,
-    after: Annotated[str, Query(pattern=r"^\d{0,20}$")] = "",
-    limit: Annotated[int, Query(ge=1, le=2000)] = 1000,
-    before: Annotated[str | None, Query(pattern=r"^\d{1,20}$")] = None,
-) -> Response:
-    return Response(
-        orjson.dumps(sc.fusion.holders(after, limit, before)), media_type="application/json"
-    )
+@router.get("/peer/holders", tags=["peer"], dependencies=PEER_ROUTE,
+            summary="Issued e-SSC holders without a bound EHC (auto-opening)",
+            responses=error_responses(*PEER, FAULT, INVALID))
+def holders(sc: Socialcard, after: Annotated[str, Query(pattern=r"^\d{0,20}$")] = "",
+            limit: Annotated[int, Query(ge=1, le=2000)] = 1000,
+            before: Annotated[str | None, Query(pattern=r"^\d{1,20}$")] = None) -> Response:
+    return Response(orjson.dumps(sc.fusion.holders(after, limit, before)),
+                    media_type="application/json")
 
 
-@router.get(
-    "/peer/usage-records",
-    tags=["peer"],
-    dependencies=PEER_ROUTE,
-    summary="Usage records of bound e-SSC cards after a cursor",
-    responses=error_responses(*PEER, FAULT, INVALID),
-)
-def shared_records(
-    sc: Socialcard,
-    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-) -> list[dict]:
+@router.get("/peer/usage-records", tags=["peer"], dependencies=PEER_ROUTE,
+            summary="Usage records of bound e-SSC cards after a cursor",
+            responses=error_responses(*PEER, FAULT, INVALID))
+def shared_records(sc: Socialcard, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> list[dict]:
     return usage.bound_records(sc.engine, after_id, limit)
 
 
@@ -286,56 +191,37 @@ def shared_records(
 # ---------------------------------------------------------------- operators
 
 
-@router.post(
-    "/admin/insured:batch",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Import insured persons with their issued e-SSC (idempotent)",
-    responses=error_responses(*ADMIN, INVALID, (409, "SSC_CARD_EXISTS", "card number taken")),
-)
+@router.post("/admin/insured:batch", tags=["admin"], dependencies=[Admin],
+             summary="Import insured persons with their issued e-SSC (idempotent)",
+             responses=error_responses(*ADMIN, INVALID,
+                                       (409, "SSC_CARD_EXISTS", "card number taken")))
 def import_insured(sc: Socialcard, body: InsuredBatch) -> dict:
     return sc.cards.import_insured([p.model_dump() for p in body.insured])
 
 
-@router.get(
-    "/admin/audit",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Verify the day's SM3 chains of usage records and ledger postings",
-    responses=error_responses(*ADMIN, INVALID),
-)
+@router.get("/admin/audit", tags=["admin"], dependencies=[Admin],
+            summary="Verify the day's SM3 chains of usage records and ledger postings",
+            responses=error_responses(*ADMIN, INVALID))
 def audit(sc: Socialcard, day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
     return usage.audit_day(sc.engine, parse_day(day).strftime("%Y%m%d"))
 
 
-@router.post(
-    "/admin/faults",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Make the peer routes slow or unavailable (outage drills)",
-    responses=error_responses(*ADMIN, INVALID),
-)
+@router.post("/admin/faults", tags=["admin"], dependencies=[Admin],
+             summary="Make the peer routes slow or unavailable (outage drills)",
+             responses=error_responses(*ADMIN, INVALID))
 def faults(sc: Socialcard, body: FaultSettings) -> dict:
     return sc.faults.set(body)
 
 
-@router.post(
-    "/admin/fusion/pull-usage",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Pull the EHC side's new usage records of bound cards now",
-    responses=error_responses(*ADMIN, EHC_DOWN),
-)
+@router.post("/admin/fusion/pull-usage", tags=["admin"], dependencies=[Admin],
+             summary="Pull the EHC side's new usage records of bound cards now",
+             responses=error_responses(*ADMIN, EHC_DOWN))
 async def pull_usage(sc: Socialcard) -> dict:
     return {"received": await sc.fusion.pull_usage()}
 
 
-@router.get(
-    "/admin/stats",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Insured persons by card state and by region; bindings by state",
-    responses=error_responses(*ADMIN),
-)
+@router.get("/admin/stats", tags=["admin"], dependencies=[Admin],
+            summary="Insured persons by card state and by region; bindings by state",
+            responses=error_responses(*ADMIN))
 def stats(sc: Socialcard) -> dict:
     return usage.stats(sc.engine)

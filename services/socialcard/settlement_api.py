@@ -18,11 +18,9 @@ from .reconcile import reconcile_day
 from .schemas import NotifyRequest, SettlementView, UploadRequest
 from .system import SocialcardSystem
 
-KEYED = [
-    (422, "IDEMPOTENCY_KEY_REQUIRED", "no or malformed Idempotency-Key"),
-    (422, "IDEMPOTENCY_KEY_REUSED", "the key was used for another request"),
-    (409, "REQUEST_IN_PROGRESS", "the first request with this key is running"),
-]
+KEYED = [(422, "IDEMPOTENCY_KEY_REQUIRED", "no or malformed Idempotency-Key"),
+         (422, "IDEMPOTENCY_KEY_REUSED", "the key was used for another request"),
+         (409, "REQUEST_IN_PROGRESS", "the first request with this key is running")]
 NOT_FOUND = (404, "SETTLEMENT_NOT_FOUND", "no such settlement here")
 STATE = (409, "SETTLEMENT_STATE_CONFLICT", "not allowed in its state")
 CARD = [(409, "SSC_CARD_LOST", "lost"), (409, "SSC_CARD_CANCELLED", "cancelled")]
@@ -31,151 +29,95 @@ CARD = [(409, "SSC_CARD_LOST", "lost"), (409, "SSC_CARD_CANCELLED", "cancelled")
 router = APIRouter(prefix="/essc/v1")
 
 
-async def keyed(
-    sc: SocialcardSystem,
-    request: Request,
-    term: Terminal,
-    key: str | None,
-    call: Callable[[], Awaitable[dict]],
-) -> dict:
+async def keyed(sc: SocialcardSystem, request: Request, term: Terminal, key: str | None,
+                call: Callable[[], Awaitable[dict]]) -> dict:
     """Run a state-changing call once per ``Idempotency-Key`` of the institution."""
     digest = request_hash(request.method, request.url.path, await request.body())
     return await sc.idempotency.run(term.institution_code, key, digest, call)
 
 
-@router.post(
-    "/settlements",
-    response_model=SettlementView,
-    tags=["institution"],
-    dependencies=[Faults],
-    summary="Upload a visit's fee items against a voucher token",
-    responses=error_responses(
-        *TERM_AUTH,
-        *KEYED,
-        INVALID,
-        (404, "EC_TOKEN_NOT_FOUND", "not issued here"),
-        (410, "EC_TOKEN_EXPIRED", "expired"),
-    ),
-)
-async def upload(
-    sc: Socialcard, body: UploadRequest, request: Request, term: Term, key: IdempotencyKey = None
-) -> dict:
+@router.post("/settlements", response_model=SettlementView, tags=["institution"],
+             dependencies=[Faults], summary="Upload a visit's fee items against a voucher token",
+             responses=error_responses(*TERM_AUTH, *KEYED, INVALID,
+                                       (404, "EC_TOKEN_NOT_FOUND", "not issued here"),
+                                       (410, "EC_TOKEN_EXPIRED", "expired")))
+async def upload(sc: Socialcard, body: UploadRequest, request: Request, term: Term,
+                 key: IdempotencyKey = None) -> dict:
     async def call() -> dict:
         items = [FeeItem(i.code, i.category, i.amount_fen) for i in body.items]
-        return sc.settlements.view(
-            sc.settlements.upload(
-                term.institution_code, term.level, body.ec_token, items, body.pay_channel
-            )
-        )
+        return sc.settlements.view(sc.settlements.upload(term.institution_code, term.level,
+                                                         body.ec_token, items, body.pay_channel))
 
     return await keyed(sc, request, term, key, call)
 
 
-@router.post(
-    "/settlements/{settlement_id}/pre-settle",
-    tags=["institution"],
-    summary="The split (fund, personal account, cash) without committing it",
-    responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE, *CARD),
-)
-async def presettle(
-    sc: Socialcard, settlement_id: str, request: Request, term: Term, key: IdempotencyKey = None
-) -> dict:
+@router.post("/settlements/{settlement_id}/pre-settle", tags=["institution"],
+             summary="The split (fund, personal account, cash) without committing it",
+             responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE, *CARD))
+async def presettle(sc: Socialcard, settlement_id: str, request: Request, term: Term,
+                    key: IdempotencyKey = None) -> dict:
     async def call() -> dict:
         return sc.settlements.presettle(settlement_id, term.institution_code)
 
     return await keyed(sc, request, term, key, call)
 
 
-@router.post(
-    "/settlements/{settlement_id}/settle",
-    response_model=SettlementView,
-    dependencies=[Faults],
-    tags=["institution"],
-    summary="Commit the insurance part, then take the cash part through the "
-    "payment gateway (unknown outcome: awaiting_confirmation)",
-    responses=error_responses(
-        *TERM_AUTH, *KEYED, NOT_FOUND, STATE, *CARD, (409, "SETTLEMENT_BUSY", "retry")
-    ),
-)
-async def settle(
-    sc: Socialcard, settlement_id: str, request: Request, term: Term, key: IdempotencyKey = None
-) -> dict:
+@router.post("/settlements/{settlement_id}/settle", response_model=SettlementView,
+             dependencies=[Faults], tags=["institution"],
+             summary="Commit the insurance part, then take the cash part through the "
+             "payment gateway (unknown outcome: awaiting_confirmation)",
+             responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE, *CARD,
+                                       (409, "SETTLEMENT_BUSY", "retry")))
+async def settle(sc: Socialcard, settlement_id: str, request: Request, term: Term,
+                 key: IdempotencyKey = None) -> dict:
     async def call() -> dict:
         return await sc.settlements.settle(settlement_id, term.institution_code)
 
     return await keyed(sc, request, term, key, call)
 
 
-@router.post(
-    "/settlements/{settlement_id}/confirm",
-    response_model=SettlementView,
-    tags=["institution"],
-    summary="Ask the gateway what became of the cash part",
-    responses=error_responses(
-        *TERM_AUTH, *KEYED, NOT_FOUND, (503, "PAYMENT_UNAVAILABLE", "gateway silent")
-    ),
-)
-async def confirm(
-    sc: Socialcard, settlement_id: str, request: Request, term: Term, key: IdempotencyKey = None
-) -> dict:
+@router.post("/settlements/{settlement_id}/confirm", response_model=SettlementView,
+             tags=["institution"], summary="Ask the gateway what became of the cash part",
+             responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND,
+                                       (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
+async def confirm(sc: Socialcard, settlement_id: str, request: Request, term: Term,
+                  key: IdempotencyKey = None) -> dict:
     async def call() -> dict:
         return await sc.settlements.confirm(settlement_id, term.institution_code)
 
     return await keyed(sc, request, term, key, call)
 
 
-@router.post(
-    "/settlements/{settlement_id}/reverse",
-    response_model=SettlementView,
-    tags=["institution"],
-    summary="Reverse (撤销) a visit; a paid cash part is refunded",
-    responses=error_responses(
-        *TERM_AUTH,
-        *KEYED,
-        NOT_FOUND,
-        STATE,
-        (409, "PAYMENT_UNCONFIRMED", "confirm first"),
-        (503, "PAYMENT_UNAVAILABLE", "gateway silent"),
-    ),
-)
-async def reverse(
-    sc: Socialcard, settlement_id: str, request: Request, term: Term, key: IdempotencyKey = None
-) -> dict:
+@router.post("/settlements/{settlement_id}/reverse", response_model=SettlementView,
+             tags=["institution"], summary="Reverse (撤销) a visit; a paid cash part is refunded",
+             responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE,
+                                       (409, "PAYMENT_UNCONFIRMED", "confirm first"),
+                                       (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
+async def reverse(sc: Socialcard, settlement_id: str, request: Request, term: Term,
+                  key: IdempotencyKey = None) -> dict:
     async def call() -> dict:
         return await sc.settlements.reverse(settlement_id, term.institution_code)
 
     return await keyed(sc, request, term, key, call)
 
 
-@router.get(
-    "/settlements/{settlement_id}",
-    response_model=SettlementView,
-    tags=["institution"],
-    responses=error_responses(*TERM_AUTH, NOT_FOUND),
-)
+@router.get("/settlements/{settlement_id}", response_model=SettlementView, tags=["institution"],
+            responses=error_responses(*TERM_AUTH, NOT_FOUND))
 def get_settlement(sc: Socialcard, settlement_id: str, term: Term) -> dict:
     return sc.settlements.view(sc.settlements.get(settlement_id, term.institution_code))
 
 
-@router.post(
-    "/payments/notify",
-    tags=["peer"],
-    dependencies=[Peer, Faults],
-    summary="The gateway's notice that a payment ended (we then ask it)",
-    responses=error_responses(
-        *PEER, INVALID, NOT_FOUND, (503, "PAYMENT_UNAVAILABLE", "gateway silent")
-    ),
-)
+@router.post("/payments/notify", tags=["peer"], dependencies=[Peer, Faults],
+             summary="The gateway's notice that a payment ended (we then ask it)",
+             responses=error_responses(*PEER, INVALID, NOT_FOUND,
+                                       (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
 async def notify(sc: Socialcard, body: NotifyRequest) -> dict:
     return await sc.settlements.confirm(body.order_id, None)
 
 
-@router.get(
-    "/admin/settlements/reconcile",
-    tags=["admin"],
-    dependencies=[Admin],
-    summary="Check a day's settlements: ledger, gateway, usage records",
-    responses=error_responses(*ADMIN, INVALID, (503, "PAYMENT_UNAVAILABLE", "gateway silent")),
-)
+@router.get("/admin/settlements/reconcile", tags=["admin"], dependencies=[Admin],
+            summary="Check a day's settlements: ledger, gateway, usage records",
+            responses=error_responses(*ADMIN, INVALID,
+                                      (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
 async def reconcile(sc: Socialcard, day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
     return await reconcile_day(sc.settlements, parse_day(day))
