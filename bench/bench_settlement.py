@@ -57,16 +57,12 @@ def run_backend(backend: str, n: int, clients: int, port: int) -> dict:
                              for p in people])
         admin.add_insured([insured_record(p, 700 + i) for i, p in enumerate(people)])
         inst = "330100000099"
-        for system in ("ehc", "essc"):
-            admin.add_institution(inst, "Bench hospital", "330100", system=system)
-        app_cred = admin.add_channel_app("bench")
-        admin.add_channel_app("bench", system="essc", app_key=app_cred["app_key"],
-                              app_secret=app_cred["app_secret"])
+        admin.add_hospital(inst, "Bench hospital", "330100")
+        app_cred = admin.add_shared_app("bench")
         app = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
         lanes = []
         for i, p in enumerate(people):
-            cred = admin.add_terminal(inst, f"{i + 1:04d}", 1)
-            admin.add_terminal(inst, f"{i + 1:04d}", 1, system="essc", secret=cred["secret"])
+            cred = admin.add_shared_terminal(inst, f"{i + 1:04d}", 1)
             card = app.apply("01", p.id_number, p.name)
             essc = app.claim_essc("01", p.id_number, p.name)
             app.bind(card["card_id"], essc["ssc_card_no"], essc["region"])

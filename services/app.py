@@ -12,12 +12,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
 
 from .common.auth import Admin
 from .common.cards import routes as caller_routes
-from .common.cards.routes import bind_callers
+from .common.cards.routes import CallersOf
 from .common.db import make_engine
 from .common.errors import error_responses, install_error_handlers
 from .common.fastpath import FastPath, HotRoute
@@ -116,7 +116,7 @@ def build_app(settings: Settings | None = None,
                                                            social)
         app.include_router(healthcard_api.router)
         app.include_router(caller_routes.router, prefix="/ehc/v1",
-                           dependencies=[bind_callers("healthcard")])
+                           dependencies=[Depends(CallersOf("healthcard"))])
         app.include_router(healthcard_fusion_api.router)
         hot_routes.append(healthcard_api.VERIFY_ROUTE)
 
@@ -138,7 +138,7 @@ def build_app(settings: Settings | None = None,
         app.include_router(settlement_api.router)
         app.include_router(socialcard_api.router)
         app.include_router(caller_routes.router, prefix="/essc/v1",
-                           dependencies=[bind_callers("socialcard")])
+                           dependencies=[Depends(CallersOf("socialcard"))])
 
     if "payment" in systems:
         from .payment import api as payment_api

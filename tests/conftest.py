@@ -59,15 +59,11 @@ def seeded_world(stack: LiveStack, residents: int = 40) -> World:
     terms = []
     for _ in range(2):
         code = f"3301{next(_inst_counter):08d}"
-        for system in ("ehc", "essc"):
-            admin.add_institution(code, f"Hospital {code}", "330100", system=system)
-        cred = admin.add_terminal(code, "0101", 2)
-        admin.add_terminal(code, "0101", 2, system="essc", secret=cred["secret"])
+        admin.add_hospital(code, f"Hospital {code}", "330100")
+        cred = admin.add_shared_terminal(code, "0101", 2)
         terms.append(TerminalClient(stack.url, cred["terminal_id"], cred["secret"],
                                     city_code="330100", terminal_type=2))
-    app_cred = admin.add_channel_app("浙里办 test")
-    admin.add_channel_app("浙里办 test", system="essc", app_key=app_cred["app_key"],
-                          app_secret=app_cred["app_secret"])
+    app_cred = admin.add_shared_app("浙里办 test")
     app = ChannelClient(stack.url, app_cred["app_key"], app_cred["app_secret"])
     return World(admin, app, terms[0], terms[1], people)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from ..common.clock import utc_now
 from ..common.crypto import sm3
 from ..common.db import make_engine
 from ..common.errors import ServiceError, Unauthenticated
@@ -94,14 +95,14 @@ class ChannelSystem:
                 token_digest=sm3(token.encode()).hex(), id_type=id_type,
                 id_digest=c.digest(id_number), id_number_enc=c.encrypt(id_number),
                 name_enc=c.encrypt(name), phone_enc=c.encrypt(phone) if phone else None,
-                expires_at=_now() + SESSION_TTL))
+                expires_at=utc_now() + SESSION_TTL))
         return {"token": token, "expires_in_s": int(SESSION_TTL.total_seconds())}
 
     def session(self, token: str) -> Session:
         with self.engine.connect() as conn:
             row = conn.execute(select(sessions).where(
                 sessions.c.token_digest == sm3(token.encode()).hex())).first()
-        if row is None or row.expires_at < _now():
+        if row is None or row.expires_at < utc_now():
             raise Unauthenticated("SESSION_INVALID", "log in again")
         c = self.cipher
         return Session(row.id_type, c.decrypt(row.id_number_enc), row.id_digest,
@@ -139,9 +140,6 @@ class ChannelSystem:
             if not done:
                 conn.execute(insert(residents).values(id_digest=s.id_digest, **values))
 
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def build_channel(settings: Settings, cipher: FieldCipher,

@@ -3,7 +3,7 @@ members, temporary cards and hospital patient-ID links."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
@@ -11,6 +11,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.idcard import mask_id_number, mask_name, mask_phone, parse_resident_id
+from ..common.clock import utc_now
 from ..common.db import rows_by_identity
 from ..common.errors import Conflict, Forbidden, Invalid, NotFound
 from ..common.pii import FieldCipher
@@ -32,9 +33,6 @@ TRANSITIONS = {  # action: (allowed from, to)
     "cancel": ((NORMAL, LOST, CONFIRMED), CANCELLED),
 }
 
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def refuse_unusable(state: int) -> None:
@@ -110,7 +108,7 @@ class CardService:
         raise Conflict("APPLY_CONFLICT", "concurrent applications; retry")
 
     def _apply_once(self, id_type, id_number, name, sex, birth_date, phone, issuer, app_key):
-        now = _now()
+        now = utc_now()
         with self.engine.begin() as conn:
             row = self._by_identity(conn, id_type, id_number)
             created = row is None
@@ -145,7 +143,7 @@ class CardService:
     def apply_many(self, people: list[dict[str, Any]], issuer: str) -> tuple[int, list[Row]]:
         """Bulk form of ``apply`` for auto-opening (identities already real-name checked
         by the issuing system): (cards opened, the card of each person, in order)."""
-        now = _now()
+        now = utc_now()
         digests = [self.cipher.digest(p["id_number"]) for p in people]
         keys = sorted({(p["id_type"], d) for p, d in zip(people, digests, strict=True)})
         key = self.keystore.active("security")
@@ -191,7 +189,7 @@ class CardService:
     # ------------------------------------------------------------------ changes
     def modify(self, card_id: str, app_key: str, *, phone: str | None, name: str | None) -> Row:
         self.owned(card_id, app_key)
-        values: dict[str, Any] = {"updated_at": _now()}
+        values: dict[str, Any] = {"updated_at": utc_now()}
         if phone is not None:
             values["phone_enc"] = self.cipher.encrypt(phone)
         if name is not None:
@@ -207,7 +205,7 @@ class CardService:
         with self.engine.begin() as conn:
             done = conn.execute(
                 update(cards).where(cards.c.card_id == card_id, cards.c.state.in_(allowed))
-                .values(state=target, updated_at=_now())
+                .values(state=target, updated_at=utc_now())
             ).rowcount
             row = conn.execute(select(cards).where(cards.c.card_id == card_id)).one()
         if not done:
@@ -251,7 +249,7 @@ class CardService:
     def issue_temporary(self, institution_code: str, name: str | None, sex: str | None) -> Row:
         """A card for a patient without an ID document (emergencies): random ID, ``:9``."""
         temp_id = new_temporary_id()
-        now = _now()
+        now = utc_now()
         with self.engine.begin() as conn:
             conn.execute(insert(cards).values(
                 card_id=temp_id, empi=temp_id, id_type="99",
@@ -274,7 +272,7 @@ class CardService:
             if temp.linked_card_id not in (None, real_card_id):
                 raise Conflict("TEMP_CARD_BOUND", "temporary card already bound")
             conn.execute(update(cards).where(cards.c.card_id == temp_id)
-                         .values(linked_card_id=real_card_id, updated_at=_now()))
+                         .values(linked_card_id=real_card_id, updated_at=utc_now()))
 
     # ------------------------------------------------------------------ patient links
     def link_patient(self, institution_code: str, local_id: str, card_id: str) -> None:

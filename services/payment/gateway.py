@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..common.clock import utc_now
 from ..common.errors import Conflict, Invalid, NotFound
 from .tables import payments
 
@@ -36,9 +37,6 @@ class Behaviour(BaseModel):
     delay_ms: int = Field(0, ge=0, le=120_000)
     resolve_after_ms: int = Field(1000, ge=0, le=3_600_000)
 
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass
@@ -70,12 +68,12 @@ class Gateway:
             "success": ("success", None, None),
             "fail": ("failed", None, None),
             "timeout": ("success", None, None),
-            "unknown": ("pending", "failed", _now() + timedelta(
+            "unknown": ("pending", "failed", utc_now() + timedelta(
                 milliseconds=b.resolve_after_ms)),
-            "late_success": ("pending", "success", _now() + timedelta(
+            "late_success": ("pending", "success", utc_now() + timedelta(
                 milliseconds=b.resolve_after_ms)),
         }[b.mode]
-        now = _now()
+        now = utc_now()
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(payments).values(
@@ -102,13 +100,13 @@ class Gateway:
         with self.engine.begin() as conn:
             conn.execute(update(payments).where(payments.c.order_id == order_id,
                                                 payments.c.status == "success")
-                         .values(status="refunded", updated_at=_now()))
+                         .values(status="refunded", updated_at=utc_now()))
         return self.view(self.get(order_id))
 
     def resolve_due(self, order_id: str | None = None) -> list[str]:
         """Pending payments whose time has come take their final outcome (only
         ``order_id``'s when given); their orders."""
-        now = _now()
+        now = utc_now()
         due_now = [payments.c.status == "pending", payments.c.resolve_at <= now]
         if order_id is not None:
             due_now.append(payments.c.order_id == order_id)

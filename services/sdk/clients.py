@@ -142,6 +142,33 @@ class AdminClient(_Client):
             "name": name, "sm2_public_key": sm2_public_key, "app_key": app_key,
             "app_secret": app_secret})
 
+    # ------------------------------------------------------------ both card systems at once
+    def add_hospital(self, code: str, name: str, city_code: str, *, level: int = 3,
+                     exist_ok: bool = False) -> None:
+        """Register an institution with both card systems (the EHC and the e-SSC side);
+        ``exist_ok``: one already registered on a side is left as it is."""
+        for system in ("ehc", "essc"):
+            try:
+                self.add_institution(code, name, city_code, system=system, level=level)
+            except SdkError as exc:
+                if not (exist_ok and exc.code == "INSTITUTION_EXISTS"):
+                    raise
+
+    def add_shared_terminal(self, institution_code: str, dept_code: str,
+                            terminal_type: int = 1) -> dict:
+        """A terminal both card systems know, with one secret: its EHC credentials."""
+        cred = self.add_terminal(institution_code, dept_code, terminal_type)
+        self.add_terminal(institution_code, dept_code, terminal_type, system="essc",
+                          secret=cred["secret"])
+        return cred
+
+    def add_shared_app(self, name: str) -> dict:
+        """A channel app both card systems know, with one key and secret."""
+        cred = self.add_channel_app(name)
+        self.add_channel_app(name, system="essc", app_key=cred["app_key"],
+                             app_secret=cred["app_secret"])
+        return cred
+
     def add_insured(self, insured: list[dict]) -> dict:
         """Import insured persons with their issued e-SSC into the e-SSC system."""
         return self.request("POST", "/essc/v1/admin/insured:batch", {"insured": insured})

@@ -43,9 +43,7 @@ def seed_stack(url: str, admin_token: str, residents: int, *, hospitals_per_city
     institutions = [_institution(admin, ci, h, city, area)
                     for ci, (city, area) in enumerate(CITY_AREA_CODES.items())
                     for h in range(1, hospitals_per_city + 1)]
-    app_cred = admin.add_channel_app("浙里办 (seed)")
-    admin.add_channel_app("浙里办 (seed)", system="essc", app_key=app_cred["app_key"],
-                          app_secret=app_cred["app_secret"])
+    app_cred = admin.add_shared_app("浙里办 (seed)")
     app = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
     cards = []
     for i, p in enumerate(people):
@@ -66,17 +64,11 @@ def _institution(admin: AdminClient, ci: int, h: int, city: str, area: str) -> d
     """A hospital registered with both card systems; its terminals hold one secret each,
     the same with both (what was registered before keeps its earlier secret)."""
     code = institution_code(ci, h)
-    for system in ("ehc", "essc"):
-        try:
-            admin.add_institution(code, f"{city} Hospital {h}", area, system=system)
-        except SdkError as exc:
-            if exc.code != "INSTITUTION_EXISTS":
-                raise
+    admin.add_hospital(code, f"{city} Hospital {h}", area, exist_ok=True)
     terms = []
     for dept, ttype, role in TERMINALS:
         try:
-            cred = admin.add_terminal(code, dept, ttype)
-            admin.add_terminal(code, dept, ttype, system="essc", secret=cred["secret"])
+            cred = admin.add_shared_terminal(code, dept, ttype)
         except SdkError as exc:
             if exc.code != "TERMINAL_EXISTS":
                 raise

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.audit import append
 from ..common.cards.idcard import mask_id_number, mask_name
+from ..common.clock import utc_now
 from ..common.crypto import constant_time_equal, hmac_sm3
 from ..common.cst import cst_day
 from ..common.db import rows_by_identity
@@ -40,9 +41,6 @@ INSURANCE_TYPES = {"310": "employee basic medical insurance",
 CODE_RE = re.compile(r"^ESSC:(\d{20}):(\d{14}):([0-9a-f]{16}):([0-9a-f]{32})$")
 EC_TOKEN_TTL = timedelta(minutes=30)
 
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def refuse_unusable(state: int) -> None:
@@ -84,7 +82,7 @@ class SocialCards:
         with self.engine.begin() as conn:
             conn.execute(insert(ec_tokens).values(
                 token=token, ssc_card_no=row.ssc_card_no, institution_code=institution_code,
-                expires_at=_now() + EC_TOKEN_TTL))
+                expires_at=utc_now() + EC_TOKEN_TTL))
         return {"ssc_card_no": row.ssc_card_no, "region": row.region,
                 "insurance_type": row.insurance_type, "card_state": row.card_state,
                 "ec_token": token, "name": mask_name(self.cipher.decrypt(row.name_enc))}
@@ -92,7 +90,7 @@ class SocialCards:
     # ------------------------------------------------------------------ import and lookup
     def import_insured(self, people: list[dict[str, Any]]) -> dict[str, int]:
         """From the bureau: insured persons with an issued e-SSC (idempotent by identity)."""
-        now = _now()
+        now = utc_now()
         digests = [self.cipher.digest(p["id_number"]) for p in people]
         keys = sorted({(p["id_type"], d) for p, d in zip(people, digests, strict=True)})
         with self.engine.begin() as conn:
@@ -147,7 +145,7 @@ class SocialCards:
                 raise NotFound("NOT_INSURED", "no insured person with this identity")
             if row.card_state == NOT_ENABLED:
                 conn.execute(update(insured).where(insured.c.ssc_card_no == row.ssc_card_no)
-                             .values(card_state=NORMAL, updated_at=_now()))
+                             .values(card_state=NORMAL, updated_at=utc_now()))
             linked = conn.execute(select(card_apps).where(
                 card_apps.c.ssc_card_no == row.ssc_card_no,
                 card_apps.c.app_key == app_key)).first()
@@ -162,7 +160,7 @@ class SocialCards:
         with self.engine.begin() as conn:
             done = conn.execute(update(insured).where(
                 insured.c.ssc_card_no == ssc_card_no, insured.c.card_state.in_(allowed))
-                .values(card_state=target, updated_at=_now())).rowcount
+                .values(card_state=target, updated_at=utc_now())).rowcount
             row = self.by_card(conn, ssc_card_no)
         if not done:
             state = None if row is None else row.card_state
@@ -207,6 +205,6 @@ class SocialCards:
             rec = append(conn, usage_records, "usage", [{
                 "ssc_card_no": card_no, "institution_code": institution_code,
                 "terminal_id": terminal_id, "terminal_type": terminal_type, "step": step,
-                "code_kind": "essc", "verified_at": _now()}], institution_code,
+                "code_kind": "essc", "verified_at": utc_now()}], institution_code,
                 cst_day())[0]
         return {**self.identity_of(row, institution_code), "usage_record_id": rec}

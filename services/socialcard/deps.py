@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from ..common.cards.callers import ChannelApp, Terminal
-from ..common.cards.routes import authenticate_app, authenticate_terminal
+from ..common.cards.routes import FaultDrill, SignedApp, SignedTerminal
 from .system import SocialcardSystem
 
 
@@ -19,23 +19,8 @@ def socialcard(request: Request) -> SocialcardSystem:
 Socialcard = Annotated[SocialcardSystem, Depends(socialcard)]
 
 
-async def channel_app(request: Request, sc: Socialcard) -> ChannelApp:
-    return await authenticate_app(request, sc.callers)
-
-
-async def terminal(request: Request, sc: Socialcard) -> Terminal:
-    return await authenticate_terminal(request, sc.callers)
-
-
-App = Annotated[ChannelApp, Depends(channel_app)]
-Term = Annotated[Terminal, Depends(terminal)]
-
-
-async def apply_faults(sc: Socialcard) -> None:
-    """The outage drill on the peer, verify and settlement routes (``/admin/faults``)."""
-    await sc.faults.apply()
-
-
-Faults = Depends(apply_faults)
+App = Annotated[ChannelApp, Depends(SignedApp("socialcard"))]
+Term = Annotated[Terminal, Depends(SignedTerminal("socialcard"))]
+Faults = Depends(FaultDrill("socialcard"))
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]

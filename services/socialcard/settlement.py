@@ -22,6 +22,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.audit import append
+from ..common.clock import utc_now
 from ..common.cst import CST, cst_day
 from ..common.errors import Conflict, Gone, Invalid, NotFound, ServiceError, Unavailable
 from ..common.peer import PeerUnavailable
@@ -47,9 +48,6 @@ FUND, ACCOUNTS, RECEIVABLE, CLEARING = ("fund", "personal_accounts", "hospital_r
 class StaleRow(Exception):
     """An optimistic check failed: someone else changed the row; run again."""
 
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass
@@ -81,7 +79,7 @@ class Settlements:
                items: list[FeeItem], channel: str) -> Any:
         if channel not in CHANNELS:
             raise Invalid("CHANNEL_UNKNOWN", f"pay_channel is one of {CHANNELS}")
-        now = _now()
+        now = utc_now()
         with self.engine.begin() as conn:
             tok = conn.execute(select(ec_tokens).where(ec_tokens.c.token == ec_token)).first()
             if tok is None or tok.institution_code != institution_code:
@@ -152,7 +150,7 @@ class Settlements:
                 raise _state_conflict(row.state, "pre-settle")
             result, _, _, label = self._split(conn, row)
             conn.execute(update(settlements).where(settlements.c.settlement_id == sid)
-                         .values(state="presettled", updated_at=_now()))
+                         .values(state="presettled", updated_at=utc_now()))
         return {**self.view(self.get(sid)), **result.as_dict(), "policy": label}
 
     def _locked(self, conn, sid: str, institution_code: str) -> Any:
@@ -180,7 +178,7 @@ class Settlements:
         raise Conflict("SETTLEMENT_BUSY", "the person's account is changing; retry")
 
     def _commit_insurance(self, sid: str, institution_code: str) -> Any:
-        now = _now()
+        now = utc_now()
         with self.engine.begin() as conn:
             row = self._locked(conn, sid, institution_code)
             if row.state not in ("uploaded", "presettled"):
@@ -220,7 +218,7 @@ class Settlements:
             insured.c.ssc_card_no == person.ssc_card_no,
             insured.c.account_balance_fen == person.account_balance_fen).values(
             account_balance_fen=person.account_balance_fen - sign * result.account_fen,
-            updated_at=_now())).rowcount
+            updated_at=utc_now())).rowcount
         if done != 1 or moved != 1:
             raise StaleRow
 
@@ -249,7 +247,7 @@ class Settlements:
                 return
             moved = conn.execute(update(settlements).where(
                 settlements.c.settlement_id == sid, settlements.c.state == row.state)
-                .values(state=target, updated_at=_now())).rowcount
+                .values(state=target, updated_at=utc_now())).rowcount
             if moved and target == "settled":
                 _post(conn, sid, "cash", [(CLEARING, row.cash_fen, 0),
                                           (RECEIVABLE, 0, row.cash_fen)])
@@ -307,7 +305,7 @@ class Settlements:
             self._move(conn, person, acc, undo, -1)
             moved = conn.execute(update(settlements).where(
                 settlements.c.settlement_id == sid, settlements.c.state == from_state)
-                .values(state="reversed", updated_at=_now())).rowcount
+                .values(state="reversed", updated_at=utc_now())).rowcount
             if moved != 1:
                 raise StaleRow
             _post(conn, sid, "reverse", [(RECEIVABLE, row.fund_fen + row.account_fen, 0),
@@ -321,7 +319,7 @@ class Settlements:
         with self.engine.begin() as conn:
             moved = conn.execute(update(settlements).where(
                 settlements.c.settlement_id == sid, settlements.c.state == old)
-                .values(state=new, updated_at=_now())).rowcount
+                .values(state=new, updated_at=utc_now())).rowcount
         if moved != 1:
             raise Conflict("SETTLEMENT_STATE_CONFLICT", "the settlement changed; retry")
 
@@ -333,7 +331,7 @@ class Settlements:
 
     def open_since(self, seconds: float) -> list[str]:
         """Visits whose cash part has been unconfirmed for at least ``seconds``."""
-        cutoff = _now() - timedelta(seconds=seconds)
+        cutoff = utc_now() - timedelta(seconds=seconds)
         with self.engine.connect() as conn:
             return list(conn.execute(select(settlements.c.settlement_id).where(
                 settlements.c.state.in_(OPEN), settlements.c.updated_at <= cutoff)).scalars())
@@ -358,7 +356,7 @@ def _post(conn, sid: str, posting: str, lines: list[tuple[str, int, int]]) -> No
     """One balanced posting (lines of zero are left out)."""
     if sum(d for _, d, _ in lines) != sum(c for _, _, c in lines):
         raise AssertionError(f"unbalanced posting {posting} of {sid}")
-    now = _now()
+    now = utc_now()
     rows = [{"settlement_id": sid, "posting": posting, "account": a, "debit_fen": d,
              "credit_fen": c, "at": now} for a, d, c in lines if d or c]
     if rows:  # chained per institution (the ID's first 12 characters) per day

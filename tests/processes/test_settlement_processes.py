@@ -87,13 +87,9 @@ def hospital(stack: Stack):
                          for p in people])
     admin.add_insured([insured_record(p, 5000 + i) for i, p in enumerate(people)])
     inst = "330100000515"
-    for system in ("ehc", "essc"):
-        admin.add_institution(inst, "Crash hospital", "330100", system=system)
-    cred = admin.add_terminal(inst, "0105", 1)
-    admin.add_terminal(inst, "0105", 1, system="essc", secret=cred["secret"])
-    app_cred = admin.add_channel_app("crash")
-    admin.add_channel_app("crash", system="essc", app_key=app_cred["app_key"],
-                          app_secret=app_cred["app_secret"])
+    admin.add_hospital(inst, "Crash hospital", "330100")
+    cred = admin.add_shared_terminal(inst, "0105", 1)
+    app_cred = admin.add_shared_app("crash")
     app = ChannelClient(stack.url, app_cred["app_key"], app_cred["app_secret"])
     term = TerminalClient(stack.url, cred["terminal_id"], cred["secret"], city_code="330100",
                           timeout_s=30)

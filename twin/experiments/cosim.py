@@ -98,19 +98,14 @@ class LiveNetwork(Network):
                    enumerate(zip(pids, people, strict=True)) if p.insured[pid]]
         for i in range(0, len(insured), 500):
             admin.add_insured(insured[i:i + 500])
-        for system in ("ehc", "essc"):
-            admin.add_institution(self.institution, f"Co-simulated {day.sc.name}", "330100",
-                                  system=system)
+        admin.add_hospital(self.institution, f"Co-simulated {day.sc.name}", "330100")
         by_dept: dict[str, TerminalClient] = {}
         for dept in sorted(set(DEPARTMENTS.values())):
-            cred = admin.add_terminal(self.institution, dept, 1)
-            admin.add_terminal(self.institution, dept, 1, system="essc", secret=cred["secret"])
+            cred = admin.add_shared_terminal(self.institution, dept, 1)
             by_dept[dept] = TerminalClient(self.url, cred["terminal_id"], cred["secret"],
                                            city_code="330100", timeout_s=60)
         self.terms = {step: by_dept[dept] for step, dept in DEPARTMENTS.items()}
-        app_cred = admin.add_channel_app(f"co-simulation {day.sc.name}")
-        admin.add_channel_app(f"co-simulation {day.sc.name}", system="essc",
-                              app_key=app_cred["app_key"], app_secret=app_cred["app_secret"])
+        app_cred = admin.add_shared_app(f"co-simulation {day.sc.name}")
         self.app = ChannelClient(self.url, app_cred["app_key"], app_cred["app_secret"],
                                  timeout_s=60)
         for pid, r in zip(pids, people, strict=True):

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..clock import utc_now
 from ..crypto import sm3
 from ..errors import ApiError, Conflict, Invalid, ServiceError
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
 STALE = timedelta(seconds=60)  # an in-progress key this old belongs to a dead process
 
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:
@@ -60,7 +58,7 @@ class Idempotency:
 
     def _claim(self, owner: str, key: str, req_hash: str) -> None:
         t = self.t
-        now = _now()
+        now = utc_now()
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(t).values(institution_code=owner, key=key,

@@ -69,34 +69,55 @@ class AppCredentials(BaseModel):
     app_secret: str = Field(description="shown once")
 
 
-async def authenticate_app(request: Request, callers: Callers) -> ChannelApp:
+class SystemDependency:
+    """A dependency about one card system of the app (``app.state.systems[system]``):
+    both card systems declare theirs with their own name, e.g. ``SignedApp("healthcard")``."""
+
+    def __init__(self, system: str) -> None:
+        self.system = system
+
+    def of(self, request: Request) -> Any:
+        return request.app.state.systems[self.system]
+
+
+class SignedApp(SystemDependency):
     """The signed channel app of a request (its body is part of the signature)."""
-    body = await request.body()
-    return callers.authenticate_app(
-        request.headers, request.method, request.url.path, request.url.query, body)
+
+    async def __call__(self, request: Request) -> ChannelApp:
+        body = await request.body()
+        return self.of(request).callers.authenticate_app(
+            request.headers, request.method, request.url.path, request.url.query, body)
 
 
-async def authenticate_terminal(request: Request, callers: Callers) -> Terminal:
+class SignedTerminal(SystemDependency):
     """The signed terminal of a request."""
-    body = await request.body()
-    return callers.authenticate_terminal(
-        request.headers, request.method, request.url.path, request.url.query, body)
+
+    async def __call__(self, request: Request) -> Terminal:
+        body = await request.body()
+        return self.of(request).callers.authenticate_terminal(
+            request.headers, request.method, request.url.path, request.url.query, body)
+
+
+class FaultDrill(SystemDependency):
+    """The system's outage drill (``/admin/faults``): slow or unavailable on purpose."""
+
+    async def __call__(self, request: Request) -> None:
+        await self.of(request).faults.apply()
+
+
+class CallersOf(SystemDependency):
+    """Names the system whose callers :data:`router`'s routes act on (given when the
+    router is included)."""
+
+    def __call__(self, request: Request) -> None:
+        request.state.callers = self.of(request).callers
 
 
 # ---------------------------------------------------------------- the admin routes
 # Both card systems register their own callers through the same three routes: each
-# includes this router under its prefix with ``bind_callers(system)``, which tells the
-# routes whose registry they act on.
+# includes this router under its prefix with ``Depends(CallersOf(system))``, which tells
+# the routes whose registry they act on.
 router = APIRouter(tags=["admin"], dependencies=[Admin])
-
-
-def bind_callers(system: str) -> Any:  # a dependency, made per system
-    """The dependency a system includes :data:`router` with: its callers registry."""
-
-    def bind(request: Request) -> None:
-        request.state.callers = request.app.state.systems[system].callers
-
-    return Depends(bind)
 
 
 def system_callers(request: Request) -> Callers:
