@@ -38,7 +38,7 @@ electronic health card (EHC) management system, the e-SSC / medical-insurance ca
 secret, or SM2 with their registered key): headers `X-EHC-Key`, `X-EHC-Timestamp`,
 `X-EHC-Nonce`, `X-EHC-Sign-Method`, `X-EHC-Signature` over
 `METHOD\\nPATH\\nSORTED_QUERY\\nTIMESTAMP\\nNONCE\\nSM3(body)`. Operators and peer systems
-use bearer tokens. `services/sdk.py` signs for you.
+use bearer tokens. `services.sdk` signs for you.
 
 **Errors** always answer `{"code", "message", "request_id"}`; each route lists its codes.
 """

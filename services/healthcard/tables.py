@@ -15,18 +15,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from ..common.cards.audit import chain_columns, heads_table
-from ..common.cards.binding import binding_tables
-from ..common.cards.callers import caller_tables
-from ..common.cards.system_key import system_key_table
-from ..common.cards.usage_sync import shared_usage_tables
+from ..common.cards.audit import chain_columns
+from ..common.cards.tables import shared_tables
 
 metadata = MetaData()
-caller_registry = caller_tables(metadata)
-bindings, binding_batches = binding_tables(metadata)
-system_keys = system_key_table(metadata)
-audit_heads = heads_table(metadata)
-shared_usage, sync_cursors = shared_usage_tables(metadata)
+(caller_registry, bindings, binding_batches, system_keys, audit_heads, shared_usage,
+ sync_cursors) = shared_tables(metadata)
 
 # 1 normal, 2 reported lost, 3 cancelled, 4 card confirmed, 5 not issued (DOMAIN.md s.2)
 cards = Table(

@@ -44,7 +44,7 @@ class HospitalDay:
                  keep_steps: bool = True, sample_every: float = 5.0,
                  record_demand: bool = False, network: Network | None = None) -> None:
         self.sc = sc
-        # the card network the online flow calls (see twin/network.py): always up, the
+        # the card network the online flow calls (see twin/network/): always up, the
         # scenario's fault windows, or the real stack (co-simulation)
         self.network = network or (ScriptedNetwork(sc.faults) if sc.faults else Network())
         self.fallbacks = {"window_checkin": 0, "manual_id": 0, "window_payment": 0}

@@ -1,0 +1,32 @@
+"""The tables every card system keeps for what the systems share, each in its own store:
+its callers, its copy of the bindings, its SM2 system key, its audit chain heads and the
+usage records received from the other side."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from sqlalchemy import MetaData, Table
+
+from .audit import heads_table
+from .binding import binding_tables
+from .callers import CallerTables, caller_tables
+from .system_key import system_key_table
+from .usage_sync import shared_usage_tables
+
+
+class SharedTables(NamedTuple):
+    caller_registry: CallerTables
+    bindings: Table
+    binding_batches: Table
+    system_keys: Table
+    audit_heads: Table
+    shared_usage: Table
+    sync_cursors: Table
+
+
+def shared_tables(metadata: MetaData) -> SharedTables:
+    bindings, batches = binding_tables(metadata)
+    shared, cursors = shared_usage_tables(metadata)
+    return SharedTables(caller_tables(metadata), bindings, batches, system_key_table(metadata),
+                        heads_table(metadata), shared, cursors)
