@@ -58,9 +58,9 @@ def test_cosimulated_day_matches_the_stack_one_to_one(tmp_path: Path) -> None:
 
 def test_real_faults_make_patients_fall_back_and_records_still_match(tmp_path: Path) -> None:
     sc = load_scenario(SMALL).model_copy(update={"faults": [
-        Fault(target="card_network", start="09:00", end="09:40"),
-        Fault(target="socialcard", start="09:40", end="10:20"),
-        Fault(target="card_network", start="10:20", end="10:35", mode="slow", delay_ms=120)]})
+        Fault(target="card_network", start="10:00", end="10:40"),
+        Fault(target="socialcard", start="10:40", end="11:20"),
+        Fault(target="card_network", start="11:20", end="11:35", mode="slow", delay_ms=120)]})
     stack = start_in_thread(make_test_settings(tmp_path / "var",
                                                rate_limit_terminal_per_s=0))
     try:

@@ -69,3 +69,56 @@ def test_station_cli_json_contract() -> None:
         assert key in r
     assert r["ci_low"] <= r["mean_wait"] <= r["ci_high"]
     assert r["customers"] > 4 * 40 * 60 * 1.2 * 0.7
+
+
+def priority_waits(servers: int, rates: tuple[float, float], service_mean: float,
+                   minutes: float, seed: int) -> tuple[float, float]:
+    """Two Poisson classes (0 first) at the model's own priority resource, exponential
+    service: mean queue wait of each class after a 20 % warm-up."""
+    import numpy as np
+    import simpy
+
+    from twin.model.resources import FastResource
+
+    env = simpy.Environment()
+    rng = np.random.default_rng(seed)
+    res = FastResource(env, servers, priority=True)
+    waits: list[list[float]] = [[], []]
+    warmup = 0.2 * minutes
+
+    def customer(kind: int):
+        t = env.now
+        ev = res.acquire(kind)
+        if ev is not None:
+            yield ev
+        if t >= warmup:
+            waits[kind].append(env.now - t)
+        env.timeout(rng.exponential(service_mean)).callbacks.append(res.release)
+
+    def source(kind: int, rate: float):
+        while True:
+            yield env.timeout(rng.exponential(1 / rate))
+            env.process(customer(kind))
+
+    for kind, rate in enumerate(rates):
+        env.process(source(kind, rate))
+    env.run(until=minutes)
+    return float(np.mean(waits[0])), float(np.mean(waits[1]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("servers", "rho"), [(1, 0.8), (4, 0.85)])
+def test_two_class_priority_matches_cobham(servers: int, rho: float) -> None:
+    """Non-preemptive priority M/M/c with equal service rates (Cobham 1954): class k waits
+    W_k = C(c, a) / (c mu) / ((1 - s_{k-1}) (1 - s_k)), s_k the load of classes <= k. The
+    resource the hospital model's doctors and stations use, not SimPy's."""
+    service_mean = 1.0
+    lam = rho * servers / service_mean
+    rates = (0.4 * lam, 0.6 * lam)
+    w0 = erlang_c(servers, lam * service_mean) * service_mean / servers
+    s0 = rates[0] * service_mean / servers
+    theory = (w0 / (1 - s0), w0 / ((1 - s0) * (1 - rho)))
+    got = [priority_waits(servers, rates, service_mean, 200_000, seed) for seed in (1, 2, 3)]
+    for k in (0, 1):
+        mean = sum(g[k] for g in got) / len(got)
+        assert mean == pytest.approx(theory[k], rel=0.08), (k, mean, theory)

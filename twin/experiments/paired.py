@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
+
 from twin.model.day import HospitalDay
 from twin.network.scripted import Network
 from twin.scenario.schema import Scenario
@@ -25,9 +27,12 @@ def counterfactual_scenario(sc: Scenario, against: Against) -> Scenario:
 
 
 def counterfactual_day(sc: Scenario, replication: int, hospital: int = 0, *,
-                       against: Against = "traditional") -> HospitalDay:
+                       against: Against = "traditional",
+                       absent: np.ndarray | None = None) -> HospitalDay:
     """Run the counterfactual of ``sc``'s day (no patient rows kept): all-traditional, or
-    without faults on a card network that always answers."""
+    without faults on a card network that always answers. ``absent``: the scenario day's
+    patients who did not come (those who booked and never came would not have come to
+    the traditional hospital either): the counterfactual leaves out the same people."""
     network = Network() if against == "no fault" else None
     return HospitalDay(counterfactual_scenario(sc, against), replication, hospital,
-                       keep_steps=False, network=network).run()
+                       keep_steps=False, network=network, absent=absent).run()

@@ -48,7 +48,7 @@ def _hospital_row(task: Task, h: int) -> tuple[dict[str, Any], Demand, pd.DataFr
     patients = patients_frame(online).assign(
         city=task.city, archetype=task.archetype, hospital=h,
         replication=task.replication) if task.keep_patients else None
-    base = counterfactual_day(sc, task.replication, h)
+    base = counterfactual_day(sc, task.replication, h, absent=online.absent)
     row: dict[str, Any] = {"city": task.city, "archetype": task.archetype,
                            "level": task.level, "hospital": h,
                            "replication": task.replication, "adoption": task.adoption}
@@ -66,10 +66,12 @@ def _hospital_row(task: Task, h: int) -> tuple[dict[str, Any], Demand, pd.DataFr
             _needed(st[w].busy / 60, open_h, task.target_utilisation) for w in WINDOWS)
         row[f"window_busy_hours_{tag}"] = k["window_busy_hours"]
     row["kiosks"] = sc.resources.kiosks
-    # total minutes saved over the same patients (no-shows count as not visiting)
-    row["minutes_saved"] = (row["visit_time_base"] * row["patients_base"]
-                            - row["visit_time_scenario"] * row["patients_scenario"])
-    row["visits"] = row["patients_base"]
+    # the same people came on both days (no-shows on neither): minutes saved over the
+    # shown visits, paired
+    row["minutes_saved"] = (row["visit_time_base"] - row["visit_time_scenario"]) \
+        * row["patients_scenario"]
+    row["visits"] = row["patients_scenario"]
+    row["no_shows"] = int(np.count_nonzero(online.absent))
     return row, Demand.of_day(online), patients
 
 

@@ -32,7 +32,7 @@ def simulate_replication(sc: Scenario, replication: int, hospital: int = 0,
     k = kpis(day)
     if counterfactual:
         if sc.demand.adoption > 0:
-            base = counterfactual_day(sc, replication, hospital)
+            base = counterfactual_day(sc, replication, hospital, absent=day.absent)
             k["time_saved"] = kpis(base)["visit_time"] - k["visit_time"]
         else:
             k["time_saved"] = 0.0

@@ -17,9 +17,10 @@ import numpy as np
 import simpy
 from simpy.events import ProcessGenerator
 
+from services.rules.calling import HOLDER, REVISIT, WALK_IN
 from twin.model.names import WALKS, StationName, Walk
 from twin.model.patients import Patients, appointment_arrivals, draw_patients
-from twin.model.resources import FastResource
+from twin.model.resources import CallingQueue, FastResource
 from twin.model.streams import Streams
 from twin.network.scripted import Network, ScriptedNetwork
 from twin.scenario.schema import Scenario
@@ -42,7 +43,11 @@ class HospitalDay:
 
     def __init__(self, sc: Scenario, replication: int, hospital: int = 0,
                  keep_steps: bool = True, sample_every: float = 5.0,
-                 record_demand: bool = False, network: Network | None = None) -> None:
+                 record_demand: bool = False, network: Network | None = None,
+                 absent: np.ndarray | None = None) -> None:
+        """``absent``: the patients who do not come, whichever the flow (default: those
+        who book online and never come). A counterfactual day is given its scenario day's
+        absent patients, so both flows see the same people."""
         self.sc = sc
         # the card network the online flow calls (see twin/network/): always up, the
         # scenario's fault windows, or the real stack (co-simulation)
@@ -52,7 +57,8 @@ class HospitalDay:
         self.replication = replication
         self.streams = Streams(sc.seed, replication, hospital)
         self.p = draw_patients(sc, self.streams)
-        self.start_at, self.slot_start = appointment_arrivals(sc, self.p)
+        self.start_at, self.slot_start, self.booked = appointment_arrivals(sc, self.p)
+        self.absent = self.p.online & self.p.no_show if absent is None else absent
         # Python scalars for the event loop: numpy scalars make every time sum in SimPy's
         # heap ten times slower
         # (per-patient rows of the 2-D draws are flattened: index pid * width + k)
@@ -68,10 +74,12 @@ class HospitalDay:
         env = self.env
         self.stations: dict[str, Station] = {}
 
-        def station(name: str, capacity: int, priority: bool = False) -> Station:
+        def station(name: str, capacity: int, priority: bool = False,
+                    calling: bool = False) -> Station:
             cap = max(capacity, 1)
-            res = FastResource(env, cap, priority)
-            self.stations[name] = Station(name, res, cap, priority)
+            res = CallingQueue(env, cap, sc.online.holders_per_walk_in) if calling \
+                else FastResource(env, cap, priority)
+            self.stations[name] = Station(name, res, cap, priority or calling)
             return self.stations[name]
 
         self.reg_window = station(StationName.REGISTRATION_WINDOW, r.registration_windows)
@@ -82,7 +90,7 @@ class HospitalDay:
         self.imaging = station(StationName.IMAGING, r.imaging_rooms)
         self.scanners = station(StationName.CHECKIN_SCANNER, r.checkin_scanners)
         self.doctors = [station(StationName.DOCTORS.format(department=d.name), d.doctors,
-                                priority=True) for d in sc.hospital.departments]
+                                calling=True) for d in sc.hospital.departments]
         n = self.p.n
         self.steps: list[tuple] = []
         self.depart = [np.nan] * n
@@ -158,7 +166,8 @@ class HospitalDay:
                                                     "registration")
         self._walk(pid, Walk.TO_DOCTOR)
         doctors = self.doctors[p.dept[pid]]
-        self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid], "doctor")
+        self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid], "doctor",
+                                                priority=WALK_IN)
         self.doc_time[pid] += p.consult1[pid]
         if p.test[pid]:
             self._walk(pid, Walk.TO_FIRST_PAYMENT)
@@ -172,7 +181,7 @@ class HospitalDay:
             self.kiosk_uses[pid] += 1
             self._walk(pid, Walk.TO_REVISIT)
             self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid], "revisit",
-                                                    priority=0)
+                                                    priority=REVISIT)
             self.doc_time[pid] += p.consult2[pid]
         if p.rx[pid]:
             self._walk(pid, Walk.TO_SECOND_PAYMENT)
@@ -244,7 +253,8 @@ class HospitalDay:
             self._spend(pid, early)
             self.w_doc[pid] += early
         self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid]
-                                                + self._scan(pid, "doctor"), "doctor")
+                                                + self._scan(pid, "doctor"), "doctor",
+                                                priority=HOLDER)
         self.doc_time[pid] += p.consult1[pid]
         if p.test[pid]:
             yield from self._phone_pay(pid, 0)
@@ -256,7 +266,7 @@ class HospitalDay:
             self._walk(pid, Walk.TO_REVISIT)
             self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid]
                                                     + self._scan(pid, "revisit"), "revisit",
-                                                    priority=0)
+                                                    priority=REVISIT)
             self.doc_time[pid] += p.consult2[pid]
         if p.rx[pid]:
             yield from self._phone_pay(pid, 1)
@@ -278,8 +288,9 @@ class HospitalDay:
     def _source(self):
         env, p = self.env, self.q
         start_at = self.start_at.tolist()
+        absent = self.absent.tolist()
         for pid in np.argsort(self.start_at, kind="stable").tolist():
-            if p.online[pid] and p.no_show[pid]:
+            if absent[pid]:
                 continue
             delay = start_at[pid] - env.now
             if delay > 0:
@@ -295,7 +306,7 @@ class HospitalDay:
 
     def run(self) -> HospitalDay:
         p = self.p
-        shows = int(np.count_nonzero(~(p.online & p.no_show)))
+        shows = int(np.count_nonzero(~self.absent))
         self._left = shows
         if shows == 0:
             self.finished.succeed()

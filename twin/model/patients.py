@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.model.arrivals import nspp_arrivals
+from twin.model.arrivals import nspp_arrivals, rate_function
 from twin.model.names import WALKS
 from twin.model.streams import Streams
 from twin.scenario.schema import Scenario
@@ -106,30 +106,61 @@ def draw_patients(sc: Scenario, streams: Streams) -> Patients:
     )
 
 
-def appointment_arrivals(sc: Scenario, p: Patients) -> tuple[np.ndarray, np.ndarray]:
-    """(arrival, appointment time) of every patient. An online patient books the first
-    half-hour slot with room at or after the time they would have walked in and gets a
-    precise time inside it (the j-th of the slot's places, spread evenly: "precise
-    appointment"), then comes early or late around it. A walk-in's appointment time is
-    their arrival."""
-    arrival = p.arrival.copy()
-    slots = p.arrival.copy()
-    slot = sc.online.slot_length
-    start = sc.day.arrivals_from
+def appointment_times(sc: Scenario, dept: int) -> np.ndarray:
+    """A department's appointment times over the day, sorted. Each slot of
+    ``online.slot_length`` holds as many places as its doctors can see in it (at the mean
+    doctor time per patient, revisits included) less the walk-ins the scenario expects in
+    it (the walk-in share of that slot's arrivals, by the hourly profile), spread evenly
+    through the slot. After the last arrival the places continue at the doctors' full pace
+    (for holders deferred past the day's arrivals)."""
+    d = sc.hospital.departments[dept]
+    slot, start, end = sc.online.slot_length, sc.day.arrivals_from, sc.day.arrivals_until
     mean_consult = (sc.times.consult_first.mean_minutes
                     + sc.demand.test_share * sc.times.consult_revisit.mean_minutes)
-    caps = [max(1, int(dep.doctors * slot / max(mean_consult, 1e-9)))
-            for dep in sc.hospital.departments]
-    booked: list[dict[int, int]] = [{} for _ in caps]
+    per_slot = d.doctors * slot / max(mean_consult, 1e-9)
+    walk_in_visits = (1 - sc.demand.adoption) * sc.demand.daily_visits * d.share \
+        / sum(x.share for x in sc.hospital.departments)
+    rate, _, _ = rate_function(sc.day.hourly_profile, start, end, walk_in_visits)
+    times: list[np.ndarray] = []
+    t, horizon = start, end + 24 * 60.0
+    while t < horizon:
+        lo, hi = t, min(t + slot, end)
+        expected = float(rate(np.array([(lo + hi) / 2]))[0]) * max(hi - lo, 0.0)
+        places = int(max(per_slot - expected, 0.0))
+        times.append(t + np.arange(places) * slot / max(places, 1))
+        t += slot
+    return np.concatenate(times)
+
+
+def appointment_arrivals(sc: Scenario, p: Patients
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(arrival, call time, booked time) of every patient. An online patient books, in
+    the order they book (the order they would have walked in), the earliest free
+    appointment time of their department at or after the time they would have walked in
+    (``appointment_times``: "precise appointment"); no-shows book too. They come early or
+    late around it and are called at it (plus the doctor's call delay). A walk-in's times
+    are their arrival."""
+    arrival, calls, booked_at = p.arrival.copy(), p.arrival.copy(), p.arrival.copy()
+    grids = [appointment_times(sc, d) for d in range(len(sc.hospital.departments))]
+    next_free = [list(range(len(g) + 1)) for g in grids]  # union-find over free places
+
+    def free_from(d: int, i: int) -> int:
+        root = i
+        while next_free[d][root] != root:
+            root = next_free[d][root]
+        while next_free[d][i] != root:  # path compression
+            next_free[d][i], i = root, next_free[d][i]
+        return root
+
     for i in np.flatnonzero(p.online):  # arrival order = booking order
         d = int(p.dept[i])
-        k = max(0, int((p.arrival[i] - start) // slot))
-        while booked[d].get(k, 0) >= caps[d]:
-            k += 1
-        j = booked[d].get(k, 0)
-        booked[d][k] = j + 1
-        slot_start = start + k * slot + j * slot / caps[d]
-        slots[i] = slot_start + p.call_delay[i]
-        arrival[i] = slot_start + p.late[i] if p.is_late[i] else \
-            max(0.0, slot_start - p.early[i])
-    return arrival, slots
+        k = free_from(d, int(np.searchsorted(grids[d], p.arrival[i], side="left")))
+        if k >= len(grids[d]):  # beyond the grid: the desired time itself
+            at = float(p.arrival[i])
+        else:
+            at = float(grids[d][k])
+            next_free[d][k] = k + 1
+        booked_at[i] = at
+        calls[i] = at + p.call_delay[i]
+        arrival[i] = at + p.late[i] if p.is_late[i] else max(0.0, at - p.early[i])
+    return arrival, calls, booked_at

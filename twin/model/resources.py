@@ -14,6 +14,8 @@ from itertools import count
 
 import simpy
 
+from services.rules.calling import KINDS, WALK_IN, after_call, next_to_call
+
 
 class FastResource:
     def __init__(self, env: simpy.Environment, capacity: int, priority: bool = False) -> None:
@@ -55,3 +57,40 @@ class FastResource:
             self._fifo.popleft().succeed()
         else:
             self.count -= 1
+
+
+class CallingQueue(FastResource):
+    """A department's doctors: a free doctor calls the next patient by the outpatient
+    calling rule (``services.rules.calling``: revisits, then appointment holders at their
+    time interleaved with walk-ins). ``acquire(kind)`` takes the patient's kind."""
+
+    def __init__(self, env: simpy.Environment, capacity: int, holders_per_walk_in: int) -> None:
+        super().__init__(env, capacity, priority=False)
+        self.holders_per_walk_in = holders_per_walk_in
+        self._queues: tuple[deque[simpy.Event], ...] = tuple(deque() for _ in KINDS)
+        self._holders_in_a_row = 0
+
+    @property
+    def queue(self) -> list:
+        return [e for q in self._queues for e in q]
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._queues)
+
+    def acquire(self, priority: int = WALK_IN) -> simpy.Event | None:
+        if self.count < self.capacity and not len(self):
+            self.count += 1
+            self._holders_in_a_row = after_call(priority, self._holders_in_a_row)
+            return None
+        ev = self.env.event()
+        self._queues[priority].append(ev)
+        return ev
+
+    def release(self, _event: object = None) -> None:
+        waiting = (len(self._queues[0]), len(self._queues[1]), len(self._queues[2]))
+        kind = next_to_call(waiting, self._holders_in_a_row, self.holders_per_walk_in)
+        if kind is None:
+            self.count -= 1
+            return
+        self._holders_in_a_row = after_call(kind, self._holders_in_a_row)
+        self._queues[kind].popleft().succeed()

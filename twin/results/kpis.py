@@ -16,14 +16,14 @@ KPI_UNITS = {
     "wait_doctor": "min", "doctor_time": "min", "consult_median": "min", "walks": "walks",
     "kiosk_uses": "uses", "window_staff_hours": "h", "window_busy_hours": "h",
     "patients": "patients", "no_shows": "patients", "online_share": "share",
-    "time_saved": "min",
+    "time_saved": "min", "deferral": "min", "deferral_p90": "min",
 }
 
 
 def patients_frame(day: HospitalDay) -> pd.DataFrame:
     p = day.p
     depart = np.asarray(day.depart, dtype=float)
-    shown = ~(p.online & p.no_show)
+    shown = ~day.absent
     df = pd.DataFrame({
         "patient": np.arange(p.n),
         "flow": np.where(p.online, "online", "traditional"),
@@ -31,6 +31,9 @@ def patients_frame(day: HospitalDay) -> pd.DataFrame:
         "insured": p.insured,
         "department": np.array([d.name for d in day.sc.hospital.departments])[p.dept],
         "arrival": day.start_at,
+        # an appointment holder's booked time minus when they would have walked in
+        # (signed: a precise time inside the half hour may be earlier; NaN for walk-ins)
+        "deferral": np.where(p.online, day.booked - p.arrival, np.nan),
         "departure": depart,
         "visit_time": depart - day.start_at,
         "wait_registration": day.w_reg,
@@ -80,11 +83,11 @@ def kpis(day: HospitalDay) -> dict[str, Any]:
     span_h = max(day.end - day.sc.day.arrivals_from, 0) / 60
     staffed = sum(st[n].capacity for n in WINDOWS) * span_h
     trad, onl = df[df.flow == "traditional"], df[df.flow == "online"]
-    first = np.asarray([s[5] for s in day.steps if s[1] == "doctor"]) if day.keep_steps \
-        else day.p.consult1
+    first = day.p.consult1[~day.absent]  # as drawn, whether or not steps are kept
+    deferral = onl.deferral.to_numpy(float)
     return {
         "patients": len(df),
-        "no_shows": int(np.count_nonzero(day.p.online & day.p.no_show)),
+        "no_shows": int(np.count_nonzero(day.absent)),
         "online_share": float((df.flow == "online").mean()) if len(df) else 0.0,
         "visit_time": float(df.visit_time.mean()) if len(df) else np.nan,
         "visit_time_traditional": float(trad.visit_time.mean()) if len(trad) else np.nan,
@@ -99,4 +102,6 @@ def kpis(day: HospitalDay) -> dict[str, Any]:
         "kiosk_uses": int(df.kiosk_uses.sum()),
         "window_staff_hours": staffed,
         "window_busy_hours": sum(st[n].busy for n in WINDOWS) / 60,
+        "deferral": float(deferral.mean()) if len(deferral) else 0.0,
+        "deferral_p90": float(np.percentile(deferral, 90)) if len(deferral) else 0.0,
     }

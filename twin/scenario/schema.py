@@ -164,9 +164,14 @@ class Online(Strict):
                          "ready, up to a few minutes after its time", low="0 min",
                          high="3 min")
     phone_payment_failure: Share = Field(0.02, description="falls back to a payment window")
-    prepaid_dispense_factor: float = Field(0.7, gt=0, le=1, description="dispensing time "
+    holders_per_walk_in: int = Field(2, ge=1, le=20, description="calling rule: appointment "
+                                     "holders called in a row while a walk-in waits "
+                                     "(assumption, plausible 1-4; services/rules/calling.py)")
+    prepaid_dispense_factor: float = Field(1.0, gt=0, le=1, description="dispensing time "
                                            "factor for prescriptions paid before arrival "
-                                           "(prepared in advance; assumption)")
+                                           "(assumption, plausible 0.7-1.0; no source: "
+                                           "traditional patients also pay before the "
+                                           "pharmacy, so 1.0 claims no saving)")
     elderly_walk_factor: float = Field(1.3, ge=1, description="assumption")
 
 

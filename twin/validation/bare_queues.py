@@ -1,6 +1,7 @@
 """Bare queueing experiments: one M/M/c station and a tandem of M/M/c stations, steady
-state with a warm-up, for validation against ``twin.validation.queueing`` and as the benchmark's
-baseline."""
+state with a warm-up, for validation against ``twin.validation.queueing`` and as the
+benchmark's baseline. They run the hospital model's own resource (``FastResource``), so
+what is validated is what the model uses."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from twin.model.resources import FastResource
 from twin.model.streams import Streams
 from twin.results.stats import t_interval
 
@@ -29,7 +31,7 @@ def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minu
     streams = Streams(seed, replication)
     inter = streams("arrivals")
     services = [streams(f"service-{i}") for i in range(len(stations))]
-    res = [simpy.Resource(env, c) for c, _ in stations]
+    res = [FastResource(env, c) for c, _ in stations]
     n = len(stations)
     waits: list[list[float]] = [[] for _ in range(n)]
     busy = [0.0] * n
@@ -39,15 +41,16 @@ def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minu
     def mark(i: int) -> None:
         now = env.now
         if now > warmup:
-            area[i] += len(res[i].queue) * (now - max(last[i], warmup))
+            area[i] += len(res[i]) * (now - max(last[i], warmup))
             last[i] = now
 
     def customer():
         for i, (_, mean) in enumerate(stations):
             t = env.now
             mark(i)  # before the queue may grow
-            req = res[i].request()
-            yield req
+            req = res[i].acquire()
+            if req is not None:
+                yield req
             s = services[i].exponential(mean)
             if t >= warmup:
                 waits[i].append(env.now - t)
@@ -57,7 +60,7 @@ def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minu
             if end > warmup:
                 busy[i] += end - max(start, warmup)
             mark(i)  # before the release hands the server to the next in queue
-            res[i].release(req)
+            res[i].release()
 
     def source():
         while True:
