@@ -30,10 +30,12 @@ def simulate_replication(sc: Scenario, replication: int, hospital: int = 0,
     seeds), so ``time_saved`` is a paired difference."""
     day = HospitalDay(sc, replication, hospital, keep_steps=keep_patients).run()
     k = kpis(day)
+    base_kpis: dict[str, Any] | None = None
     if counterfactual:
         if sc.demand.adoption > 0:
             base = counterfactual_day(sc, replication, hospital, absent=day.absent)
-            k["time_saved"] = kpis(base)["visit_time"] - k["visit_time"]
+            base_kpis = kpis(base)
+            k["time_saved"] = base_kpis["visit_time"] - k["visit_time"]
         else:
             k["time_saved"] = 0.0
     out: dict[str, Any] = {"kpis": {"replication": replication, **k},
@@ -42,6 +44,12 @@ def simulate_replication(sc: Scenario, replication: int, hospital: int = 0,
     if keep_patients:
         out["patients"] = patients_frame(day).assign(replication=replication)
         out["steps"] = steps_frame(day).assign(replication=replication)
+    if base_kpis is not None:  # the same people's day all-traditional
+        out["counterfactual"] = {"replication": replication, **base_kpis, "time_saved": 0.0}
+        out["counterfactual_queues"] = queue_frame(base).assign(replication=replication)
+        if keep_patients:
+            out["counterfactual_patients"] = patients_frame(base).assign(
+                replication=replication)
     return out
 
 
@@ -57,6 +65,20 @@ class RunResult:
     queues: pd.DataFrame
     patients: pd.DataFrame | None = None
     steps: pd.DataFrame | None = None
+    # the same people's day all-traditional (KPIs and, when kept, patients): what
+    # time_saved is measured against
+    counterfactual_kpis: pd.DataFrame | None = None
+    counterfactual_queues: pd.DataFrame | None = None
+    counterfactual_patients: pd.DataFrame | None = None
+
+    def counterfactual(self) -> RunResult:
+        """The all-traditional day of the same people as a result of its own."""
+        if self.counterfactual_kpis is None:
+            raise ValueError("no counterfactual: adoption is 0 or it was not asked for")
+        queues = self.counterfactual_queues
+        return RunResult(self.scenario.with_adoption(0.0), self.counterfactual_kpis,
+                         pd.DataFrame(), pd.DataFrame() if queues is None else queues,
+                         self.counterfactual_patients)
 
     def summary(self, level: float = 0.95) -> pd.DataFrame:
         rows = []
@@ -95,8 +117,14 @@ def run_replications(sc: Scenario, replications: int | None = None, *, seed: int
                     progress(1)
     frames = {name: pd.concat([o[name] for o in outs], ignore_index=True)
               for name in ("stations", "queues", "patients", "steps") if name in outs[0]}
+    cf = [o["counterfactual"] for o in outs if "counterfactual" in o]
+    cf_frames = {name: pd.concat([o[name] for o in outs], ignore_index=True)
+                 for name in ("counterfactual_queues", "counterfactual_patients")
+                 if name in outs[0]}
     return RunResult(sc, pd.DataFrame([o["kpis"] for o in outs]), frames["stations"],
-                     frames["queues"], frames.get("patients"), frames.get("steps"))
+                     frames["queues"], frames.get("patients"), frames.get("steps"),
+                     pd.DataFrame(cf) if cf else None, cf_frames.get("counterfactual_queues"),
+                     cf_frames.get("counterfactual_patients"))
 
 
 def paired_differences(a: RunResult, b: RunResult, level: float = 0.95) -> pd.DataFrame:
