@@ -38,7 +38,13 @@ def demo(
 
 
 def main() -> None:
-    app()
+    from twin.model.day import RunawayDay
+
+    try:
+        app()
+    except RunawayDay as exc:  # a scenario whose day never ends: say which station
+        Console(stderr=True).print(f"[red]scenario error[/]: {exc}")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -92,6 +92,7 @@ def test_infinite_capacity_means_no_waiting() -> None:
 
 def test_overload_queues_grow_and_utilisation_stays_below_one() -> None:
     sc = Scenario.model_validate({"name": "overload", "demand": {"daily_visits": 3000},
+                                  "day": {"max_overtime_h": 96},
                                   "resources": {"registration_windows": 1, "kiosks": 0}})
     day = HospitalDay(sc, 0).run()
     reg = day.stations["registration window"]

@@ -38,6 +38,18 @@ class Station:
     queue_samples: list[int] = field(default_factory=list)
 
 
+class RunawayDay(RuntimeError):
+    """A day that does not end: some station's capacity is far below its demand."""
+
+    @classmethod
+    def of(cls, day: HospitalDay) -> RunawayDay:
+        worst = max(day.stations.values(), key=lambda st: len(st.resource))
+        return cls(f"the day had not ended {day.sc.day.max_overtime_h:g} h after closing "
+                   f"({day._left} patients still in, {len(worst.resource)} waiting at "
+                   f"'{worst.name}' with {worst.capacity} server(s)): its capacity is far "
+                   "below its demand; raise it or lower daily_visits")
+
+
 class HospitalDay:
     """One terminating run: arrivals over the day, every patient finished."""
 
@@ -177,8 +189,11 @@ class HospitalDay:
                                  p.test_service[pid], "lab" if p.lab[pid] else "imaging")
             self._spend(pid, p.turnaround[pid])
             self._walk(pid, Walk.TO_REPORT)
-            yield from self._use(pid, self.kiosks, p.report[pid], "report")
-            self.kiosk_uses[pid] += 1
+            if self.sc.resources.kiosks > 0:
+                yield from self._use(pid, self.kiosks, p.report[pid], "report")
+                self.kiosk_uses[pid] += 1
+            else:  # no kiosks: reports are printed at a registration window
+                yield from self._use(pid, self.reg_window, p.report[pid], "report")
             self._walk(pid, Walk.TO_REVISIT)
             self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid], "revisit",
                                                     priority=REVISIT)
@@ -313,18 +328,24 @@ class HospitalDay:
         first = float(self.start_at.min()) if p.n else self.sc.day.arrivals_from
         self.monitor_start = min(first, self.sc.day.arrivals_from)
         self.env.process(self._source())
-        self.env.run(until=self.monitor_start)
+        if self.monitor_start > self.env.now:
+            self.env.run(until=self.monitor_start)
         self.env.process(self._monitor())
         # the cyclic collector would walk every queued event and recorded step again and
         # again as they pile up; a day's run frees what it made by reference counting,
         # and the collector catches any cycle once it is back on
         collecting = gc.isenabled()
         gc.disable()
+        limit = self.sc.day.closing + self.sc.day.max_overtime_h * 60
         try:
-            self.env.run(until=self.finished)
+            self.env.run(until=self.env.any_of([self.finished,
+                                                self.env.timeout(max(limit - self.env.now,
+                                                                     0.0))]))
         finally:
             if collecting:
                 gc.enable()
+        if not self.finished.triggered:
+            raise RunawayDay.of(self)
         # the last patients' own time (walk out, last service) is not slept: see _use
         self.end = max([self.env.now, *(d for d in self.depart if d == d)])
         return self

@@ -17,6 +17,7 @@ KPI_UNITS = {
     "kiosk_uses": "uses", "window_staff_hours": "h", "window_busy_hours": "h",
     "patients": "patients", "no_shows": "patients", "online_share": "share",
     "time_saved": "min", "deferral": "min", "deferral_p90": "min",
+    "overtime_patients": "patients", "last_departure": "min",
 }
 
 
@@ -102,6 +103,10 @@ def kpis(day: HospitalDay) -> dict[str, Any]:
         "kiosk_uses": int(df.kiosk_uses.sum()),
         "window_staff_hours": staffed,
         "window_busy_hours": sum(st[n].busy for n in WINDOWS) / 60,
+        # patients still in at closing, finished as overtime; the day's last departure
+        # (minutes from midnight)
+        "overtime_patients": int((df.departure > day.sc.day.closing).sum()),
+        "last_departure": float(df.departure.max()) if len(df) else np.nan,
         "deferral": float(deferral.mean()) if len(deferral) else 0.0,
         "deferral_p90": float(np.percentile(deferral, 90)) if len(deferral) else 0.0,
     }

@@ -62,6 +62,11 @@ def D(dist: str, source: str, **params: Any) -> Any:
 class Day(Strict):
     arrivals_from: ClockTime = Field(450.0, description="first arrival, HH:MM (assumption)")
     arrivals_until: ClockTime = Field(990.0, description="last arrival, HH:MM (assumption)")
+    closing: ClockTime = Field(1050.0, description="closing time, HH:MM: patients still in "
+                               "at close are finished as overtime and reported (assumption)")
+    max_overtime_h: float = Field(12.0, gt=0, le=240, description="hours past closing after "
+                                  "which a day that has not ended is refused (its capacity is "
+                                  "far below its demand)")
     hourly_profile: dict[int, float] = Field(
         default_factory=lambda: {7: 0.9, 8: 1.7, 9: 1.8, 10: 1.5, 11: 1.0, 12: 0.4,
                                  13: 0.8, 14: 0.9, 15: 0.7, 16: 0.3},
@@ -81,6 +86,8 @@ class Day(Strict):
     def _window(self) -> Day:
         if self.arrivals_until < self.arrivals_from:
             raise ValueError("arrivals_until is before arrivals_from")
+        if self.closing < self.arrivals_until:
+            raise ValueError("closing is before arrivals_until")
         return self
 
 
@@ -113,8 +120,10 @@ class Demand(Strict):
 
 
 class Resources(Strict):
-    registration_windows: int = Field(28, ge=0, description="staffed registration windows")
-    kiosks: int = Field(60, ge=0, description="self-service kiosks (registration, reports)")
+    registration_windows: int = Field(28, ge=1, description="staffed registration windows "
+                                      "(also where the online flow falls back)")
+    kiosks: int = Field(60, ge=0, description="self-service kiosks (registration, payment, "
+                        "reports); 0: none, everyone uses the windows")
     kiosk_share: Share = Field(0.35, description="traditional patients who register and "
                                "pay at kiosks rather than windows (assumption)")
     payment_windows: int = Field(24, ge=1, description="pricing/payment windows")
