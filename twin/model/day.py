@@ -36,6 +36,7 @@ class Station:
     uses: int = 0
     wait_sum: float = 0.0
     queue_samples: list[int] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)  # each use's queue wait
 
 
 class RunawayDay(RuntimeError):
@@ -141,6 +142,7 @@ class HospitalDay:
         st.busy += service
         st.uses += 1
         st.wait_sum += wait
+        st.waits.append(wait)
         if self.keep_steps:
             self.steps.append((pid, step, st.name, t_q, wait, service))
         if self.demand is not None:

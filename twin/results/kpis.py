@@ -21,6 +21,12 @@ KPI_UNITS = {
 }
 
 
+WAIT_KPIS = {"wait_registration": "registration window", "wait_payment": "payment window",
+             "wait_pharmacy": "pharmacy window"}
+KPI_UNITS.update({f"{k}_p90": "min" for k in WAIT_KPIS})
+KPI_UNITS.update({f"{k}_within_target": "share" for k in WAIT_KPIS})
+
+
 def patients_frame(day: HospitalDay) -> pd.DataFrame:
     p = day.p
     depart = np.asarray(day.depart, dtype=float)
@@ -55,6 +61,17 @@ def steps_frame(day: HospitalDay) -> pd.DataFrame:
                                             "wait", "service"])
 
 
+def service_level(waits: list[float], target_min: float) -> dict[str, float]:
+    """Percentiles of the queue wait per use and the share of uses served within the
+    target (the 10-minute policy target by default: ``service_target_min``)."""
+    w = np.asarray(waits, dtype=float)
+    if not len(w):
+        return {"p50_wait": 0.0, "p90_wait": 0.0, "p95_wait": 0.0, "within_target": 1.0}
+    p50, p90, p95 = np.percentile(w, [50, 90, 95])
+    return {"p50_wait": float(p50), "p90_wait": float(p90), "p95_wait": float(p95),
+            "within_target": float((w <= target_min).mean())}
+
+
 def stations_frame(day: HospitalDay) -> pd.DataFrame:
     span = max(day.end - day.sc.day.arrivals_from, 1e-9)
     rows = []
@@ -63,6 +80,7 @@ def stations_frame(day: HospitalDay) -> pd.DataFrame:
         rows.append({"station": st.name, "capacity": st.capacity, "uses": st.uses,
                      "busy_hours": st.busy / 60, "utilisation": st.busy / (st.capacity * span),
                      "mean_wait": st.wait_sum / st.uses if st.uses else 0.0,
+                     **service_level(st.waits, day.sc.service_target_min),
                      "mean_queue": float(q.mean()), "max_queue": int(q.max())})
     return pd.DataFrame(rows)
 
@@ -93,6 +111,11 @@ def kpis(day: HospitalDay) -> dict[str, Any]:
         "visit_time": float(df.visit_time.mean()) if len(df) else np.nan,
         "visit_time_traditional": float(trad.visit_time.mean()) if len(trad) else np.nan,
         "visit_time_online": float(onl.visit_time.mean()) if len(onl) else np.nan,
+        **{f"{key}_p90": service_level(st[name].waits, day.sc.service_target_min)["p90_wait"]
+           for key, name in WAIT_KPIS.items()},
+        **{f"{key}_within_target": service_level(st[name].waits,
+                                                 day.sc.service_target_min)["within_target"]
+           for key, name in WAIT_KPIS.items()},
         "wait_registration": per_use["registration window"],
         "wait_payment": per_use["payment window"],
         "wait_pharmacy": per_use["pharmacy window"],

@@ -239,6 +239,9 @@ class Scenario(Strict):
     description: str = ""
     seed: int = Field(20240601, description="base random seed")
     replications: int = Field(10, ge=1, le=10_000)
+    service_target_min: Minutes = Field(10.0, gt=0, description="the wait target service "
+                                        "levels are measured against (the 10-minute policy "
+                                        "target, DOMAIN.md s.5)")
     hospital: Hospital = Field(default_factory=Hospital)
     day: Day = Field(default_factory=Day)
     demand: Demand = Field(default_factory=Demand)
