@@ -69,9 +69,13 @@ def test_demand_counts_every_scan_and_phone_payment(small) -> None:
     day = HospitalDay(sc, 0, 3, keep_steps=True, record_demand=True).run()
     d = Demand.of_day(day)
     totals = dict(zip(KINDS, d.counts.sum(axis=1), strict=True))
-    assert totals["verify"] == len(day.steps)  # every station visit scans the code
     online = day.p.online
     steps = pd.DataFrame(day.steps, columns=["pid", "step", "st", "t", "w", "s"])
+    scanned = online[steps.pid] | day.p.shows_code[steps.pid]
+    # a visit is a verification only where a code is scanned: online patients always,
+    # traditional patients who show an EHC code; the others not
+    assert totals["verify"] == int(scanned.sum()) < len(day.steps)
+    assert 0 < int((scanned & ~online[steps.pid]).sum())
     assert totals["refresh"] == int(online[steps.pid].sum())
     assert day.demand is not None
     phone_calls = sum(1 for e in day.demand if e[1] == "phone")
@@ -146,3 +150,13 @@ def test_sweep_cli(tmp_path: Path) -> None:
                           str(ROOT / "scenarios/small_clinic.yaml"), "--adoption", "0,2"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stdout + bad.stderr
+
+
+def test_verifications_rise_with_adoption(small) -> None:
+    """More card users, more scans: the demand curve no longer falls as adoption rises
+    (it counted every traditional station visit as a scan)."""
+    sc = small.hospital_scenarios(SMALL.parent)["clinic"]
+    verifies = [int(Demand.of_day(HospitalDay(sc.with_adoption(a), 0, 3, keep_steps=False,
+                                              record_demand=True).run()).counts[0].sum())
+                for a in (0.2, 0.5, 0.9)]
+    assert verifies[0] < verifies[1] < verifies[2], verifies

@@ -1,7 +1,8 @@
 """Card-network demand of simulated days: calls per second of the day, by kind.
 
-Each station visit scans the patient's card or code (one QR ``verify``); a patient of
-the online flow shows a fresh dynamic code each time (one code ``refresh``); paying at a
+A station visit is a QR ``verify`` where a code is scanned: every visit of an online
+patient, who shows a fresh dynamic code each time (one code ``refresh`` too), and the
+visits of the traditional patients who show an EHC code (``traditional_code_share``); paying at a
 window settles insurance for the insured (``settlement``); paying on the phone settles
 insurance for the insured and pays the rest through the aggregated payment
 (``settlement`` + ``payment``)."""
@@ -34,11 +35,12 @@ class Demand:
         step = np.array([d[1] for d in day.demand])
         pid = np.fromiter((d[2] for d in day.demand), np.int64, len(day.demand))
         online, insured = day.p.online[pid], day.p.insured[pid]
+        scanned = online | day.p.shows_code[pid]
         sec = np.clip((t * 60).astype(np.int64), 0, DAY_S - 1)
         phone = step == "phone"
         scan = ~phone
         masks = {
-            "verify": scan,
+            "verify": scan & scanned,
             "refresh": scan & online,
             "settlement": ((step == "payment") & insured) | (phone & insured),
             "payment": phone,

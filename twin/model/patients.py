@@ -26,6 +26,7 @@ class Patients:
     online: np.ndarray
     age: np.ndarray  # 0 child, 1 adult, 2 elderly
     insured: np.ndarray
+    shows_code: np.ndarray  # a traditional patient who shows an EHC code at stations
     dept: np.ndarray
     kiosk: np.ndarray
     reg_window: np.ndarray
@@ -79,6 +80,7 @@ def draw_patients(sc: Scenario, streams: Streams) -> Patients:
         online=u("adoption") < d.adoption,
         age=age,
         insured=u("insured") < d.insured_share,
+        shows_code=u("shows_code") < d.traditional_code_share,
         dept=np.minimum(np.searchsorted(np.cumsum(shares), u("department"), side="right"),
                         len(shares) - 1),
         kiosk=u("kiosk_choice") < sc.resources.kiosk_share,

@@ -106,6 +106,11 @@ class Demand(Strict):
         default_factory=_default_age_shares,
         description="assumption")
     insured_share: Share = Field(0.92, description="assumption (basic insurance coverage)")
+    traditional_code_share: Share = Field(0.3, description="traditional patients who show "
+                                          "an EHC code (or card) at each station, a "
+                                          "verification each time (assumption, plausible "
+                                          "0-0.6; the others give their ID or a paper "
+                                          "card): the demand curve counts only scans")
     test_share: Share = Field(0.45, description="visits with lab or imaging (assumption)")
     lab_share_of_tests: Share = Field(0.7, description="lab rather than imaging (assumption)")
     prescription_share: Share = Field(0.7, description="visits ending at the pharmacy "
