@@ -75,7 +75,7 @@ def test_demand_counts_every_scan_and_phone_payment(small) -> None:
     # a visit is a verification only where a code is scanned: online patients always,
     # traditional patients who show an EHC code; the others not
     assert totals["verify"] == int(scanned.sum()) < len(day.steps)
-    assert 0 < int((scanned & ~online[steps.pid]).sum())
+    assert int((scanned & ~online[steps.pid]).sum()) > 0
     assert totals["refresh"] == int(online[steps.pid].sum())
     assert day.demand is not None
     phone_calls = sum(1 for e in day.demand if e[1] == "phone")

@@ -196,3 +196,27 @@ def journey(phases: pd.DataFrame, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def tornado(df: pd.DataFrame, path: Path, title: str) -> Path:
+    """Each assumption's low and high end as bars around the base saving, largest swing
+    on top."""
+    d = df.iloc[::-1]
+    base = float(df.saved_base.iloc[0]) if len(df) else 0.0
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(d) + 1.6))
+    y = range(len(d))
+    ax.barh(y, d.saved_low - base, left=base, color="tab:blue", alpha=0.8,
+            label="assumption at its low end")
+    ax.barh(y, d.saved_high - base, left=base, color="tab:orange", alpha=0.8,
+            label="assumption at its high end")
+    ax.set_yticks(list(y), [f"{a} [{lo} … {hi}]" for a, lo, hi in
+                            zip(d.assumption, d.low, d.high, strict=True)], fontsize=8)
+    ax.axvline(base, color="black", lw=1)
+    ax.set_xlabel("minutes saved per shown visit")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
