@@ -101,6 +101,15 @@ async def reconcile_day(st: Settlements, day: date) -> dict[str, Any]:
         if s.state == "settled":
             for part in ("fund_fen", "account_fen", "cash_fen"):
                 totals[part] += getattr(s, part)
+    vouchers: dict[str, list[str]] = defaultdict(list)
+    for s in rows:
+        if s.ec_token and s.state in COMMITTED:
+            vouchers[s.ec_token].append(s.settlement_id)
+    for token, sids in sorted(vouchers.items()):
+        if len(sids) > 1:
+            for sid in sids:
+                differ(sid, "VOUCHER_PAID_TWICE", f"voucher {token[:6]}… paid {len(sids)} "
+                       f"visits: {', '.join(sids)}")
     for order_id in sorted(set(paid) - set(ids)):
         differ(order_id, "UNKNOWN_PAYMENT", f"gateway payment {paid[order_id]['status']} "
                "without a settlement of this day")

@@ -87,8 +87,16 @@ class Settlements:
             if tok.expires_at < now:
                 raise Gone("EC_TOKEN_EXPIRED", "the voucher token has expired")
             sid = self._message_id(conn, institution_code)
+            # one voucher, one settlement: claimed by a conditional update, so that of
+            # two uploads at once exactly one wins (the other rolls back)
+            claimed = conn.execute(update(ec_tokens).where(
+                ec_tokens.c.token == ec_token, ec_tokens.c.settlement_id.is_(None))
+                .values(settlement_id=sid)).rowcount
+            if not claimed:
+                raise Conflict("EC_TOKEN_USED", "this voucher already opened a settlement "
+                               "(scan the card again for a new visit)")
             conn.execute(insert(settlements).values(
-                settlement_id=sid, institution_code=institution_code,
+                settlement_id=sid, institution_code=institution_code, ec_token=ec_token,
                 ssc_card_no=tok.ssc_card_no, level=level, channel=channel,
                 items=orjson.dumps([i.__dict__ for i in items]).decode(), state="uploaded",
                 total_fen=sum(i.amount_fen for i in items), created_at=now, updated_at=now))

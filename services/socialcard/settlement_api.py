@@ -40,7 +40,9 @@ async def keyed(sc: SocialcardSystem, request: Request, term: Terminal, key: str
              dependencies=[Faults], summary="Upload a visit's fee items against a voucher token",
              responses=error_responses(*TERM_AUTH, *KEYED, INVALID,
                                        (404, "EC_TOKEN_NOT_FOUND", "not issued here"),
-                                       (410, "EC_TOKEN_EXPIRED", "expired")))
+                                       (410, "EC_TOKEN_EXPIRED", "expired"),
+                                       (409, "EC_TOKEN_USED", "the voucher opened a "
+                                        "settlement already")))
 async def upload(sc: Socialcard, body: UploadRequest, request: Request, term: Term,
                  key: IdempotencyKey = None) -> dict:
     async def call() -> dict:

@@ -73,6 +73,8 @@ ec_tokens = Table(
     Column("ssc_card_no", String(20), nullable=False),
     Column("institution_code", String(12), nullable=False),
     Column("expires_at", DateTime, nullable=False),
+    # the one settlement this voucher opened (single use, claimed atomically)
+    Column("settlement_id", String(30)),
 )
 
 # e-SSC codes already verified (one use each)
@@ -104,9 +106,11 @@ settlements = Table(
     Column("deductible_fen", BigInteger),
     Column("policy", String(40)),
     Column("usage_record_id", BigInteger),
+    Column("ec_token", String(38)),  # the voucher that opened it
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Index("ix_settlements_created", "created_at"),
+    Index("ix_settlements_token", "ec_token"),
 )
 
 message_sequences = Table(

@@ -291,3 +291,70 @@ def test_reconcile_command_checks_the_ehc_side_too(stack, world, token) -> None:
         conn.execute(delete(shared_usage).where(shared_usage.c.id == row.id))
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "EHC_USAGE_MISSING" in res.stdout, res.stdout
+
+
+def test_one_voucher_opens_one_settlement(stack, world, token) -> None:
+    """The same fee list uploaded again with another key (what a retry without a key
+    does) is refused: one voucher, one visit, one payment."""
+    term = world.term_a
+    tok = token()
+    first = term.upload_fees(tok, ITEMS, key="first-" + uuid.uuid4().hex)
+    with pytest.raises(SdkError) as info:
+        term.upload_fees(tok, ITEMS, key="second-" + uuid.uuid4().hex)
+    assert info.value.status == 409 and info.value.code == "EC_TOKEN_USED"
+    assert term.settle(first["settlement_id"])["state"] == "settled"
+    engine = stack.app.state.systems["socialcard"].engine
+    with engine.connect() as conn:
+        opened = conn.execute(select(settlements.c.settlement_id).where(
+            settlements.c.ec_token == tok)).scalars().all()
+    assert opened == [first["settlement_id"]]
+
+
+def test_parallel_uploads_of_one_voucher_open_exactly_one(stack, world, token) -> None:
+    term, tok = world.term_a, token()
+    outcomes: list[str] = []
+
+    def attempt(i: int) -> None:
+        try:
+            outcomes.append(term.upload_fees(tok, ITEMS, key=f"par-{i}-{uuid.uuid4().hex}")
+                            ["state"])
+        except SdkError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("uploaded") == 1, outcomes
+    assert set(outcomes) <= {"uploaded", "EC_TOKEN_USED", "SETTLEMENT_BUSY"}, outcomes
+    engine = stack.app.state.systems["socialcard"].engine
+    with engine.connect() as conn:
+        opened = conn.execute(select(settlements.c.settlement_id).where(
+            settlements.c.ec_token == tok)).scalars().all()
+    assert len(opened) == 1
+
+
+def test_reconciliation_reports_a_voucher_paid_twice(stack, world, token) -> None:
+    """Behind the system's back (a database writer), a second paid visit with the same
+    voucher: the day's reconciliation names both."""
+    term, tok = world.term_a, token()
+    sid = term.upload_fees(tok, ITEMS)["settlement_id"]
+    term.settle(sid)
+    own = token()
+    other = term.upload_fees(own, ITEMS)["settlement_id"]
+    term.settle(other)
+    engine = stack.app.state.systems["socialcard"].engine
+    with engine.begin() as conn:
+        conn.execute(settlements.update().where(settlements.c.settlement_id == other)
+                     .values(ec_token=tok))
+    try:
+        report = world.admin.reconcile_settlements(today())
+        twice = {d["settlement_id"] for d in report["differences"]
+                 if d["kind"] == "VOUCHER_PAID_TWICE"}
+        assert twice == {sid, other}, report["differences"]
+    finally:
+        with engine.begin() as conn:  # put it back: clean again
+            conn.execute(settlements.update().where(settlements.c.settlement_id == other)
+                         .values(ec_token=own))
+    assert world.admin.reconcile_settlements(today())["clean"]
