@@ -3,16 +3,19 @@ when ``EHC_DATABASE_URL`` names a PostgreSQL server."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from .files import private_dir, private_file
 from .settings import Settings
 
 
 def system_url(settings: Settings, system: str) -> str:
     """The URL of one system's own store."""
     if settings.database_url is None:
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.var_dir)
         return f"sqlite:///{settings.var_dir / (system + '.db')}"
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
@@ -61,6 +64,9 @@ def make_engine(settings: Settings, system: str, metadata: MetaData) -> Engine:
 
         engine.dispose()  # connections made before the listener lack the search path
     metadata.create_all(engine)
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+        for suffix in ("", "-wal", "-shm"):
+            private_file(Path(engine.url.database + suffix))
     return engine
 
 

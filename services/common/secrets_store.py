@@ -9,6 +9,7 @@ import os
 import secrets
 from pathlib import Path
 
+from .files import private_dir
 from .settings import Settings
 
 
@@ -18,7 +19,7 @@ def _dev_file(settings: Settings) -> Path:
 
 def _load_dev(settings: Settings) -> dict[str, str]:
     path = _dev_file(settings)
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.var_dir)
     if path.exists():
         return json.loads(path.read_text())
     values = {
