@@ -229,8 +229,12 @@ DAY = r"^\d{4}-\d{2}-\d{2}$"
 
 
 def parse_day(text: str) -> date:
-    """A ``YYYY-MM-DD`` query value; 422 INVALID_REQUEST when it is not a real day."""
+    """A ``YYYY-MM-DD`` query value; 422 INVALID_REQUEST when it is not a real day (or
+    the last day a calendar holds, which has no day after it to end a range)."""
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError as exc:
         raise Invalid("INVALID_REQUEST", "date: YYYY-MM-DD") from exc
+    if day >= date.max:
+        raise Invalid("INVALID_REQUEST", "date: before 9999-12-31")
+    return day

@@ -233,6 +233,12 @@ def test_bad_settlement_input(stack, world, token) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(settlements).where(
             settlements.c.institution_code == world.term_b.institution_code)).first() is None
+    for day in ("9999-12-31", "2026-02-30", "0000-01-01"):  # the calendar's edge: 422
+        for path in ("/essc/v1/admin/settlements/reconcile", "/pay/v1/statements"):
+            resp = httpx.get(f"{stack.url}{path}", params={"date": day},
+                             headers={"Authorization": f"Bearer {stack.admin_token}"})
+            assert resp.status_code == 422 and resp.json()["code"] == "INVALID_REQUEST", (
+                path, day, resp.text)
 
 
 def _statement(stack) -> list[dict]:
