@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ..common.clock import utc_now
 from ..common.crypto import sm3
+from ..common.cst import utc_now
 from ..common.db import make_engine
 from ..common.errors import ServiceError, Unauthenticated
 from ..common.peer import PeerClient

@@ -1,12 +1,17 @@
-"""China Standard Time, in which terminals and codes state their times."""
+"""Time: China Standard Time, in which terminals and codes state their times, and the
+naive UTC the stores keep (one form on SQLite and PostgreSQL alike)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from .errors import BadRequest, Invalid
 
 CST = timezone(timedelta(hours=8), "CST")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def read_cst_time(digits: str) -> datetime | None:

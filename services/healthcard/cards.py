@@ -11,7 +11,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.idcard import mask_id_number, mask_name, mask_phone, parse_resident_id
-from ..common.clock import utc_now
+from ..common.cst import utc_now
 from ..common.db import rows_by_identity
 from ..common.errors import Conflict, Forbidden, Invalid, NotFound
 from ..common.pii import FieldCipher

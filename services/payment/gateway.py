@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..common.clock import utc_now
+from ..common.cst import utc_now
 from ..common.errors import Conflict, Invalid, NotFound
 from .tables import payments
 

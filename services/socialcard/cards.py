@@ -15,9 +15,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.audit import append
 from ..common.cards.idcard import mask_id_number, mask_name
-from ..common.clock import utc_now
 from ..common.crypto import constant_time_equal, hmac_sm3
-from ..common.cst import cst_day
+from ..common.cst import cst_day, utc_now
 from ..common.db import rows_by_identity
 from ..common.errors import Conflict, Gone, Invalid, NotFound
 from ..common.pii import FieldCipher

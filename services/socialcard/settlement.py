@@ -22,8 +22,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.audit import append
-from ..common.clock import utc_now
-from ..common.cst import CST, cst_day
+from ..common.cst import CST, cst_day, utc_now
 from ..common.errors import Conflict, Gone, Invalid, NotFound, ServiceError, Unavailable
 from ..common.peer import PeerUnavailable
 from .cards import NORMAL, STATE_ERRORS

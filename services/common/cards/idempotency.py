@@ -15,8 +15,8 @@ import orjson
 from sqlalchemy import Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..clock import utc_now
 from ..crypto import sm3
+from ..cst import utc_now
 from ..errors import ApiError, Conflict, Invalid, ServiceError
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
