@@ -120,3 +120,13 @@ def test_routes_are_module_level(path: Path) -> None:
             if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "APIRouter"
             and not any(isinstance(t, ast.Assign) and t.value is n for t in tree.body)]
     assert nested == [] and made == []
+
+
+def test_no_folder_holds_more_than_fifteen_modules() -> None:
+    crowded = {}
+    for top in ("services", "twin", "loadtests", "tests", "bench"):
+        for folder in [ROOT / top, *(p for p in (ROOT / top).rglob("*") if p.is_dir())]:
+            n = len(list(folder.glob("*.py")))
+            if n > 15 and "__pycache__" not in folder.parts:
+                crowded[str(folder.relative_to(ROOT))] = n
+    assert crowded == {}
