@@ -67,3 +67,20 @@ def test_deferral_and_consultation_kpis() -> None:
     expected = day.booked[online.patient] - day.p.arrival[online.patient]
     assert np.allclose(online.deferral, expected) and np.isfinite(online.deferral).all()
     assert np.isnan(patients_frame(day).query("flow == 'traditional'").deferral).all()
+
+
+def test_adoption_by_age_keeps_the_days_share() -> None:
+    """The elderly take the online flow less, adults more; the day's share is the
+    scenario's adoption."""
+    sc = small(0.5, no_show=0.0)
+    rates = sc.demand.adoption_of_ages()
+    assert rates[2] < rates[0] < rates[1]
+    shares = sc.demand.age_shares
+    assert sum(shares[g] * r for g, r in zip(("child", "adult", "elderly"), rates,
+                                             strict=True)) == pytest.approx(0.5)
+    p = HospitalDay(sc, 0).p
+    for age, rate in enumerate(rates):
+        group = p.online[p.age == age]
+        assert group.mean() == pytest.approx(rate, abs=4 / np.sqrt(len(group)))
+    full = small(1.0).demand.adoption_of_ages()
+    assert full == (1.0, 1.0, 1.0)

@@ -77,7 +77,7 @@ def draw_patients(sc: Scenario, streams: Streams) -> Patients:
     walk_factor = np.where(age == 2, o.elderly_walk_factor, 1.0)
     return Patients(
         arrival=arrival,
-        online=u("adoption") < d.adoption,
+        online=u("adoption") < np.asarray(d.adoption_of_ages())[age],
         age=age,
         insured=u("insured") < d.insured_share,
         shows_code=u("shows_code") < d.traditional_code_share,

@@ -32,6 +32,10 @@ def _default_age_shares() -> dict[AgeGroup, float]:
     return {"child": 0.15, "adult": 0.60, "elderly": 0.25}
 
 
+def _default_adoption_by_age() -> dict[AgeGroup, float]:
+    return {"child": 1.0, "adult": 1.15, "elderly": 0.6}
+
+
 class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message names file, key and problem."""
 
@@ -105,6 +109,11 @@ class Demand(Strict):
     age_shares: dict[AgeGroup, Share] = Field(
         default_factory=_default_age_shares,
         description="assumption")
+    adoption_by_age: dict[AgeGroup, float] = Field(
+        default_factory=_default_adoption_by_age,
+        description="relative propensity of each age group to use the online flow, scaled "
+        "so that the whole day's adoption is `adoption` (assumption: the elderly and people "
+        "without a smartphone less, children through their parents' phones)")
     insured_share: Share = Field(0.92, description="assumption (basic insurance coverage)")
     traditional_code_share: Share = Field(0.3, description="traditional patients who show "
                                           "an EHC code (or card) at each station, a "
@@ -122,6 +131,38 @@ class Demand(Strict):
         if abs(sum(v.values()) - 1) > 1e-6:
             raise ValueError("age shares must sum to 1")
         return v
+
+    @field_validator("adoption_by_age")
+    @classmethod
+    def _propensities(cls, v: dict[Any, float]) -> dict[Any, float]:
+        if any(x < 0 for x in v.values()) or not any(x > 0 for x in v.values()):
+            raise ValueError("propensities are >= 0 and at least one is above 0")
+        return v
+
+    def adoption_of_ages(self) -> tuple[float, float, float]:
+        """The online share of children, adults and the elderly: proportional to their
+        propensities, none above 1, the day's share equal to ``adoption`` (bisection on
+        the scale, since groups that reach 1 hand their excess to the others)."""
+        groups: tuple[AgeGroup, ...] = ("child", "adult", "elderly")
+        share = [self.age_shares.get(g, 0.0) for g in groups]
+        prop = [self.adoption_by_age.get(g, 1.0) for g in groups]
+        reachable = sum(s for s, f in zip(share, prop, strict=True) if f > 0)
+        target = min(self.adoption, reachable)
+        if target >= reachable - 1e-12:  # everyone who can be online is
+            full = [1.0 if f > 0 else 0.0 for f in prop]
+            return full[0], full[1], full[2]
+
+        def day_share(scale: float) -> float:
+            return sum(s * min(1.0, f * scale) for s, f in zip(share, prop, strict=True))
+
+        lo, hi = 0.0, 1.0
+        while day_share(hi) < target and hi < 1e9:
+            hi *= 2
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if day_share(mid) < target else (lo, mid)
+        rates = [min(1.0, f * hi) for f in prop]
+        return rates[0], rates[1], rates[2]
 
 
 class Resources(Strict):
