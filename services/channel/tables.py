@@ -3,6 +3,8 @@ the entry's credentials as a channel app of both card systems."""
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table
 
+from ..common.pii import ENCRYPTED_NAME
+
 metadata = MetaData()
 
 sessions = Table(
@@ -12,7 +14,7 @@ sessions = Table(
     Column("id_type", String(2), nullable=False),
     Column("id_digest", String(64), nullable=False),
     Column("id_number_enc", String(200), nullable=False),
-    Column("name_enc", String(300), nullable=False),
+    Column("name_enc", String(ENCRYPTED_NAME), nullable=False),
     Column("phone_enc", String(200)),
     Column("expires_at", DateTime, nullable=False),
 )

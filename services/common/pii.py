@@ -8,6 +8,10 @@ from functools import lru_cache
 
 from .crypto import constant_time_equal, hmac_sm3, sm4_cbc_decrypt, sm4_cbc_encrypt
 
+# room for an encrypted name: a 64-character name of 4-byte characters is 613 characters
+# encrypted (key ID, IV, padded ciphertext and tag in hex)
+ENCRYPTED_NAME = 640
+
 
 class FieldCipher:
     """Encrypts fields as ``<key id>:<iv hex>:<ciphertext hex>:<tag hex>``."""

@@ -17,6 +17,7 @@ from sqlalchemy import (
 
 from ..common.cards.audit import chain_columns
 from ..common.cards.tables import shared_tables
+from ..common.pii import ENCRYPTED_NAME
 
 metadata = MetaData()
 (caller_registry, bindings, binding_batches, system_keys, audit_heads, shared_usage,
@@ -32,7 +33,7 @@ cards = Table(
     Column("id_digest", String(64), nullable=False),
     Column("id_number_enc", String(200), nullable=False),
     Column("name_digest", String(64)),
-    Column("name_enc", String(300)),
+    Column("name_enc", String(ENCRYPTED_NAME)),
     Column("sex", String(1)),
     Column("birth_date", Date),
     Column("phone_enc", String(200)),

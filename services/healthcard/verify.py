@@ -92,6 +92,8 @@ def _field(body: dict, name: str, kind: type, max_len: int = 64) -> Any:
         raise Invalid("INVALID_REQUEST", f"{name}: required {kind.__name__}")
     if isinstance(value, str) and not (0 < len(value) <= max_len):
         raise Invalid("INVALID_REQUEST", f"{name}: 1 to {max_len} characters")
+    if isinstance(value, str) and "\x00" in value:
+        raise Invalid("INVALID_REQUEST", f"{name}: must not contain NUL characters")
     return value
 
 

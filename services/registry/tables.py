@@ -2,6 +2,8 @@
 
 from sqlalchemy import Column, Date, MetaData, String, Table, UniqueConstraint
 
+from ..common.pii import ENCRYPTED_NAME
+
 metadata = MetaData()
 
 residents = Table(
@@ -11,7 +13,7 @@ residents = Table(
     Column("id_digest", String(64), nullable=False),
     Column("id_number_enc", String(200), nullable=False),
     Column("name_digest", String(64), nullable=False),
-    Column("name_enc", String(300), nullable=False),
+    Column("name_enc", String(ENCRYPTED_NAME), nullable=False),
     Column("sex", String(1), nullable=False),
     Column("birth_date", Date, nullable=False),
     Column("phone_enc", String(200)),

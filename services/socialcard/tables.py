@@ -15,6 +15,7 @@ from sqlalchemy import (
 
 from ..common.cards.audit import chain_columns
 from ..common.cards.tables import shared_tables
+from ..common.pii import ENCRYPTED_NAME
 
 metadata = MetaData()
 (caller_registry, bindings, binding_batches, system_keys, audit_heads, shared_usage,
@@ -29,7 +30,7 @@ insured = Table(
     Column("id_type", String(2), nullable=False),
     Column("id_digest", String(64), nullable=False),
     Column("id_number_enc", String(200), nullable=False),
-    Column("name_enc", String(300), nullable=False),
+    Column("name_enc", String(ENCRYPTED_NAME), nullable=False),
     Column("phone_enc", String(200)),
     Column("region", String(6), nullable=False),
     Column("insurance_type", String(3), nullable=False),

@@ -352,3 +352,21 @@ def test_rate_limit_per_terminal(tmp_path_factory, world) -> None:
     finally:
         stack.stop()
         drop_schemas(settings)
+
+
+def test_input_a_store_cannot_hold_is_refused_on_both_backends(stack, world, card) -> None:
+    """The longest name the models accept fits its column (4-byte characters too, on
+    PostgreSQL, which enforces lengths), and a NUL character is refused with 422 before
+    any store sees it."""
+    for name in ("张" * 64, "😀" * 64):
+        temp = world.term_a.temporary_card(name=name)
+        assert len(temp["card_id"]) == 64
+    with pytest.raises(SdkError) as info:
+        world.term_a.link_patient("MRN\x00-1", card["card_id"])
+    assert info.value.status == 422 and info.value.code == "INVALID_REQUEST"
+    code = world.app.qrcode(card["card_id"])["qr_text"]
+    body = world.term_a.verify_body(code)
+    body["city_code"] = "3301\x000"
+    with pytest.raises(SdkError) as info:
+        world.term_a.request("POST", "/ehc/v1/qrcodes/verify", body)
+    assert info.value.status == 422 and "NUL" in info.value.message

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..auth import Admin
 from ..errors import error_responses
@@ -30,7 +30,17 @@ SECRET = r"^[A-Za-z0-9_\-]{32,64}$"
 
 
 class Strict(BaseModel):
+    """A request body: no unknown fields, no coercion, and no text a store cannot hold
+    (PostgreSQL refuses NUL characters)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class InstitutionRequest(Strict):
