@@ -19,7 +19,8 @@ def main() -> None:
     sk, pk = crypto.sm2_generate_keypair()
     msg = secrets.token_bytes(100)
     sig = crypto.sm2_sign(sk, msg)
-    ref = gm_sm2.CryptSM2(private_key=sk, public_key=pk[2:])
+    ref = gm_sm2.CryptSM2(private_key=sk, public_key="")
+    ref.public_key = pk[2:]  # the constructor's lstrip("04") would eat x's leading 0s/4s
     r, s = crypto.decode_dss_signature(sig)
     ref_sig = f"{r:064x}{s:064x}"
     key, block = secrets.token_bytes(16), secrets.token_bytes(64)

@@ -121,16 +121,19 @@ def test_sm2_verify_is_false_never_raises_on_malformed(bad: bytes) -> None:
 
 def _gmssl_pair(sk: str, pk: str) -> gm_sm2.CryptSM2:
     # gmssl's constructor does public_key.lstrip("04"), which also eats leading '0'/'4'
-    # digits of x: strip exactly the prefix ourselves and hand it 128 hex characters.
+    # digits of x (even after we strip the prefix ourselves): set the 128 hex characters
+    # after construction, where nothing strips them.
     assert pk.startswith("04") and len(pk) == 130
-    return gm_sm2.CryptSM2(private_key=sk, public_key=pk[2:])
+    pair = gm_sm2.CryptSM2(private_key=sk, public_key="")
+    pair.public_key = pk[2:]
+    return pair
 
 
 def test_gmssl_prefix_pitfall_is_real_and_handled() -> None:
     # find a key whose x starts with '0' or '4': the naive call breaks, ours does not
     while True:
         sk, pk = sm2_generate_keypair()
-        if pk[2] in "04":
+        if pk[2:4] in ("00", "04", "40", "44"):
             break
     naive = gm_sm2.CryptSM2(private_key=sk, public_key=pk)
     assert len(naive.public_key) < 128
