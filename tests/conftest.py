@@ -57,10 +57,10 @@ def seeded_world(stack: LiveStack, residents: int = 40) -> World:
     base = next(_inst_counter) * 1000
     admin.add_insured([insured_record(p, base + i) for i, p in enumerate(people)])
     terms = []
-    for _ in range(2):
+    for reads_physical_cards in (False, True):  # term_b also reads physical cards
         code = f"3301{next(_inst_counter):08d}"
         admin.add_hospital(code, f"Hospital {code}", "330100")
-        cred = admin.add_shared_terminal(code, "0101", 2)
+        cred = admin.add_shared_terminal(code, "0101", 2, reads_physical_cards)
         terms.append(TerminalClient(stack.url, cred["terminal_id"], cred["secret"],
                                     city_code="330100", terminal_type=2))
     app_cred = admin.add_shared_app("浙里办 test")

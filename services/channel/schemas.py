@@ -13,7 +13,7 @@ class LoginRequest(Strict):
     id_type: str = Field("01", pattern=r"^01$", description="resident ID card")
     id_number: str = Field(min_length=18, max_length=18)
     name: str = Field(min_length=1, max_length=64)
-    phone: str | None = Field(None, pattern=r"^1\d{10}$")
+    phone: str | None = Field(None, pattern=r"^1[0-9]{10}$")
 
 
 class LoginAnswer(BaseModel):

@@ -16,7 +16,7 @@ def utc_now() -> datetime:
 
 def read_cst_time(digits: str) -> datetime | None:
     """``YYYYMMDDHHMMSS`` (China Standard Time) or None; sliced by hand, strptime is slow."""
-    if len(digits) != 14 or not digits.isdigit():
+    if len(digits) != 14 or not (digits.isascii() and digits.isdigit()):
         return None
     try:
         return datetime(int(digits[:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),

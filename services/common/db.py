@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from .files import private_dir, private_file
+from .secrets_store import private_dir, private_file
 from .settings import Settings
 
 

@@ -232,7 +232,7 @@ async def json_body(request: Request) -> object:
         raise Invalid("INVALID_REQUEST", "body is not JSON") from exc
 
 
-DAY = r"^\d{4}-\d{2}-\d{2}$"
+DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 def parse_day(text: str) -> date:

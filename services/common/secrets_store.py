@@ -1,5 +1,6 @@
 """Deployment secrets: from the environment, or a development file under ``var/`` made on
-first use (never committed, never logged)."""
+first use (never committed, never logged); and the owner-only folder (0700) and files
+(0600) that hold personal data or keys."""
 
 from __future__ import annotations
 
@@ -9,8 +10,21 @@ import os
 import secrets
 from pathlib import Path
 
-from .files import private_dir
 from .settings import Settings
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make it owner-only."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(PermissionError):  # a folder someone else owns stays theirs
+        os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Make an existing file owner-only (read and write)."""
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        os.chmod(path, 0o600)
 
 
 def _dev_file(settings: Settings) -> Path:

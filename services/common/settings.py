@@ -54,6 +54,9 @@ class Settings(BaseSettings):
                                   "the EHC identity alone (fail soft)")
     sync_interval_s: float = Field(5.0, ge=0, description="seconds between pulls of the "
                                    "peer's usage records (0 = only on demand)")
+    redis_url: str | None = Field(None, description="redis://host:port/db shared by every "
+                                  "worker and host for nonces and rate limits; unset = "
+                                  "each system's database")
     log_level: str = "INFO"
 
 

@@ -14,22 +14,24 @@ The server refuses a missing, stale (beyond the allowed age), replayed or wrong 
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
-import threading
 import time
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode
 
 from .crypto import constant_time_equal, hmac_sm3, sm2_sign, sm2_verify, sm3
 from .errors import RateLimited, Unauthenticated
+from .shared_store import SharedStore
 
 H_KEY = "x-ehc-key"
 H_TS = "x-ehc-timestamp"
 H_NONCE = "x-ehc-nonce"
 H_METHOD = "x-ehc-sign-method"
 H_SIG = "x-ehc-signature"
-_NONCE_RE = re.compile(r"^[A-Za-z0-9_\-]{16,64}$")
+_NONCE_RE = re.compile(r"[A-Za-z0-9_\-]{16,64}")
+_TS_RE = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() passes "¹²³"
 
 
 def canonical_request(
@@ -66,59 +68,13 @@ def sign_headers(
             "X-EHC-Sign-Method": how, "X-EHC-Signature": sig}
 
 
-class RateLimiter:
-    """A token bucket per caller (per process): ``rate`` requests a second on average,
-    bursts up to two seconds' worth. ``rate`` 0 disables it."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.burst = max(2 * rate, 1.0)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str, now: float | None = None) -> bool:
-        if self.rate <= 0:
-            return True
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < 1:
-                self._buckets[key] = (tokens, now)
-                return False
-            if len(self._buckets) > 200_000:
-                self._buckets.clear()
-            self._buckets[key] = (tokens - 1, now)
-            return True
-
-
-def refuse_rate(limiter: RateLimiter, key: str) -> None:
-    if not limiter.take(key):
-        raise RateLimited("RATE_LIMITED", f"more than {limiter.rate:g} requests a second",
-                       headers={"Retry-After": "1"})
-
-
-class NonceCache:
-    """Nonces seen within the signature window (per process)."""
-
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._next_sweep = 0.0
-
-    def add(self, key: str, nonce: str, now: float) -> bool:
-        """False when this (key, nonce) was already used."""
-        token = key + "\0" + nonce
-        with self._lock:
-            if now >= self._next_sweep:
-                cutoff = now - self.ttl_s
-                self._seen = {k: t for k, t in self._seen.items() if t >= cutoff}
-                self._next_sweep = now + self.ttl_s / 4
-            if token in self._seen:
-                return False
-            self._seen[token] = now
-            return True
+def refuse_rate(store: SharedStore, caller: str, rate: float) -> None:
+    """At most ``rate`` signed requests a second per caller on average over two seconds
+    (bursts up to two seconds' worth), counted by every worker alike; 0 = no limit."""
+    wait = store.take("rate:" + caller, 2.0, max(int(2 * rate), 1)) if rate > 0 else 0.0
+    if wait:
+        raise RateLimited("RATE_LIMITED", f"more than {rate:g} requests a second",
+                          headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 def check_signature(
@@ -130,7 +86,7 @@ def check_signature(
     *,
     secret: str | None,
     sm2_public_hex: str | None,
-    nonces: NonceCache,
+    store: SharedStore,
     max_age_s: int,
     now: float | None = None,
 ) -> None:
@@ -141,9 +97,9 @@ def check_signature(
     if not ts or not nonce or not sig:
         raise Unauthenticated("SIGNATURE_MISSING", "request is not signed")
     now = time.time() if now is None else now
-    if not ts.isdigit() or abs(now - int(ts)) > max_age_s:
+    if not _TS_RE.fullmatch(ts) or abs(now - int(ts)) > max_age_s:
         raise Unauthenticated("SIGNATURE_STALE", f"timestamp outside +-{max_age_s}s")
-    if not _NONCE_RE.match(nonce):
+    if not _NONCE_RE.fullmatch(nonce):
         raise Unauthenticated("SIGNATURE_INVALID", "malformed nonce")
     msg = canonical_request(method, path, query, ts, nonce, body)
     how = headers.get(H_METHOD, "HMAC-SM3").upper()
@@ -159,5 +115,5 @@ def check_signature(
         ok = False
     if not ok:
         raise Unauthenticated("SIGNATURE_INVALID", "signature does not match")
-    if not nonces.add(key, nonce, now):
+    if not store.claim(f"nonce:{key}:{nonce}", 2 * max_age_s + 1):
         raise Unauthenticated("SIGNATURE_REPLAYED", "nonce already used")

@@ -219,6 +219,10 @@ def remove_family(hc: Healthcard, card_id: str, member_card_id: str, app: App) -
 verify_errors = error_responses(*TERM_AUTH,
                                 (403, "TERMINAL_MISMATCH",
                                  "body names another terminal or institution"),
+                                (403, "TERMINAL_REGISTRATION_MISMATCH",
+                                 "city or terminal type differs from the registration"),
+                                (403, "STATIC_CODE_REFUSED",
+                                 "static code from a terminal that reads no physical cards"),
                                 (400, "CLOCK_SKEW", "terminal clock beyond tolerance"),
                                 (422, "QR_MALFORMED", "not an EHC code"),
                                 (422, "QR_TAMPERED", "protected block fails"),
@@ -262,13 +266,15 @@ def temporary(hc: Healthcard, body: TemporaryRequest, term: Term) -> dict:
              responses=error_responses(*TERM_AUTH, INVALID,
                                        (404, "TEMP_CARD_NOT_FOUND", "not issued here"),
                                        (409, "TEMP_CARD_BOUND", "already bound"),
+                                       (404, "CARD_NOT_FOUND", "the code's card does not exist"),
+                                       (403, "CARD_LOST", "the code's card is lost"),
+                                       (403, "STATIC_CODE_REFUSED", "static code, no reader"),
+                                       (410, "QR_EXPIRED", "the code has expired"),
+                                       (422, "QR_TAMPERED", "the code does not verify"),
                                        (422, "QR_MALFORMED", "not a card code")))
 def bind_temporary(hc: Healthcard, temp_card_id: str, body: BindTemporaryRequest,
                    term: Term) -> Response:
-    try:
-        code = qrcodes.parse(body.qr_text)
-    except qrcodes.CodeError as exc:
-        raise Invalid(exc.code, exc.message) from exc
+    code, _ = hc.verifier.decode(body.qr_text, term, datetime.now(qrcodes.CST))
     if code.kind == "temporary":
         raise Invalid("QR_MALFORMED", "bind to a real card, not a temporary one")
     hc.cards.bind_temporary(temp_card_id, code.card_id, term.institution_code)

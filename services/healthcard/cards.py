@@ -263,7 +263,14 @@ class CardService:
             return conn.execute(select(cards).where(cards.c.card_id == temp_id)).one()
 
     def bind_temporary(self, temp_id: str, real_card_id: str, institution_code: str) -> None:
+        """Link a temporary card to the real card a verified code named (it must exist,
+        be a real card and be usable)."""
         with self.engine.begin() as conn:
+            real = conn.execute(select(cards.c.state).where(
+                cards.c.card_id == real_card_id, cards.c.temporary == 0)).first()
+            if real is None:
+                raise NotFound("CARD_NOT_FOUND", "the code names no card")
+            refuse_unusable(real.state)
             temp = conn.execute(select(cards).where(
                 cards.c.card_id == temp_id, cards.c.temporary == 1,
                 cards.c.issuer == institution_code)).first()

@@ -50,8 +50,8 @@ def binding_answer(out: Outcome) -> JSONResponse:
 
 
 class FusePage(Strict):
-    after: str = Field("", pattern=r"^\d{0,20}$", description="e-SSC card number cursor")
-    before: str | None = Field(None, pattern=r"^\d{1,20}$",
+    after: str = Field("", pattern=r"^[0-9]{0,20}$", description="e-SSC card number cursor")
+    before: str | None = Field(None, pattern=r"^[0-9]{1,20}$",
                                description="upper bound "
                                "(exclusive) of the card numbers, so that several workers "
                                "can take disjoint ranges")

@@ -34,7 +34,7 @@ from .keystore import Key
 __all__ = ["CST", "read_cst_time"]
 
 _QR_RE = re.compile(
-    r"^([0-9A-F]{64}):(?:(1)|(9)|0:([0-9A-F]{32}|[0-9A-F]{66})|2:([0-9A-F]{66}))$")
+    r"([0-9A-F]{64}):(?:(1)|(9)|0:([0-9A-F]{32}|[0-9A-F]{66})|2:([0-9A-F]{66}))")
 FUSED_MARK = b"fused:"
 
 
@@ -57,7 +57,7 @@ class ParsedCode:
 def parse(text: str) -> ParsedCode:
     if not isinstance(text, str) or len(text) > 200:
         raise CodeError("QR_MALFORMED", "QR text has the wrong length")
-    m = _QR_RE.match(text)
+    m = _QR_RE.fullmatch(text)
     if m is None:
         raise CodeError("QR_MALFORMED", "QR text is not an EHC code")
     card_id, static, temp, block, fused = m.groups()

@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 
 from ..common.cards.routes import Strict
 
-IdType = Annotated[str, Field(pattern=r"^\d{2}$", examples=["01"])]
-Phone = Annotated[str, Field(pattern=r"^1\d{10}$", examples=["13800138000"])]
+IdType = Annotated[str, Field(pattern=r"^[0-9]{2}$", examples=["01"])]
+Phone = Annotated[str, Field(pattern=r"^1[0-9]{10}$", examples=["13800138000"])]
 Name = Annotated[str, Field(min_length=1, max_length=64, examples=["张三"])]
 
 
@@ -74,7 +74,7 @@ class VerifyRequest(BaseModel):
     terminal_type: Literal[1, 2, 99] = Field(description="1 window, 2 self-service, 99 other")
     step: Literal[0, 10101, 10102, 10103, 10104, 10105, 10106, 10107] = Field(
         description="10101 registration ... 10107 surgery, 0 other")
-    time: str = Field(pattern=r"^\d{14}$", description="terminal time, YYYYMMDDHHMMSS CST")
+    time: str = Field(pattern=r"^[0-9]{14}$", description="terminal time, YYYYMMDDHHMMSS CST")
 
 
 class InsuranceIdentity(BaseModel):
@@ -109,8 +109,8 @@ class VerifyAnswer(BaseModel):
 
 
 class BindRequest(Strict):
-    ssc_card_no: str = Field(pattern=r"^\d{20}$", description="the e-SSC card number")
-    region: str = Field(pattern=r"^\d{6}$", description="its insurance region code")
+    ssc_card_no: str = Field(pattern=r"^[0-9]{20}$", description="the e-SSC card number")
+    region: str = Field(pattern=r"^[0-9]{6}$", description="its insurance region code")
 
 
 class Binding(BaseModel):

@@ -13,6 +13,7 @@ from ..common.crypto import hmac_sm3
 from ..common.db import make_engine
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
+from ..common.shared_store import open_store
 from .cards import CardService
 from .fusion import Fusion
 from .keystore import KeyStore
@@ -51,6 +52,8 @@ def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient
         cards=cards,
         verifier=Verifier(engine, keystore, cipher, settings),
         callers=Callers(engine, caller_registry, cipher, max_age_s=settings.signature_max_age_s,
+                        store=open_store(settings.redis_url, "healthcard", engine,
+                                         caller_registry.shared_events),
                         terminal_rate=settings.rate_limit_terminal_per_s,
                         app_rate=settings.rate_limit_app_per_s),
         registry=registry,

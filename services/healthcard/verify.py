@@ -134,6 +134,25 @@ class Verifier:
                 code.card_id, code.block, lambda v: self.keystore.by_version("protection", v))
         return qrcodes.national_expiry(code.block, self.keystore.usable("protection"))
 
+    def decode(self, qr_text: str, term: Terminal,
+               now: datetime) -> tuple[qrcodes.ParsedCode, datetime | None]:
+        """The code and its expiry, if this terminal may present it and it checks out."""
+        try:
+            code = qrcodes.parse(qr_text)
+            expiry = None
+            if code.kind in ("dynamic", "fused"):
+                expiry = self._expiry(code)
+                qrcodes.check_expiry(expiry, now, self.settings.dynamic_code_validity_s,
+                                     self.settings.clock_skew_s)
+        except qrcodes.CodeError as exc:
+            kind = Gone if exc.code == "QR_EXPIRED" else Invalid
+            raise kind(exc.code, exc.message) from exc
+        if (code.kind == "static" and self.settings.qr_format == "hardened"
+                and not term.physical_cards):
+            raise Forbidden("STATIC_CODE_REFUSED", "static codes are accepted only from "
+                            "terminals registered as physical-card readers")
+        return code, expiry
+
     def check(self, term: Terminal, body: Any, request_id: str) -> Scan:
         """Every check that needs no database: fields, terminal, clock, code, expiry."""
         if not isinstance(body, dict):
@@ -153,18 +172,11 @@ class Verifier:
         if terminal_id != term.terminal_id or institution_code != term.institution_code:
             raise Forbidden("TERMINAL_MISMATCH",
                            "terminal_id / institution_code differ from the signing terminal")
+        term.refuse_claims(city_code, terminal_type)
         now = datetime.now(qrcodes.CST)
         skew = self.settings.clock_skew_s
         refuse_clock_skew(terminal_time, now, skew)
-        try:
-            code = qrcodes.parse(qr_text)
-            expiry = None
-            if code.kind in ("dynamic", "fused"):
-                expiry = self._expiry(code)
-                qrcodes.check_expiry(expiry, now, self.settings.dynamic_code_validity_s, skew)
-        except qrcodes.CodeError as exc:
-            kind = Gone if exc.code == "QR_EXPIRED" else Invalid
-            raise kind(exc.code, exc.message) from exc
+        code, expiry = self.decode(qr_text, term, now)
         return Scan(code, term, city_code, terminal_type, step, terminal_time, expiry,
                     qr_text, now, request_id)
 
@@ -206,7 +218,8 @@ class Verifier:
                 raise Conflict("BINDING_NOT_ACTIVE",
                                "fused code of a card that is no longer bound to an e-SSC")
         if scan.expiry is not None and self.limit:
-            digest = hashlib.new("sm3", scan.qr_text.encode()).digest()[:16]
+            # keyed on the decoded (card, block), never on the raw text a client may pad
+            digest = hashlib.new("sm3", f"{code.card_id}:{code.block}".encode()).digest()[:16]
             expires = store.timestamp(scan.expiry.astimezone(UTC).replace(tzinfo=None))
             cur.execute(store.count_use, (digest, code.card_id, expires, self.limit))
             if cur.fetchone() is None:

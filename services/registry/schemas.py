@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-IdType = Annotated[str, Field(pattern=r"^\d{2}$", examples=["01"])]
+IdType = Annotated[str, Field(pattern=r"^[0-9]{2}$", examples=["01"])]
 
 
 class RealnameCheck(BaseModel):
@@ -23,7 +23,7 @@ class ResidentIn(BaseModel):
     id_type: IdType = "01"
     id_number: str = Field(max_length=32)
     name: str = Field(min_length=1, max_length=64)
-    phone: str | None = Field(None, pattern=r"^1\d{10}$")
+    phone: str | None = Field(None, pattern=r"^1[0-9]{10}$")
 
 
 class ResidentBatch(BaseModel):

@@ -129,11 +129,12 @@ class AdminClient(_Client):
 
     def add_terminal(self, institution_code: str, dept_code: str,
                      terminal_type: int = 1, *, system: str = "ehc",
-                     secret: str | None = None) -> dict:
+                     secret: str | None = None, reads_physical_cards: bool = False) -> dict:
         """``secret`` provisions the one the terminal holds with the other system."""
         return self.request("POST", f"/{system}/v1/admin/terminals", {
             "institution_code": institution_code, "dept_code": dept_code,
-            "terminal_type": terminal_type, "secret": secret})
+            "terminal_type": terminal_type, "secret": secret,
+            "reads_physical_cards": reads_physical_cards})
 
     def add_channel_app(self, name: str, sm2_public_key: str | None = None, *,
                         system: str = "ehc", app_key: str | None = None,
@@ -155,11 +156,12 @@ class AdminClient(_Client):
                     raise
 
     def add_shared_terminal(self, institution_code: str, dept_code: str,
-                            terminal_type: int = 1) -> dict:
+                            terminal_type: int = 1, reads_physical_cards: bool = False) -> dict:
         """A terminal both card systems know, with one secret: its EHC credentials."""
-        cred = self.add_terminal(institution_code, dept_code, terminal_type)
+        cred = self.add_terminal(institution_code, dept_code, terminal_type,
+                                 reads_physical_cards=reads_physical_cards)
         self.add_terminal(institution_code, dept_code, terminal_type, system="essc",
-                          secret=cred["secret"])
+                          secret=cred["secret"], reads_physical_cards=reads_physical_cards)
         return cred
 
     def add_shared_app(self, name: str) -> dict:

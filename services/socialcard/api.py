@@ -94,6 +94,8 @@ def card_settlements(sc: Socialcard, ssc_card_no: str, app: App,
              summary="Verify an e-SSC code: the insurance identity and a voucher token",
              responses=error_responses(*TERM_AUTH, INVALID, *UNUSABLE,
                                        (403, "TERMINAL_MISMATCH", "body names another terminal"),
+                                       (403, "TERMINAL_REGISTRATION_MISMATCH",
+                                        "city or terminal type differs from registration"),
                                        (400, "CLOCK_SKEW", "terminal clock beyond tolerance"),
                                        (422, "QR_MALFORMED", "not an e-SSC code"),
                                        (422, "QR_TAMPERED", "tag does not check out"),
@@ -104,6 +106,7 @@ def verify(sc: Socialcard, body: SocialVerifyRequest, term: Term) -> dict:
     if body.terminal_id != term.terminal_id or body.institution_code != term.institution_code:
         raise Forbidden("TERMINAL_MISMATCH",
                         "terminal_id / institution_code differ from the signing terminal")
+    term.refuse_claims(body.city_code, body.terminal_type)
     now = datetime.now(CST)
     refuse_clock_skew(body.time, now, sc.settings.clock_skew_s)
     return sc.cards.verify_code(body.qr_text, now, term.institution_code, term.terminal_id,
@@ -171,9 +174,9 @@ def identity(sc: Socialcard, body: IdentityRequest) -> dict:
 @router.get("/peer/holders", tags=["peer"], dependencies=PEER_ROUTE,
             summary="Issued e-SSC holders without a bound EHC (auto-opening)",
             responses=error_responses(*PEER, FAULT, INVALID))
-def holders(sc: Socialcard, after: Annotated[str, Query(pattern=r"^\d{0,20}$")] = "",
+def holders(sc: Socialcard, after: Annotated[str, Query(pattern=r"^[0-9]{0,20}$")] = "",
             limit: Annotated[int, Query(ge=1, le=2000)] = 1000,
-            before: Annotated[str | None, Query(pattern=r"^\d{1,20}$")] = None) -> Response:
+            before: Annotated[str | None, Query(pattern=r"^[0-9]{1,20}$")] = None) -> Response:
     return Response(orjson.dumps(sc.fusion.holders(after, limit, before)),
                     media_type="application/json")
 

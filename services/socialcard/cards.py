@@ -37,7 +37,7 @@ TRANSITIONS = {  # action: (allowed from, to)
 }
 INSURANCE_TYPES = {"310": "employee basic medical insurance",
                    "390": "urban and rural resident basic medical insurance"}
-CODE_RE = re.compile(r"^ESSC:(\d{20}):(\d{14}):([0-9a-f]{16}):([0-9a-f]{32})$")
+CODE_RE = re.compile(r"ESSC:([0-9]{20}):([0-9]{14}):([0-9a-f]{16}):([0-9a-f]{32})")
 EC_TOKEN_TTL = timedelta(minutes=30)
 
 
@@ -184,7 +184,7 @@ class SocialCards:
     def verify_code(self, text: str, now: datetime, institution_code: str,
                     terminal_id: str, terminal_type: int, step: int) -> dict[str, Any]:
         """Check an e-SSC code, use it up, write the usage record; the insurance identity."""
-        m = CODE_RE.match(text) if isinstance(text, str) and len(text) <= 120 else None
+        m = CODE_RE.fullmatch(text) if isinstance(text, str) and len(text) <= 120 else None
         if m is None:
             raise Invalid("QR_MALFORMED", "not an e-SSC code")
         card_no, expiry, nonce, tag = m.groups()

@@ -29,7 +29,7 @@ POLICY_FILE = Path(__file__).with_name("policies") / "zhejiang.yaml"
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    region: str = Field(pattern=r"^(\*|\d{6})$")
+    region: str = Field(pattern=r"^(\*|[0-9]{6})$")
     insurance_type: Literal["310", "390"]
     effective_from: date
     deductible_fen: StrictInt = Field(ge=0)

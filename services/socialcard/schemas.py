@@ -10,12 +10,12 @@ from ..common.cards.routes import Strict
 
 
 class Insured(Strict):
-    ssc_card_no: str = Field(pattern=r"^\d{20}$")
-    id_type: str = Field("01", pattern=r"^\d{2}$")
+    ssc_card_no: str = Field(pattern=r"^[0-9]{20}$")
+    id_type: str = Field("01", pattern=r"^[0-9]{2}$")
     id_number: str = Field(min_length=1, max_length=32)
     name: str = Field(min_length=1, max_length=64)
-    phone: str | None = Field(None, pattern=r"^1\d{10}$")
-    region: str = Field(pattern=r"^\d{6}$", description="insurance area code")
+    phone: str | None = Field(None, pattern=r"^1[0-9]{10}$")
+    region: str = Field(pattern=r"^[0-9]{6}$", description="insurance area code")
     insurance_type: Literal["310", "390"] = Field(
         "390", description="310 employee basic, 390 urban and rural resident basic")
     account_balance_fen: StrictInt = Field(0, ge=0, le=10**12)
@@ -36,7 +36,7 @@ class InsuredBatch(Strict):
 
 
 class ClaimRequest(Strict):
-    id_type: str = Field("01", pattern=r"^\d{2}$")
+    id_type: str = Field("01", pattern=r"^[0-9]{2}$")
     id_number: str = Field(min_length=1, max_length=32)
     name: str = Field(min_length=1, max_length=64)
 
@@ -64,14 +64,14 @@ class SocialVerifyRequest(Strict):
     terminal_id: str = Field(min_length=16, max_length=16)
     institution_code: str = Field(min_length=12, max_length=12)
     institution_name: str = Field(max_length=128)
-    city_code: str = Field(pattern=r"^\d{6}$")
+    city_code: str = Field(pattern=r"^[0-9]{6}$")
     terminal_type: Literal[1, 2, 99]
     step: Literal[0, 10101, 10102, 10103, 10104, 10105, 10106, 10107]
-    time: str = Field(pattern=r"^\d{14}$")
+    time: str = Field(pattern=r"^[0-9]{14}$")
 
 
 class IdentityRequest(Strict):
-    ssc_card_no: str = Field(pattern=r"^\d{20}$")
+    ssc_card_no: str = Field(pattern=r"^[0-9]{20}$")
     institution_code: str = Field(pattern=r"^[0-9A-Z]{12}$")
 
 
@@ -83,7 +83,7 @@ class FeeItemIn(Strict):
 
 
 class UploadRequest(Strict):
-    ec_token: str = Field(pattern=r"^\d{6}[0-9A-F]{32}$", description="the voucher token "
+    ec_token: str = Field(pattern=r"^[0-9]{6}[0-9A-F]{32}$", description="the voucher token "
                           "from the (fused) code's verification")
     pay_channel: Literal["WECHAT", "ALIPAY", "UNIONPAY"] = "WECHAT"
     items: list[FeeItemIn] = Field(min_length=1, max_length=200)

@@ -14,6 +14,7 @@ from ..common.crypto import hmac_sm3
 from ..common.db import make_engine
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
+from ..common.shared_store import open_store
 from .cards import SocialCards
 from .fusion import SocialFusion
 from .peers import HealthcardClient, PaymentClient
@@ -42,6 +43,8 @@ def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,
     return SocialcardSystem(
         settings=settings, engine=engine, cards=cards,
         callers=Callers(engine, caller_registry, cipher, max_age_s=settings.signature_max_age_s,
+                        store=open_store(settings.redis_url, "socialcard", engine,
+                                         caller_registry.shared_events),
                         terminal_rate=settings.rate_limit_terminal_per_s,
                         app_rate=settings.rate_limit_app_per_s),
         fusion=SocialFusion(engine, cards, ehc, load_or_create(engine, system_keys, cipher)),

@@ -42,13 +42,13 @@ from ..errors import Invalid, NotFound
 SIDES = ("ehc", "essc")
 _BATCH_TAG = b"EHC-BINDING-BATCH\x00"
 _FIELDS = {
-    "binding_id": re.compile(r"^[0-9a-f]{32}$"),
-    "ehc_card_id": re.compile(r"^[0-9A-F]{64}$"),
-    "empi": re.compile(r"^[0-9A-Fa-f]{64}$"),
-    "ssc_card_no": re.compile(r"^\d{20}$"),
-    "region": re.compile(r"^\d{6}$"),
-    "state": re.compile(r"^(bound|unbound)$"),
-    "at": re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?$"),
+    "binding_id": re.compile(r"[0-9a-f]{32}"),
+    "ehc_card_id": re.compile(r"[0-9A-F]{64}"),
+    "empi": re.compile(r"[0-9A-Fa-f]{64}"),
+    "ssc_card_no": re.compile(r"[0-9]{20}"),
+    "region": re.compile(r"[0-9]{6}"),
+    "state": re.compile(r"(bound|unbound)"),
+    "at": re.compile(r"[0-9]{4}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9](\.[0-9]+)?"),
 }
 MAX_BATCH = 2000
 
@@ -72,7 +72,7 @@ def check_record(record: Any) -> dict[str, Any]:
     if not isinstance(record, dict) or set(record) != {*_FIELDS, "version"}:
         raise Invalid("BINDING_RECORD_INVALID", "binding record has the wrong fields")
     for name, pattern in _FIELDS.items():
-        if not isinstance(record[name], str) or not pattern.match(record[name]):
+        if not isinstance(record[name], str) or not pattern.fullmatch(record[name]):
             raise Invalid("BINDING_RECORD_INVALID", f"binding record: bad {name}")
     version = record["version"]
     if not isinstance(version, int) or isinstance(version, bool) or not 0 < version < 2**31:

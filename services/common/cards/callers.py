@@ -2,8 +2,9 @@
 credentials. Each system keeps its own registrations (its own tables, made by
 ``caller_tables``) and authenticates the same way.
 
-Credentials are cached in memory for ``ttl_s`` seconds (the hot path must not read them
-per request); a disabled terminal is refused within that time on every worker."""
+Credentials are cached in memory for ``ttl_s`` (one) second: the hot path does not read
+them per request, and a disabled or rotated credential is refused within that second on
+every worker. Nonces and request counts live in the deployment's shared store."""
 
 from __future__ import annotations
 
@@ -26,12 +27,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict, Invalid, NotFound, Unauthenticated
+from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from ..pii import FieldCipher
-from ..signing import H_KEY, NonceCache, RateLimiter, check_signature, refuse_rate
+from ..shared_store import SharedStore, shared_events_table
+from ..signing import H_KEY, check_signature, refuse_rate
 
-INSTITUTION_RE = re.compile(r"^[0-9A-Z]{12}$")
-DEPT_RE = re.compile(r"^\d{4}$")
+INSTITUTION_RE = re.compile(r"[0-9A-Z]{12}")
+DEPT_RE = re.compile(r"[0-9]{4}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class CallerTables:
     institutions: Table
     terminals: Table
     channel_apps: Table
+    shared_events: Table  # nonces and request counts every worker shares
 
 
 def caller_tables(metadata: MetaData) -> CallerTables:
@@ -56,13 +59,16 @@ def caller_tables(metadata: MetaData) -> CallerTables:
               Column("institution_code", String(12), nullable=False),
               Column("terminal_type", SmallInteger, nullable=False),
               Column("secret_enc", String(300), nullable=False),
-              Column("active", SmallInteger, nullable=False, default=1)),
+              Column("active", SmallInteger, nullable=False, default=1),
+              # may present static codes (printed on a physical card) in hardened mode
+              Column("physical_cards", SmallInteger, nullable=False, default=0)),
         Table("channel_apps", metadata,
               Column("app_key", String(64), primary_key=True),
               Column("name", String(128), nullable=False),
               Column("secret_enc", String(300), nullable=False),
               Column("sm2_public_key", String(130)),
               Column("active", SmallInteger, nullable=False, default=1)),
+        shared_events_table(metadata),
     )
 
 
@@ -75,6 +81,14 @@ class Terminal:
     secret: str
     sm2_public_key: str | None
     level: int = 3  # of its institution: 1 primary, 2 secondary, 3 tertiary
+    physical_cards: bool = False  # reads physical cards: may present static codes
+
+    def refuse_claims(self, city_code: str, terminal_type: int) -> None:
+        """A terminal writes into usage records only what its registration says."""
+        if city_code != self.city_code or terminal_type != self.terminal_type:
+            raise Forbidden("TERMINAL_REGISTRATION_MISMATCH",
+                            "city_code / terminal_type differ from the terminal's "
+                            "registration")
 
 
 @dataclass(frozen=True)
@@ -86,16 +100,16 @@ class ChannelApp:
 
 class Callers:
     def __init__(self, engine: Engine, tables: CallerTables, cipher: FieldCipher, *,
-                 max_age_s: int,
-                 ttl_s: float = 30.0, terminal_rate: float = 0.0, app_rate: float = 0.0) -> None:
+                 max_age_s: int, store: SharedStore,
+                 ttl_s: float = 1.0, terminal_rate: float = 0.0, app_rate: float = 0.0) -> None:
         self.engine = engine
         self.tables = tables
         self.cipher = cipher
         self.max_age_s = max_age_s
         self.ttl_s = ttl_s
-        self.nonces = NonceCache(ttl_s=2 * max_age_s + 1)
-        self.terminal_limit = RateLimiter(terminal_rate)
-        self.app_limit = RateLimiter(app_rate)
+        self.store = store
+        self.terminal_rate = terminal_rate
+        self.app_rate = app_rate
         self._terminals: dict[str, tuple[float, Terminal | None]] = {}
         self._apps: dict[str, tuple[float, ChannelApp | None]] = {}
 
@@ -103,7 +117,7 @@ class Callers:
     def add_institution(self, code: str, name: str, city_code: str,
                         sm2_public_key: str | None, level: int = 3) -> None:
         t = self.tables
-        if not INSTITUTION_RE.match(code):
+        if not INSTITUTION_RE.fullmatch(code):
             raise Invalid("INVALID_INSTITUTION_CODE", "institution code is 12 [0-9A-Z]")
         try:
             with self.engine.begin() as conn:
@@ -114,11 +128,12 @@ class Callers:
             raise Conflict("INSTITUTION_EXISTS", "institution already registered") from exc
 
     def add_terminal(self, institution_code: str, dept_code: str, terminal_type: int,
-                     secret: str | None = None) -> tuple[str, str]:
+                     secret: str | None = None,
+                     physical_cards: bool = False) -> tuple[str, str]:
         """Register a terminal; ``secret`` provisions the one the same terminal already
         uses with the other card system (else a new one is made)."""
         t = self.tables
-        if not DEPT_RE.match(dept_code):
+        if not DEPT_RE.fullmatch(dept_code):
             raise Invalid("INVALID_DEPT_CODE", "department code is 4 digits")
         terminal_id = institution_code + dept_code
         secret = secret or secrets.token_urlsafe(32)
@@ -131,7 +146,7 @@ class Callers:
                 conn.execute(insert(t.terminals).values(
                     terminal_id=terminal_id, institution_code=institution_code,
                     terminal_type=terminal_type, secret_enc=self.cipher.encrypt(secret),
-                    active=1))
+                    active=1, physical_cards=int(physical_cards)))
             except IntegrityError as exc:
                 raise Conflict("TERMINAL_EXISTS", "terminal already registered") from exc
         return terminal_id, secret
@@ -182,7 +197,8 @@ class Callers:
             ).first()
         return None if row is None else Terminal(
             row.terminal_id, row.institution_code, row.city_code, row.terminal_type,
-            self.cipher.decrypt(row.secret_enc), row.sm2_public_key, row.level)
+            self.cipher.decrypt(row.secret_enc), row.sm2_public_key, row.level,
+            bool(row.physical_cards))
 
     def _load_app(self, app_key: str) -> ChannelApp | None:
         t = self.tables
@@ -199,7 +215,7 @@ class Callers:
         if term is None:
             raise Unauthenticated("UNKNOWN_TERMINAL", "terminal is not registered or disabled")
         self._signed_by(term, headers, method, path, query, body)
-        refuse_rate(self.terminal_limit, term.terminal_id)
+        refuse_rate(self.store, term.terminal_id, self.terminal_rate)
         return term
 
     def authenticate_app(self, headers, method: str, path: str, query: str,
@@ -208,12 +224,12 @@ class Callers:
         if app is None:
             raise Unauthenticated("UNKNOWN_APP", "channel app is not registered or disabled")
         self._signed_by(app, headers, method, path, query, body)
-        refuse_rate(self.app_limit, app.app_key)
+        refuse_rate(self.store, app.app_key, self.app_rate)
         return app
 
     def _signed_by(self, caller, headers, method: str, path: str, query: str,
                    body: bytes) -> None:
         """Refuse unless the caller's signature over this request checks out."""
         check_signature(headers, method, path, query, body, secret=caller.secret,
-                        sm2_public_hex=caller.sm2_public_key, nonces=self.nonces,
+                        sm2_public_hex=caller.sm2_public_key, store=self.store,
                         max_age_s=self.max_age_s)

@@ -19,7 +19,7 @@ from ..crypto import sm3
 from ..cst import utc_now
 from ..errors import ApiError, Conflict, Invalid, ServiceError
 
-KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
+KEY_RE = re.compile(r"[A-Za-z0-9_\-]{8,64}")
 STALE = timedelta(seconds=60)  # an in-progress key this old belongs to a dead process
 
 
@@ -35,7 +35,7 @@ class Idempotency:
 
     async def run(self, owner: str, key: str | None, req_hash: str,
                   call: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        if key is None or not KEY_RE.match(key):
+        if key is None or not KEY_RE.fullmatch(key):
             raise Invalid("IDEMPOTENCY_KEY_REQUIRED", "header Idempotency-Key: 8 to 64 "
                            "of [A-Za-z0-9_-], one per intended change")
         try:

@@ -46,7 +46,7 @@ class Strict(BaseModel):
 class InstitutionRequest(Strict):
     code: str = Field(pattern=r"^[0-9A-Z]{12}$", examples=["330100000001"])
     name: str = Field(min_length=1, max_length=128)
-    city_code: str = Field(pattern=r"^\d{6}$", examples=["330100"])
+    city_code: str = Field(pattern=r"^[0-9]{6}$", examples=["330100"])
     sm2_public_key: str | None = Field(None, pattern=SM2_PUBLIC)
     level: Literal[1, 2, 3] = Field(3, description="hospital level: 1 primary, 2 secondary, "
                                     "3 tertiary (it sets the insurance ratio)")
@@ -54,8 +54,11 @@ class InstitutionRequest(Strict):
 
 class TerminalRequest(Strict):
     institution_code: str = Field(pattern=r"^[0-9A-Z]{12}$")
-    dept_code: str = Field(pattern=r"^\d{4}$", examples=["0101"])
+    dept_code: str = Field(pattern=r"^[0-9]{4}$", examples=["0101"])
     terminal_type: Literal[1, 2, 99] = 1
+    reads_physical_cards: bool = Field(False, description=(
+        "a reader of physical cards: may present static codes (<card ID>:1), which "
+        "hardened mode refuses from any other terminal"))
     secret: str | None = Field(None, pattern=SECRET, description=(
         "provision the secret this terminal already holds with the other card system; "
         "omitted = a new one"))
@@ -152,7 +155,8 @@ def add_institution(body: InstitutionRequest, callers: SystemCallers) -> dict:
                                        (409, "TERMINAL_EXISTS", "already registered")))
 def add_terminal(body: TerminalRequest, callers: SystemCallers) -> dict:
     tid, secret = callers.add_terminal(body.institution_code, body.dept_code,
-                                       body.terminal_type, body.secret)
+                                       body.terminal_type, body.secret,
+                                       body.reads_physical_cards)
     return {"terminal_id": tid, "secret": secret}
 
 
