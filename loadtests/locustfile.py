@@ -36,7 +36,7 @@ from loadtests.workload import (
     terminal_signer,
     verify_request,
 )
-from services.sdk import Step
+from services.sdk import Step, TerminalClient
 
 RECORD_IDS: list[int] = []  # usage records of the verifies this process counted as OK
 
@@ -95,10 +95,14 @@ class ScanningUser(CardUser):
     def on_start(self) -> None:
         super().on_start()
         self.term = terminal_signer(self.rng.choice(self.seed.terminals), str(self.host))
+        readers = [t for t in self.seed.terminals if t.get("physical_cards")]
+        # a physical card (static code) is shown only where a card reader is
+        self.reader = terminal_signer(self.rng.choice(readers), str(self.host)) \
+            if readers else None
 
     def verify(self, qr_text: str, name: str, expect: str | None,
-               step: int | None = None) -> dict | None:
-        body, headers = verify_request(self.term, qr_text, self.rng, step)
+               step: int | None = None, term: TerminalClient | None = None) -> dict | None:
+        body, headers = verify_request(term or self.term, qr_text, self.rng, step)
         with self.client.post(VERIFY_PATH, data=body, headers=headers, name=name,  # type: ignore[arg-type]  # bytes are sent as is; the stub omits bytes
                               catch_response=True) as resp:
             if expect is None:
@@ -149,10 +153,10 @@ class TerminalUser(ScanningUser):
                 self.verify(old[0], "verify [expired]", BAD_KINDS["expired"])
                 return
         if kind == "lost card":
-            if not self.seed.lost_cards:
+            if not self.seed.lost_cards or self.reader is None:
                 return
             self.verify(self.rng.choice(self.seed.lost_cards) + ":1", "verify [lost card]",
-                        BAD_KINDS["lost card"])
+                        BAD_KINDS["lost card"], term=self.reader)
             return
         code = self.fresh_code()
         if code is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import typer
@@ -86,7 +87,7 @@ URL = typer.Option(None, help="a running stack; default: in-process on the confi
 TOKEN = typer.Option(None, envvar="EHC_ADMIN_TOKEN", help="admin token of the stack at --url")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(f"[red]error:[/] {message}")
     raise typer.Exit(2)
 
@@ -268,3 +269,76 @@ def sync(url: str | None = URL, admin_token: str | None = TOKEN) -> None:
         except (SdkError, httpx.HTTPError) as exc:
             _fail(_explain(exc))
     console.print(f"usage records shared: {to_essc} to the e-SSC side, {to_ehc} to the EHC side")
+
+
+credentials = typer.Typer(no_args_is_help=True, help="Terminals and channel apps: list, "
+                          "disable, enable, rotate (with both card systems at once).")
+app.add_typer(credentials, name="credentials")
+KEY = typer.Argument(..., help="a terminal ID (16 characters) or an app key (app_...)")
+
+
+def _kind_of(key: str) -> str:
+    return "channel-apps" if key.startswith("app_") else "terminals"
+
+
+@credentials.command("list")
+def credentials_list(
+    kind: str = typer.Option("terminals", help="terminals or channel-apps"),
+    system: str = typer.Option("ehc", help="ehc or essc"),
+    url: str | None = URL, admin_token: str | None = TOKEN,
+) -> None:
+    """Every terminal (or app) one card system knows, with its state; never a secret."""
+    from rich.table import Table
+
+    from .sdk import AdminClient, SdkError
+
+    if kind not in ("terminals", "channel-apps") or system not in ("ehc", "essc"):
+        _fail("--kind is terminals or channel-apps, --system ehc or essc")
+    base, token, ctx = _stack(url, admin_token)
+    with ctx, AdminClient(base, token) as admin:
+        try:
+            rows = admin.credentials(kind, system=system)
+        except (SdkError, httpx.HTTPError) as exc:
+            _fail(_explain(exc))
+    table = Table(title=f"{kind} of {system} ({len(rows)})")
+    for column in (rows[0] if rows else {"(none)": ""}):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
+def _change(key: str, url: str | None, admin_token: str | None, action) -> str:
+    from .sdk import AdminClient, SdkError
+
+    base, token, ctx = _stack(url, admin_token)
+    with ctx, AdminClient(base, token) as admin:
+        try:
+            return action(admin, _kind_of(key))
+        except (SdkError, httpx.HTTPError) as exc:
+            _fail(_explain(exc))
+
+
+@credentials.command("disable")
+def credentials_disable(key: str = KEY, url: str | None = URL,
+                        admin_token: str | None = TOKEN) -> None:
+    """Refuse this terminal or app on every worker of both card systems within a second."""
+    _change(key, url, admin_token, lambda a, kind: a.set_active(kind, key, False))
+    console.print(f"{key} disabled")
+
+
+@credentials.command("enable")
+def credentials_enable(key: str = KEY, url: str | None = URL,
+                       admin_token: str | None = TOKEN) -> None:
+    """Accept a disabled terminal or app again."""
+    _change(key, url, admin_token, lambda a, kind: a.set_active(kind, key, True))
+    console.print(f"{key} enabled")
+
+
+@credentials.command("rotate")
+def credentials_rotate(key: str = KEY, url: str | None = URL,
+                       admin_token: str | None = TOKEN) -> None:
+    """A new secret, the same with both card systems; printed once (the old one stops
+    working within a second)."""
+    secret = _change(key, url, admin_token, lambda a, kind: a.rotate(kind, key))
+    console.print(f"{key} new secret (shown once): {secret}")

@@ -171,6 +171,42 @@ class AdminClient(_Client):
                              app_secret=cred["app_secret"])
         return cred
 
+    # ------------------------------------------------------------ managing credentials
+    def credentials(self, kind: str, *, system: str = "ehc") -> list[dict]:
+        """``kind`` ``terminals`` or ``channel-apps`` of one card system, with state."""
+        return self.request("GET", f"/{system}/v1/admin/{kind}")
+
+    def set_active(self, kind: str, key: str, active: bool, *,
+                   systems: tuple[str, ...] = ("ehc", "essc")) -> None:
+        """Disable (or re-enable) a terminal or app with every card system that knows it
+        (a 404 from a system that does not know it is skipped)."""
+        verb = "enable" if active else "disable"
+        found = False
+        for system in systems:
+            try:
+                self.request("POST", f"/{system}/v1/admin/{kind}/{key}/{verb}")
+                found = True
+            except SdkError as exc:
+                if exc.status != 404:
+                    raise
+        if not found:
+            raise SdkError(404, "CREDENTIAL_NOT_FOUND", f"no card system knows {key}")
+
+    def rotate(self, kind: str, key: str, *,
+               systems: tuple[str, ...] = ("ehc", "essc")) -> str:
+        """One new secret for a terminal or app, the same with every card system."""
+        secret: str | None = None
+        for system in systems:
+            try:
+                secret = self.request("POST", f"/{system}/v1/admin/{kind}/{key}/rotate",
+                                      {"secret": secret})["secret"]
+            except SdkError as exc:
+                if exc.status != 404:
+                    raise
+        if secret is None:
+            raise SdkError(404, "CREDENTIAL_NOT_FOUND", f"no card system knows {key}")
+        return secret
+
     def add_insured(self, insured: list[dict]) -> dict:
         """Import insured persons with their issued e-SSC into the e-SSC system."""
         return self.request("POST", "/essc/v1/admin/insured:batch", {"insured": insured})

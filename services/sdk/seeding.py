@@ -14,8 +14,9 @@ from .clients import AdminClient, ChannelClient, SdkError
 from .synthetic import CITY_AREA_CODES, generate_residents
 
 # departments and terminal types of a demo hospital: (dept code, terminal type, role)
-TERMINALS = (("0101", 1, "registration window"), ("0102", 2, "self-service kiosk"),
-             ("0301", 1, "consulting room"), ("0501", 1, "pharmacy window"))
+# (department, terminal type, role, reads physical cards: may present static codes)
+TERMINALS = (("0101", 1, "registration window", True), ("0102", 2, "self-service kiosk", False),
+             ("0301", 1, "consulting room", False), ("0501", 1, "pharmacy window", False))
 BATCH = 500
 INSURED_EVERY = 10  # nine residents in ten are insured (hold an issued e-SSC)
 
@@ -66,14 +67,15 @@ def _institution(admin: AdminClient, ci: int, h: int, city: str, area: str) -> d
     code = institution_code(ci, h)
     admin.add_hospital(code, f"{city} Hospital {h}", area, exist_ok=True)
     terms = []
-    for dept, ttype, role in TERMINALS:
+    for dept, ttype, role, reader in TERMINALS:
         try:
-            cred = admin.add_shared_terminal(code, dept, ttype)
+            cred = admin.add_shared_terminal(code, dept, ttype, reader)
         except SdkError as exc:
             if exc.code != "TERMINAL_EXISTS":
                 raise
             continue  # its secret was shown once, in an earlier seed file
-        terms.append({**cred, "terminal_type": ttype, "role": role})
+        terms.append({**cred, "terminal_type": ttype, "role": role,
+                      "physical_cards": reader})
     return {"code": code, "name": f"{city} Hospital {h}", "city": city, "city_code": area,
             "terminals": terms}
 

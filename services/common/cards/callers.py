@@ -13,6 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Table,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -166,6 +168,42 @@ class Callers:
         except IntegrityError as exc:
             raise Conflict("APP_EXISTS", "app key already registered") from exc
         return app_key, secret
+
+    # --------------------------------------------------------------- management
+    def _kind(self, kind: str) -> tuple[Table, Any, str]:
+        t = self.tables
+        if kind == "terminal":
+            return t.terminals, t.terminals.c.terminal_id, "TERMINAL_NOT_FOUND"
+        return t.channel_apps, t.channel_apps.c.app_key, "APP_NOT_FOUND"
+
+    def listing(self, kind: str) -> list[dict[str, Any]]:
+        """Every terminal or app with its state; never a secret."""
+        table, _, _ = self._kind(kind)
+        shown = [c for c in table.c if c.name not in ("secret_enc", "sm2_public_key")]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*shown).order_by(*table.primary_key.columns)).all()
+        return [{**r._mapping, "active": bool(r.active),
+                 **({"physical_cards": bool(r.physical_cards)} if kind == "terminal" else {})}
+                for r in rows]
+
+    def set_active(self, kind: str, key: str, active: bool) -> None:
+        """Disable or re-enable; every worker sees it within ``ttl_s``."""
+        table, pk, missing = self._kind(kind)
+        with self.engine.begin() as conn:
+            if not conn.execute(update(table).where(pk == key)
+                                .values(active=int(active))).rowcount:
+                raise NotFound(missing, f"no such {kind.replace('_', ' ')}")
+
+    def rotate(self, kind: str, key: str, secret: str | None = None) -> str:
+        """A new signing secret (``secret`` provisions the one the other card system
+        already gave); the old one stops working within ``ttl_s``."""
+        table, pk, missing = self._kind(kind)
+        secret = secret or secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            if not conn.execute(update(table).where(pk == key)
+                                .values(secret_enc=self.cipher.encrypt(secret))).rowcount:
+                raise NotFound(missing, f"no such {kind.replace('_', ' ')}")
+        return secret
 
     # --------------------------------------------------------------- lookup
     def _cached(self, cache: dict, key: str, load):

@@ -167,3 +167,54 @@ def add_app(body: AppRequest, callers: SystemCallers) -> dict:
     key, secret = callers.add_app(body.name, body.sm2_public_key, body.app_key,
                                   body.app_secret)
     return {"app_key": key, "app_secret": secret}
+
+
+# ---------------------------------------------------------------- managing credentials
+class RotateRequest(Strict):
+    secret: str | None = Field(None, pattern=SECRET, description=(
+        "provision the secret the other card system already rotated to; omitted = new"))
+
+
+class CallerState(BaseModel):
+    active: bool
+
+
+KINDS = {"terminals": ("terminal", "TERMINAL_NOT_FOUND"),
+         "channel-apps": ("channel_app", "APP_NOT_FOUND")}
+
+
+def _manage_routes(path: str, kind: str, missing: str) -> None:
+    gone = (404, missing, f"no such {kind.replace('_', ' ')}")
+
+    def listing(callers: SystemCallers) -> list[dict]:
+        return callers.listing(kind)
+
+    def disable(key: str, callers: SystemCallers) -> dict:
+        callers.set_active(kind, key, False)
+        return {"active": False}
+
+    def enable(key: str, callers: SystemCallers) -> dict:
+        callers.set_active(kind, key, True)
+        return {"active": True}
+
+    def rotate(key: str, callers: SystemCallers, body: RotateRequest | None = None) -> dict:
+        return {"secret": callers.rotate(kind, key, body.secret if body else None)}
+
+    router.add_api_route(f"/admin/{path}", listing, methods=["GET"], name=f"list_{kind}s",
+                         summary=f"Every {kind.replace('_', ' ')} and its state (no secrets)",
+                         responses=error_responses(*ADMIN))
+    for verb, fn, doc in (("disable", disable, "refused on every worker within a second"),
+                          ("enable", enable, "accepted again")):
+        router.add_api_route(f"/admin/{path}/{{key}}/{verb}", fn, methods=["POST"],
+                             response_model=CallerState, name=f"{verb}_{kind}",
+                             summary=f"{verb.capitalize()} a {kind.replace('_', ' ')}: {doc}",
+                             responses=error_responses(*ADMIN, gone))
+    router.add_api_route(f"/admin/{path}/{{key}}/rotate", rotate, methods=["POST"],
+                         name=f"rotate_{kind}",
+                         summary=f"A new secret for a {kind.replace('_', ' ')} (shown once); "
+                         "the old one stops working within a second",
+                         responses=error_responses(*ADMIN, INVALID, gone))
+
+
+for _path, (_kind, _missing) in KINDS.items():
+    _manage_routes(_path, _kind, _missing)
