@@ -159,7 +159,7 @@ def test_ehc_credentials_commands(deployment: Deployment) -> None:
     token = ["--url", d.urls[0], "--admin-token", d.admin.token]
     out = subprocess.run([*run, "list", "--kind", "channel-apps", *token],
                          capture_output=True, text=True, check=True).stdout
-    assert d.app.key in out and d.app.secret not in out
+    assert d.app.key in out and str(d.app.secret) not in out
     subprocess.run([*run, "disable", d.app.key, *token], check=True, capture_output=True)
     time.sleep(1.1)
     with pytest.raises(SdkError) as info:
