@@ -26,7 +26,7 @@ from .common.pii import field_cipher
 from .common.secrets_store import deployment_secret, master_key
 from .common.settings import Settings, get_settings
 
-ALL_SYSTEMS = ("registry", "healthcard", "socialcard", "payment", "channel")
+ALL_SYSTEMS = ("registry", "healthcard", "socialcard", "payment", "sms", "channel")
 INPROC_URL = "http://inproc"
 
 DESCRIPTION = """
@@ -151,16 +151,25 @@ def build_app(settings: Settings | None = None,
             url, service_token, app=inproc)
         app.include_router(payment_api.router)
 
+    if "sms" in systems:
+        from .sms import api as sms_api
+        from .sms.gateway import OutboxGateway
+        from .sms.tables import metadata as sms_metadata
+
+        app.state.systems["sms"] = OutboxGateway(make_engine(settings, "sms", sms_metadata),
+                                                 cipher)
+        app.include_router(sms_api.router)
+
     if "channel" in systems:
         from .channel import api as channel_api
         from .channel.entry import build_channel
 
         urls = {name: peer_url(name, getattr(settings, f"{name}_url"))
-                for name in ("registry", "healthcard", "socialcard")}
+                for name in ("registry", "healthcard", "socialcard", "sms")}
         if any(u is None for u, _ in urls.values()):
-            raise ValueError("the channel needs the registry, EHC and e-SSC systems (mounted "
-                             "here or EHC_REGISTRY_URL / EHC_HEALTHCARD_URL / "
-                             "EHC_SOCIALCARD_URL)")
+            raise ValueError("the channel needs the registry, EHC, e-SSC and SMS systems "
+                             "(mounted here or EHC_REGISTRY_URL / EHC_HEALTHCARD_URL / "
+                             "EHC_SOCIALCARD_URL / EHC_SMS_URL)")
         app.state.systems["channel"] = build_channel(settings, cipher, urls, service_token,
                                                      app.state.admin_token)
         app.include_router(channel_api.router)

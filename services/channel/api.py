@@ -7,14 +7,14 @@ import io
 from pathlib import Path
 
 import segno
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from ..common.cards.idcard import mask_name, parse_resident_id, refuse_invalid_id
 from ..common.cards.routes import INVALID
 from ..common.errors import Conflict, NotFound, ServiceError, error_responses
 from .deps import Channel, Resident
-from .schemas import Code, HandoffRequest, LoginAnswer, LoginRequest
+from .schemas import Challenge, Code, CodeRequest, HandoffRequest, LoginAnswer, LoginRequest
 
 PAGE = Path(__file__).with_name("page.html")
 SESSION = [(401, "SESSION_INVALID", "no or expired session token")]
@@ -37,15 +37,39 @@ def page() -> HTMLResponse:
     return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
 
-@router.post("/v1/login", response_model=LoginAnswer, tags=["public"],
-             summary="Log in with real-name identity (checked against the registry)",
-             responses=error_responses(INVALID, (422, "INVALID_ID_NUMBER", "malformed ID number"),
-                                       (401, "LOGIN_REFUSED", "real-name check failed"),
-                                       (503, "REGISTRY_UNAVAILABLE", "no answer")))
-async def login(ch: Channel, body: LoginRequest) -> dict:
+THROTTLED = (429, "LOGIN_THROTTLED", "too many codes or tries from this client or for "
+             "this identity (Retry-After)")
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+@router.post("/v1/login/code", response_model=Challenge, status_code=202, tags=["public"],
+             summary="Strong real-name login, step 1: identity and name; a one-time code "
+             "goes by SMS to the phone the registry holds (the answer is the same whether "
+             "or not they match)",
+             responses=error_responses(INVALID, THROTTLED,
+                                       (422, "INVALID_ID_NUMBER", "malformed ID number"),
+                                       (503, "REGISTRY_UNAVAILABLE", "no answer"),
+                                       (503, "SMS_UNAVAILABLE", "the SMS gateway did not answer")))
+async def login_code(ch: Channel, body: CodeRequest, request: Request) -> dict:
     with refuse_invalid_id():
         number = parse_resident_id(body.id_number).number
-    return await ch.login(body.id_type, number, body.name, body.phone)
+    return await ch.login.send_code(body.id_type, number, body.name, client_of(request))
+
+
+@router.post("/v1/login", response_model=LoginAnswer, tags=["public"],
+             summary="Strong real-name login, step 2: the challenge and its SMS code give a "
+             "session (five tries per code, codes live five minutes)",
+             responses=error_responses(INVALID, THROTTLED,
+                                       (401, "LOGIN_REFUSED",
+                                        "wrong, expired or used-up code (one answer for all)"),
+                                       (429, "LOGIN_LOCKED", "too many tries for this "
+                                        "identity: locked until Retry-After")))
+def login(ch: Channel, body: LoginRequest, request: Request) -> dict:
+    return ch.open_session(ch.login.check_code(body.challenge_id, body.code,
+                                               client_of(request)))
 
 
 @router.get("/v1/me", tags=["resident"], summary="The resident's cards and binding",

@@ -15,18 +15,15 @@ from ..common.crypto import sm3
 from ..common.cst import utc_now
 from ..common.db import make_engine
 from ..common.errors import ServiceError, Unauthenticated
-from ..common.peer import PeerClient
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
+from ..common.shared_store import open_store
+from .login import Identity, Limits, Login, RegistryPeer, SmsPeer
 from .peers import OperatorClient, SignedAppClient
-from .tables import credentials, metadata, residents, sessions
+from .tables import credentials, metadata, residents, sessions, shared_events
 
 SESSION_TTL = timedelta(hours=8)
 APP_NAME = "浙里办 unified entry"
-
-
-class RegistryPeer(PeerClient):
-    name = "registry"
 
 
 @dataclass
@@ -42,7 +39,7 @@ class Session:
 class ChannelSystem:
     engine: Engine
     cipher: FieldCipher
-    registry: RegistryPeer
+    login: Login
     ehc: SignedAppClient
     essc: SignedAppClient
     operators: dict[str, OperatorClient]
@@ -81,20 +78,15 @@ class ChannelSystem:
         return made["app_key"], made["app_secret"]
 
     # ------------------------------------------------------------------ sessions
-    async def login(self, id_type: str, id_number: str, name: str,
-                    phone: str | None) -> dict[str, Any]:
-        check = await self.registry.post("/registry/v1/realname-checks", {
-            "id_type": id_type, "id_number": id_number, "name": name})
-        if check["result"] != "match":
-            raise Unauthenticated("LOGIN_REFUSED", "identity and name do not pass the "
-                           "real-name check")
+    def open_session(self, who: Identity) -> dict[str, Any]:
+        """A bearer session for an identity the strong login has just proved."""
         token = secrets.token_urlsafe(32)
         c = self.cipher
         with self.engine.begin() as conn:
             conn.execute(insert(sessions).values(
-                token_digest=sm3(token.encode()).hex(), id_type=id_type,
-                id_digest=c.digest(id_number), id_number_enc=c.encrypt(id_number),
-                name_enc=c.encrypt(name), phone_enc=c.encrypt(phone) if phone else None,
+                token_digest=sm3(token.encode()).hex(), id_type=who.id_type,
+                id_digest=c.digest(who.id_number), id_number_enc=c.encrypt(who.id_number),
+                name_enc=c.encrypt(who.name), phone_enc=c.encrypt(who.phone),
                 expires_at=utc_now() + SESSION_TTL))
         return {"token": token, "expires_in_s": int(SESSION_TTL.total_seconds())}
 
@@ -150,10 +142,14 @@ def build_channel(settings: Settings, cipher: FieldCipher,
         assert u is not None
         return u, app
 
-    reg_url, reg_app = url("registry")
+    engine = make_engine(settings, "channel", metadata)
+    login = Login(engine, cipher, open_store(settings.redis_url, "channel", engine,
+                                             shared_events),
+                  RegistryPeer(*url("registry")[:1], service_token, app=url("registry")[1]),
+                  SmsPeer(*url("sms")[:1], service_token, app=url("sms")[1]),
+                  Limits.of(settings))
     return ChannelSystem(
-        engine=make_engine(settings, "channel", metadata), cipher=cipher,
-        registry=RegistryPeer(reg_url, service_token, app=reg_app),
+        engine=engine, cipher=cipher, login=login,
         ehc=SignedAppClient("healthcard", *url("healthcard")),
         essc=SignedAppClient("socialcard", *url("socialcard")),
         operators={name: OperatorClient(*url(name)[:1], admin_token, app=url(name)[1])

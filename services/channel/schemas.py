@@ -9,11 +9,21 @@ from pydantic import BaseModel, Field
 from ..common.cards.routes import Strict
 
 
-class LoginRequest(Strict):
+class CodeRequest(Strict):
     id_type: str = Field("01", pattern=r"^01$", description="resident ID card")
     id_number: str = Field(min_length=18, max_length=18)
     name: str = Field(min_length=1, max_length=64)
-    phone: str | None = Field(None, pattern=r"^1[0-9]{10}$")
+
+
+class Challenge(BaseModel):
+    challenge_id: str
+    expires_in_s: int
+    delivery: str
+
+
+class LoginRequest(Strict):
+    challenge_id: str = Field(min_length=16, max_length=64)
+    code: str = Field(pattern=r"^[0-9]{6}$", description="the code the SMS carried")
 
 
 class LoginAnswer(BaseModel):

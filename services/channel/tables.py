@@ -1,11 +1,28 @@
 """The channel entry's own tables: resident sessions, what each resident claimed, and
 the entry's credentials as a channel app of both card systems."""
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table
+from sqlalchemy import Column, DateTime, MetaData, SmallInteger, String, Table
 
 from ..common.pii import ENCRYPTED_NAME
+from ..common.shared_store import shared_events_table
 
 metadata = MetaData()
+shared_events = shared_events_table(metadata)  # login throttles, when no Redis is set
+
+challenges = Table(  # strong real-name login: one per code sent (or pretended sent)
+    "login_challenges",
+    metadata,
+    Column("challenge_digest", String(64), primary_key=True),  # SM3 of the challenge ID
+    Column("id_type", String(2), nullable=False),
+    Column("id_digest", String(64), nullable=False),
+    Column("id_number_enc", String(200), nullable=False),
+    Column("name_enc", String(ENCRYPTED_NAME), nullable=False),
+    Column("phone_enc", String(200)),  # null: no match, nothing was sent
+    Column("code_digest", String(64), nullable=False),  # SM3(challenge ID || code)
+    Column("tries", SmallInteger, nullable=False),
+    Column("used", SmallInteger, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
 
 sessions = Table(
     "sessions",

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
                                   "the EHC identity alone (fail soft)")
     sync_interval_s: float = Field(5.0, ge=0, description="seconds between pulls of the "
                                    "peer's usage records (0 = only on demand)")
+    login_codes_per_identity: int = Field(3, ge=1, description="SMS login codes one "
+                                          "identity may be sent per 10 minutes")
+    login_codes_per_client: int = Field(20, ge=1, description="SMS login codes one client "
+                                        "address may ask for per 10 minutes")
+    login_tries_per_identity: int = Field(10, ge=1, description="login code tries per "
+                                          "identity per hour; beyond, it is locked")
+    login_tries_per_client: int = Field(30, ge=1, description="login code tries per client "
+                                        "address per 10 minutes")
+    sms_url: str | None = Field(None, description="SMS gateway base URL when out of process")
     redis_url: str | None = Field(None, description="redis://host:port/db shared by every "
                                   "worker and host for nonces and rate limits; unset = "
                                   "each system's database")

@@ -8,7 +8,7 @@ from ..common.cards.idcard import refuse_invalid_id
 from ..common.errors import error_responses
 from .deps import Registry
 from .residents import NewResident
-from .schemas import BatchResult, RealnameCheck, RealnameResult, ResidentBatch
+from .schemas import BatchResult, ContactResult, RealnameCheck, RealnameResult, ResidentBatch
 
 _BAD_ID = (422, "INVALID_ID_NUMBER", "the ID number is malformed (length, check digit, date)")
 _AUTH = [(401, "UNAUTHENTICATED", "no bearer token"), (403, "FORBIDDEN", "token not allowed")]
@@ -24,6 +24,15 @@ def realname_check(registry: Registry, body: RealnameCheck) -> RealnameResult:
     with refuse_invalid_id():
         return RealnameResult(result=registry.realname_check(body.id_type, body.id_number,
                                                              body.name))
+
+
+@router.post("/contacts", response_model=ContactResult, dependencies=[Peer],
+             responses=error_responses(_BAD_ID, *_AUTH),
+             summary="The phone the registry holds for an identity whose name matches "
+             "(for the strong real-name login's one-time code; peers only)")
+def contact(registry: Registry, body: RealnameCheck) -> ContactResult:
+    with refuse_invalid_id():
+        return ContactResult(phone=registry.contact(body.id_type, body.id_number, body.name))
 
 
 @router.post("/residents:batch", response_model=BatchResult, dependencies=[Admin],

@@ -83,6 +83,21 @@ class RegistryService:
             return "match"
         return "no_match"
 
+    def contact(self, id_type: str, id_number: str, name: str) -> str | None:
+        """The phone the registry holds for this identity, only when the name matches
+        (strong real-name login sends its one-time code there); None otherwise."""
+        if id_type != ID_TYPE_RESIDENT:
+            return None
+        number = parse_resident_id(id_number).number
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(residents.c.name_digest, residents.c.phone_enc).where(
+                    residents.c.id_type == id_type,
+                    residents.c.id_digest == self.cipher.digest(number))).first()
+        if row is None or row.name_digest != self.cipher.digest(name) or not row.phone_enc:
+            return None
+        return self.cipher.decrypt(row.phone_enc)
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(residents)).scalar_one())

@@ -19,6 +19,11 @@ class RealnameResult(BaseModel):
     result: Literal["match", "no_match", "unknown"]
 
 
+class ContactResult(BaseModel):
+    phone: str | None = Field(description="the registry's phone of a matching identity; "
+                              "null when the identity does not match or holds none")
+
+
 class ResidentIn(BaseModel):
     id_type: IdType = "01"
     id_number: str = Field(max_length=32)

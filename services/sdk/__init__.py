@@ -17,7 +17,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .clients import CST, AdminClient, ChannelClient, SdkError, TerminalClient, cst_now_text
+from .clients import (
+    CST,
+    AdminClient,
+    ChannelClient,
+    ResidentClient,
+    SdkError,
+    TerminalClient,
+    cst_now_text,
+)
 from .codes import Step, TerminalType
 from .fusion_job import card_ranges, fuse_all, todo
 from .seeding import institution_code, insured_record, seed_stack, write_seed_file
@@ -43,6 +51,7 @@ __all__ = [
     "CST",
     "AdminClient",
     "ChannelClient",
+    "ResidentClient",
     "RunningStack",
     "SdkError",
     "Settings",

@@ -8,11 +8,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
-from .clients import AdminClient, ChannelClient, SdkError, TerminalClient
+from .clients import AdminClient, ChannelClient, ResidentClient, SdkError, TerminalClient
 from .codes import Step
 from .fusion_job import fuse_all
 from .seeding import insured_record
@@ -35,24 +34,23 @@ def run_fusion(url: str, admin: AdminClient, seed: dict[str, Any], console: Cons
                           "phone": p.phone} for p in newcomers])
     admin.add_insured([insured_record(p, 88_000_001 + i) for i, p in enumerate(newcomers)])
     person = newcomers[0]
-    with httpx.Client(base_url=url, timeout=10) as h5:
-        token = h5.post("/channel/v1/login", json={"id_type": "01", "name": person.name,
-                                                   "id_number": person.id_number}).json()
-        auth = {"Authorization": f"Bearer {token['token']}"}
-        h5.post("/channel/v1/claim", headers=auth).raise_for_status()
-        bound = h5.post("/channel/v1/binding", headers=auth).json()
-        code = h5.get("/channel/v1/code", headers=auth).json()
+    with ResidentClient(url) as resident:
+        resident.log_in_reading_sms(person.id_number, person.name, person.phone, admin)
+        resident.claim()
+        bound = resident.bind()
+        code = resident.code()
         answer = term.verify(code["qr_text"], step=Step.PAYMENT)
         visit = term.upload_fees(answer["essc"]["ec_token"], VISIT)
         settled = term.settle(visit["settlement_id"])
         admin.set_faults(unavailable=True)
-        degraded = term.verify(h5.get("/channel/v1/code", headers=auth).json()["qr_text"])
+        degraded = term.verify(resident.code()["qr_text"])
         admin.set_faults()
     table = Table(title=f"One resident, one code (unified entry at {url}/channel/)")
     table.add_column("step")
     table.add_column("what the network answered")
-    table.add_row("log in, claim, bind", f"binding v{bound['version']} {bound['state']}, "
-                  "signed by both systems (SM2) and held by both")
+    table.add_row("log in (SMS code), claim, bind",
+                  f"binding v{bound['version']} {bound['state']}, signed by both systems "
+                  "(SM2) and held by both")
     table.add_row("code shown", f"{code['kind']} code, refreshes every "
                   f"{code['refresh_after_s']} s")
     table.add_row("hospital scan (payment step)",

@@ -43,6 +43,9 @@ def test_resident_claims_binds_and_shows_the_fused_code(live, tmp_path: Path) ->
         page.goto(f"{stack.url}/channel/")
         page.fill("#id-number", person.id_number)
         page.fill("#name", person.name)
+        page.click("#send-btn")
+        page.wait_for_selector("#otp-step:not(.hidden)")
+        page.fill("#otp", world.admin.login_code(person.phone))  # what the phone shows
         page.click("#login-btn")
         page.wait_for_selector("#cards:not(.hidden)")
         page.click("#claim-btn")
@@ -68,6 +71,10 @@ def test_resident_claims_binds_and_shows_the_fused_code(live, tmp_path: Path) ->
         other.goto(f"{stack.url}/channel/")
         other.fill("#id-number", person.id_number)
         other.fill("#name", person.name + "某")
+        other.click("#send-btn")  # the same answer as for the right name: nothing told
+        other.wait_for_selector("#otp-step:not(.hidden)")
+        assert other.text_content("#error") == ""
+        other.fill("#otp", "123456")
         other.click("#login-btn")
         other.wait_for_function("document.getElementById('error').textContent !== ''")
         assert (other.text_content("#error") or "").startswith("LOGIN_REFUSED")

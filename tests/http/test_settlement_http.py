@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import delete, select
 
-from services.sdk import SdkError
+from services.sdk import ResidentClient, SdkError
 from services.socialcard.tables import ledger, settlements
 
 ITEMS = [{"code": "consultation", "category": "A", "amount_fen": 5_000},
@@ -250,10 +250,11 @@ def _statement(stack) -> list[dict]:
 
 def test_the_resident_sees_the_visit_and_gets_the_payment_handoff(stack, world) -> None:
     person = world.residents.pop()
+    with ResidentClient(stack.url) as resident:
+        token = resident.log_in_reading_sms(person.id_number, person.name, person.phone,
+                                            world.admin)
     with httpx.Client(base_url=stack.url, timeout=10) as h5:
-        login = h5.post("/channel/v1/login", json={"id_number": person.id_number,
-                                                   "name": person.name}).json()
-        auth = {"Authorization": f"Bearer {login['token']}"}
+        auth = {"Authorization": f"Bearer {token}"}
         claimed = h5.post("/channel/v1/claim", headers=auth).json()
         h5.post("/channel/v1/binding", headers=auth).raise_for_status()
         code = h5.get("/channel/v1/code", headers=auth).json()["qr_text"]

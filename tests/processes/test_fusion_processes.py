@@ -25,6 +25,7 @@ from services.common.settings import Settings
 from services.sdk import (
     AdminClient,
     ChannelClient,
+    ResidentClient,
     SdkError,
     TerminalClient,
     generate_residents,
@@ -59,7 +60,7 @@ class TwoProcesses:
                                     "EHC_HEALTHCARD_URL": self.ehc_url}, self.social_port)
 
     def start_ehc(self) -> None:
-        self.ehc = spawn_server({**self.env, "EHC_SYSTEMS": "healthcard,channel",
+        self.ehc = spawn_server({**self.env, "EHC_SYSTEMS": "healthcard,sms,channel",
                                  "EHC_SOCIALCARD_URL": self.social_url,
                                  "EHC_REGISTRY_URL": self.social_url}, self.ehc_port)
 
@@ -134,9 +135,10 @@ def _bindings(admin: AdminClient, system: str) -> dict[str, dict]:
 
 def test_claim_bind_and_verify_through_the_channel_entry(two, setup) -> None:
     person = setup.people[0]
+    with ResidentClient(two.ehc_url) as resident:
+        token = resident.log_in_reading_sms(person.id_number, person.name, person.phone,
+                                            setup.ehc)
     with httpx.Client(base_url=two.ehc_url, timeout=10) as http:
-        token = http.post("/channel/v1/login", json={
-            "id_type": "01", "id_number": person.id_number, "name": person.name}).json()["token"]
         auth = {"Authorization": f"Bearer {token}"}
         claimed = http.post("/channel/v1/claim", headers=auth).json()
         assert claimed["ehc"]["card_id"] and claimed["essc"]["ssc_card_no"]
@@ -144,9 +146,12 @@ def test_claim_bind_and_verify_through_the_channel_entry(two, setup) -> None:
         assert bound["state"] == "bound" and bound["status"] == "complete"
         code = http.get("/channel/v1/code", headers=auth).json()
         assert code["kind"] == "fused" and code["svg"].startswith("<svg")
-        wrong = http.post("/channel/v1/login", json={
+        wrong = http.post("/channel/v1/login/code", json={
             "id_type": "01", "id_number": person.id_number, "name": person.name + "X"})
-        assert wrong.status_code == 401 and wrong.json()["code"] == "LOGIN_REFUSED"
+        assert wrong.status_code == 202  # the same answer: nothing is sent, nothing told
+        assert http.post("/channel/v1/login", json={
+            "challenge_id": wrong.json()["challenge_id"],
+            "code": setup.ehc.login_code(person.phone)}).json()["code"] == "LOGIN_REFUSED"
     answer = setup.term.verify(code["qr_text"])
     assert answer["card_id"] == claimed["ehc"]["card_id"] and answer["partial"] is False
     assert answer["essc"]["ssc_card_no"] == claimed["essc"]["ssc_card_no"]

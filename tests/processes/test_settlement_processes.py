@@ -52,7 +52,7 @@ class Stack:
 
     def start_cards(self) -> None:
         self.cards = spawn_server({**self.env, "EHC_SYSTEMS":
-                                   "registry,healthcard,socialcard,channel",
+                                   "registry,healthcard,socialcard,sms,channel",
                                    "EHC_PAYMENT_URL": self.pay_url}, self.cards_port)
 
     def start_pay(self) -> None:
