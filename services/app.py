@@ -16,7 +16,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
 
 from .common.auth import Admin
+from .common.cards import consent_routes
 from .common.cards import routes as caller_routes
+from .common.cards.consent_routes import ConsentOf
 from .common.cards.routes import CallersOf
 from .common.db import make_engine
 from .common.errors import error_responses, install_error_handlers
@@ -117,6 +119,8 @@ def build_app(settings: Settings | None = None,
         app.include_router(healthcard_api.router)
         app.include_router(caller_routes.router, prefix="/ehc/v1",
                            dependencies=[Depends(CallersOf("healthcard"))])
+        app.include_router(consent_routes.router, prefix="/ehc/v1",
+                           dependencies=[Depends(ConsentOf("healthcard"))])
         app.include_router(healthcard_fusion_api.router)
         hot_routes.append(healthcard_api.VERIFY_ROUTE)
 
@@ -139,6 +143,8 @@ def build_app(settings: Settings | None = None,
         app.include_router(socialcard_api.router)
         app.include_router(caller_routes.router, prefix="/essc/v1",
                            dependencies=[Depends(CallersOf("socialcard"))])
+        app.include_router(consent_routes.router, prefix="/essc/v1",
+                           dependencies=[Depends(ConsentOf("socialcard"))])
 
     if "payment" in systems:
         from .payment import api as payment_api

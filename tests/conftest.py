@@ -63,7 +63,7 @@ def seeded_world(stack: LiveStack, residents: int = 40) -> World:
         cred = admin.add_shared_terminal(code, "0101", 2, reads_physical_cards)
         terms.append(TerminalClient(stack.url, cred["terminal_id"], cred["secret"],
                                     city_code="330100", terminal_type=2))
-    app_cred = admin.add_shared_app("浙里办 test")
+    app_cred = admin.add_shared_app("浙里办 test", strong_realname=True)  # logs in by SMS
     app = ChannelClient(stack.url, app_cred["app_key"], app_cred["app_secret"])
     return World(admin, app, terms[0], terms[1], people)
 

@@ -5,15 +5,18 @@ are bound, the fused card: one code for health and insurance services."""
 
 import io
 from pathlib import Path
+from typing import Any
 
 import segno
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
+from ..common.cards.consent_routes import GrantRequest
 from ..common.cards.idcard import mask_name, parse_resident_id, refuse_invalid_id
 from ..common.cards.routes import INVALID
 from ..common.errors import Conflict, NotFound, ServiceError, error_responses
 from .deps import Channel, Resident
+from .entry import ChannelSystem, Session
 from .schemas import Challenge, Code, CodeRequest, HandoffRequest, LoginAnswer, LoginRequest
 
 PAGE = Path(__file__).with_name("page.html")
@@ -188,3 +191,62 @@ async def usage(ch: Channel, s: Resident) -> list[dict]:
                                       f"/essc/v1/cards/{state['ssc_card_no']}/usage-history"):
             merged[(r["source"], r["source_id"])] = r
     return sorted(merged.values(), key=lambda r: r["at"], reverse=True)
+
+
+# ---------------------------------------------------------------- consent to other apps
+async def _each_card(ch: ChannelSystem, s: Session, method: str, tail: str,
+                     payload: dict | None = None) -> dict[str, Any]:
+    """The same consent call to each card system whose card the resident holds here."""
+    state = ch.state_of(s)
+    out: dict[str, Any] = {"ehc": None, "essc": None}
+    if state["ehc_card_id"]:
+        out["ehc"] = await ch.ehc.signed(method, f"/ehc/v1/cards/{state['ehc_card_id']}"
+                                         f"/grants{tail}", payload)
+    if state["ssc_card_no"]:
+        out["essc"] = await ch.essc.signed(method, f"/essc/v1/cards/{state['ssc_card_no']}"
+                                           f"/grants{tail}", payload)
+    return out
+
+
+@router.post("/v1/grants", status_code=201, tags=["resident"],
+             summary="Let another app reach my cards: an authorisation code per card for "
+             "that app and scope, to hand to it (it exchanges each once, within five "
+             "minutes, at the card system)",
+             responses=error_responses(*SESSION, *DOWN, INVALID,
+                                       (404, "NO_CARD", "claim a card first"),
+                                       (404, "APP_NOT_FOUND", "no such active app")))
+async def grant(ch: Channel, body: GrantRequest, s: Resident) -> dict:
+    out = await _each_card(ch, s, "POST", "", body.model_dump())
+    if out == {"ehc": None, "essc": None}:
+        raise NotFound("NO_CARD", "claim a card first")
+    return out
+
+
+@router.get("/v1/grants", tags=["resident"],
+            summary="The apps that can reach my cards, with their scope",
+            responses=error_responses(*SESSION, *DOWN))
+async def list_grants(ch: Channel, s: Resident) -> dict:
+    return {k: v or [] for k, v in (await _each_card(ch, s, "GET", "")).items()}
+
+
+@router.delete("/v1/grants/{app_key}", status_code=204, tags=["resident"],
+               summary="Revoke an app's access to my cards (both systems)",
+               responses=error_responses(*SESSION, *DOWN,
+                                         (404, "GRANT_NOT_FOUND", "the app holds no access")))
+async def revoke_grant(ch: Channel, app_key: str, s: Resident) -> Response:
+    revoked = 0
+    state = ch.state_of(s)
+    targets = [(ch.ehc, f"/ehc/v1/cards/{state['ehc_card_id']}")] if state["ehc_card_id"] \
+        else []
+    if state["ssc_card_no"]:
+        targets.append((ch.essc, f"/essc/v1/cards/{state['ssc_card_no']}"))
+    for peer, card in targets:
+        try:
+            await peer.signed("DELETE", f"{card}/grants/{app_key}")
+            revoked += 1
+        except ServiceError as exc:
+            if exc.code != "GRANT_NOT_FOUND":
+                raise
+    if not revoked:
+        raise NotFound("GRANT_NOT_FOUND", "this app holds no access to your cards")
+    return Response(status_code=204)

@@ -65,9 +65,10 @@ class ChannelSystem:
         if row is not None:
             return row.app_key, self.cipher.decrypt(row.secret_enc)
         made = await self.operators["healthcard"].post(
-            "/ehc/v1/admin/channel-apps", {"name": APP_NAME})
+            "/ehc/v1/admin/channel-apps", {"name": APP_NAME, "strong_realname": True})
         await self.operators["socialcard"].post("/essc/v1/admin/channel-apps", {
-            "name": APP_NAME, "app_key": made["app_key"], "app_secret": made["app_secret"]})
+            "name": APP_NAME, "app_key": made["app_key"], "app_secret": made["app_secret"],
+            "strong_realname": True})
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(credentials).values(

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ..common.auth import Admin
+from ..common.cards.callers import ChannelApp
 from ..common.cards.idcard import parse_resident_id, refuse_invalid_id
-from ..common.cards.routes import ADMIN, APP_AUTH, INVALID, TERM_AUTH
+from ..common.cards.routes import ADMIN, APP_AUTH, CONSENT, INVALID, SCOPE, TERM_AUTH
 from ..common.errors import Conflict, Invalid, NotFound, TooLarge, error_responses
 from ..common.fastpath import Headers, HotRoute
 from . import qrcodes, usage
@@ -92,7 +93,7 @@ router = APIRouter(prefix="/ehc/v1")
 
 
 async def checked_apply(hc: HealthcardSystem, body: ApplyRequest, issuer: str,
-                        app_key: str | None) -> tuple[Any, bool]:
+                        app: ChannelApp) -> tuple[Any, bool]:
     """A card applied for after the real-name check (the registry answers over HTTP)."""
     number, sex, birth = resident_facts(body.id_type, body.id_number)
     result = await hc.registry.realname_check(body.id_type, number, body.name)
@@ -100,19 +101,20 @@ async def checked_apply(hc: HealthcardSystem, body: ApplyRequest, issuer: str,
         raise Invalid("REALNAME_MISMATCH" if result == "no_match" else "REALNAME_UNVERIFIED",
                       "identity and name do not pass the real-name check")
     return hc.cards.apply(id_type=body.id_type, id_number=number, name=body.name, sex=sex,
-                          birth_date=birth, phone=body.phone, issuer=issuer, app_key=app_key)
+                          birth_date=birth, phone=body.phone, issuer=issuer,
+                          app_key=app.app_key, strong=app.strong_realname)
 
 
 # ---------------------------------------------------------------- channel routes
 @router.post("/cards", response_model=ApplyAnswer, tags=["channel"],
              summary="Apply for a card (idempotent; re-apply restores a cancelled card)",
-             responses=error_responses(*APP_AUTH, BAD_ID, INVALID,
+             responses=error_responses(*APP_AUTH, BAD_ID, INVALID, CONSENT,
                                        (422, "REALNAME_MISMATCH",
                                         "identity and name do not match the registry"),
                                        (503, "REGISTRY_UNAVAILABLE",
                                         "real-name source did not answer")))
 async def apply(hc: Healthcard, body: ApplyRequest, app: App) -> dict:
-    row, created = await checked_apply(hc, body, app.app_key, app.app_key)
+    row, created = await checked_apply(hc, body, app.app_key, app)
     return {**hc.cards.view(row), "created": created}
 
 
@@ -132,10 +134,10 @@ def get_card(hc: Healthcard, card_id: str, app: App) -> dict:
 
 @router.patch("/cards/{card_id}", response_model=Card, tags=["channel"],
               summary="Modify phone or name (a new name passes the real-name check)",
-              responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID,
+              responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID, SCOPE,
                                         (422, "REALNAME_MISMATCH", "name fails check")))
 async def modify(hc: Healthcard, card_id: str, body: ModifyRequest, app: App) -> dict:
-    row = hc.cards.owned(card_id, app.app_key)
+    row = hc.cards.owned(card_id, app.app_key, manage=True)
     if body.name is not None:
         number = hc.cards.cipher.decrypt(row.id_number_enc)
         if await hc.registry.realname_check(row.id_type, number, body.name) != "match":
@@ -151,7 +153,7 @@ for action in ("report-lost", "unlock", "cancel"):
     router.add_api_route(f"/cards/{{card_id}}/{action}", _state_route, methods=["POST"],
                          response_model=Card, tags=["channel"], name=action.replace("-", "_"),
                          summary=f"{action.replace('-', ' ').capitalize()} the card",
-                         responses=error_responses(*APP_AUTH, NOT_FOUND,
+                         responses=error_responses(*APP_AUTH, NOT_FOUND, SCOPE,
                                                    (409, "CARD_STATE_CONFLICT",
                                                     "not allowed from state")))
 
@@ -190,12 +192,12 @@ def qrcode(hc: Healthcard, card_id: str, app: App,
 
 @router.post("/cards/{card_id}/family", response_model=FamilyMember, tags=["channel"],
              summary="Apply for and add a family member's card",
-             responses=error_responses(*APP_AUTH, NOT_FOUND, BAD_ID, INVALID,
+             responses=error_responses(*APP_AUTH, NOT_FOUND, BAD_ID, INVALID, CONSENT, SCOPE,
                                        (422, "FAMILY_SELF", "own card"),
                                        (422, "REALNAME_MISMATCH", "member fails check")))
 async def add_family(hc: Healthcard, card_id: str, body: FamilyRequest, app: App) -> dict:
-    hc.cards.owned(card_id, app.app_key)
-    member, _ = await checked_apply(hc, body, app.app_key, app.app_key)
+    hc.cards.owned(card_id, app.app_key, manage=True)
+    member, _ = await checked_apply(hc, body, app.app_key, app)
     hc.cards.add_family(card_id, app.app_key, member, body.relation)
     return {**hc.cards.view(member), "relation": body.relation}
 
@@ -208,7 +210,7 @@ def list_family(hc: Healthcard, card_id: str, app: App) -> list[dict]:
 
 
 @router.delete("/cards/{card_id}/family/{member_card_id}", status_code=204, tags=["channel"],
-               responses=error_responses(*APP_AUTH, NOT_FOUND,
+               responses=error_responses(*APP_AUTH, NOT_FOUND, SCOPE,
                                          (404, "FAMILY_MEMBER_NOT_FOUND", "not a member")))
 def remove_family(hc: Healthcard, card_id: str, member_card_id: str, app: App) -> Response:
     hc.cards.remove_family(card_id, app.app_key, member_card_id)

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
+from ..common.cards.consent import Consent
 from ..common.cards.idcard import mask_id_number, mask_name, mask_phone, parse_resident_id
 from ..common.cst import utc_now
 from ..common.db import rows_by_identity
@@ -18,7 +19,7 @@ from ..common.pii import FieldCipher
 from .ids import derive_card_id, make_empi
 from .keystore import KeyStore
 from .qrcodes import new_temporary_id
-from .tables import card_apps, cards, family_members, patient_links
+from .tables import card_apps, cards, family_members, grant_codes, patient_links
 
 NORMAL, LOST, CANCELLED, CONFIRMED, NOT_ISSUED = 1, 2, 3, 4, 5
 USABLE_STATES = (NORMAL, CONFIRMED)
@@ -45,6 +46,7 @@ def refuse_unusable(state: int) -> None:
 class CardService:
     def __init__(self, engine: Engine, keystore: KeyStore, cipher: FieldCipher,
                  empi_salt: bytes) -> None:
+        self.consent = Consent(engine, card_apps, grant_codes, "card_id", "CARD_NOT_FOUND")
         self.engine = engine
         self.keystore = keystore
         self.cipher = cipher
@@ -76,16 +78,11 @@ class CardService:
             cards.c.id_type == id_type, cards.c.id_digest == self.cipher.digest(id_number)
         )).first()
 
-    def owned(self, card_id: str, app_key: str) -> Row:
-        """The card, if this channel app holds it; 404 otherwise (existence not leaked)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(cards).join(card_apps, card_apps.c.card_id == cards.c.card_id)
-                .where(cards.c.card_id == card_id, card_apps.c.app_key == app_key)
-            ).first()
-        if row is None:
-            raise NotFound("CARD_NOT_FOUND", "no such card for this app")
-        return row
+    def owned(self, card_id: str, app_key: str, manage: bool = False) -> Row:
+        """The card, if this channel app holds it (with the ``manage`` scope, when it
+        wants to change it); 404 otherwise (existence not leaked)."""
+        self.consent.refuse_unheld(card_id, app_key, manage)
+        return self.card(card_id)
 
     def lookup(self, id_type: str, id_number: str, app_key: str) -> Row:
         with self.engine.connect() as conn:
@@ -97,17 +94,19 @@ class CardService:
     # ------------------------------------------------------------------ apply
     def apply(self, *, id_type: str, id_number: str, name: str, sex: str | None,
               birth_date, phone: str | None, issuer: str, app_key: str | None,
-              ) -> tuple[Row, bool]:
-        """Open a card, or return the existing one (restoring a cancelled card)."""
+              strong: bool = False) -> tuple[Row, bool]:
+        """Open a card, or return the existing one (restoring a cancelled card) to an
+        app that holds it or logs residents in strongly (else ``CONSENT_REQUIRED``)."""
         for _ in range(3):
             try:
                 return self._apply_once(id_type, id_number, name, sex, birth_date, phone,
-                                        issuer, app_key)
+                                        issuer, app_key, strong)
             except IntegrityError:
                 continue  # a concurrent apply for the same person won: read theirs
         raise Conflict("APPLY_CONFLICT", "concurrent applications; retry")
 
-    def _apply_once(self, id_type, id_number, name, sex, birth_date, phone, issuer, app_key):
+    def _apply_once(self, id_type, id_number, name, sex, birth_date, phone, issuer, app_key,
+                    strong):
         now = utc_now()
         with self.engine.begin() as conn:
             row = self._by_identity(conn, id_type, id_number)
@@ -122,14 +121,11 @@ class CardService:
             else:
                 assert row is not None  # created is False
                 card_id = row.card_id
-                if row.state == CANCELLED:
-                    conn.execute(update(cards).where(cards.c.card_id == card_id)
-                                 .values(state=NORMAL, updated_at=now))
-            if app_key is not None:
-                linked = conn.execute(select(card_apps.c.card_id).where(
-                    card_apps.c.card_id == card_id, card_apps.c.app_key == app_key)).first()
-                if linked is None:
-                    conn.execute(insert(card_apps).values(card_id=card_id, app_key=app_key))
+            if app_key is not None:  # before any change: a refused app changes nothing
+                self.consent.admit(conn, card_id, app_key, strong, existing=not created)
+            if row is not None and row.state == CANCELLED:
+                conn.execute(update(cards).where(cards.c.card_id == card_id)
+                             .values(state=NORMAL, updated_at=now))
             row = conn.execute(select(cards).where(cards.c.card_id == card_id)).one()
         return row, created
 
@@ -188,7 +184,7 @@ class CardService:
 
     # ------------------------------------------------------------------ changes
     def modify(self, card_id: str, app_key: str, *, phone: str | None, name: str | None) -> Row:
-        self.owned(card_id, app_key)
+        self.owned(card_id, app_key, manage=True)
         values: dict[str, Any] = {"updated_at": utc_now()}
         if phone is not None:
             values["phone_enc"] = self.cipher.encrypt(phone)
@@ -201,7 +197,7 @@ class CardService:
 
     def change_state(self, card_id: str, app_key: str, action: str) -> Row:
         allowed, target = TRANSITIONS[action]
-        self.owned(card_id, app_key)
+        self.owned(card_id, app_key, manage=True)
         with self.engine.begin() as conn:
             done = conn.execute(
                 update(cards).where(cards.c.card_id == card_id, cards.c.state.in_(allowed))
@@ -215,7 +211,7 @@ class CardService:
 
     # ------------------------------------------------------------------ family
     def add_family(self, owner_id: str, app_key: str, member: Row, relation: str) -> None:
-        owner = self.owned(owner_id, app_key)
+        owner = self.owned(owner_id, app_key, manage=True)
         if owner.card_id == member.card_id:
             raise Invalid("FAMILY_SELF", "a card cannot be its own family member")
         with self.engine.begin() as conn:
@@ -237,7 +233,7 @@ class CardService:
         return [(r, r.relation) for r in rows]
 
     def remove_family(self, owner_id: str, app_key: str, member_id: str) -> None:
-        self.owned(owner_id, app_key)
+        self.owned(owner_id, app_key, manage=True)
         with self.engine.begin() as conn:
             gone = conn.execute(delete(family_members).where(
                 family_members.c.owner_card_id == owner_id,

@@ -83,7 +83,7 @@ router = APIRouter(prefix="/ehc/v1")
              | {202: {"description": "pending: the e-SSC side did not answer; "
                       "reconciliation completes or drops it"}})
 async def bind(hc: Healthcard, card_id: str, body: BindRequest, app: App) -> JSONResponse:
-    card = hc.cards.owned(card_id, app.app_key)
+    card = hc.cards.owned(card_id, app.app_key, manage=True)
     return binding_answer(await fusion_of(hc).bind(card, body.ssc_card_no, body.region))
 
 
@@ -92,7 +92,7 @@ async def bind(hc: Healthcard, card_id: str, body: BindRequest, app: App) -> JSO
                responses=error_responses(*APP_AUTH, NOT_FOUND, UNCONFIGURED, PEER_DOWN,
                                          (404, "BINDING_NOT_FOUND", "not bound")))
 async def unbind(hc: Healthcard, card_id: str, app: App) -> JSONResponse:
-    card = hc.cards.owned(card_id, app.app_key)
+    card = hc.cards.owned(card_id, app.app_key, manage=True)
     return binding_answer(await fusion_of(hc).unbind(card))
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from ..common.cards.callers import Callers
+from ..common.cards.consent import Consent
 from ..common.cards.faults import Faults
 from ..common.cards.system_key import load_or_create
 from ..common.crypto import hmac_sm3
@@ -33,6 +34,11 @@ class HealthcardSystem:
     registry: RegistryClient
     fusion: Fusion | None  # None when no e-SSC system is configured
     faults: Faults = field(default_factory=Faults)  # outage drills on codes and scans
+
+    @property
+    def consent(self) -> Consent:
+        """Which apps hold each card, and the grants that add one."""
+        return self.cards.consent
 
 
 def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient,

@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 
 from ..common.cards.audit import chain_columns
+from ..common.cards.consent import grant_code_table, holder_table
 from ..common.cards.tables import shared_tables
 from ..common.pii import ENCRYPTED_NAME
 
@@ -48,12 +49,8 @@ cards = Table(
     UniqueConstraint("id_type", "id_digest", name="uq_card_identity"),
 )
 
-card_apps = Table(
-    "card_apps",
-    metadata,
-    Column("card_id", String(64), primary_key=True),
-    Column("app_key", String(64), primary_key=True),
-)
+card_apps = holder_table(metadata, "card_id", 64)  # the apps that may act for a card
+grant_codes = grant_code_table(metadata, "card_id", 64)  # the resident's consent, pending
 
 family_members = Table(
     "family_members",

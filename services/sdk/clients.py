@@ -139,10 +139,10 @@ class AdminClient(_Client):
 
     def add_channel_app(self, name: str, sm2_public_key: str | None = None, *,
                         system: str = "ehc", app_key: str | None = None,
-                        app_secret: str | None = None) -> dict:
+                        app_secret: str | None = None, strong_realname: bool = False) -> dict:
         return self.request("POST", f"/{system}/v1/admin/channel-apps", {
             "name": name, "sm2_public_key": sm2_public_key, "app_key": app_key,
-            "app_secret": app_secret})
+            "app_secret": app_secret, "strong_realname": strong_realname})
 
     # ------------------------------------------------------------ both card systems at once
     def add_hospital(self, code: str, name: str, city_code: str, *, level: int = 3,
@@ -165,11 +165,12 @@ class AdminClient(_Client):
                           secret=cred["secret"], reads_physical_cards=reads_physical_cards)
         return cred
 
-    def add_shared_app(self, name: str) -> dict:
-        """A channel app both card systems know, with one key and secret."""
-        cred = self.add_channel_app(name)
+    def add_shared_app(self, name: str, strong_realname: bool = False) -> dict:
+        """A channel app both card systems know, with one key and secret
+        (``strong_realname``: it logs residents in strongly, like the unified entry)."""
+        cred = self.add_channel_app(name, strong_realname=strong_realname)
         self.add_channel_app(name, system="essc", app_key=cred["app_key"],
-                             app_secret=cred["app_secret"])
+                             app_secret=cred["app_secret"], strong_realname=strong_realname)
         return cred
 
     def sms_outbox(self, phone: str, limit: int = 5) -> list[dict]:
@@ -335,6 +336,10 @@ class ChannelClient(_Signed):
         self.request("DELETE", f"/ehc/v1/cards/{card_id}/family/{member_card_id}")
 
     # two-card fusion ------------------------------------------------------------
+    def exchange_grant(self, code: str, system: str = "ehc") -> dict:
+        """The card a resident's authorisation code gives this app (once)."""
+        return self.request("POST", f"/{system}/v1/grants/exchange", {"code": code})
+
     def claim_essc(self, id_type: str, id_number: str, name: str) -> dict:
         return self.request("POST", "/essc/v1/cards",
                             {"id_type": id_type, "id_number": id_number, "name": name})
@@ -490,3 +495,13 @@ class ResidentClient(_Client):
 
     def settlements(self) -> list[dict]:
         return self.request("GET", "/channel/v1/settlements")
+
+    def grant(self, app_key: str, scope: str = "codes") -> dict:
+        """Authorisation codes (``ehc``, ``essc``) letting ``app_key`` reach my cards."""
+        return self.request("POST", "/channel/v1/grants", {"app_key": app_key, "scope": scope})
+
+    def grants(self) -> dict:
+        return self.request("GET", "/channel/v1/grants")
+
+    def revoke(self, app_key: str) -> None:
+        self.request("DELETE", f"/channel/v1/grants/{app_key}")

@@ -44,7 +44,7 @@ def seed_stack(url: str, admin_token: str, residents: int, *, hospitals_per_city
     institutions = [_institution(admin, ci, h, city, area)
                     for ci, (city, area) in enumerate(CITY_AREA_CODES.items())
                     for h in range(1, hospitals_per_city + 1)]
-    app_cred = admin.add_shared_app("浙里办 (seed)")
+    app_cred = admin.add_shared_app("浙里办 (seed)", strong_realname=True)  # the entry app
     app = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
     cards = []
     for i, p in enumerate(people):

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from ..common.auth import Admin, Peer
 from ..common.cards.faults import FaultSettings
-from ..common.cards.routes import ADMIN, APP_AUTH, INVALID, PEER, TERM_AUTH
+from ..common.cards.routes import ADMIN, APP_AUTH, CONSENT, INVALID, PEER, SCOPE, TERM_AUTH
 from ..common.cst import CST, refuse_clock_skew
 from ..common.errors import DAY, Forbidden, error_responses, json_body, parse_day
 from . import usage
@@ -38,10 +38,11 @@ PEER_ROUTE = [Peer, Faults]  # the outage drill answers on the peer routes too
 # ---------------------------------------------------------------- channel apps
 @router.post("/cards", response_model=SocialCard, tags=["channel"],
              summary="Claim the resident's e-SSC (enables a not-enabled card)",
-             responses=error_responses(*APP_AUTH, INVALID,
+             responses=error_responses(*APP_AUTH, INVALID, CONSENT,
                                        (404, "NOT_INSURED", "no such insured person")))
 def claim(sc: Socialcard, body: ClaimRequest, app: App) -> dict:
-    return sc.cards.view(sc.cards.claim(body.id_type, body.id_number, body.name, app.app_key))
+    return sc.cards.view(sc.cards.claim(body.id_type, body.id_number, body.name, app.app_key,
+                                        app.strong_realname))
 
 
 @router.get("/cards/{ssc_card_no}", response_model=SocialCard, tags=["channel"],
@@ -59,7 +60,7 @@ for action in ("report-lost", "unlock", "cancel"):
                          response_model=SocialCard, tags=["channel"],
                          name="essc_" + action.replace("-", "_"),
                          summary=f"{action.replace('-', ' ').capitalize()} the e-SSC card",
-                         responses=error_responses(*APP_AUTH, NOT_FOUND,
+                         responses=error_responses(*APP_AUTH, NOT_FOUND, SCOPE,
                                                    (409, "SSC_CARD_STATE_CONFLICT",
                                                     "not from this state")))
 

@@ -14,13 +14,14 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.audit import append
+from ..common.cards.consent import Consent
 from ..common.cards.idcard import mask_id_number, mask_name
 from ..common.crypto import constant_time_equal, hmac_sm3
 from ..common.cst import cst_day, utc_now
 from ..common.db import rows_by_identity
 from ..common.errors import Conflict, Gone, Invalid, NotFound
 from ..common.pii import FieldCipher
-from .tables import card_apps, code_uses, ec_tokens, insured, usage_records
+from .tables import card_apps, code_uses, ec_tokens, grant_codes, insured, usage_records
 
 NOT_ENABLED, NORMAL, LOST, VOID, PRE_LOST, CANCELLED = 0, 1, 2, 7, 8, 9
 STATE_ERRORS = {
@@ -56,6 +57,8 @@ def new_ec_token(region: str) -> str:
 class SocialCards:
     def __init__(self, engine: Engine, cipher: FieldCipher, code_key: bytes,
                  validity_s: int) -> None:
+        self.consent = Consent(engine, card_apps, grant_codes, "ssc_card_no",
+                               "SSC_CARD_NOT_FOUND")
         self.engine = engine
         self.cipher = cipher
         self.code_key = code_key
@@ -124,38 +127,30 @@ class SocialCards:
             raise NotFound("SSC_CARD_NOT_FOUND", "no such e-SSC card")
         return row
 
-    def owned(self, ssc_card_no: str, app_key: str) -> Row:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(insured).join(card_apps, card_apps.c.ssc_card_no == insured.c.ssc_card_no)
-                .where(insured.c.ssc_card_no == ssc_card_no, card_apps.c.app_key == app_key)
-            ).first()
-        if row is None:
-            raise NotFound("SSC_CARD_NOT_FOUND", "no such e-SSC card for this app")
-        return row
+    def owned(self, ssc_card_no: str, app_key: str, manage: bool = False) -> Row:
+        """The card, if this app holds it (with ``manage`` to change it); else 404."""
+        self.consent.refuse_unheld(ssc_card_no, app_key, manage)
+        return self.card(ssc_card_no)
 
-    def claim(self, id_type: str, id_number: str, name: str, app_key: str) -> Row | None:
-        """A resident claims their e-SSC in an app: enabled on first claim."""
+    def claim(self, id_type: str, id_number: str, name: str, app_key: str,
+              strong: bool = False) -> Row | None:
+        """A resident claims their e-SSC in an app that logs residents in strongly (or
+        one holding it already): enabled on first claim."""
         with self.engine.begin() as conn:
             row = conn.execute(select(insured).where(
                 insured.c.id_type == id_type,
                 insured.c.id_digest == self.cipher.digest(id_number))).first()
             if row is None or self.cipher.decrypt(row.name_enc) != name:
                 raise NotFound("NOT_INSURED", "no insured person with this identity")
+            self.consent.admit(conn, row.ssc_card_no, app_key, strong, existing=True)
             if row.card_state == NOT_ENABLED:
                 conn.execute(update(insured).where(insured.c.ssc_card_no == row.ssc_card_no)
                              .values(card_state=NORMAL, updated_at=utc_now()))
-            linked = conn.execute(select(card_apps).where(
-                card_apps.c.ssc_card_no == row.ssc_card_no,
-                card_apps.c.app_key == app_key)).first()
-            if linked is None:
-                conn.execute(insert(card_apps).values(ssc_card_no=row.ssc_card_no,
-                                                      app_key=app_key))
             return self.by_card(conn, row.ssc_card_no)
 
     def change_state(self, ssc_card_no: str, app_key: str, action: str) -> Row | None:
         allowed, target = TRANSITIONS[action]
-        self.owned(ssc_card_no, app_key)
+        self.owned(ssc_card_no, app_key, manage=True)
         with self.engine.begin() as conn:
             done = conn.execute(update(insured).where(
                 insured.c.ssc_card_no == ssc_card_no, insured.c.card_state.in_(allowed))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from ..common.cards.callers import Callers
+from ..common.cards.consent import Consent
 from ..common.cards.faults import Faults
 from ..common.cards.idempotency import Idempotency
 from ..common.cards.system_key import load_or_create
@@ -33,6 +34,11 @@ class SocialcardSystem:
     settlements: Settlements
     idempotency: Idempotency
     faults: Faults = field(default_factory=Faults)
+
+    @property
+    def consent(self) -> Consent:
+        """Which apps hold each card, and the grants that add one."""
+        return self.cards.consent
 
 
 def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,

@@ -14,6 +14,7 @@ from sqlalchemy import (
 )
 
 from ..common.cards.audit import chain_columns
+from ..common.cards.consent import grant_code_table, holder_table
 from ..common.cards.tables import shared_tables
 from ..common.pii import ENCRYPTED_NAME
 
@@ -42,12 +43,8 @@ insured = Table(
     Index("ix_insured_state", "card_state", "ssc_card_no"),
 )
 
-card_apps = Table(
-    "card_apps",
-    metadata,
-    Column("ssc_card_no", String(20), primary_key=True),
-    Column("app_key", String(64), primary_key=True),
-)
+card_apps = holder_table(metadata, "ssc_card_no", 20)  # the apps that may act for a card
+grant_codes = grant_code_table(metadata, "ssc_card_no", 20)  # the resident's consent, pending
 
 usage_records = Table(
     "usage_records",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.sdk import RunningStack, start_in_thread
+from services.sdk import ChannelClient, RunningStack, SdkError, start_in_thread
 from tests.conftest import World, seeded_world
 from tests.stack import make_test_settings
 
@@ -65,6 +65,27 @@ def test_resident_claims_binds_and_shows_the_fused_code(live, tmp_path: Path) ->
             f"document.getElementById('code-text').textContent !== {first!r}",
             timeout=(REFRESH_S + 5) * 1000)
         shown = page.text_content("#code-text")
+        assert page.text_content("#error") == ""
+        # the resident lets another app in, sees it, and revokes it
+        other_app = world.admin.add_shared_app("a health app")
+        page.fill("#grant-app", other_app["app_key"])
+        page.select_option("#grant-scope", "codes")
+        page.click("#grant-btn")
+        page.wait_for_function("document.getElementById('grant-code').textContent !== ''")
+        codes = (page.text_content("#grant-code") or "").split(": ", 1)[1]
+        ehc_code = dict(part.split(" ") for part in codes.split(", "))["ehc"]
+        with ChannelClient(stack.url, other_app["app_key"], other_app["app_secret"]) as app:
+            granted = app.exchange_grant(ehc_code)
+            assert granted["scope"] == "codes"
+            assert app.qrcode(granted["card_id"])["kind"] == "dynamic"
+            page.click("#grants-refresh-btn")
+            page.wait_for_selector(f"button.revoke[data-app='{other_app['app_key']}']")
+            assert "(codes)" in (page.text_content("#grant-list") or "")
+            page.click(f"button.revoke[data-app='{other_app['app_key']}']")
+            page.wait_for_function("document.querySelectorAll('button.revoke').length === 0")
+            with pytest.raises(SdkError) as info:
+                app.qrcode(granted["card_id"])
+            assert info.value.code == "CARD_NOT_FOUND"
         assert page.text_content("#error") == ""
         # a wrong name is refused with the server's code on the page
         other = browser.new_page()

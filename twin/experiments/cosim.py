@@ -105,7 +105,7 @@ class LiveNetwork(Network):
             by_dept[dept] = TerminalClient(self.url, cred["terminal_id"], cred["secret"],
                                            city_code="330100", timeout_s=60)
         self.terms = {step: by_dept[dept] for step, dept in DEPARTMENTS.items()}
-        app_cred = admin.add_shared_app(f"co-simulation {day.sc.name}")
+        app_cred = admin.add_shared_app(f"co-simulation {day.sc.name}", strong_realname=True)
         self.app = ChannelClient(self.url, app_cred["app_key"], app_cred["app_secret"],
                                  timeout_s=60)
         for pid, r in zip(pids, people, strict=True):

@@ -69,7 +69,9 @@ def caller_tables(metadata: MetaData) -> CallerTables:
               Column("name", String(128), nullable=False),
               Column("secret_enc", String(300), nullable=False),
               Column("sm2_public_key", String(130)),
-              Column("active", SmallInteger, nullable=False, default=1)),
+              Column("active", SmallInteger, nullable=False, default=1),
+              # logs residents in strongly (SMS code to the registry's phone): the entry
+              Column("strong_realname", SmallInteger, nullable=False, default=0)),
         shared_events_table(metadata),
     )
 
@@ -98,6 +100,7 @@ class ChannelApp:
     app_key: str
     secret: str
     sm2_public_key: str | None
+    strong_realname: bool = False  # may claim residents' existing cards (the entry)
 
 
 class Callers:
@@ -154,7 +157,7 @@ class Callers:
         return terminal_id, secret
 
     def add_app(self, name: str, sm2_public_key: str | None, app_key: str | None = None,
-                secret: str | None = None) -> tuple[str, str]:
+                secret: str | None = None, strong_realname: bool = False) -> tuple[str, str]:
         """Register a channel app; ``app_key``/``secret`` provision the credentials the
         same app already holds with the other card system."""
         t = self.tables
@@ -164,7 +167,8 @@ class Callers:
             with self.engine.begin() as conn:
                 conn.execute(insert(t.channel_apps).values(
                     app_key=app_key, name=name, secret_enc=self.cipher.encrypt(secret),
-                    sm2_public_key=sm2_public_key, active=1))
+                    sm2_public_key=sm2_public_key, active=1,
+                    strong_realname=int(strong_realname)))
         except IntegrityError as exc:
             raise Conflict("APP_EXISTS", "app key already registered") from exc
         return app_key, secret
@@ -182,8 +186,8 @@ class Callers:
         shown = [c for c in table.c if c.name not in ("secret_enc", "sm2_public_key")]
         with self.engine.connect() as conn:
             rows = conn.execute(select(*shown).order_by(*table.primary_key.columns)).all()
-        return [{**r._mapping, "active": bool(r.active),
-                 **({"physical_cards": bool(r.physical_cards)} if kind == "terminal" else {})}
+        flags = ("active", "physical_cards", "strong_realname")
+        return [{k: bool(v) if k in flags else v for k, v in r._mapping.items()}
                 for r in rows]
 
     def set_active(self, kind: str, key: str, active: bool) -> None:
@@ -244,7 +248,8 @@ class Callers:
             row = conn.execute(select(t.channel_apps).where(
                 t.channel_apps.c.app_key == app_key, t.channel_apps.c.active == 1)).first()
         return None if row is None else ChannelApp(
-            row.app_key, self.cipher.decrypt(row.secret_enc), row.sm2_public_key)
+            row.app_key, self.cipher.decrypt(row.secret_enc), row.sm2_public_key,
+            bool(row.strong_realname))
 
     # --------------------------------------------------------------- authentication
     def authenticate_terminal(self, headers, method: str, path: str, query: str,

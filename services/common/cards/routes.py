@@ -25,6 +25,9 @@ ADMIN = [(401, "UNAUTHENTICATED", "no bearer token"), (403, "FORBIDDEN", "not ad
 PEER = [(401, "UNAUTHENTICATED", "no bearer token"),
         (403, "FORBIDDEN", "not a peer system's token")]
 INVALID = (422, "INVALID_REQUEST", "body or parameters do not match the schema")
+CONSENT = (403, "CONSENT_REQUIRED", "the card is held through another app: the resident "
+           "grants access at the unified entry")
+SCOPE = (403, "SCOPE_INSUFFICIENT", "the resident granted this app the 'codes' scope only")
 SM2_PUBLIC = r"^04[0-9a-fA-F]{128}$"
 SECRET = r"^[A-Za-z0-9_\-]{32,64}$"
 
@@ -75,6 +78,10 @@ class AppRequest(Strict):
     app_key: str | None = Field(None, pattern=r"^app_[0-9a-f]{16}$", description=(
         "provision the key this app already holds with the other card system"))
     app_secret: str | None = Field(None, pattern=SECRET)
+    strong_realname: bool = Field(False, description=(
+        "the app logs residents in strongly (SMS code to the registry's phone), like the "
+        "unified entry: it may claim a resident's existing cards; other apps reach them "
+        "only through the resident's grant"))
 
 
 class AppCredentials(BaseModel):
@@ -165,7 +172,7 @@ def add_terminal(body: TerminalRequest, callers: SystemCallers) -> dict:
                                        (409, "APP_EXISTS", "app key already registered")))
 def add_app(body: AppRequest, callers: SystemCallers) -> dict:
     key, secret = callers.add_app(body.name, body.sm2_public_key, body.app_key,
-                                  body.app_secret)
+                                  body.app_secret, body.strong_realname)
     return {"app_key": key, "app_secret": secret}
 
 
