@@ -76,7 +76,7 @@ def test_applying_with_id_and_name_never_hands_a_card_over(stack, world, hostile
 
 def test_a_grant_lets_one_app_in_with_its_scope_until_revoked(stack, world, hostile,
                                                              resident) -> None:
-    person, client, claimed = resident
+    _, client, claimed = resident
     card_id, ssc = claimed["ehc"]["card_id"], claimed["essc"]["ssc_card_no"]
     codes = client.grant(hostile.key, "codes")
     assert codes["ehc"]["scope"] == "codes" and codes["essc"]["app_key"] == hostile.key
