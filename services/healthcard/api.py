@@ -2,7 +2,7 @@
 
 import io
 from collections.abc import MutableMapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -17,7 +17,7 @@ from ..common.cards.routes import ADMIN, APP_AUTH, CONSENT, INVALID, SCOPE, TERM
 from ..common.errors import Conflict, Invalid, NotFound, TooLarge, error_responses
 from ..common.fastpath import Headers, HotRoute
 from . import qrcodes, usage
-from .cards import refuse_unusable
+from .cards import ID_TYPE_BIRTH_CERTIFICATE, refuse_unusable
 from .deps import App, Faults, Healthcard, Term
 from .fusion_api import fusion_of
 from .schemas import (
@@ -29,6 +29,7 @@ from .schemas import (
     FamilyRequest,
     LookupRequest,
     ModifyRequest,
+    NewbornRequest,
     PatientLinkRequest,
     QrCode,
     TemporaryAnswer,
@@ -215,6 +216,52 @@ def list_family(hc: Healthcard, card_id: str, app: App) -> list[dict]:
 def remove_family(hc: Healthcard, card_id: str, member_card_id: str, app: App) -> Response:
     hc.cards.remove_family(card_id, app.app_key, member_card_id)
     return Response(status_code=204)
+
+
+@router.post("/cards/{card_id}/newborns", response_model=FamilyMember, tags=["channel"],
+             summary="A guardian applies for their newborn's card with the birth "
+             "certificate (registered in the registry's birth event); it joins the "
+             "guardian's family list",
+             responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID, CONSENT, SCOPE,
+                                       (422, "GUARDIAN_NOT_RESIDENT",
+                                        "the guardian's card is not under a resident ID"),
+                                       (422, "REALNAME_MISMATCH", "no such registered "
+                                        "birth with this name and guardian"),
+                                       (503, "REGISTRY_UNAVAILABLE", "no answer")))
+async def add_newborn(hc: Healthcard, card_id: str, body: NewbornRequest, app: App) -> dict:
+    guardian = hc.cards.owned(card_id, app.app_key, manage=True)
+    if guardian.id_type != "01":
+        raise Invalid("GUARDIAN_NOT_RESIDENT", "the guardian's card must be under a "
+                      "resident ID number")
+    try:
+        born = date.fromisoformat(body.birth_date)
+    except ValueError as exc:
+        raise Invalid("INVALID_REQUEST", "birth_date is not a date") from exc
+    guardian_id = hc.cards.cipher.decrypt(guardian.id_number_enc)
+    if await hc.registry.birth_check(body.birth_cert_no, body.name, guardian_id) != "match":
+        raise Invalid("REALNAME_MISMATCH", "no registered birth with this certificate, "
+                      "name and guardian")
+    row = hc.cards.open_newborn(card_id, app.app_key, app.strong_realname,
+                                body.birth_cert_no, body.name, body.sex, born)
+    return {**hc.cards.view(row), "relation": "child"}
+
+
+@router.post("/cards/{card_id}/upgrade", response_model=Card, tags=["channel"],
+             summary="A newborn's card takes the resident ID number issued to it, in place "
+             "(same card ID, EMPI, history and family)",
+             responses=error_responses(*APP_AUTH, NOT_FOUND, SCOPE,
+                                       (409, "NOT_A_NEWBORN_CARD", "already under an ID"),
+                                       (409, "ID_NOT_ISSUED", "the registry has no ID yet"),
+                                       (409, "CARD_EXISTS_FOR_ID", "another card holds it"),
+                                       (503, "REGISTRY_UNAVAILABLE", "no answer")))
+async def upgrade(hc: Healthcard, card_id: str, app: App) -> dict:
+    row = hc.cards.owned(card_id, app.app_key, manage=True)
+    if row.id_type != ID_TYPE_BIRTH_CERTIFICATE:
+        raise Conflict("NOT_A_NEWBORN_CARD", "the card is already under an ID number")
+    issued = await hc.registry.birth_id(hc.cards.cipher.decrypt(row.id_number_enc))
+    if issued is None:
+        raise Conflict("ID_NOT_ISSUED", "the registry holds no ID number for this birth yet")
+    return hc.cards.view(hc.cards.upgrade_to_resident_id(card_id, issued))
 
 
 # ---------------------------------------------------------------- institution routes

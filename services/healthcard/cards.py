@@ -3,7 +3,7 @@ members, temporary cards and hospital patient-ID links."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
@@ -22,6 +22,7 @@ from .qrcodes import new_temporary_id
 from .tables import card_apps, cards, family_members, grant_codes, patient_links
 
 NORMAL, LOST, CANCELLED, CONFIRMED, NOT_ISSUED = 1, 2, 3, 4, 5
+ID_TYPE_BIRTH_CERTIFICATE = "11"  # a newborn's card before its ID number [ours]
 USABLE_STATES = (NORMAL, CONFIRMED)
 STATE_ERRORS = {
     LOST: (Forbidden, "CARD_LOST", "the card is reported lost"),
@@ -240,6 +241,53 @@ class CardService:
                 family_members.c.member_card_id == member_id)).rowcount
         if not gone:
             raise NotFound("FAMILY_MEMBER_NOT_FOUND", "no such family member")
+
+    # ------------------------------------------------------------------ newborns
+    def open_newborn(self, guardian_id: str, app_key: str, strong: bool, birth_cert_no: str,
+                     name: str, sex: str, birth_date: date) -> Row:
+        """A newborn's card under its birth certificate number (ID type 11), in the
+        guardian's family list (idempotent)."""
+        now = utc_now()
+        digest = self.cipher.digest(birth_cert_no)
+        with self.engine.begin() as conn:
+            row = self._by_identity(conn, ID_TYPE_BIRTH_CERTIFICATE, birth_cert_no)
+            if row is None:
+                values = self._new_card(
+                    {"id_type": ID_TYPE_BIRTH_CERTIFICATE, "id_number": birth_cert_no,
+                     "name": name, "phone": None}, digest, self.keystore.active("security"),
+                    app_key, now)
+                values.update(sex=sex, birth_date=birth_date)
+                conn.execute(insert(cards).values(**values))
+                card_id = values["card_id"]
+            else:
+                card_id = row.card_id
+            self.consent.admit(conn, card_id, app_key, strong, existing=row is not None)
+            linked = conn.execute(select(family_members).where(
+                family_members.c.owner_card_id == guardian_id,
+                family_members.c.member_card_id == card_id)).first()
+            if linked is None:
+                conn.execute(insert(family_members).values(
+                    owner_card_id=guardian_id, member_card_id=card_id, relation="child"))
+            return conn.execute(select(cards).where(cards.c.card_id == card_id)).one()
+
+    def upgrade_to_resident_id(self, card_id: str, id_number: str) -> Row:
+        """The newborn's card, in place (same card ID, EMPI, history and family), now
+        under the resident ID number issued to it."""
+        parsed = parse_resident_id(id_number)
+        try:
+            with self.engine.begin() as conn:
+                taken = self._by_identity(conn, "01", parsed.number)
+                if taken is not None:
+                    raise Conflict("CARD_EXISTS_FOR_ID", "a card already holds this ID number")
+                conn.execute(update(cards).where(
+                    cards.c.card_id == card_id,
+                    cards.c.id_type == ID_TYPE_BIRTH_CERTIFICATE).values(
+                    id_type="01", id_digest=self.cipher.digest(parsed.number),
+                    id_number_enc=self.cipher.encrypt(parsed.number), sex=parsed.sex,
+                    birth_date=parsed.birth_date, updated_at=utc_now()))
+                return conn.execute(select(cards).where(cards.c.card_id == card_id)).one()
+        except IntegrityError as exc:
+            raise Conflict("CARD_EXISTS_FOR_ID", "a card already holds this ID number") from exc
 
     # ------------------------------------------------------------------ temporary cards
     def issue_temporary(self, institution_code: str, name: str | None, sex: str | None) -> Row:

@@ -18,11 +18,16 @@ def diversification_factor(empi: str) -> bytes:
 
 
 def derive_card_id(security_key: bytes, empi: str, id_type: str, id_number: str) -> str:
-    """EHC ID: SM4-ECB(K, pad0(id_type||id_number)) with K = SM4-ECB(key, F||NOT F)."""
+    """EHC ID: SM4-ECB(K, pad0(id_type||id_number)) with K = SM4-ECB(key, F||NOT F).
+
+    The zero padding reaches a multiple of 16 bytes and at least 32 [ours: the national
+    text pads to a multiple of 16 only; a resident ID (20 bytes) gives 32 either way, and
+    the minimum keeps a shorter document's card ID (a newborn's birth certificate, 12
+    bytes) at the 64 hex characters every code format expects]."""
     factor = diversification_factor(empi)
     user_key = sm4_ecb_encrypt(security_key, factor + bytes(b ^ 0xFF for b in factor))
     plain = (id_type + id_number).encode("ascii")
-    plain += b"\0" * (-len(plain) % 16)
+    plain += b"\0" * (max(32, len(plain) + (-len(plain) % 16)) - len(plain))
     return sm4_ecb_encrypt(user_key, plain).hex().upper()
 
 

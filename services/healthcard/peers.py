@@ -17,6 +17,15 @@ class RegistryClient(PeerClient):
         )
         return body["result"]
 
+    async def birth_check(self, birth_cert_no: str, name: str, guardian_id_number: str) -> str:
+        body = await self.post("/registry/v1/births:check", {
+            "birth_cert_no": birth_cert_no, "name": name,
+            "guardian_id_number": guardian_id_number})
+        return body["result"]
+
+    async def birth_id(self, birth_cert_no: str) -> str | None:
+        return (await self.get(f"/registry/v1/births/{birth_cert_no}/id-number"))["id_number"]
+
 
 class SocialcardClient(PeerClient):
     name = "socialcard"

@@ -164,3 +164,11 @@ class UsageRecord(BaseModel):
     code_kind: str
     terminal_time: str
     verified_at: str
+
+
+class NewbornRequest(Strict):
+    birth_cert_no: str = Field(pattern=r"^[A-Z][0-9]{9}$", examples=["Q330012345"],
+                               description="birth medical certificate number")
+    name: str = Field(min_length=1, max_length=64)
+    sex: Literal["1", "2"]
+    birth_date: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", examples=["2026-11-20"])

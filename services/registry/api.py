@@ -2,16 +2,29 @@
 
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from ..common.auth import Admin, Peer
 from ..common.cards.idcard import refuse_invalid_id
 from ..common.errors import error_responses
-from .deps import Registry
+from .births import Birth
+from .deps import BirthsDep, Registry
 from .residents import NewResident
-from .schemas import BatchResult, ContactResult, RealnameCheck, RealnameResult, ResidentBatch
+from .schemas import (
+    BatchResult,
+    BirthCheck,
+    BirthId,
+    BirthIn,
+    ContactResult,
+    IssuedId,
+    RealnameCheck,
+    RealnameResult,
+    ResidentBatch,
+)
 
 _BAD_ID = (422, "INVALID_ID_NUMBER", "the ID number is malformed (length, check digit, date)")
 _AUTH = [(401, "UNAUTHENTICATED", "no bearer token"), (403, "FORBIDDEN", "token not allowed")]
+_BAD_CERT = (422, "INVALID_BIRTH_CERTIFICATE", "one capital letter and nine digits")
 
 
 router = APIRouter(prefix="/registry/v1", tags=["registry"])
@@ -47,3 +60,45 @@ def add_residents(registry: Registry, body: ResidentBatch) -> BatchResult:
 @router.get("/stats", dependencies=[Admin], responses=error_responses(*_AUTH))
 def stats(registry: Registry) -> dict[str, int]:
     return {"residents": registry.count()}
+
+
+# ---------------------------------------------------------------- births
+@router.post("/births", status_code=201, dependencies=[Admin],
+             responses=error_responses(_BAD_ID, *_AUTH, _BAD_CERT,
+                                       (404, "GUARDIAN_NOT_FOUND", "guardian not a resident"),
+                                       (409, "BIRTH_EXISTS", "already registered")),
+             summary="Register a birth: the newborn by its birth certificate, with its "
+             "guardian (before it has an ID number)")
+def register_birth(births: BirthsDep, body: BirthIn) -> dict:
+    with refuse_invalid_id():
+        births.register(Birth(body.birth_cert_no, body.name, body.sex, body.birth_date,
+                              body.guardian_id_number))
+    return {"birth_cert_no": body.birth_cert_no}
+
+
+@router.post("/births/{birth_cert_no}/id-number", status_code=204, dependencies=[Admin],
+             responses=error_responses(_BAD_ID, *_AUTH, _BAD_CERT,
+                                       (404, "BIRTH_NOT_FOUND", "no such birth"),
+                                       (409, "ID_ALREADY_ISSUED", "another ID number")),
+             summary="The ID number issued to a newborn: it becomes a resident")
+def issue_id(births: BirthsDep, birth_cert_no: str, body: IssuedId) -> Response:
+    with refuse_invalid_id():
+        births.issue_id(birth_cert_no, body.id_number)
+    return Response(status_code=204)
+
+
+@router.post("/births:check", response_model=RealnameResult, dependencies=[Peer],
+             responses=error_responses(_BAD_ID, *_AUTH, _BAD_CERT),
+             summary="Is this birth registered with this name and guardian? (peers)")
+def check_birth(births: BirthsDep, body: BirthCheck) -> RealnameResult:
+    with refuse_invalid_id():
+        return RealnameResult(result=births.check(body.birth_cert_no, body.name,
+                                                  body.guardian_id_number))
+
+
+@router.get("/births/{birth_cert_no}/id-number", response_model=BirthId, dependencies=[Peer],
+            responses=error_responses(*_AUTH, _BAD_CERT,
+                                      (404, "BIRTH_NOT_FOUND", "no such birth")),
+            summary="The ID number issued for a birth, if any (peers: the EHC upgrade)")
+def birth_id(births: BirthsDep, birth_cert_no: str) -> BirthId:
+    return BirthId(id_number=births.issued_id(birth_cert_no))

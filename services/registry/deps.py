@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from .births import Births
 from .residents import RegistryService
 
 
@@ -14,3 +15,10 @@ def registry_service(request: Request) -> RegistryService:
 
 
 Registry = Annotated[RegistryService, Depends(registry_service)]
+
+
+def births_of(request: Request) -> Births:
+    return request.app.state.systems["registry"].births
+
+
+BirthsDep = Annotated[Births, Depends(births_of)]

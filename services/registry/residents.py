@@ -10,6 +10,7 @@ from sqlalchemy import Engine, func, insert, select
 
 from ..common.cards.idcard import ID_TYPE_RESIDENT, InvalidIdNumber, parse_resident_id
 from ..common.pii import FieldCipher
+from .births import Births
 from .tables import residents
 
 
@@ -23,6 +24,7 @@ class NewResident:
 
 class RegistryService:
     def __init__(self, engine: Engine, cipher: FieldCipher) -> None:
+        self.births = Births(engine, cipher)
         self.engine = engine
         self.cipher = cipher
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
@@ -38,3 +39,29 @@ class ResidentBatch(BaseModel):
 class BatchResult(BaseModel):
     created: int
     existing: int
+
+
+BirthCert = Annotated[str, Field(pattern=r"^[A-Z][0-9]{9}$", examples=["Q330012345"],
+                                 description="birth medical certificate number")]
+
+
+class BirthIn(BaseModel):
+    birth_cert_no: BirthCert
+    name: str = Field(min_length=1, max_length=64)
+    sex: Literal["1", "2"]
+    birth_date: date
+    guardian_id_number: str = Field(max_length=32, description="the guardian's resident ID")
+
+
+class BirthCheck(BaseModel):
+    birth_cert_no: BirthCert
+    name: str = Field(min_length=1, max_length=64)
+    guardian_id_number: str = Field(max_length=32)
+
+
+class IssuedId(BaseModel):
+    id_number: str = Field(max_length=32)
+
+
+class BirthId(BaseModel):
+    id_number: str | None = Field(description="null until the ID number is issued")

@@ -173,6 +173,17 @@ class AdminClient(_Client):
                              app_secret=cred["app_secret"], strong_realname=strong_realname)
         return cred
 
+    def register_birth(self, birth_cert_no: str, name: str, sex: str, birth_date: str,
+                       guardian_id_number: str) -> dict:
+        """The registry's birth event: a newborn by its birth certificate and guardian."""
+        return self.request("POST", "/registry/v1/births", {
+            "birth_cert_no": birth_cert_no, "name": name, "sex": sex,
+            "birth_date": birth_date, "guardian_id_number": guardian_id_number})
+
+    def issue_id_number(self, birth_cert_no: str, id_number: str) -> None:
+        self.request("POST", f"/registry/v1/births/{birth_cert_no}/id-number",
+                     {"id_number": id_number})
+
     def sms_outbox(self, phone: str, limit: int = 5) -> list[dict]:
         """The newest text messages the SMS gateway sent to ``phone``."""
         return self.request("GET", "/sms/v1/outbox", params={"phone": phone, "limit": limit})
@@ -336,6 +347,17 @@ class ChannelClient(_Signed):
         self.request("DELETE", f"/ehc/v1/cards/{card_id}/family/{member_card_id}")
 
     # two-card fusion ------------------------------------------------------------
+    def add_newborn(self, guardian_card_id: str, birth_cert_no: str, name: str, sex: str,
+                    birth_date: str) -> dict:
+        """The newborn's card, applied for by its guardian with the birth certificate."""
+        return self.request("POST", f"/ehc/v1/cards/{guardian_card_id}/newborns", {
+            "birth_cert_no": birth_cert_no, "name": name, "sex": sex,
+            "birth_date": birth_date})
+
+    def upgrade(self, card_id: str) -> dict:
+        """A newborn's card under the ID number the registry has since issued."""
+        return self.request("POST", f"/ehc/v1/cards/{card_id}/upgrade")
+
     def exchange_grant(self, code: str, system: str = "ehc") -> dict:
         """The card a resident's authorisation code gives this app (once)."""
         return self.request("POST", f"/{system}/v1/grants/exchange", {"code": code})

@@ -110,8 +110,9 @@ def setup(two: TwoProcesses) -> Setup:
     social.add_institution("330100000042", "Two-process hospital", "330100", system="essc")
     cred = ehc.add_terminal("330100000042", "0101", 1)
     social.add_terminal("330100000042", "0101", 1, system="essc", secret=cred["secret"])
-    app_cred = ehc.add_channel_app("two-process app")
+    app_cred = ehc.add_channel_app("two-process app", strong_realname=True)  # the entry's role
     social.add_channel_app("two-process app", system="essc", app_key=app_cred["app_key"],
+                           strong_realname=True,
                            app_secret=app_cred["app_secret"])
     return Setup(social, ehc,
                  ChannelClient(two.ehc_url, app_cred["app_key"], app_cred["app_secret"]),

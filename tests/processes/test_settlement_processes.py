@@ -89,7 +89,7 @@ def hospital(stack: Stack):
     inst = "330100000515"
     admin.add_hospital(inst, "Crash hospital", "330100")
     cred = admin.add_shared_terminal(inst, "0105", 1)
-    app_cred = admin.add_shared_app("crash")
+    app_cred = admin.add_shared_app("crash", strong_realname=True)  # claims e-SSCs
     app = ChannelClient(stack.url, app_cred["app_key"], app_cred["app_secret"])
     term = TerminalClient(stack.url, cred["terminal_id"], cred["secret"], city_code="330100",
                           timeout_s=30)
