@@ -28,6 +28,11 @@ def serve(
     import uvicorn
 
     os.environ["EHC_SYSTEMS"] = systems
+    if workers > 1:  # tables, keys and secrets made once, before the workers race for them
+        from .app import build_app
+        from .common.settings import get_settings
+
+        build_app(get_settings(), [s.strip() for s in systems.split(",") if s.strip()])
     uvicorn.run("services.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=False)
 

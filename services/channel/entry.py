@@ -144,7 +144,7 @@ def build_channel(settings: Settings, cipher: FieldCipher,
         return u, app
 
     engine = make_engine(settings, "channel", metadata)
-    login = Login(engine, cipher, open_store(settings.redis_url, "channel", engine,
+    login = Login(engine, cipher, open_store(settings, "channel", engine,
                                              shared_events),
                   RegistryPeer(*url("registry")[:1], service_token, app=url("registry")[1]),
                   SmsPeer(*url("sms")[:1], service_token, app=url("sms")[1]),

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="redis://host:port/db shared by every "
                                   "worker and host for nonces and rate limits; unset = "
                                   "each system's database")
+    redis_prefix: str = Field("ehc", pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="prefix "
+                              "of this deployment's Redis keys")
     log_level: str = "INFO"
 
 

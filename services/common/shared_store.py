@@ -37,6 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from .settings import Settings
+
 
 class SharedStore(Protocol):
     def claim(self, token: str, ttl_s: float) -> bool: ...
@@ -163,11 +165,12 @@ class RedisStore:
         return 0.0
 
 
-def open_store(redis_url: str | None, system: str, engine: Engine | None,
+def open_store(settings: Settings, system: str, engine: Engine | None,
                table: Table | None) -> SharedStore:
-    """The deployment's store for one system: Redis when configured, else its database."""
-    if redis_url:
-        return RedisStore(redis_url, f"ehc:{system}")
+    """The deployment's store for one system: Redis when configured (keys under
+    ``EHC_REDIS_PREFIX``), else its database."""
+    if settings.redis_url:
+        return RedisStore(settings.redis_url, f"{settings.redis_prefix}:{system}")
     if engine is not None and table is not None:
         return DatabaseStore(engine, table)
     return MemoryStore()

@@ -58,7 +58,7 @@ def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient
         cards=cards,
         verifier=Verifier(engine, keystore, cipher, settings),
         callers=Callers(engine, caller_registry, cipher, max_age_s=settings.signature_max_age_s,
-                        store=open_store(settings.redis_url, "healthcard", engine,
+                        store=open_store(settings, "healthcard", engine,
                                          caller_registry.shared_events),
                         terminal_rate=settings.rate_limit_terminal_per_s,
                         app_rate=settings.rate_limit_app_per_s),

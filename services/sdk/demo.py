@@ -21,6 +21,7 @@ from .codes import Step
 from .demo_fusion import refusal_table, run_fusion
 from .seeding import seed_stack
 from .stack import start_in_thread
+from .synthetic import generate_residents
 
 
 def run_demo(var_dir: Path, residents: int = 220, console: Console | None = None) -> dict:
@@ -79,6 +80,13 @@ def _refusals(stack, seed: dict, app: ChannelClient, console: Console) -> dict[s
     inst = seed["institutions"][0]
     t = inst["terminals"][0]
     term = TerminalClient(stack.url, t["terminal_id"], t["secret"], city_code=inst["city_code"])
+    k = inst["terminals"][1]  # the self-service kiosk: it reads no physical cards
+    kiosk = TerminalClient(stack.url, k["terminal_id"], k["secret"], city_code=inst["city_code"],
+                           terminal_type=k["terminal_type"])
+    with AdminClient(stack.url, stack.admin_token) as admin:
+        cred = admin.add_shared_app("an app the residents never chose")
+    hostile = ChannelClient(stack.url, cred["app_key"], cred["app_secret"])
+    first = next(iter(generate_residents(1)))  # seed_stack's first resident: card_id's
     card_id = seed["cards"][0]["card_id"]
     other_id = seed["cards"][1]["card_id"]
     code = app.qrcode(card_id)["qr_text"]
@@ -90,9 +98,16 @@ def _refusals(stack, seed: dict, app: ChannelClient, console: Console) -> dict[s
         "terminal clock off by an hour": lambda: term.verify(app.qrcode(card_id)["qr_text"],
                                                              time=late),
         "lost card": lambda: (app.report_lost(other_id), term.verify(other_id + ":1")),
+        "static code built from a card ID, at a kiosk": lambda: kiosk.verify(card_id + ":1"),
+        "a code padded with a newline": lambda: term.verify(
+            app.qrcode(card_id)["qr_text"] + "\n"),
+        "another app applies with a resident's ID and name": lambda: hostile.apply(
+            "01", first.id_number, first.name),
     }
     out = refusal_table("What the network refuses (each writes no usage record)", cases,
                         console)
     term.close()
+    kiosk.close()
+    hostile.close()
     return out
 

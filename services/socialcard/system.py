@@ -49,7 +49,7 @@ def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,
     return SocialcardSystem(
         settings=settings, engine=engine, cards=cards,
         callers=Callers(engine, caller_registry, cipher, max_age_s=settings.signature_max_age_s,
-                        store=open_store(settings.redis_url, "socialcard", engine,
+                        store=open_store(settings, "socialcard", engine,
                                          caller_registry.shared_events),
                         terminal_rate=settings.rate_limit_terminal_per_s,
                         app_rate=settings.rate_limit_app_per_s),

@@ -24,5 +24,8 @@ def test_demo_runs_the_network_and_the_twin(tmp_path: Path) -> None:
     assert run.returncode == 0, out[-3000:] + run.stderr[-3000:]
     assert "Card network" in out and "Scans at one hospital per city" in out
     assert "the same people in both flows" in out and "Time saved per visit" in out
+    for refusal in ("QR_TAMPERED", "QR_REPLAYED", "CLOCK_SKEW", "CARD_LOST",
+                    "STATIC_CODE_REFUSED", "QR_MALFORMED", "CONSENT_REQUIRED"):
+        assert refusal in out, refusal
     assert (tmp_path / "results" / "twin" / "demo" / "visit_time_ecdf.png").stat().st_size \
         > 10_000

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ def store_env(store: str, var: Path) -> dict[str, str]:
         if not os.environ.get(REDIS_ENV):
             pytest.skip(f"Redis tests need {REDIS_ENV} (e.g. redis://127.0.0.1:6379/0)")
         env["EHC_REDIS_URL"] = os.environ[REDIS_ENV]
+        env["EHC_REDIS_PREFIX"] = f"test{uuid.uuid4().hex[:8]}"  # a fresh deployment
         return env
     return {**env, **backend_env(store)}
 
@@ -187,3 +189,27 @@ def test_signing_body_is_bound(deployment: Deployment) -> None:
     other = orjson.dumps({"phone": "13900000000"})
     resp = httpx.patch(d.urls[1] + path, content=other, headers=headers)
     assert resp.status_code == 401 and resp.json()["code"] == "SIGNATURE_INVALID"
+
+
+def test_login_throttles_are_shared_by_every_worker(deployment: Deployment) -> None:
+    """Codes asked for one identity through both servers (three workers in all): the
+    fourth is refused, wherever it lands."""
+    d = deployment
+    person = next(iter(generate_residents(1, seed=16)))
+    statuses = []
+    for i in range(5):
+        resp = httpx.post(d.urls[i % 2] + "/channel/v1/login/code", json={
+            "id_type": "01", "id_number": person.id_number, "name": person.name})
+        statuses.append(resp.status_code)
+    assert statuses == [202, 202, 202, 429, 429], statuses
+
+
+def test_applying_for_anothers_card_is_refused_on_every_worker(deployment: Deployment) -> None:
+    d = deployment
+    person = next(iter(generate_residents(1, seed=16)))
+    other = d.admin.add_shared_app("another app")
+    for url in d.urls * 2:
+        with ChannelClient(url, other["app_key"], other["app_secret"]) as app:
+            with pytest.raises(SdkError) as info:
+                app.apply("01", person.id_number, person.name)
+            assert info.value.code == "CONSENT_REQUIRED"
