@@ -7,28 +7,14 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.common.signing import sign_headers
 from services.healthcard.tables import cards as ehc_cards
-from services.healthcard.tables import usage_records
 from services.sdk import SdkError, TerminalClient
+from tests.http.ehc_refusals import refused
 
 VERIFY = "/ehc/v1/qrcodes/verify"
-
-
-def usage_count(stack) -> int:
-    with stack.app.state.systems["healthcard"].engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(usage_records)).scalar_one()
-
-
-def refused(code: str, stack, fn, *args, **kw) -> SdkError:
-    before = usage_count(stack)
-    with pytest.raises(SdkError) as info:
-        fn(*args, **kw)
-    assert info.value.code == code, info.value
-    assert usage_count(stack) == before, "a refused request wrote a usage record"
-    return info.value
 
 
 @pytest.fixture

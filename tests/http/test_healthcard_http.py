@@ -8,27 +8,13 @@ from datetime import datetime, timedelta
 import httpx
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.common.signing import sign_headers
 from services.healthcard import qrcodes
-from services.healthcard.tables import code_uses, usage_records
+from services.healthcard.tables import code_uses
 from services.sdk import SdkError, TerminalClient, cst_now_text
-
-
-def usage_count(stack) -> int:
-    hc = stack.app.state.systems["healthcard"]
-    with hc.engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(usage_records)).scalar_one()
-
-
-def refused(code: str, stack, fn, *args, **kw) -> SdkError:
-    before = usage_count(stack)
-    with pytest.raises(SdkError) as info:
-        fn(*args, **kw)
-    assert info.value.code == code, info.value
-    assert usage_count(stack) == before, "a refused request wrote a usage record"
-    return info.value
+from tests.http.ehc_refusals import refused, usage_count
 
 
 @pytest.fixture
