@@ -19,6 +19,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 from .crypto import constant_time_equal, hmac_sm3, sm2_sign, sm2_verify, sm3
@@ -71,10 +72,30 @@ def sign_headers(
 def refuse_rate(store: SharedStore, caller: str, rate: float) -> None:
     """At most ``rate`` signed requests a second per caller on average over two seconds
     (bursts up to two seconds' worth), counted by every worker alike; 0 = no limit."""
-    wait = store.take("rate:" + caller, 2.0, max(int(2 * rate), 1)) if rate > 0 else 0.0
+    wait = store.take("rate:" + caller, RATE_WINDOW_S, rate_limit(rate)) if rate > 0 else 0.0
     if wait:
         raise RateLimited("RATE_LIMITED", f"more than {rate:g} requests a second",
                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A verified signature whose nonce (and rate count) is still to be written: the hot
+    path writes it in the transaction of the scan itself, a row of ``shared_events``
+    whose bucket is the caller's rate bucket."""
+
+    token: str
+    bucket: str
+    ttl_s: float
+    limit: int  # signed requests per RATE_WINDOW_S; 0 = no limit
+
+
+RATE_WINDOW_S = 2.0
+
+
+def rate_limit(rate: float) -> int:
+    """Requests allowed per ``RATE_WINDOW_S`` for ``rate`` a second (0: no limit)."""
+    return max(int(RATE_WINDOW_S * rate), 1) if rate > 0 else 0
 
 
 def check_signature(
@@ -86,12 +107,13 @@ def check_signature(
     *,
     secret: str | None,
     sm2_public_hex: str | None,
-    store: SharedStore,
+    store: SharedStore | None,
     max_age_s: int,
     now: float | None = None,
-) -> None:
+) -> str:
     """Raise ``Unauthenticated`` unless the request carries a fresh, unused, valid
-    signature."""
+    signature; the nonce's token. With ``store`` None the nonce is left for the caller
+    to claim (see ``Admission``)."""
     ts, nonce, sig = headers.get(H_TS), headers.get(H_NONCE), headers.get(H_SIG)
     key = headers.get(H_KEY, "")
     if not ts or not nonce or not sig:
@@ -115,5 +137,7 @@ def check_signature(
         ok = False
     if not ok:
         raise Unauthenticated("SIGNATURE_INVALID", "signature does not match")
-    if not store.claim(f"nonce:{key}:{nonce}", 2 * max_age_s + 1):
+    token = f"nonce:{key}:{nonce}"
+    if store is not None and not store.claim(token, 2 * max_age_s + 1):
         raise Unauthenticated("SIGNATURE_REPLAYED", "nonce already used")
+    return token

@@ -68,14 +68,15 @@ async def verify_payload(hc: HealthcardSystem, scope: MutableMapping[str, Any],
                          body: bytes) -> bytes:
     """The whole hot path from raw request to JSON answer (used by both paths)."""
     await hc.faults.apply()
-    term = hc.callers.authenticate_terminal(Headers(scope["headers"]), "POST", scope["path"],
-                                            scope.get("query_string", b"").decode("latin-1"), body)
+    term, admission = hc.callers.authenticate_scan(
+        Headers(scope["headers"]), "POST", scope["path"],
+        scope.get("query_string", b"").decode("latin-1"), body)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Invalid("INVALID_REQUEST", "body is not JSON") from exc
     rid = scope.get("state", {}).get("request_id", "")
-    answer = await hc.verifier.verify_async(term, data, rid)
+    answer = await hc.verifier.verify_async(term, data, rid, admission)
     binding = answer.pop("binding", None)
     if binding is not None and hc.fusion is not None:
         answer.update(await hc.fusion.insurance_identity(binding, term.institution_code))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,10 +23,20 @@ from sqlalchemy import Engine
 from ..common.cards.audit import Heads
 from ..common.cards.callers import Terminal
 from ..common.cst import refuse_clock_skew
-from ..common.errors import Conflict, Forbidden, Gone, Invalid, NotFound, ServiceError
+from ..common.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    RateLimited,
+    ServiceError,
+    Unauthenticated,
+)
 from ..common.funnel import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
+from ..common.signing import RATE_WINDOW_S, Admission
 from . import qrcodes
 from .cards import refuse_unusable
 from .keystore import KeyStore
@@ -44,6 +56,15 @@ _COUNT_USE = (
 _SELECT_BINDING = (
     "SELECT ssc_card_no, region FROM bindings WHERE ehc_card_id = ? AND state = 'bound'"
 )
+_ADMIT = (  # the request's nonce, also a hit of the terminal's rate bucket
+    "INSERT INTO shared_events (token, bucket, at, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (token) DO NOTHING RETURNING token"
+)
+_RATE = (  # reads at most `limit` index entries, however busy the terminal
+    "SELECT count(*), min(at) FROM (SELECT at FROM shared_events WHERE bucket = ? "
+    "AND at > ? ORDER BY at LIMIT ?) AS recent"
+)
+_SWEEP = "DELETE FROM shared_events WHERE expires_at < ?"
 _INSERT_USAGE = (
     "INSERT INTO usage_records (card_id, empi, institution_code, terminal_id, city_code, "
     "terminal_type, step, code_kind, terminal_time, verified_at, request_id, chain_day, "
@@ -60,9 +81,11 @@ class HotStore:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
         mark = "%s" if self.postgres else "?"
-        self.select_card, self.count_use, self.insert_usage, self.select_binding = (
+        (self.select_card, self.count_use, self.insert_usage, self.select_binding,
+         self.admit, self.rate, self.sweep) = (
             q.replace("?", mark)
-            for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING))
+            for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING, _ADMIT,
+                      _RATE, _SWEEP))
         self._local = threading.local()
 
     def connection(self):
@@ -111,6 +134,7 @@ class Scan:
     qr_text: str
     now: datetime
     request_id: str
+    admission: Admission | None = None  # nonce and rate count, written with the scan
 
 
 class Verifier:
@@ -123,6 +147,7 @@ class Verifier:
         self.limit = settings.max_verifications_per_code
         self.store = HotStore(engine)
         self.funnel = WriteFunnel(self.record_batch)
+        self._next_sweep = 0.0
 
     def _expiry(self, code: qrcodes.ParsedCode) -> datetime:
         if code.kind == "fused":  # always of the hardened form
@@ -153,7 +178,8 @@ class Verifier:
                             "terminals registered as physical-card readers")
         return code, expiry
 
-    def check(self, term: Terminal, body: Any, request_id: str) -> Scan:
+    def check(self, term: Terminal, body: Any, request_id: str,
+              admission: Admission | None = None) -> Scan:
         """Every check that needs no database: fields, terminal, clock, code, expiry."""
         if not isinstance(body, dict):
             raise Invalid("INVALID_REQUEST", "body must be a JSON object")
@@ -178,7 +204,7 @@ class Verifier:
         refuse_clock_skew(terminal_time, now, skew)
         code, expiry = self.decode(qr_text, term, now)
         return Scan(code, term, city_code, terminal_type, step, terminal_time, expiry,
-                    qr_text, now, request_id)
+                    qr_text, now, request_id, admission)
 
     def record_batch(self, scans: Sequence[Scan]) -> list[tuple[int, tuple] | ServiceError]:
         """For each scan, in order and in ONE transaction: card state, replay counter,
@@ -188,6 +214,10 @@ class Verifier:
         out: list[tuple[int, tuple] | ServiceError] = []
         try:
             cur = conn.cursor()
+            wall = time.time()
+            if wall >= self._next_sweep:  # nonces past their window
+                self._next_sweep = wall + 30
+                cur.execute(store.sweep, (wall,))
             heads = Heads("usage", cur, store.postgres)
             for scan in scans:
                 try:
@@ -203,8 +233,24 @@ class Verifier:
             raise
         return out
 
+    def _admit(self, cur, a: Admission) -> None:
+        """The nonce once (else SIGNATURE_REPLAYED), and the terminal's rate."""
+        store, wall = self.store, time.time()
+        if a.limit:
+            cur.execute(store.rate, (a.bucket, wall - RATE_WINDOW_S, a.limit))
+            count, oldest = cur.fetchone()
+            if count >= a.limit:
+                wait = max(1, math.ceil(float(oldest) + RATE_WINDOW_S - wall))
+                raise RateLimited("RATE_LIMITED", "over the terminal's request rate",
+                                  headers={"Retry-After": str(wait)})
+        cur.execute(store.admit, (a.token, a.bucket, wall, wall + a.ttl_s))
+        if cur.fetchone() is None:
+            raise Unauthenticated("SIGNATURE_REPLAYED", "nonce already used")
+
     def _record_one(self, cur, scan: Scan, heads: Heads) -> tuple[int, tuple]:
         store, code = self.store, scan.code
+        if scan.admission is not None:
+            self._admit(cur, scan.admission)
         cur.execute(store.select_card, (code.card_id,))
         card = cur.fetchone()
         if card is None or (code.kind == "temporary") != bool(card[8]):
@@ -269,8 +315,9 @@ class Verifier:
             raise result
         return self.answer(scan, *result)
 
-    async def verify_async(self, term: Terminal, body: Any, request_id: str) -> dict[str, Any]:
+    async def verify_async(self, term: Terminal, body: Any, request_id: str,
+                           admission: Admission | None = None) -> dict[str, Any]:
         """The route's path: the write goes through the group-commit funnel."""
-        scan = self.check(term, body, request_id)
+        scan = self.check(term, body, request_id, admission)
         record_id, card = await self.funnel.submit(scan)
         return self.answer(scan, record_id, card)

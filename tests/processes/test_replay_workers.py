@@ -213,3 +213,20 @@ def test_applying_for_anothers_card_is_refused_on_every_worker(deployment: Deplo
             with pytest.raises(SdkError) as info:
                 app.apply("01", person.id_number, person.name)
             assert info.value.code == "CONSENT_REQUIRED"
+
+
+def test_one_signed_scan_is_verified_once_by_two_workers_and_two_servers(
+        deployment: Deployment) -> None:
+    """The hot path writes the nonce in the scan's own transaction (database store) or
+    in Redis: either way one signed scan sent twelve times is verified once."""
+    d = deployment
+    body = orjson.dumps(d.term.verify_body(d.app.qrcode(d.card_id)["qr_text"]))
+    headers = {**sign_headers(d.term.terminal_id, "POST", "/ehc/v1/qrcodes/verify", body,
+                              secret=d.term.secret), "Content-Type": "application/json"}
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(
+            lambda i: httpx.post(d.urls[i % 2] + "/ehc/v1/qrcodes/verify", content=body,
+                                 headers=headers), range(12)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200] + [401] * 11, [r.text for r in answers]
+    assert {r.json()["code"] for r in answers if r.status_code == 401} == {"SIGNATURE_REPLAYED"}
