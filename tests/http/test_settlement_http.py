@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import delete, select
 
-from services.sdk import ResidentClient, SdkError
+from services.sdk import ResidentClient, SdkError, TerminalClient
 from services.socialcard.tables import ledger, settlements
 
 ITEMS = [{"code": "consultation", "category": "A", "amount_fen": 5_000},
@@ -322,11 +322,14 @@ def test_parallel_uploads_of_one_voucher_open_exactly_one(stack, world, token) -
     outcomes: list[str] = []
 
     def attempt(i: int) -> None:
-        try:
-            outcomes.append(term.upload_fees(tok, ITEMS, key=f"par-{i}-{uuid.uuid4().hex}")
-                            ["state"])
-        except SdkError as exc:
-            outcomes.append(exc.code)
+        # a client per thread: one shared pool's keep-alive races are not what is tested
+        with TerminalClient(stack.url, term.terminal_id, term.secret,
+                            city_code=term.city_code, terminal_type=term.terminal_type) as own:
+            try:
+                outcomes.append(own.upload_fees(tok, ITEMS, key=f"par-{i}-{uuid.uuid4().hex}")
+                                ["state"])
+            except SdkError as exc:
+                outcomes.append(exc.code)
 
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(10)]
     for t in threads:
