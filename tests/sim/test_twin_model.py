@@ -147,26 +147,43 @@ def test_nspp_arrival_totals_match_the_profile_integral() -> None:
 
 
 @pytest.mark.slow
-def test_calibration_three_longs_one_short_and_time_saved() -> None:
-    """Tertiary baseline: each window wait at least 12 min (20 % above the 10-minute policy
-    target, DOMAIN.md s.5), median first consultation 8.5-11.5 min (Lancet 2018: median
-    10). Full adoption saves 10-50 min per visit (0.5x to 2.5x the paper's "about 20
-    minutes"): the paper's figure is one rounded, province-wide average over all level-2+
-    hospitals and real, partial use, with no definition or interval; one busy tertiary
-    hospital at full adoption belongs at the high end, hence the wider upper factor. The
-    model gives about 14 min here (10 replications: 95% CI 13.1-14.7), paired over the
-    same shown people. The band is still wide: calibrating the baseline to the measured
-    queues (8.26 min) is open work."""
-    base = run_replications(load_scenario(SCENARIOS / "tertiary_baseline.yaml"), 3,
-                            keep_patients=False, workers=2).summary().set_index("kpi")
-    for wait in ("wait_registration", "wait_payment", "wait_pharmacy"):
-        assert base.loc[wait, "mean"] >= 12, (wait, base.loc[wait, "mean"])
-    assert 8.5 <= base.loc["consult_median", "mean"] <= 11.5
-    full = run_replications(load_scenario(SCENARIOS / "tertiary_adoption_100.yaml"), 3,
-                            keep_patients=False, workers=2).summary().set_index("kpi")
-    saved = full.loc["time_saved"]
-    assert 10 <= saved["mean"] <= 50, saved
-    assert saved["ci_low"] > 0  # the saving is real, not noise
+def test_calibration_targets_hold_in_their_bands() -> None:
+    """The calibrated tertiary baseline (``ehc twin calibrate``) against DOMAIN.md s.5:
+    average window wait 8.26 +- 1.5 min, a walk-in's doctor wait 18.5 +- 3 min, the
+    consultation median 10 +- 1 min, each over replications; the "after" figures are
+    reported beside, not fitted: here only their direction is held (the windows empty,
+    precise slots cut the doctor wait, the pharmacy wait falls, time is saved)."""
+    from twin.experiments.calibrate import validate
+
+    checks = {c.key: c for c in validate(load_scenario(SCENARIOS / "tertiary_baseline.yaml"),
+                                         replications=3, workers=2)}
+    for key in ("before.window_wait", "before.wait_doctor", "before.consult_median"):
+        assert checks[key].within, (key, checks[key])
+    assert checks["after.window_wait"].mean < checks["before.window_wait"].mean
+    assert checks["after.wait_doctor_online"].mean < checks["before.wait_doctor"].mean
+    assert checks["after.pharmacy_change"].mean < 0
+    assert checks["after.time_saved"].low > 0
+
+
+def test_consultation_meets_the_measured_median_and_iqr() -> None:
+    """Lancet 2018: median 10 min, IQR 5-12 (a lognormal cannot have both)."""
+    sc = load_scenario(SCENARIOS / "tertiary_baseline.yaml")
+    x = sc.times.consult_first.sample(np.random.default_rng(1), 200_000)
+    q1, med, q3 = np.percentile(x, [25, 50, 75])
+    assert (q1, med, q3) == pytest.approx((5, 10, 12), abs=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adoption", ["tertiary_adoption_30.yaml", "tertiary_adoption_60.yaml"])
+def test_card_users_are_not_slower_than_the_walk_ins_beside_them(adoption: str) -> None:
+    """Precise slots (DOMAIN.md s.5: doctor wait 18.5 -> 10.1 min): at partial adoption a
+    card user's visit is not longer than a walk-in's on the same day."""
+    res = run_replications(load_scenario(SCENARIOS / adoption), 3, keep_patients=False,
+                           workers=2)
+    k = res.kpis
+    assert (k.visit_time_online <= k.visit_time_traditional).all(), k[
+        ["visit_time_online", "visit_time_traditional"]]
+    assert (k.wait_doctor_online < 15).all()
 
 
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.stem)

@@ -112,8 +112,9 @@ def appointment_times(sc: Scenario, dept: int) -> np.ndarray:
     """A department's appointment times over the day, sorted. Each slot of
     ``online.slot_length`` holds as many places as its doctors can see in it (at the mean
     doctor time per patient, revisits included) less the walk-ins the scenario expects in
-    it (the walk-in share of that slot's arrivals, by the hourly profile), spread evenly
-    through the slot. After the last arrival the places continue at the doctors' full pace
+    it (the walk-in share of that slot's arrivals, by the hourly profile), but never fewer
+    than the online share of them (the share of every session released to the app), spread
+    evenly through the slot. After the last arrival the places continue at the doctors' full pace
     (for holders deferred past the day's arrivals)."""
     d = sc.hospital.departments[dept]
     slot, start, end = sc.online.slot_length, sc.day.arrivals_from, sc.day.arrivals_until
@@ -128,7 +129,9 @@ def appointment_times(sc: Scenario, dept: int) -> np.ndarray:
     while t < horizon:
         lo, hi = t, min(t + slot, end)
         expected = float(rate(np.array([(lo + hi) / 2]))[0]) * max(hi - lo, 0.0)
-        places = int(max(per_slot - expected, 0.0))
+        # the online share of each slot's numbers is kept for bookings, as hospitals
+        # release a share of every session to the app, even when walk-ins would fill it
+        places = int(max(per_slot - expected, sc.demand.adoption * per_slot))
         times.append(t + np.arange(places) * slot / max(places, 1))
         t += slot
     return np.concatenate(times)

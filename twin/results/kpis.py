@@ -13,7 +13,8 @@ from twin.model.names import WINDOWS
 KPI_UNITS = {
     "visit_time": "min", "visit_time_traditional": "min", "visit_time_online": "min",
     "wait_registration": "min", "wait_payment": "min", "wait_pharmacy": "min",
-    "wait_doctor": "min", "doctor_time": "min", "consult_median": "min", "walks": "walks",
+    "wait_doctor": "min", "wait_doctor_traditional": "min", "wait_doctor_online": "min",
+    "doctor_time": "min", "consult_median": "min", "walks": "walks",
     "kiosk_uses": "uses", "window_staff_hours": "h", "window_busy_hours": "h",
     "patients": "patients", "no_shows": "patients", "online_share": "share",
     "time_saved": "min", "deferral": "min", "deferral_p90": "min",
@@ -120,6 +121,8 @@ def kpis(day: HospitalDay) -> dict[str, Any]:
         "wait_payment": per_use["payment window"],
         "wait_pharmacy": per_use["pharmacy window"],
         "wait_doctor": float(df.wait_doctor.mean()) if len(df) else np.nan,
+        "wait_doctor_traditional": float(trad.wait_doctor.mean()) if len(trad) else np.nan,
+        "wait_doctor_online": float(onl.wait_doctor.mean()) if len(onl) else np.nan,
         "doctor_time": float(df.doctor_time.mean()) if len(df) else np.nan,
         "consult_median": float(np.median(first)) if len(first) else np.nan,
         "walks": float(df.walks.mean()) if len(df) else np.nan,

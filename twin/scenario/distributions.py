@@ -4,6 +4,7 @@ Generator. Parameters carry units; samples are minutes."""
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Annotated, Literal
 
 import numpy as np
@@ -16,11 +17,15 @@ Minutes = Annotated[float, BeforeValidator(minutes)]
 
 class Dist(BaseModel):
     """``dist``: fixed (value), exponential (mean), lognormal (median, sigma),
-    triangular (low, mode, high), uniform (low, high), gamma (mean, cv)."""
+    triangular (low, mode, high), uniform (low, high), gamma (mean, cv), quantiles
+    (points: [[probability, minutes], ...] from probability 0 to 1, sampled by linear
+    interpolation of the inverse CDF: a measured median and IQR are met exactly, however
+    skewed)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    dist: Literal["fixed", "exponential", "lognormal", "triangular", "uniform", "gamma"]
+    dist: Literal["fixed", "exponential", "lognormal", "triangular", "uniform", "gamma",
+                  "quantiles"]
     value: Minutes | None = None
     mean: Minutes | None = None
     median: Minutes | None = None
@@ -29,6 +34,9 @@ class Dist(BaseModel):
     low: Minutes | None = None
     mode: Minutes | None = None
     high: Minutes | None = None
+    points: list[tuple[float, Minutes]] | None = Field(
+        None, description="quantiles: (probability, minutes), probabilities 0 to 1 rising, "
+        "minutes not falling")
     source: str | None = Field(None, description="where the numbers come from")
 
     @model_validator(mode="after")
@@ -36,7 +44,7 @@ class Dist(BaseModel):
         need = {
             "fixed": ("value",), "exponential": ("mean",), "lognormal": ("median", "sigma"),
             "triangular": ("low", "mode", "high"), "uniform": ("low", "high"),
-            "gamma": ("mean", "cv"),
+            "gamma": ("mean", "cv"), "quantiles": ("points",),
         }[self.dist]
         missing = [n for n in need if getattr(self, n) is None]
         if missing:
@@ -50,7 +58,19 @@ class Dist(BaseModel):
             raise ValueError("triangular needs low <= mode <= high")
         if self.dist == "uniform" and self._p("low") > self._p("high"):
             raise ValueError("uniform needs low <= high")
+        if self.dist == "quantiles":
+            probs = [q for q, _ in self._points()]
+            values = [v for _, v in self._points()]
+            if len(probs) < 2 or probs[0] != 0 or probs[-1] != 1 or any(
+                    b <= a for a, b in pairwise(probs)):
+                raise ValueError("quantiles need probabilities from 0 to 1, rising")
+            if any(v < 0 for v in values) or any(b < a for a, b in pairwise(values)):
+                raise ValueError("quantiles need minutes not negative and not falling")
         return self
+
+    def _points(self) -> list[tuple[float, float]]:
+        assert self.points is not None
+        return self.points
 
     def _p(self, name: str) -> float:
         """A parameter this distribution needs (present: the validator checked it)."""
@@ -69,6 +89,9 @@ class Dist(BaseModel):
             return p("median") * math.exp(p("sigma") ** 2 / 2)
         if d == "triangular":
             return (p("low") + p("mode") + p("high")) / 3
+        if d == "quantiles":  # the mean of the piecewise-linear inverse CDF
+            return sum((q1 - q0) * (v0 + v1) / 2
+                       for (q0, v0), (q1, v1) in pairwise(self._points()))
         return (p("low") + p("high")) / 2
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -85,5 +108,8 @@ class Dist(BaseModel):
             return rng.triangular(p("low"), p("mode"), p("high"), n)
         if d == "uniform":
             return rng.uniform(p("low"), p("high"), n)
+        if d == "quantiles":
+            probs, values = zip(*self._points(), strict=True)
+            return np.interp(rng.random(n), probs, values)
         shape = 1 / p("cv") ** 2
         return rng.gamma(shape, p("mean") / shape, n)
