@@ -3,7 +3,7 @@ the entry's credentials as a channel app of both card systems."""
 
 from sqlalchemy import Column, DateTime, MetaData, SmallInteger, String, Table
 
-from ..common.pii import ENCRYPTED_NAME
+from ..common.pii import identity_columns
 from ..common.shared_store import shared_events_table
 
 metadata = MetaData()
@@ -13,11 +13,7 @@ challenges = Table(  # strong real-name login: one per code sent (or pretended s
     "login_challenges",
     metadata,
     Column("challenge_digest", String(64), primary_key=True),  # SM3 of the challenge ID
-    Column("id_type", String(2), nullable=False),
-    Column("id_digest", String(64), nullable=False),
-    Column("id_number_enc", String(200), nullable=False),
-    Column("name_enc", String(ENCRYPTED_NAME), nullable=False),
-    Column("phone_enc", String(200)),  # null: no match, nothing was sent
+    *identity_columns(),  # phone_enc null: no match, nothing was sent
     Column("code_digest", String(64), nullable=False),  # SM3(challenge ID || code)
     Column("tries", SmallInteger, nullable=False),
     Column("used", SmallInteger, nullable=False),
@@ -28,11 +24,7 @@ sessions = Table(
     "sessions",
     metadata,
     Column("token_digest", String(64), primary_key=True),  # SM3 of the bearer token
-    Column("id_type", String(2), nullable=False),
-    Column("id_digest", String(64), nullable=False),
-    Column("id_number_enc", String(200), nullable=False),
-    Column("name_enc", String(ENCRYPTED_NAME), nullable=False),
-    Column("phone_enc", String(200)),
+    *identity_columns(),
     Column("expires_at", DateTime, nullable=False),
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from .secrets_store import private_dir, private_file
@@ -81,3 +81,9 @@ def rows_by_identity(conn, table, pairs) -> list:
         out += conn.execute(table.select().where(
             table.c.id_type == id_type, table.c.id_digest.in_(digests))).all()
     return out
+
+
+def serial_id() -> Column:
+    """An ever-growing row number: BIGINT on PostgreSQL, SQLite's own rowid."""
+    return Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                  autoincrement=True)

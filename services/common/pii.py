@@ -6,11 +6,25 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 
+from sqlalchemy import Column, String
+
 from .crypto import constant_time_equal, hmac_sm3, sm4_cbc_decrypt, sm4_cbc_encrypt
 
 # room for an encrypted name: a 64-character name of 4-byte characters is 613 characters
 # encrypted (key ID, IV, padded ciphertext and tag in hex)
 ENCRYPTED_NAME = 640
+
+
+def identity_columns(*, name_digest: bool = False, name_required: bool = True) -> list[Column]:
+    """A person's identity at rest: ID type, the ID number's digest (the blind index)
+    and ciphertext, the name's ciphertext (and digest), the phone's ciphertext."""
+    return [Column("id_type", String(2), nullable=False),
+            Column("id_digest", String(64), nullable=False),
+            Column("id_number_enc", String(200), nullable=False),
+            *([Column("name_digest", String(64), nullable=not name_required)]
+              if name_digest else []),
+            Column("name_enc", String(ENCRYPTED_NAME), nullable=not name_required),
+            Column("phone_enc", String(200))]
 
 
 class FieldCipher:

@@ -1,7 +1,6 @@
 """The card-management system's own tables."""
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Date,
     DateTime,
@@ -18,7 +17,9 @@ from sqlalchemy import (
 from ..common.cards.audit import chain_columns
 from ..common.cards.consent import grant_code_table, holder_table
 from ..common.cards.tables import shared_tables
-from ..common.pii import ENCRYPTED_NAME
+from ..common.cards.usage_sync import scan_columns
+from ..common.db import serial_id
+from ..common.pii import identity_columns
 
 metadata = MetaData()
 (caller_registry, bindings, binding_batches, system_keys, audit_heads, shared_usage,
@@ -30,14 +31,9 @@ cards = Table(
     metadata,
     Column("card_id", String(64), primary_key=True),
     Column("empi", String(64), nullable=False, unique=True),
-    Column("id_type", String(2), nullable=False),
-    Column("id_digest", String(64), nullable=False),
-    Column("id_number_enc", String(200), nullable=False),
-    Column("name_digest", String(64)),
-    Column("name_enc", String(ENCRYPTED_NAME)),
+    *identity_columns(name_digest=True, name_required=False),
     Column("sex", String(1)),
     Column("birth_date", Date),
-    Column("phone_enc", String(200)),
     Column("state", SmallInteger, nullable=False),
     Column("card_type", SmallInteger, nullable=False, default=0),
     Column("temporary", SmallInteger, nullable=False, default=0),
@@ -72,16 +68,11 @@ code_uses = Table(
 usage_records = Table(
     "usage_records",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    serial_id(),
     Column("card_id", String(64), nullable=False),
     Column("empi", String(64), nullable=False),
-    Column("institution_code", String(12), nullable=False),
-    Column("terminal_id", String(16), nullable=False),
+    *scan_columns(),
     Column("city_code", String(6), nullable=False),
-    Column("terminal_type", SmallInteger, nullable=False),
-    Column("step", Integer, nullable=False),
-    Column("code_kind", String(10), nullable=False),
     Column("terminal_time", String(14), nullable=False),
     Column("verified_at", DateTime, nullable=False),
     Column("request_id", String(32), nullable=False),

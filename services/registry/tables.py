@@ -2,21 +2,16 @@
 
 from sqlalchemy import Column, Date, DateTime, MetaData, String, Table, UniqueConstraint
 
-from ..common.pii import ENCRYPTED_NAME
+from ..common.pii import ENCRYPTED_NAME, identity_columns
 
 metadata = MetaData()
 
 residents = Table(
     "residents",
     metadata,
-    Column("id_type", String(2), nullable=False),
-    Column("id_digest", String(64), nullable=False),
-    Column("id_number_enc", String(200), nullable=False),
-    Column("name_digest", String(64), nullable=False),
-    Column("name_enc", String(ENCRYPTED_NAME), nullable=False),
+    *identity_columns(name_digest=True),
     Column("sex", String(1), nullable=False),
     Column("birth_date", Date, nullable=False),
-    Column("phone_enc", String(200)),
     Column("area_code", String(6), nullable=False),
     UniqueConstraint("id_type", "id_digest", name="uq_resident_id"),
 )

@@ -1,14 +1,15 @@
 """The SMS gateway's own table: the outbox of messages handed to the provider."""
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table
+from sqlalchemy import Column, DateTime, Index, MetaData, String, Table
+
+from ..common.db import serial_id
 
 metadata = MetaData()
 
 outbox = Table(
     "outbox",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    serial_id(),
     Column("phone_digest", String(64), nullable=False),
     Column("phone_enc", String(200), nullable=False),
     Column("text_enc", String(800), nullable=False),  # holds one-time codes: encrypted

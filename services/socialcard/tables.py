@@ -16,7 +16,9 @@ from sqlalchemy import (
 from ..common.cards.audit import chain_columns
 from ..common.cards.consent import grant_code_table, holder_table
 from ..common.cards.tables import shared_tables
-from ..common.pii import ENCRYPTED_NAME
+from ..common.cards.usage_sync import scan_columns
+from ..common.db import serial_id
+from ..common.pii import identity_columns
 
 metadata = MetaData()
 (caller_registry, bindings, binding_batches, system_keys, audit_heads, shared_usage,
@@ -28,11 +30,7 @@ insured = Table(
     "insured",
     metadata,
     Column("ssc_card_no", String(20), primary_key=True),
-    Column("id_type", String(2), nullable=False),
-    Column("id_digest", String(64), nullable=False),
-    Column("id_number_enc", String(200), nullable=False),
-    Column("name_enc", String(ENCRYPTED_NAME), nullable=False),
-    Column("phone_enc", String(200)),
+    *identity_columns(),
     Column("region", String(6), nullable=False),
     Column("insurance_type", String(3), nullable=False),
     Column("account_balance_fen", BigInteger, nullable=False),
@@ -49,14 +47,9 @@ grant_codes = grant_code_table(metadata, "ssc_card_no", 20)  # the resident's co
 usage_records = Table(
     "usage_records",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    serial_id(),
     Column("ssc_card_no", String(20), nullable=False),
-    Column("institution_code", String(12), nullable=False),
-    Column("terminal_id", String(16), nullable=False),
-    Column("terminal_type", SmallInteger, nullable=False),
-    Column("step", Integer, nullable=False),
-    Column("code_kind", String(10), nullable=False),
+    *scan_columns(),
     Column("verified_at", DateTime, nullable=False),
     *chain_columns(),
     Index("ix_essc_usage_card", "ssc_card_no", "id"),
@@ -132,8 +125,7 @@ accumulators = Table(
 ledger = Table(
     "ledger",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    serial_id(),
     Column("settlement_id", String(30), nullable=False),
     Column("posting", String(12), nullable=False),  # settle | cash | reverse | refund
     Column("account", String(40), nullable=False),

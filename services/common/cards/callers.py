@@ -252,11 +252,15 @@ class Callers:
             bool(row.strong_realname))
 
     # --------------------------------------------------------------- authentication
-    def authenticate_terminal(self, headers, method: str, path: str, query: str,
-                              body: bytes) -> Terminal:
+    def _known_terminal(self, headers) -> Terminal:
         term = self.terminal(headers.get(H_KEY, ""))
         if term is None:
             raise Unauthenticated("UNKNOWN_TERMINAL", "terminal is not registered or disabled")
+        return term
+
+    def authenticate_terminal(self, headers, method: str, path: str, query: str,
+                              body: bytes) -> Terminal:
+        term = self._known_terminal(headers)
         self._signed_by(term, headers, method, path, query, body)
         refuse_rate(self.store, term.terminal_id, self.terminal_rate)
         return term
@@ -268,9 +272,7 @@ class Callers:
         three); with Redis they are settled here."""
         if not isinstance(self.store, DatabaseStore):
             return self.authenticate_terminal(headers, method, path, query, body), None
-        term = self.terminal(headers.get(H_KEY, ""))
-        if term is None:
-            raise Unauthenticated("UNKNOWN_TERMINAL", "terminal is not registered or disabled")
+        term = self._known_terminal(headers)
         token = check_signature(headers, method, path, query, body, secret=term.secret,
                                 sm2_public_hex=term.sm2_public_key, store=None,
                                 max_age_s=self.max_age_s)

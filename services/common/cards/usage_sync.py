@@ -24,24 +24,30 @@ from sqlalchemy import (
     select,
 )
 
+from ..db import serial_id
+
 SHARED_FIELDS = ("ehc_card_id", "ssc_card_no", "institution_code", "terminal_id",
                  "terminal_type", "step", "code_kind", "at")
+
+
+def scan_columns() -> list[Column]:
+    """Where and how a card was used: institution, terminal and its type, step, code."""
+    return [Column("institution_code", String(12), nullable=False),
+            Column("terminal_id", String(16), nullable=False),
+            Column("terminal_type", SmallInteger, nullable=False),
+            Column("step", Integer, nullable=False),
+            Column("code_kind", String(10), nullable=False)]
 
 
 def shared_usage_tables(metadata: MetaData) -> tuple[Table, Table]:
     shared = Table(
         "shared_usage", metadata,
-        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-               autoincrement=True),
+        serial_id(),
         Column("source", String(4), nullable=False),
         Column("source_id", BigInteger, nullable=False),
         Column("ehc_card_id", String(64), nullable=False),
         Column("ssc_card_no", String(20), nullable=False),
-        Column("institution_code", String(12), nullable=False),
-        Column("terminal_id", String(16), nullable=False),
-        Column("terminal_type", SmallInteger, nullable=False),
-        Column("step", Integer, nullable=False),
-        Column("code_kind", String(10), nullable=False),
+        *scan_columns(),
         Column("at", String(32), nullable=False),
         Column("received_at", DateTime, nullable=False),
         UniqueConstraint("source", "source_id", name="uq_shared_source"),
