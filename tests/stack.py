@@ -13,7 +13,7 @@ from services.sdk import start_in_thread as start_stack
 
 PG_ENV = "EHC_TEST_DATABASE_URL"
 __all__ = ["PG_ENV", "LiveStack", "backend_env", "drop_backend", "drop_schemas",
-           "make_test_settings", "start_stack"]
+           "kill_now", "make_test_settings", "start_stack"]
 
 
 def backend_env(backend: str) -> dict[str, str]:
@@ -66,3 +66,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def kill_now(proc) -> None:
+    """SIGKILL a server process (a crash, not a shutdown) and reap it."""
+    import signal
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)

@@ -3,6 +3,9 @@ wrote nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from sqlalchemy import func, select
 
@@ -16,10 +19,17 @@ def usage_count(stack) -> int:
         return conn.execute(select(func.count()).select_from(usage_records)).scalar_one()
 
 
-def refused(code: str, stack, fn, *args, **kw) -> SdkError:
-    before = usage_count(stack)
-    with pytest.raises(SdkError) as info:
-        fn(*args, **kw)
-    assert info.value.code == code, info.value
-    assert usage_count(stack) == before, "a refused request wrote a usage record"
-    return info.value
+def refusal_check(unchanged: Callable[[Any], Any]) -> Callable[..., SdkError]:
+    """``refused(code, stack, fn, *args, **kw)``: ``fn`` is refused with ``code`` and
+    ``unchanged(stack)`` (what a refusal must not write) is the same after."""
+    def refused(code: str, stack, fn, *args, **kw) -> SdkError:
+        before = unchanged(stack)
+        with pytest.raises(SdkError) as info:
+            fn(*args, **kw)
+        assert info.value.code == code, info.value
+        assert unchanged(stack) == before, "a refused request wrote something"
+        return info.value
+    return refused
+
+
+refused = refusal_check(usage_count)

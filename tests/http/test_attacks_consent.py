@@ -12,6 +12,7 @@ from services.healthcard.tables import card_apps as ehc_holders
 from services.healthcard.tables import cards as ehc_cards
 from services.sdk import ChannelClient, ResidentClient, SdkError
 from services.socialcard.tables import card_apps as essc_holders
+from tests.http.ehc_refusals import refusal_check
 
 
 def holders(stack) -> tuple[int, int]:
@@ -22,12 +23,7 @@ def holders(stack) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
-def refused(code: str, stack, fn, *args, **kw) -> None:
-    before = holders(stack)
-    with pytest.raises(SdkError) as info:
-        fn(*args, **kw)
-    assert info.value.code == code, info.value
-    assert holders(stack) == before
+refused = refusal_check(holders)
 
 
 @pytest.fixture(scope="module")

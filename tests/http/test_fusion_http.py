@@ -24,6 +24,7 @@ from services.healthcard.tables import bindings as ehc_bindings
 from services.healthcard.tables import usage_records as ehc_usage
 from services.sdk import SdkError, generate_residents, insured_record
 from services.socialcard.tables import bindings as essc_bindings
+from tests.http.ehc_refusals import refusal_check
 
 
 def count(stack, system: str, table) -> int:
@@ -38,13 +39,7 @@ def stored(stack) -> tuple[int, int, int, int]:
             count(stack, "healthcard", binding_pending), count(stack, "healthcard", ehc_usage))
 
 
-def refused(code: str, stack, fn, *args, **kw) -> SdkError:
-    before = stored(stack)
-    with pytest.raises(SdkError) as info:
-        fn(*args, **kw)
-    assert info.value.code == code, info.value
-    assert stored(stack) == before, "a refused request stored something"
-    return info.value
+refused = refusal_check(stored)
 
 
 @pytest.fixture

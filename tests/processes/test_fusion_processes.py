@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
 import subprocess
 import threading
 import time
@@ -33,7 +32,7 @@ from services.sdk import (
     spawn_server,
     stop_server,
 )
-from tests.stack import backend_env, drop_backend, free_port
+from tests.stack import backend_env, drop_backend, free_port, kill_now
 
 
 @dataclass
@@ -64,10 +63,7 @@ class TwoProcesses:
                                  "EHC_SOCIALCARD_URL": self.social_url,
                                  "EHC_REGISTRY_URL": self.social_url}, self.ehc_port)
 
-    @staticmethod
-    def kill(proc) -> None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+    kill = staticmethod(kill_now)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

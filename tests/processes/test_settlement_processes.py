@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
 import subprocess
 import threading
 import time
@@ -33,7 +32,7 @@ from services.sdk import (
     spawn_server,
     stop_server,
 )
-from tests.stack import backend_env, drop_backend, free_port
+from tests.stack import backend_env, drop_backend, free_port, kill_now
 
 ITEMS = [{"code": "drugs", "category": "A", "amount_fen": 80_000},
          {"code": "room", "category": "C", "amount_fen": 5_000}]
@@ -59,10 +58,7 @@ class Stack:
         self.pay = spawn_server({**self.env, "EHC_SYSTEMS": "payment",
                                  "EHC_SOCIALCARD_URL": self.url}, self.pay_port)
 
-    @staticmethod
-    def kill(proc) -> None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+    kill = staticmethod(kill_now)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
