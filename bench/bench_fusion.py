@@ -65,6 +65,8 @@ def main() -> None:
             for i, person in enumerate(generate_residents(args.n, seed=99), start=1):
                 batch.append(insured_record(person, i))
                 if len(batch) == 5000 or i == args.n:
+                    admin_sc.add_residents([{k: r[k] for k in ("id_type", "id_number", "name")}
+                                            for r in batch])  # the real-name source
                     admin_sc.add_insured(batch)
                     bar.advance(task, len(batch))
                     batch = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import NoReturn
 
@@ -115,9 +116,13 @@ def fuse(
     essc_url: str | None = typer.Option(None, help="the e-SSC system, when it runs apart "
                                         "from --url"),
     admin_token: str | None = TOKEN,
+    report: Path = typer.Option(Path("var/fuse-refusals.csv"), help="where each refused "
+                                "holder is listed with its reason (card number, reason)"),
 ) -> None:
     """Auto-open an EHC for every e-SSC holder and bind the two cards (resumable: run it
-    again after a crash and it carries on; holders already bound are skipped)."""
+    again after a crash and it carries on; holders already bound are skipped). A holder
+    that cannot be opened (malformed ID number, a name the registry disagrees with, a
+    lost card) is refused on its own and listed in REPORT; the run goes on."""
     from .sdk import AdminClient, SdkError, fuse_all, todo
 
     if not all_holders:
@@ -129,14 +134,31 @@ def fuse(
             remaining, _ = todo(essc)
             with Progress(console=console) as bar:
                 task = bar.add_task("opening and binding", total=remaining)
+                refused: list[dict[str, str]] = []
                 totals = fuse_all(ehc, essc, page=page, workers=workers,
-                                  progress=lambda n: bar.advance(task, n))
+                                  progress=lambda n: bar.advance(task, n), refusals=refused)
         except (SdkError, httpx.HTTPError) as exc:
             _fail(f"{_explain(exc)} (run again to resume)")
     console.print("fusion: " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))
+    if refused:
+        _write_refusals(report, refused)
+        reasons = Counter(r["reason"] for r in refused)
+        console.print(f"[yellow]{len(refused):,} holders refused[/] ("
+                      + ", ".join(f"{k} {v:,}" for k, v in reasons.most_common())
+                      + f"): listed in {report}")
     if totals["pending"]:
         console.print("[yellow]some bindings are pending[/]: the e-SSC side did not answer; "
                       "`ehc reconcile bindings` completes them")
+
+
+def _write_refusals(path: Path, rows: list[dict[str, str]]) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["ssc_card_no", "reason"])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 reconcile = typer.Typer(no_args_is_help=True, help="Compare the systems' records: "

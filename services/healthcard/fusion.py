@@ -21,8 +21,8 @@ from ..common.cards import binding as b
 from ..common.cards.usage_sync import UsageInbox
 from ..common.errors import Conflict, NotFound, PeerFailed, ServiceError
 from ..common.peer import PeerUnavailable
-from .cards import USABLE_STATES, CardService, refuse_unusable
-from .peers import SocialcardClient
+from .cards import STATE_ERRORS, USABLE_STATES, CardService, refuse_unusable
+from .peers import RegistryClient, SocialcardClient
 from .tables import binding_batches, binding_pending, bindings, shared_usage, sync_cursors
 
 
@@ -61,13 +61,18 @@ class ReconcileReport:
                     or self.adopted or self.conflicts)
 
 
+REALNAME_REASONS = {"invalid": "INVALID_ID_NUMBER", "no_match": "REALNAME_MISMATCH",
+                    "unknown": "REALNAME_UNVERIFIED"}
+
 class Fusion(b.BindingSide):
     side = "ehc"
 
     def __init__(self, engine: Engine, cards: CardService, social: SocialcardClient,
-                 key: tuple[str, str], peer_timeout_s: float) -> None:
+                 key: tuple[str, str], peer_timeout_s: float,
+                 registry: RegistryClient | None = None) -> None:
         self.engine = engine
         self.cards = cards
+        self.registry = registry
         self.social = self.peer = social
         self.private_hex, self.public_hex = key
         self.store = b.BindingStore(bindings, binding_batches)
@@ -268,18 +273,45 @@ class Fusion(b.BindingSide):
         holders = await self.social.holders(after, limit, before)
         if not holders:
             return {"holders": 0, "opened": 0, "bound": 0, "refused": 0, "pending": 0,
-                    "next_after": None}
-        opened, rows = self.cards.apply_many(holders, issuer="fusion")
-        reqs = [BindRequest(row.card_id, row.empi, h["ssc_card_no"], h["region"], "bound",
-                            {"id_type": h["id_type"], "id_number": h["id_number"]})
-                for h, row in zip(holders, rows, strict=True) if row.state in USABLE_STATES]
+                    "refusals": [], "next_after": None}
+        refusals: list[dict[str, str]] = []
+        fit = await self._real_named(holders, refusals)
+        opened, rows = self.cards.apply_many(fit, issuer="fusion") if fit else (0, [])
+        reqs = []
+        for h, row in zip(fit, rows, strict=True):
+            if row.state in USABLE_STATES:
+                reqs.append(BindRequest(row.card_id, row.empi, h["ssc_card_no"], h["region"],
+                                        "bound", {"id_type": h["id_type"],
+                                                  "id_number": h["id_number"]}))
+            else:  # the EHC is lost or cancelled: the holder must act first
+                refusals.append({"ssc_card_no": h["ssc_card_no"],
+                                 "reason": STATE_ERRORS.get(row.state, (None, "CARD_UNUSABLE"))[1]})
         outcomes = await self.submit(reqs) if reqs else []
-        count = {s: sum(o.status == s for o in outcomes)
-                 for s in ("complete", "refused", "pending")}
-        unusable = len(holders) - len(reqs)  # the EHC is lost: the holder must act first
+        for req, o in zip(reqs, outcomes, strict=True):
+            if o.status == "refused":
+                refusals.append({"ssc_card_no": req.ssc_card_no,
+                                 "reason": o.code or "BINDING_REFUSED"})
+        count = {s: sum(o.status == s for o in outcomes) for s in ("complete", "pending")}
         return {"holders": len(holders), "opened": opened, "bound": count["complete"],
-                "refused": count["refused"] + unusable, "pending": count["pending"],
+                "refused": len(refusals), "pending": count["pending"], "refusals": refusals,
                 "next_after": holders[-1]["ssc_card_no"]}
+
+    async def _real_named(self, holders: list[dict[str, Any]],
+                          refusals: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """The holders whose identity the registry confirms; each other one refused on
+        its own with its reason (a malformed ID number, a name the registry disagrees
+        with), so one bad record never stops the page."""
+        if self.registry is None:
+            return holders
+        results = await self.registry.realname_checks(holders)
+        fit = []
+        for h, result in zip(holders, results, strict=True):
+            if result == "match":
+                fit.append(h)
+            else:
+                refusals.append({"ssc_card_no": h["ssc_card_no"],
+                                 "reason": REALNAME_REASONS.get(result, "REALNAME_MISMATCH")})
+        return fit
 
     # ------------------------------------------------------------------ fused verification
     async def insurance_identity(self, binding: tuple[str, str],

@@ -63,12 +63,20 @@ class SharedLookup(Strict):
     source_ids: list[Annotated[int, Field(ge=0, le=2**62)]] = Field(max_length=10_000)
 
 
+class Refusal(BaseModel):
+    ssc_card_no: str
+    reason: str = Field(description="INVALID_ID_NUMBER, REALNAME_MISMATCH, "
+                        "REALNAME_UNVERIFIED, CARD_LOST, CARD_CANCELLED, or the binding's "
+                        "refusal code")
+
+
 class FuseAnswer(BaseModel):
     holders: int
     opened: int
     bound: int
     refused: int
     pending: int
+    refusals: list[Refusal] = Field(description="each refused holder with its reason")
     next_after: str | None
 
 

@@ -17,6 +17,13 @@ class RegistryClient(PeerClient):
         )
         return body["result"]
 
+    async def realname_checks(self, people: list[dict[str, Any]]) -> list[str]:
+        """One result per person (match, no_match, unknown, invalid)."""
+        body = await self.post("/registry/v1/realname-checks:batch", {"checks": [
+            {"id_type": p["id_type"], "id_number": p["id_number"], "name": p["name"]}
+            for p in people]}, timeout_s=60.0)
+        return body["results"]
+
     async def birth_check(self, birth_cert_no: str, name: str, guardian_id_number: str) -> str:
         body = await self.post("/registry/v1/births:check", {
             "birth_cert_no": birth_cert_no, "name": name,

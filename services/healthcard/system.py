@@ -50,7 +50,7 @@ def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient
     cards = CardService(engine, keystore, cipher, empi_salt)
     fusion = None if social is None else Fusion(
         engine, cards, social, load_or_create(engine, system_keys, cipher),
-        settings.peer_timeout_s)
+        settings.peer_timeout_s, registry)
     return HealthcardSystem(
         settings=settings,
         engine=engine,

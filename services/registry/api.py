@@ -17,6 +17,8 @@ from .schemas import (
     BirthIn,
     ContactResult,
     IssuedId,
+    RealnameBatch,
+    RealnameBatchResult,
     RealnameCheck,
     RealnameResult,
     ResidentBatch,
@@ -37,6 +39,15 @@ def realname_check(registry: Registry, body: RealnameCheck) -> RealnameResult:
     with refuse_invalid_id():
         return RealnameResult(result=registry.realname_check(body.id_type, body.id_number,
                                                              body.name))
+
+
+@router.post("/realname-checks:batch", response_model=RealnameBatchResult,
+             dependencies=[Peer], responses=error_responses(*_AUTH),
+             summary="Real-name checks of many identities (auto-opening), one result per "
+             "row; a malformed ID number is 'invalid' on its row, not an error for all")
+def realname_checks(registry: Registry, body: RealnameBatch) -> RealnameBatchResult:
+    return RealnameBatchResult(results=[registry.realname_result(c.id_type, c.id_number, c.name)
+                                        for c in body.checks])
 
 
 @router.post("/contacts", response_model=ContactResult, dependencies=[Peer],

@@ -85,6 +85,13 @@ class RegistryService:
             return "match"
         return "no_match"
 
+    def realname_result(self, id_type: str, id_number: str, name: str) -> str:
+        """``realname_check``, with a malformed ID number answered ``invalid``."""
+        try:
+            return self.realname_check(id_type, id_number, name)
+        except InvalidIdNumber:
+            return "invalid"
+
     def contact(self, id_type: str, id_number: str, name: str) -> str | None:
         """The phone the registry holds for this identity, only when the name matches
         (strong real-name login sends its one-time code there); None otherwise."""

@@ -20,6 +20,14 @@ class RealnameResult(BaseModel):
     result: Literal["match", "no_match", "unknown"]
 
 
+class RealnameBatch(BaseModel):
+    checks: list[RealnameCheck] = Field(max_length=2000)
+
+
+class RealnameBatchResult(BaseModel):
+    results: list[Literal["match", "no_match", "unknown", "invalid"]]
+
+
 class ContactResult(BaseModel):
     phone: str | None = Field(description="the registry's phone of a matching identity; "
                               "null when the identity does not match or holds none")

@@ -33,7 +33,10 @@ def todo(essc: AdminClient) -> tuple[int, list[str]]:
 
 
 def fuse_all(ehc: AdminClient, essc: AdminClient, *, page: int = 1000, workers: int = 2,
-             progress: Callable[[int], None] | None = None) -> dict[str, int]:
+             progress: Callable[[int], None] | None = None,
+             refusals: list[dict[str, str]] | None = None) -> dict[str, int]:
+    """Totals of the run; each refused holder (card number and reason) is appended to
+    ``refusals`` when given (the run goes on for all the others)."""
     _, regions = todo(essc)
     totals = dict.fromkeys(COUNTS, 0)
     lock = threading.Lock()
@@ -47,6 +50,8 @@ def fuse_all(ehc: AdminClient, essc: AdminClient, *, page: int = 1000, workers: 
             with lock:
                 for k in COUNTS:
                     totals[k] += answer[k]
+                if refusals is not None:
+                    refusals.extend(answer.get("refusals", []))
             if progress:
                 progress(answer["holders"])
             after = answer["next_after"]

@@ -196,7 +196,8 @@ def shared_records(sc: Socialcard, after_id: Annotated[int, Query(ge=0, le=2**62
 
 
 @router.post("/admin/insured:batch", tags=["admin"], dependencies=[Admin],
-             summary="Import insured persons with their issued e-SSC (idempotent)",
+             summary="Import insured persons with their issued e-SSC (idempotent; a row with "
+             "a malformed ID number is refused on its own, listed in `refused`)",
              responses=error_responses(*ADMIN, INVALID,
                                        (409, "SSC_CARD_EXISTS", "card number taken")))
 def import_insured(sc: Socialcard, body: InsuredBatch) -> dict:

@@ -15,7 +15,13 @@ from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.audit import append
 from ..common.cards.consent import Consent
-from ..common.cards.idcard import mask_id_number, mask_name
+from ..common.cards.idcard import (
+    ID_TYPE_RESIDENT,
+    InvalidIdNumber,
+    mask_id_number,
+    mask_name,
+    parse_resident_id,
+)
 from ..common.crypto import constant_time_equal, hmac_sm3
 from ..common.cst import cst_day, utc_now
 from ..common.db import rows_by_identity
@@ -90,8 +96,18 @@ class SocialCards:
                 "ec_token": token, "name": mask_name(self.cipher.decrypt(row.name_enc))}
 
     # ------------------------------------------------------------------ import and lookup
-    def import_insured(self, people: list[dict[str, Any]]) -> dict[str, int]:
-        """From the bureau: insured persons with an issued e-SSC (idempotent by identity)."""
+    def import_insured(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        """From the bureau: insured persons with an issued e-SSC (idempotent by identity).
+        A row with a malformed resident ID number is refused on its own (its index in
+        ``refused``); the others are imported."""
+        refused, people = [], []
+        for i, p in enumerate(batch):
+            try:
+                if p["id_type"] == ID_TYPE_RESIDENT:
+                    p = {**p, "id_number": parse_resident_id(p["id_number"]).number}
+                people.append(p)
+            except InvalidIdNumber:
+                refused.append({"row": i, "code": "INVALID_ID_NUMBER"})
         now = utc_now()
         digests = [self.cipher.digest(p["id_number"]) for p in people]
         keys = sorted({(p["id_type"], d) for p, d in zip(people, digests, strict=True)})
@@ -115,7 +131,7 @@ class SocialCards:
                     conn.execute(insert(insured), rows)
             except IntegrityError as exc:
                 raise Conflict("SSC_CARD_EXISTS", "an e-SSC card number is taken") from exc
-        return {"imported": len(rows), "known": len(people) - len(rows)}
+        return {"imported": len(rows), "known": len(people) - len(rows), "refused": refused}
 
     def by_card(self, conn, ssc_card_no: str) -> Row | None:
         return conn.execute(select(insured).where(insured.c.ssc_card_no == ssc_card_no)).first()

@@ -271,6 +271,8 @@ def test_usage_records_reach_the_other_side_exactly_once_in_order(stack, world,
 def test_auto_opening_binds_every_unbound_holder_once(stack, world) -> None:
     admin = world.admin
     people = list(generate_residents(30, seed=4242))
+    admin.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name,
+                          "phone": p.phone} for p in people])  # the real-name source
     insured = [insured_record(p, 900_000 + i) for i, p in enumerate(people)]
     insured[0]["card_state"] = 2  # a lost e-SSC is not auto-bound
     admin.add_insured(insured)
@@ -306,3 +308,51 @@ def _essc_bindings(stack) -> list[dict]:
 def _person(world) -> tuple[str, str]:
     p = world.residents.pop()
     return p.id_number, p.name
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_fuse_refuses_bad_holders_one_by_one_and_binds_the_rest(tmp_path, backend) -> None:
+    """Issue 17: one holder with a bad ID check digit made every fuse page fail with 500,
+    and auto-opening skipped the registry's real-name check. Now each is refused on its
+    own with its reason, and the page binds the others; the import refuses bad rows."""
+    import os
+
+    from services.sdk import AdminClient
+    from services.socialcard.tables import insured
+    from tests.stack import PG_ENV, drop_schemas, make_test_settings, start_stack
+
+    if backend == "postgres" and not os.environ.get(PG_ENV):
+        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
+    settings = make_test_settings(tmp_path, backend)
+    stack = start_stack(settings)
+    try:
+        admin = AdminClient(stack.url, stack.admin_token)
+        people = list(generate_residents(5, seed=1717))
+        good, renamed, bad_id, typo_row, other = people
+        admin.add_residents([{"id_type": "01", "id_number": p.id_number,
+                              "name": p.name + ("某" if p is renamed else ""),
+                              "phone": p.phone} for p in (good, renamed, bad_id, other)])
+        records = [insured_record(p, 9_000 + i) for i, p in enumerate(people)]
+        flipped = typo_row.id_number[:-1] + ("0" if typo_row.id_number[-1] != "0" else "1")
+        records[3] = {**records[3], "id_number": flipped}
+        answer = admin.add_insured(records)
+        assert answer["imported"] == 4 and answer["refused"] == [
+            {"row": 3, "code": "INVALID_ID_NUMBER"}]
+        # a record from before the import validated: a bad check digit already stored
+        social = stack.app.state.systems["socialcard"]
+        bad = bad_id.id_number[:-1] + ("0" if bad_id.id_number[-1] != "0" else "1")
+        with social.engine.begin() as conn:
+            conn.execute(insured.update().where(insured.c.ssc_card_no
+                                                == records[2]["ssc_card_no"])
+                         .values(id_number_enc=social.cards.cipher.encrypt(bad)))
+        page = admin.fuse_page("", 2000)
+        reasons = {r["ssc_card_no"]: r["reason"] for r in page["refusals"]}
+        assert reasons == {records[1]["ssc_card_no"]: "REALNAME_MISMATCH",
+                           records[2]["ssc_card_no"]: "INVALID_ID_NUMBER"}
+        assert page["bound"] == 2 and page["refused"] == 2 and page["holders"] == 4
+        again = admin.fuse_page("", 2000)  # resumable: the refused are refused again
+        assert again["bound"] == 0 and again["refused"] == 2
+        admin.close()
+    finally:
+        stack.stop()
+        drop_schemas(settings)

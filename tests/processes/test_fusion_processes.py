@@ -175,6 +175,8 @@ def test_kill_a_side_mid_binding_then_reconcile(two, setup, victim: str) -> None
         people = list(generate_residents(800, seed=1000 + cycle + (10 if victim[0] == "h"
                                                                     else 0)))
         serial = (20_000 if victim[0] == "h" else 10_000) + 1000 * cycle
+        setup.social.add_residents([{"id_type": "01", "id_number": p.id_number,
+                                     "name": p.name} for p in people])  # real-name source
         setup.social.add_insured([insured_record(p, serial + i) for i, p in enumerate(people)])
         setup.social.set_faults(delay_ms=1000)
         worker = threading.Thread(target=_fuse_ignoring_the_outage, args=(setup.ehc,))
