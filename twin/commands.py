@@ -71,7 +71,25 @@ def _write_run(res, out: Path) -> list[Path]:
         res.patients.to_parquet(out / "patients.parquet", index=False)
         res.steps.to_parquet(out / "steps.parquet", index=False)
         files += [out / "patients.parquet", out / "steps.parquet"]
+        files.append(_write_staffing(res, out / "staffing.csv"))
     return files
+
+
+def _write_staffing(res, path: Path) -> Path:
+    """Per station and hour, the servers the scenario's service level needs (mean over
+    replications) beside those staffed."""
+    from twin.results.staffing import staffing_by_hour
+
+    sc, r = res.scenario, res.scenario.resources
+    staffed = {"registration window": r.registration_windows, "kiosk": r.kiosks,
+               "payment window": r.payment_windows, "pharmacy window": r.pharmacy_windows}
+    per_rep = staffing_by_hour(res.steps, staffed, sc.service_target_min, sc.service_level)
+    table = (per_rep.groupby(["station", "hour"], as_index=False)
+             .agg(uses=("uses", "mean"), service_mean=("service_mean", "mean"),
+                  needed=("needed", "max"), staffed=("staffed", "first"),
+                  within_target=("within_target", "mean")))
+    table.to_csv(path, index=False)
+    return path
 
 
 @app.command()

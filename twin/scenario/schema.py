@@ -291,6 +291,9 @@ class Scenario(Strict):
     service_target_min: Minutes = Field(10.0, gt=0, description="the wait target service "
                                         "levels are measured against (the 10-minute policy "
                                         "target, DOMAIN.md s.5)")
+    service_level: Share = Field(0.8, description="share of uses that must wait at most "
+                                 "service_target_min: what staffing.csv sizes each station "
+                                 "and hour for (assumption: a common call-centre standard)")
     hospital: Hospital = Field(default_factory=Hospital)
     day: Day = Field(default_factory=Day)
     demand: Demand = Field(default_factory=Demand)
