@@ -15,11 +15,12 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
 
-from .common.auth import Admin
-from .common.cards import consent_routes
+from .common.auth import Admin, Peer
+from .common.cards import consent_routes, side_routes
 from .common.cards import routes as caller_routes
 from .common.cards.consent_routes import ConsentOf
 from .common.cards.routes import CallersOf
+from .common.cards.side_routes import SideOf
 from .common.db import make_engine
 from .common.errors import error_responses, install_error_handlers
 from .common.fastpath import FastPath, HotRoute
@@ -122,10 +123,14 @@ def build_app(settings: Settings | None = None,
         app.include_router(consent_routes.router, prefix="/ehc/v1",
                            dependencies=[Depends(ConsentOf("healthcard"))])
         app.include_router(healthcard_fusion_api.router)
+        side = [Depends(SideOf("healthcard"))]
+        app.include_router(side_routes.peer_router, prefix="/ehc/v1", dependencies=side)
+        app.include_router(side_routes.admin_router, prefix="/ehc/v1", dependencies=side)
         hot_routes.append(healthcard_api.VERIFY_ROUTE)
 
     if "socialcard" in systems:
         from .socialcard import api as socialcard_api
+        from .socialcard import deps as socialcard_deps
         from .socialcard import settlement_api
         from .socialcard.peers import HealthcardClient, PaymentClient
         from .socialcard.system import build_socialcard
@@ -141,6 +146,10 @@ def build_app(settings: Settings | None = None,
         # document in order: a drill it switches on must not hide the routes after it)
         app.include_router(settlement_api.router)
         app.include_router(socialcard_api.router)
+        side = [Depends(SideOf("socialcard"))]  # its drill answers on its peer routes too
+        app.include_router(side_routes.peer_router, prefix="/essc/v1",
+                           dependencies=[*side, Peer, socialcard_deps.Faults])
+        app.include_router(side_routes.admin_router, prefix="/essc/v1", dependencies=side)
         app.include_router(caller_routes.router, prefix="/essc/v1",
                            dependencies=[Depends(CallersOf("socialcard"))])
         app.include_router(consent_routes.router, prefix="/essc/v1",

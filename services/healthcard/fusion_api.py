@@ -1,16 +1,15 @@
 """HTTP routes of two-card fusion on the EHC side: binding for channel apps, proofs and
 usage records for the e-SSC system, and the operators' fusion jobs."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from ..common.auth import Admin, Peer
-from ..common.cards.faults import FaultSettings
-from ..common.cards.routes import ADMIN, APP_AUTH, INVALID, PEER, Strict
-from ..common.errors import DAY, ApiError, error_responses, parse_day
+from ..common.auth import Admin
+from ..common.cards.routes import ADMIN, APP_AUTH, INVALID, Strict
+from ..common.errors import ApiError, error_responses
 from . import usage
 from .deps import App, Healthcard
 from .fusion import Fusion, Outcome
@@ -123,47 +122,6 @@ def usage_history(hc: Healthcard, card_id: str, app: App,
 
 
 # ---------------------------------------------------------------- the e-SSC system
-@router.get("/peer/signing-key", tags=["peer"], dependencies=[Peer],
-            summary="This system's SM2 public key (binding signatures)",
-            responses=error_responses(*PEER, UNCONFIGURED))
-def signing_key(hc: Healthcard) -> dict:
-    return {"public_key": fusion_of(hc).public_hex}
-
-
-@router.get("/peer/bindings", tags=["peer"], dependencies=[Peer],
-            summary="Our copy of every binding, by binding ID (reconciliation)",
-            responses=error_responses(*PEER, INVALID, UNCONFIGURED))
-def list_bindings(hc: Healthcard, after: Annotated[str, Query(max_length=32)] = "",
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict]:
-    return fusion_of(hc).records(after, limit)
-
-
-@router.get("/peer/bindings/{binding_id}", tags=["peer"], dependencies=[Peer],
-            summary="A binding with both sides' signatures (its proof)",
-            responses=error_responses(*PEER, UNCONFIGURED,
-                                      (404, "BINDING_NOT_FOUND", "no such binding")))
-def binding_proof(hc: Healthcard, binding_id: str) -> dict:
-    return fusion_of(hc).proof(binding_id)
-
-
-@router.post("/peer/bindings:check", tags=["peer"], dependencies=[Peer],
-             summary="Check a binding proof: both signatures, and our own copy",
-             responses=error_responses(*PEER, UNCONFIGURED, PEER_DOWN,
-                                       (422, "BINDING_RECORD_INVALID", "malformed record"),
-                                       (422, "BINDING_SIGNATURE_INVALID",
-                                        "a signature does not hold")))
-async def check_proof(hc: Healthcard, proof: dict[str, Any]) -> dict:
-    return await fusion_of(hc).check_proof(proof)
-
-
-@router.get("/peer/usage-records", tags=["peer"], dependencies=[Peer],
-            summary="Usage records of bound cards after a cursor (shared both ways)",
-            responses=error_responses(*PEER, INVALID))
-def shared_records(hc: Healthcard, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
-                   limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> list[dict]:
-    return usage.bound_records(hc.engine, after_id, limit)
-
-
 # ---------------------------------------------------------------- operators
 @router.post("/admin/fusion/fuse-page", response_model=FuseAnswer, tags=["admin"],
              dependencies=[Admin],
@@ -181,29 +139,9 @@ async def reconcile(hc: Healthcard) -> dict:
     return {**report.__dict__, "clean": report.clean}
 
 
-@router.post("/admin/faults", tags=["admin"], dependencies=[Admin],
-             summary="Make code fetches and verifications slow or unavailable (drills)",
-             responses=error_responses(*ADMIN, INVALID))
-def faults(hc: Healthcard, body: FaultSettings) -> dict:
-    return hc.faults.set(body)
-
-
-@router.get("/admin/audit", tags=["admin"], dependencies=[Admin],
-            summary="Verify the day's SM3 chains of usage records (per institution)",
-            responses=error_responses(*ADMIN, INVALID))
-def audit(hc: Healthcard, day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
-    return usage.audit_day(hc.engine, parse_day(day).strftime("%Y%m%d"))
-
-
 @router.post("/admin/fusion/shared-usage:lookup", tags=["admin"], dependencies=[Admin],
              summary="Which of the peer's usage records (by their IDs there) arrived here",
              responses=error_responses(*ADMIN, INVALID))
 def shared_lookup(hc: Healthcard, body: SharedLookup) -> dict:
     return {"found": usage.shared_found(hc.engine, body.source, body.source_ids)}
 
-
-@router.post("/admin/fusion/pull-usage", tags=["admin"], dependencies=[Admin],
-             summary="Pull the e-SSC side's new usage records of bound cards now",
-             responses=error_responses(*ADMIN, UNCONFIGURED, PEER_DOWN))
-async def pull_usage(hc: Healthcard) -> dict:
-    return {"received": await fusion_of(hc).pull_usage()}

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import ClassVar
 
 from sqlalchemy import Engine
 
 from ..common.cards.callers import Callers
-from ..common.cards.consent import Consent
 from ..common.cards.faults import Faults
+from ..common.cards.side_routes import CardSide
 from ..common.cards.system_key import load_or_create
 from ..common.crypto import hmac_sm3
 from ..common.db import make_engine
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from ..common.shared_store import open_store
+from . import usage
 from .cards import CardService
 from .fusion import Fusion
 from .keystore import KeyStore
@@ -24,7 +27,8 @@ from .verify import Verifier
 
 
 @dataclass
-class HealthcardSystem:
+class HealthcardSystem(CardSide):
+    usage: ClassVar[ModuleType] = usage  # its usage-record queries
     settings: Settings
     engine: Engine
     keystore: KeyStore
@@ -34,11 +38,6 @@ class HealthcardSystem:
     registry: RegistryClient
     fusion: Fusion | None  # None when no e-SSC system is configured
     faults: Faults = field(default_factory=Faults)  # outage drills on codes and scans
-
-    @property
-    def consent(self) -> Consent:
-        """Which apps hold each card, and the grants that add one."""
-        return self.cards.consent
 
 
 def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient,

@@ -1,17 +1,16 @@
 """HTTP API of the e-SSC system: channel, institution, peer and admin routes."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ..common.auth import Admin, Peer
-from ..common.cards.faults import FaultSettings
 from ..common.cards.routes import ADMIN, APP_AUTH, CONSENT, INVALID, PEER, SCOPE, TERM_AUTH
 from ..common.cst import CST, refuse_clock_skew
-from ..common.errors import DAY, Forbidden, error_responses, json_body, parse_day
+from ..common.errors import Forbidden, error_responses, json_body
 from . import usage
 from .deps import App, Faults, Socialcard, Term
 from .schemas import (
@@ -115,13 +114,6 @@ def verify(sc: Socialcard, body: SocialVerifyRequest, term: Term) -> dict:
 
 
 # ---------------------------------------------------------------- the EHC system
-@router.get("/peer/signing-key", tags=["peer"], dependencies=PEER_ROUTE,
-            summary="This system's SM2 public key (binding signatures)",
-            responses=error_responses(*PEER, FAULT))
-def signing_key(sc: Socialcard) -> dict:
-    return {"public_key": sc.fusion.public_hex}
-
-
 @router.post("/peer/bindings:batch", tags=["peer"], dependencies=PEER_ROUTE,
              summary="Check and countersign bindings the EHC side signed",
              openapi_extra={"requestBody": {"required": True, "content": {
@@ -136,31 +128,6 @@ async def countersign(sc: Socialcard, request: Request) -> Response:
     # parsed with orjson, not walked by pydantic: a page carries a thousand records
     return Response(orjson.dumps(await sc.fusion.accept(await json_body(request))),
                     media_type="application/json")
-
-
-@router.get("/peer/bindings", tags=["peer"], dependencies=PEER_ROUTE,
-            summary="Our copy of every binding, by binding ID (reconciliation)",
-            responses=error_responses(*PEER, FAULT, INVALID))
-def list_bindings(sc: Socialcard, after: Annotated[str, Query(max_length=32)] = "",
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict]:
-    return sc.fusion.records(after, limit)
-
-
-@router.get("/peer/bindings/{binding_id}", tags=["peer"], dependencies=PEER_ROUTE,
-            summary="A binding with both sides' signatures (its proof)",
-            responses=error_responses(*PEER, FAULT, (404, "BINDING_NOT_FOUND", "no such binding")))
-def binding_proof(sc: Socialcard, binding_id: str) -> dict:
-    return sc.fusion.proof(binding_id)
-
-
-@router.post("/peer/bindings:check", tags=["peer"], dependencies=PEER_ROUTE,
-             summary="Check a binding proof: both signatures, and our own copy",
-             responses=error_responses(*PEER, FAULT, EHC_DOWN,
-                                       (422, "BINDING_RECORD_INVALID", "malformed record"),
-                                       (422, "BINDING_SIGNATURE_INVALID",
-                                        "a signature does not hold")))
-async def check_proof(sc: Socialcard, proof: dict[str, Any]) -> dict:
-    return await sc.fusion.check_proof(proof)
 
 
 @router.post("/peer/identities", tags=["peer"], dependencies=PEER_ROUTE,
@@ -182,16 +149,6 @@ def holders(sc: Socialcard, after: Annotated[str, Query(pattern=r"^[0-9]{0,20}$"
                     media_type="application/json")
 
 
-@router.get("/peer/usage-records", tags=["peer"], dependencies=PEER_ROUTE,
-            summary="Usage records of bound e-SSC cards after a cursor",
-            responses=error_responses(*PEER, FAULT, INVALID))
-def shared_records(sc: Socialcard, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
-                   limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> list[dict]:
-    return usage.bound_records(sc.engine, after_id, limit)
-
-
-# (settlement: .settlement_api; the caller registry: services.common.cards.routes)
-
 # ---------------------------------------------------------------- operators
 
 
@@ -202,27 +159,6 @@ def shared_records(sc: Socialcard, after_id: Annotated[int, Query(ge=0, le=2**62
                                        (409, "SSC_CARD_EXISTS", "card number taken")))
 def import_insured(sc: Socialcard, body: InsuredBatch) -> dict:
     return sc.cards.import_insured([p.model_dump() for p in body.insured])
-
-
-@router.get("/admin/audit", tags=["admin"], dependencies=[Admin],
-            summary="Verify the day's SM3 chains of usage records and ledger postings",
-            responses=error_responses(*ADMIN, INVALID))
-def audit(sc: Socialcard, day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
-    return usage.audit_day(sc.engine, parse_day(day).strftime("%Y%m%d"))
-
-
-@router.post("/admin/faults", tags=["admin"], dependencies=[Admin],
-             summary="Make the peer routes slow or unavailable (outage drills)",
-             responses=error_responses(*ADMIN, INVALID))
-def faults(sc: Socialcard, body: FaultSettings) -> dict:
-    return sc.faults.set(body)
-
-
-@router.post("/admin/fusion/pull-usage", tags=["admin"], dependencies=[Admin],
-             summary="Pull the EHC side's new usage records of bound cards now",
-             responses=error_responses(*ADMIN, EHC_DOWN))
-async def pull_usage(sc: Socialcard) -> dict:
-    return {"received": await sc.fusion.pull_usage()}
 
 
 @router.get("/admin/stats", tags=["admin"], dependencies=[Admin],

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import ClassVar
 
 from sqlalchemy import Engine
 
 from ..common.cards.callers import Callers
-from ..common.cards.consent import Consent
 from ..common.cards.faults import Faults
 from ..common.cards.idempotency import Idempotency
+from ..common.cards.side_routes import CardSide
 from ..common.cards.system_key import load_or_create
 from ..common.crypto import hmac_sm3
 from ..common.db import make_engine
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from ..common.shared_store import open_store
+from . import usage
 from .cards import SocialCards
 from .fusion import SocialFusion
 from .peers import HealthcardClient, PaymentClient
@@ -25,7 +28,8 @@ from .tables import caller_registry, idempotency, metadata, system_keys
 
 
 @dataclass
-class SocialcardSystem:
+class SocialcardSystem(CardSide):
+    usage: ClassVar[ModuleType] = usage  # its usage-record queries
     settings: Settings
     engine: Engine
     cards: SocialCards
@@ -34,11 +38,6 @@ class SocialcardSystem:
     settlements: Settlements
     idempotency: Idempotency
     faults: Faults = field(default_factory=Faults)
-
-    @property
-    def consent(self) -> Consent:
-        """Which apps hold each card, and the grants that add one."""
-        return self.cards.consent
 
 
 def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,

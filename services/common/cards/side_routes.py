@@ -1,0 +1,125 @@
+"""The routes both card systems offer as the two sides of the binding, written once:
+each includes :data:`peer_router` and :data:`admin_router` under its prefix with
+``Depends(SideOf(system))`` (the e-SSC side adds its outage drill to the peer routes).
+
+A side is a system object with ``engine``, ``faults``, ``fusion`` (its binding side, or
+None when no peer is configured) and ``usage`` (its module of usage-record queries)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Annotated, Any, ClassVar
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from ..auth import Admin, Peer
+from ..errors import DAY, Unavailable, error_responses, parse_day
+from .consent import Consent
+from .faults import FaultSettings
+from .routes import ADMIN, INVALID, PEER, SystemDependency
+
+UNCONFIGURED = (503, "SOCIALCARD_NOT_CONFIGURED", "no e-SSC system configured (EHC side)")
+PEER_DOWN = [(503, "SOCIALCARD_UNAVAILABLE", "the e-SSC system did not answer (EHC side)"),
+             (503, "HEALTHCARD_UNAVAILABLE", "the EHC system did not answer (e-SSC side)")]
+FAULT = (503, "SERVICE_UNAVAILABLE", "unavailable (the outage drill)")
+
+
+class CardSide:
+    """What both card systems are, as seen by the shared routes: their usage queries
+    (the module ``usage`` of the system's package, set by each subclass) and who holds
+    each card."""
+
+    usage: ClassVar[ModuleType]
+    cards: Any
+
+    @property
+    def consent(self) -> Consent:
+        """Which apps hold each card, and the grants that add one."""
+        return self.cards.consent
+
+
+class SideOf(SystemDependency):
+    """Names the card system the shared routes act on."""
+
+    def __call__(self, request: Request) -> None:
+        request.state.side = self.of(request)
+
+
+def side(request: Request) -> Any:
+    return request.state.side
+
+
+Side = Annotated[Any, Depends(side)]
+
+
+def fusion_of(system: Any) -> Any:
+    if system.fusion is None:
+        raise Unavailable(*UNCONFIGURED[1:])
+    return system.fusion
+
+
+peer_router = APIRouter(tags=["peer"], dependencies=[Peer])
+
+
+@peer_router.get("/peer/signing-key", summary="This system's SM2 public key (binding "
+                 "signatures)", responses=error_responses(*PEER, UNCONFIGURED, FAULT))
+def signing_key(s: Side) -> dict:
+    return {"public_key": fusion_of(s).public_hex}
+
+
+@peer_router.get("/peer/bindings", summary="Our copy of every binding, by binding ID "
+                 "(reconciliation)", responses=error_responses(*PEER, INVALID, UNCONFIGURED,
+                                                               FAULT))
+def list_bindings(s: Side, after: Annotated[str, Query(max_length=32)] = "",
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 1000) -> list[dict]:
+    return fusion_of(s).records(after, limit)
+
+
+@peer_router.get("/peer/bindings/{binding_id}", summary="A binding with both sides' "
+                 "signatures (its proof)",
+                 responses=error_responses(*PEER, UNCONFIGURED, FAULT,
+                                           (404, "BINDING_NOT_FOUND", "no such binding")))
+def binding_proof(s: Side, binding_id: str) -> dict:
+    return fusion_of(s).proof(binding_id)
+
+
+@peer_router.post("/peer/bindings:check", summary="Check a binding proof: both "
+                  "signatures, and our own copy",
+                  responses=error_responses(*PEER, UNCONFIGURED, *PEER_DOWN, FAULT,
+                                            (422, "BINDING_RECORD_INVALID", "malformed record"),
+                                            (422, "BINDING_SIGNATURE_INVALID",
+                                             "a signature does not hold")))
+async def check_proof(s: Side, proof: dict[str, Any]) -> dict:
+    return await fusion_of(s).check_proof(proof)
+
+
+@peer_router.get("/peer/usage-records", summary="Usage records of bound cards after a "
+                 "cursor (shared both ways)",
+                 responses=error_responses(*PEER, INVALID, FAULT))
+def shared_records(s: Side, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> list[dict]:
+    return s.usage.bound_records(s.engine, after_id, limit)
+
+
+admin_router = APIRouter(tags=["admin"], dependencies=[Admin])
+
+
+@admin_router.post("/admin/faults", summary="Outage drills: make this system slow or "
+                   "unavailable (the EHC side: code fetches and verifications; the e-SSC "
+                   "side: its peer routes)", responses=error_responses(*ADMIN, INVALID))
+def faults(s: Side, body: FaultSettings) -> dict:
+    return s.faults.set(body)
+
+
+@admin_router.get("/admin/audit", summary="Verify the day's SM3 chains (usage records; "
+                  "on the e-SSC side also the ledger postings)",
+                  responses=error_responses(*ADMIN, INVALID))
+def audit(s: Side, day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
+    return s.usage.audit_day(s.engine, parse_day(day).strftime("%Y%m%d"))
+
+
+@admin_router.post("/admin/fusion/pull-usage", summary="Pull the peer's new usage records "
+                   "of bound cards now",
+                   responses=error_responses(*ADMIN, UNCONFIGURED, *PEER_DOWN))
+async def pull_usage(s: Side) -> dict:
+    return {"received": await fusion_of(s).pull_usage()}
