@@ -53,11 +53,14 @@ def test_one_at_a_time_swings_and_orders_by_weight() -> None:
 def test_cli_writes_table_and_plot(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "sensitivity",
                           str(ROOT / "scenarios" / "small_clinic.yaml"), "-r", "2", "--out",
-                          str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+                          str(tmp_path), "--lhs", "4"], capture_output=True, text=True,
+                         timeout=600, cwd=ROOT)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     df = pd.read_csv(tmp_path / "sensitivity.csv")
     assert set(df.assumption) == {a.key for a in ASSUMPTIONS}
     assert (tmp_path / "tornado.png").stat().st_size > 10_000
+    assert len(pd.read_csv(tmp_path / "lhs.csv")) == 4 and "95 %" in run.stdout
+    assert (tmp_path / "lhs.png").stat().st_size > 10_000
     base = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "sensitivity",
                            str(ROOT / "scenarios" / "tertiary_baseline.yaml")],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -70,3 +73,24 @@ def test_a_bad_value_in_a_scenario_is_still_a_scenario_error(tmp_path: Path) -> 
                    "online: {slot_length: 30}\n")
     with pytest.raises(ScenarioError, match="slot_length"):
         load_scenario(bad)
+
+
+def test_latin_hypercube_draws_every_assumption_in_its_range() -> None:
+    """Each sample sets every assumption inside its range; each assumption's samples
+    fall one per stratum (a Latin hypercube); the interval brackets the median."""
+    from twin.experiments.sensitivity import _between, interval, probabilistic
+
+    assert _between("15 min", "60 min", 0.5) == "37.5 min"
+    assert _between(1, 4, 0.5) in (2, 3) and isinstance(_between(1, 4, 0.5), int)
+    samples = probabilistic(SMALL, 6, 1)
+    assert len(samples) == 6 and samples.saved.notna().all()
+    for a in ASSUMPTIONS:
+        if isinstance(a.low, str):
+            continue
+        values = samples[a.key].astype(float)
+        assert values.between(float(a.low), float(a.high)).all(), a.key
+        if isinstance(a.low, float):  # continuous: one sample per sixth of the range
+            strata = ((values - a.low) / (a.high - a.low) * 6).astype(int).clip(0, 5)
+            assert sorted(strata) == list(range(6)), a.key
+    median, low, high = interval(samples)
+    assert low <= median <= high

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,28 @@ def test_cli_run_and_compare_write_results_and_plots(tmp_path: Path) -> None:
     diff = pd.read_csv(tmp_path / "cmp" / "paired_differences.csv").set_index("kpi")
     assert diff.loc["visit_time", "difference"] < 0  # online is faster
     assert (tmp_path / "cmp" / "waits.png").stat().st_size > 10_000
+
+
+def test_calibrate_command_checks_and_writes_with_its_source(tmp_path: Path) -> None:
+    """``ehc twin calibrate --check`` prints every target beside the model; the writer
+    puts a fit into a scenario file with its source, and the file loads to that fit."""
+    from twin.experiments.calibrate import Fit, staffed, write_fit
+
+    run = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "calibrate",
+                          str(SCENARIOS / "tertiary_baseline.yaml"), "--check", "-r", "2"],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "8.26" in run.stdout and "18.5" in run.stdout and "fitted" in run.stdout
+    target = tmp_path / "baseline.yaml"
+    target.write_text((SCENARIOS / "tertiary_baseline.yaml").read_text())
+    sc = load_scenario(target)
+    fit = Fit(1.5, 0.5, staffed(sc, 1.5, 0.5))
+    write_fit(target, fit, "2026-11-29")
+    text = target.read_text()
+    assert "# calibrated by `ehc twin calibrate` (2026-11-29)" in text
+    assert text.count("# calibrated by") == 1  # a previous calibration is replaced
+    again = load_scenario(target)
+    assert again.resources.registration_windows == fit.scenario.resources.registration_windows
+    assert [d.doctors for d in again.hospital.departments] == [
+        d.doctors for d in fit.scenario.hospital.departments]
