@@ -126,6 +126,7 @@ def build_app(settings: Settings | None = None,
         side = [Depends(SideOf("healthcard"))]
         app.include_router(side_routes.peer_router, prefix="/ehc/v1", dependencies=side)
         app.include_router(side_routes.admin_router, prefix="/ehc/v1", dependencies=side)
+        app.include_router(side_routes.channel_router, prefix="/ehc/v1", dependencies=side)
         hot_routes.append(healthcard_api.VERIFY_ROUTE)
 
     if "socialcard" in systems:
@@ -150,6 +151,7 @@ def build_app(settings: Settings | None = None,
         app.include_router(side_routes.peer_router, prefix="/essc/v1",
                            dependencies=[*side, Peer, socialcard_deps.Faults])
         app.include_router(side_routes.admin_router, prefix="/essc/v1", dependencies=side)
+        app.include_router(side_routes.channel_router, prefix="/essc/v1", dependencies=side)
         app.include_router(caller_routes.router, prefix="/essc/v1",
                            dependencies=[Depends(CallersOf("socialcard"))])
         app.include_router(consent_routes.router, prefix="/essc/v1",

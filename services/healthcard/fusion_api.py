@@ -3,7 +3,7 @@ usage records for the e-SSC system, and the operators' fusion jobs."""
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -110,15 +110,6 @@ def get_binding(hc: Healthcard, card_id: str, app: App) -> dict:
     hc.cards.owned(card_id, app.app_key)
     row = fusion_of(hc).active_binding(card_id)
     return {**row._asdict(), "status": "complete"}
-
-
-@router.get("/cards/{card_id}/usage-history", tags=["channel"],
-            summary="This card's usage records from both card systems, newest first",
-            responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID))
-def usage_history(hc: Healthcard, card_id: str, app: App,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
-    hc.cards.owned(card_id, app.app_key)
-    return usage.card_records(hc.engine, card_id, limit)
 
 
 # ---------------------------------------------------------------- the e-SSC system

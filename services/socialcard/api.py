@@ -71,15 +71,6 @@ def qrcode(sc: Socialcard, ssc_card_no: str, app: App) -> dict:
     return sc.cards.code(sc.cards.owned(ssc_card_no, app.app_key), datetime.now(CST))
 
 
-@router.get("/cards/{ssc_card_no}/usage-history", tags=["channel"],
-            summary="This card's usage records from both card systems, newest first",
-            responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID))
-def usage_history(sc: Socialcard, ssc_card_no: str, app: App,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
-    sc.cards.owned(ssc_card_no, app.app_key)
-    return usage.card_records(sc.engine, ssc_card_no, limit)
-
-
 @router.get("/cards/{ssc_card_no}/settlements", tags=["channel"],
             summary="This card's settlements, newest first (the resident's own view)",
             responses=error_responses(*APP_AUTH, NOT_FOUND, INVALID))

@@ -165,9 +165,9 @@ def test_claim_bind_and_verify_through_the_channel_entry(two, setup) -> None:
 
 @pytest.mark.parametrize("victim", ["socialcard", "healthcard"])
 def test_kill_a_side_mid_binding_then_reconcile(two, setup, victim: str) -> None:
-    """The e-SSC side's peer routes are slowed by 1 s, so a bulk page spends about 1 s
-    listing holders, then about 1 s in the countersigning call: the kill lands inside
-    the binding. Killing the e-SSC side leaves the EHC side's bindings pending and the
+    """The e-SSC side's peer routes are slowed by 2 s, so a bulk page spends about 2 s
+    listing holders, up to a second in the registry's batch real-name check, then about
+    2 s in the countersigning call: a kill 3.0 to 3.8 s in lands inside the binding. Killing the e-SSC side leaves the EHC side's bindings pending and the
     e-SSC side without them; killing the EHC side (the coordinator) leaves them pending
     there while the e-SSC side commits them. Reconciliation must end both equal."""
     rng = random.Random(11 if victim == "socialcard" else 12)
@@ -178,10 +178,10 @@ def test_kill_a_side_mid_binding_then_reconcile(two, setup, victim: str) -> None
         setup.social.add_residents([{"id_type": "01", "id_number": p.id_number,
                                      "name": p.name} for p in people])  # real-name source
         setup.social.add_insured([insured_record(p, serial + i) for i, p in enumerate(people)])
-        setup.social.set_faults(delay_ms=1000)
+        setup.social.set_faults(delay_ms=2000)
         worker = threading.Thread(target=_fuse_ignoring_the_outage, args=(setup.ehc,))
         worker.start()
-        time.sleep(rng.uniform(1.3, 1.8))
+        time.sleep(rng.uniform(3.0, 3.8))
         if victim == "socialcard":
             two.kill(two.social)
             worker.join(timeout=60)
@@ -189,7 +189,7 @@ def test_kill_a_side_mid_binding_then_reconcile(two, setup, victim: str) -> None
         else:
             two.kill(two.ehc)
             worker.join(timeout=60)
-            time.sleep(1.5)  # the e-SSC side finishes the call nobody waits for
+            time.sleep(2.5)  # the e-SSC side finishes the call nobody waits for
             setup.social.set_faults()
             two.start_ehc()
         setup.social.set_faults()

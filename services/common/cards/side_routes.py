@@ -14,9 +14,11 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from ..auth import Admin, Peer
 from ..errors import DAY, Unavailable, error_responses, parse_day
+from .callers import ChannelApp
 from .consent import Consent
+from .consent_routes import signed_app
 from .faults import FaultSettings
-from .routes import ADMIN, INVALID, PEER, SystemDependency
+from .routes import ADMIN, APP_AUTH, INVALID, PEER, SystemDependency
 
 UNCONFIGURED = (503, "SOCIALCARD_NOT_CONFIGURED", "no e-SSC system configured (EHC side)")
 PEER_DOWN = [(503, "SOCIALCARD_UNAVAILABLE", "the e-SSC system did not answer (EHC side)"),
@@ -43,6 +45,7 @@ class SideOf(SystemDependency):
 
     def __call__(self, request: Request) -> None:
         request.state.side = self.of(request)
+        request.state.callers = request.state.side.callers
 
 
 def side(request: Request) -> Any:
@@ -50,6 +53,7 @@ def side(request: Request) -> Any:
 
 
 Side = Annotated[Any, Depends(side)]
+SignedApp = Annotated[ChannelApp, Depends(signed_app)]
 
 
 def fusion_of(system: Any) -> Any:
@@ -123,3 +127,17 @@ def audit(s: Side, day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dic
                    responses=error_responses(*ADMIN, UNCONFIGURED, *PEER_DOWN))
 async def pull_usage(s: Side) -> dict:
     return {"received": await fusion_of(s).pull_usage()}
+
+
+channel_router = APIRouter(tags=["channel"])
+
+
+@channel_router.get("/cards/{card}/usage-history",
+                    summary="This card's usage records from both card systems, newest first",
+                    responses=error_responses(*APP_AUTH, INVALID,
+                                              (404, "CARD_NOT_FOUND", "no such EHC here"),
+                                              (404, "SSC_CARD_NOT_FOUND", "no such e-SSC here")))
+def usage_history(s: Side, card: str, app: SignedApp,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
+    s.consent.refuse_unheld(card, app.app_key, manage=False)
+    return s.usage.card_records(s.engine, card, limit)
