@@ -167,7 +167,8 @@ def test_claim_bind_and_verify_through_the_channel_entry(two, setup) -> None:
 def test_kill_a_side_mid_binding_then_reconcile(two, setup, victim: str) -> None:
     """The e-SSC side's peer routes are slowed by 2 s, so a bulk page spends about 2 s
     listing holders, up to a second in the registry's batch real-name check, then about
-    2 s in the countersigning call: a kill 3.0 to 3.8 s in lands inside the binding. Killing the e-SSC side leaves the EHC side's bindings pending and the
+    2 s in the countersigning call: a kill 3.0 to 3.8 s in lands inside the binding.
+    Killing the e-SSC side leaves the EHC side's bindings pending and the
     e-SSC side without them; killing the EHC side (the coordinator) leaves them pending
     there while the e-SSC side commits them. Reconciliation must end both equal."""
     rng = random.Random(11 if victim == "socialcard" else 12)
