@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ..common.crypto import sm3
+from ..common.crypto import sm3_hex
 from ..common.cst import utc_now
 from ..common.db import make_engine
 from ..common.errors import ServiceError, Unauthenticated
@@ -85,7 +85,7 @@ class ChannelSystem:
         c = self.cipher
         with self.engine.begin() as conn:
             conn.execute(insert(sessions).values(
-                token_digest=sm3(token.encode()).hex(), id_type=who.id_type,
+                token_digest=sm3_hex(token), id_type=who.id_type,
                 id_digest=c.digest(who.id_number), id_number_enc=c.encrypt(who.id_number),
                 name_enc=c.encrypt(who.name), phone_enc=c.encrypt(who.phone),
                 expires_at=utc_now() + SESSION_TTL))
@@ -94,7 +94,7 @@ class ChannelSystem:
     def session(self, token: str) -> Session:
         with self.engine.connect() as conn:
             row = conn.execute(select(sessions).where(
-                sessions.c.token_digest == sm3(token.encode()).hex())).first()
+                sessions.c.token_digest == sm3_hex(token))).first()
         if row is None or row.expires_at < utc_now():
             raise Unauthenticated("SESSION_INVALID", "log in again")
         c = self.cipher

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, insert, select, update
 
-from ..common.crypto import constant_time_equal, sm3
+from ..common.crypto import constant_time_equal, sm3_hex
 from ..common.cst import utc_now
 from ..common.errors import RateLimited, Unauthenticated
 from ..common.peer import PeerClient
@@ -33,12 +33,13 @@ TRIES_PER_CODE = 5
 
 @dataclass(frozen=True)
 class Limits:
-    """(window s, count) of each shared throttle (``EHC_LOGIN_*`` settings)."""
+    """(window s, count) of each shared throttle; the counts are the ``EHC_LOGIN_*``
+    settings."""
 
-    sends_per_identity: tuple[float, int] = (600.0, 3)
-    sends_per_client: tuple[float, int] = (600.0, 20)
-    tries_per_identity: tuple[float, int] = (3600.0, 10)  # beyond: locked for the window
-    tries_per_client: tuple[float, int] = (600.0, 30)
+    sends_per_identity: tuple[float, int]
+    sends_per_client: tuple[float, int]
+    tries_per_identity: tuple[float, int]  # beyond: locked for the window
+    tries_per_client: tuple[float, int]
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
@@ -56,10 +57,6 @@ class SmsPeer(PeerClient):
     name = "sms"
 
 
-def _digest(text: str) -> str:
-    return sm3(text.encode()).hex()
-
-
 @dataclass(frozen=True)
 class Identity:
     id_type: str
@@ -75,7 +72,7 @@ class Login:
     store: SharedStore
     registry: RegistryPeer
     sms: SmsPeer
-    limits: Limits = Limits()
+    limits: Limits
 
     def _throttle(self, bucket: str, limit: tuple[float, int], code: str) -> None:
         window, count = limit
@@ -101,11 +98,11 @@ class Login:
         c = self.cipher
         with self.engine.begin() as conn:
             conn.execute(insert(challenges).values(
-                challenge_digest=_digest(challenge_id), id_type=id_type, id_digest=id_digest,
+                challenge_digest=sm3_hex(challenge_id), id_type=id_type, id_digest=id_digest,
                 id_number_enc=c.encrypt(id_number), name_enc=c.encrypt(name),
                 phone_enc=c.encrypt(phone) if phone else None,
                 # no phone (or no match): a code nobody was sent, so every try fails alike
-                code_digest=_digest(challenge_id + (code if phone else secrets.token_hex(16))),
+                code_digest=sm3_hex(challenge_id + (code if phone else secrets.token_hex(16))),
                 tries=0, used=0, expires_at=utc_now() + CODE_TTL))
         if phone:
             await self.sms.post("/sms/v1/messages", {
@@ -121,7 +118,7 @@ class Login:
         refused = Unauthenticated("LOGIN_REFUSED", "the code is wrong, expired or used up")
         self._throttle("login-try-client:" + client, self.limits.tries_per_client,
                        "LOGIN_THROTTLED")
-        digest = _digest(challenge_id)
+        digest = sm3_hex(challenge_id)
         with self.engine.connect() as conn:
             row = conn.execute(select(challenges)
                                .where(challenges.c.challenge_digest == digest)).first()
@@ -135,7 +132,7 @@ class Login:
                 challenges.c.challenge_digest == digest, challenges.c.used == 0,
                 challenges.c.tries < TRIES_PER_CODE, challenges.c.expires_at > now)
                 .values(tries=challenges.c.tries + 1)).rowcount
-        right = constant_time_equal(_digest(challenge_id + code), row.code_digest)
+        right = constant_time_equal(sm3_hex(challenge_id + code), row.code_digest)
         if not (counted and right and row.phone_enc):
             raise refused
         with self.engine.begin() as conn:  # used once, even by two racing requests

@@ -41,6 +41,12 @@ def sm3(data: bytes) -> bytes:
     return hashlib.new("sm3", data).digest()
 
 
+def sm3_hex(text: str) -> str:
+    """SM3 of a text, in hex: how a bearer secret (session token, challenge, grant code)
+    is stored, so the store never holds the secret itself."""
+    return sm3(text.encode()).hex()
+
+
 def hmac_sm3(key: bytes, data: bytes) -> bytes:
     """HMAC with SM3 (RFC 2104 over SM3), 32 bytes."""
     return hmac.new(key, data, "sm3").digest()

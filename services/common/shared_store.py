@@ -106,19 +106,19 @@ class DatabaseStore:
 
     def claim(self, token: str, ttl_s: float) -> bool:
         now = time.time()
+        row = insert(self.table).values(token=token[:200], bucket="claim", at=now,
+                                        expires_at=now + ttl_s)
         try:
             with self.engine.begin() as conn:
                 self._sweep(conn, now)
-                conn.execute(insert(self.table).values(
-                    token=token[:200], bucket="claim", at=now, expires_at=now + ttl_s))
+                conn.execute(row)
         except IntegrityError:
             with self.engine.begin() as conn:  # an expired claim not swept yet is free
                 taken = conn.execute(delete(self.table).where(
                     self.table.c.token == token[:200], self.table.c.expires_at < now)).rowcount
                 if not taken:
                     return False
-                conn.execute(insert(self.table).values(
-                    token=token[:200], bucket="claim", at=now, expires_at=now + ttl_s))
+                conn.execute(row)
         return True
 
     def take(self, bucket: str, window_s: float, limit: int) -> float:

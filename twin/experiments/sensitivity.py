@@ -16,6 +16,7 @@ from twin.experiments.runner import run_replications
 from twin.results.stats import t_interval
 from twin.scenario.assumptions import ASSUMPTIONS, Assumption, with_value
 from twin.scenario.schema import Scenario
+from twin.scenario.units import minutes
 
 
 def one_at_a_time(sc: Scenario, replications: int, *, seed: int | None = None,
@@ -44,16 +45,11 @@ def one_at_a_time(sc: Scenario, replications: int, *, seed: int | None = None,
 def _between(low: Any, high: Any, u: float) -> Any:
     """The value a fraction ``u`` of the way from ``low`` to ``high`` (numbers, or
     numbers with a unit as in scenario files; whole numbers stay whole)."""
-    if isinstance(low, str):
-        (a, unit), (b, _) = _number_unit(low), _number_unit(high)
-        return f"{a + u * (b - a):.6g} {unit}"
+    if isinstance(low, str):  # a duration: parsed as a scenario file would be
+        a, b = minutes(low), minutes(high)
+        return f"{a + u * (b - a):.6g} min"
     value = low + u * (high - low)
     return round(value) if isinstance(low, int) and isinstance(high, int) else value
-
-
-def _number_unit(text: str) -> tuple[float, str]:
-    number, unit = text.split(maxsplit=1)
-    return float(number), unit
 
 
 def probabilistic(sc: Scenario, samples: int, replications: int, *, seed: int | None = None,

@@ -30,7 +30,7 @@ from sqlalchemy import (
     update,
 )
 
-from ..crypto import sm3
+from ..crypto import sm3_hex
 from ..cst import utc_now
 from ..errors import Forbidden, Invalid, NotFound
 
@@ -103,7 +103,7 @@ class Consent:
         code = secrets.token_urlsafe(24)
         with self.engine.begin() as conn:
             conn.execute(insert(self.codes).values(
-                {"code_digest": sm3(code.encode()).hex(), self.key: card,
+                {"code_digest": sm3_hex(code), self.key: card,
                  "app_key": for_app, "scope": scope, "expires_at": utc_now() + CODE_TTL,
                  "used": 0}))
         return {"code": code, "app_key": for_app, "scope": scope,
@@ -112,7 +112,7 @@ class Consent:
     def exchange(self, code: str, app_key: str) -> dict[str, str]:
         """The card a code grants to this app (once); one answer for every failure."""
         c = self.codes
-        digest = sm3(code.encode()).hex()
+        digest = sm3_hex(code)
         refused = Invalid("GRANT_CODE_INVALID", "the code is unknown, expired, used or "
                           "made for another app")
         with self.engine.begin() as conn:
