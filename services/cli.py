@@ -232,6 +232,9 @@ def reconcile_settlements(
                   f"{totals.get('cash_fen', 0)} fen")
     if report["open"]:
         console.print(f"awaiting confirmation: {', '.join(report['open'])}")
+    if report.get("unresolved"):
+        console.print(f"[yellow]unresolved (the gateway never answered; ask it, then "
+                      f"confirm or refund by hand): {', '.join(report['unresolved'])}[/]")
     for d in report["differences"]:
         console.print(f" - {d['settlement_id']} {d['kind']}: {d['detail']}")
     console.print("clean" if report["clean"]

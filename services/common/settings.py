@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     payment_timeout_s: float = Field(3.0, gt=0, le=60, description="how long settling "
                                      "waits for the gateway before the visit is left "
                                      "awaiting confirmation (fail closed)")
+    confirm_first_retry_s: float = Field(5.0, gt=0, le=3600, description="the settlement "
+                                         "sweep's first wait before asking the gateway "
+                                         "again about an unknown cash part; it doubles")
+    confirm_max_attempts: int = Field(12, ge=1, le=100, description="questions the sweep "
+                                      "asks about one unknown cash part before the visit "
+                                      "is left 'unresolved' for an operator")
     peer_timeout_s: float = Field(0.5, gt=0, le=30, description="how long a fused "
                                   "verification waits for the e-SSC side before it answers "
                                   "the EHC identity alone (fail soft)")

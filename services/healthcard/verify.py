@@ -33,7 +33,7 @@ from ..common.errors import (
     ServiceError,
     Unauthenticated,
 )
-from ..common.funnel import WriteFunnel
+from ..common.fastpath import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from ..common.signing import RATE_WINDOW_S, Admission

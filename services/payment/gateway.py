@@ -22,7 +22,7 @@ from .tables import payments
 
 # our code table of the aggregated channels (documented in the README)
 CHANNELS = {"WECHAT": "WeChat Pay", "ALIPAY": "Alipay", "UNIONPAY": "UnionPay QuickPass"}
-Mode = Literal["success", "fail", "unknown", "timeout", "late_success"]
+Mode = Literal["success", "fail", "refuse", "unknown", "timeout", "late_success"]
 
 
 class Behaviour(BaseModel):
@@ -30,9 +30,11 @@ class Behaviour(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     mode: Mode = Field("success", description=(
-        "success / fail: answered at once; timeout: charges, then holds the answer for "
-        "delay_ms (the caller gives up not knowing); unknown: answered 'pending' and ends "
-        "failed after resolve_after_ms (the payer never confirmed); late_success: answered "
+        "success / fail: answered at once; refuse: the channel declines the order "
+        "outright (422 PAYMENT_REFUSED, nothing charged); timeout: charges, then holds "
+        "the answer for delay_ms (the caller gives up not knowing); unknown: answered "
+        "'pending' and ends failed after resolve_after_ms (the payer never confirmed); "
+        "late_success: answered "
         "'pending' and ends paid after resolve_after_ms"))
     delay_ms: int = Field(0, ge=0, le=120_000)
     resolve_after_ms: int = Field(1000, ge=0, le=3_600_000)
@@ -64,9 +66,12 @@ class Gateway:
         if channel not in CHANNELS:
             raise Invalid("CHANNEL_UNKNOWN", f"channel is one of {sorted(CHANNELS)}")
         b = self.behaviour
+        if b.mode == "refuse":  # after delay_ms, as a channel thinking it over
+            await asyncio.sleep(b.delay_ms / 1000)
+            raise Invalid("PAYMENT_REFUSED", "the channel declined this order")
         status, resolve_to, resolve_at = {
             "success": ("success", None, None),
-            "fail": ("failed", None, None),
+            "fail": ("failed", None, None), "refuse": ("failed", None, None),
             "timeout": ("success", None, None),
             "unknown": ("pending", "failed", utc_now() + timedelta(
                 milliseconds=b.resolve_after_ms)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from ..common.money import MAX_VISIT_FEN
 from .gateway import CHANNELS
 
 
@@ -12,7 +13,7 @@ class PayRequest(BaseModel):
     order_id: str = Field(pattern=r"^[0-9A-Za-z_\-]{1,40}$")
     merchant: str = Field(pattern=r"^[0-9A-Z]{12}$")
     channel: str = Field(description=f"one of {sorted(CHANNELS)}", max_length=10)
-    amount_fen: StrictInt = Field(gt=0, le=10**10)
+    amount_fen: StrictInt = Field(gt=0, le=MAX_VISIT_FEN)
 
 
 class Payment(BaseModel):

@@ -262,8 +262,9 @@ class AdminClient(_Client):
 
     def payment_behaviour(self, mode: str = "success", delay_ms: int = 0,
                           resolve_after_ms: int = 1000) -> dict:
-        """How the payment gateway answers new payments: success, fail, timeout,
-        unknown (pending, then failed) or late_success (pending, then paid)."""
+        """How the payment gateway answers new payments: success, fail, refuse (a 422,
+        nothing charged), timeout, unknown (pending, then failed) or late_success
+        (pending, then paid)."""
         return self.request("POST", "/pay/v1/admin/behaviour", {
             "mode": mode, "delay_ms": delay_ms, "resolve_after_ms": resolve_after_ms})
 

@@ -13,7 +13,9 @@ from sqlalchemy import select
 from .settlement import ACCOUNTS, CLEARING, FUND, RECEIVABLE, Settlements
 from .tables import bindings, ledger, usage_records
 
-COMMITTED = ("paying", "awaiting_confirmation", "settled", "payment_failed", "reversed")
+COMMITTED = ("paying", "awaiting_confirmation", "unresolved", "settled", "payment_failed",
+             "reversed")
+RETURNED = ("reversed", "payment_failed")  # the insurance part given back
 
 
 def expected_postings(s: Any, gateway_status: str | None) -> dict[tuple[str, str], tuple]:
@@ -28,7 +30,7 @@ def expected_postings(s: Any, gateway_status: str | None) -> dict[tuple[str, str
     if paid and s.cash_fen:
         out[("cash", CLEARING)] = (s.cash_fen, 0)
         out[("cash", RECEIVABLE)] = (0, s.cash_fen)
-    if s.state == "reversed":
+    if s.state in RETURNED:
         out[("reverse", RECEIVABLE)] = (s.fund_fen + s.account_fen, 0)
         out[("reverse", FUND)] = (0, s.fund_fen)
         out[("reverse", ACCOUNTS)] = (0, s.account_fen)
@@ -46,7 +48,8 @@ def gateway_difference(s: Any, pay: dict[str, Any] | None) -> str | None:
         return f"settled here, gateway says {status}"
     if s.state == "reversed" and status == "success":
         return "reversed here, gateway still holds the payment (refund missing)"
-    if s.state in ("paying", "awaiting_confirmation") and status in ("success", "failed"):
+    if s.state in ("paying", "awaiting_confirmation", "unresolved") and status in (
+            "success", "failed"):
         return f"unconfirmed here, gateway says {status}"
     if s.state == "payment_failed" and status not in ("failed", None):
         return f"failed here, gateway says {status}"
@@ -128,4 +131,6 @@ async def reconcile_day(st: Settlements, day: date) -> dict[str, Any]:
             "settled_totals_fen": dict(totals),
             "open": [s.settlement_id for s in rows if s.state in ("paying",
                                                                    "awaiting_confirmation")],
+            # the gateway never answered through every confirmation: an operator's
+            "unresolved": [s.settlement_id for s in rows if s.state == "unresolved"],
             "differences": differences, "clean": not differences}

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, StrictInt, field_validator
 
 from ..common.cards.routes import Strict
+from ..common.money import MAX_ITEM_FEN, MAX_ITEMS, MAX_VISIT_FEN
 
 
 class Insured(Strict):
@@ -79,14 +80,16 @@ class FeeItemIn(Strict):
     code: str = Field(min_length=1, max_length=32, description="the hospital's item code")
     category: Literal["A", "B", "C"] = Field(description="A covered, B partly self-paid "
                                              "first (乙类), C fully at own expense (全自费)")
-    amount_fen: StrictInt = Field(ge=0, le=10**9)
+    amount_fen: StrictInt = Field(ge=0, le=MAX_ITEM_FEN)
 
 
 class UploadRequest(Strict):
     ec_token: str = Field(pattern=r"^[0-9]{6}[0-9A-F]{32}$", description="the voucher token "
                           "from the (fused) code's verification")
     pay_channel: Literal["WECHAT", "ALIPAY", "UNIONPAY"] = "WECHAT"
-    items: list[FeeItemIn] = Field(min_length=1, max_length=200)
+    items: list[FeeItemIn] = Field(min_length=1, max_length=MAX_ITEMS, description=(
+        f"at most {MAX_ITEMS} items of at most {MAX_ITEM_FEN} fen, at most {MAX_VISIT_FEN} "
+        "fen in all (AMOUNT_LIMIT), the limits of the payment gateway too"))
 
 
 class SettlementView(BaseModel):

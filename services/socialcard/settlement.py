@@ -12,6 +12,7 @@ transactions, so no money moves without its entries."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from ..common.cards.audit import append
 from ..common.cst import CST, cst_day, utc_now
 from ..common.errors import Conflict, Gone, Invalid, NotFound, ServiceError, Unavailable
+from ..common.money import check_visit
 from ..common.peer import PeerUnavailable
 from .cards import NORMAL, STATE_ERRORS
 from .peers import PaymentClient
@@ -38,7 +40,8 @@ from .tables import (
     usage_records,
 )
 
-OPEN = ("paying", "awaiting_confirmation")
+OPEN = ("paying", "awaiting_confirmation", "unresolved")
+REFUSED = (400, 403, 422)  # the gateway's answers that mean "this payment will not be made"
 CHANNELS = ("WECHAT", "ALIPAY", "UNIONPAY")
 FUND, ACCOUNTS, RECEIVABLE, CLEARING = ("fund", "personal_accounts", "hospital_receivables",
                                         "payment_clearing")
@@ -55,6 +58,10 @@ class Settlements:
     book: PolicyBook
     payment: PaymentClient | None
     payment_timeout_s: float
+    # the sweep's confirmations of an unknown cash part back off from first_retry_s,
+    # doubling up to an hour, and stop after max_confirmations (the visit is 'unresolved')
+    first_retry_s: float = 5.0
+    max_confirmations: int = 12
 
     # ------------------------------------------------------------------ views
     def view(self, row: Any) -> dict[str, Any]:
@@ -78,6 +85,7 @@ class Settlements:
                items: list[FeeItem], channel: str) -> Any:
         if channel not in CHANNELS:
             raise Invalid("CHANNEL_UNKNOWN", f"pay_channel is one of {CHANNELS}")
+        total = check_visit(i.amount_fen for i in items)
         now = utc_now()
         with self.engine.begin() as conn:
             tok = conn.execute(select(ec_tokens).where(ec_tokens.c.token == ec_token)).first()
@@ -98,7 +106,7 @@ class Settlements:
                 settlement_id=sid, institution_code=institution_code, ec_token=ec_token,
                 ssc_card_no=tok.ssc_card_no, level=level, channel=channel,
                 items=orjson.dumps([i.__dict__ for i in items]).decode(), state="uploaded",
-                total_fen=sum(i.amount_fen for i in items), created_at=now, updated_at=now))
+                total_fen=total, created_at=now, updated_at=now))
             return conn.execute(select(settlements)
                                 .where(settlements.c.settlement_id == sid)).one()
 
@@ -129,6 +137,7 @@ class Settlements:
         acc = self._accumulator(conn, row.ssc_card_no, today.year)
         policy = self.book.find(person.region, person.insurance_type, today)
         items = [FeeItem(**i) for i in orjson.loads(row.items)]
+        check_visit(i.amount_fen for i in items)  # a row an earlier version may have taken
         result = split(items, policy, row.level,
                        YearToDate(acc.deductible_used_fen, acc.fund_used_fen),
                        person.account_balance_fen)
@@ -238,15 +247,21 @@ class Settlements:
                 row.settlement_id, row.institution_code, row.channel, row.cash_fen,
                 self.payment_timeout_s), self.payment_timeout_s)
             status = answer["status"]
-        except (TimeoutError, PeerUnavailable, ServiceError):
+        except (TimeoutError, PeerUnavailable):
             status = "pending"  # fail closed: not known to be paid
-        self.apply_payment(row.settlement_id, status)
+        except ServiceError as exc:  # refused outright: no payment; otherwise unknown
+            status = "failed" if exc.status in REFUSED else "pending"
+        await self.apply_payment(row.settlement_id, status)
 
-    def apply_payment(self, sid: str, status: str) -> None:
+    async def apply_payment(self, sid: str, status: str) -> None:
         """The gateway's word on the cash part. Only ``success`` settles; ``failed``
-        fails; anything else leaves the visit awaiting confirmation."""
+        fails and returns the insurance part (the person's year and account restored in
+        the same transaction); anything else leaves the visit awaiting confirmation."""
         target = {"success": "settled", "failed": "payment_failed",
                   "refunded": "settled"}.get(status, "awaiting_confirmation")
+        if target == "payment_failed":
+            await self._retrying(self._undo_insurance, sid, OPEN, target)
+            return
         with self.engine.begin() as conn:
             row = conn.execute(select(settlements)
                                .where(settlements.c.settlement_id == sid)).one()
@@ -274,7 +289,7 @@ class Settlements:
                 raise
             await self._pay(row)  # never asked (a crash): ask now, the order ID is the key
             return self.view(self.get(sid))
-        self.apply_payment(sid, status)
+        await self.apply_payment(sid, status)
         return self.view(self.get(sid))
 
     # ------------------------------------------------------------------ reverse
@@ -287,22 +302,24 @@ class Settlements:
         elif row.state in OPEN:
             raise Conflict("PAYMENT_UNCONFIRMED", "the cash part's outcome is not "
                            "known yet: confirm it first")
-        elif row.state in ("settled", "payment_failed"):
-            if row.state == "settled" and row.cash_fen:
+        elif row.state == "settled":
+            if row.cash_fen:
                 if self.payment is None:
                     raise Unavailable("PAYMENT_NOT_CONFIGURED", "no payment gateway")
                 await self.payment.refund(sid)
-            await self._retrying(self._undo_insurance, sid, row.state)
-        elif row.state not in ("reversed", "cancelled"):
+            await self._retrying(self._undo_insurance, sid, ("settled",), "reversed")
+        elif row.state not in ("reversed", "cancelled", "payment_failed"):
             raise _state_conflict(row.state, "reverse")
         return self.view(self.get(sid))
 
-    def _undo_insurance(self, sid: str, from_state: str) -> None:
+    def _undo_insurance(self, sid: str, from_states: tuple[str, ...], to_state: str) -> None:
+        """Return a committed insurance part (a reversal, or a cash part that failed)."""
         with self.engine.begin() as conn:
             row = conn.execute(select(settlements)
                                .where(settlements.c.settlement_id == sid)).one()
-            if row.state != from_state:
-                return  # reversed meanwhile by a retry
+            if row.state not in from_states:
+                return  # moved on meanwhile (a retry, a concurrent confirmation)
+            from_state = row.state
             person = conn.execute(select(insured)
                                   .where(insured.c.ssc_card_no == row.ssc_card_no)).one()
             year = row.updated_at.replace(tzinfo=UTC).astimezone(CST).year  # when settled
@@ -312,7 +329,7 @@ class Settlements:
             self._move(conn, person, acc, undo, -1)
             moved = conn.execute(update(settlements).where(
                 settlements.c.settlement_id == sid, settlements.c.state == from_state)
-                .values(state="reversed", updated_at=utc_now())).rowcount
+                .values(state=to_state, updated_at=utc_now())).rowcount
             if moved != 1:
                 raise StaleRow
             _post(conn, sid, "reverse", [(RECEIVABLE, row.fund_fen + row.account_fen, 0),
@@ -337,18 +354,41 @@ class Settlements:
                                 .order_by(settlements.c.created_at.desc()).limit(limit)).all()
 
     def open_since(self, seconds: float) -> list[str]:
-        """Visits whose cash part has been unconfirmed for at least ``seconds``."""
-        cutoff = utc_now() - timedelta(seconds=seconds)
+        """Visits whose cash part has been unconfirmed for at least ``seconds`` and whose
+        next confirmation is due (never the unresolved ones: those are an operator's)."""
+        now = utc_now()
+        s = settlements.c
         with self.engine.connect() as conn:
-            return list(conn.execute(select(settlements.c.settlement_id).where(
-                settlements.c.state.in_(OPEN), settlements.c.updated_at <= cutoff)).scalars())
+            return list(conn.execute(select(s.settlement_id).where(
+                s.state.in_(("paying", "awaiting_confirmation")),
+                s.updated_at <= now - timedelta(seconds=seconds),
+                (s.next_confirm_at.is_(None)) | (s.next_confirm_at <= now))).scalars())
 
     async def confirm_open(self, seconds: float) -> int:
-        """Confirm every visit left open (a lost notification, a crash): how many."""
+        """Confirm every visit left open (a lost notification, a crash): how many were
+        asked. One still unknown waits twice as long before the next question; after
+        ``max_confirmations`` it is 'unresolved' and listed for an operator."""
         ids = self.open_since(seconds)
         for sid in ids:
-            await self.confirm(sid, None)
+            with contextlib.suppress(ServiceError):  # silent or refusing: still unknown
+                await self.confirm(sid, None)
+            self._count_confirmation(sid)
         return len(ids)
+
+    def _count_confirmation(self, sid: str) -> None:
+        s = settlements.c
+        with self.engine.begin() as conn:
+            row = conn.execute(select(settlements).where(s.settlement_id == sid)).one()
+            if row.state not in ("paying", "awaiting_confirmation"):
+                return
+            n = row.confirm_attempts + 1
+            wait = min(self.first_retry_s * 2 ** (n - 1), 3600.0)
+            values: dict[str, Any] = {"confirm_attempts": n,
+                                      "next_confirm_at": utc_now() + timedelta(seconds=wait)}
+            if n >= self.max_confirmations:
+                values.update(state="unresolved", updated_at=utc_now())
+            conn.execute(update(settlements).where(
+                s.settlement_id == sid, s.state == row.state).values(**values))
 
     def created_on(self, day: date) -> Sequence[Any]:
         """The settlements made on a UTC day."""

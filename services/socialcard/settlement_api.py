@@ -2,8 +2,9 @@
 state-changing call with an ``Idempotency-Key``), the gateway's notification, and the
 operators' reconciliation."""
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -30,8 +31,13 @@ router = APIRouter(prefix="/essc/v1")
 
 
 async def keyed(sc: SocialcardSystem, request: Request, term: Terminal, key: str | None,
-                call: Callable[[], Awaitable[dict]]) -> dict:
-    """Run a state-changing call once per ``Idempotency-Key`` of the institution."""
+                operation: Callable[..., Any], *args: Any) -> dict:
+    """Run ``operation(*args)`` (plain or a coroutine) once per ``Idempotency-Key`` of the
+    institution."""
+    async def call() -> dict:
+        result = operation(*args)
+        return await result if inspect.isawaitable(result) else result
+
     digest = request_hash(request.method, request.url.path, await request.body())
     return await sc.idempotency.run(term.institution_code, key, digest, call)
 
@@ -45,7 +51,7 @@ async def keyed(sc: SocialcardSystem, request: Request, term: Terminal, key: str
                                         "settlement already")))
 async def upload(sc: Socialcard, body: UploadRequest, request: Request, term: Term,
                  key: IdempotencyKey = None) -> dict:
-    async def call() -> dict:
+    def call() -> dict:
         items = [FeeItem(i.code, i.category, i.amount_fen) for i in body.items]
         return sc.settlements.view(sc.settlements.upload(term.institution_code, term.level,
                                                          body.ec_token, items, body.pay_channel))
@@ -58,10 +64,8 @@ async def upload(sc: Socialcard, body: UploadRequest, request: Request, term: Te
              responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE, *CARD))
 async def presettle(sc: Socialcard, settlement_id: str, request: Request, term: Term,
                     key: IdempotencyKey = None) -> dict:
-    async def call() -> dict:
-        return sc.settlements.presettle(settlement_id, term.institution_code)
-
-    return await keyed(sc, request, term, key, call)
+    return await keyed(sc, request, term, key, sc.settlements.presettle, settlement_id,
+                       term.institution_code)
 
 
 @router.post("/settlements/{settlement_id}/settle", response_model=SettlementView,
@@ -72,10 +76,8 @@ async def presettle(sc: Socialcard, settlement_id: str, request: Request, term: 
                                        (409, "SETTLEMENT_BUSY", "retry")))
 async def settle(sc: Socialcard, settlement_id: str, request: Request, term: Term,
                  key: IdempotencyKey = None) -> dict:
-    async def call() -> dict:
-        return await sc.settlements.settle(settlement_id, term.institution_code)
-
-    return await keyed(sc, request, term, key, call)
+    return await keyed(sc, request, term, key, sc.settlements.settle, settlement_id,
+                       term.institution_code)
 
 
 @router.post("/settlements/{settlement_id}/confirm", response_model=SettlementView,
@@ -84,10 +86,8 @@ async def settle(sc: Socialcard, settlement_id: str, request: Request, term: Ter
                                        (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
 async def confirm(sc: Socialcard, settlement_id: str, request: Request, term: Term,
                   key: IdempotencyKey = None) -> dict:
-    async def call() -> dict:
-        return await sc.settlements.confirm(settlement_id, term.institution_code)
-
-    return await keyed(sc, request, term, key, call)
+    return await keyed(sc, request, term, key, sc.settlements.confirm, settlement_id,
+                       term.institution_code)
 
 
 @router.post("/settlements/{settlement_id}/reverse", response_model=SettlementView,
@@ -97,10 +97,8 @@ async def confirm(sc: Socialcard, settlement_id: str, request: Request, term: Te
                                        (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
 async def reverse(sc: Socialcard, settlement_id: str, request: Request, term: Term,
                   key: IdempotencyKey = None) -> dict:
-    async def call() -> dict:
-        return await sc.settlements.reverse(settlement_id, term.institution_code)
-
-    return await keyed(sc, request, term, key, call)
+    return await keyed(sc, request, term, key, sc.settlements.reverse, settlement_id,
+                       term.institution_code)
 
 
 @router.get("/settlements/{settlement_id}", response_model=SettlementView, tags=["institution"],

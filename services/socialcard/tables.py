@@ -79,7 +79,8 @@ code_uses = Table(
 # one outpatient settlement (its ID is a national message ID: institution code (12) +
 # yyyyMMddHHmmss (14) + sequence (4)); states, in order: uploaded, presettled, paying
 # (insurance part committed, cash being paid), awaiting_confirmation (the gateway's answer
-# is unknown), settled | payment_failed, and reversed or cancelled
+# is unknown), settled | payment_failed (the insurance part returned), and reversed or
+# cancelled; unresolved: the gateway stayed silent through every confirmation (an operator's)
 settlements = Table(
     "settlements",
     metadata,
@@ -100,7 +101,11 @@ settlements = Table(
     Column("ec_token", String(38)),  # the voucher that opened it
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # the sweep's confirmations of an open cash part: how many, and when the next is due
+    Column("confirm_attempts", SmallInteger, nullable=False, server_default="0"),
+    Column("next_confirm_at", DateTime),
     Index("ix_settlements_created", "created_at"),
+    Index("ix_settlements_confirm", "state", "next_confirm_at"),
     Index("ix_settlements_token", "ec_token"),
 )
 

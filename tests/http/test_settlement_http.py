@@ -375,3 +375,103 @@ def test_reconciliation_reports_a_voucher_paid_twice(stack, world, token) -> Non
             conn.execute(settlements.update().where(settlements.c.settlement_id == other)
                          .values(ec_token=own))
     assert world.admin.reconcile_settlements(today())["clean"]
+
+
+def test_amount_limits_are_the_gateways_and_refuse_before_anything_is_written(
+        stack, world, token) -> None:
+    from services.common.money import MAX_ITEM_FEN, MAX_VISIT_FEN
+
+    term = world.term_a
+    tok = token()
+    over_item = [{"code": "x", "category": "A", "amount_fen": MAX_ITEM_FEN + 1}]
+    with pytest.raises(SdkError) as info:
+        term.upload_fees(tok, over_item)
+    assert info.value.code == "INVALID_REQUEST"
+    # twelve items each within the item limit, beyond the visit's (the gateway's) limit
+    n = MAX_VISIT_FEN // MAX_ITEM_FEN + 2
+    with pytest.raises(SdkError) as info:
+        term.upload_fees(tok, [{"code": f"i{k}", "category": "A", "amount_fen": MAX_ITEM_FEN}
+                               for k in range(n)])
+    assert info.value.code == "AMOUNT_LIMIT" and info.value.status == 422
+    # nothing was written: the voucher still opens its one settlement
+    visit = term.settle(term.upload_fees(tok, ITEMS)["settlement_id"])
+    assert visit["state"] == "settled"
+    # the largest visit the limits allow is paid by the gateway, never stuck
+    big = [{"code": f"i{k}", "category": "C", "amount_fen": MAX_ITEM_FEN}
+           for k in range(MAX_VISIT_FEN // MAX_ITEM_FEN)]
+    largest = term.settle(term.upload_fees(token(), big)["settlement_id"])
+    assert largest["state"] == "settled" and largest["total_fen"] == MAX_VISIT_FEN
+    assert world.admin.reconcile_settlements(today())["clean"]
+
+
+def _year_used(stack, card: str) -> tuple[int, int, int]:
+    from services.socialcard.tables import accumulators, insured
+
+    engine = stack.app.state.systems["socialcard"].engine
+    with engine.connect() as conn:
+        acc = conn.execute(select(accumulators).where(
+            accumulators.c.ssc_card_no == card)).first()
+        balance = conn.execute(select(insured.c.account_balance_fen).where(
+            insured.c.ssc_card_no == card)).scalar_one()
+    return (acc.deductible_used_fen if acc else 0, acc.fund_used_fen if acc else 0, balance)
+
+
+def test_a_refused_payment_returns_the_insurance_part(stack, world, token) -> None:
+    term = world.term_a
+    tok = token()
+    sid = term.upload_fees(tok, ITEMS)["settlement_id"]
+    card = term.presettle(sid)["ssc_card_no"]
+    before = _year_used(stack, card)
+    world.admin.payment_behaviour("refuse")  # the gateway answers 422: never charged
+    failed = term.settle(sid)
+    assert failed["state"] == "payment_failed"
+    assert failed["deductible_fen"] + failed["fund_fen"] + failed["account_fen"] > 0
+    assert _year_used(stack, card) == before  # the year's fund, deductible and account
+    assert term.reverse(sid)["state"] == "payment_failed"  # nothing left to return
+    assert term.confirm(sid)["state"] == "payment_failed"
+    world.admin.payment_behaviour("success")
+    again = term.settle(term.upload_fees(token(), ITEMS)["settlement_id"])  # splits as before
+    assert (again["fund_fen"], again["account_fen"], again["deductible_fen"]) == (
+        failed["fund_fen"], failed["account_fen"], failed["deductible_fen"])
+    assert world.admin.reconcile_settlements(today())["clean"]
+
+
+class _SilentGateway:
+    """A gateway that never says what became of a payment."""
+
+    async def query(self, order_id: str) -> dict:
+        return {"status": "pending"}
+
+    async def pay(self, *args) -> dict:
+        return {"status": "pending"}
+
+
+def test_the_sweep_backs_off_then_leaves_the_visit_unresolved(stack, world, token) -> None:
+    import asyncio
+    from dataclasses import replace
+
+    world.admin.payment_behaviour("unknown", resolve_after_ms=3_600_000)
+    term = world.term_a
+    sid = term.settle(term.upload_fees(token(), ITEMS)["settlement_id"])["settlement_id"]
+    engine = stack.app.state.systems["socialcard"].engine
+    sweep = replace(stack.app.state.systems["socialcard"].settlements,
+                    payment=_SilentGateway(), first_retry_s=0.2, max_confirmations=3)
+    for attempt in range(1, 4):
+        assert asyncio.run(sweep.confirm_open(0)) >= 1
+        with engine.connect() as conn:
+            row = conn.execute(select(settlements).where(
+                settlements.c.settlement_id == sid)).one()
+        assert row.confirm_attempts == attempt
+        assert sid not in sweep.open_since(0)  # not asked again before its time
+        time.sleep(0.2 * 2 ** (attempt - 1) + 0.05)
+    assert row.state == "unresolved" and sid not in sweep.open_since(0)  # the sweep stops
+    report = world.admin.reconcile_settlements(today())
+    assert sid in report["unresolved"] and sid not in report["open"]
+    with pytest.raises(SdkError) as info:  # still unknown: never reversed blindly
+        term.reverse(sid)
+    assert info.value.code == "PAYMENT_UNCONFIRMED"
+    env = {**os.environ, "EHC_ADMIN_TOKEN": stack.admin_token}
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "reconcile", "settlements",
+                          "--date", today(), "--url", stack.url], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert "unresolved" in res.stdout and sid in res.stdout, res.stdout + res.stderr

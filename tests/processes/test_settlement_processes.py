@@ -134,6 +134,26 @@ def test_killed_between_insurance_and_payment(stack: Stack, hospital) -> None:
     assert term.settlement(sid)["state"] == "settled"  # confirmed from the gateway's record
 
 
+def test_killed_before_a_refusing_gateway_answers(stack: Stack, hospital) -> None:
+    """The insurance part is committed, the gateway will refuse the cash part, and the
+    settlement process dies before it hears so: after the restart the sweep asks again,
+    hears the refusal and returns the insurance part. Never stuck, never paid."""
+    admin, pay_admin, term, voucher = hospital
+    pay_admin.payment_behaviour("refuse", delay_ms=2500)
+    sid = term.upload_fees(voucher(4), ITEMS)["settlement_id"]
+    worker = threading.Thread(target=_settle_ignoring_the_crash, args=(term, sid))
+    worker.start()
+    time.sleep(1.0)
+    stack.kill(stack.cards)
+    worker.join(timeout=30)
+    pay_admin.payment_behaviour("refuse")
+    stack.start_cards()
+    report = _wait_closed(admin)
+    pay_admin.payment_behaviour("success")
+    assert report["clean"] and not report["open"], report
+    assert term.settlement(sid)["state"] == "payment_failed"
+
+
 def test_gateway_down_when_settling(stack: Stack, hospital) -> None:
     admin, _, term, voucher = hospital
     sid = term.upload_fees(voucher(1), ITEMS)["settlement_id"]
