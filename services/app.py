@@ -7,22 +7,28 @@ import asyncio
 import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from .common.auth import Admin, Peer
 from .common.cards import consent_routes, side_routes
 from .common.cards import routes as caller_routes
 from .common.cards.consent_routes import ConsentOf
 from .common.cards.routes import CallersOf
+from .common.cards.seals import seal_and_export
 from .common.cards.side_routes import SideOf
-from .common.db import make_engine
-from .common.errors import error_responses, install_error_handlers
+from .common.cst import CST
+from .common.db import make_engine, redacted, store_problem
+from .common.errors import Unavailable, error_responses, install_error_handlers, store_fault
 from .common.fastpath import FastPath, HotRoute
 from .common.logs import RequestIdMiddleware, configure_logging, server_stats
 from .common.pii import field_cipher
@@ -71,6 +77,42 @@ async def healthz() -> Response:  # documents the fast-path route
     return Response(await _ping({}, b""), media_type="application/json")
 
 
+@operations_router.get("/readyz", tags=["public"], summary="Readiness: every store of "
+                       "this process answers within EHC_STORE_TIMEOUT_S (liveness is "
+                       "/healthz)", responses=error_responses(
+                           (503, "STORE_UNAVAILABLE", "a store is locked or unreachable")))
+async def readyz(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    states = await asyncio.gather(*(
+        _store_state(system.engine, settings.store_timeout_s)
+        for system in request.app.state.systems.values() if hasattr(system, "engine")))
+    names = [n for n, s in request.app.state.systems.items() if hasattr(s, "engine")]
+    stores = dict(zip(names, states, strict=True))
+    if all(v == "ok" for v in stores.values()):
+        return Response(orjson.dumps({"ready": True, "stores": stores}),
+                        media_type="application/json")
+    down = ", ".join(f"{n}: {v}" for n, v in stores.items() if v != "ok")
+    raise Unavailable("STORE_UNAVAILABLE", f"stores not ready ({down})", {"Retry-After": "1"})
+
+
+async def _store_state(engine, timeout_s: float) -> str:
+    """'ok', or why a trivial query of the store did not answer in time."""
+    def probe() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            if engine.dialect.name == "sqlite":  # a writer's lock shows only on writing
+                conn.execute(text("BEGIN IMMEDIATE"))
+                conn.execute(text("ROLLBACK"))
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(probe), timeout_s + 1)
+    except TimeoutError:
+        return "timeout"
+    except Exception as exc:
+        return "locked" if "locked" in str(exc) else type(exc).__name__
+    return "ok"
+
+
 def build_app(settings: Settings | None = None,
               systems: Sequence[str] = ALL_SYSTEMS) -> FastAPI:
     settings = settings or get_settings()
@@ -87,6 +129,7 @@ def build_app(settings: Settings | None = None,
     app.state.admin_token = deployment_secret(settings, "admin_token")
     app.state.service_token = service_token = deployment_secret(settings, "service_token")
     app.state.systems = {}
+    app.state.settings = settings
     app.state.sync_interval_s = settings.sync_interval_s
     hot_routes = [HotRoute("GET", "/healthz", _ping)]
 
@@ -208,6 +251,9 @@ async def _lifespan(app: FastAPI):
     all."""
     tasks = [asyncio.create_task(pull_forever(fusion, app.state.sync_interval_s))
              for fusion in _fusions(app) if app.state.sync_interval_s > 0]
+    tasks += [asyncio.create_task(seal_forever(side, app.state.sync_interval_s))
+              for name, side in app.state.systems.items()
+              if name in ("healthcard", "socialcard") and app.state.sync_interval_s > 0]
     if "socialcard" in app.state.systems and app.state.sync_interval_s > 0:
         tasks.append(asyncio.create_task(confirm_forever(
             app.state.systems["socialcard"].settlements, app.state.sync_interval_s)))
@@ -245,6 +291,21 @@ async def pull_forever(fusion, interval_s: float) -> None:
             log.warning("usage pull failed: %s", type(exc).__name__)
 
 
+async def seal_forever(side, interval_s: float) -> None:
+    """Seal the audit heads of today (and of yesterday, whose last rows may have come
+    after its last seal) and export them; a peer that is down gets them next time."""
+    log = logging.getLogger("ehc.audit")
+    peer = side.fusion.peer if side.fusion is not None else None
+    while True:
+        await asyncio.sleep(interval_s)
+        today = datetime.now(CST)
+        for day in (today - timedelta(days=1), today):
+            try:
+                await seal_and_export(side.sealer, peer, day.strftime("%Y%m%d"))
+            except Exception as exc:
+                log.warning("sealing audit heads failed: %s", type(exc).__name__)
+
+
 async def confirm_forever(settlements, interval_s: float) -> None:
     """Ask the gateway about visits left awaiting confirmation (a lost notification)."""
     log = logging.getLogger("ehc.settlement")
@@ -263,4 +324,19 @@ async def _ping(scope: dict, body: bytes) -> bytes:
 def create_app() -> FastAPI:
     """Factory for ``uvicorn --factory services.app:create_app``: settings from EHC_*."""
     systems = os.environ.get("EHC_SYSTEMS", ",".join(ALL_SYSTEMS)).split(",")
-    return build_app(get_settings(), [s.strip() for s in systems if s.strip()])
+    return open_or_exit(get_settings(), [s.strip() for s in systems if s.strip()])
+
+
+def open_or_exit(settings: Settings, systems: Sequence[str]) -> FastAPI:
+    """The app; or, when its stores cannot be opened (a wrong EHC_DATABASE_URL, a server
+    down), one line on stderr naming the store and the reason (never a password) and
+    exit status 2, not a traceback."""
+    try:
+        return build_app(settings, systems)
+    except Exception as exc:
+        if not (store_fault(exc) or isinstance(exc, SQLAlchemyError | ImportError)):
+            raise
+        where = redacted(settings.database_url) if settings.database_url \
+            else str(settings.var_dir)
+        sys.stderr.write(f"error: cannot open the store at {where}: {store_problem(exc)}\n")
+        raise SystemExit(2) from None

@@ -29,11 +29,12 @@ def serve(
     import uvicorn
 
     os.environ["EHC_SYSTEMS"] = systems
-    if workers > 1:  # tables, keys and secrets made once, before the workers race for them
-        from .app import build_app
-        from .common.settings import get_settings
+    from .app import open_or_exit
+    from .common.settings import get_settings
 
-        build_app(get_settings(), [s.strip() for s in systems.split(",") if s.strip()])
+    # tables, keys and secrets made once, before any worker starts (they would race for
+    # them); a store that cannot be opened stops here with one line, not in every worker
+    open_or_exit(get_settings(), [s.strip() for s in systems.split(",") if s.strip()])
     uvicorn.run("services.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=False)
 
@@ -254,9 +255,11 @@ def audit_verify(
     essc_url: str | None = typer.Option(None, help="the e-SSC system, when apart"),
     admin_token: str | None = TOKEN,
 ) -> None:
-    """Walk the day's SM3 hash chains (usage records on both card systems, ledger
-    postings of settlements) per institution and report every row edited, deleted or
-    inserted. Exit 0 when every chain holds, 1 otherwise."""
+    """Walk the day's keyed audit chains (usage records on both card systems, ledger
+    postings of settlements) per institution, against the heads each system sealed (its
+    own file and the other system's copy), and report every row edited, deleted or
+    inserted, a cut-off tail and a rolled-back head. Exit 0 when every chain holds, 1
+    otherwise."""
     from datetime import date
 
     from .sdk import AdminClient, SdkError
@@ -274,8 +277,14 @@ def audit_verify(
         except (SdkError, httpx.HTTPError) as exc:
             _fail(_explain(exc))
     for system, report in reports.items():
+        seals = report.get("seals", {})
+        console.print(f"{system} seals: {seals.get('file', 0)} in its file, "
+                      + ("the other system unreachable" if seals.get("peer") is None
+                         else f"{seals['peer']} held by the other system")
+                      + (f", [red]{seals['invalid']} with a signature that fails[/]"
+                         if seals.get("invalid") else ""))
         for chain, r in report.items():
-            if not isinstance(r, dict):
+            if not isinstance(r, dict) or chain == "seals":
                 continue
             console.print(f"{system} {chain}: {r['chains']} chains, {r['rows']} rows, "
                           + ("intact" if r["clean"] else f"{len(r['problems'])} problem(s)"))

@@ -31,15 +31,18 @@ def schema_name(settings: Settings, system: str) -> str:
 def make_engine(settings: Settings, system: str, metadata: MetaData) -> Engine:
     """Create (and migrate) the engine of one system; its tables live only there."""
     url = system_url(settings, system)
+    wait_s = settings.store_timeout_s
+    # hide_parameters: an error's text (and so a log line) never carries bound values
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, hide_parameters=True, pool_timeout=wait_s,
+                               connect_args={"check_same_thread": False, "timeout": wait_s})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
             cur.execute("PRAGMA foreign_keys=ON")
             # bulk jobs insert random keys (card IDs, digests) into big indexes: a larger
             # page cache and less frequent checkpoints write each hot page back once per
@@ -51,7 +54,11 @@ def make_engine(settings: Settings, system: str, metadata: MetaData) -> Engine:
 
     else:
         schema = schema_name(settings, system)
-        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        engine = create_engine(
+            url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True,
+            pool_timeout=wait_s, connect_args={
+                "connect_timeout": max(2, round(wait_s)),
+                "options": f"-c lock_timeout={int(wait_s * 1000)}"})
         with engine.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
 
@@ -68,6 +75,21 @@ def make_engine(settings: Settings, system: str, metadata: MetaData) -> Engine:
         for suffix in ("", "-wal", "-shm"):
             private_file(Path(engine.url.database + suffix))
     return engine
+
+
+def redacted(url: str) -> str:
+    """A database URL fit for a message: its password replaced."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<malformed URL>"
+
+
+def store_problem(exc: BaseException) -> str:
+    """One line saying why a store could not be opened (no SQL, no password)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def rows_by_identity(conn, table, pairs) -> list:

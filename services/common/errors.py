@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from datetime import date
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -101,6 +103,22 @@ class Unavailable(ServiceError):
     pass
 
 
+# the DB-API's and SQLAlchemy's names for "the store did not answer" (locked past its
+# timeout, unreachable, its connection pool exhausted); matched by name so that every
+# driver (sqlite3, psycopg) and both layers (raw hot-path connections, Core) map alike
+_STORE_FAULTS = {"OperationalError", "InterfaceError", "TimeoutError"}
+
+
+def store_fault(exc: BaseException) -> Unavailable | None:
+    """The 503 a store fault answers (no SQL, no values), or None for anything else."""
+    for kind in type(exc).__mro__:
+        if kind.__name__ in _STORE_FAULTS and kind.__module__.split(".")[0] in (
+                "sqlalchemy", "sqlite3", "psycopg", "psycopg2"):
+            return Unavailable("STORE_UNAVAILABLE", "the store did not answer in time; "
+                               "retry", {"Retry-After": "1"})
+    return None
+
+
 HTTP_STATUS: dict[type[ServiceError], int] = {
     BadRequest: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
     Gone: 410, TooLarge: 413, Invalid: 422, RateLimited: 429, PeerFailed: 502,
@@ -152,6 +170,17 @@ _HTTP_CODES = {
 }
 
 
+async def _store_error(request: Request, exc: Exception) -> Response:
+    fault = store_fault(exc)
+    if fault is None:
+        log.error("store error: %s", type(exc).__name__,  # its text may hold values
+                  extra={"request_id": request_id_of(request)})
+        return _response(request, 500, "INTERNAL_ERROR", "internal error")
+    log.warning("store unavailable: %s", type(exc).__name__,
+                extra={"request_id": request_id_of(request)})
+    return _response(request, fault.status, fault.code, fault.message, fault.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
@@ -180,6 +209,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:  # RFC 9110: list every method the path allows
             headers["Allow"] = ", ".join(allowed_methods(request))
         return _response(request, exc.status_code, code, str(exc.detail), headers)
+
+    # the store's errors get their own handlers: the catch-all below runs in Starlette's
+    # outermost middleware, which re-raises (and so logs a traceback) after answering
+    for kind in (SQLAlchemyError, sqlite3.Error):
+        app.add_exception_handler(kind, _store_error)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> Response:

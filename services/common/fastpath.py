@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadRequest, ServiceError, TooLarge, error_body
+from .errors import BadRequest, ServiceError, TooLarge, error_body, store_fault
 
 Handler = Callable[[dict, bytes], Awaitable[bytes]]
 JSON = [(b"content-type", b"application/json")]
@@ -45,8 +46,11 @@ class FastPath:
         rid = scope.get("state", {}).get("request_id", "")
         status, headers = 200, JSON
         try:
-            body = await _read_body(receive, route.max_body)
-            payload = await route.handler(scope, body)
+            try:
+                body = await _read_body(receive, route.max_body)
+                payload = await route.handler(scope, body)
+            except Exception as exc:
+                raise store_fault(exc) or exc from None
         except ServiceError as exc:
             status, payload = exc.status, error_body(exc.code, exc.message, rid)
             if exc.headers:
@@ -91,10 +95,15 @@ class WriteFunnel:
     def __init__(self, process: Callable[[Sequence[Any]], Sequence[Any]],
                  max_batch: int = 256) -> None:
         """``process(items)`` returns one result per item; an item whose result is an
-        exception gets that exception; if ``process`` raises, every caller gets it."""
+        exception gets that exception; if ``process`` raises, every caller gets it.
+        It runs on one thread of its own, never on the event loop: a store that is locked
+        or slow holds the writes waiting for it, not every other request of the worker
+        (and one writer thread keeps a single SQLite writer per process)."""
         self.process = process
         self.max_batch = max_batch
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel")
         self._pending: list[tuple[Any, asyncio.Future]] = []
+        self._writing: set[asyncio.Future] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
         self.batches = 0
@@ -115,12 +124,18 @@ class WriteFunnel:
 
     def _flush(self) -> None:
         batch, self._pending, self._scheduled = self._pending, [], False
-        if not batch:
-            return
+        if batch:
+            task = asyncio.ensure_future(self._write(batch))
+            self._writing.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(self._writing.discard)
+
+    async def _write(self, batch: list[tuple[Any, asyncio.Future]]) -> None:
         self.batches += 1
         self.items += len(batch)
+        loop = asyncio.get_running_loop()
         try:
-            results = self.process([item for item, _ in batch])
+            results = await loop.run_in_executor(self._writer, self.process,
+                                                 [item for item, _ in batch])
         except BaseException as exc:  # the whole transaction failed: nobody succeeded
             for _, fut in batch:
                 if not fut.done():

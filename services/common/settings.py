@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     payment_timeout_s: float = Field(3.0, gt=0, le=60, description="how long settling "
                                      "waits for the gateway before the visit is left "
                                      "awaiting confirmation (fail closed)")
+    store_timeout_s: float = Field(5.0, gt=0, le=120, description="how long a request "
+                                   "waits for a locked or silent store before it answers "
+                                   "503 STORE_UNAVAILABLE")
     confirm_first_retry_s: float = Field(5.0, gt=0, le=3600, description="the settlement "
                                          "sweep's first wait before asking the gateway "
                                          "again about an unknown cash part; it doubles")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..common.cards.seals import SealExchange
 from ..common.peer import PeerClient
 
 
@@ -34,8 +35,9 @@ class RegistryClient(PeerClient):
         return (await self.get(f"/registry/v1/births/{birth_cert_no}/id-number"))["id_number"]
 
 
-class SocialcardClient(PeerClient):
+class SocialcardClient(SealExchange):
     name = "socialcard"
+    prefix = "/essc/v1"
 
     async def signing_key(self) -> str:
         return (await self.get("/essc/v1/peer/signing-key"))["public_key"]

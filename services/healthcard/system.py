@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from ..common.cards.callers import Callers
 from ..common.cards.faults import Faults
+from ..common.cards.seals import Sealer, open_sealer
 from ..common.cards.side_routes import CardSide
 from ..common.cards.system_key import load_or_create
 from ..common.crypto import hmac_sm3
@@ -22,7 +23,7 @@ from .cards import CardService
 from .fusion import Fusion
 from .keystore import KeyStore
 from .peers import RegistryClient, SocialcardClient
-from .tables import caller_registry, metadata, system_keys
+from .tables import audit_heads, caller_registry, metadata, received_seals, system_keys
 from .verify import Verifier
 
 
@@ -37,6 +38,7 @@ class HealthcardSystem(CardSide):
     callers: Callers
     registry: RegistryClient
     fusion: Fusion | None  # None when no e-SSC system is configured
+    sealer: Sealer  # its audit chains' key and the seals of their heads
     faults: Faults = field(default_factory=Faults)  # outage drills on codes and scans
 
 
@@ -44,6 +46,8 @@ def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient
                      cipher: FieldCipher,
                      social: SocialcardClient | None = None) -> HealthcardSystem:
     engine = make_engine(settings, "healthcard", metadata)
+    sealer = open_sealer("ehc", engine, audit_heads, received_seals, system_keys, master,
+                         cipher, settings.var_dir)
     keystore = KeyStore(engine, master)
     empi_salt = hmac_sm3(master, b"ehc-empi-salt")
     cards = CardService(engine, keystore, cipher, empi_salt)
@@ -55,7 +59,7 @@ def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient
         engine=engine,
         keystore=keystore,
         cards=cards,
-        verifier=Verifier(engine, keystore, cipher, settings),
+        verifier=Verifier(engine, keystore, cipher, settings, sealer.chain_key),
         callers=Callers(engine, caller_registry, cipher, max_age_s=settings.signature_max_age_s,
                         store=open_store(settings, "healthcard", engine,
                                          caller_registry.shared_events),
@@ -63,4 +67,5 @@ def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient
                         app_rate=settings.rate_limit_app_per_s),
         registry=registry,
         fusion=fusion,
+        sealer=sealer,
     )

@@ -23,7 +23,7 @@ from ..common.pii import identity_columns
 
 metadata = MetaData()
 (caller_registry, bindings, binding_batches, system_keys, audit_heads, shared_usage,
- sync_cursors) = shared_tables(metadata)
+ sync_cursors, received_seals) = shared_tables(metadata)
 
 # 1 normal, 2 reported lost, 3 cancelled, 4 card confirmed, 5 not issued (DOMAIN.md s.2)
 cards = Table(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, and_, select
 
 from ..common.cards.audit import day_report
+from ..common.cards.seals import Sealed
 from ..common.cards.usage_sync import card_history
 from .tables import audit_heads, bindings, shared_usage, usage_records
 
@@ -61,7 +62,8 @@ def shared_found(engine: Engine, source: str, source_ids: list[int]) -> list[int
     return sorted(found)
 
 
-def audit_day(engine: Engine, day: str) -> dict:
-    """The day's (``YYYYMMDD``) SM3 chains of usage records, per institution, verified."""
+def audit_day(engine: Engine, day: str, key: bytes, sealed: Sealed) -> dict:
+    """The day's (``YYYYMMDD``) chains of usage records, per institution, verified
+    against their key and their seals."""
     return day_report(engine, audit_heads, {
-        "usage": (usage_records, lambda r: r.institution_code)}, day)
+        "usage": (usage_records, lambda r: r.institution_code)}, day, key, sealed)

@@ -139,8 +139,9 @@ class Scan:
 
 class Verifier:
     def __init__(self, engine: Engine, keystore: KeyStore, cipher: FieldCipher,
-                 settings: Settings) -> None:
+                 settings: Settings, chain_key: bytes) -> None:
         self.engine = engine
+        self.chain_key = chain_key  # the audit chains' (seals.py)
         self.keystore = keystore
         self.cipher = cipher
         self.settings = settings
@@ -218,7 +219,7 @@ class Verifier:
             if wall >= self._next_sweep:  # nonces past their window
                 self._next_sweep = wall + 30
                 cur.execute(store.sweep, (wall,))
-            heads = Heads("usage", cur, store.postgres)
+            heads = Heads("usage", cur, store.postgres, self.chain_key)
             for scan in scans:
                 try:
                     out.append(self._record_one(cur, scan, heads))

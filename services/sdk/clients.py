@@ -282,6 +282,10 @@ class AdminClient(_Client):
         """Verify one system's audit chains of a (China Standard Time) day, YYYY-MM-DD."""
         return self.request("GET", f"/{system}/v1/admin/audit", params={"date": day})
 
+    def seal_audit(self, day: str, system: str = "ehc") -> dict:
+        """Seal one system's chain heads of a day now (file and the other system)."""
+        return self.request("POST", f"/{system}/v1/admin/audit/seal", params={"date": day})
+
     def binding_proof(self, binding_id: str, system: str = "ehc") -> dict:
         return self.request("GET", f"/{system}/v1/peer/bindings/{binding_id}")
 

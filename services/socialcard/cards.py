@@ -62,13 +62,14 @@ def new_ec_token(region: str) -> str:
 
 class SocialCards:
     def __init__(self, engine: Engine, cipher: FieldCipher, code_key: bytes,
-                 validity_s: int) -> None:
+                 validity_s: int, chain_key: bytes) -> None:
         self.consent = Consent(engine, card_apps, grant_codes, "ssc_card_no",
                                "SSC_CARD_NOT_FOUND")
         self.engine = engine
         self.cipher = cipher
         self.code_key = code_key
         self.validity_s = validity_s
+        self.chain_key = chain_key  # the audit chains' (seals.py)
 
     # ------------------------------------------------------------------ views
     def view(self, row: Row | None, *, masked: bool = True) -> dict[str, Any]:
@@ -216,5 +217,5 @@ class SocialCards:
                 "ssc_card_no": card_no, "institution_code": institution_code,
                 "terminal_id": terminal_id, "terminal_type": terminal_type, "step": step,
                 "code_kind": "essc", "verified_at": utc_now()}], institution_code,
-                cst_day())[0]
+                cst_day(), self.chain_key)[0]
         return {**self.identity_of(row, institution_code), "usage_record_id": rec}

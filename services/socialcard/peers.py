@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..common.cards.seals import SealExchange
 from ..common.peer import PeerClient
 
 
-class HealthcardClient(PeerClient):
+class HealthcardClient(SealExchange):
     name = "healthcard"
+    prefix = "/ehc/v1"
 
     async def signing_key(self) -> str:
         return (await self.get("/ehc/v1/peer/signing-key"))["public_key"]

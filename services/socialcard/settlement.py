@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,7 @@ class Settlements:
     # doubling up to an hour, and stop after max_confirmations (the visit is 'unresolved')
     first_retry_s: float = 5.0
     max_confirmations: int = 12
+    chain_key: bytes = field(default=b"", repr=False)  # the audit chains' (seals.py)
 
     # ------------------------------------------------------------------ views
     def view(self, row: Any) -> dict[str, Any]:
@@ -206,7 +207,7 @@ class Settlements:
                 "ssc_card_no": row.ssc_card_no, "institution_code": institution_code,
                 "terminal_id": institution_code + "0000", "terminal_type": 99,
                 "step": 10105, "code_kind": "settle", "verified_at": now}],
-                institution_code, cst_day())[0]
+                institution_code, cst_day(), self.chain_key)[0]
             moved = conn.execute(update(settlements).where(
                 settlements.c.settlement_id == sid, settlements.c.state == row.state).values(
                 state=state, fund_fen=result.fund_fen, account_fen=result.account_fen,
@@ -214,7 +215,7 @@ class Settlements:
                 policy=label, usage_record_id=rec, updated_at=now)).rowcount
             if moved != 1:
                 raise StaleRow
-            _post(conn, sid, "settle", [(FUND, result.fund_fen, 0),
+            self._post(conn, sid, "settle", [(FUND, result.fund_fen, 0),
                                         (ACCOUNTS, result.account_fen, 0),
                                         (RECEIVABLE, 0, result.fund_fen + result.account_fen)])
             return conn.execute(select(settlements)
@@ -271,7 +272,7 @@ class Settlements:
                 settlements.c.settlement_id == sid, settlements.c.state == row.state)
                 .values(state=target, updated_at=utc_now())).rowcount
             if moved and target == "settled":
-                _post(conn, sid, "cash", [(CLEARING, row.cash_fen, 0),
+                self._post(conn, sid, "cash", [(CLEARING, row.cash_fen, 0),
                                           (RECEIVABLE, 0, row.cash_fen)])
 
     async def confirm(self, sid: str, institution_code: str | None) -> dict[str, Any]:
@@ -332,12 +333,22 @@ class Settlements:
                 .values(state=to_state, updated_at=utc_now())).rowcount
             if moved != 1:
                 raise StaleRow
-            _post(conn, sid, "reverse", [(RECEIVABLE, row.fund_fen + row.account_fen, 0),
+            self._post(conn, sid, "reverse", [(RECEIVABLE, row.fund_fen + row.account_fen, 0),
                                          (FUND, 0, row.fund_fen),
                                          (ACCOUNTS, 0, row.account_fen)])
             if from_state == "settled" and row.cash_fen:
-                _post(conn, sid, "refund", [(RECEIVABLE, row.cash_fen, 0),
+                self._post(conn, sid, "refund", [(RECEIVABLE, row.cash_fen, 0),
                                             (CLEARING, 0, row.cash_fen)])
+
+    def _post(self, conn, sid: str, posting: str, lines: list[tuple[str, int, int]]) -> None:
+        """One balanced posting (lines of zero are left out)."""
+        if sum(d for _, d, _ in lines) != sum(c for _, _, c in lines):
+            raise AssertionError(f"unbalanced posting {posting} of {sid}")
+        now = utc_now()
+        rows = [{"settlement_id": sid, "posting": posting, "account": a, "debit_fen": d,
+                 "credit_fen": c, "at": now} for a, d, c in lines if d or c]
+        if rows:  # chained per institution (the ID's first 12 characters) per day
+            append(conn, ledger, "ledger", rows, sid[:12], cst_day(), self.chain_key)
 
     def _set_state(self, sid: str, old: str, new: str) -> None:
         with self.engine.begin() as conn:
@@ -397,17 +408,6 @@ class Settlements:
             return conn.execute(select(settlements).where(
                 settlements.c.created_at >= start,
                 settlements.c.created_at < start + timedelta(days=1))).all()
-
-
-def _post(conn, sid: str, posting: str, lines: list[tuple[str, int, int]]) -> None:
-    """One balanced posting (lines of zero are left out)."""
-    if sum(d for _, d, _ in lines) != sum(c for _, _, c in lines):
-        raise AssertionError(f"unbalanced posting {posting} of {sid}")
-    now = utc_now()
-    rows = [{"settlement_id": sid, "posting": posting, "account": a, "debit_fen": d,
-             "credit_fen": c, "at": now} for a, d, c in lines if d or c]
-    if rows:  # chained per institution (the ID's first 12 characters) per day
-        append(conn, ledger, "ledger", rows, sid[:12], cst_day())
 
 
 def _state_conflict(state: str, action: str) -> Conflict:

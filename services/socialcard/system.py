@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from ..common.cards.callers import Callers
 from ..common.cards.faults import Faults
 from ..common.cards.idempotency import Idempotency
+from ..common.cards.seals import Sealer, open_sealer
 from ..common.cards.side_routes import CardSide
 from ..common.cards.system_key import load_or_create
 from ..common.crypto import hmac_sm3
@@ -24,7 +25,14 @@ from .fusion import SocialFusion
 from .peers import HealthcardClient, PaymentClient
 from .policy import load_policies
 from .settlement import Settlements
-from .tables import caller_registry, idempotency, metadata, system_keys
+from .tables import (
+    audit_heads,
+    caller_registry,
+    idempotency,
+    metadata,
+    received_seals,
+    system_keys,
+)
 
 
 @dataclass
@@ -37,14 +45,17 @@ class SocialcardSystem(CardSide):
     fusion: SocialFusion
     settlements: Settlements
     idempotency: Idempotency
+    sealer: Sealer  # its audit chains' key and the seals of their heads
     faults: Faults = field(default_factory=Faults)
 
 
 def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,
                      ehc: HealthcardClient, payment: PaymentClient | None) -> SocialcardSystem:
     engine = make_engine(settings, "socialcard", metadata)
+    sealer = open_sealer("essc", engine, audit_heads, received_seals, system_keys, master,
+                         cipher, settings.var_dir)
     cards = SocialCards(engine, cipher, hmac_sm3(master, b"essc-code-key")[:16],
-                        settings.dynamic_code_validity_s)
+                        settings.dynamic_code_validity_s, sealer.chain_key)
     return SocialcardSystem(
         settings=settings, engine=engine, cards=cards,
         callers=Callers(engine, caller_registry, cipher, max_age_s=settings.signature_max_age_s,
@@ -55,6 +66,7 @@ def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,
         fusion=SocialFusion(engine, cards, ehc, load_or_create(engine, system_keys, cipher)),
         settlements=Settlements(engine, load_policies(), payment, settings.payment_timeout_s,
                                 settings.confirm_first_retry_s,
-                                settings.confirm_max_attempts),
+                                settings.confirm_max_attempts, sealer.chain_key),
         idempotency=Idempotency(engine, idempotency),
+        sealer=sealer,
     )

@@ -22,7 +22,7 @@ from ..common.pii import identity_columns
 
 metadata = MetaData()
 (caller_registry, bindings, binding_batches, system_keys, audit_heads, shared_usage,
- sync_cursors) = shared_tables(metadata)
+ sync_cursors, received_seals) = shared_tables(metadata)
 
 # an insured person and their e-SSC card (one card per person here); e-SSC states
 # (DOMAIN.md s.2): 0 not enabled, 1 normal, 2 lost, 7 void, 8 pre-lost, 9 cancelled

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, func, select
 
 from ..common.cards.audit import day_report
+from ..common.cards.seals import Sealed
 from ..common.cards.usage_sync import card_history
 from .tables import audit_heads, bindings, insured, ledger, shared_usage, usage_records
 
@@ -32,11 +33,12 @@ def bound_records(engine: Engine, after_id: int, limit: int) -> list[dict]:
              "code_kind": r.code_kind, "at": r.verified_at.isoformat()} for r in rows]
 
 
-def audit_day(engine: Engine, day: str) -> dict:
-    """The day's (``YYYYMMDD``) SM3 chains of usage records and ledger postings."""
+def audit_day(engine: Engine, day: str, key: bytes, sealed: Sealed) -> dict:
+    """The day's (``YYYYMMDD``) chains of usage records and ledger postings, verified
+    against their key and their seals."""
     return day_report(engine, audit_heads, {
         "usage": (usage_records, lambda r: r.institution_code),
-        "ledger": (ledger, lambda r: r.settlement_id[:12])}, day)
+        "ledger": (ledger, lambda r: r.settlement_id[:12])}, day, key, sealed)
 
 
 def stats(engine: Engine) -> dict:

@@ -115,3 +115,94 @@ def test_ledger_edits_are_found(stack, activity, world) -> None:
                           today(), "--url", stack.url], env=env, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0 and "intact" in res.stdout, res.stdout + res.stderr
+
+
+def _chain(engine, inst: str) -> list:
+    with engine.connect() as conn:
+        return conn.execute(select(ehc_usage).where(ehc_usage.c.institution_code == inst)
+                            .order_by(ehc_usage.c.chain_seq)).all()
+
+
+def _heads(engine, inst: str):
+    from services.healthcard.tables import audit_heads as h
+
+    return h, (h.c.chain == "usage", h.c.institution_code == inst,
+               h.c.day == today().replace("-", ""))
+
+
+def test_a_chain_recomputed_without_the_key_is_found(stack, activity, world) -> None:
+    """A record moved to another card, every following hash and the head recomputed:
+    with plain SM3 (the unkeyed scheme) or under a guessed key, the chain fails."""
+    from services.common.cards.audit import genesis, link, row_fields
+
+    engine = stack.app.state.systems["healthcard"].engine
+    inst = world.term_a.terminal_id[:12]
+    rows = _chain(engine, inst)
+    victim = rows[1]
+    heads, where = _heads(engine, inst)
+    with engine.connect() as conn:
+        head = conn.execute(select(heads).where(*where)).one()
+    for guess in (b"", b"ehc-audit", bytes(32)):
+        prev = genesis(inst, victim.chain_day, guess)
+        with engine.begin() as conn:
+            for r in rows:
+                fields = row_fields(r)
+                if r.id == victim.id:
+                    fields["card_id"] = "F" * 64
+                    conn.execute(update(ehc_usage).where(ehc_usage.c.id == r.id)
+                                 .values(card_id="F" * 64))
+                prev = link(prev, fields, r.chain_seq, guess)
+                conn.execute(update(ehc_usage).where(ehc_usage.c.id == r.id)
+                             .values(chain_hash=prev))
+            conn.execute(update(heads).where(*where).values(hash=prev))
+        found = problems(world, "ehc", "usage")
+        assert ("edited", rows[0].id) in found and ("edited", victim.id) in found, found
+    with engine.begin() as conn:  # put the chain back as it was
+        for r in rows:
+            conn.execute(update(ehc_usage).where(ehc_usage.c.id == r.id)
+                         .values(card_id=r.card_id, chain_hash=r.chain_hash))
+        conn.execute(update(heads).where(*where).values(seq=head.seq, hash=head.hash))
+    assert world.admin.audit(today(), "ehc")["clean"]
+
+
+def test_a_cut_tail_with_its_head_rolled_back_is_found_by_the_seals(
+        stack, activity, world) -> None:
+    """The newest record deleted and the head set back to the one before (a real, earlier
+    head): the chain is consistent in the store, but not with the sealed head, found
+    through this system's file and through the other system's copy alike."""
+    engine = stack.app.state.systems["healthcard"].engine
+    inst = world.term_a.terminal_id[:12]
+    sealed = world.admin.seal_audit(today(), "ehc")
+    assert sealed["sealed"] >= 2 and sealed["peer_held"] == sealed["sealed"], sealed
+    rows = _chain(engine, inst)
+    last, before = rows[-1], rows[-2]
+    heads, where = _heads(engine, inst)
+    with engine.begin() as conn:
+        conn.execute(delete(ehc_usage).where(ehc_usage.c.id == last.id))
+        conn.execute(update(heads).where(*where).values(seq=before.chain_seq,
+                                                       hash=before.chain_hash))
+    assert problems(world, "ehc", "usage") == [("deleted", None)]
+    world.admin.seal_audit(today(), "ehc")  # sealing again never lowers a seal
+    assert problems(world, "ehc", "usage") == [("deleted", None)]
+    folder = stack.settings.var_dir / "audit-seals" / "ehc"
+    day = today().replace("-", "")
+    kept = (folder / f"{day}.json").read_bytes()
+    (folder / f"{day}.json").unlink()  # the writer removes the file too: the peer holds it
+    report = world.admin.audit(today(), "ehc")
+    assert report["seals"]["file"] == 0 and report["seals"]["peer"] >= 2
+    assert [(p["problem"], p["row"]) for p in report["usage"]["problems"]] == [
+        ("deleted", None)]
+    # a seal forged into the file (no system key) is itself a finding
+    import orjson
+
+    forged = orjson.loads(kept)
+    forged[0] = {**forged[0], "seq": forged[0]["seq"] + 5}
+    (folder / f"{day}.json").write_bytes(orjson.dumps(forged))
+    report = world.admin.audit(today(), "ehc")
+    assert report["seals"]["invalid"] == 1 and not report["clean"]
+    (folder / f"{day}.json").write_bytes(kept)
+    with engine.begin() as conn:  # restored: intact again
+        conn.execute(ehc_usage.insert().values(**last._asdict()))
+        conn.execute(update(heads).where(*where).values(seq=last.chain_seq,
+                                                       hash=last.chain_hash))
+    assert world.admin.audit(today(), "ehc")["clean"]

@@ -118,15 +118,21 @@ def _wait_closed(admin: AdminClient, timeout_s: float = 20) -> dict:
         time.sleep(0.3)
 
 
-def test_killed_between_insurance_and_payment(stack: Stack, hospital) -> None:
-    admin, pay_admin, term, voucher = hospital
-    pay_admin.payment_behaviour("success", delay_ms=2500)  # the gateway charges, then waits
-    sid = term.upload_fees(voucher(0), ITEMS)["settlement_id"]
+def _kill_mid_settle(stack: Stack, term: TerminalClient, sid: str) -> None:
+    """Settle in a thread and kill the settlement process 1 s in (the gateway, told to
+    take 2.5 s, has not answered yet)."""
     worker = threading.Thread(target=_settle_ignoring_the_crash, args=(term, sid))
     worker.start()
     time.sleep(1.0)
     stack.kill(stack.cards)
     worker.join(timeout=30)
+
+
+def test_killed_between_insurance_and_payment(stack: Stack, hospital) -> None:
+    admin, pay_admin, term, voucher = hospital
+    pay_admin.payment_behaviour("success", delay_ms=2500)  # the gateway charges, then waits
+    sid = term.upload_fees(voucher(0), ITEMS)["settlement_id"]
+    _kill_mid_settle(stack, term, sid)
     pay_admin.payment_behaviour("success")
     stack.start_cards()
     report = _wait_closed(admin)
@@ -141,11 +147,7 @@ def test_killed_before_a_refusing_gateway_answers(stack: Stack, hospital) -> Non
     admin, pay_admin, term, voucher = hospital
     pay_admin.payment_behaviour("refuse", delay_ms=2500)
     sid = term.upload_fees(voucher(4), ITEMS)["settlement_id"]
-    worker = threading.Thread(target=_settle_ignoring_the_crash, args=(term, sid))
-    worker.start()
-    time.sleep(1.0)
-    stack.kill(stack.cards)
-    worker.join(timeout=30)
+    _kill_mid_settle(stack, term, sid)
     pay_admin.payment_behaviour("refuse")
     stack.start_cards()
     report = _wait_closed(admin)

@@ -1,13 +1,16 @@
-"""Audit hash chains: the rows that record what happened (usage records, ledger postings)
-are chained with SM3 per institution per day, in the transaction that writes them:
+"""Audit chains: the rows that record what happened (usage records, ledger postings) are
+chained per institution per day, in the transaction that writes them, under a key K of
+the system's key store (derived from the deployment's master key, never in the database):
 
-    hash_n = SM3(hash_{n-1} || SM3(canonical JSON of row n's fields, with n))
-    hash_0 = SM3("ehc-audit|<institution>|<day>")
+    hash_n = HMAC-SM3(K, hash_{n-1} || SM3(canonical JSON of row n's fields, with n))
+    hash_0 = HMAC-SM3(K, "ehc-audit|<institution>|<day>")
 
-and each chain's head (its length and last hash) is kept apart. ``verify`` walks every
-chain of a day and reports each row edited (its hash no longer follows), deleted (a gap,
-or a head longer than the chain) or inserted (a row outside the chain, a repeated
-position, or a chain longer than its head)."""
+so a database writer cannot recompute a chain after changing a row. Each chain's head
+(its length and last hash) is kept apart, and sealed (signed, exported outside the store:
+``seals``) so that a tail cut off with its head rolled back shows too. ``verify`` walks
+every chain of a day and reports each row edited (its hash no longer follows), deleted (a
+gap, a head or a seal longer than the chain) or inserted (a row outside the chain, a
+repeated position, or a chain longer than its head)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 
-from ..crypto import sm3
+from ..crypto import hmac_sm3, sm3
 
 CHAIN_COLUMNS = ("chain_day", "chain_seq", "chain_hash")
 
@@ -38,8 +41,13 @@ def heads_table(metadata: MetaData) -> Table:
                  Column("hash", String(64), nullable=False))
 
 
-def genesis(institution: str, day: str) -> str:
-    return sm3(f"ehc-audit|{institution}|{day}".encode()).hex()
+def chain_key(master: bytes, system: str) -> bytes:
+    """The key a system's chains are made with (from the master key: outside the store)."""
+    return hmac_sm3(master, b"audit-chain|" + system.encode())
+
+
+def genesis(institution: str, day: str, key: bytes) -> str:
+    return hmac_sm3(key, f"ehc-audit|{institution}|{day}".encode()).hex()
 
 
 def _plain(value: Any) -> Any:
@@ -50,10 +58,10 @@ def _plain(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def link(prev: str, fields: dict[str, Any], seq: int) -> str:
+def link(prev: str, fields: dict[str, Any], seq: int, key: bytes) -> str:
     digest = sm3(orjson.dumps({**fields, "_seq": seq}, option=orjson.OPT_SORT_KEYS
                               | orjson.OPT_PASSTHROUGH_DATETIME, default=_plain))
-    return sm3(bytes.fromhex(prev) + digest).hex()
+    return hmac_sm3(key, bytes.fromhex(prev) + digest).hex()
 
 
 def row_fields(row: Any, skip: tuple[str, ...] = ("id", *CHAIN_COLUMNS)) -> dict[str, Any]:
@@ -62,9 +70,9 @@ def row_fields(row: Any, skip: tuple[str, ...] = ("id", *CHAIN_COLUMNS)) -> dict
 
 
 def append(conn, table: Table, chain: str, rows: list[dict[str, Any]],
-           institution: str, day: str) -> list[int]:
+           institution: str, day: str, key: bytes) -> list[int]:
     """Insert rows at the end of their institution's chain of the day; their IDs."""
-    heads = Heads(chain, SqlCursor(conn), conn.dialect.name == "postgresql")
+    heads = Heads(chain, SqlCursor(conn), conn.dialect.name == "postgresql", key)
     ids = []
     for row in rows:
         seq, h = heads.next(institution, day, row)
@@ -75,13 +83,14 @@ def append(conn, table: Table, chain: str, rows: list[dict[str, Any]],
 
 
 def verify_day(conn, table: Table, heads: Table, chain: str, day: str,
-               institution_of: Callable[[Any], str]) -> dict[str, Any]:
+               institution_of: Callable[[Any], str], key: bytes,
+               sealed: dict[tuple[str, str], tuple[int, str]]) -> dict[str, Any]:
     rows = conn.execute(select(table).where(
         (table.c.chain_day == day) | table.c.chain_day.is_(None))).all()
     found = conn.execute(select(heads).where(heads.c.chain == chain,
                                              heads.c.day == day)).all()
     return verify_chains(rows, row_fields, {(r.institution_code, r.day): (r.seq, r.hash)
-                                            for r in found}, institution_of)
+                                            for r in found}, institution_of, key, sealed)
 
 
 HEAD_SQL = {
@@ -111,6 +120,7 @@ class Heads:
     chain: str
     cursor: Any
     postgres: bool
+    key: bytes
     moved: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
 
     def next(self, institution: str, day: str, fields: dict[str, Any]) -> tuple[int, str]:
@@ -118,12 +128,12 @@ class Heads:
         if key not in self.moved:
             sql = head_sql(self.postgres)
             self.cursor.execute(sql["ensure"], (self.chain, institution, day,
-                                                genesis(institution, day)))
+                                                genesis(institution, day, self.key)))
             self.cursor.execute(sql["read"], (self.chain, institution, day))
             self.moved[key] = tuple(self.cursor.fetchone())
         seq, prev = self.moved[key]
         seq += 1
-        h = link(prev, fields, seq)
+        h = link(prev, fields, seq, self.key)
         self.moved[key] = (seq, h)
         return seq, h
 
@@ -149,8 +159,13 @@ class SqlCursor:
 
 def verify_chains(rows: Sequence[Any], fields: Callable[[Any], dict[str, Any]],
                   heads: dict[tuple[str, str], tuple[int, str]],
-                  institution_of: Callable[[Any], str]) -> dict[str, Any]:
-    """Every problem of the chains these rows (one day's) belong to."""
+                  institution_of: Callable[[Any], str], key: bytes,
+                  sealed: dict[tuple[str, str], tuple[int, str]] | None = None
+                  ) -> dict[str, Any]:
+    """Every problem of the chains these rows (one day's) belong to; ``sealed`` holds the
+    heads sealed outside the store, (institution, day) -> (length, hash), which the chain
+    must still reach with the same hash."""
+    sealed = sealed or {}
     problems: list[dict[str, Any]] = []
     chains: dict[tuple[str, str], list[Any]] = {}
     for r in rows:
@@ -158,10 +173,11 @@ def verify_chains(rows: Sequence[Any], fields: Callable[[Any], dict[str, Any]],
             problems.append({"row": r.id, "problem": "inserted", "detail": "outside any chain"})
             continue
         chains.setdefault((institution_of(r), r.chain_day), []).append(r)
-    for key in sorted(set(chains) | set(heads)):
-        inst, day = key
-        chain = sorted(chains.get(key, []), key=lambda r: (r.chain_seq, r.id))
-        prev, expected = genesis(inst, day), 1
+    for where in sorted(set(chains) | set(heads) | set(sealed)):
+        inst, day = where
+        chain = sorted(chains.get(where, []), key=lambda r: (r.chain_seq, r.id))
+        prev, expected = genesis(inst, day, key), 1
+        hashes = {r.chain_seq: r.chain_hash for r in chain}
         for r in chain:
             if r.chain_seq < expected:
                 problems.append({"row": r.id, "problem": "inserted",
@@ -172,15 +188,21 @@ def verify_chains(rows: Sequence[Any], fields: Callable[[Any], dict[str, Any]],
                     f"{inst} {day}: positions {expected}..{r.chain_seq - 1} missing")})
                 expected = r.chain_seq
                 prev = r.chain_hash  # resynchronise after the gap
-            elif link(prev, fields(r), r.chain_seq) != r.chain_hash:
+            elif link(prev, fields(r), r.chain_seq, key) != r.chain_hash:
                 problems.append({"row": r.id, "problem": "edited",
                                  "detail": f"{inst} {day}: position {r.chain_seq}"})
                 prev = r.chain_hash
             else:
                 prev = r.chain_hash
             expected += 1
-        head = heads.get(key)
+        head = heads.get(where)
         last = expected - 1
+        seal = sealed.get(where)
+        if seal is not None and hashes.get(seal[0]) != seal[1]:
+            problems.append({"row": None, "problem": "deleted" if seal[0] > last else "edited",
+                             "detail": f"{inst} {day}: sealed at {seal[0]}, the chain "
+                             + (f"ends at {last} (cut off, its head rolled back)"
+                                if seal[0] > last else "differs there (rewritten)")})
         if head is None:
             problems.append({"row": None, "problem": "inserted",
                              "detail": f"{inst} {day}: a chain without a head"})
@@ -193,15 +215,19 @@ def verify_chains(rows: Sequence[Any], fields: Callable[[Any], dict[str, Any]],
         elif last and head[1] != prev:
             problems.append({"row": None, "problem": "edited",
                              "detail": f"{inst} {day}: last hash differs from the head"})
-    return {"chains": len(set(chains) | set(heads)), "rows": len(rows),
+    return {"chains": len(set(chains) | set(heads) | set(sealed)), "rows": len(rows),
             "problems": problems, "clean": not problems}
 
 
 def day_report(engine, heads: Table, chains: dict[str, tuple[Table, Callable[[Any], str]]],
-               day: str) -> dict[str, Any]:
+               day: str, key: bytes,
+               sealed: dict[str, dict[tuple[str, str], tuple[int, str]]] | None = None
+               ) -> dict[str, Any]:
     """Every chain kind of a system for one day: ``chains`` maps a chain's name to its
-    table and how a row names its institution."""
+    table and how a row names its institution; ``sealed`` a chain's name to its seals."""
+    sealed = sealed or {}
     with engine.connect() as conn:
-        out = {name: verify_day(conn, table, heads, name, day, inst)
+        out = {name: verify_day(conn, table, heads, name, day, inst, key,
+                                sealed.get(name, {}))
                for name, (table, inst) in chains.items()}
     return {"day": day, **out, "clean": all(r["clean"] for r in out.values())}

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from ..auth import Admin
 from ..errors import error_responses
@@ -104,18 +105,20 @@ class SignedApp(SystemDependency):
     """The signed channel app of a request (its body is part of the signature)."""
 
     async def __call__(self, request: Request) -> ChannelApp:
-        body = await request.body()
-        return self.of(request).callers.authenticate_app(
-            request.headers, request.method, request.url.path, request.url.query, body)
+        body = await request.body()  # then off the loop: the nonce is written to the store
+        return await run_in_threadpool(
+            self.of(request).callers.authenticate_app, request.headers, request.method,
+            request.url.path, request.url.query, body)
 
 
 class SignedTerminal(SystemDependency):
     """The signed terminal of a request."""
 
     async def __call__(self, request: Request) -> Terminal:
-        body = await request.body()
-        return self.of(request).callers.authenticate_terminal(
-            request.headers, request.method, request.url.path, request.url.query, body)
+        body = await request.body()  # then off the loop: the nonce is written to the store
+        return await run_in_threadpool(
+            self.of(request).callers.authenticate_terminal, request.headers, request.method,
+            request.url.path, request.url.query, body)
 
 
 class FaultDrill(SystemDependency):

@@ -11,6 +11,8 @@ from types import ModuleType
 from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from ..auth import Admin, Peer
 from ..errors import DAY, Unavailable, error_responses, parse_day
@@ -18,7 +20,8 @@ from .callers import ChannelApp
 from .consent import Consent
 from .consent_routes import signed_app
 from .faults import FaultSettings
-from .routes import ADMIN, APP_AUTH, INVALID, PEER, SystemDependency
+from .routes import ADMIN, APP_AUTH, INVALID, PEER, Strict, SystemDependency
+from .seals import seal_and_export, verify_sealed
 
 UNCONFIGURED = (503, "SOCIALCARD_NOT_CONFIGURED", "no e-SSC system configured (EHC side)")
 PEER_DOWN = [(503, "SOCIALCARD_UNAVAILABLE", "the e-SSC system did not answer (EHC side)"),
@@ -54,6 +57,19 @@ def side(request: Request) -> Any:
 
 Side = Annotated[Any, Depends(side)]
 SignedApp = Annotated[ChannelApp, Depends(signed_app)]
+
+
+class SealIn(Strict):
+    chain: str = Field(pattern=r"^[a-z]{1,16}$")
+    institution_code: str = Field(pattern=r"^[0-9A-Z]{12}$")
+    day: str = Field(pattern=r"^[0-9]{8}$")
+    seq: int = Field(ge=1, le=2**31 - 1)
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signature: str = Field(pattern=r"^[0-9a-f]{16,160}$")
+
+
+class SealBatch(Strict):
+    seals: list[SealIn] = Field(max_length=100_000)
 
 
 def fusion_of(system: Any) -> Any:
@@ -105,6 +121,26 @@ def shared_records(s: Side, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
     return s.usage.bound_records(s.engine, after_id, limit)
 
 
+@peer_router.post("/peer/audit-seals", summary="Hold the other system's signed audit "
+                  "heads (the longest of each chain; a lower one never replaces it)",
+                  responses=error_responses(*PEER, INVALID, UNCONFIGURED, *PEER_DOWN, FAULT))
+async def receive_seals(s: Side, body: SealBatch) -> dict:
+    key = await fusion_of(s).peer_key()
+    seals = [seal.model_dump() for seal in body.seals]
+    return {"held": await run_in_threadpool(s.sealer.hold, other_side(s), seals, key)}
+
+
+@peer_router.get("/peer/audit-seals", summary="The other system's seals of a day as held "
+                 "here (its audit checks them against its chains)",
+                 responses=error_responses(*PEER, INVALID, FAULT))
+def held_seals(s: Side, day: Annotated[str, Query(pattern=r"^[0-9]{8}$")]) -> list[dict]:
+    return s.sealer.held(other_side(s), day)
+
+
+def other_side(s: Any) -> str:
+    return "essc" if s.sealer.system == "ehc" else "ehc"
+
+
 admin_router = APIRouter(tags=["admin"], dependencies=[Admin])
 
 
@@ -115,11 +151,21 @@ def faults(s: Side, body: FaultSettings) -> dict:
     return s.faults.set(body)
 
 
-@admin_router.get("/admin/audit", summary="Verify the day's SM3 chains (usage records; "
-                  "on the e-SSC side also the ledger postings)",
+@admin_router.get("/admin/audit", summary="Verify the day's keyed audit chains (usage "
+                  "records; on the e-SSC side also the ledger postings) against their "
+                  "seals: this system's file and the other system's copy",
                   responses=error_responses(*ADMIN, INVALID))
-def audit(s: Side, day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
-    return s.usage.audit_day(s.engine, parse_day(day).strftime("%Y%m%d"))
+async def audit(s: Side, day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
+    return await verify_sealed(s, parse_day(day).strftime("%Y%m%d"))
+
+
+@admin_router.post("/admin/audit/seal", summary="Seal the day's chain heads now (signed, "
+                   "exported to this system's file and to the other system; the servers "
+                   "also do it every EHC_SYNC_INTERVAL_S)",
+                   responses=error_responses(*ADMIN, INVALID))
+async def seal(s: Side, day: Annotated[str, Query(alias="date", pattern=DAY)]) -> dict:
+    return await seal_and_export(s.sealer, s.fusion.peer if s.fusion else None,
+                                 parse_day(day).strftime("%Y%m%d"))
 
 
 @admin_router.post("/admin/fusion/pull-usage", summary="Pull the peer's new usage records "

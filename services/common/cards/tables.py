@@ -1,6 +1,6 @@
 """The tables every card system keeps for what the systems share, each in its own store:
-its callers, its copy of the bindings, its SM2 system key, its audit chain heads and the
-usage records received from the other side."""
+its callers, its copy of the bindings, its SM2 system key, its audit chain heads, the
+usage records and the audit seals received from the other side."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import MetaData, Table
 from .audit import heads_table
 from .binding import binding_tables
 from .callers import CallerTables, caller_tables
+from .seals import received_seals_table
 from .system_key import system_key_table
 from .usage_sync import shared_usage_tables
 
@@ -23,10 +24,12 @@ class SharedTables(NamedTuple):
     audit_heads: Table
     shared_usage: Table
     sync_cursors: Table
+    received_seals: Table
 
 
 def shared_tables(metadata: MetaData) -> SharedTables:
     bindings, batches = binding_tables(metadata)
     shared, cursors = shared_usage_tables(metadata)
     return SharedTables(caller_tables(metadata), bindings, batches, system_key_table(metadata),
-                        heads_table(metadata), shared, cursors)
+                        heads_table(metadata), shared, cursors,
+                        received_seals_table(metadata))

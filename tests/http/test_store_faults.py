@@ -1,0 +1,103 @@
+"""A store that is locked or cannot be reached: requests answer 503 STORE_UNAVAILABLE
+within a bounded time, the event loop stays free (liveness answers at once), readiness
+says which store is down, and start-up with a wrong database URL is one line naming the
+problem, never a traceback or a password."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from services.sdk import SdkError
+from tests.conftest import seeded_world
+from tests.stack import free_port, make_test_settings, start_stack
+
+TIMEOUT_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def locked_world(tmp_path_factory):
+    settings = make_test_settings(tmp_path_factory.mktemp("var"), store_timeout_s=TIMEOUT_S,
+                                  sync_interval_s=0)
+    live = start_stack(settings)
+    world = seeded_world(live, residents=4)
+    yield live, world
+    live.stop()
+
+
+def _hold_exclusive(path, release: threading.Event, held: threading.Event) -> None:
+    """What another process holding the file does: BEGIN EXCLUSIVE until told."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    held.set()
+    release.wait(30)
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+def test_a_locked_store_answers_503_in_bounded_time_and_never_blocks_the_loop(
+        locked_world) -> None:
+    live, world = locked_world
+    person = world.residents[0]
+    card = world.app.apply("01", person.id_number, person.name)
+    assert httpx.get(f"{live.url}/readyz").json()["ready"] is True
+    release, held = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_exclusive, args=(
+        live.settings.var_dir / "healthcard.db", release, held))
+    holder.start()
+    held.wait(5)
+    try:
+        outcome: dict = {}
+
+        def scan() -> None:
+            started = time.monotonic()
+            try:
+                world.term_a.verify(world.app.qrcode(card["card_id"])["qr_text"])
+                outcome["code"] = "OK"
+            except SdkError as exc:
+                outcome["code"], outcome["status"] = exc.code, exc.status
+            outcome["took"] = time.monotonic() - started
+
+        scanner = threading.Thread(target=scan)
+        scanner.start()
+        time.sleep(0.1)  # the scan is waiting for the lock now
+        started = time.monotonic()
+        alive = httpx.get(f"{live.url}/healthz", timeout=5)
+        assert alive.status_code == 200 and time.monotonic() - started < TIMEOUT_S / 2
+        ready = httpx.get(f"{live.url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["code"] == "STORE_UNAVAILABLE"
+        assert "healthcard" in ready.json()["message"] and ready.headers["Retry-After"]
+        scanner.join(20)
+        assert (outcome["code"], outcome["status"]) == ("STORE_UNAVAILABLE", 503), outcome
+        assert outcome["took"] < TIMEOUT_S * 3 + 1
+    finally:
+        release.set()
+        holder.join(10)
+    # the lock gone, the same network serves again
+    answer = world.term_a.verify(world.app.qrcode(card["card_id"])["qr_text"])
+    assert answer["card_id"] == card["card_id"]
+    assert httpx.get(f"{live.url}/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("url,named", [
+    ("postgresql+psycopg://ehc:s3cret-pw@127.0.0.1:{port}/test", "Connection refused"),
+    ("nosuch+driver://ehc:s3cret-pw@host/db", "NoSuchModuleError"),
+])
+def test_start_up_with_a_bad_database_url_is_one_line(tmp_path, url: str, named: str) -> None:
+    env = {**os.environ, "EHC_VAR_DIR": str(tmp_path),
+           "EHC_DATABASE_URL": url.format(port=free_port())}
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "serve", "--port",
+                          str(free_port())], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot open the store at "), lines
+    assert named in lines[0] and "s3cret" not in res.stderr + res.stdout
+    assert "Traceback" not in res.stderr
