@@ -244,6 +244,33 @@ def reconcile_settlements(
         raise typer.Exit(1)
 
 
+db = typer.Typer(no_args_is_help=True, help="The systems' stores.")
+app.add_typer(db, name="db")
+
+
+@db.command("upgrade")
+def db_upgrade(
+    systems: str = typer.Option("registry,healthcard,socialcard,payment,sms,channel",
+                                help="the systems whose stores to upgrade (comma-separated)"),
+) -> None:
+    """Bring each system's store (EHC_VAR_DIR or EHC_DATABASE_URL) to this version's
+    schema: a store made by an earlier release is migrated in place, keeping every row
+    ('ehc serve' does the same when it starts)."""
+    from alembic.runtime.migration import MigrationContext
+
+    from .app import open_or_exit
+    from .common.settings import get_settings
+
+    built = open_or_exit(get_settings(), [s.strip() for s in systems.split(",") if s.strip()])
+    for name, system in built.state.systems.items():
+        engine = getattr(system, "engine", None)
+        if engine is not None:
+            with engine.connect() as conn:
+                revision = MigrationContext.configure(conn).get_current_revision()
+            console.print(f"{name}: " + (f"at {revision}" if revision
+                                         else "current (no migration history yet)"))
+
+
 audit = typer.Typer(no_args_is_help=True, help="Audit chains of the card systems.")
 app.add_typer(audit, name="audit")
 

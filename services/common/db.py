@@ -4,8 +4,22 @@ when ``EHC_DATABASE_URL`` names a PostgreSQL server."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, create_engine, event, text
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import make_url
 
 from .secrets_store import private_dir, private_file
@@ -28,8 +42,11 @@ def schema_name(settings: Settings, system: str) -> str:
     return f"{settings.db_schema_prefix}{system}"
 
 
-def make_engine(settings: Settings, system: str, metadata: MetaData) -> Engine:
-    """Create (and migrate) the engine of one system; its tables live only there."""
+def make_engine(settings: Settings, system: str, metadata: MetaData,
+                migration_args: dict[str, Any] | None = None) -> Engine:
+    """The engine of one system, its store brought to the current schema (see
+    :func:`upgrade`); its tables live only there. ``migration_args`` are what the
+    system's data migrations need (its audit chain key)."""
     url = system_url(settings, system)
     wait_s = settings.store_timeout_s
     # hide_parameters: an error's text (and so a log line) never carries bound values
@@ -70,11 +87,46 @@ def make_engine(settings: Settings, system: str, metadata: MetaData) -> Engine:
             dbapi_conn.commit()
 
         engine.dispose()  # connections made before the listener lack the search path
-    metadata.create_all(engine)
+    upgrade(engine, system, metadata, migration_args or {})
     if engine.url.get_backend_name() == "sqlite" and engine.url.database:
         for suffix in ("", "-wal", "-shm"):
             private_file(Path(engine.url.database + suffix))
     return engine
+
+
+SERVICES = Path(__file__).resolve().parents[1]
+
+
+def migrations(system: str) -> Config:
+    """The Alembic configuration of one system's history (``services/<system>/migrations``,
+    one shared environment in ``services/common/migrations``)."""
+    cfg = Config()
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("script_location", str(SERVICES / "common" / "migrations"))
+    cfg.set_main_option("version_locations", str(SERVICES / system / "migrations"))
+    return cfg
+
+
+def upgrade(engine: Engine, system: str, metadata: MetaData,
+            migration_args: dict[str, Any]) -> str | None:
+    """Bring a system's store to the newest revision of its history, in one transaction:
+    a new store gets today's tables and is marked at the newest revision; a store with no
+    mark (made by release 0.1, which created its tables itself) gets every revision; any
+    other, the revisions it lacks. A system without a history (no change to its tables
+    since release 0.1) only has missing tables made. The revision it is at after."""
+    if not (SERVICES / system / "migrations").is_dir():
+        metadata.create_all(engine)
+        return None
+    cfg = migrations(system)
+    with engine.begin() as conn:
+        cfg.attributes.update(connection=conn, metadata=metadata, **migration_args)
+        if MigrationContext.configure(conn).get_current_revision() is None and not (
+                set(inspect(conn).get_table_names()) & set(metadata.tables)):
+            metadata.create_all(conn)
+            command.stamp(cfg, "heads")
+        else:
+            command.upgrade(cfg, "heads")
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def redacted(url: str) -> str:

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from sqlalchemy import Engine
 
+from ..common.cards.audit import chain_key
 from ..common.cards.callers import Callers
 from ..common.cards.faults import Faults
 from ..common.cards.seals import Sealer, open_sealer
@@ -45,7 +46,8 @@ class HealthcardSystem(CardSide):
 def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient,
                      cipher: FieldCipher,
                      social: SocialcardClient | None = None) -> HealthcardSystem:
-    engine = make_engine(settings, "healthcard", metadata)
+    engine = make_engine(settings, "healthcard", metadata,
+                         {"chain_key": chain_key(master, "ehc")})  # data migrations
     sealer = open_sealer("ehc", engine, audit_heads, received_seals, system_keys, master,
                          cipher, settings.var_dir)
     keystore = KeyStore(engine, master)

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from sqlalchemy import Engine
 
+from ..common.cards.audit import chain_key
 from ..common.cards.callers import Callers
 from ..common.cards.faults import Faults
 from ..common.cards.idempotency import Idempotency
@@ -51,7 +52,8 @@ class SocialcardSystem(CardSide):
 
 def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,
                      ehc: HealthcardClient, payment: PaymentClient | None) -> SocialcardSystem:
-    engine = make_engine(settings, "socialcard", metadata)
+    engine = make_engine(settings, "socialcard", metadata,
+                         {"chain_key": chain_key(master, "essc")})  # data migrations
     sealer = open_sealer("essc", engine, audit_heads, received_seals, system_keys, master,
                          cipher, settings.var_dir)
     cards = SocialCards(engine, cipher, hmac_sm3(master, b"essc-code-key")[:16],

@@ -231,3 +231,40 @@ def day_report(engine, heads: Table, chains: dict[str, tuple[Table, Callable[[An
                                 sealed.get(name, {}))
                for name, (table, inst) in chains.items()}
     return {"day": day, **out, "clean": all(r["clean"] for r in out.values())}
+
+
+def rekey_chains(conn, table: Table, chain: str, institution_of: Callable[[Any], str],
+                 key: bytes) -> dict[str, int]:
+    """Upgrade from release 0.1's unkeyed chains (plain SM3): every chain that still holds
+    under the old scheme is re-linked under ``key``, its head with it; a chain that does
+    not hold is left as it is, so that it shows as edited under the new scheme too."""
+    def old_link(prev: str, fields: dict[str, Any], seq: int) -> str:
+        digest = sm3(orjson.dumps({**fields, "_seq": seq}, option=orjson.OPT_SORT_KEYS
+                                  | orjson.OPT_PASSTHROUGH_DATETIME, default=_plain))
+        return sm3(bytes.fromhex(prev) + digest).hex()
+
+    heads = heads_table(MetaData())
+    rows = conn.execute(select(table).where(table.c.chain_seq.is_not(None))
+                        .order_by(table.c.chain_day, table.c.chain_seq, table.c.id)).all()
+    chains: dict[tuple[str, str], list[Any]] = {}
+    for r in rows:
+        chains.setdefault((institution_of(r), r.chain_day), []).append(r)
+    done = {"rekeyed": 0, "left": 0}
+    for (inst, day), members in chains.items():
+        prev = sm3(f"ehc-audit|{inst}|{day}".encode()).hex()
+        holds = True
+        for n, r in enumerate(members, 1):
+            prev = old_link(prev, row_fields(r), r.chain_seq)
+            holds = holds and r.chain_seq == n and prev == r.chain_hash
+        if not holds:
+            done["left"] += 1
+            continue
+        new = genesis(inst, day, key)
+        for r in members:
+            new = link(new, row_fields(r), r.chain_seq, key)
+            conn.execute(table.update().where(table.c.id == r.id).values(chain_hash=new))
+        conn.execute(heads.update().where(heads.c.chain == chain,
+                                          heads.c.institution_code == inst,
+                                          heads.c.day == day).values(hash=new))
+        done["rekeyed"] += 1
+    return done
