@@ -79,10 +79,16 @@ def _write_staffing(res, path: Path) -> Path:
     """Per station and hour, the servers the scenario's service level needs (mean over
     replications) beside those staffed."""
     from twin.results.staffing import staffing_by_hour
+    from twin.scenario.schema import ShiftKey
 
     sc, r = res.scenario, res.scenario.resources
-    staffed = {"registration window": r.registration_windows, "kiosk": r.kiosks,
-               "payment window": r.payment_windows, "pharmacy window": r.pharmacy_windows}
+    keys: dict[str, ShiftKey] = {"registration window": "registration_windows",
+                                 "kiosk": "kiosks", "payment window": "payment_windows",
+                                 "pharmacy window": "pharmacy_windows"}
+
+    def staffed(station: str, hour: int) -> float:  # open at the middle of the hour
+        return r.open_at(keys[station], hour * 60 + 30) if station in keys else 0
+
     per_rep = staffing_by_hour(res.steps, staffed, sc.service_target_min, sc.service_level)
     table = (per_rep.groupby(["station", "hour"], as_index=False)
              .agg(uses=("uses", "mean"), service_mean=("service_mean", "mean"),

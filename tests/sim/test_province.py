@@ -163,3 +163,38 @@ def test_verifications_rise_with_adoption(small) -> None:
                                               record_demand=True).run()).counts[0].sum())
                 for a in (0.2, 0.5, 0.9)]
     assert verifies[0] < verifies[1] < verifies[2], verifies
+
+
+def test_adoption_is_bounded_by_fused_cards_and_hospitals_live(small, tmp_path) -> None:
+    """A city whose fused cards cover few people, and whose hospitals go live over the
+    roll-out: its live hospitals see at most the card holders' share of visits, the
+    others none."""
+    import yaml
+
+    data = yaml.safe_load(SMALL.read_text(encoding="utf-8"))
+    alpha = data["cities"][0]
+    alpha["fused_cards_by_month"] = {0: 0.05, 12: 0.2}  # millions of 1.0 M people
+    alpha["hospitals_live_by_month"] = {0: 0.0, 12: 1.0}
+    data["card_visit_ratio"] = 2.0
+    for archetype in data["archetypes"].values():
+        archetype["scenario"] = str((SMALL.parent / archetype["scenario"]).resolve())
+    path = tmp_path / "bounded.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    prov = load_province(path)
+    city = prov.cities[0]
+    assert city.card_bound(12, 2.0) == pytest.approx(0.4)  # 0.2 M of 1 M, twice the visits
+    assert city.live_adoption(12, 2.0) == pytest.approx(0.4)  # asked 100 %: cards allow 40 %
+    assert city.live_adoption(0, 2.0) == pytest.approx(0.1)  # asked 20 %: cards allow 10 %
+    assert city.hospitals_live(6, 3) == 2 and city.hospitals_live(0, 3) == 0
+    six = plan(prov, SMALL.parent, month=6, replications=1)
+    alpha_tasks = [(t.archetype, t.hospitals, t.adoption) for t in six if t.city == "Alpha"]
+    # month 6: half of the hospitals live (the clinics' first), at 25 % (cards: 0.125 x 2)
+    assert alpha_tasks == [("clinic", (0,), pytest.approx(0.25)), ("clinic", (1,), 0.0),
+                           ("county", (2,), 0.0)]
+    # unbounded cities are as before
+    assert [t.adoption for t in six if t.city == "Beta"] == [pytest.approx(0.5)]
+    assert prov.cities[1].card_bound(6, 2.0) == 1.0
+    # the province's month reports the effective adoption
+    res = run_province(prov, SMALL.parent, month=6)
+    table = city_table(res).set_index("city")
+    assert table.loc["Alpha", "adoption"] < 0.25

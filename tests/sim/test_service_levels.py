@@ -67,7 +67,8 @@ def test_staffing_by_hour_sizes_the_peak(tmp_path) -> None:
     sc = load_scenario(ROOT / "scenarios" / "tertiary_baseline.yaml")
     res = run_replications(sc, 1, keep_patients=True)
     r = sc.resources
-    table = staffing_by_hour(res.steps, {"registration window": r.registration_windows},
+    table = staffing_by_hour(res.steps, lambda station, hour: r.open_at(
+                                 "registration_windows", hour * 60 + 30),
                              sc.service_target_min, sc.service_level)
     reg = table[table.station == "registration window"].set_index("hour")
     assert reg.needed.max() > reg.needed.min()

@@ -98,11 +98,15 @@ def plan(prov: Province, base_dir: Path, month: int, replications: int,
             sc = scenarios[name].model_copy(update={"seed": seed})
             numbers = list(range(number, number + count))
             number += count
+            live = city.hospitals_live(month, count)  # the first `live` take the code
+            adoption = city.live_adoption(month, prov.card_visit_ratio)
+            groups = [(numbers[:live], adoption), (numbers[live:], 0.0)]
             for rep in range(replications):
-                for i in range(0, count, CHUNK):
-                    tasks.append(Task(city.name, name, prov.archetypes[name].level, sc,
-                                      city.adoption(month), tuple(numbers[i:i + CHUNK]), rep,
-                                      prov.money.target_utilisation, keep_patients))
+                for group, share in groups:
+                    for i in range(0, len(group), CHUNK):
+                        tasks.append(Task(city.name, name, prov.archetypes[name].level, sc,
+                                          share, tuple(group[i:i + CHUNK]), rep,
+                                          prov.money.target_utilisation, keep_patients))
     return tasks
 
 

@@ -37,6 +37,20 @@ class Station:
     wait_sum: float = 0.0
     queue_samples: list[int] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)  # each use's queue wait
+    shifts: list[tuple[float, int]] = field(default_factory=list)  # (time, servers open)
+
+    def staffed_minutes(self, start: float, end: float) -> float:
+        """Server-minutes open between two times of day (the shifts applied)."""
+        open_now, total, t = self.capacity, 0.0, start
+        for at, servers in self.shifts:
+            if at <= start:
+                open_now = servers
+                continue
+            if at >= end:
+                break
+            total += open_now * (at - t)
+            open_now, t = servers, at
+        return total + open_now * max(end - t, 0.0)
 
 
 class RunawayDay(RuntimeError):
@@ -104,6 +118,15 @@ class HospitalDay:
         self.scanners = station(StationName.CHECKIN_SCANNER, r.checkin_scanners)
         self.doctors = [station(StationName.DOCTORS.format(department=d.name), d.doctors,
                                 calling=True) for d in sc.hospital.departments]
+        by_key = {"registration_windows": [self.reg_window], "kiosks": [self.kiosks],
+                  "payment_windows": [self.pay_window], "pharmacy_windows": [self.pharmacy],
+                  "lab_stations": [self.lab], "imaging_rooms": [self.imaging],
+                  "checkin_scanners": [self.scanners], "doctors": self.doctors}
+        for key, changes in r.shifts.items():
+            for st in by_key[key]:
+                st.shifts = [(at, round(v * st.capacity) if key == "doctors" else int(v))
+                             for at, v in changes.items()]
+                env.process(self._shift(st))
         n = self.p.n
         self.steps: list[tuple] = []
         self.depart = [np.nan] * n
@@ -302,6 +325,13 @@ class HospitalDay:
             self.finished.succeed()
 
     # ---------------------------------------------------------------- running
+    def _shift(self, st: Station):
+        """Open and close a station's servers at the times its shifts say."""
+        for at, servers in st.shifts:
+            if at > self.env.now:
+                yield self.env.timeout(at - self.env.now)
+            st.resource.set_capacity(servers)
+
     def _source(self):
         env, p = self.env, self.q
         start_at = self.start_at.tolist()

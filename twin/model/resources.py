@@ -50,13 +50,27 @@ class FastResource:
         return ev
 
     def release(self, _event: object = None) -> None:
-        """Free a server: the next in line gets it at this instant."""
+        """Free a server: the next in line gets it at this instant (unless the server
+        goes off shift: more are busy than are now open)."""
+        if self.count > self.capacity or not self._hand_over():
+            self.count -= 1
+
+    def _hand_over(self) -> bool:
+        """Give a server to the next in line, if anyone waits."""
         if self.priority and self._heap:
             heapq.heappop(self._heap)[2].succeed()
         elif not self.priority and self._fifo:
             self._fifo.popleft().succeed()
         else:
-            self.count -= 1
+            return False
+        return True
+
+    def set_capacity(self, capacity: int) -> None:
+        """A shift change: servers opened take the waiting at once; a server closed
+        finishes its patient and calls no next one."""
+        self.capacity = capacity
+        while self.count < self.capacity and self._hand_over():
+            self.count += 1
 
 
 class CallingQueue(FastResource):
@@ -86,11 +100,11 @@ class CallingQueue(FastResource):
         self._queues[priority].append(ev)
         return ev
 
-    def release(self, _event: object = None) -> None:
+    def _hand_over(self) -> bool:
         waiting = (len(self._queues[0]), len(self._queues[1]), len(self._queues[2]))
         kind = next_to_call(waiting, self._holders_in_a_row, self.holders_per_walk_in)
         if kind is None:
-            self.count -= 1
-            return
+            return False
         self._holders_in_a_row = after_call(kind, self._holders_in_a_row)
         self._queues[kind].popleft().succeed()
+        return True

@@ -74,12 +74,13 @@ def service_level(waits: list[float], target_min: float) -> dict[str, float]:
 
 
 def stations_frame(day: HospitalDay) -> pd.DataFrame:
-    span = max(day.end - day.sc.day.arrivals_from, 1e-9)
     rows = []
     for st in day.stations.values():
         q = np.asarray(st.queue_samples or [0])
+        staffed = st.staffed_minutes(day.sc.day.arrivals_from, day.end)
         rows.append({"station": st.name, "capacity": st.capacity, "uses": st.uses,
-                     "busy_hours": st.busy / 60, "utilisation": st.busy / (st.capacity * span),
+                     "staffed_hours": staffed / 60, "busy_hours": st.busy / 60,
+                     "utilisation": st.busy / max(staffed, 1e-9),
                      "mean_wait": st.wait_sum / st.uses if st.uses else 0.0,
                      **service_level(st.waits, day.sc.service_target_min),
                      "mean_queue": float(q.mean()), "max_queue": int(q.max())})
@@ -100,8 +101,8 @@ def kpis(day: HospitalDay) -> dict[str, Any]:
     df = patients_frame(day)
     st = {s.name: s for s in day.stations.values()}
     per_use = {n: (st[n].wait_sum / st[n].uses if st[n].uses else 0.0) for n in WINDOWS}
-    span_h = max(day.end - day.sc.day.arrivals_from, 0) / 60
-    staffed = sum(st[n].capacity for n in WINDOWS) * span_h
+    staffed = sum(st[n].staffed_minutes(day.sc.day.arrivals_from, day.end)
+                  for n in WINDOWS) / 60
     trad, onl = df[df.flow == "traditional"], df[df.flow == "online"]
     first = day.p.consult1[~day.absent]  # as drawn, whether or not steps are kept
     deferral = onl.deferral.to_numpy(float)

@@ -7,6 +7,7 @@ the day's average utilisation, so a morning peak gets the windows it needs."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -29,10 +30,11 @@ def servers_for(arrival_rate: float, service_mean: float, target: float,
     return cap
 
 
-def staffing_by_hour(steps: pd.DataFrame, staffed: dict[str, int], target: float,
-                     level: float) -> pd.DataFrame:
+def staffing_by_hour(steps: pd.DataFrame, staffed: Callable[[str, int], float],
+                     target: float, level: float) -> pd.DataFrame:
     """One row per (replication, station, hour): uses, mean service (min), the servers
-    the level needs, the servers staffed, and the simulated share within the target."""
+    the level needs, the servers staffed (``staffed(station, hour)``: the scenario's
+    shifts), and the simulated share within the target."""
     df = steps[steps.station.isin(SIZED)].assign(hour=lambda d: (d.queued_at // 60)
                                                  .astype(int))
     keys = ["replication", "station", "hour"] if "replication" in df else ["station", "hour"]
@@ -43,6 +45,6 @@ def staffing_by_hour(steps: pd.DataFrame, staffed: dict[str, int], target: float
         rows.append({**dict(zip(keys, key, strict=True)), "uses": len(g),
                      "service_mean": mean,
                      "needed": servers_for(rate, mean, target, level),
-                     "staffed": staffed.get(station, 0),
+                     "staffed": staffed(station, int(hour)),
                      "within_target": float((g.wait <= target).mean())})
     return pd.DataFrame(rows)

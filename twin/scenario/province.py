@@ -34,8 +34,16 @@ class City(Strict):
     population_millions: float = Field(gt=0, description="2020 census")
     hospitals: dict[str, int] = Field(description="archetype -> count (assumption)")
     adoption_by_month: dict[int, Share] = Field(
-        description="share of visits in the online fused-card flow by month of roll-out; "
-        "months in between are interpolated")
+        description="share of visits in the online fused-card flow by month of roll-out "
+        "at the hospitals that are live, as far as fused cards allow; months in between "
+        "are interpolated")
+    hospitals_live_by_month: dict[int, Share] = Field(
+        default_factory=lambda: {0: 1.0}, description="share of the city's hospitals that "
+        "take the fused code, by month (interpolated); the others run the traditional flow")
+    fused_cards_by_month: dict[int, float] | None = Field(
+        None, description="fused cards (millions) by month (interpolated); they bound the "
+        "adoption: at most fused / population x the province's card_visit_ratio of visits "
+        "can be card users' (unset: not bounded)")
     ehc_cards_millions: float = Field(ge=0)
     fused_cards_millions: float = Field(ge=0)
 
@@ -46,24 +54,46 @@ class City(Strict):
             raise ValueError("hospital counts must not be negative")
         return v
 
-    @field_validator("adoption_by_month")
+    @field_validator("adoption_by_month", "hospitals_live_by_month", "fused_cards_by_month")
     @classmethod
-    def _months(cls, v: dict[int, float]) -> dict[int, float]:
-        if not v or any(m < 0 for m in v):
-            raise ValueError("give at least one month >= 0")
+    def _months(cls, v: dict[int, float] | None) -> dict[int, float] | None:
+        if v is None:
+            return v
+        if not v or any(m < 0 for m in v) or any(x < 0 for x in v.values()):
+            raise ValueError("give at least one month >= 0, with values >= 0")
         return dict(sorted(v.items()))
 
     def adoption(self, month: int) -> float:
-        if month in self.adoption_by_month:
-            return self.adoption_by_month[month]
-        months = list(self.adoption_by_month)
-        if month <= months[0]:
-            return self.adoption_by_month[months[0]]
-        for a, b in pairwise(months):
-            if a <= month <= b:
-                fa, fb = self.adoption_by_month[a], self.adoption_by_month[b]
-                return fa + (fb - fa) * (month - a) / (b - a)
-        return self.adoption_by_month[months[-1]]
+        """The adoption the scenario asks for (before the fused-card bound)."""
+        return interpolate(self.adoption_by_month, month)
+
+    def hospitals_live(self, month: int, count: int) -> int:
+        """How many of ``count`` hospitals take the fused code in a month."""
+        return round(count * interpolate(self.hospitals_live_by_month, month))
+
+    def card_bound(self, month: int, card_visit_ratio: float) -> float:
+        """The largest share of visits card users can make (1 when unbounded)."""
+        if self.fused_cards_by_month is None:
+            return 1.0
+        holders = interpolate(self.fused_cards_by_month, month) / self.population_millions
+        return min(1.0, holders * card_visit_ratio)
+
+    def live_adoption(self, month: int, card_visit_ratio: float) -> float:
+        """Adoption at a live hospital: the scenario's, within what fused cards allow."""
+        return min(self.adoption(month), self.card_bound(month, card_visit_ratio))
+
+
+def interpolate(table: dict[int, float], month: int) -> float:
+    """A by-month table's value, linear between its months, flat beyond them."""
+    if month in table:
+        return table[month]
+    months = list(table)
+    if month <= months[0]:
+        return table[months[0]]
+    for a, b in pairwise(months):
+        if a <= month <= b:
+            return table[a] + (table[b] - table[a]) * (month - a) / (b - a)
+    return table[months[-1]]
 
 
 class Money(Strict):
@@ -93,6 +123,11 @@ class Province(Strict):
     replications: int = Field(1, ge=1, le=100)
     days_per_year: int = Field(365, ge=1, le=366, description="days the outpatient volume "
                                "is counted over (the paper's arithmetic uses a calendar year)")
+    card_visit_ratio: float = Field(1.5, ge=0.5, le=5, description="a fused-card holder's "
+                                    "outpatient visits against an average resident's "
+                                    "(assumption, plausible 1-3: those who fuse their cards "
+                                    "are those who visit); with fused_cards_by_month it "
+                                    "bounds adoption")
     archetypes: dict[str, Archetype]
     cities: list[City]
     money: Money = Field(default_factory=Money)

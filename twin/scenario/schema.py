@@ -165,6 +165,10 @@ class Demand(Strict):
         return rates[0], rates[1], rates[2]
 
 
+ShiftKey = Literal["registration_windows", "kiosks", "payment_windows", "pharmacy_windows",
+                   "lab_stations", "imaging_rooms", "checkin_scanners", "doctors"]
+
+
 class Resources(Strict):
     registration_windows: int = Field(28, ge=1, description="staffed registration windows "
                                       "(also where the online flow falls back)")
@@ -177,6 +181,36 @@ class Resources(Strict):
     lab_stations: int = Field(24, ge=1, description="sample collection stations")
     imaging_rooms: int = Field(28, ge=1, description="imaging rooms (CT, DR, ultrasound)")
     checkin_scanners: int = Field(60, ge=1, description="code scanners at departments")
+    shifts: dict[ShiftKey, dict[ClockTime, Any]] = Field(default_factory=dict, description=(
+        "servers open from a time of day on, per station: e.g. registration_windows: "
+        "{'11:30': 15, '13:30': 30, '16:00': 10}; doctors as the share of each department's "
+        "consulting rooms: {'12:00': '40 %', '13:30': '100 %'}. Before a station's first "
+        "change, its count above is open; a station set to 0 serves nobody until it opens "
+        "again"))
+
+    @model_validator(mode="after")
+    def _shift_values(self) -> Resources:
+        for key, changes in self.shifts.items():
+            for at, value in list(changes.items()):
+                where = f"shifts.{key} at {int(at) // 60:02d}:{int(at) % 60:02d}"
+                if key == "doctors":
+                    share = fraction(value)
+                    if not 0 <= share <= 1:
+                        raise ValueError(f"{where}: a share of the doctors, 0-100 %")
+                    changes[at] = share
+                elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{where}: a whole number of servers, 0 or more "
+                                     f"(got {value!r})")
+            self.shifts[key] = dict(sorted(changes.items()))
+        return self
+
+    def open_at(self, key: ShiftKey, clock_min: float) -> float:
+        """Servers of ``key`` open at a time of day (for doctors: the share open)."""
+        value = 1.0 if key == "doctors" else float(getattr(self, key))
+        for at, v in self.shifts.get(key, {}).items():
+            if at <= clock_min:
+                value = v
+        return value
 
 
 class Times(Strict):
