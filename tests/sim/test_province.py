@@ -198,3 +198,24 @@ def test_adoption_is_bounded_by_fused_cards_and_hospitals_live(small, tmp_path) 
     res = run_province(prov, SMALL.parent, month=6)
     table = city_table(res).set_index("city")
     assert table.loc["Alpha", "adoption"] < 0.25
+
+
+def test_the_province_carries_the_assumptions_interval(small, tmp_path: Path) -> None:
+    """--lhs N: the month again over N Latin-hypercube draws of every registered
+    assumption (applied to every hospital alike); the samples differ, each is a whole
+    province run, and the interval printed brackets their median."""
+    from twin.experiments.province import assumption_samples, province_saving
+    from twin.scenario.assumptions import ASSUMPTIONS
+
+    df = assumption_samples(small, SMALL.parent, 6, 3)
+    assert len(df) == 3 and {a.key for a in ASSUMPTIONS} <= set(df.columns)
+    assert df.saved.nunique() == 3 and df.days_saved_per_year.notna().all()
+    plain = run_province(small, SMALL.parent, month=6)
+    per_visit, days = province_saving(plain)
+    assert days == pytest.approx(per_visit * plain.hospitals.visits.sum() * 365 / 1440)
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "province", str(SMALL),
+                          "--month", "6", "--out", str(tmp_path), "--lhs", "3"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "over the assumptions' ranges" in res.stdout
+    assert len(pd.read_csv(tmp_path / "province_lhs.csv")) == 3

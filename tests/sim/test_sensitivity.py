@@ -81,6 +81,7 @@ def test_latin_hypercube_draws_every_assumption_in_its_range() -> None:
     from twin.experiments.sensitivity import _between, interval, probabilistic
 
     assert _between("15 min", "60 min", 0.5) == "37.5 min"
+    assert _between("16:30", "18:00", 0.5) == "17:15"
     assert _between(1, 4, 0.5) in (2, 3) and isinstance(_between(1, 4, 0.5), int)
     samples = probabilistic(SMALL, 6, 1)
     assert len(samples) == 6 and samples.saved.notna().all()

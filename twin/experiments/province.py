@@ -7,6 +7,7 @@ import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,13 @@ def run_task(task: Task) -> tuple[list[dict[str, Any]], dict[str, Demand], list]
 
 
 def plan(prov: Province, base_dir: Path, month: int, replications: int,
-         seed: int | None = None, keep_patients: bool = False) -> list[Task]:
+         seed: int | None = None, keep_patients: bool = False,
+         variant: Callable[[Scenario], Scenario] | None = None) -> list[Task]:
+    """The tasks of a month; ``variant`` changes every hospital scenario alike (a sample
+    of the assumptions)."""
     scenarios = prov.hospital_scenarios(base_dir)
+    if variant is not None:
+        scenarios = {name: variant(sc) for name, sc in scenarios.items()}
     seed = prov.seed if seed is None else seed
     tasks, number = [], 0
     for city in prov.cities:
@@ -173,6 +179,34 @@ def run_province(prov: Province, base_dir: Path, *, month: int, replications: in
             demand[city] = demand.get(city, Demand()) + d
     return ProvinceResult(prov, month, pd.DataFrame(rows), demand,
                           pd.concat(patients, ignore_index=True) if patients else None)
+
+
+def province_saving(res: ProvinceResult) -> tuple[float, float]:
+    """(minutes saved per shown visit, days saved a year) of the whole province."""
+    df = res.hospitals
+    reps = max(df.replication.nunique(), 1)
+    per_visit = float(df.minutes_saved.sum() / max(df.visits.sum(), 1))
+    days = float(df.minutes_saved.sum()) / reps * res.province.days_per_year / 1440
+    return per_visit, days
+
+
+def assumption_samples(prov: Province, base_dir: Path, month: int, samples: int, *,
+                       workers: int = 1, seed: int | None = None,
+                       progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """The province's month under ``samples`` draws of a Latin hypercube over every
+    registered assumption (each applied to every hospital alike; one replication each,
+    the same seeds): one row per sample with the values and the province's saving. Its
+    spread is the weight of what nobody measured on the province's figures."""
+    from twin.experiments.sensitivity import apply, latin_hypercube
+
+    rows = []
+    for i, values in enumerate(latin_hypercube(samples, prov.seed if seed is None else seed)):
+        tasks = plan(prov, base_dir, month, 1, seed, variant=partial(apply, values=values))
+        res = run_province(prov, base_dir, month=month, workers=workers, tasks=tasks,
+                           progress=progress)
+        per_visit, days = province_saving(res)
+        rows.append({"sample": i, **values, "saved": per_visit, "days_saved_per_year": days})
+    return pd.DataFrame(rows)
 
 
 def ratio_interval(saved: np.ndarray, visits: np.ndarray) -> tuple[float, float, float]:

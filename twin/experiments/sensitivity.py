@@ -15,7 +15,7 @@ from scipy.stats import qmc
 from twin.experiments.runner import run_replications
 from twin.results.stats import t_interval
 from twin.scenario.assumptions import ASSUMPTIONS, Assumption, with_value
-from twin.scenario.schema import Scenario
+from twin.scenario.schema import Scenario, clock_minutes
 from twin.scenario.units import minutes
 
 
@@ -45,6 +45,9 @@ def one_at_a_time(sc: Scenario, replications: int, *, seed: int | None = None,
 def _between(low: Any, high: Any, u: float) -> Any:
     """The value a fraction ``u`` of the way from ``low`` to ``high`` (numbers, or
     numbers with a unit as in scenario files; whole numbers stay whole)."""
+    if isinstance(low, str) and ":" in low:  # a time of day
+        t = round(clock_minutes(low) + u * (clock_minutes(high) - clock_minutes(low)))
+        return f"{t // 60:02d}:{t % 60:02d}"
     if isinstance(low, str):  # a duration: parsed as a scenario file would be
         a, b = minutes(low), minutes(high)
         return f"{a + u * (b - a):.6g} min"
@@ -58,17 +61,29 @@ def probabilistic(sc: Scenario, samples: int, replications: int, *, seed: int | 
     """A Latin hypercube over every assumption's range at once: one row per sample with
     the values drawn and the saving (mean over the replications, the same seeds for every
     sample). Its spread is the weight of what nobody measured on the headline."""
-    cube = qmc.LatinHypercube(d=len(assumptions), seed=sc.seed if seed is None else seed)
     rows = []
-    for i, point in enumerate(cube.random(samples)):
-        variant, values = sc, {}
-        for a, u in zip(assumptions, point, strict=True):
-            values[a.key] = _between(a.low, a.high, float(u))
-            variant = with_value(variant, a.key, values[a.key])
-        res = run_replications(variant, replications, seed=seed, workers=workers,
+    for i, values in enumerate(latin_hypercube(samples, sc.seed if seed is None else seed,
+                                               assumptions)):
+        res = run_replications(apply(sc, values), replications, seed=seed, workers=workers,
                                keep_patients=False, progress=progress)
         rows.append({"sample": i, **values, "saved": float(res.kpis.time_saved.mean())})
     return pd.DataFrame(rows)
+
+
+def latin_hypercube(samples: int, seed: int,
+                    assumptions: tuple[Assumption, ...] = ASSUMPTIONS) -> list[dict[str, Any]]:
+    """``samples`` settings of every assumption at once, one per stratum of each range."""
+    cube = qmc.LatinHypercube(d=len(assumptions), seed=seed)
+    return [{a.key: _between(a.low, a.high, float(u))
+             for a, u in zip(assumptions, point, strict=True)}
+            for point in cube.random(samples)]
+
+
+def apply(sc: Scenario, values: dict[str, Any]) -> Scenario:
+    """The scenario with each dotted key set (validated as in a scenario file)."""
+    for key, value in values.items():
+        sc = with_value(sc, key, value)
+    return sc
 
 
 def interval(df: pd.DataFrame, level: float = 0.95) -> tuple[float, float, float]:

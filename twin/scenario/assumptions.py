@@ -35,6 +35,13 @@ ASSUMPTIONS = (
     Assumption("demand.insured_share", 0.85, 0.97, "basic insurance coverage"),
     Assumption("demand.test_share", 0.35, 0.55, "visits with a lab test or imaging"),
     Assumption("demand.prescription_share", 0.55, 0.8, "visits ending at the pharmacy"),
+    Assumption("demand.lab_share_of_tests", 0.5, 0.85, "tests at the lab, not imaging"),
+    Assumption("demand.traditional_code_share", 0.0, 0.6,
+               "traditional patients showing a code (moves the demand curve only)"),
+    Assumption("day.closing", "16:30", "18:00", "when the outpatient hall closes"),
+    Assumption("fallback.manual_id", "0.5 min", "2 min", "keying a patient in by hand"),
+    Assumption("service_level", 0.7, 0.9,
+               "share within the target staffing is sized for (moves staffing.csv only)"),
 )
 
 

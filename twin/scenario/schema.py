@@ -40,7 +40,7 @@ class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message names file, key and problem."""
 
 
-def _clock(text: object) -> float:
+def clock_minutes(text: object) -> float:
     """``"07:30"`` -> minutes from midnight."""
     if not isinstance(text, str) or len(text.split(":")) != 2:
         raise UnitError(f"a time of day is 'HH:MM' (got {text!r})")
@@ -50,7 +50,7 @@ def _clock(text: object) -> float:
     return int(h) * 60 + int(m)
 
 
-ClockTime = Annotated[float, BeforeValidator(_clock)]
+ClockTime = Annotated[float, BeforeValidator(clock_minutes)]
 
 
 class Strict(BaseModel):
