@@ -13,17 +13,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from twin.scenario.schema import Scenario, ScenarioError, load_scenario
+from twin.scenario.units import fraction
 
 app = typer.Typer(no_args_is_help=True, help="The hospital twin (SimPy).")
 console = Console()
+errors = Console(stderr=True)  # every error goes to stderr, the results to stdout
 
 
 def _load(path: Path) -> Scenario:
     try:
         return load_scenario(path)
     except ScenarioError as exc:
-        console.print(f"[red]scenario error[/]\n{exc}")
+        errors.print(f"[red]scenario error[/]\n{exc}")
         raise typer.Exit(2) from None
+
+
+def _number_or_text(text: str) -> float | str:
+    """``"0.5"`` as a number, ``"50%"`` as text for the unit parser."""
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()
 
 
 def _progress() -> Progress:
@@ -270,12 +280,26 @@ def station(
 
 
 @app.command()
-def params() -> None:
-    """Every scenario parameter with its default, unit and source."""
+def params(
+    as_yaml: bool = typer.Option(False, "--yaml", help="print a scenario file of every "
+                                 "default, with units, that loads as written"),
+) -> None:
+    """Every scenario parameter with its default (with its unit, as a scenario file
+    writes it) and its source."""
+    import yaml
+
+    from twin.scenario.template import field_type, render, template
+
+    if as_yaml:
+        print("# every scenario key at its default (ehc twin params --yaml); keep the keys\n"
+              "# you change, or start a file with 'extends: <a scenario>'\n"
+              + yaml.safe_dump(template(), sort_keys=False, allow_unicode=True), end="")
+        return
     sc = Scenario(name="defaults")
     table = Table(title="Scenario parameters (defaults)")
-    for c in ("key", "default", "source / meaning"):
-        table.add_column(c)
+    table.add_column("key", overflow="fold")
+    table.add_column("default", overflow="fold")
+    table.add_column("source / meaning", overflow="fold")
 
     def walk(model, prefix: str) -> None:
         for name, field in type(model).model_fields.items():
@@ -283,12 +307,13 @@ def params() -> None:
             key = f"{prefix}{name}"
             if hasattr(value, "model_fields") and not hasattr(value, "dist"):
                 walk(value, key + ".")
-            elif hasattr(value, "dist"):
-                p = {k: v for k, v in value.model_dump(exclude_none=True).items()
-                     if k not in ("source",)}
-                table.add_row(key, f"{p} (min)", value.source or "")
             else:
-                table.add_row(key, str(value)[:60], field.description or "")
+                shown = render(value, field_type(field))
+                text = yaml.safe_dump(shown, default_flow_style=True, allow_unicode=True,
+                                      width=10_000).strip() if isinstance(
+                    shown, dict | list) else str(shown)
+                table.add_row(key, text, (value.source if hasattr(value, "dist")
+                                          else field.description) or "")
 
     walk(sc, "")
     console.print(table)
@@ -318,7 +343,7 @@ def province(
     try:
         prov = load_province(scenario)
     except ScenarioError as exc:
-        console.print(f"[red]scenario error[/]\n{exc}")
+        errors.print(f"[red]scenario error[/]\n{exc}")
         raise typer.Exit(2) from None
     month = month if month is not None else max(
         max(c.adoption_by_month) for c in prov.cities)
@@ -396,13 +421,14 @@ def sweep(
 
     sc = _load(scenario)
     try:
-        levels = [float(a) for a in adoption.split(",")]
+        levels = [fraction(_number_or_text(a)) for a in adoption.split(",")]
         counts = [int(k) for k in kiosks.split(",")] if kiosks else [sc.resources.kiosks]
     except ValueError:
-        console.print("[red]--adoption takes numbers like 0,0.5,1 and --kiosks integers[/]")
+        errors.print("[red]--adoption takes shares like 0,0.5,1 or 0%,50%,100% and "
+                     "--kiosks whole numbers like 30,60[/]")
         raise typer.Exit(2) from None
     if any(not 0 <= a <= 1 for a in levels) or any(k < 0 for k in counts):
-        console.print("[red]adoption must lie in [0, 1] and kiosk counts be >= 0[/]")
+        errors.print("[red]adoption must lie in [0, 1] (0-100 %) and kiosk counts be >= 0[/]")
         raise typer.Exit(2)
     with _progress() as bar:
         task = bar.add_task("sweep", total=len(levels) * len(counts) * replications)
@@ -443,7 +469,7 @@ def sensitivity(
 
     sc = _load(scenario)
     if sc.demand.adoption <= 0:
-        console.print("[red]the scenario has no card users (adoption 0): nothing is saved[/]")
+        errors.print("[red]the scenario has no card users (adoption 0): nothing is saved[/]")
         raise typer.Exit(2)
     out = out or Path("results/twin") / f"{sc.name}-sensitivity"
     with _progress() as bar:
@@ -541,7 +567,7 @@ def report(
 
     unknown = set(only or []) - set(NOTEBOOKS)
     if unknown:
-        console.print(f"[red]unknown notebooks: {sorted(unknown)}; known: {list(NOTEBOOKS)}[/]")
+        errors.print(f"[red]unknown notebooks: {sorted(unknown)}; known: {list(NOTEBOOKS)}[/]")
         raise typer.Exit(2)
     done = build_reports(out, small=small, only=only,
                          progress=lambda n: console.print(f"executing {n}.ipynb ..."))

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 
 from twin.scenario.schema import (
+    PerDay,
     Scenario,
     ScenarioError,
     Share,
@@ -25,7 +26,7 @@ from twin.scenario.schema import (
 class Archetype(Strict):
     scenario: str = Field(description="hospital scenario file, relative to this file")
     level: Literal["tertiary", "secondary"]
-    daily_visits: int = Field(ge=1, description="visits a day per hospital (assumption)")
+    daily_visits: PerDay = Field(ge=1, description="visits a day per hospital (assumption)")
 
 
 class City(Strict):

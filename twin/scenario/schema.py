@@ -21,9 +21,10 @@ from pydantic import (
 )
 
 from twin.scenario.distributions import Dist, Minutes
-from twin.scenario.units import UnitError, fraction
+from twin.scenario.units import UnitError, fraction, per_day
 
 Share = Annotated[float, BeforeValidator(fraction), Field(ge=0, le=1)]
+PerDay = Annotated[int, BeforeValidator(per_day)]  # 12000 or "12000 /day"
 
 AgeGroup = Literal["child", "adult", "elderly"]
 
@@ -102,7 +103,7 @@ class Department(Strict):
 
 
 class Demand(Strict):
-    daily_visits: int = Field(12000, ge=0, description="outpatient visits a day; a big "
+    daily_visits: PerDay = Field(12000, ge=0, description="outpatient visits a day; a big "
                               "Zhejiang tertiary hospital sees 12,000-14,000 (DOMAIN.md s.5)")
     adoption: Share = Field(0.0, description="share of patients in the online fused-card "
                             "flow (scenario lever)")
@@ -358,6 +359,15 @@ def read_yaml_mapping(path: Path, what: str = "scenario") -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ScenarioError(f"{path}: no such {what} file") from exc
+    except IsADirectoryError as exc:
+        raise ScenarioError(f"{path}: a folder, not a {what} file (give the YAML file "
+                            "inside it)") from exc
+    except PermissionError as exc:
+        raise ScenarioError(f"{path}: not readable (permission denied)") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not a text file (UTF-8 YAML expected)") from exc
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot be read ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -371,7 +381,13 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     data = read_yaml_mapping(path)
     parent = data.pop("extends", None)
     if parent is not None:
-        data = _merge(_read((path.parent / parent).resolve(), (*seen, path)), data)
+        if not isinstance(parent, str):
+            raise ScenarioError(f"{path}: extends: a file name (got {parent!r})")
+        target = (path.parent / parent).resolve()
+        if not target.is_file():
+            raise ScenarioError(f"{path}: extends: no such scenario file {parent!r} "
+                                f"(looked for {target})")
+        data = _merge(_read(target, (*seen, path)), data)
     return data
 
 

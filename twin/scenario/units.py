@@ -1,14 +1,21 @@
-"""Quantities with units in scenario files: ``"10 min"``, ``"1.5 h"``, ``"45 s"``,
-``"12000 /day"``, ``"30 /h"``, ``"30 %"``. Everything becomes minutes (time), per-minute
-(rates) or a fraction."""
+"""Quantities with units in scenario files, as people write them: ``"10 min"``,
+``"30 minutes"``, ``"1 minute"``, ``"1.5 h"``, ``"2 hours"``, ``"45 s"``,
+``"12000 /day"``, ``"30 per hour"``, ``"30 %"``, ``"30%"``. Everything becomes minutes
+(time), per-minute (rates), a count a day, or a fraction."""
 
 from __future__ import annotations
 
 import re
 
-TIME_UNITS = {"s": 1 / 60, "sec": 1 / 60, "min": 1.0, "h": 60.0, "hour": 60.0}
-RATE_UNITS = {"/min": 1.0, "/h": 1 / 60, "/hour": 1 / 60, "/day": 1 / 1440}
-_Q = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([a-zA-Z/%]+)\s*$")
+_SECONDS = ("s", "sec", "secs", "second", "seconds")
+_MINUTES = ("min", "mins", "minute", "minutes")
+_HOURS = ("h", "hr", "hrs", "hour", "hours")
+TIME_UNITS = {**dict.fromkeys(_SECONDS, 1 / 60), **dict.fromkeys(_MINUTES, 1.0),
+              **dict.fromkeys(_HOURS, 60.0)}
+RATE_UNITS = {**{f"/{u}": 1.0 for u in _MINUTES}, **{f"/{u}": 1 / 60 for u in _HOURS},
+              "/day": 1 / 1440, "/d": 1 / 1440}
+_Q = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*"
+                r"((?:/|per\s+)?\s*[a-zA-Z%]+)\s*$")
 
 
 class UnitError(ValueError):
@@ -21,14 +28,16 @@ def _split(text: object, what: str) -> tuple[float, str]:
     m = _Q.match(text)
     if not m:
         raise UnitError(f"{what}: cannot read {text!r} as '<number> <unit>'")
-    return float(m.group(1)), m.group(2)
+    unit = re.sub(r"^per\s+", "/", m.group(2)).replace(" ", "").lower()
+    return float(m.group(1)), unit
 
 
 def minutes(text: object) -> float:
     """A duration in minutes; units s, min, h."""
     value, unit = _split(text, "a duration")
     if unit not in TIME_UNITS:
-        raise UnitError(f"unknown time unit {unit!r} in {text!r} (use s, min or h)")
+        raise UnitError(f"unknown time unit {unit!r} in {text!r} (use s, min or h, or "
+                        "seconds, minutes, hours)")
     return value * TIME_UNITS[unit]
 
 
@@ -40,3 +49,14 @@ def fraction(value: object) -> float:
     if unit != "%":
         raise UnitError(f"a share is a number in [0, 1] or 'N %' (got {value!r})")
     return v / 100
+
+
+def per_day(value: object) -> int:
+    """A count a day: a whole number, or ``"12000 /day"`` (``/h`` over 24 h is refused:
+    a day's count is what is meant)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    v, unit = _split(value, "a count a day")
+    if unit not in ("/day", "/d") or v != int(v):
+        raise UnitError(f"a count a day is a whole number or 'N /day' (got {value!r})")
+    return int(v)
