@@ -65,7 +65,7 @@ def test_file_system_mistakes_name_the_file(tmp_path: Path) -> None:
     assert "child.yaml: extends: no such scenario file 'missing.yaml'" in str(info.value)
     binary = tmp_path / "b.yaml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(ScenarioError, match="b.yaml"):
+    with pytest.raises(ScenarioError, match=r"b\.yaml"):
         load_scenario(binary)
 
 
