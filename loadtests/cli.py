@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import typer
@@ -40,6 +41,8 @@ def loadtest(
     slo_max_failure_ratio: float = typer.Option(0.01, help="unexpected answers / requests"),
     slo_min_rps: float = typer.Option(0.0, help="verify throughput floor"),
     out: Path | None = typer.Option(None, help="default results/loadtest/<timestamp>"),
+    force: bool = typer.Option(False, "--force", help="clear --out first when an earlier "
+                               "run left files there (otherwise such a folder is refused)"),
 ) -> None:
     """Start the stack, seed it, run Locust headless, gate on SLOs (exit 1 when broken)."""
     if ctx.invoked_subcommand is not None:
@@ -59,10 +62,8 @@ def loadtest(
     if mix_ not in ("default", "demand") or (mix_ == "demand" and demand_csv is None):
         console.print("[red]--mix is default, or demand with --demand-csv[/]")
         raise typer.Exit(2)
-    if out is not None and out.exists() and any(out.iterdir()):
-        console.print(f"[red]{out} is not empty: give a new folder (each test needs a fresh "
-                      "database)[/]")
-        raise typer.Exit(2)
+    if out is not None:
+        fresh_folder(out, force)
     opts = LoadOptions(shape=shape, users=users, spawn_rate=spawn_rate, duration_s=duration,
                        server_workers=workers, processes=processes,
                        distributed_workers=distributed, residents=residents,
@@ -108,7 +109,10 @@ def capacity(
     province_peaks: Path = typer.Option(Path("results/province/demand_peaks.json"),
                                         help="demand peaks of `ehc twin province`"),
     headroom: float = typer.Option(2.0, min=1.0),
-    out: Path = typer.Option(Path("results/loadtest/capacity")),
+    out: Path | None = typer.Option(None, help="default results/loadtest/capacity, "
+                                    "replaced"),
+    force: bool = typer.Option(False, "--force", help="clear --out first when an earlier "
+                               "run left files there (otherwise such a folder is refused)"),
 ) -> None:
     """Step the offered rate up until the SLO breaks, for verify and /ping, per config."""
     import json
@@ -122,9 +126,7 @@ def capacity(
     except ValueError:
         console.print("[red]--rates takes numbers (50,100,...) and --workers integers[/]")
         raise typer.Exit(2) from None
-    if out.exists() and any(out.iterdir()):
-        console.print(f"[red]{out} is not empty: give a new folder[/]")
-        raise typer.Exit(2)
+    out = fresh_folder(out or Path("results/loadtest/capacity"), force or out is None)
     peak = None
     if province_peaks.exists():
         peak = json.loads(province_peaks.read_text())["verify"]["peak_per_s"]
@@ -143,3 +145,20 @@ def capacity(
     else:
         console.print("no province peak (run `ehc twin province`) or no passing step")
     console.print(f"wrote capacity.json to {out}")
+
+
+def fresh_folder(out: Path, force: bool) -> Path:
+    """An empty folder for a run (each test needs a fresh database): an earlier run's
+    files are refused, or cleared with ``force``."""
+    errors = Console(stderr=True, soft_wrap=True)
+    if out.exists() and not out.is_dir():
+        errors.print(f"[red]--out {out} is a file, not a folder[/]")
+        raise typer.Exit(2)
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            errors.print(f"[red]--out {out} holds an earlier run's files: pass --force to "
+                         "replace them, or give another folder[/]")
+            raise typer.Exit(2)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

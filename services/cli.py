@@ -95,7 +95,7 @@ TOKEN = typer.Option(None, envvar="EHC_ADMIN_TOKEN", help="admin token of the st
 
 
 def _fail(message: str) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/] {message}")
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {message}")
     raise typer.Exit(2)
 
 

@@ -43,7 +43,7 @@ def main() -> None:
     try:
         app()
     except RunawayDay as exc:  # a scenario whose day never ends: say which station
-        Console(stderr=True).print(f"[red]scenario error[/]: {exc}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]scenario error[/]: {exc}")
         raise SystemExit(2) from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,7 @@ from twin.scenario.units import fraction
 
 app = typer.Typer(no_args_is_help=True, help="The hospital twin (SimPy).")
 console = Console()
-errors = Console(stderr=True)  # every error goes to stderr, the results to stdout
+errors = Console(stderr=True, soft_wrap=True)  # every error goes to stderr, the results to stdout
 
 
 def _load(path: Path) -> Scenario:
@@ -34,6 +35,29 @@ def _number_or_text(text: str) -> float | str:
         return float(text)
     except ValueError:
         return text.strip()
+
+
+FORCE = typer.Option(False, "--force", help="clear --out first when an earlier run left "
+                     "files there (otherwise such a folder is refused)")
+
+
+def _out_dir(out: Path | None, default: Path, force: bool) -> Path:
+    """The folder a run writes to, never holding an earlier run's files beside this
+    run's: ``--out`` when it is empty (or cleared with ``--force``); without ``--out``,
+    the command's own folder under results/, replaced as a whole."""
+    if out is None:
+        out, force = default, True  # its own folder: the previous run of this command
+    if out.exists() and not out.is_dir():
+        errors.print(f"[red]--out {out} is a file, not a folder[/]")
+        raise typer.Exit(2)
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            errors.print(f"[red]--out {out} holds an earlier run's files: pass --force to "
+                         "replace them, or give another folder[/]")
+            raise typer.Exit(2)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _progress() -> Progress:
@@ -113,7 +137,9 @@ def run(
     scenario: Path = typer.Argument(..., help="scenario YAML"),
     replications: int | None = typer.Option(None, "--replications", "-r", min=1),
     seed: int | None = typer.Option(None, help="base seed (default: the scenario's)"),
-    out: Path | None = typer.Option(None, help="output folder (default results/twin/NAME)"),
+    out: Path | None = typer.Option(None, help="output folder (default: results/twin/NAME, "
+                                    "replaced)"),
+    force: bool = FORCE,
     workers: int = typer.Option(1, min=1, max=64, help="processes"),
     cosim: bool = typer.Option(False, "--cosim", help="co-simulate one day through the "
                                "real card stack (in-process, or the stack at --url)"),
@@ -135,12 +161,13 @@ def run(
 
         sc = scale_hospital(sc, visits)
     if cosim:
-        _cosim(sc, url, admin_token, out or Path("results/twin") / f"{sc.name}-cosim")
+        _cosim(sc, url, admin_token,
+               _out_dir(out, Path("results/twin") / f"{sc.name}-cosim", force))
         return
     if url:
         raise typer.BadParameter("--url is for --cosim")
+    out = _out_dir(out, Path("results/twin") / sc.name, force)
     res = _run(sc, replications, seed, workers)
-    out = out or Path("results/twin") / sc.name
     files = _write_run(res, out)
     files.append(waits_by_station({sc.name: res.kpis}, out / "waits.png"))
     files.append(visit_time_ecdf({f.title(): g for f, g in res.patients.groupby("flow")},
@@ -227,7 +254,9 @@ def compare(
     b: Path = typer.Argument(..., help="scenario B"),
     replications: int | None = typer.Option(None, "--replications", "-r", min=1),
     seed: int | None = typer.Option(None, help="seed for both (default: A's)"),
-    out: Path = typer.Option(Path("results/twin/compare"), help="output folder"),
+    out: Path | None = typer.Option(None, help="output folder (default: "
+                                    "results/twin/compare-A-vs-B, replaced)"),
+    force: bool = FORCE,
     workers: int = typer.Option(1, min=1, max=64),
 ) -> None:
     """Paired differences B - A with 95% CIs (same seeds: common random numbers)."""
@@ -235,12 +264,12 @@ def compare(
     from twin.report.plots import visit_time_ecdf, waits_by_station
 
     sa, sb = _load(a), _load(b)
+    out = _out_dir(out, Path("results/twin") / f"compare-{sa.name}-vs-{sb.name}", force)
     seed = seed if seed is not None else sa.seed
     reps = replications or max(sa.replications, sb.replications)
     ra = _run(sa, reps, seed, workers, label=f"A {sa.name}")
     rb = _run(sb, reps, seed, workers, label=f"B {sb.name}")
     diff = paired_differences(ra, rb)
-    out.mkdir(parents=True, exist_ok=True)
     diff.to_csv(out / "paired_differences.csv", index=False)
     waits_by_station({f"A {sa.name}": ra.kpis, f"B {sb.name}": rb.kpis}, out / "waits.png")
     visit_time_ecdf({f"A {sa.name}": ra.patients, f"B {sb.name}": rb.patients},
@@ -266,7 +295,7 @@ def station(
     from twin.validation.queueing import mmc_wait
 
     if arrival_rate >= servers / service_mean:
-        Console(stderr=True).print(
+        Console(stderr=True, soft_wrap=True).print(
             f"[yellow]warning[/]: rho = {arrival_rate * service_mean / servers:.3f} >= 1, "
             "the queue grows without bound", style="yellow")
     r = station_experiment(servers, arrival_rate, service_mean, hours, replications, seed,
@@ -327,7 +356,9 @@ def province(
     seed: int | None = typer.Option(None),
     workers: int = typer.Option(1, min=1, max=64, help="local processes"),
     scheduler: str | None = typer.Option(None, help="Dask scheduler address (tcp://...)"),
-    out: Path = typer.Option(Path("results/province"), help="output folder"),
+    out: Path | None = typer.Option(None, help="output folder (default: "
+                                    "results/province, replaced)"),
+    force: bool = FORCE,
     keep_patients: bool = typer.Option(False, help="also write every patient of the "
                                        "scenario flow (patients.parquet; large)"),
     demand_scale: float = typer.Option(1.0, min=0, help="scale of the demand CSV for Locust"),
@@ -347,6 +378,7 @@ def province(
         raise typer.Exit(2) from None
     month = month if month is not None else max(
         max(c.adoption_by_month) for c in prov.cities)
+    out = _out_dir(out, Path("results/province"), force)
     tasks = plan(prov, scenario.parent, month, replications or prov.replications, seed,
                  keep_patients)
     with _progress() as bar:
@@ -413,7 +445,9 @@ def sweep(
     replications: int = typer.Option(3, "--replications", "-r", min=2),
     seed: int | None = typer.Option(None),
     workers: int = typer.Option(1, min=1, max=64),
-    out: Path = typer.Option(Path("results/twin/sweep"), help="output folder"),
+    out: Path | None = typer.Option(None, help="output folder (default: "
+                                    "results/twin/sweep, replaced)"),
+    force: bool = FORCE,
 ) -> None:
     """A roll-out sweep: adoption levels x kiosk counts, time saved and queues."""
     from twin.experiments.sweep import run_sweep
@@ -430,11 +464,11 @@ def sweep(
     if any(not 0 <= a <= 1 for a in levels) or any(k < 0 for k in counts):
         errors.print("[red]adoption must lie in [0, 1] (0-100 %) and kiosk counts be >= 0[/]")
         raise typer.Exit(2)
+    out = _out_dir(out, Path("results/twin/sweep"), force)
     with _progress() as bar:
         task = bar.add_task("sweep", total=len(levels) * len(counts) * replications)
         df = run_sweep(sc, levels, counts, replications, seed=seed, workers=workers,
                        progress=lambda n: bar.advance(task, n))
-    out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "sweep.csv", index=False)
     sweep_plot(df, out / "sweep.png")
     table = Table(title=f"Roll-out sweep: {sc.name}, {replications} replications each")
@@ -454,6 +488,7 @@ def sensitivity(
     replications: int = typer.Option(3, "--replications", "-r", min=2),
     seed: int | None = typer.Option(None),
     workers: int = typer.Option(1, min=1, max=64),
+    force: bool = FORCE,
     out: Path | None = typer.Option(None, help="output folder (default "
                                     "results/twin/NAME-sensitivity)"),
     lhs: int = typer.Option(0, "--lhs", min=0, max=2000, help="also a probabilistic run: "
@@ -471,12 +506,11 @@ def sensitivity(
     if sc.demand.adoption <= 0:
         errors.print("[red]the scenario has no card users (adoption 0): nothing is saved[/]")
         raise typer.Exit(2)
-    out = out or Path("results/twin") / f"{sc.name}-sensitivity"
+    out = _out_dir(out, Path("results/twin") / f"{sc.name}-sensitivity", force)
     with _progress() as bar:
         task = bar.add_task("sensitivity", total=(2 * len(ASSUMPTIONS) + 1) * replications)
         df = one_at_a_time(sc, replications, seed=seed, workers=workers,
                            progress=lambda n: bar.advance(task, n))
-    out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "sensitivity.csv", index=False)
     tornado(df, out / "tornado.png", f"{sc.name}: minutes saved, each assumption at its ends")
     table = Table(title=f"{sc.name}: minutes saved per shown visit "
@@ -558,7 +592,9 @@ report_app = typer.Typer()
 
 @report_app.command("report")
 def report(
-    out: Path = typer.Option(Path("results/reports"), help="where the reports go"),
+    out: Path | None = typer.Option(None, help="where the reports go (default: "
+                                    "results/reports, replaced)"),
+    force: bool = FORCE,
     small: bool = typer.Option(False, help="small, quick parameters"),
     only: list[str] | None = typer.Option(None, help="only these notebooks"),
 ) -> None:
@@ -569,6 +605,7 @@ def report(
     if unknown:
         errors.print(f"[red]unknown notebooks: {sorted(unknown)}; known: {list(NOTEBOOKS)}[/]")
         raise typer.Exit(2)
+    out = _out_dir(out, Path("results") / "reports", force)
     done = build_reports(out, small=small, only=only,
                          progress=lambda n: console.print(f"executing {n}.ipynb ..."))
     console.print(f"wrote {len(done)} reports and index.html to {out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def twin_demo(console: Console, replications: int = 3, workers: int = 2,
         table.add_row(label, f"{r.a:,.1f}", f"{r.b:,.1f}",
                       f"{r.difference:+,.1f} [{r.ci_low:+,.1f}, {r.ci_high:+,.1f}]", r.unit)
     console.print(table)
+    shutil.rmtree(out, ignore_errors=True)  # this run's plots only
     out.mkdir(parents=True, exist_ok=True)
     waits_by_station({"traditional": runs[base.name].kpis, "100 % online": runs[full.name].kpis},
                      out / "waits.png")

@@ -102,3 +102,27 @@ def test_sweep_takes_shares_in_percent(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "sweep", str(SMALL),
                           "--adoption", "0,half"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--adoption" in bad.stderr
+
+
+def test_a_run_never_leaves_an_earlier_runs_files_beside_its_own(tmp_path: Path) -> None:
+    """--out with an earlier run's files is refused (exit 2, nothing written) unless
+    --force, which clears it: an outage run's plots do not survive a later plain run."""
+    outage = ROOT / "scenarios" / "small_clinic_outage.yaml"
+    out = tmp_path / "out"
+
+    def run(scenario: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "twin.cli", "twin", "run", str(scenario),
+                               "-r", "2", "--out", str(out), *extra], capture_output=True,
+                              text=True, timeout=300)
+
+    assert run(outage).returncode == 0 and (out / "outage.png").exists()
+    again = run(SMALL)
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert (out / "outage.png").exists()  # untouched
+    assert run(SMALL, "--force").returncode == 0
+    assert not (out / "outage.png").exists() and (out / "kpis.csv").exists()
+    (tmp_path / "file").write_text("x")
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "sweep", str(SMALL),
+                          "--out", str(tmp_path / "file")], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and "is a file" in res.stderr
