@@ -83,12 +83,17 @@ def _fmt(v: float) -> str:
 
 
 def _summary_table(title: str, df: pd.DataFrame, cols: list[str]) -> Table:
-    table = Table(title=title)
+    """KPIs with their 95 % interval; a bootstrap interval (a quantity that cannot be
+    negative whose t interval would reach below 0) is marked * and said in the caption."""
+    boot = "interval" in df and (df["interval"] == "bootstrap").any()
+    table = Table(title=title, caption="* percentile bootstrap interval (the t interval "
+                  "would reach below 0)" if boot else None)
     for c in ["kpi", *cols, "unit"]:
         table.add_column(c, justify="left" if c in ("kpi", "unit") else "right",
-                         no_wrap=True)
+                         overflow="fold")
     for _, r in df.iterrows():
-        table.add_row(r["kpi"], *[_fmt(r[c]) for c in cols], r["unit"])
+        mark = "*" if boot and r["interval"] == "bootstrap" else ""
+        table.add_row(r["kpi"] + mark, *[_fmt(r[c]) for c in cols], r["unit"])
     return table
 
 
@@ -177,8 +182,12 @@ def run(
     title = f"{sc.name}: {len(res.kpis)} replications, seed {res.scenario.seed}"
     console.print(_summary_table(title, res.summary(), ["mean", "ci_low", "ci_high"]))
     need = res.replications_needed("visit_time", 0.05) if len(res.kpis) > 1 else None
-    if need:
-        console.print(f"replications for ±5% on visit_time: {need}")
+    if need and need > len(res.kpis):
+        console.print(f"for visit_time within ±5 % (95 % CI), run {need} replications: "
+                      f"ehc twin run {scenario} -r {need}")
+    elif need:
+        console.print(f"visit_time is within ±5 % (95 % CI) with {len(res.kpis)} "
+                      "replications")
     if sc.faults:
         _print_outage(outage_report(sc, len(res.kpis), out))
         files += [out / "outage.png", out / "outage.json", out / "outage_queues.csv"]
@@ -261,7 +270,7 @@ def compare(
 ) -> None:
     """Paired differences B - A with 95% CIs (same seeds: common random numbers)."""
     from twin.experiments.runner import paired_differences
-    from twin.report.plots import visit_time_ecdf, waits_by_station
+    from twin.report.plots import paired_differences_plot, visit_time_ecdf, waits_by_station
 
     sa, sb = _load(a), _load(b)
     out = _out_dir(out, Path("results/twin") / f"compare-{sa.name}-vs-{sb.name}", force)
@@ -271,12 +280,15 @@ def compare(
     rb = _run(sb, reps, seed, workers, label=f"B {sb.name}")
     diff = paired_differences(ra, rb)
     diff.to_csv(out / "paired_differences.csv", index=False)
+    paired_differences_plot(diff, out / "paired_differences.png",
+                            f"B ({sb.name}) - A ({sa.name}), paired over {reps} replications")
     waits_by_station({f"A {sa.name}": ra.kpis, f"B {sb.name}": rb.kpis}, out / "waits.png")
     visit_time_ecdf({f"A {sa.name}": ra.patients, f"B {sb.name}": rb.patients},
                     out / "visit_time_ecdf.png")
     console.print(_summary_table(f"B - A, paired over {reps} replications (seed {seed})",
                                  diff, ["a", "b", "difference", "ci_low", "ci_high"]))
-    console.print(f"wrote paired_differences.csv, waits.png, visit_time_ecdf.png to {out}")
+    console.print(f"wrote paired_differences.csv, paired_differences.png, waits.png, "
+                  f"visit_time_ecdf.png to {out}")
 
 
 @app.command()

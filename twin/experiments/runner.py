@@ -19,8 +19,10 @@ from twin.results.kpis import (
     stations_frame,
     steps_frame,
 )
-from twin.results.stats import replications_needed, t_interval
+from twin.results.stats import kpi_interval, replications_needed, t_interval
 from twin.scenario.schema import Scenario
+
+SIGNED = ("time_saved",)  # KPIs that may be negative (a saving can be a loss)
 
 
 def simulate_replication(sc: Scenario, replication: int, hospital: int = 0,
@@ -85,9 +87,11 @@ class RunResult:
         for col in self.kpis.columns:
             if col == "replication":
                 continue
-            mean, lo, hi = t_interval(self.kpis[col].to_numpy(dtype=float), level)
+            values = self.kpis[col].to_numpy(dtype=float)
+            mean, lo, hi, method = kpi_interval(values, level) if col not in SIGNED \
+                else (*t_interval(values, level), "t")
             rows.append({"kpi": col, "mean": mean, "ci_low": lo, "ci_high": hi,
-                         "unit": KPI_UNITS.get(col, "")})
+                         "unit": KPI_UNITS.get(col, ""), "interval": method})
         return pd.DataFrame(rows)
 
     def replications_needed(self, kpi: str = "visit_time", rel_precision: float = 0.05) -> int:

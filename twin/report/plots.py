@@ -11,10 +11,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from twin.results.stats import t_interval
+from twin.results.stats import kpi_interval
 
 WAIT_KPIS = [("wait_registration", "registration\nwindow"), ("wait_payment", "payment\nwindow"),
              ("wait_pharmacy", "pharmacy\nwindow"), ("wait_doctor", "doctor\n(per visit)")]
+
+
+# one colour per flow in every plot (colour-blind safe, Okabe-Ito)
+FLOW_COLOURS = {"traditional": "#E69F00", "online": "#0072B2"}
+
+
+def flow_colour(label: str) -> str | None:
+    """The flow's colour for a series named after it ("traditional", "100 % online",
+    "Online"...), or None (the default cycle) for anything else."""
+    low = label.lower()
+    for flow, colour in FLOW_COLOURS.items():
+        if flow in low:
+            return colour
+    return None
 
 
 def _finish(fig, ax, path: Path, title: str, legend_size: int | None = None) -> Path:
@@ -34,11 +48,12 @@ def waits_by_station(runs: dict[str, pd.DataFrame], path: Path) -> Path:
     width = 0.8 / max(len(runs), 1)
     x = np.arange(len(WAIT_KPIS))
     for j, (label, kp) in enumerate(runs.items()):
-        stats = [t_interval(kp[k].to_numpy(dtype=float)) for k, _ in WAIT_KPIS]
+        stats = [kpi_interval(kp[k].to_numpy(dtype=float)) for k, _ in WAIT_KPIS]
         means = [s[0] for s in stats]
         err = [[m - s[1] if not np.isnan(s[1]) else 0 for m, s in zip(means, stats, strict=True)],
                [s[2] - m if not np.isnan(s[2]) else 0 for m, s in zip(means, stats, strict=True)]]
-        ax.bar(x + j * width, means, width, yerr=err, capsize=3, label=label)
+        ax.bar(x + j * width, means, width, yerr=err, capsize=3, label=label,
+               color=flow_colour(label))
     ax.axhline(10, color="grey", ls="--", lw=1, label="policy target (10 min)")
     ax.set_xticks(x + width * (len(runs) - 1) / 2, [n for _, n in WAIT_KPIS])
     ax.set_ylabel("mean wait (min), 95% CI")
@@ -50,21 +65,40 @@ def visit_time_ecdf(patients: dict[str, pd.DataFrame], path: Path) -> Path:
     for label, df in patients.items():
         v = np.sort(df["visit_time"].to_numpy(dtype=float))
         if v.size:
-            ax.step(v, np.arange(1, v.size + 1) / v.size, where="post", label=label)
+            ax.step(v, np.arange(1, v.size + 1) / v.size, where="post", label=label,
+                    color=flow_colour(label))
     ax.set_xlabel("visit time, arrival to departure (min)")
     ax.set_ylabel("share of visits (ECDF)")
     return _finish(fig, ax, path, "Distribution of visit times")
 
 
-def queues_over_day(queues: pd.DataFrame, path: Path, title: str) -> Path:
-    """Mean queue length over replications, by station, against clock time."""
+def queue_series(queues: pd.DataFrame) -> dict[str, pd.Series]:
+    """Mean queue length over replications by clock time (min), per station, and every
+    department's consulting rooms together (the longest wait of the day); stations
+    nobody waited at are left out."""
     stations = ["registration window", "kiosk", "payment window", "pharmacy window", "lab",
                 "imaging"]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for name in stations:
-        q = queues[queues.station == name].groupby("time")["queue_length"].mean()
+    series = {name: queues[queues.station == name] for name in stations}
+    series["doctors (all departments)"] = queues[queues.station.str.startswith("doctors: ")]
+    out = {}
+    for name, rows in series.items():
+        # replications start their samples at their own first arrival: put every sample
+        # on one 5-minute grid before averaging over replications
+        rows = rows.assign(time=rows.time // 5 * 5)
+        by = ["replication", "time"] if "replication" in rows else ["time"]
+        q = rows.groupby(by)["queue_length"].sum()
+        if "replication" in rows:
+            q = q.groupby("time").mean()
         if len(q) and q.max() > 0:
-            ax.plot(q.index / 60, q.to_numpy(), label=name)
+            out[name] = q
+    return out
+
+
+def queues_over_day(queues: pd.DataFrame, path: Path, title: str) -> Path:
+    """Mean queue length over replications, by station, against clock time."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for name, q in queue_series(queues).items():
+        ax.plot(q.index / 60, q.to_numpy(), label=name)
     ax.set_xlabel("clock time (h)")
     ax.set_ylabel("patients waiting (mean over replications)")
     return _finish(fig, ax, path, title, 8)
@@ -235,6 +269,29 @@ def saving_spread(df: pd.DataFrame, path: Path, title: str,
     ax.set_ylabel("samples")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def paired_differences_plot(diff: pd.DataFrame, path: Path, title: str) -> Path:
+    """B - A per KPI with its paired 95 % CI (the comparison itself, not each scenario's
+    own interval): minutes of waiting and visit time."""
+    keys = ["visit_time", "wait_registration", "wait_payment", "wait_pharmacy", "wait_doctor",
+            "doctor_time"]
+    rows = diff.set_index("kpi").reindex([k for k in keys if k in set(diff.kpi)])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    y = np.arange(len(rows))
+    err = [(rows.difference - rows.ci_low).fillna(0), (rows.ci_high - rows.difference).fillna(0)]
+    colours = ["#009E73" if d < 0 else "#D55E00" for d in rows.difference]
+    ax.barh(y, rows.difference, xerr=err, capsize=3, color=colours)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, [k.replace("_", " ") for k in rows.index])
+    ax.invert_yaxis()
+    ax.set_xlabel("B - A (min), paired 95 % CI; below 0: B is shorter")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
