@@ -11,6 +11,7 @@ from rich.console import Console
 app = typer.Typer(invoke_without_command=True,
                   help="Locust against the card network (`ehc loadtest capacity` for knees).")
 console = Console()
+errors = Console(stderr=True, soft_wrap=True)  # errors on stderr, results on stdout
 
 
 @app.callback()
@@ -51,16 +52,16 @@ def loadtest(
     from .slo import Slo
 
     if shape == "demand" and demand_csv is None:
-        console.print("[red]--shape demand needs --demand-csv (from ehc twin province)[/]")
+        errors.print("[red]--shape demand needs --demand-csv (from ehc twin province)[/]")
         raise typer.Exit(2)
     if shape not in ("constant", "step", "spike", "demand"):
-        console.print(f"[red]unknown shape {shape!r}: constant, step, spike or demand[/]")
+        errors.print(f"[red]unknown shape {shape!r}: constant, step, spike or demand[/]")
         raise typer.Exit(2)
     if demand_csv is not None and not demand_csv.exists():
-        console.print(f"[red]no such demand CSV: {demand_csv}[/]")
+        errors.print(f"[red]no such demand CSV: {demand_csv}[/]")
         raise typer.Exit(2)
     if mix_ not in ("default", "demand") or (mix_ == "demand" and demand_csv is None):
-        console.print("[red]--mix is default, or demand with --demand-csv[/]")
+        errors.print("[red]--mix is default, or demand with --demand-csv[/]")
         raise typer.Exit(2)
     if out is not None:
         fresh_folder(out, force)
@@ -124,7 +125,7 @@ def capacity(
         rate_list = [float(r) for r in rates.split(",")]
         worker_list = [int(w) for w in workers.split(",")]
     except ValueError:
-        console.print("[red]--rates takes numbers (50,100,...) and --workers integers[/]")
+        errors.print("[red]--rates takes numbers (50,100,...) and --workers integers[/]")
         raise typer.Exit(2) from None
     out = fresh_folder(out or Path("results/loadtest/capacity"), force or out is None)
     peak = None
@@ -150,7 +151,6 @@ def capacity(
 def fresh_folder(out: Path, force: bool) -> Path:
     """An empty folder for a run (each test needs a fresh database): an earlier run's
     files are refused, or cleared with ``force``."""
-    errors = Console(stderr=True, soft_wrap=True)
     if out.exists() and not out.is_dir():
         errors.print(f"[red]--out {out} is a file, not a folder[/]")
         raise typer.Exit(2)

@@ -113,6 +113,15 @@ async def _store_state(engine, timeout_s: float) -> str:
     return "ok"
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ehc-twin")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0.2.0"
+
+
 def build_app(settings: Settings | None = None,
               systems: Sequence[str] = ALL_SYSTEMS) -> FastAPI:
     settings = settings or get_settings()
@@ -122,7 +131,8 @@ def build_app(settings: Settings | None = None,
     configure_logging(settings.log_level)
     master = master_key(settings)
     cipher = field_cipher(master)
-    app = FastAPI(title="ehc-twin card network", version="0.1.0", description=DESCRIPTION,
+    app = FastAPI(title="ehc-twin card network", version=package_version(),
+                  description=DESCRIPTION,
                   lifespan=_lifespan)
     install_error_handlers(app)
     # what the routes' dependencies read (services.common.auth, each system's deps.py)

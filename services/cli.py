@@ -94,6 +94,24 @@ URL = typer.Option(None, help="a running stack; default: in-process on the confi
 TOKEN = typer.Option(None, envvar="EHC_ADMIN_TOKEN", help="admin token of the stack at --url")
 
 
+DAY_OPTION = typer.Option(None, "--date", help="a China Standard Time day, YYYY-MM-DD "
+                          "(default: today there)")
+
+
+def _day(day: str | None) -> str:
+    """The --date given, checked, or today in China Standard Time."""
+    from datetime import date
+
+    from .common.cst import cst_today
+
+    if day is None:
+        return cst_today().isoformat()
+    try:
+        return date.fromisoformat(day).isoformat()
+    except ValueError:
+        _fail(f"--date {day!r} is not a day (YYYY-MM-DD)")
+
+
 def _fail(message: str) -> NoReturn:
     Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {message}")
     raise typer.Exit(2)
@@ -109,10 +127,11 @@ def _explain(exc: Exception) -> str:
 
 @app.command()
 def fuse(
-    all_holders: bool = typer.Option(False, "--all", help="every issued e-SSC holder "
-                                     "without a bound EHC (required: there is no other mode)"),
+    all_holders: bool = typer.Option(True, "--all/--dry-run", help="--all (the default): "
+                                     "open and bind for every issued e-SSC holder without a "
+                                     "bound EHC; --dry-run: only say how many there are"),
     page: int = typer.Option(1000, min=1, max=2000, help="holders per signed batch"),
-    workers: int = typer.Option(2, min=1, max=16, help="pages in flight at once"),
+    in_flight: int = typer.Option(2, min=1, max=16, help="signed batches sent at once"),
     url: str | None = URL,
     essc_url: str | None = typer.Option(None, help="the e-SSC system, when it runs apart "
                                         "from --url"),
@@ -126,17 +145,19 @@ def fuse(
     lost card) is refused on its own and listed in REPORT; the run goes on."""
     from .sdk import AdminClient, SdkError, fuse_all, todo
 
-    if not all_holders:
-        _fail("say --all: the batch opens and binds cards for every unbound e-SSC holder")
     base, token, ctx = _stack(url, admin_token)
     with ctx, AdminClient(base, token, timeout_s=600) as ehc, \
             AdminClient(essc_url or base, token, timeout_s=600) as essc:
         try:
             remaining, _ = todo(essc)
+            if not all_holders:
+                console.print(f"{remaining} e-SSC holder(s) without a bound EHC; "
+                              "'ehc fuse' opens and binds them")
+                return
             with Progress(console=console) as bar:
                 task = bar.add_task("opening and binding", total=remaining)
                 refused: list[dict[str, str]] = []
-                totals = fuse_all(ehc, essc, page=page, workers=workers,
+                totals = fuse_all(ehc, essc, page=page, workers=in_flight,
                                   progress=lambda n: bar.advance(task, n), refusals=refused)
         except (SdkError, httpx.HTTPError) as exc:
             _fail(f"{_explain(exc)} (run again to resume)")
@@ -192,7 +213,7 @@ def reconcile_bindings(url: str | None = URL, admin_token: str | None = TOKEN) -
 
 @reconcile.command("settlements")
 def reconcile_settlements(
-    day: str = typer.Option(..., "--date", help="the UTC day, YYYY-MM-DD"),
+    day: str | None = DAY_OPTION,
     url: str | None = URL,
     ehc_url: str | None = typer.Option(None, help="the EHC system, when it runs apart"),
     admin_token: str | None = TOKEN,
@@ -201,14 +222,9 @@ def reconcile_settlements(
     split, the payment gateway's statement against the cash parts, the usage record each
     committed visit leaves on the e-SSC side, and (for bound cards) that it reached the
     EHC side. Exit 0 when clean, 1 with the differences listed."""
-    from datetime import date
-
     from .sdk import AdminClient, SdkError
 
-    try:
-        date.fromisoformat(day)
-    except ValueError:
-        _fail(f"--date {day!r} is not a day (YYYY-MM-DD)")
+    day = _day(day)
     base, token, ctx = _stack(url, admin_token)
     with ctx, AdminClient(base, token, timeout_s=600) as admin, \
             AdminClient(ehc_url or base, token, timeout_s=600) as ehc:
@@ -277,7 +293,7 @@ app.add_typer(audit, name="audit")
 
 @audit.command("verify")
 def audit_verify(
-    day: str = typer.Option(..., "--date", help="the day (China Standard Time), YYYY-MM-DD"),
+    day: str | None = DAY_OPTION,
     url: str | None = URL,
     essc_url: str | None = typer.Option(None, help="the e-SSC system, when apart"),
     admin_token: str | None = TOKEN,
@@ -287,14 +303,9 @@ def audit_verify(
     own file and the other system's copy), and report every row edited, deleted or
     inserted, a cut-off tail and a rolled-back head. Exit 0 when every chain holds, 1
     otherwise."""
-    from datetime import date
-
     from .sdk import AdminClient, SdkError
 
-    try:
-        date.fromisoformat(day)
-    except ValueError:
-        _fail(f"--date {day!r} is not a day (YYYY-MM-DD)")
+    day = _day(day)
     base, token, ctx = _stack(url, admin_token)
     clean = True
     with ctx, AdminClient(base, token, timeout_s=600) as ehc, \

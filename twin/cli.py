@@ -21,6 +21,20 @@ app.add_typer(report_app)
 console = Console()
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"ehc-twin {version('ehc-twin')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(_: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print the version and exit")) -> None:
+    """ehc-twin: card network, hospital twin, load tests."""
+
+
 @app.command()
 def demo(
     var_dir: Path = typer.Option(Path("var"), help="where the demo keeps its databases"),

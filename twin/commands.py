@@ -454,7 +454,7 @@ def sweep(
     adoption: str = typer.Option("0,0.2,0.4,0.6,0.8,1", help="comma-separated shares"),
     kiosks: str | None = typer.Option(None, help="comma-separated kiosk counts "
                                       "(default: the scenario's)"),
-    replications: int = typer.Option(3, "--replications", "-r", min=2),
+    replications: int = typer.Option(3, "--replications", "-r", min=1),
     seed: int | None = typer.Option(None),
     workers: int = typer.Option(1, min=1, max=64),
     out: Path | None = typer.Option(None, help="output folder (default: "
@@ -497,7 +497,7 @@ def sweep(
 @app.command()
 def sensitivity(
     scenario: Path = typer.Argument(..., help="hospital scenario YAML (adoption above 0)"),
-    replications: int = typer.Option(3, "--replications", "-r", min=2),
+    replications: int = typer.Option(3, "--replications", "-r", min=1),
     seed: int | None = typer.Option(None),
     workers: int = typer.Option(1, min=1, max=64),
     force: bool = FORCE,

@@ -3,7 +3,7 @@ naive UTC the stores keep (one form on SQLite and PostgreSQL alike)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from .errors import BadRequest, Invalid
 
@@ -23,6 +23,17 @@ def read_cst_time(digits: str) -> datetime | None:
                         int(digits[10:12]), int(digits[12:14]), tzinfo=CST)
     except ValueError:
         return None
+
+
+def cst_day_span(day: date) -> tuple[datetime, datetime]:
+    """A China Standard Time calendar day as the naive UTC interval [start, end) the
+    stores' timestamps are compared with (16:00 UTC the day before to 16:00 UTC)."""
+    start = datetime(day.year, day.month, day.day, tzinfo=CST).astimezone(UTC)
+    return start.replace(tzinfo=None), (start + timedelta(days=1)).replace(tzinfo=None)
+
+
+def cst_today() -> date:
+    return datetime.now(CST).date()
 
 
 def cst_day() -> str:

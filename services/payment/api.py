@@ -41,7 +41,8 @@ def refund(gw: PaymentGateway, order_id: str) -> dict:
 
 
 @router.get("/statements", response_model=list[Payment], tags=["peer"], dependencies=[Peer],
-            summary="Every payment created on a UTC day", responses=error_responses(*PEER, INVALID))
+            summary="Every payment created on a China Standard Time day",
+            responses=error_responses(*PEER, INVALID))
 def statement(gw: PaymentGateway,
               day: Annotated[str, Query(alias="date", pattern=DAY)]) -> list[dict]:
     return gw.on_day(parse_day(day).isoformat())

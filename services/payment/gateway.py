@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..common.cst import utc_now
+from ..common.cst import cst_day_span, utc_now
 from ..common.errors import Conflict, Invalid, NotFound
 from .tables import payments
 
@@ -125,11 +125,10 @@ class Gateway:
         return [d[0] for d in due]
 
     def on_day(self, day: str) -> list[dict[str, Any]]:
-        """Every payment created on a UTC day (the merchant's statement)."""
+        """Every payment created on a China Standard Time day (the merchant's statement)."""
         self.resolve_due()
-        start = datetime.fromisoformat(day)
+        start, end = cst_day_span(date.fromisoformat(day))
         with self.engine.connect() as conn:
             rows = conn.execute(select(payments).where(
-                payments.c.created_at >= start,
-                payments.c.created_at < start + timedelta(days=1))).all()
+                payments.c.created_at >= start, payments.c.created_at < end)).all()
         return [self.view(r) for r in rows]

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.audit import append
-from ..common.cst import CST, cst_day, utc_now
+from ..common.cst import CST, cst_day, cst_day_span, utc_now
 from ..common.errors import Conflict, Gone, Invalid, NotFound, ServiceError, Unavailable
 from ..common.money import check_visit
 from ..common.peer import PeerUnavailable
@@ -402,12 +402,11 @@ class Settlements:
                 s.settlement_id == sid, s.state == row.state).values(**values))
 
     def created_on(self, day: date) -> Sequence[Any]:
-        """The settlements made on a UTC day."""
-        start = datetime(day.year, day.month, day.day)
+        """The settlements made on a China Standard Time day."""
+        start, end = cst_day_span(day)
         with self.engine.connect() as conn:
             return conn.execute(select(settlements).where(
-                settlements.c.created_at >= start,
-                settlements.c.created_at < start + timedelta(days=1))).all()
+                settlements.c.created_at >= start, settlements.c.created_at < end)).all()
 
 
 def _state_conflict(state: str, action: str) -> Conflict:

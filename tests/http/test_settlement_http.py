@@ -11,12 +11,13 @@ import sys
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 import pytest
 from sqlalchemy import delete, select
 
+from services.common.cst import CST
 from services.sdk import ResidentClient, SdkError, TerminalClient
 from services.socialcard.tables import ledger, settlements
 
@@ -27,7 +28,7 @@ ITEMS = [{"code": "consultation", "category": "A", "amount_fen": 5_000},
 
 
 def today() -> str:
-    return datetime.now(UTC).date().isoformat()
+    return datetime.now(CST).date().isoformat()
 
 
 @pytest.fixture(autouse=True)

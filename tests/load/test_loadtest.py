@@ -128,11 +128,11 @@ def test_a_run_in_the_demand_curves_mix(tmp_path: Path) -> None:
 
 def test_bad_options_are_refused_cleanly(tmp_path: Path) -> None:
     res = ehc_loadtest(tmp_path / "x", "--shape", "demand")
-    assert res.returncode == 2 and "needs --demand-csv" in res.stdout
+    assert res.returncode == 2 and "needs --demand-csv" in res.stderr
     res = ehc_loadtest(tmp_path / "x", "--shape", "zigzag")
-    assert res.returncode == 2 and "unknown shape" in res.stdout
+    assert res.returncode == 2 and "unknown shape" in res.stderr
     res = ehc_loadtest(tmp_path / "x", "--mix", "demand")
-    assert res.returncode == 2 and "--mix" in res.stdout
+    assert res.returncode == 2 and "--mix" in res.stderr
 
 
 @pytest.mark.slow

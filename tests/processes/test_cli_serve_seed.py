@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
+from services.common.cst import CST
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.sdk import ChannelClient, TerminalClient
@@ -80,9 +81,9 @@ def _ehc(env: dict, *args: str) -> subprocess.CompletedProcess:
 def _fusion_commands(env: dict, url: str, token: str, insured: int) -> None:
     """`ehc fuse --all`, `ehc reconcile bindings` and `ehc sync` against the server."""
     remote = ("--url", url, "--admin-token", token)
-    res = _ehc(env, "fuse", *remote)
-    assert res.returncode == 2 and "--all" in res.stdout + res.stderr
-    res = _ehc(env, "fuse", "--all", *remote)
+    res = _ehc(env, "fuse", "--dry-run", *remote)
+    assert res.returncode == 0 and f"{insured} e-SSC holder(s)" in res.stdout, res.stdout
+    res = _ehc(env, "fuse", *remote)  # --all is the default
     assert res.returncode == 0, res.stderr
     assert f"holders {insured}" in res.stdout and f"bound {insured}" in res.stdout
     assert "opened 0" in res.stdout  # every seeded resident had an EHC already
@@ -94,9 +95,11 @@ def _fusion_commands(env: dict, url: str, token: str, insured: int) -> None:
     assert res.returncode == 0 and "usage records shared" in res.stdout, res.stdout
     res = _ehc(env, "reconcile", "bindings", "--url", "http://127.0.0.1:9", "--admin-token",
                token)
-    assert res.returncode == 2 and "error" in res.stdout and "Traceback" not in res.stderr
-    day = datetime.now(UTC).date().isoformat()
+    assert res.returncode == 2 and "error" in res.stderr and "Traceback" not in res.stderr
+    day = datetime.now(CST).date().isoformat()
     res = _ehc(env, "reconcile", "settlements", "--date", day, *remote)
     assert res.returncode == 0 and "0 settlements" in res.stdout and "clean" in res.stdout
+    res = _ehc(env, "reconcile", "settlements", *remote)  # today in China by default
+    assert res.returncode == 0 and f"{day}: 0 settlements" in res.stdout, res.stdout
     res = _ehc(env, "reconcile", "settlements", "--date", "2026-02-30", *remote)
-    assert res.returncode == 2 and "not a day" in res.stdout, res.stdout
+    assert res.returncode == 2 and "not a day" in res.stderr, res.stderr

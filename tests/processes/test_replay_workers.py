@@ -175,7 +175,7 @@ def test_ehc_credentials_commands(deployment: Deployment) -> None:
     assert d.app.card(d.card_id)["card_id"] == d.card_id
     bad = subprocess.run([*run, "disable", "app_0000000000000000", *token],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "CREDENTIAL_NOT_FOUND" in bad.stdout
+    assert bad.returncode == 2 and "CREDENTIAL_NOT_FOUND" in bad.stderr
     assert "Traceback" not in bad.stdout + bad.stderr
 
 

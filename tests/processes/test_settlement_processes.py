@@ -14,12 +14,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from services.common.cst import CST
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.sdk import (
@@ -104,7 +105,7 @@ def hospital(stack: Stack):
 
 
 def _today() -> str:
-    return datetime.now(UTC).date().isoformat()
+    return datetime.now(CST).date().isoformat()
 
 
 def _wait_closed(admin: AdminClient, timeout_s: float = 20) -> dict:

@@ -64,7 +64,7 @@ def test_cli_writes_table_and_plot(tmp_path: Path) -> None:
     base = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "sensitivity",
                            str(ROOT / "scenarios" / "tertiary_baseline.yaml")],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert base.returncode == 2 and "adoption 0" in base.stdout
+    assert base.returncode == 2 and "adoption 0" in base.stderr
 
 
 def test_a_bad_value_in_a_scenario_is_still_a_scenario_error(tmp_path: Path) -> None:
