@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -131,9 +132,10 @@ def build_app(settings: Settings | None = None,
     configure_logging(settings.log_level)
     master = master_key(settings)
     cipher = field_cipher(master)
-    app = FastAPI(title="ehc-twin card network", version=package_version(),
-                  description=DESCRIPTION,
-                  lifespan=_lifespan)
+    # Swagger UI and ReDoc from files shipped in the package: /docs works offline and on
+    # a hospital intranet (FastAPI's own pages load them from a CDN)
+    app = FastAPIOffline(title="ehc-twin card network", version=package_version(),
+                         description=DESCRIPTION, lifespan=_lifespan)
     install_error_handlers(app)
     # what the routes' dependencies read (services.common.auth, each system's deps.py)
     app.state.admin_token = deployment_secret(settings, "admin_token")

@@ -34,9 +34,36 @@ def serve(
 
     # tables, keys and secrets made once, before any worker starts (they would race for
     # them); a store that cannot be opened stops here with one line, not in every worker
-    open_or_exit(get_settings(), [s.strip() for s in systems.split(",") if s.strip()])
+    names = [s.strip() for s in systems.split(",") if s.strip()]
+    built = open_or_exit(get_settings(), names)
+    console.print(serve_banner(get_settings(), names, host, port, workers,
+                               built.version), highlight=False, soft_wrap=True)
     uvicorn.run("services.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=False)
+
+
+def serve_banner(settings, systems: list[str], host: str, port: int, workers: int,
+                 version: str) -> str:
+    """What a person starting the server needs: where it answers, where its docs and
+    the resident's page are, where the admin token is kept, how to seed it."""
+    from .common.db import redacted
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{port}"
+    store = redacted(settings.database_url) if settings.database_url \
+        else f"SQLite files in {settings.var_dir}/"
+    token = ("EHC_ADMIN_TOKEN (set in this environment)" if settings.admin_token else
+             f"'admin_token' in {settings.var_dir / 'dev-secrets.json'} (mode 0600)")
+    lines = [f"ehc-twin {version}: {', '.join(systems)} ({workers} worker(s))",
+             f"  API        {url}",
+             f"  API docs   {url}/docs (Swagger UI) and {url}/redoc, served offline",
+             f"  health     {url}/healthz (liveness), {url}/readyz (every store)"]
+    if "channel" in systems:
+        lines.append(f"  H5 page    {url}/channel/ (the resident's unified entry)")
+    lines += [f"  store      {store}",
+              f"  admin      token: {token}",
+              f"  seed it    ehc seed --url {url} --admin-token <token>   (Ctrl-C stops)"]
+    return "\n".join(lines)
 
 
 @app.command()

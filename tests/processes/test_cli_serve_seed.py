@@ -31,7 +31,7 @@ def test_serve_then_seed_then_verify(tmp_path: Path) -> None:
     env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING"}
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "twin.cli", "serve", "--port", str(port)],
-                              env=env)
+                              env=env, stdout=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -40,6 +40,12 @@ def test_serve_then_seed_then_verify(tmp_path: Path) -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.05)
+        banner = ""
+        while server.stdout and "seed it" not in banner:  # the banner's last line
+            banner += server.stdout.readline()
+        for shown in (url, f"{url}/docs", f"{url}/channel/", "admin_token",
+                      str(var / "dev-secrets.json"), f"ehc seed --url {url}"):
+            assert shown in banner, (shown, banner)
         assert httpx.get(url + "/docs").status_code == 200
         spec = httpx.get(url + "/openapi.json").json()
         assert "/ehc/v1/qrcodes/verify" in spec["paths"]
