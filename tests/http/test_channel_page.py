@@ -98,10 +98,54 @@ def test_resident_claims_binds_and_shows_the_fused_code(live, tmp_path: Path) ->
         other.fill("#otp", "123456")
         other.click("#login-btn")
         other.wait_for_function("document.getElementById('error').textContent !== ''")
-        assert (other.text_content("#error") or "").startswith("LOGIN_REFUSED")
+        # a sentence for people, not the server's code (kept in data-code for support)
+        message = other.text_content("#error") or ""
+        assert "code is not right" in message and "LOGIN_REFUSED" not in message
+        assert other.get_attribute("#error", "data-code") == "LOGIN_REFUSED"
         browser.close()
     assert (tmp_path / "channel.png").stat().st_size > 5_000
     answer = world.term_a.verify(shown)
     assert answer["code_kind"] == "fused" and answer["partial"] is False
     assert answer["name"] == person.name and answer["essc"]["ec_token"]
     assert answer["essc"]["region"] == answer["essc"]["ec_token"][:6]
+
+
+def test_the_page_speaks_to_people(live, tmp_path: Path) -> None:
+    """A malformed ID number and someone without insurance get sentences, not codes; the
+    page names its CJK font, labels every field and announces its errors."""
+    from playwright.sync_api import sync_playwright
+
+    from services.sdk import generate_residents
+
+    stack, world = live
+    uninsured = next(iter(generate_residents(1, seed=4242)))
+    world.admin.add_residents([{"id_type": "01", "id_number": uninsured.id_number,
+                                "name": uninsured.name, "phone": uninsured.phone}])
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 420, "height": 900})
+        page.goto(f"{stack.url}/channel/")
+        style = page.evaluate("getComputedStyle(document.body).fontFamily")
+        assert "Noto Sans CJK SC" in style
+        assert page.get_attribute("#error", "role") == "alert"
+        for field in ("#id-number", "#name", "#otp", "#grant-app"):  # inside their labels
+            assert page.evaluate(f"document.querySelector('{field}').labels.length") == 1
+        page.fill("#id-number", "33010619900101123")  # 17 characters
+        page.fill("#name", uninsured.name)
+        page.click("#send-btn")
+        page.wait_for_function("document.getElementById('error').textContent !== ''")
+        assert "ID number" in (page.text_content("#error") or "")
+        assert not any(c in (page.text_content("#error") or "") for c in ("INVALID", "_"))
+        page.fill("#id-number", uninsured.id_number)
+        page.click("#send-btn")
+        page.wait_for_selector("#otp-step:not(.hidden)")
+        page.fill("#otp", world.admin.login_code(uninsured.phone))
+        page.click("#login-btn")
+        page.wait_for_selector("#cards:not(.hidden)")
+        page.click("#claim-btn")
+        page.wait_for_selector("#no-essc:not(.hidden)")
+        assert "no medical insurance card" in (page.text_content("#no-essc") or "")
+        assert page.is_hidden("#bind-btn") and page.text_content("#error") == ""
+        page.screenshot(path=str(tmp_path / "uninsured.png"))
+        browser.close()
