@@ -154,6 +154,10 @@ def run(
     url: str | None = typer.Option(None, help="with --cosim: a running stack"),
     admin_token: str | None = typer.Option(None, envvar="EHC_ADMIN_TOKEN",
                                            help="with --cosim --url: its admin token"),
+    real_delays: bool = typer.Option(False, help="with --cosim: make the stack sleep a "
+                                     "'slow' fault's delay on every call (costs that "
+                                     "much wall-clock time per call; default: the delay "
+                                     "is added to each call's simulated time)"),
 ) -> None:
     """Simulate a hospital day R times; write tidy results and print KPIs with 95% CIs.
     With --cosim, one day whose online patients run through the real card stack."""
@@ -167,7 +171,7 @@ def run(
         sc = scale_hospital(sc, visits)
     if cosim:
         _cosim(sc, url, admin_token,
-               _out_dir(out, Path("results/twin") / f"{sc.name}-cosim", force))
+               _out_dir(out, Path("results/twin") / f"{sc.name}-cosim", force), real_delays)
         return
     if url:
         raise typer.BadParameter("--url is for --cosim")
@@ -194,7 +198,8 @@ def run(
     console.print(f"wrote {len(files)} files to {out}")
 
 
-def _cosim(sc: Scenario, url: str | None, admin_token: str | None, out: Path) -> None:
+def _cosim(sc: Scenario, url: str | None, admin_token: str | None, out: Path,
+           real_delays: bool = False) -> None:
     import contextlib
 
     from twin.experiments.cosim import run_cosim
@@ -216,7 +221,7 @@ def _cosim(sc: Scenario, url: str | None, admin_token: str | None, out: Path) ->
         base, token = stack.url, stack.admin_token
     with stack, _progress() as bar:
         task = bar.add_task("seeding real cards", total=None)
-        res = run_cosim(sc, base, token, out, lambda n: bar.advance(task, n))
+        res = run_cosim(sc, base, token, out, lambda n: bar.advance(task, n), real_delays)
     c = res["check"]
     where = f"the stack at {url}" if url else "an in-process stack"
     console.print(f"co-simulated {sc.name} against {where}: {res['online_patients']} "

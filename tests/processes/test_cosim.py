@@ -64,7 +64,7 @@ def test_real_faults_make_patients_fall_back_and_records_still_match(tmp_path: P
     stack = start_in_thread(make_test_settings(tmp_path / "var",
                                                rate_limit_terminal_per_s=0))
     try:
-        out = run_cosim(sc, stack.url, stack.admin_token, tmp_path / "out")
+        out = run_cosim(sc, stack.url, stack.admin_token, tmp_path / "out", real_delays=True)
     finally:
         stack.stop()
     c = out["check"]
@@ -113,3 +113,29 @@ def test_scripted_outage_blows_up_window_queues_and_recovers(tmp_path: Path) -> 
     assert set(queues.run) == {"outage", "no fault"}
     assert (tmp_path / "o" / "outage.png").stat().st_size > 10_000
     assert "back to normal" in res.stdout
+
+
+def test_a_slow_fault_is_simulated_time_unless_real_delays_are_asked() -> None:
+    """The README's outage scenario is slow (3 s a call) for an hour: by default the
+    delay is added to each call's time in the model and the stack never sleeps it."""
+    from twin.experiments.cosim import LiveNetwork
+
+    class Drill:
+        def __init__(self) -> None:
+            self.calls: list[tuple] = []
+
+        def set_faults(self, delay_ms: int = 0, unavailable: bool = False,
+                       system: str = "ehc") -> None:
+            self.calls.append((system, delay_ms, unavailable))
+
+    faults = load_scenario(Path("scenarios/small_clinic_outage.yaml")).faults
+    for real, slept in ((False, 0), (True, 3000)):
+        net = LiveNetwork("http://127.0.0.1:9", "token", faults, real_delays=real)
+        drill = Drill()  # the drill calls, recorded
+        net.admin = drill  # type: ignore[assignment]
+        net._faults_at(11 * 60 + 30)  # in the slow hour
+        assert [d for _, d, _ in drill.calls] == ([slept, slept] if real else [])
+        assert net._minutes(0.0) - (0.0 if real else 3000 / 60_000) >= 0
+        assert net.delay_min == pytest.approx(0.05)
+        net._faults_at(10 * 60 + 30)  # in the down hour: the stack refuses for real
+        assert ("ehc", 0, True) in drill.calls

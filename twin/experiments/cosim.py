@@ -72,8 +72,13 @@ class Ledger:
 
 class LiveNetwork(Network):
     def __init__(self, url: str, admin_token: str, faults: list[Fault],
-                 institution: str | None = None) -> None:
+                 institution: str | None = None, real_delays: bool = False) -> None:
+        """A 'slow' fault's delay is added to each call's simulated time; the stack is
+        made to sleep it for real only with ``real_delays`` (it costs wall-clock time on
+        every call: 3 s x thousands of calls). 'down' faults always go to the stack."""
         super().__init__()
+        self.real_delays = real_delays
+        self.delay_min = 0.0  # the simulated delay of the calls made now
         self.url = url
         self.admin = AdminClient(url, admin_token, timeout_s=60)
         self.faults = faults
@@ -120,7 +125,11 @@ class LiveNetwork(Network):
     def _faults_at(self, now: float) -> None:
         """Set the stack's outage drill to what the scenario says for ``now``."""
         ehc = essc = (0, False)
+        self.delay_min = max([f.delay_ms / 60_000 for f in active(self.faults, now)
+                              if f.mode == "slow" and f.target == "card_network"] or [0.0])
         for f in active(self.faults, now):
+            if f.mode == "slow" and not self.real_delays:
+                continue  # simulated: added to the call's time (see _minutes), not slept
             state = (f.delay_ms, False) if f.mode == "slow" else (0, True)
             essc = (max(essc[0], state[0]), essc[1] or state[1])
             if f.target == "card_network":
@@ -130,6 +139,11 @@ class LiveNetwork(Network):
             self.admin.set_faults(*ehc, system="ehc")
             self.admin.set_faults(*essc, system="essc")
             self._state = wanted
+
+    def _minutes(self, t0: float) -> float:
+        """The call's time in the model: measured, plus a slow fault's simulated delay
+        (unless the stack slept it for real)."""
+        return _minutes(t0, self.done) + (0.0 if self.real_delays else self.delay_min)
 
     def close(self) -> None:
         if self._state != ((0, False), (0, False)):
@@ -144,10 +158,10 @@ class LiveNetwork(Network):
         try:
             answer = self.terms[step].verify(self._code(pid), step=SCAN_STEPS[step])
             self.done.verify_ok(SCAN_STEPS[step])
-            out = Outcome(True, _minutes(t0, self.done), bool(answer.get("partial")))
+            out = Outcome(True, self._minutes(t0), bool(answer.get("partial")))
         except (SdkError, httpx.HTTPError) as exc:
             self.done.refused(getattr(exc, "code", type(exc).__name__))
-            out = Outcome(False, _minutes(t0, self.done))
+            out = Outcome(False, self._minutes(t0))
         return self.log.scan(out)
 
     def _code(self, pid: int) -> str:
@@ -171,17 +185,17 @@ class LiveNetwork(Network):
             token = (answer.get("essc") or {}).get("ec_token")
             if not token:
                 self.done.refused("PARTIAL_NO_VOUCHER")
-                return self.log.pay(Outcome(False, _minutes(t0, self.done)))
+                return self.log.pay(Outcome(False, self._minutes(t0)))
             sid = term.upload_fees(token, FEES)["settlement_id"]
             state = term.settle(sid)["state"]
         except (SdkError, httpx.HTTPError) as exc:
             self.done.refused(getattr(exc, "code", type(exc).__name__))
-            return self.log.pay(Outcome(False, _minutes(t0, self.done)))
+            return self.log.pay(Outcome(False, self._minutes(t0)))
         if state != "settled":  # fail closed: not known to be paid, pay at a window
             self.done.refused(f"SETTLEMENT_{state.upper()}")
-            return self.log.pay(Outcome(False, _minutes(t0, self.done)))
+            return self.log.pay(Outcome(False, self._minutes(t0)))
         self.done.settled += 1
-        return self.log.pay(Outcome(True, _minutes(t0, self.done)))
+        return self.log.pay(Outcome(True, self._minutes(t0)))
 
     # ------------------------------------------------------------------ the check
     def check(self) -> dict[str, Any]:
@@ -229,11 +243,11 @@ def _minutes(t0: float, ledger: Ledger) -> float:
 
 
 def run_cosim(sc: Scenario, url: str, admin_token: str, out: Path,
-              progress=None) -> dict[str, Any]:
+              progress=None, real_delays: bool = False) -> dict[str, Any]:
     """One co-simulated day (replication 0) against the stack at ``url``; with faults,
     also the same day without them (no stack) for the outage comparison."""
     out.mkdir(parents=True, exist_ok=True)
-    live = LiveNetwork(url, admin_token, sc.faults)
+    live = LiveNetwork(url, admin_token, sc.faults, real_delays=real_delays)
     day = HospitalDay(sc, 0, network=live)
     seeded = live.seed(day, progress)
     t0 = time.perf_counter()
