@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# setuptools warns that a flat layout's folders could shadow the package: they are the
+	@# package (an editable install of this checkout), so the warning is silenced
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
 ## run: the main job: the card network end to end, then the hospital twin

@@ -49,6 +49,19 @@ def demo(
 
     run_demo(var_dir, residents, console)
     twin_demo(console, replications=replications, workers=workers)
+    console.print(NEXT_STEPS, highlight=False, soft_wrap=True)
+
+
+NEXT_STEPS = """
+[bold]What to try next[/] (the guides are in docs/: planners.md, engineers.md, analysts.md)
+  # planners: one hospital with 60 % card users, then the 11 cities
+  ehc twin run scenarios/tertiary_adoption_60.yaml
+  ehc twin province scenarios/province/zhejiang.yaml --workers 2
+  # engineers: the card network that stays up (docs at /docs, the H5 page at /channel/)
+  ehc serve
+  make loadtest
+  # analysts: the notebooks, executed, in results/reports/index.html
+  make report"""
 
 
 def main() -> None:

@@ -30,8 +30,9 @@ def run_demo(var_dir: Path, residents: int = 220, console: Console | None = None
     shutil.rmtree(demo_dir, ignore_errors=True)
     settings = Settings(var_dir=demo_dir, log_level="WARNING")
     with start_in_thread(settings) as stack:
-        console.print(f"[bold]Card network[/] up at {stack.url} "
-                      f"(SQLite under {demo_dir}, hardened dynamic codes)")
+        console.print(f"[bold]Card network[/] started for this demo, in this process "
+                      f"(SQLite under {demo_dir}, hardened dynamic codes; it stops with "
+                      "the demo: 'ehc serve' runs one that stays)")
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("issuing cards", total=residents)
             seed = seed_stack(stack.url, stack.admin_token, residents,

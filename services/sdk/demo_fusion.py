@@ -45,7 +45,7 @@ def run_fusion(url: str, admin: AdminClient, seed: dict[str, Any], console: Cons
         admin.set_faults(unavailable=True)
         degraded = term.verify(resident.code()["qr_text"])
         admin.set_faults()
-    table = Table(title=f"One resident, one code (unified entry at {url}/channel/)")
+    table = Table(title="One resident, one code (through the unified entry, /channel/)")
     table.add_column("step")
     table.add_column("what the network answered")
     table.add_row("log in (SMS code), claim, bind",

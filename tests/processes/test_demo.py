@@ -29,3 +29,6 @@ def test_demo_runs_the_network_and_the_twin(tmp_path: Path) -> None:
         assert refusal in out, refusal
     assert (tmp_path / "results" / "twin" / "demo" / "visit_time_ecdf.png").stat().st_size \
         > 10_000
+    # it ends with what to try next, and names no address of the server it stopped
+    assert out.rstrip().endswith("make report") and "What to try next" in out
+    assert "http://127.0.0.1:" not in out
