@@ -47,6 +47,26 @@ def test_every_notebook_executes_with_its_figures(reports) -> None:
 
 
 @pytest.mark.slow
+def test_reports_speak_plainly(reports) -> None:
+    """A summary paragraph first, a quick-run banner on small runs, no paper comparison
+    for a test province, human column headings without an index column, no warnings."""
+    out, _ = reports
+    for name in NOTEBOOKS:
+        page = (out / f"{name}.html").read_text()
+        assert "Summary." in page and "Quick run, not for decisions" in page, name
+        assert page.index("Summary.") < page.index("<h2"), name  # the summary comes first
+        nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
+        streams = [o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []) if o.output_type == "stream"]
+        assert not [s for s in streams if "Warning" in s or "warning" in s], (name, streams)
+    province = (out / "province_rollout.html").read_text()
+    assert "Not compared: the paper's figures are for Zhejiang" in province
+    assert "Zhejiang's 11 cities</h1>" not in province
+    assert "minutes saved per visit" in province and "visits_per_day" not in province
+    assert "days saved a year" in province
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed "
                     "(Debian: apt-get install chromium); .ci/run installs it")
 def test_reports_open_in_a_browser(reports, tmp_path: Path) -> None:
