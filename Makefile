@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint clean loadtest report fuzz
+.PHONY: run test bench lint clean loadtest report fuzz docs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_fusion
 	$(BIN)/python -m bench.bench_settlement
 	$(BIN)/python -m bench.bench_cosim
+
+## docs: the reference pages from the code, then the site (strict, offline) in results/site
+docs: $(STAMP)
+	$(BIN)/python docs/make_reference.py
+	$(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

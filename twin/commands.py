@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
@@ -351,7 +352,7 @@ def params(
         for name, field in type(model).model_fields.items():
             value = getattr(model, name)
             key = f"{prefix}{name}"
-            if hasattr(value, "model_fields") and not hasattr(value, "dist"):
+            if isinstance(value, BaseModel) and not hasattr(value, "dist"):
                 walk(value, key + ".")
             else:
                 shown = render(value, field_type(field))
@@ -564,8 +565,8 @@ def calibrate(
     check_only: bool = typer.Option(False, "--check", help="no fitting: the scenario as it "
                                     "is, against every target"),
 ) -> None:
-    """Fit the baseline's windows and consulting rooms to the measured waits (DOMAIN.md
-    s.5), then print every target beside the model (mean, 95 % CI, band): the fitted
+    """Fit the baseline's windows and consulting rooms to the measured waits
+    (docs/sources.md), then print every target beside the model (mean, 95 % CI, band): the fitted
     ones, and the "after" figures and the paper's 20 minutes, reported, never fitted."""
     from datetime import date
 
@@ -586,7 +587,7 @@ def calibrate(
             console.print(f"wrote the fitted staffing into {scenario}")
     with console.status("checking every target"):
         checks = validate(sc, replications, workers)
-    table = Table(title=f"{sc.name}: targets (DOMAIN.md s.5) beside the model, "
+    table = Table(title=f"{sc.name}: targets (docs/sources.md) beside the model, "
                         f"{replications} replications")
     for c in ("target", "measured", "band", "model", "95 % CI", "kind", "within"):
         table.add_column(c, justify="left" if c in ("target", "kind") else "right")

@@ -25,7 +25,7 @@ metadata = MetaData()
 (caller_registry, bindings, binding_batches, system_keys, audit_heads, shared_usage,
  sync_cursors, received_seals) = shared_tables(metadata)
 
-# 1 normal, 2 reported lost, 3 cancelled, 4 card confirmed, 5 not issued (DOMAIN.md s.2)
+# 1 normal, 2 reported lost, 3 cancelled, 4 card confirmed, 5 not issued (docs/sources.md)
 cards = Table(
     "cards",
     metadata,

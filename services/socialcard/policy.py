@@ -1,7 +1,7 @@
 """Outpatient insurance policies as data, and the split of a visit's fees into the pooled
 fund (统筹基金), the personal account (个人账户) and cash (个人现金), in integer fen.
 
-The split, for a visit of total T (DOMAIN.md s.4):
+The split, for a visit of total T (docs/sources.md):
 - category C items (全自费) are the patient's own; of category B items the patient first
   pays ``b_self_permille`` (乙类先行自付, rounded up to the fen); the rest is *eligible*;
 - of the eligible amount the patient pays what is left of the year's deductible (起付线);

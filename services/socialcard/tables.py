@@ -25,7 +25,7 @@ metadata = MetaData()
  sync_cursors, received_seals) = shared_tables(metadata)
 
 # an insured person and their e-SSC card (one card per person here); e-SSC states
-# (DOMAIN.md s.2): 0 not enabled, 1 normal, 2 lost, 7 void, 8 pre-lost, 9 cancelled
+# (docs/sources.md): 0 not enabled, 1 normal, 2 lost, 7 void, 8 pre-lost, 9 cancelled
 insured = Table(
     "insured",
     metadata,

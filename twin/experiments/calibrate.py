@@ -1,4 +1,4 @@
-"""Calibration of a baseline to measured waits (DOMAIN.md s.5), and the validation the
+"""Calibration of a baseline to measured waits (docs/sources.md), and the validation the
 fitted model is then held to.
 
 Fitted (the inputs nobody measured for us: how many windows and consulting rooms a
@@ -46,19 +46,19 @@ class Target:
 
 BEFORE = {
     "window_wait": Target("average window wait, all traditional (min)", 8.26, 1.5,
-                          "Zhejiang big-city hospitals, about 2019 (DOMAIN.md s.5)", True),
+                          "Zhejiang big-city hospitals, about 2019 (docs/sources.md)", True),
     "wait_doctor": Target("doctor wait of a walk-in, before precise slots (min)", 18.5, 3.0,
-                          "precise appointment slots study (DOMAIN.md s.5)", True),
+                          "precise appointment slots study (docs/sources.md)", True),
     "consult_median": Target("consultation median (min)", 10.0, 1.0,
-                             "Lancet 2018, 136 hospitals (DOMAIN.md s.5)", False),
+                             "Lancet 2018, 136 hospitals (docs/sources.md)", False),
 }
 AFTER = {
     "window_wait": Target("average window wait after the change (min)", 2.61, 2.0,
-                          "Zhejiang big-city hospitals, about 2020 (DOMAIN.md s.5)", False),
+                          "Zhejiang big-city hospitals, about 2020 (docs/sources.md)", False),
     "wait_doctor_online": Target("doctor wait with precise slots (min)", 10.1, 4.0,
-                                 "precise appointment slots study (DOMAIN.md s.5)", False),
+                                 "precise appointment slots study (docs/sources.md)", False),
     "pharmacy_change": Target("pharmacy wait change (min)", -8.7, 5.0,
-                              "Fujian provincial hospital (DOMAIN.md s.5)", False),
+                              "Fujian provincial hospital (docs/sources.md)", False),
     "time_saved": Target("time saved per shown visit (min)", 20.0, 10.0,
                          "the paper's 'nearly 20 minutes' (seed), province-wide", False),
 }
@@ -188,7 +188,7 @@ def write_fit(path: Path, f: Fit, when: str) -> None:
         {"name": d.name, "share": d.share, "doctors": d.doctors} for d in h.departments]
     note = [f"# calibrated by `ehc twin calibrate` ({when}): windows x{f.windows:.3f} and "
             f"consulting rooms x{f.doctors:.3f}",
-            f"# of the defaults, so that the all-traditional day meets DOMAIN.md s.5: "
+            f"# of the defaults, so that the all-traditional day meets docs/sources.md: "
             f"average window wait {BEFORE['window_wait'].measured} min,",
             f"# a walk-in's doctor wait {BEFORE['wait_doctor'].measured} min (re-run the "
             "command after changing demand or service times)."]

@@ -107,7 +107,7 @@ class Money(Strict):
 
 
 class PaperFigures(Strict):
-    """What the paper states (DOMAIN.md s.1), to be compared, never fitted."""
+    """What the paper states (docs/sources.md, the paper), to be compared, never fitted."""
 
     minutes_saved_per_visit: float = 20
     days_saved_per_year: float = 3.0e6

@@ -104,7 +104,7 @@ class Department(Strict):
 
 class Demand(Strict):
     daily_visits: PerDay = Field(12000, ge=0, description="outpatient visits a day; a big "
-                              "Zhejiang tertiary hospital sees 12,000-14,000 (DOMAIN.md s.5)")
+                              "Zhejiang tertiary hospital sees 12,000-14,000 (docs/sources.md)")
     adoption: Share = Field(0.0, description="share of patients in the online fused-card "
                             "flow (scenario lever)")
     age_shares: dict[AgeGroup, Share] = Field(
@@ -221,9 +221,9 @@ class Times(Strict):
     payment_window: Dist = D("lognormal", "assumption: pricing and payment at a window",
                              median="1.3 min", sigma=0.4)
     consult_first: Dist = D(
-        "quantiles", "median 10 min, IQR 5-12 in tertiary hospitals, Lancet 2018 (DOMAIN.md "
-        "s.5), met exactly; the tails (2 min at the least, 20 at p95, 35 at the most) are an "
-        "assumption", points=[(0, "2 min"), (0.25, "5 min"), (0.5, "10 min"),
+        "quantiles", "median 10 min, IQR 5-12 in tertiary hospitals, Lancet 2018 "
+        "(docs/sources.md), met exactly; the tails (2 min at the least, 20 at p95, 35 at the "
+        "most) are an assumption", points=[(0, "2 min"), (0.25, "5 min"), (0.5, "10 min"),
                               (0.75, "12 min"), (0.95, "20 min"), (1, "35 min")])
     consult_revisit: Dist = D("lognormal", "assumption: reading results", median="4 min",
                               sigma=0.5)
@@ -325,7 +325,7 @@ class Scenario(Strict):
     replications: int = Field(10, ge=1, le=10_000)
     service_target_min: Minutes = Field(10.0, gt=0, description="the wait target service "
                                         "levels are measured against (the 10-minute policy "
-                                        "target, DOMAIN.md s.5)")
+                                        "target, docs/sources.md)")
     service_level: Share = Field(0.8, description="share of uses that must wait at most "
                                  "service_target_min: what staffing.csv sizes each station "
                                  "and hour for (assumption: a common call-centre standard)")
