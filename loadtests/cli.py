@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import typer
@@ -149,16 +148,12 @@ def capacity(
 
 
 def fresh_folder(out: Path, force: bool) -> Path:
-    """An empty folder for a run (each test needs a fresh database): an earlier run's
-    files are refused, or cleared with ``force``."""
-    if out.exists() and not out.is_dir():
-        errors.print(f"[red]--out {out} is a file, not a folder[/]")
-        raise typer.Exit(2)
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            errors.print(f"[red]--out {out} holds an earlier run's files: pass --force to "
-                         "replace them, or give another folder[/]")
-            raise typer.Exit(2)
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    """An empty folder for a run (each test needs a fresh database), or exit 2."""
+    from twin.results.folders import FolderRefused
+    from twin.results.folders import fresh_folder as folder
+
+    try:
+        return folder(out, out, force)
+    except FolderRefused as exc:
+        errors.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None

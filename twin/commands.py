@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from twin.results.folders import FolderRefused, fresh_folder
 from twin.scenario.schema import Scenario, ScenarioError, load_scenario
 from twin.scenario.units import fraction
 
@@ -43,22 +43,12 @@ FORCE = typer.Option(False, "--force", help="clear --out first when an earlier r
 
 
 def _out_dir(out: Path | None, default: Path, force: bool) -> Path:
-    """The folder a run writes to, never holding an earlier run's files beside this
-    run's: ``--out`` when it is empty (or cleared with ``--force``); without ``--out``,
-    the command's own folder under results/, replaced as a whole."""
-    if out is None:
-        out, force = default, True  # its own folder: the previous run of this command
-    if out.exists() and not out.is_dir():
-        errors.print(f"[red]--out {out} is a file, not a folder[/]")
-        raise typer.Exit(2)
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            errors.print(f"[red]--out {out} holds an earlier run's files: pass --force to "
-                         "replace them, or give another folder[/]")
-            raise typer.Exit(2)
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    """The run's folder (twin.results.folders), or exit 2 saying why not."""
+    try:
+        return fresh_folder(out, default, force)
+    except FolderRefused as exc:
+        errors.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
 
 
 def _progress() -> Progress:

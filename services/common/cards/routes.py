@@ -101,24 +101,26 @@ class SystemDependency:
         return request.app.state.systems[self.system]
 
 
+async def signed_by(request: Request, authenticate: Any) -> Any:
+    """The caller ``authenticate`` finds in a signed request; the body is read here, the
+    check (which writes the nonce to the store) runs off the event loop."""
+    body = await request.body()
+    return await run_in_threadpool(authenticate, request.headers, request.method,
+                                   request.url.path, request.url.query, body)
+
+
 class SignedApp(SystemDependency):
     """The signed channel app of a request (its body is part of the signature)."""
 
     async def __call__(self, request: Request) -> ChannelApp:
-        body = await request.body()  # then off the loop: the nonce is written to the store
-        return await run_in_threadpool(
-            self.of(request).callers.authenticate_app, request.headers, request.method,
-            request.url.path, request.url.query, body)
+        return await signed_by(request, self.of(request).callers.authenticate_app)
 
 
 class SignedTerminal(SystemDependency):
     """The signed terminal of a request."""
 
     async def __call__(self, request: Request) -> Terminal:
-        body = await request.body()  # then off the loop: the nonce is written to the store
-        return await run_in_threadpool(
-            self.of(request).callers.authenticate_terminal, request.headers, request.method,
-            request.url.path, request.url.query, body)
+        return await signed_by(request, self.of(request).callers.authenticate_terminal)
 
 
 class FaultDrill(SystemDependency):
