@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
@@ -30,12 +30,15 @@ def _load(path: Path) -> Scenario:
         raise typer.Exit(2) from None
 
 
-def _number_or_text(text: str) -> float | str:
-    """``"0.5"`` as a number, ``"50%"`` as text for the unit parser."""
-    try:
-        return float(text)
-    except ValueError:
-        return text.strip()
+def _number_or_text(text: str) -> int | float | str:
+    """``"3"`` and ``"0.5"`` as numbers, ``"50%"`` as text for the unit parser."""
+    text = text.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 FORCE = typer.Option(False, "--force", help="clear --out first when an earlier run left "
@@ -447,7 +450,13 @@ def _province_lhs(prov, base_dir: Path, month: int, samples: int, workers: int,
 @app.command()
 def sweep(
     scenario: Path = typer.Argument(..., help="hospital scenario YAML"),
-    adoption: str = typer.Option("0,0.2,0.4,0.6,0.8,1", help="comma-separated shares"),
+    set_: list[str] = typer.Option([], "--set", help="KEY=V1,V2,... : any scenario key "
+                                   "over these values, as a scenario file writes them "
+                                   "(e.g. --set resources.registration_windows=20,30 --set "
+                                   "online.slot_length='15 min,30 min'); repeat for a grid"),
+    adoption: str | None = typer.Option(None, help="comma-separated shares (0,0.5,1 or "
+                                        "0%,50%,100%); without --set the default is "
+                                        "0,0.2,0.4,0.6,0.8,1"),
     kiosks: str | None = typer.Option(None, help="comma-separated kiosk counts "
                                       "(default: the scenario's)"),
     replications: int = typer.Option(3, "--replications", "-r", min=1),
@@ -457,37 +466,65 @@ def sweep(
                                     "results/twin/sweep, replaced)"),
     force: bool = FORCE,
 ) -> None:
-    """A roll-out sweep: adoption levels x kiosk counts, time saved and queues."""
-    from twin.experiments.sweep import run_sweep
-    from twin.report.plots import sweep_plot
+    """Any what-if: every combination of the values given (the roll-out sweep of adoption
+    x kiosks by default), on the same patients, each paired with its all-traditional
+    day; sweep.csv (one row per combination), sweep_long.csv (tidy), a plot per KPI."""
+    from twin.experiments.sweep import run_grid, tidy
+    from twin.report.plots import grid_plots, sweep_plot
+    from twin.scenario.assumptions import with_value
 
     sc = _load(scenario)
+    settings: dict[str, list] = {}
     try:
-        levels = [fraction(_number_or_text(a)) for a in adoption.split(",")]
-        counts = [int(k) for k in kiosks.split(",")] if kiosks else [sc.resources.kiosks]
-    except ValueError:
-        errors.print("[red]--adoption takes shares like 0,0.5,1 or 0%,50%,100% and "
-                     "--kiosks whole numbers like 30,60[/]")
+        for item in set_:
+            key, _, listed = item.partition("=")
+            if not listed:
+                raise ValueError(f"--set {item!r}: give KEY=V1,V2,...")
+            settings[key.strip()] = [_number_or_text(v) for v in listed.split(",")]
+        if adoption is not None or not settings:
+            settings["demand.adoption"] = [
+                fraction(_number_or_text(a)) for a in (adoption or "0,0.2,0.4,0.6,0.8,1")
+                .split(",")]
+        if kiosks:
+            settings["resources.kiosks"] = [int(k) for k in kiosks.split(",")]
+        for key, given in settings.items():  # every value checked before anything runs
+            for v in given:
+                try:
+                    with_value(sc, key, v)
+                except ValidationError as exc:
+                    msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"{key} = {v!r}: {msg}") from None
+    except (ValueError, KeyError) as exc:
+        errors.print(f"[red]{str(exc).strip(chr(39))}[/] (--adoption takes shares like "
+                     "0,0.5,1 or 0%,50%,100%, --kiosks whole numbers, --set KEY=V1,V2 any "
+                     "scenario key: see 'ehc twin params')")
         raise typer.Exit(2) from None
-    if any(not 0 <= a <= 1 for a in levels) or any(k < 0 for k in counts):
-        errors.print("[red]adoption must lie in [0, 1] (0-100 %) and kiosk counts be >= 0[/]")
-        raise typer.Exit(2)
     out = _out_dir(out, Path("results/twin/sweep"), force)
+    keys = list(settings)
+    runs = math.prod(len(given) for given in settings.values())
     with _progress() as bar:
-        task = bar.add_task("sweep", total=len(levels) * len(counts) * replications)
-        df = run_sweep(sc, levels, counts, replications, seed=seed, workers=workers,
-                       progress=lambda n: bar.advance(task, n))
+        task = bar.add_task(f"what-if over {', '.join(keys)}", total=runs * replications)
+        df = run_grid(sc, settings, replications, seed=seed, workers=workers,
+                      progress=lambda n: bar.advance(task, n))
     df.to_csv(out / "sweep.csv", index=False)
-    sweep_plot(df, out / "sweep.png")
-    table = Table(title=f"Roll-out sweep: {sc.name}, {replications} replications each")
-    for c in ("kiosks", "adoption", "min saved (95% CI)", "registration wait", "pharmacy wait"):
-        table.add_column(c, justify="right")
-    for _, r in df.iterrows():
-        table.add_row(f"{r.kiosks:.0f}", f"{r.adoption:.0%}",
+    tidy(df, keys).to_csv(out / "sweep_long.csv", index=False)
+    grid_plots(df, keys, out)
+    if set(keys) <= {"demand.adoption", "resources.kiosks"}:  # the roll-out picture
+        rollout = df.rename(columns={"demand.adoption": "adoption",
+                                     "resources.kiosks": "kiosks"})
+        if "kiosks" not in rollout:
+            rollout["kiosks"] = sc.resources.kiosks
+        sweep_plot(rollout, out / "sweep.png")
+    table = Table(title=f"What-if: {sc.name}, {replications} replications each (paired)")
+    for c in (*keys, "min saved (95% CI)", "visit time", "registration wait", "doctor wait"):
+        table.add_column(c, justify="right", overflow="fold")
+    for i, r in df.iterrows():
+        table.add_row(*[str(df.at[i, k]) for k in keys],
                       f"{r.time_saved:.1f} [{r.time_saved_low:.1f}, {r.time_saved_high:.1f}]",
-                      f"{r.wait_registration:.1f}", f"{r.wait_pharmacy:.1f}")
+                      f"{r.visit_time:.1f}", f"{r.wait_registration:.1f}",
+                      f"{r.wait_doctor:.1f}")
     console.print(table)
-    console.print(f"wrote sweep.csv and sweep.png to {out}")
+    console.print(f"wrote sweep.csv, sweep_long.csv and a plot per KPI to {out}")
 
 
 @app.command()

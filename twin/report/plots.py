@@ -296,3 +296,39 @@ def paired_differences_plot(diff: pd.DataFrame, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+KPI_TITLES = {"time_saved": "minutes saved per visit", "visit_time": "visit time (min)",
+              "wait_registration": "registration window wait (min)",
+              "wait_payment": "payment window wait (min)",
+              "wait_pharmacy": "pharmacy window wait (min)",
+              "wait_doctor": "wait for the doctor (min)",
+              "window_staff_hours": "window staff hours a day"}
+
+
+def grid_plots(df: pd.DataFrame, keys: list[str], out: Path) -> list[Path]:
+    """One plot per KPI of a what-if grid: the KPI with its 95 % CI against the first
+    key's values, one line per combination of the other keys."""
+    first, rest = keys[0], keys[1:]
+    labels = [str(v) for v in dict.fromkeys(df[first])]
+    x = {v: i for i, v in enumerate(labels)}
+    paths = []
+    for kpi, title in KPI_TITLES.items():
+        if kpi not in df:
+            continue
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        groups = df.groupby(rest, sort=False) if rest else [((), df)]
+        for name, g in groups:
+            name = name if isinstance(name, tuple) else (name,)
+            xs = [x[str(v)] for v in g[first]]
+            low = (g[kpi] - g[f"{kpi}_low"]).fillna(0)
+            high = (g[f"{kpi}_high"] - g[kpi]).fillna(0)
+            label = ", ".join(f"{k} = {v}" for k, v in zip(rest, name, strict=True)) or kpi
+            ax.errorbar(xs, g[kpi], yerr=[low, high], capsize=3, marker="o", label=label)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlabel(first)
+        ax.set_ylabel(f"{title}, 95 % CI")
+        if kpi.startswith("wait_"):
+            ax.axhline(10, color="grey", ls="--", lw=1)
+        paths.append(_finish(fig, ax, out / f"sweep_{kpi}.png", title.capitalize(), 8))
+    return paths
