@@ -506,15 +506,14 @@ def sweep(
         task = bar.add_task(f"what-if over {', '.join(keys)}", total=runs * replications)
         df = run_grid(sc, settings, replications, seed=seed, workers=workers,
                       progress=lambda n: bar.advance(task, n))
+    short = {"demand.adoption": "adoption", "resources.kiosks": "kiosks"}  # as before
+    df, keys = df.rename(columns=short), [short.get(k, k) for k in keys]
     df.to_csv(out / "sweep.csv", index=False)
     tidy(df, keys).to_csv(out / "sweep_long.csv", index=False)
     grid_plots(df, keys, out)
-    if set(keys) <= {"demand.adoption", "resources.kiosks"}:  # the roll-out picture
-        rollout = df.rename(columns={"demand.adoption": "adoption",
-                                     "resources.kiosks": "kiosks"})
-        if "kiosks" not in rollout:
-            rollout["kiosks"] = sc.resources.kiosks
-        sweep_plot(rollout, out / "sweep.png")
+    if set(keys) <= {"adoption", "kiosks"}:  # the roll-out picture
+        sweep_plot(df if "kiosks" in df else df.assign(kiosks=sc.resources.kiosks),
+                   out / "sweep.png")
     table = Table(title=f"What-if: {sc.name}, {replications} replications each (paired)")
     for c in (*keys, "min saved (95% CI)", "visit time", "registration wait", "doctor wait"):
         table.add_column(c, justify="right", overflow="fold")

@@ -38,7 +38,7 @@ def test_the_cli_sweeps_any_key_with_tidy_output_and_plots(tmp_path: Path) -> No
                           str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     wide = pd.read_csv(tmp_path / "sweep.csv")
-    assert len(wide) == 4 and {"online.slot_length", "demand.adoption"} <= set(wide.columns)
+    assert len(wide) == 4 and {"online.slot_length", "adoption"} <= set(wide.columns)
     long = pd.read_csv(tmp_path / "sweep_long.csv")
     assert len(long) == 4 * long.kpi.nunique() and "time_saved" in set(long.kpi)
     for kpi in ("time_saved", "visit_time", "wait_doctor"):
