@@ -581,6 +581,75 @@ def sensitivity(
 
 
 @app.command()
+def optimise(
+    scenario: Path = typer.Argument(..., help="hospital scenario YAML"),
+    target: str = typer.Option("p90 wait <= 10 min", help="the service level every hour "
+                               "must meet at every station optimised, e.g. 'p80 wait <= 5 min'"),
+    stations: str = typer.Option("registration_windows,payment_windows,pharmacy_windows",
+                                 help="which to staff (comma-separated): registration_windows,"
+                                 " payment_windows, pharmacy_windows, kiosks"),
+    replications: int = typer.Option(3, "--replications", "-r", min=1, help="per search "
+                                     "round (the verification run uses twice as many)"),
+    seed: int | None = typer.Option(None),
+    out: Path | None = typer.Option(None, help="output folder (default: "
+                                    "results/twin/NAME-optimised, replaced)"),
+    force: bool = FORCE,
+) -> None:
+    """The fewest windows (and kiosks) per hour that meet a service level, by simulation
+    on the same patients: plan.yaml (a scenario that extends this one with the shifts),
+    schedule.csv beside today's staffing, and the verification run's service levels."""
+    from twin.experiments.optimise import (
+        STATIONS,
+        Target,
+        current_staff_hours,
+        plan_file,
+        schedule_frame,
+    )
+    from twin.experiments.optimise import (
+        optimise as search,
+    )
+
+    sc = _load(scenario)
+    keys = [k.strip() for k in stations.split(",") if k.strip()]
+    try:
+        goal = Target.parse(target)
+        if not keys or set(keys) - set(STATIONS):
+            raise ValueError(f"--stations names some of {', '.join(STATIONS)}")
+    except ValueError as exc:
+        errors.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    out = _out_dir(out, Path("results/twin") / f"{sc.name}-optimised", force)
+    with console.status(f"searching for the fewest servers meeting {goal} ..."):
+        try:
+            plan = search(sc, goal, keys, replications, seed=seed,
+                          progress=lambda msg: console.print(f"  {msg}"))
+        except ValueError as exc:
+            errors.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+    path = plan_file(plan, scenario, goal, out)
+    schedule = schedule_frame(plan, sc)
+    schedule.to_csv(out / "schedule.csv", index=False)
+    plan.checks.to_csv(out / "verification.csv", index=False)
+    table = Table(title=f"{sc.name}: servers per hour meeting {goal}")
+    table.add_column("station")
+    hours = sorted(schedule.hour.unique())
+    for h in hours:
+        table.add_column(f"{h:02d}", justify="right")
+    for station, g in schedule.groupby("station", sort=False):
+        by_hour = dict(zip(g.hour, g.servers, strict=True))
+        table.add_row(station, *[str(by_hour.get(h, "")) for h in hours])
+    console.print(table)
+    now = current_staff_hours(sc, keys)
+    console.print(f"staff hours a day: {plan.staff_hours()} (today's plan: {now}, "
+                  f"{plan.staff_hours() - now:+d}); {plan.rounds} simulated days searched")
+    for _, r in plan.checks.iterrows():
+        console.print(f"  {r.station}: {r.within_target:.1%} of uses within "
+                      f"{goal.wait:g} min (95 % CI {r.within_low:.1%}-{r.within_high:.1%})")
+    console.print(f"wrote {path.name} (run it: ehc twin run {path}), schedule.csv and "
+                  f"verification.csv to {out}")
+
+
+@app.command()
 def calibrate(
     scenario: Path = typer.Argument(..., help="the baseline hospital scenario YAML"),
     replications: int = typer.Option(3, "--replications", "-r", min=2,
