@@ -219,3 +219,24 @@ def test_the_province_carries_the_assumptions_interval(small, tmp_path: Path) ->
     assert res.returncode == 0, res.stderr
     assert "over the assumptions' ranges" in res.stdout
     assert len(pd.read_csv(tmp_path / "province_lhs.csv")) == 3
+
+
+def test_the_rollout_path_is_the_province_month_by_month(small, tmp_path: Path) -> None:
+    from twin.experiments.rollout import run_rollout
+
+    path = run_rollout(small, SMALL.parent, [0, 12])
+    assert list(path.month) == [0, 12] and path.adoption.is_monotonic_increasing
+    month12 = city_table(run_province(small, SMALL.parent, month=12)).iloc[-1]
+    row = path.set_index("month").loc[12]
+    assert row.minutes_saved_per_visit == pytest.approx(month12.minutes_saved_per_visit)
+    assert row.days_saved_per_year == pytest.approx(month12.days_saved_per_year)
+    assert month12.city == "small_province (province)"
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "rollout", str(SMALL),
+                          "--months", "0,12", "--out", str(tmp_path)], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert len(pd.read_csv(tmp_path / "rollout.csv")) == 2
+    assert (tmp_path / "rollout.png").stat().st_size > 20_000
+    bad = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "rollout", str(SMALL),
+                          "--months", "0,x"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--months" in bad.stderr

@@ -233,7 +233,7 @@ def city_table(res: ProvinceResult) -> pd.DataFrame:
     reps = df.replication.nunique()
     rows = []
     groups = [(c.name, df[df.city == c.name], [c]) for c in prov.cities]
-    groups.append(("Zhejiang (province)", df, prov.cities))
+    groups.append((f"{prov.name} (province)", df, prov.cities))
     for name, g, cities in groups:
         if reps > 1:  # interval over replications
             per_rep = g.groupby("replication")[["minutes_saved", "visits"]].sum()

@@ -332,3 +332,41 @@ def grid_plots(df: pd.DataFrame, keys: list[str], out: Path) -> list[Path]:
             ax.axhline(10, color="grey", ls="--", lw=1)
         paths.append(_finish(fig, ax, out / f"sweep_{kpi}.png", title.capitalize(), 8))
     return paths
+
+
+def rollout_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
+    """The roll-out path, month by month: minutes saved per visit (95 % CI), days saved a
+    year, windows and kiosks needed under the month's adoption, the busiest second."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
+    (a1, a2), (a3, a4) = axes
+    m = df.month
+    a1.errorbar(m, df.minutes_saved_per_visit, capsize=3, marker="o",
+                yerr=[(df.minutes_saved_per_visit - df.ci_low).fillna(0),
+                      (df.ci_high - df.minutes_saved_per_visit).fillna(0)],
+                color=FLOW_COLOURS["online"])
+    a1.set_ylabel("minutes saved per visit (95 % CI)")
+    a1b = a1.twinx()
+    a1b.plot(m, df.adoption * 100, color="grey", ls=":", label="visits with the card (%)")
+    a1b.set_ylabel("visits with the card (%)", color="grey")
+    a2.plot(m, df.days_saved_per_year / 1e6, marker="o", color=FLOW_COLOURS["online"])
+    a2.set_ylabel("days saved a year (millions)")
+    for col, style in (("windows", "-"), ("kiosks", "--")):
+        a3.plot(m, df[f"{col}_needed_traditional"], ls=style, marker="o",
+                color=FLOW_COLOURS["traditional"], label=f"{col}, all traditional")
+        a3.plot(m, df[f"{col}_needed_scenario"], ls=style, marker="o",
+                color=FLOW_COLOURS["online"], label=f"{col}, the month's adoption")
+    a3.set_ylabel("needed (busy hours at target utilisation)")
+    a3.legend(fontsize=8)
+    a4.plot(m, df.verify_peak_per_s, marker="o", label="QR verifications")
+    a4.plot(m, df.calls_peak_per_s, marker="s", label="all card-network calls")
+    a4.set_ylabel("busiest second (calls/s)")
+    a4.legend(fontsize=8)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    for ax in (a3, a4):
+        ax.set_xlabel("month of the roll-out")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
