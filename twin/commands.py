@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from twin.results.folders import FolderRefused, fresh_folder
+from twin.results.spreadsheets import write_table
 from twin.scenario.schema import Scenario, ScenarioError, load_scenario
 from twin.scenario.units import fraction
 
@@ -95,9 +96,9 @@ def _write_run(res, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "kpis.csv", out / "summary.csv", out / "stations.csv", out / "queues.csv",
              out / "scenario.json"]
-    res.kpis.to_csv(files[0], index=False)
-    res.summary().to_csv(files[1], index=False)
-    res.stations.to_csv(files[2], index=False)
+    write_table(res.kpis, files[0])
+    write_table(res.summary(), files[1])
+    write_table(res.stations, files[2])
     res.queues.to_csv(files[3], index=False)
     files[4].write_text(res.scenario.model_dump_json(indent=1))
     if res.patients is not None:
@@ -127,7 +128,7 @@ def _write_staffing(res, path: Path) -> Path:
              .agg(uses=("uses", "mean"), service_mean=("service_mean", "mean"),
                   needed=("needed", "max"), staffed=("staffed", "first"),
                   within_target=("within_target", "mean")))
-    table.to_csv(path, index=False)
+    write_table(table, path)
     return path
 
 
@@ -278,7 +279,7 @@ def compare(
     ra = _run(sa, reps, seed, workers, label=f"A {sa.name}")
     rb = _run(sb, reps, seed, workers, label=f"B {sb.name}")
     diff = paired_differences(ra, rb)
-    diff.to_csv(out / "paired_differences.csv", index=False)
+    write_table(diff, out / "paired_differences.csv")
     paired_differences_plot(diff, out / "paired_differences.png",
                             f"B ({sb.name}) - A ({sa.name}), paired over {reps} replications")
     waits_by_station({f"A {sa.name}": ra.kpis, f"B {sb.name}": rb.kpis}, out / "waits.png")
@@ -438,7 +439,7 @@ def _province_lhs(prov, base_dir: Path, month: int, samples: int, workers: int,
         task = bar.add_task(f"{samples} samples of the assumptions", total=samples * per_run)
         df = assumption_samples(prov, base_dir, month, samples, workers=workers, seed=seed,
                                 progress=lambda n: bar.advance(task, n))
-    df.to_csv(out / "province_lhs.csv", index=False)
+    write_table(df, out / "province_lhs.csv")
     mid, low, high = interval(df)
     days = interval(df.assign(saved=df.days_saved_per_year))
     console.print(f"over the assumptions' ranges ({samples} Latin-hypercube samples, 95 % "
@@ -484,7 +485,7 @@ def rollout(
         task = bar.add_task(f"{prov.name}: {len(chosen)} months", total=per_month * len(chosen))
         df = run_rollout(prov, scenario.parent, chosen, workers=workers, seed=seed,
                          replications=replications, progress=lambda n: bar.advance(task, n))
-    df.to_csv(out / "rollout.csv", index=False)
+    write_table(df, out / "rollout.csv")
     rollout_plot(df, out / "rollout.png", f"{prov.name}: the roll-out, month by month")
     table = Table(title=f"{prov.name}: the roll-out path")
     for c in ("month", "card visits", "min saved (95% CI)", "days saved/yr", "windows needed",
@@ -560,7 +561,7 @@ def sweep(
                       progress=lambda n: bar.advance(task, n))
     short = {"demand.adoption": "adoption", "resources.kiosks": "kiosks"}  # as before
     df, keys = df.rename(columns=short), [short.get(k, k) for k in keys]
-    df.to_csv(out / "sweep.csv", index=False)
+    write_table(df, out / "sweep.csv")
     tidy(df, keys).to_csv(out / "sweep_long.csv", index=False)
     grid_plots(df, keys, out)
     if set(keys) <= {"adoption", "kiosks"}:  # the roll-out picture
@@ -607,7 +608,7 @@ def sensitivity(
         task = bar.add_task("sensitivity", total=(2 * len(ASSUMPTIONS) + 1) * replications)
         df = one_at_a_time(sc, replications, seed=seed, workers=workers,
                            progress=lambda n: bar.advance(task, n))
-    df.to_csv(out / "sensitivity.csv", index=False)
+    write_table(df, out / "sensitivity.csv")
     tornado(df, out / "tornado.png", f"{sc.name}: minutes saved, each assumption at its ends")
     table = Table(title=f"{sc.name}: minutes saved per shown visit "
                         f"(base {df.saved_base.iloc[0]:.1f}), {replications} replications")
@@ -680,8 +681,8 @@ def optimise(
             raise typer.Exit(2) from None
     path = plan_file(plan, scenario, goal, out)
     schedule = schedule_frame(plan, sc)
-    schedule.to_csv(out / "schedule.csv", index=False)
-    plan.checks.to_csv(out / "verification.csv", index=False)
+    write_table(schedule, out / "schedule.csv")
+    write_table(plan.checks, out / "verification.csv")
     table = Table(title=f"{sc.name}: servers per hour meeting {goal}")
     table.add_column("station")
     hours = sorted(schedule.hour.unique())

@@ -75,3 +75,22 @@ def test_the_replications_advice_is_a_command(tmp_path: Path, reps: int, advice:
     assert advice in res.stdout.replace("\n", " ")
     if advice == "-r ":
         assert f"ehc twin run {SMALL} -r" in res.stdout.replace("\n", "")
+
+
+def test_summary_tables_also_as_spreadsheets_with_units(tmp_path: Path) -> None:
+    import openpyxl
+
+    from twin.results.spreadsheets import unit_of
+
+    assert unit_of("wait_registration") == "min" and unit_of("adoption") == "share"
+    assert unit_of("days_saved_per_year") == "a year" and unit_of("verify_peak_per_s") == "/s"
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "run", str(SMALL), "-r", "2",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    for name in ("summary", "kpis", "stations", "staffing"):
+        book = openpyxl.load_workbook(tmp_path / f"{name}.xlsx", read_only=True)
+        sheet = book.active
+        header = [c.value for c in next(sheet.iter_rows(max_row=1))]
+        csv = pd.read_csv(tmp_path / f"{name}.csv")
+        assert len(header) == len(csv.columns) and sheet.max_row == len(csv) + 1, name
+        assert any(str(h).endswith("(min)") for h in header), (name, header)

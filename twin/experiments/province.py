@@ -18,6 +18,7 @@ from twin.experiments.demand import Demand, write_demand
 from twin.experiments.paired import counterfactual_day
 from twin.model.day import HospitalDay
 from twin.results.kpis import WINDOWS, kpis, patients_frame
+from twin.results.spreadsheets import write_table
 from twin.results.stats import t_interval
 from twin.scenario.province import Province
 from twin.scenario.schema import Scenario
@@ -320,8 +321,8 @@ def write_outputs(res: ProvinceResult, prov: Province, month: int, out: Path,
     res.hospitals.to_csv(out / "hospitals.csv", index=False)
     if res.patients is not None:
         res.patients.to_parquet(out / "patients.parquet", index=False)
-    cities.to_csv(out / "cities.csv", index=False)
-    paper.to_csv(out / "paper_comparison.csv", index=False)
+    write_table(cities, out / "cities.csv")
+    write_table(paper, out / "paper_comparison.csv")
     total = res.demand_total
     write_demand(total, out / "demand.csv", demand_scale)
     by_city = pd.concat([d.frame().assign(city=c) for c, d in res.demand.items()])
