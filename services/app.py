@@ -114,6 +114,20 @@ async def _store_state(engine, timeout_s: float) -> str:
     return "ok"
 
 
+def close_app(app: FastAPI) -> None:
+    """Give back what the app holds: the hot path's writer thread and its connection, and
+    every store's pooled connections (an in-process stack stopped in a long-lived
+    process, a test run, must not keep its PostgreSQL connections)."""
+    for system in app.state.systems.values():
+        verifier = getattr(system, "verifier", None)
+        if verifier is not None:
+            verifier.funnel.close()
+            verifier.store.drop_connection()
+        engine = getattr(system, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
 def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -72,7 +72,8 @@ def make_engine(settings: Settings, system: str, metadata: MetaData,
     else:
         schema = schema_name(settings, system)
         engine = create_engine(
-            url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True,
+            url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size,
+            pool_pre_ping=True, hide_parameters=True,
             pool_timeout=wait_s, connect_args={
                 "connect_timeout": max(2, round(wait_s)),
                 "options": f"-c lock_timeout={int(wait_s * 1000)}"})

@@ -109,6 +109,10 @@ class WriteFunnel:
         self.batches = 0
         self.items = 0
 
+    def close(self) -> None:
+        """Stop the writer thread (the app is shutting down)."""
+        self._writer.shutdown(wait=True)
+
     async def submit(self, item: Any) -> Any:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use, or the app now runs on another loop

@@ -17,7 +17,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from ..app import ALL_SYSTEMS, build_app
+from ..app import ALL_SYSTEMS, build_app, close_app
 from ..common.secrets_store import deployment_secret
 from ..common.settings import Settings
 
@@ -34,6 +34,7 @@ class RunningStack:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        close_app(self.app)
 
     def __enter__(self) -> RunningStack:
         return self
