@@ -289,8 +289,27 @@ verify_errors = error_responses(*TERM_AUTH,
                                 (422, "INVALID_REQUEST", "missing or malformed field"))
 
 
+VERIFY_DESCRIPTION = """
+A hospital terminal sends the text of a code it scanned (from the resident's phone or a
+card) and the step of care; the card network answers who the resident is and records the
+use. The request is signed by the terminal (headers `X-EHC-Key`, `X-EHC-Timestamp` within
+300 s, `X-EHC-Nonce` used once, `X-EHC-Signature`; the SDK's `TerminalClient.verify` does
+it), and `terminal_time` is the terminal's clock (`yyyyMMddHHmmss`, China Standard Time).
+
+- A **dynamic** code (60 s) or a **fused** code verifies at most 3 times; a **static**
+  code (a printed or physical card) only at terminals registered as card readers.
+- A **fused** code answers the EHC identity and the e-SSC (insurance) identity; at the
+  payment step (10105) the answer carries the voucher token (`ec_token`) that opens one
+  settlement. When the e-SSC side does not answer in time the EHC identity comes back
+  alone, marked `partial`.
+- Every answer names the usage record it wrote (`usage_record_id`); a refusal writes
+  nothing and says why in a stable `code` (below).
+"""
+
+
 @router.post("/qrcodes/verify", tags=["institution"], response_model=VerifyAnswer,
              summary="Verify a scanned code online; writes one usage record",
+             description=VERIFY_DESCRIPTION,
              responses=verify_errors,
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": VerifyRequest.model_json_schema()}}}})
