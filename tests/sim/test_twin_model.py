@@ -222,7 +222,7 @@ def test_cli_reports_a_bad_scenario_without_traceback(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "run", str(f)],
                          capture_output=True, text=True)
     assert res.returncode == 2
-    assert "resources.kiosk: unknown key" in res.stdout
+    assert "resources.kiosk: unknown key" in res.stderr  # errors on stderr
     assert "Traceback" not in res.stdout + res.stderr
 
 
