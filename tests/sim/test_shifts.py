@@ -108,3 +108,28 @@ def test_bad_shifts_are_refused_naming_the_key(tmp_path, shifts: dict, named: st
     with pytest.raises(ScenarioError) as info:
         _shifted(tmp_path, shifts)
     assert named in str(info.value) and "shifted.yaml" in str(info.value)
+
+
+def test_named_doctors_queue_apart_and_lose_the_pooling(tmp_path) -> None:
+    """A named-expert clinic: each patient queues for the doctor they chose. With the same
+    doctors and patients, separate queues wait longer than one shared queue (c M/M/1
+    queues against one M/M/c), every doctor sees patients, and a noon shift closes whole
+    doctors rather than a share of one."""
+    base = load_scenario(SMALL)
+    deps = [{**d.model_dump(mode="json"), "named_doctors": True}
+            for d in base.hospital.departments]
+    path = tmp_path / "named.yaml"
+    path.write_text(yaml.safe_dump({"extends": str(SMALL), "hospital": {"departments": deps}}),
+                    encoding="utf-8")
+    named = HospitalDay(load_scenario(path), 0).run()
+    pooled = HospitalDay(base, 0).run()
+    doctors = [st for st in named.doctors if st.name.startswith("doctors: general practice")]
+    assert len(doctors) == base.hospital.departments[0].doctors
+    assert all(st.uses > 0 and st.capacity == 1 for st in doctors)
+    assert kpis(named)["patients"] == kpis(pooled)["patients"]
+    assert kpis(named)["wait_doctor"] > kpis(pooled)["wait_doctor"]
+    shifted = _shifted(tmp_path, {"doctors": {"12:00": "50 %"}}, path)
+    day = HospitalDay(shifted, 0)
+    opened = [st.shifts[0][1] for st in day.doctors
+              if st.name.startswith("doctors: general practice")]
+    assert sorted(set(opened)) == [0, 1] and sum(opened) == round(0.5 * len(opened))

@@ -53,6 +53,12 @@ class Station:
         return total + open_now * max(end - t, 0.0)
 
 
+def _open(servers: int, capacity: int, k: int, queues: int) -> int:
+    """Servers of queue ``k`` open when ``servers`` of the department's are: all of a
+    shared queue's, or (named doctors, one each) the first ``servers`` doctors."""
+    return servers if queues == 1 else int(k < servers) * capacity
+
+
 class RunawayDay(RuntimeError):
     """A day that does not end: some station's capacity is far below its demand."""
 
@@ -116,16 +122,29 @@ class HospitalDay:
         self.lab = station(StationName.LAB, r.lab_stations)
         self.imaging = station(StationName.IMAGING, r.imaging_rooms)
         self.scanners = station(StationName.CHECKIN_SCANNER, r.checkin_scanners)
-        self.doctors = [station(StationName.DOCTORS.format(department=d.name), d.doctors,
-                                calling=True) for d in sc.hospital.departments]
+        # a department's doctors: one queue, or (named doctors) one queue per doctor
+        self.doctor_queues: list[list[Station]] = [
+            [station(StationName.NAMED_DOCTOR.format(department=d.name, number=k + 1), 1,
+                     calling=True) for k in range(d.doctors)] if d.named_doctors
+            else [station(StationName.DOCTORS.format(department=d.name), d.doctors,
+                          calling=True)]
+            for d in sc.hospital.departments]
+        self.doctors = [st for queues in self.doctor_queues for st in queues]
         by_key = {"registration_windows": [self.reg_window], "kiosks": [self.kiosks],
                   "payment_windows": [self.pay_window], "pharmacy_windows": [self.pharmacy],
                   "lab_stations": [self.lab], "imaging_rooms": [self.imaging],
                   "checkin_scanners": [self.scanners], "doctors": self.doctors}
         for key, changes in r.shifts.items():
+            if key == "doctors":  # a share of each department's doctors
+                for queues in self.doctor_queues:
+                    n = sum(st.capacity for st in queues)
+                    for k, st in enumerate(queues):
+                        st.shifts = [(at, _open(round(v * n), st.capacity, k, len(queues)))
+                                     for at, v in changes.items()]
+                        env.process(self._shift(st))
+                continue
             for st in by_key[key]:
-                st.shifts = [(at, round(v * st.capacity) if key == "doctors" else int(v))
-                             for at, v in changes.items()]
+                st.shifts = [(at, int(v)) for at, v in changes.items()]
                 env.process(self._shift(st))
         n = self.p.n
         self.steps: list[tuple] = []
@@ -202,7 +221,7 @@ class HospitalDay:
             self.w_reg[pid] += yield from self._use(pid, self.reg_window, p.reg_window[pid],
                                                     "registration")
         self._walk(pid, Walk.TO_DOCTOR)
-        doctors = self.doctors[p.dept[pid]]
+        doctors = self._doctor_of(pid)
         self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid], "doctor",
                                                 priority=WALK_IN)
         self.doc_time[pid] += p.consult1[pid]
@@ -287,7 +306,7 @@ class HospitalDay:
             self.fallbacks["window_checkin"] += 1
             self.w_reg[pid] += yield from self._use(pid, self.reg_window, p.reg_window[pid]
                                                     + out.latency_min, "registration")
-        doctors = self.doctors[p.dept[pid]]
+        doctors = self._doctor_of(pid)
         early = self.slots[pid] - (self.env.now + self.ahead[pid])
         if early > 0:  # queue-calling calls an appointment at its slot, not before
             self._spend(pid, early)
@@ -323,6 +342,11 @@ class HospitalDay:
         self._left -= 1
         if self._left == 0 and not self.finished.triggered:
             self.finished.succeed()
+
+    def _doctor_of(self, pid: int) -> Station:
+        """The queue a patient joins: the department's, or their chosen doctor's."""
+        queues = self.doctor_queues[self.q.dept[pid]]
+        return queues[min(int(self.q.doctor_pick[pid] * len(queues)), len(queues) - 1)]
 
     # ---------------------------------------------------------------- running
     def _shift(self, st: Station):

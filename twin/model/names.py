@@ -16,6 +16,7 @@ class StationName:
     IMAGING = "imaging"
     CHECKIN_SCANNER = "check-in scanner"
     DOCTORS = "doctors: {department}"  # one station per department
+    NAMED_DOCTOR = "doctors: {department} / doctor {number}"  # a named doctor's own queue
 
 
 WINDOWS = (StationName.REGISTRATION_WINDOW, StationName.PAYMENT_WINDOW,

@@ -28,6 +28,7 @@ class Patients:
     insured: np.ndarray
     shows_code: np.ndarray  # a traditional patient who shows an EHC code at stations
     dept: np.ndarray
+    doctor_pick: np.ndarray  # in [0, 1): which doctor, where the department names them
     kiosk: np.ndarray
     reg_window: np.ndarray
     reg_kiosk: np.ndarray
@@ -83,6 +84,7 @@ def draw_patients(sc: Scenario, streams: Streams) -> Patients:
         shows_code=u("shows_code") < d.traditional_code_share,
         dept=np.minimum(np.searchsorted(np.cumsum(shares), u("department"), side="right"),
                         len(shares) - 1),
+        doctor_pick=u("doctor"),
         kiosk=u("kiosk_choice") < sc.resources.kiosk_share,
         reg_window=t.registration_window.sample(streams("registration_window"), n),
         reg_kiosk=t.registration_kiosk.sample(streams("registration_kiosk"), n),

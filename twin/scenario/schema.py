@@ -100,6 +100,9 @@ class Department(Strict):
     name: str
     share: Share = Field(description="share of first visits")
     doctors: int = Field(ge=1, description="consulting rooms staffed")
+    named_doctors: bool = Field(False, description="patients see the doctor they chose "
+                                "and queue for that doctor alone (a named-expert clinic, "
+                                "专家门诊); false: the department's doctors share one queue")
 
 
 class Demand(Strict):
