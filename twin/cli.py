@@ -42,7 +42,7 @@ def demo(
     replications: int = typer.Option(3, min=2, max=100, help="twin replications"),
     workers: int = typer.Option(2, min=1, max=64, help="twin processes"),
 ) -> None:
-    """The main job of ``make run``: the card network end to end, then the twin."""
+    """The main job of make run: the card network end to end, then the twin."""
     from services.sdk import run_demo
 
     from .demo import twin_demo

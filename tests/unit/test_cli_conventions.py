@@ -38,3 +38,11 @@ def test_days_are_china_standard_time() -> None:
 def test_help_offers_the_dry_run_beside_all() -> None:
     res = _ehc("fuse", "--help")
     assert res.returncode == 0 and "--dry-run" in res.stdout and "--in-flight" in res.stdout
+
+
+def test_help_is_plain_sentences() -> None:
+    """No reStructuredText markup in what --help prints."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs/reference/cli.md").read_text()
+    assert "``" not in page and ":func:" not in page and ":class:" not in page
