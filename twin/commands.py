@@ -703,6 +703,28 @@ def optimise(
 
 
 @app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8050, help="TCP port"),
+    scenarios: Path = typer.Option(Path("scenarios"), help="the folder of hospital scenarios "
+                                   "the page offers"),
+    out: Path = typer.Option(Path("results/ui"), help="where each run's files go"),
+) -> None:
+    """A page for planners: pick a hospital, change adoption, staffing, opening hours,
+    run, and see the comparison, the service levels and the plots, with a progress bar
+    and a download of the results."""
+    import uvicorn
+
+    from twin.ui.app import build_ui
+
+    if not scenarios.is_dir():
+        errors.print(f"[red]--scenarios {scenarios} is not a folder[/]")
+        raise typer.Exit(2)
+    console.print(f"the planners' page: http://{host}:{port}/ (Ctrl-C stops)")
+    uvicorn.run(build_ui(scenarios, out), host=host, port=port, log_level="warning")
+
+
+@app.command()
 def calibrate(
     scenario: Path = typer.Argument(..., help="the baseline hospital scenario YAML"),
     replications: int = typer.Option(3, "--replications", "-r", min=2,

@@ -1,0 +1,1 @@
+"""The planners' page (``ehc twin ui``)."""
