@@ -457,6 +457,8 @@ def rollout(
     replications: int | None = typer.Option(None, "--replications", "-r", min=1),
     seed: int | None = typer.Option(None),
     workers: int = typer.Option(1, min=1, max=64, help="local processes"),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address (tcp://...): "
+                                         "the hospitals of each month on a cluster"),
     out: Path | None = typer.Option(None, help="output folder (default: "
                                     "results/province/rollout, replaced)"),
     force: bool = FORCE,
@@ -483,8 +485,9 @@ def rollout(
     per_month = len(plan(prov, scenario.parent, 0, replications or prov.replications, seed))
     with _progress() as bar:
         task = bar.add_task(f"{prov.name}: {len(chosen)} months", total=per_month * len(chosen))
-        df = run_rollout(prov, scenario.parent, chosen, workers=workers, seed=seed,
-                         replications=replications, progress=lambda n: bar.advance(task, n))
+        df = run_rollout(prov, scenario.parent, chosen, workers=workers, scheduler=scheduler,
+                         seed=seed, replications=replications,
+                         progress=lambda n: bar.advance(task, n))
     write_table(df, out / "rollout.csv")
     rollout_plot(df, out / "rollout.png", f"{prov.name}: the roll-out, month by month")
     table = Table(title=f"{prov.name}: the roll-out path")

@@ -14,7 +14,8 @@ from twin.scenario.province import Province
 
 
 def run_rollout(prov: Province, base_dir: Path, months: list[int], *, workers: int = 1,
-                seed: int | None = None, replications: int | None = None,
+                scheduler: str | None = None, seed: int | None = None,
+                replications: int | None = None,
                 progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """One row per month: the province's adoption, minutes saved per visit with its 95 %
     interval, days saved a year, kiosks and windows needed under both flows, and the
@@ -22,8 +23,8 @@ def run_rollout(prov: Province, base_dir: Path, months: list[int], *, workers: i
     gives with the same seeds."""
     rows = []
     for month in months:
-        res = run_province(prov, base_dir, month=month, workers=workers, seed=seed,
-                           replications=replications, progress=progress)
+        res = run_province(prov, base_dir, month=month, workers=workers, scheduler=scheduler,
+                           seed=seed, replications=replications, progress=progress)
         total = city_table(res).iloc[-1]  # the province's row
         peaks = res.demand_total.peaks()
         rows.append({"month": month, "adoption": total.adoption,
