@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_verify
 	$(BIN)/python -m bench.bench_twin
 	$(BIN)/python -m bench.bench_province
+	$(BIN)/python -m bench.bench_rollout
 	$(BIN)/python -m bench.bench_fusion
 	$(BIN)/python -m bench.bench_settlement
 	$(BIN)/python -m bench.bench_cosim
