@@ -29,7 +29,7 @@ def serve(
     import uvicorn
 
     os.environ["EHC_SYSTEMS"] = systems
-    from .app import open_or_exit
+    from .app import close_app, open_or_exit
     from .common.settings import get_settings
 
     # tables, keys and secrets made once, before any worker starts (they would race for
@@ -38,6 +38,7 @@ def serve(
     built = open_or_exit(get_settings(), names)
     console.print(serve_banner(get_settings(), names, host, port, workers,
                                built.version), highlight=False, soft_wrap=True)
+    close_app(built)  # the workers open their own; this one only made the stores ready
     uvicorn.run("services.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=False)
 
