@@ -84,11 +84,11 @@ async def healthz() -> Response:  # documents the fast-path route
                            (503, "STORE_UNAVAILABLE", "a store is locked or unreachable")))
 async def readyz(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    states = await asyncio.gather(*(
-        _store_state(system.engine, settings.store_timeout_s)
-        for system in request.app.state.systems.values() if hasattr(system, "engine")))
-    names = [n for n, s in request.app.state.systems.items() if hasattr(s, "engine")]
-    stores = dict(zip(names, states, strict=True))
+    engines = {name: system.engine for name, system in request.app.state.systems.items()
+               if hasattr(system, "engine")}
+    states = await asyncio.gather(*(_store_state(engine, settings.store_timeout_s)
+                                    for engine in engines.values()))
+    stores = dict(zip(engines, states, strict=True))
     if all(v == "ok" for v in stores.values()):
         return Response(orjson.dumps({"ready": True, "stores": stores}),
                         media_type="application/json")

@@ -57,6 +57,6 @@ def per_day(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     v, unit = _split(value, "a count a day")
-    if unit not in ("/day", "/d") or v != int(v):
+    if RATE_UNITS.get(unit) != RATE_UNITS["/day"] or v != int(v):
         raise UnitError(f"a count a day is a whole number or 'N /day' (got {value!r})")
     return int(v)

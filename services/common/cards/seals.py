@@ -108,8 +108,7 @@ class Sealer:
         """Keep the other system's seals whose signature holds (the longer of what is
         held and what came); how many were valid."""
         t = self.received
-        valid = [s for s in seals if _well_formed(s)
-                 and sm2_verify(public_hex, statement(system, s), bytes.fromhex(s["signature"]))]
+        valid = [s for s in seals if signed_by(public_hex, system, s)]
         for s in longest(valid).values():
             where = (t.c.system == system, t.c.chain == s["chain"],
                      t.c.institution_code == s["institution_code"], t.c.day == s["day"])
@@ -135,12 +134,17 @@ class Sealer:
     def sealed(self, seals: list[dict[str, Any]]) -> tuple[Sealed, int]:
         """The longest validly signed head per chain, and how many seals did not hold
         (a forged or altered seal is itself a finding)."""
-        good = [s for s in seals if _well_formed(s) and sm2_verify(
-            self.public_hex, statement(self.system, s), bytes.fromhex(s["signature"]))]
+        good = [s for s in seals if signed_by(self.public_hex, self.system, s)]
         out: Sealed = {}
         for (chain, inst, day), s in longest(good).items():
             out.setdefault(chain, {})[(inst, day)] = (s["seq"], s["hash"])
         return out, len(seals) - len(good)
+
+
+def signed_by(public_hex: str, system: str, seal: Any) -> bool:
+    """A well-formed seal whose signature holds under ``system``'s public key."""
+    return _well_formed(seal) and sm2_verify(public_hex, statement(system, seal),
+                                             bytes.fromhex(seal["signature"]))
 
 
 def _well_formed(s: Any) -> bool:
