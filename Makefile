@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_fusion
 	$(BIN)/python -m bench.bench_settlement
 	$(BIN)/python -m bench.bench_cosim
+	$(BIN)/python -m bench.bench_data
 
 ## docs: the reference pages from the code, then the site (strict, offline) in results/site
 docs: $(STAMP)

@@ -154,6 +154,7 @@ def build_app(settings: Settings | None = None,
     # what the routes' dependencies read (services.common.auth, each system's deps.py)
     app.state.admin_token = deployment_secret(settings, "admin_token")
     app.state.service_token = service_token = deployment_secret(settings, "service_token")
+    app.state.data_token = deployment_secret(settings, "data_token")
     app.state.systems = {}
     app.state.settings = settings
     app.state.sync_interval_s = settings.sync_interval_s
@@ -196,6 +197,7 @@ def build_app(settings: Settings | None = None,
         app.include_router(side_routes.peer_router, prefix="/ehc/v1", dependencies=side)
         app.include_router(side_routes.admin_router, prefix="/ehc/v1", dependencies=side)
         app.include_router(side_routes.channel_router, prefix="/ehc/v1", dependencies=side)
+        app.include_router(side_routes.data_router, prefix="/ehc/v1", dependencies=side)
         hot_routes.append(healthcard_api.VERIFY_ROUTE)
 
     if "socialcard" in systems:
@@ -221,6 +223,7 @@ def build_app(settings: Settings | None = None,
                            dependencies=[*side, Peer, socialcard_deps.Faults])
         app.include_router(side_routes.admin_router, prefix="/essc/v1", dependencies=side)
         app.include_router(side_routes.channel_router, prefix="/essc/v1", dependencies=side)
+        app.include_router(side_routes.data_router, prefix="/essc/v1", dependencies=side)
         app.include_router(caller_routes.router, prefix="/essc/v1",
                            dependencies=[Depends(CallersOf("socialcard"))])
         app.include_router(consent_routes.router, prefix="/essc/v1",

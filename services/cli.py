@@ -447,3 +447,85 @@ def credentials_rotate(key: str = KEY, url: str | None = URL,
     working within a second)."""
     secret = _change(key, url, admin_token, lambda a, kind: a.rotate(kind, key))
     console.print(f"{key} new secret (shown once): {secret}")
+
+
+data = typer.Typer(no_args_is_help=True, help="The data resources layer: gather the "
+                   "network's records, check their quality.")
+app.add_typer(data, name="data")
+STORE = typer.Option(Path("var/data"), "--store", help="the analytics store (a folder, "
+                     "owner-only)")
+
+
+@data.command("collect")
+def data_collect(
+    store: Path = STORE,
+    url: str | None = URL,
+    token: str | None = typer.Option(None, envvar="EHC_DATA_TOKEN", help="the data token "
+                                     "(or an admin token) of the stack at --url"),
+    page_size: int = typer.Option(1000, min=1, max=5000, help="rows per request"),
+) -> None:
+    """Pull every source (usage records of both card systems, cards, bindings, shared
+    records, settlements, ledger postings) after its cursor into the store, pseudonymised
+    (EMPI and card IDs only). Interrupted, it resumes where it stopped."""
+    import contextlib
+
+    from .data.collect import CollectError, collect
+    from .data.store import Store
+
+    ctx: contextlib.AbstractContextManager[object]
+    if url:
+        if not token:
+            raise typer.BadParameter("--token (or EHC_DATA_TOKEN) is needed with --url")
+        base, ctx = url, contextlib.nullcontext()
+    else:
+        from .common.secrets_store import deployment_secret
+        from .common.settings import get_settings
+        from .sdk import start_in_thread
+
+        settings = get_settings()
+        token = deployment_secret(settings, "data_token")
+        stack = start_in_thread(settings)
+        base, ctx = stack.url, stack
+    with ctx, Progress(console=console) as bar:
+        task = bar.add_task("collecting", total=None)
+        try:
+            done = collect(base, token, Store(store), page_size=page_size,
+                           progress=lambda source, n: bar.update(
+                               task, advance=n, description=f"collecting {source}"))
+        except CollectError as exc:
+            _fail(str(exc))
+    for d in done:
+        console.print(f"{d.source}: {d.rows} new rows in {d.pages} page(s)")
+    console.print(f"store: {store}")
+
+
+@data.command("check")
+def data_check(
+    store: Path = STORE,
+    late_after_s: int = typer.Option(3600, min=1, help="a record shared later than this "
+                                     "after its scan is a late sync"),
+    out: Path | None = typer.Option(None, help="write breaches.csv and quality.csv here"),
+) -> None:
+    """Run the quality rules over the store: completeness, validity, uniqueness,
+    timeliness and consistency across systems. Lists each breach with its row, a count per
+    rule and a score per day; exit 1 when any rule is breached."""
+    from .data.quality import check
+    from .data.store import Store
+
+    if not store.is_dir() or not any(store.iterdir()):
+        _fail(f"no store at {store}: run 'ehc data collect --store {store}' first")
+    breaches, per_day = check(Store(store), late_after_s)
+    for _, r in per_day.iterrows():
+        console.print(f"{r['day']}: {int(r['rows'])} rows, {int(r['breaches'])} breaches, "
+                      f"quality score {r['score']:.4f}")
+    for rule, n in breaches.groupby("rule").size().items():
+        console.print(f"  [red]{rule}[/]: {n}")
+    for _, b in breaches.head(20).iterrows():
+        console.print(f"   - {b['day']} {b['source']} {b['key']}: {b['detail']}")
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        breaches.to_csv(out / "breaches.csv", index=False)
+        per_day.to_csv(out / "quality.csv", index=False)
+        console.print(f"wrote breaches.csv and quality.csv to {out}")
+    if len(breaches):
+        raise typer.Exit(1)

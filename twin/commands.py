@@ -42,6 +42,10 @@ def _number_or_text(text: str) -> int | float | str:
     return text
 
 
+REPLICATIONS = typer.Option(None, "--replications", "-r", min=1,
+                            help="days per flow (default: the scenario's)")
+WORKERS = typer.Option(1, min=1, max=64, help="local processes")
+SEED = typer.Option(None, help="base seed (default: the scenario's)")
 FORCE = typer.Option(False, "--force", help="clear --out first when an earlier run left "
                      "files there (otherwise such a folder is refused)")
 
@@ -135,12 +139,12 @@ def _write_staffing(res, path: Path) -> Path:
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="scenario YAML"),
-    replications: int | None = typer.Option(None, "--replications", "-r", min=1),
-    seed: int | None = typer.Option(None, help="base seed (default: the scenario's)"),
+    replications: int | None = REPLICATIONS,
+    seed: int | None = SEED,
     out: Path | None = typer.Option(None, help="output folder (default: results/twin/NAME, "
                                     "replaced)"),
     force: bool = FORCE,
-    workers: int = typer.Option(1, min=1, max=64, help="processes"),
+    workers: int = WORKERS,
     cosim: bool = typer.Option(False, "--cosim", help="co-simulate one day through the "
                                "real card stack (in-process, or the stack at --url)"),
     visits: int | None = typer.Option(None, min=10, help="the same hospital design scaled "
@@ -261,12 +265,12 @@ def _print_outage(summary: dict) -> None:
 def compare(
     a: Path = typer.Argument(..., help="scenario A (baseline)"),
     b: Path = typer.Argument(..., help="scenario B"),
-    replications: int | None = typer.Option(None, "--replications", "-r", min=1),
+    replications: int | None = REPLICATIONS,
     seed: int | None = typer.Option(None, help="seed for both (default: A's)"),
     out: Path | None = typer.Option(None, help="output folder (default: "
                                     "results/twin/compare-A-vs-B, replaced)"),
     force: bool = FORCE,
-    workers: int = typer.Option(1, min=1, max=64),
+    workers: int = WORKERS,
 ) -> None:
     """Paired differences B - A with 95% CIs (same seeds: common random numbers)."""
     from twin.experiments.runner import paired_differences
@@ -364,9 +368,9 @@ def params(
 def province(
     scenario: Path = typer.Argument(..., help="province YAML (e.g. scenarios/zhejiang.yaml)"),
     month: int | None = typer.Option(None, min=0, help="roll-out month (default: the last)"),
-    replications: int | None = typer.Option(None, "--replications", "-r", min=1),
-    seed: int | None = typer.Option(None),
-    workers: int = typer.Option(1, min=1, max=64, help="local processes"),
+    replications: int | None = REPLICATIONS,
+    seed: int | None = SEED,
+    workers: int = WORKERS,
     scheduler: str | None = typer.Option(None, help="Dask scheduler address (tcp://...)"),
     out: Path | None = typer.Option(None, help="output folder (default: "
                                     "results/province, replaced)"),
@@ -454,9 +458,9 @@ def rollout(
                                     "zhejiang.yaml)"),
     months: str = typer.Option("0,6,12,18,24,30,36", help="comma-separated months of the "
                                "roll-out"),
-    replications: int | None = typer.Option(None, "--replications", "-r", min=1),
-    seed: int | None = typer.Option(None),
-    workers: int = typer.Option(1, min=1, max=64, help="local processes"),
+    replications: int | None = REPLICATIONS,
+    seed: int | None = SEED,
+    workers: int = WORKERS,
     scheduler: str | None = typer.Option(None, help="Dask scheduler address (tcp://...): "
                                          "the hospitals of each month on a cluster"),
     out: Path | None = typer.Option(None, help="output folder (default: "
@@ -465,8 +469,7 @@ def rollout(
 ) -> None:
     """The roll-out path: the province month by month (each month exactly what 'twin
     province --month' gives with the same seeds), rollout.csv and rollout.png."""
-    from twin.experiments.province import plan
-    from twin.experiments.rollout import run_rollout
+    from twin.experiments.rollout import plan_rollout, run_rollout
     from twin.report.plots import rollout_plot
     from twin.scenario.province import load_province
 
@@ -482,11 +485,13 @@ def rollout(
         errors.print("[red]--months takes whole months 0 or more, like 0,12,24,36[/]")
         raise typer.Exit(2) from None
     out = _out_dir(out, Path("results/province/rollout"), force)
-    per_month = len(plan(prov, scenario.parent, 0, replications or prov.replications, seed))
+    path = plan_rollout(prov, scenario.parent, chosen, replications or prov.replications, seed)
     with _progress() as bar:
-        task = bar.add_task(f"{prov.name}: {len(chosen)} months", total=per_month * len(chosen))
+        task = bar.add_task(f"{prov.name}: {len(chosen)} months, {len(path.tasks)} distinct "
+                            f"chunks of hospitals (of {path.chunks_without_reuse})",
+                            total=len(path.tasks))
         df = run_rollout(prov, scenario.parent, chosen, workers=workers, scheduler=scheduler,
-                         seed=seed, replications=replications,
+                         seed=seed, replications=replications, path=path,
                          progress=lambda n: bar.advance(task, n))
     write_table(df, out / "rollout.csv")
     rollout_plot(df, out / "rollout.png", f"{prov.name}: the roll-out, month by month")
@@ -516,8 +521,8 @@ def sweep(
     kiosks: str | None = typer.Option(None, help="comma-separated kiosk counts "
                                       "(default: the scenario's)"),
     replications: int = typer.Option(3, "--replications", "-r", min=1),
-    seed: int | None = typer.Option(None),
-    workers: int = typer.Option(1, min=1, max=64),
+    seed: int | None = SEED,
+    workers: int = WORKERS,
     out: Path | None = typer.Option(None, help="output folder (default: "
                                     "results/twin/sweep, replaced)"),
     force: bool = FORCE,
@@ -586,8 +591,8 @@ def sweep(
 def sensitivity(
     scenario: Path = typer.Argument(..., help="hospital scenario YAML (adoption above 0)"),
     replications: int = typer.Option(3, "--replications", "-r", min=1),
-    seed: int | None = typer.Option(None),
-    workers: int = typer.Option(1, min=1, max=64),
+    seed: int | None = SEED,
+    workers: int = WORKERS,
     force: bool = FORCE,
     out: Path | None = typer.Option(None, help="output folder (default "
                                     "results/twin/NAME-sensitivity)"),
@@ -646,7 +651,7 @@ def optimise(
                                  " payment_windows, pharmacy_windows, kiosks"),
     replications: int = typer.Option(3, "--replications", "-r", min=1, help="per search "
                                      "round (the verification run uses twice as many)"),
-    seed: int | None = typer.Option(None),
+    seed: int | None = SEED,
     out: Path | None = typer.Option(None, help="output folder (default: "
                                     "results/twin/NAME-optimised, replaced)"),
     force: bool = FORCE,
@@ -732,7 +737,7 @@ def calibrate(
     scenario: Path = typer.Argument(..., help="the baseline hospital scenario YAML"),
     replications: int = typer.Option(3, "--replications", "-r", min=2,
                                      help="replications per candidate and for the check"),
-    workers: int = typer.Option(1, min=1, max=64),
+    workers: int = WORKERS,
     write: bool = typer.Option(False, "--write", help="write the fitted staffing into "
                                "SCENARIO (with its source)"),
     check_only: bool = typer.Option(False, "--check", help="no fitting: the scenario as it "

@@ -1,4 +1,5 @@
-"""Bearer tokens of operators (admin) and of peer systems (service), as dependencies.
+"""Bearer tokens of operators (admin), of peer systems (service) and of the data
+resources layer (data, read-only exports), as dependencies.
 
 The tokens live on the app (``app.state.admin_token`` / ``app.state.service_token``, set
 where the stack is composed); a route states who may call it with ``dependencies=[Admin]``
@@ -31,5 +32,11 @@ def require_service(request: Request) -> None:
     _admit(request, request.app.state.service_token, request.app.state.admin_token)
 
 
+def require_data_reader(request: Request) -> None:
+    """The data resources layer (its read-only token) on the export routes, and operators."""
+    _admit(request, request.app.state.data_token, request.app.state.admin_token)
+
+
 Admin = Depends(require_admin)
+DataReader = Depends(require_data_reader)
 Peer = Depends(require_service)

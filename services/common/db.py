@@ -1,8 +1,12 @@
 """Database engines: one SQLite file per system by default, one PostgreSQL schema each
-when ``EHC_DATABASE_URL`` names a PostgreSQL server."""
+when ``EHC_DATABASE_URL`` names a PostgreSQL server; and what a system lets the data
+resources layer read (:class:`Export`, keyset pages)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +19,13 @@ from sqlalchemy import (
     Engine,
     Integer,
     MetaData,
+    Table,
+    and_,
     create_engine,
     event,
     inspect,
+    or_,
+    select,
     text,
 )
 from sqlalchemy.engine import make_url
@@ -162,3 +170,50 @@ def serial_id() -> Column:
     """An ever-growing row number: BIGINT on PostgreSQL, SQLite's own rowid."""
     return Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                   autoincrement=True)
+
+
+@dataclass(frozen=True)
+class Export:
+    """A table as the data resources layer may read it: the columns it may see (never a
+    name or an ID number: EMPI and card IDs are the pseudonyms), the keys that order it
+    (a cursor is the last row's keys) and the column that dates a row."""
+
+    table: Table
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    dated_by: str
+
+    def parse_cursor(self, cursor: str) -> list[Any]:
+        """The keys of a cursor (``key|key``), typed as their columns; ValueError if not."""
+        parts = cursor.split("|")
+        if len(parts) != len(self.keys):
+            raise ValueError("wrong number of cursor parts")
+        out: list[Any] = []
+        for part, key in zip(parts, self.keys, strict=True):
+            kind = self.table.c[key].type.python_type
+            if kind is int and not re.fullmatch(r"[0-9]{1,18}", part):
+                raise ValueError(f"{key} is a whole number")
+            if kind is datetime and not re.fullmatch(r"[0-9][0-9T :.+-]{9,39}", part):
+                raise ValueError(f"{key} is an ISO time")
+            out.append(datetime.fromisoformat(part) if kind is datetime else kind(part))
+        return out
+
+    def page(self, engine: Engine, cursor: str | None, limit: int) -> dict[str, Any]:
+        """Rows after ``cursor`` in key order, and the cursor of the last one."""
+        cols = [self.table.c[c] for c in self.columns]
+        keys = [self.table.c[k] for k in self.keys]
+        query = select(*cols).order_by(*keys).limit(limit)
+        if cursor:
+            values = self.parse_cursor(cursor)
+            after = or_(*[and_(*[k == v for k, v in zip(keys[:i], values[:i], strict=True)],
+                               keys[i] > values[i]) for i in range(len(keys))])
+            query = query.where(after)
+        with engine.connect() as conn:
+            rows = [r._asdict() for r in conn.execute(query)]
+        for r in rows:
+            for k, v in r.items():
+                if isinstance(v, datetime | date):
+                    r[k] = v.isoformat()
+        last = "|".join(str(rows[-1][k]) for k in self.keys) if rows else cursor
+        return {"rows": rows, "cursor": last, "more": len(rows) == limit,
+                "keys": list(self.keys), "dated_by": self.dated_by}

@@ -10,6 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
+from .crypto import hmac_sm3
 from .settings import Settings
 
 
@@ -52,9 +53,14 @@ def _load_dev(settings: Settings) -> dict[str, str]:
 
 
 def deployment_secret(settings: Settings, name: str) -> str:
-    """``master_key_hex``, ``admin_token`` or ``service_token``."""
+    """``master_key_hex``, ``admin_token``, ``service_token`` or ``data_token`` (unset:
+    derived from the master key, so that stores made before it existed need no new file)."""
     value = getattr(settings, name)
-    return value if value else _load_dev(settings)[name]
+    if value:
+        return value
+    if name == "data_token":
+        return hmac_sm3(master_key(settings), b"ehc data resources layer").hex()
+    return _load_dev(settings)[name]
 
 
 def master_key(settings: Settings) -> bytes:

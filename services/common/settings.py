@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     )
     admin_token: str | None = Field(None, description="admin bearer token; unset = dev token")
     service_token: str | None = Field(None, description="system-to-system token")
+    data_token: str | None = Field(None, description="the data resources layer's read-only "
+                                   "token for the systems' export routes; unset = derived "
+                                   "from the master key")
     registry_url: str | None = Field(None, description="registry base URL when out of process")
     rate_limit_terminal_per_s: float = Field(
         50.0, ge=0, description="signed requests a second per terminal (0 = no limit); a "

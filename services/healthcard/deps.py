@@ -5,20 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from ..common.cards.callers import ChannelApp, Terminal
-from ..common.cards.routes import FaultDrill, SignedApp, SignedTerminal
+from ..common.cards.routes import FaultDrill, SignedApp, SignedTerminal, SystemDependency
 from .system import HealthcardSystem
 
-
-def healthcard(request: Request) -> HealthcardSystem:
-    return request.app.state.systems["healthcard"]
-
-
-Healthcard = Annotated[HealthcardSystem, Depends(healthcard)]
-
-
+Healthcard = Annotated[HealthcardSystem, Depends(SystemDependency("healthcard").of)]
 App = Annotated[ChannelApp, Depends(SignedApp("healthcard"))]
 Term = Annotated[Terminal, Depends(SignedTerminal("healthcard"))]
 Faults = Depends(FaultDrill("healthcard"))

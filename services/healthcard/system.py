@@ -15,7 +15,7 @@ from ..common.cards.seals import Sealer, open_sealer
 from ..common.cards.side_routes import CardSide
 from ..common.cards.system_key import load_or_create
 from ..common.crypto import hmac_sm3
-from ..common.db import make_engine
+from ..common.db import Export, make_engine
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from ..common.shared_store import open_store
@@ -24,7 +24,7 @@ from .cards import CardService
 from .fusion import Fusion
 from .keystore import KeyStore
 from .peers import RegistryClient, SocialcardClient
-from .tables import audit_heads, caller_registry, metadata, received_seals, system_keys
+from .tables import EXPORTS, audit_heads, caller_registry, metadata, received_seals, system_keys
 from .verify import Verifier
 
 
@@ -41,6 +41,7 @@ class HealthcardSystem(CardSide):
     fusion: Fusion | None  # None when no e-SSC system is configured
     sealer: Sealer  # its audit chains' key and the seals of their heads
     faults: Faults = field(default_factory=Faults)  # outage drills on codes and scans
+    exports: ClassVar[dict[str, Export]] = EXPORTS  # what the data layer may read
 
 
 def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient,

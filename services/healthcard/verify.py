@@ -37,12 +37,13 @@ from ..common.fastpath import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from ..common.signing import RATE_WINDOW_S, Admission
+from ..rules.codes import Step
 from . import qrcodes
 from .cards import refuse_unusable
 from .keystore import KeyStore
 
 TERMINAL_TYPES = frozenset((1, 2, 99))
-STEPS = frozenset((0, 10101, 10102, 10103, 10104, 10105, 10106, 10107))
+STEPS = frozenset(Step)
 
 _SELECT_CARD = (
     "SELECT card_id, empi, id_type, id_number_enc, name_enc, sex, birth_date, state, "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..rules.codes import Step, TerminalType
 from .clients import (
     CST,
     AdminClient,
@@ -26,7 +27,6 @@ from .clients import (
     TerminalClient,
     cst_now_text,
 )
-from .codes import Step, TerminalType
 from .fusion_job import card_ranges, fuse_all, todo
 from .seeding import institution_code, insured_record, seed_stack, write_seed_file
 from .synthetic import CITY_AREA_CODES, SyntheticResident, generate_residents

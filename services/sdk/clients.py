@@ -23,7 +23,7 @@ import httpx
 import orjson
 
 from ..common.signing import sign_headers
-from .codes import Step
+from ..rules.codes import Step
 
 CST = timezone(timedelta(hours=8))
 

@@ -16,8 +16,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ..common.settings import Settings
+from ..rules.codes import Step
 from .clients import AdminClient, ChannelClient, TerminalClient
-from .codes import Step
 from .demo_fusion import refusal_table, run_fusion
 from .seeding import seed_stack
 from .stack import start_in_thread

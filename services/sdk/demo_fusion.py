@@ -11,8 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..rules.codes import Step
 from .clients import AdminClient, ChannelClient, ResidentClient, SdkError, TerminalClient
-from .codes import Step
 from .fusion_job import fuse_all
 from .seeding import insured_record
 from .synthetic import generate_residents

@@ -5,20 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header
 
 from ..common.cards.callers import ChannelApp, Terminal
-from ..common.cards.routes import FaultDrill, SignedApp, SignedTerminal
+from ..common.cards.routes import FaultDrill, SignedApp, SignedTerminal, SystemDependency
 from .system import SocialcardSystem
 
-
-def socialcard(request: Request) -> SocialcardSystem:
-    return request.app.state.systems["socialcard"]
-
-
-Socialcard = Annotated[SocialcardSystem, Depends(socialcard)]
-
-
+Socialcard = Annotated[SocialcardSystem, Depends(SystemDependency("socialcard").of)]
 App = Annotated[ChannelApp, Depends(SignedApp("socialcard"))]
 Term = Annotated[Terminal, Depends(SignedTerminal("socialcard"))]
 Faults = Depends(FaultDrill("socialcard"))

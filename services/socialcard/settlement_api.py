@@ -4,9 +4,10 @@ operators' reconciliation."""
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from ..common.auth import Admin, Peer
 from ..common.cards.callers import Terminal
@@ -42,6 +43,30 @@ async def keyed(sc: SocialcardSystem, request: Request, term: Terminal, key: str
     return await sc.idempotency.run(term.institution_code, key, digest, call)
 
 
+@dataclass
+class SettlementStep:
+    """A terminal's keyed call on one settlement of its institution."""
+
+    sc: SocialcardSystem
+    settlement_id: str
+    request: Request
+    term: Terminal
+    key: str | None
+
+    async def run(self, operation: str) -> dict:
+        return await keyed(self.sc, self.request, self.term, self.key,
+                           getattr(self.sc.settlements, operation), self.settlement_id,
+                           self.term.institution_code)
+
+
+def settlement_step(sc: Socialcard, settlement_id: str, request: Request, term: Term,
+                    key: IdempotencyKey = None) -> SettlementStep:
+    return SettlementStep(sc, settlement_id, request, term, key)
+
+
+Step = Annotated[SettlementStep, Depends(settlement_step)]
+
+
 @router.post("/settlements", response_model=SettlementView, tags=["institution"],
              dependencies=[Faults], summary="Upload a visit's fee items against a voucher token",
              responses=error_responses(*TERM_AUTH, *KEYED, INVALID,
@@ -62,10 +87,8 @@ async def upload(sc: Socialcard, body: UploadRequest, request: Request, term: Te
 @router.post("/settlements/{settlement_id}/pre-settle", tags=["institution"],
              summary="The split (fund, personal account, cash) without committing it",
              responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE, *CARD))
-async def presettle(sc: Socialcard, settlement_id: str, request: Request, term: Term,
-                    key: IdempotencyKey = None) -> dict:
-    return await keyed(sc, request, term, key, sc.settlements.presettle, settlement_id,
-                       term.institution_code)
+async def presettle(step: Step) -> dict:
+    return await step.run("presettle")
 
 
 @router.post("/settlements/{settlement_id}/settle", response_model=SettlementView,
@@ -74,20 +97,16 @@ async def presettle(sc: Socialcard, settlement_id: str, request: Request, term: 
              "payment gateway (unknown outcome: awaiting_confirmation)",
              responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE, *CARD,
                                        (409, "SETTLEMENT_BUSY", "retry")))
-async def settle(sc: Socialcard, settlement_id: str, request: Request, term: Term,
-                 key: IdempotencyKey = None) -> dict:
-    return await keyed(sc, request, term, key, sc.settlements.settle, settlement_id,
-                       term.institution_code)
+async def settle(step: Step) -> dict:
+    return await step.run("settle")
 
 
 @router.post("/settlements/{settlement_id}/confirm", response_model=SettlementView,
              tags=["institution"], summary="Ask the gateway what became of the cash part",
              responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND,
                                        (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
-async def confirm(sc: Socialcard, settlement_id: str, request: Request, term: Term,
-                  key: IdempotencyKey = None) -> dict:
-    return await keyed(sc, request, term, key, sc.settlements.confirm, settlement_id,
-                       term.institution_code)
+async def confirm(step: Step) -> dict:
+    return await step.run("confirm")
 
 
 @router.post("/settlements/{settlement_id}/reverse", response_model=SettlementView,
@@ -95,10 +114,8 @@ async def confirm(sc: Socialcard, settlement_id: str, request: Request, term: Te
              responses=error_responses(*TERM_AUTH, *KEYED, NOT_FOUND, STATE,
                                        (409, "PAYMENT_UNCONFIRMED", "confirm first"),
                                        (503, "PAYMENT_UNAVAILABLE", "gateway silent")))
-async def reverse(sc: Socialcard, settlement_id: str, request: Request, term: Term,
-                  key: IdempotencyKey = None) -> dict:
-    return await keyed(sc, request, term, key, sc.settlements.reverse, settlement_id,
-                       term.institution_code)
+async def reverse(step: Step) -> dict:
+    return await step.run("reverse")
 
 
 @router.get("/settlements/{settlement_id}", response_model=SettlementView, tags=["institution"],

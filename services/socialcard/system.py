@@ -16,7 +16,7 @@ from ..common.cards.seals import Sealer, open_sealer
 from ..common.cards.side_routes import CardSide
 from ..common.cards.system_key import load_or_create
 from ..common.crypto import hmac_sm3
-from ..common.db import make_engine
+from ..common.db import Export, make_engine
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from ..common.shared_store import open_store
@@ -27,6 +27,7 @@ from .peers import HealthcardClient, PaymentClient
 from .policy import load_policies
 from .settlement import Settlements
 from .tables import (
+    EXPORTS,
     audit_heads,
     caller_registry,
     idempotency,
@@ -48,6 +49,7 @@ class SocialcardSystem(CardSide):
     idempotency: Idempotency
     sealer: Sealer  # its audit chains' key and the seals of their heads
     faults: Faults = field(default_factory=Faults)
+    exports: ClassVar[dict[str, Export]] = EXPORTS  # what the data layer may read
 
 
 def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,

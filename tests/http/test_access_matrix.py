@@ -18,9 +18,10 @@ ALLOWED = {  # tag -> caller kinds allowed
     "registry": {"admin"},  # and the peer systems' service token
     "peer": {"admin"},  # the peer systems' service token (admin is accepted too)
     "resident": set(),  # only a logged-in resident's session
-    "public": {"app", "terminal_a", "terminal_b", "admin", "anonymous"},
+    "data": {"data", "admin"},  # the data resources layer's read-only exports
+    "public": {"app", "terminal_a", "terminal_b", "admin", "data", "anonymous"},
 }
-CALLERS = ("app", "terminal_a", "terminal_b", "admin", "anonymous")
+CALLERS = ("app", "terminal_a", "terminal_b", "admin", "data", "anonymous")
 
 
 def operations(stack) -> list[tuple[str, str, str]]:
@@ -40,6 +41,8 @@ def headers_for(caller: str, world, stack, method: str, path: str, body: bytes) 
         return sign_headers(t.terminal_id, method, path, body, secret=t.secret)
     if caller == "admin":
         return {"Authorization": f"Bearer {stack.admin_token}"}
+    if caller == "data":
+        return {"Authorization": f"Bearer {stack.app.state.data_token}"}
     return {}
 
 

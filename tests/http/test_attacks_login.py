@@ -41,6 +41,13 @@ def outbox_size(world: World, phone: str) -> int:
     return len(world.admin.sms_outbox(phone, 50))
 
 
+def refusal(call, *args) -> str:
+    """The error code a call is refused with (fails when it is not refused)."""
+    with pytest.raises(SdkError) as info:
+        call(*args)
+    return info.value.code
+
+
 def test_asking_for_a_code_tells_nothing(live) -> None:
     stack, world = live
     person, stranger = world.residents.pop(), world.residents.pop()
@@ -84,18 +91,14 @@ def test_a_code_takes_five_tries_and_is_used_once(live) -> None:
     code = world.admin.login_code(person.phone)
     wrong = f"{(int(code) + 1) % 10**6:06d}"
     for _ in range(5):
-        with pytest.raises(SdkError) as info:
-            resident.log_in(challenge, wrong)
-        assert info.value.code == "LOGIN_REFUSED"
-    with pytest.raises(SdkError) as info:  # burnt: even the right code is refused now
-        resident.log_in(challenge, code)
-    assert info.value.code == "LOGIN_REFUSED"
+        assert refusal(resident.log_in, challenge, wrong) == "LOGIN_REFUSED"
+    # burnt: even the right code is refused now
+    assert refusal(resident.log_in, challenge, code) == "LOGIN_REFUSED"
     again = resident.request_code(person.id_number, person.name)
     resident.log_in(again, world.admin.login_code(person.phone))
     assert resident.me()["name"].startswith(person.name[0])
-    with pytest.raises(SdkError) as info:  # used once
-        resident.log_in(again, world.admin.login_code(person.phone))
-    assert info.value.code == "LOGIN_REFUSED"
+    used = world.admin.login_code(person.phone)
+    assert refusal(resident.log_in, again, used) == "LOGIN_REFUSED"  # used once
     resident.close()
 
 
@@ -107,9 +110,8 @@ def test_an_expired_code_is_refused(live) -> None:
     channel = stack.app.state.systems["channel"]
     with channel.engine.begin() as conn:
         conn.execute(update(challenges).values(expires_at=datetime(2000, 1, 1)))
-    with pytest.raises(SdkError) as info:
-        resident.log_in(challenge, world.admin.login_code(person.phone))
-    assert info.value.code == "LOGIN_REFUSED"
+    late = world.admin.login_code(person.phone)
+    assert refusal(resident.log_in, challenge, late) == "LOGIN_REFUSED"
     resident.close()
 
 

@@ -68,19 +68,14 @@ def test_edited_deleted_and_inserted_rows_are_found(stack, activity, world) -> N
         conn.execute(update(ehc_usage).where(ehc_usage.c.id == middle.id)
                      .values(step=middle.step))
     assert problems(world, "ehc", "usage") == []
-    # deleted: the first record removed
-    with engine.begin() as conn:
-        conn.execute(delete(ehc_usage).where(ehc_usage.c.id == first.id))
-    assert [p for p, _ in problems(world, "ehc", "usage")] == ["deleted"]
-    with engine.begin() as conn:
-        conn.execute(ehc_usage.insert().values(**first._asdict()))
-    assert problems(world, "ehc", "usage") == []
-    # deleted at the end: the chain is shorter than its head
-    with engine.begin() as conn:
-        conn.execute(delete(ehc_usage).where(ehc_usage.c.id == last.id))
-    assert [p for p, _ in problems(world, "ehc", "usage")] == ["deleted"]
-    with engine.begin() as conn:
-        conn.execute(ehc_usage.insert().values(**last._asdict()))
+    # deleted: the first record removed; at the end: the chain is shorter than its head
+    for row in (first, last):
+        with engine.begin() as conn:
+            conn.execute(delete(ehc_usage).where(ehc_usage.c.id == row.id))
+        assert [p for p, _ in problems(world, "ehc", "usage")] == ["deleted"]
+        with engine.begin() as conn:
+            conn.execute(ehc_usage.insert().values(**row._asdict()))
+        assert problems(world, "ehc", "usage") == []
     # inserted: a forged record, with or without chain fields
     forged = {k: v for k, v in middle._asdict().items() if k != "id"}
     with engine.begin() as conn:

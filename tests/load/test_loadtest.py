@@ -46,16 +46,18 @@ def ehc_loadtest(out: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-def summary_of(out: Path) -> dict:
+def loadtest_summary(out: Path, exit_code: int, *args: str) -> dict:
+    """Run ``ehc loadtest`` into ``out``, check its exit code, read its summary."""
+    res = ehc_loadtest(out, *args)
+    assert res.returncode == exit_code, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "Traceback" not in res.stdout + res.stderr
     return json.loads((out / "summary.json").read_text())
 
 
 @pytest.mark.slow
 def test_short_run_passes_and_every_success_left_one_record(tmp_path: Path) -> None:
-    res = ehc_loadtest(tmp_path / "ok", "--users", "11", "--duration", "8",
-                       "--bad-share", "0.2")
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    s = summary_of(tmp_path / "ok")
+    s = loadtest_summary(tmp_path / "ok", 0, "--users", "11", "--duration", "8",
+                         "--bad-share", "0.2")
     assert s["slo"]["passed"] and s["records_match"]
     r = s["records"]
     assert r["successful_verifies_locust"] > 50
@@ -74,21 +76,16 @@ def test_short_run_passes_and_every_success_left_one_record(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_slo_gate_fails_with_exit_code_one(tmp_path: Path) -> None:
-    res = ehc_loadtest(tmp_path / "fail", "--users", "3", "--duration", "4",
-                       "--slo-p95-ms", "0.001")
-    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
-    s = summary_of(tmp_path / "fail")
+    s = loadtest_summary(tmp_path / "fail", 1, "--users", "3", "--duration", "4",
+                         "--slo-p95-ms", "0.001")
     assert not s["slo"]["passed"] and not s["slo"]["checks"]["p95_ms"]["ok"]
     assert s["records_match"]  # the gate failed on latency, not on lost records
-    assert "Traceback" not in res.stdout + res.stderr
 
 
 @pytest.mark.slow
 def test_master_and_two_workers(tmp_path: Path) -> None:
-    res = ehc_loadtest(tmp_path / "dist", "--users", "4", "--duration", "6",
-                       "--distributed", "2", "--shape", "step")
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    s = summary_of(tmp_path / "dist")
+    s = loadtest_summary(tmp_path / "dist", 0, "--users", "4", "--duration", "6",
+                         "--distributed", "2", "--shape", "step")
     assert s["generator"]["processes"] == 2 and s["records_match"]
     assert len(list((tmp_path / "dist").glob("record-ids-*.json"))) == 3  # master + 2
 
@@ -114,10 +111,8 @@ def test_a_run_in_the_demand_curves_mix(tmp_path: Path) -> None:
     csv = tmp_path / "demand.csv"
     csv.write_text("second,clock,verify,refresh,settlement,payment,total\n"
                    "0,00:00:00,100,90,30,20,240\n")
-    res = ehc_loadtest(tmp_path / "mix", "--users", "10", "--duration", "6", "--mix",
-                       "demand", "--demand-csv", str(csv), "--bad-share", "0")
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    s = summary_of(tmp_path / "mix")
+    s = loadtest_summary(tmp_path / "mix", 0, "--users", "10", "--duration", "6", "--mix",
+                         "demand", "--demand-csv", str(csv), "--bad-share", "0")
     assert s["weights"] == {"terminal": 10, "fused": 60, "settle": 30, "app": 0}
     assert s["slo"]["hot_request"] == "verify + verify fused" and s["slo"]["passed"]
     assert s["locust"]["verify fused"]["requests"] > s["locust"].get(

@@ -12,18 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from services import sdk
 from services.app import build_app
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.sdk import (
-    AdminClient,
-    ChannelClient,
-    SdkError,
-    TerminalClient,
-    generate_residents,
-    spawn_server,
-    stop_server,
-)
 from tests.stack import PG_ENV, drop_schemas, free_port
 
 CYCLES = 3
@@ -45,16 +37,16 @@ def test_kill_restart_loses_nothing_acknowledged(backend: str, tmp_path: Path) -
     build_app(settings)  # tables, keys and secrets before the first start
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = spawn_server(env, port)
-    people = list(generate_residents(400, seed=5))
+    server = sdk.spawn_server(env, port)
+    people = list(sdk.generate_residents(400, seed=5))
     try:
-        admin = AdminClient(url, deployment_secret(settings, "admin_token"))
+        admin = sdk.AdminClient(url, deployment_secret(settings, "admin_token"))
         admin.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name}
                              for p in people])
         admin.add_institution("330100000077", "Crash hospital", "330100")
         cred = admin.add_terminal("330100000077", "0101", 1)
         app_cred = admin.add_channel_app("crash app")
-        app = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"], timeout_s=3)
+        app = sdk.ChannelClient(url, app_cred["app_key"], app_cred["app_secret"], timeout_s=3)
         first = app.apply("01", people[0].id_number, people[0].name)
         issued: list[str] = [first["card_id"]]
         recorded: list[int] = []
@@ -62,9 +54,9 @@ def test_kill_restart_loses_nothing_acknowledged(backend: str, tmp_path: Path) -
         lock = threading.Lock()
 
         def work(stop: threading.Event) -> None:
-            term = TerminalClient(url, cred["terminal_id"], cred["secret"],
+            term = sdk.TerminalClient(url, cred["terminal_id"], cred["secret"],
                                   city_code="330100", timeout_s=3)
-            me = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"], timeout_s=3)
+            me = sdk.ChannelClient(url, app_cred["app_key"], app_cred["app_secret"], timeout_s=3)
             while not stop.is_set():
                 try:
                     with lock:
@@ -91,9 +83,9 @@ def test_kill_restart_loses_nothing_acknowledged(backend: str, tmp_path: Path) -
             stop.set()
             for t in threads:
                 t.join(timeout=10)
-            server = spawn_server(env, port)
+            server = sdk.spawn_server(env, port)
         assert len(recorded) > 20 and len(issued) > 10, (len(recorded), len(issued))
-        term = TerminalClient(url, cred["terminal_id"], cred["secret"], city_code="330100")
+        term = sdk.TerminalClient(url, cred["terminal_id"], cred["secret"], city_code="330100")
         held: list[int] = []
         after = 0
         while batch := term.usage_records(after_id=after, limit=1000):
@@ -105,8 +97,8 @@ def test_kill_restart_loses_nothing_acknowledged(backend: str, tmp_path: Path) -
         for card_id in issued:  # every acknowledged issuance survived
             try:
                 assert app.card(card_id)["card_id"] == card_id
-            except SdkError as exc:  # pragma: no cover - the assertion below explains
+            except sdk.SdkError as exc:  # pragma: no cover - the assertion below explains
                 pytest.fail(f"acknowledged card {card_id} lost: {exc}")
     finally:
-        stop_server(server)
+        sdk.stop_server(server)
         drop_schemas(settings)

@@ -19,19 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services import sdk
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.sdk import (
-    AdminClient,
-    ChannelClient,
-    ResidentClient,
-    SdkError,
-    TerminalClient,
-    generate_residents,
-    insured_record,
-    spawn_server,
-    stop_server,
-)
 from tests.stack import backend_env, drop_backend, free_port, kill_now
 
 
@@ -55,11 +45,11 @@ class TwoProcesses:
         return f"http://127.0.0.1:{self.ehc_port}"
 
     def start_social(self) -> None:
-        self.social = spawn_server({**self.env, "EHC_SYSTEMS": "registry,socialcard",
+        self.social = sdk.spawn_server({**self.env, "EHC_SYSTEMS": "registry,socialcard",
                                     "EHC_HEALTHCARD_URL": self.ehc_url}, self.social_port)
 
     def start_ehc(self) -> None:
-        self.ehc = spawn_server({**self.env, "EHC_SYSTEMS": "healthcard,sms,channel",
+        self.ehc = sdk.spawn_server({**self.env, "EHC_SYSTEMS": "healthcard,sms,channel",
                                  "EHC_SOCIALCARD_URL": self.social_url,
                                  "EHC_REGISTRY_URL": self.social_url}, self.ehc_port)
 
@@ -78,30 +68,30 @@ def two(request, tmp_path_factory) -> Iterator[TwoProcesses]:
     yield procs
     for p in (procs.ehc, procs.social):
         if p is not None:
-            stop_server(p)
+            sdk.stop_server(p)
     drop_backend(env)
 
 
 @dataclass
 class Setup:
-    social: AdminClient
-    ehc: AdminClient
-    app: ChannelClient
-    app_social: ChannelClient  # the same app's credentials, at the e-SSC process
-    term: TerminalClient
-    term_social: TerminalClient
+    social: sdk.AdminClient
+    ehc: sdk.AdminClient
+    app: sdk.ChannelClient
+    app_social: sdk.ChannelClient  # the same app's credentials, at the e-SSC process
+    term: sdk.TerminalClient
+    term_social: sdk.TerminalClient
     people: list
 
 
 @pytest.fixture(scope="module")
 def setup(two: TwoProcesses) -> Setup:
     token = deployment_secret(Settings(var_dir=Path(two.env["EHC_VAR_DIR"])), "admin_token")
-    social = AdminClient(two.social_url, token, timeout_s=120)
-    ehc = AdminClient(two.ehc_url, token, timeout_s=120)
-    people = list(generate_residents(60, seed=77))
+    social = sdk.AdminClient(two.social_url, token, timeout_s=120)
+    ehc = sdk.AdminClient(two.ehc_url, token, timeout_s=120)
+    people = list(sdk.generate_residents(60, seed=77))
     social.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name,
                            "phone": p.phone} for p in people])
-    social.add_insured([insured_record(p, 500 + i) for i, p in enumerate(people)])
+    social.add_insured([sdk.insured_record(p, 500 + i) for i, p in enumerate(people)])
     ehc.add_institution("330100000042", "Two-process hospital", "330100")
     social.add_institution("330100000042", "Two-process hospital", "330100", system="essc")
     cred = ehc.add_terminal("330100000042", "0101", 1)
@@ -111,15 +101,15 @@ def setup(two: TwoProcesses) -> Setup:
                            strong_realname=True,
                            app_secret=app_cred["app_secret"])
     return Setup(social, ehc,
-                 ChannelClient(two.ehc_url, app_cred["app_key"], app_cred["app_secret"]),
-                 ChannelClient(two.social_url, app_cred["app_key"], app_cred["app_secret"]),
-                 TerminalClient(two.ehc_url, cred["terminal_id"], cred["secret"],
+                 sdk.ChannelClient(two.ehc_url, app_cred["app_key"], app_cred["app_secret"]),
+                 sdk.ChannelClient(two.social_url, app_cred["app_key"], app_cred["app_secret"]),
+                 sdk.TerminalClient(two.ehc_url, cred["terminal_id"], cred["secret"],
                                 city_code="330100"),
-                 TerminalClient(two.social_url, cred["terminal_id"], cred["secret"],
+                 sdk.TerminalClient(two.social_url, cred["terminal_id"], cred["secret"],
                                 city_code="330100"), people)
 
 
-def _bindings(admin: AdminClient, system: str) -> dict[str, dict]:
+def _bindings(admin: sdk.AdminClient, system: str) -> dict[str, dict]:
     out, after = {}, ""
     while True:
         page = admin.request("GET", f"/{system}/v1/peer/bindings",
@@ -132,7 +122,7 @@ def _bindings(admin: AdminClient, system: str) -> dict[str, dict]:
 
 def test_claim_bind_and_verify_through_the_channel_entry(two, setup) -> None:
     person = setup.people[0]
-    with ResidentClient(two.ehc_url) as resident:
+    with sdk.ResidentClient(two.ehc_url) as resident:
         token = resident.log_in_reading_sms(person.id_number, person.name, person.phone,
                                             setup.ehc)
     with httpx.Client(base_url=two.ehc_url, timeout=10) as http:
@@ -173,12 +163,12 @@ def test_kill_a_side_mid_binding_then_reconcile(two, setup, victim: str) -> None
     there while the e-SSC side commits them. Reconciliation must end both equal."""
     rng = random.Random(11 if victim == "socialcard" else 12)
     for cycle in range(2):
-        people = list(generate_residents(800, seed=1000 + cycle + (10 if victim[0] == "h"
+        people = list(sdk.generate_residents(800, seed=1000 + cycle + (10 if victim[0] == "h"
                                                                     else 0)))
         serial = (20_000 if victim[0] == "h" else 10_000) + 1000 * cycle
         setup.social.add_residents([{"id_type": "01", "id_number": p.id_number,
                                      "name": p.name} for p in people])  # real-name source
-        setup.social.add_insured([insured_record(p, serial + i) for i, p in enumerate(people)])
+        setup.social.add_insured([sdk.insured_record(p, serial + i) for i, p in enumerate(people)])
         setup.social.set_faults(delay_ms=2000)
         worker = threading.Thread(target=_fuse_ignoring_the_outage, args=(setup.ehc,))
         worker.start()
@@ -206,9 +196,9 @@ def test_kill_a_side_mid_binding_then_reconcile(two, setup, victim: str) -> None
         assert _bindings(setup.ehc, "ehc") == _bindings(setup.social, "essc")
 
 
-def _fuse_ignoring_the_outage(admin: AdminClient) -> None:
+def _fuse_ignoring_the_outage(admin: sdk.AdminClient) -> None:
     """One bulk page; the e-SSC process dies during it, so it may fail."""
-    with contextlib.suppress(SdkError, httpx.HTTPError):
+    with contextlib.suppress(sdk.SdkError, httpx.HTTPError):
         admin.fuse_page("", limit=2000)
 
 

@@ -7,17 +7,9 @@ import contextlib
 import os
 from pathlib import Path
 
+from services import sdk
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.sdk import (
-    AdminClient,
-    ChannelClient,
-    SdkError,
-    TerminalClient,
-    generate_residents,
-    spawn_server,
-    stop_server,
-)
 
 
 def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> None:
@@ -27,29 +19,29 @@ def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> Non
     Settings(var_dir=var)  # the dev secrets are made by the server; read them after start
     port = 18000 + os.getpid() % 1000
     with log.open("w") as fh:
-        server = spawn_server(env, port, "--log-level", "info", stdout=fh, stderr=fh)
+        server = sdk.spawn_server(env, port, "--log-level", "info", stdout=fh, stderr=fh)
     url = f"http://127.0.0.1:{port}"
     try:
         token = deployment_secret(Settings(var_dir=var), "admin_token")
-        admin = AdminClient(url, token)
-        people = list(generate_residents(5, seed=99))
+        admin = sdk.AdminClient(url, token)
+        people = list(sdk.generate_residents(5, seed=99))
         admin.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name,
                               "phone": p.phone} for p in people])
         admin.add_institution("330100009999", "Log test hospital", "330100")
         cred = admin.add_terminal("330100009999", "0101", 1)
         app_cred = admin.add_channel_app("log test app")
-        app = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
-        term = TerminalClient(url, cred["terminal_id"], cred["secret"], city_code="330100")
+        app = sdk.ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
+        term = sdk.TerminalClient(url, cred["terminal_id"], cred["secret"], city_code="330100")
         for p in people:
             card = app.apply("01", p.id_number, p.name, p.phone)
             assert p.id_number not in str(card) and p.phone not in str(card)
             assert card["name"] != p.name  # masked for the app
             ident = term.verify(app.qrcode(card["card_id"])["qr_text"])
             assert ident["id_number"] == p.id_number  # the institution needs it in full
-        with contextlib.suppress(SdkError):  # a refused apply is logged too
+        with contextlib.suppress(sdk.SdkError):  # a refused apply is logged too
             app.apply("01", people[0].id_number, "错误姓名")
     finally:
-        stop_server(server)
+        sdk.stop_server(server)
     text = log.read_text(encoding="utf-8", errors="replace")
     assert '"path":"/ehc/v1/qrcodes/verify"' in text  # the access log was written
     blobs = [f.read_bytes() for f in var.glob("*.db*")]

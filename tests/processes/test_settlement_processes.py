@@ -20,19 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services import sdk
 from services.common.cst import CST
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
-from services.sdk import (
-    AdminClient,
-    ChannelClient,
-    SdkError,
-    TerminalClient,
-    generate_residents,
-    insured_record,
-    spawn_server,
-    stop_server,
-)
 from tests.stack import backend_env, drop_backend, free_port, kill_now
 
 ITEMS = [{"code": "drugs", "category": "A", "amount_fen": 80_000},
@@ -51,12 +42,12 @@ class Stack:
         self.pay: subprocess.Popen | None = None
 
     def start_cards(self) -> None:
-        self.cards = spawn_server({**self.env, "EHC_SYSTEMS":
+        self.cards = sdk.spawn_server({**self.env, "EHC_SYSTEMS":
                                    "registry,healthcard,socialcard,sms,channel",
                                    "EHC_PAYMENT_URL": self.pay_url}, self.cards_port)
 
     def start_pay(self) -> None:
-        self.pay = spawn_server({**self.env, "EHC_SYSTEMS": "payment",
+        self.pay = sdk.spawn_server({**self.env, "EHC_SYSTEMS": "payment",
                                  "EHC_SOCIALCARD_URL": self.url}, self.pay_port)
 
     kill = staticmethod(kill_now)
@@ -70,25 +61,25 @@ def stack(request, tmp_path_factory) -> Iterator[Stack]:
     yield s
     for p in (s.cards, s.pay):
         if p is not None and p.poll() is None:
-            stop_server(p)
+            sdk.stop_server(p)
     drop_backend(s.env)
 
 
 @pytest.fixture(scope="module")
 def hospital(stack: Stack):
     token = deployment_secret(Settings(var_dir=Path(stack.env["EHC_VAR_DIR"])), "admin_token")
-    admin = AdminClient(stack.url, token, timeout_s=60)
-    pay_admin = AdminClient(stack.pay_url, token)
-    people = list(generate_residents(40, seed=515))
+    admin = sdk.AdminClient(stack.url, token, timeout_s=60)
+    pay_admin = sdk.AdminClient(stack.pay_url, token)
+    people = list(sdk.generate_residents(40, seed=515))
     admin.add_residents([{"id_type": "01", "id_number": p.id_number, "name": p.name}
                          for p in people])
-    admin.add_insured([insured_record(p, 5000 + i) for i, p in enumerate(people)])
+    admin.add_insured([sdk.insured_record(p, 5000 + i) for i, p in enumerate(people)])
     inst = "330100000515"
     admin.add_hospital(inst, "Crash hospital", "330100")
     cred = admin.add_shared_terminal(inst, "0105", 1)
     app_cred = admin.add_shared_app("crash", strong_realname=True)  # claims e-SSCs
-    app = ChannelClient(stack.url, app_cred["app_key"], app_cred["app_secret"])
-    term = TerminalClient(stack.url, cred["terminal_id"], cred["secret"], city_code="330100",
+    app = sdk.ChannelClient(stack.url, app_cred["app_key"], app_cred["app_secret"])
+    term = sdk.TerminalClient(stack.url, cred["terminal_id"], cred["secret"], city_code="330100",
                           timeout_s=30)
     cards = []
     for p in people:
@@ -108,7 +99,7 @@ def _today() -> str:
     return datetime.now(CST).date().isoformat()
 
 
-def _wait_closed(admin: AdminClient, timeout_s: float = 20) -> dict:
+def _wait_closed(admin: sdk.AdminClient, timeout_s: float = 20) -> dict:
     """Reconciliation once no visit is left awaiting confirmation (the background
     confirmation runs every 0.5 s)."""
     deadline = time.monotonic() + timeout_s
@@ -119,7 +110,7 @@ def _wait_closed(admin: AdminClient, timeout_s: float = 20) -> dict:
         time.sleep(0.3)
 
 
-def _kill_mid_settle(stack: Stack, term: TerminalClient, sid: str) -> None:
+def _kill_mid_settle(stack: Stack, term: sdk.TerminalClient, sid: str) -> None:
     """Settle in a thread and kill the settlement process 1 s in (the gateway, told to
     take 2.5 s, has not answered yet)."""
     worker = threading.Thread(target=_settle_ignoring_the_crash, args=(term, sid))
@@ -163,7 +154,7 @@ def test_gateway_down_when_settling(stack: Stack, hospital) -> None:
     stack.kill(stack.pay)
     try:
         assert term.settle(sid)["state"] == "awaiting_confirmation"  # fail closed
-        with pytest.raises(SdkError) as info:
+        with pytest.raises(sdk.SdkError) as info:
             term.reverse(sid)
         assert info.value.code == "PAYMENT_UNCONFIRMED"
     finally:
@@ -195,17 +186,17 @@ def test_random_kills_under_a_stream_of_visits(stack: Stack, hospital) -> None:
     assert len({p["order_id"] for p in statement}) == len(statement)  # one charge per visit
 
 
-def _settle_ignoring_the_crash(term: TerminalClient, sid: str) -> None:
-    with contextlib.suppress(SdkError, httpx.HTTPError):
+def _settle_ignoring_the_crash(term: sdk.TerminalClient, sid: str) -> None:
+    with contextlib.suppress(sdk.SdkError, httpx.HTTPError):
         term.settle(sid)
 
 
-def _stream(term: TerminalClient, voucher, stop: threading.Event, cycle: int) -> None:
+def _stream(term: sdk.TerminalClient, voucher, stop: threading.Event, cycle: int) -> None:
     i = 100 * cycle
     while not stop.is_set():
         try:
             sid = term.upload_fees(voucher(i), ITEMS)["settlement_id"]
             term.settle(sid)
-        except (SdkError, httpx.HTTPError):
+        except (sdk.SdkError, httpx.HTTPError):
             pass
         i += 1

@@ -12,7 +12,8 @@ import pytest
 
 from twin.report.notebooks import NOTEBOOKS, build_reports
 
-MIN_FIGURES = {"flow_comparison": 6, "province_rollout": 4, "loadtest_report": 1}
+MIN_FIGURES = {"flow_comparison": 6, "province_rollout": 4, "loadtest_report": 1,
+               "network_usage": 3}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -25,6 +26,7 @@ def reports(tmp_path_factory):
                             "sample_dir": str(out / "loadtest-sample"),
                             "capacity_file": str(out / "none.json"),
                             "province_peaks": str(out / "none.json")},
+        "network_usage": {"store": str(out / "network-store")},
     }
     return out, build_reports(out, small=True, overrides=overrides)
 

@@ -50,7 +50,9 @@ def _hospital_row(task: Task, h: int) -> tuple[dict[str, Any], Demand, pd.DataFr
     patients = patients_frame(online).assign(
         city=task.city, archetype=task.archetype, hospital=h,
         replication=task.replication) if task.keep_patients else None
-    base = counterfactual_day(sc, task.replication, h, absent=online.absent)
+    # at no adoption the day is its own counterfactual: the same people, the same flow
+    base = online if task.adoption == 0 else counterfactual_day(sc, task.replication, h,
+                                                                absent=online.absent)
     row: dict[str, Any] = {"city": task.city, "archetype": task.archetype,
                            "level": task.level, "hospital": h,
                            "replication": task.replication, "adoption": task.adoption}
@@ -107,14 +109,24 @@ def plan(prov: Province, base_dir: Path, month: int, replications: int,
             number += count
             live = city.hospitals_live(month, count)  # the first `live` take the code
             adoption = city.live_adoption(month, prov.card_visit_ratio)
-            groups = [(numbers[:live], adoption), (numbers[live:], 0.0)]
             for rep in range(replications):
-                for group, share in groups:
-                    for i in range(0, len(group), CHUNK):
-                        tasks.append(Task(city.name, name, prov.archetypes[name].level, sc,
-                                          share, tuple(group[i:i + CHUNK]), rep,
-                                          prov.money.target_utilisation, keep_patients))
+                for group, share in _chunks(numbers, live, adoption):
+                    tasks.append(Task(city.name, name, prov.archetypes[name].level, sc,
+                                      share, group, rep, prov.money.target_utilisation,
+                                      keep_patients))
     return tasks
+
+
+def _chunks(numbers: list[int], live: int, adoption: float
+            ) -> list[tuple[tuple[int, ...], float]]:
+    """The live hospitals in chunks, then the others. Chunks are cut at fixed places
+    (every CHUNK hospitals of the archetype), so that a hospital not yet live sits in the
+    same chunk whatever the month: the roll-out runs such a chunk once for every month."""
+    cuts = range(0, len(numbers), CHUNK)
+    on = [tuple(numbers[lo:min(lo + CHUNK, live)]) for lo in cuts if lo < live]
+    off = [tuple(numbers[max(lo, live):lo + CHUNK]) for lo in cuts
+           if max(lo, live) < min(lo + CHUNK, len(numbers))]
+    return [(c, adoption) for c in on] + [(c, 0.0) for c in off]
 
 
 def execute(tasks: list[Task], workers: int = 1, scheduler: str | None = None,

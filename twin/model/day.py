@@ -191,6 +191,13 @@ class HospitalDay:
             self.demand.append((env.now, step, pid))
         return wait
 
+    def _consult(self, pid: int, doctors: Station, minutes: float, step: str, priority: int,
+                 scan: float = 0.0):
+        """See a doctor: the queue is the wait for the doctor, the consultation (not the
+        code scan before it) the doctor's time."""
+        self.w_doc[pid] += yield from self._use(pid, doctors, minutes + scan, step, priority)
+        self.doc_time[pid] += minutes
+
     def _walk(self, pid: int, k: Walk) -> None:
         self.walks[pid] += 1
         self.ahead[pid] += self.q.walk[pid * WALKS + k]
@@ -222,9 +229,7 @@ class HospitalDay:
                                                     "registration")
         self._walk(pid, Walk.TO_DOCTOR)
         doctors = self._doctor_of(pid)
-        self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid], "doctor",
-                                                priority=WALK_IN)
-        self.doc_time[pid] += p.consult1[pid]
+        yield from self._consult(pid, doctors, p.consult1[pid], "doctor", WALK_IN)
         if p.test[pid]:
             self._walk(pid, Walk.TO_FIRST_PAYMENT)
             yield from self._pay_traditional(pid, 0)
@@ -239,9 +244,7 @@ class HospitalDay:
             else:  # no kiosks: reports are printed at a registration window
                 yield from self._use(pid, self.reg_window, p.report[pid], "report")
             self._walk(pid, Walk.TO_REVISIT)
-            self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid], "revisit",
-                                                    priority=REVISIT)
-            self.doc_time[pid] += p.consult2[pid]
+            yield from self._consult(pid, doctors, p.consult2[pid], "revisit", REVISIT)
         if p.rx[pid]:
             self._walk(pid, Walk.TO_SECOND_PAYMENT)
             yield from self._pay_traditional(pid, 1)
@@ -311,10 +314,8 @@ class HospitalDay:
         if early > 0:  # queue-calling calls an appointment at its slot, not before
             self._spend(pid, early)
             self.w_doc[pid] += early
-        self.w_doc[pid] += yield from self._use(pid, doctors, p.consult1[pid]
-                                                + self._scan(pid, "doctor"), "doctor",
-                                                priority=HOLDER)
-        self.doc_time[pid] += p.consult1[pid]
+        yield from self._consult(pid, doctors, p.consult1[pid], "doctor", HOLDER,
+                                 self._scan(pid, "doctor"))
         if p.test[pid]:
             yield from self._phone_pay(pid, 0)
             self._walk(pid, Walk.TO_TEST)
@@ -323,10 +324,8 @@ class HospitalDay:
                                  p.test_service[pid] + self._scan(pid, step), step)
             self._spend(pid, p.turnaround[pid])  # results pushed to the phone
             self._walk(pid, Walk.TO_REVISIT)
-            self.w_doc[pid] += yield from self._use(pid, doctors, p.consult2[pid]
-                                                    + self._scan(pid, "revisit"), "revisit",
-                                                    priority=REVISIT)
-            self.doc_time[pid] += p.consult2[pid]
+            yield from self._consult(pid, doctors, p.consult2[pid], "revisit", REVISIT,
+                                     self._scan(pid, "revisit"))
         if p.rx[pid]:
             yield from self._phone_pay(pid, 1)
             self._walk(pid, Walk.TO_PHARMACY)

@@ -13,6 +13,7 @@ NOTEBOOKS = {
     "flow_comparison": "One hospital: traditional against the online fused-card flow",
     "province_rollout": "The province: the fused card across the 11 cities",
     "loadtest_report": "Load test: the QR verification hot path",
+    "network_usage": "The network's own records: issuance, use, settlement and quality",
 }
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +25,7 @@ SMALL = {  # parameters for a quick run (tests, a first look)
                          "sweep_levels": [0.0, 1.0], "sweep_replications": 2,
                          "sweep_daily_visits": 800, "workers": 1},
     "loadtest_report": {},
+    "network_usage": {"store": "results/reports/network-usage-store", "visits": 200},
 }
 
 

@@ -23,18 +23,7 @@ from functools import cached_property
 from typing import Any
 
 import orjson
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    bindparam,
-    select,
-)
+import sqlalchemy as sa
 
 from ..crypto import sm2_sign, sm2_verify, sm3
 from ..errors import Invalid, NotFound
@@ -146,35 +135,35 @@ def verify_proof(record: dict[str, Any], batch: SignedBatch, index: int,
     return holds(batch, index, record) and batch.verify(public_hex)
 
 
-def binding_tables(metadata: MetaData) -> tuple[Table, Table]:
+def binding_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """(bindings, binding_batches) in a system's own metadata. ``bindings`` holds each
     pair's latest complete version with both proofs (the coordinating EHC side keeps
     bindings sent but not yet countersigned apart, in ``binding_pending``); the batches
     hold every signature the proofs rest on."""
-    bindings = Table(
+    bindings = sa.Table(
         "bindings", metadata,
-        Column("binding_id", String(32), primary_key=True),
-        Column("ehc_card_id", String(64), nullable=False),
-        Column("empi", String(64), nullable=False),
-        Column("ssc_card_no", String(20), nullable=False),
-        Column("region", String(6), nullable=False),
-        Column("state", String(8), nullable=False),
-        Column("version", Integer, nullable=False),
-        Column("at", String(32), nullable=False),
-        Column("ehc_batch", String(40), nullable=False),
-        Column("ehc_index", Integer, nullable=False),
-        Column("essc_batch", String(40)),
-        Column("essc_index", Integer),
-        Column("updated_at", DateTime, nullable=False),
-        Index("ix_binding_ehc", "ehc_card_id"),
-        Index("ix_binding_ssc", "ssc_card_no"),
+        sa.Column("binding_id", sa.String(32), primary_key=True),
+        sa.Column("ehc_card_id", sa.String(64), nullable=False),
+        sa.Column("empi", sa.String(64), nullable=False),
+        sa.Column("ssc_card_no", sa.String(20), nullable=False),
+        sa.Column("region", sa.String(6), nullable=False),
+        sa.Column("state", sa.String(8), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("at", sa.String(32), nullable=False),
+        sa.Column("ehc_batch", sa.String(40), nullable=False),
+        sa.Column("ehc_index", sa.Integer, nullable=False),
+        sa.Column("essc_batch", sa.String(40)),
+        sa.Column("essc_index", sa.Integer),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+        sa.Index("ix_binding_ehc", "ehc_card_id"),
+        sa.Index("ix_binding_ssc", "ssc_card_no"),
     )
-    batches = Table(
+    batches = sa.Table(
         "binding_batches", metadata,
-        Column("batch_id", String(40), primary_key=True),
-        Column("signer", String(4), nullable=False),
-        Column("leaves", LargeBinary, nullable=False),
-        Column("signature", LargeBinary, nullable=False),
+        sa.Column("batch_id", sa.String(40), primary_key=True),
+        sa.Column("signer", sa.String(4), nullable=False),
+        sa.Column("leaves", sa.LargeBinary, nullable=False),
+        sa.Column("signature", sa.LargeBinary, nullable=False),
     )
     return bindings, batches
 
@@ -190,7 +179,7 @@ def record_of(row: Any) -> dict[str, Any]:
 class BindingStore:
     """Both sides' copy of the bindings and of every batch signature they rest on."""
 
-    def __init__(self, bindings: Table, batches: Table) -> None:
+    def __init__(self, bindings: sa.Table, batches: sa.Table) -> None:
         self.bindings = bindings
         self.batches = batches
 
@@ -238,8 +227,8 @@ class BindingStore:
         if changed:
             t = self.bindings
             cols = [c for c in rows[0] if c != "binding_id"]
-            conn.execute(t.update().where(t.c.binding_id == bindparam("bid"))
-                         .values({c: bindparam(c) for c in cols}), changed)
+            conn.execute(t.update().where(t.c.binding_id == sa.bindparam("bid"))
+                         .values({c: sa.bindparam(c) for c in cols}), changed)
 
     def existing(self, conn, ids: list[str]) -> dict[str, Any]:
         """The stored rows of these binding IDs, by ID."""
@@ -253,7 +242,7 @@ class BindingStore:
         t = self.bindings
         col = t.c[column]
         return {r[0]: r[1] for r in conn.execute(
-            select(col, t.c.binding_id).where(col.in_(values), t.c.state == "bound")).all()}
+            sa.select(col, t.c.binding_id).where(col.in_(values), t.c.state == "bound")).all()}
 
     def proof(self, conn, bid: str) -> dict[str, Any] | None:
         row = self.get(conn, bid)

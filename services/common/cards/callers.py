@@ -15,18 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    MetaData,
-    SmallInteger,
-    String,
-    Table,
-    insert,
-    select,
-    update,
-)
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
@@ -40,38 +29,38 @@ DEPT_RE = re.compile(r"[0-9]{4}")
 
 @dataclass(frozen=True)
 class CallerTables:
-    institutions: Table
-    terminals: Table
-    channel_apps: Table
-    shared_events: Table  # nonces and request counts every worker shares
+    institutions: sa.Table
+    terminals: sa.Table
+    channel_apps: sa.Table
+    shared_events: sa.Table  # nonces and request counts every worker shares
 
 
-def caller_tables(metadata: MetaData) -> CallerTables:
+def caller_tables(metadata: sa.MetaData) -> CallerTables:
     """The registration tables, in the calling system's own metadata."""
     return CallerTables(
-        Table("institutions", metadata,
-              Column("code", String(12), primary_key=True),
-              Column("name", String(128), nullable=False),
-              Column("city_code", String(6), nullable=False),
-              Column("sm2_public_key", String(130)),
-              Column("level", SmallInteger, nullable=False, default=3),  # 1, 2, 3 (tertiary)
-              Column("created_at", DateTime, nullable=False)),
-        Table("terminals", metadata,
-              Column("terminal_id", String(16), primary_key=True),
-              Column("institution_code", String(12), nullable=False),
-              Column("terminal_type", SmallInteger, nullable=False),
-              Column("secret_enc", String(300), nullable=False),
-              Column("active", SmallInteger, nullable=False, default=1),
+        sa.Table("institutions", metadata,
+              sa.Column("code", sa.String(12), primary_key=True),
+              sa.Column("name", sa.String(128), nullable=False),
+              sa.Column("city_code", sa.String(6), nullable=False),
+              sa.Column("sm2_public_key", sa.String(130)),
+              sa.Column("level", sa.SmallInteger, nullable=False, default=3),  # 1, 2, 3 (tertiary)
+              sa.Column("created_at", sa.DateTime, nullable=False)),
+        sa.Table("terminals", metadata,
+              sa.Column("terminal_id", sa.String(16), primary_key=True),
+              sa.Column("institution_code", sa.String(12), nullable=False),
+              sa.Column("terminal_type", sa.SmallInteger, nullable=False),
+              sa.Column("secret_enc", sa.String(300), nullable=False),
+              sa.Column("active", sa.SmallInteger, nullable=False, default=1),
               # may present static codes (printed on a physical card) in hardened mode
-              Column("physical_cards", SmallInteger, nullable=False, default=0)),
-        Table("channel_apps", metadata,
-              Column("app_key", String(64), primary_key=True),
-              Column("name", String(128), nullable=False),
-              Column("secret_enc", String(300), nullable=False),
-              Column("sm2_public_key", String(130)),
-              Column("active", SmallInteger, nullable=False, default=1),
+              sa.Column("physical_cards", sa.SmallInteger, nullable=False, default=0)),
+        sa.Table("channel_apps", metadata,
+              sa.Column("app_key", sa.String(64), primary_key=True),
+              sa.Column("name", sa.String(128), nullable=False),
+              sa.Column("secret_enc", sa.String(300), nullable=False),
+              sa.Column("sm2_public_key", sa.String(130)),
+              sa.Column("active", sa.SmallInteger, nullable=False, default=1),
               # logs residents in strongly (SMS code to the registry's phone): the entry
-              Column("strong_realname", SmallInteger, nullable=False, default=0)),
+              sa.Column("strong_realname", sa.SmallInteger, nullable=False, default=0)),
         shared_events_table(metadata),
     )
 
@@ -104,7 +93,7 @@ class ChannelApp:
 
 
 class Callers:
-    def __init__(self, engine: Engine, tables: CallerTables, cipher: FieldCipher, *,
+    def __init__(self, engine: sa.Engine, tables: CallerTables, cipher: FieldCipher, *,
                  max_age_s: int, store: SharedStore,
                  ttl_s: float = 1.0, terminal_rate: float = 0.0, app_rate: float = 0.0) -> None:
         self.engine = engine
@@ -126,7 +115,7 @@ class Callers:
             raise Invalid("INVALID_INSTITUTION_CODE", "institution code is 12 [0-9A-Z]")
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(t.institutions).values(
+                conn.execute(sa.insert(t.institutions).values(
                     code=code, name=name, city_code=city_code, sm2_public_key=sm2_public_key,
                     level=level, created_at=datetime.now(UTC).replace(tzinfo=None)))
         except IntegrityError as exc:
@@ -143,12 +132,12 @@ class Callers:
         terminal_id = institution_code + dept_code
         secret = secret or secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
-            inst = conn.execute(select(t.institutions.c.code)
+            inst = conn.execute(sa.select(t.institutions.c.code)
                                 .where(t.institutions.c.code == institution_code)).first()
             if inst is None:
                 raise NotFound("INSTITUTION_NOT_FOUND", "unknown institution")
             try:
-                conn.execute(insert(t.terminals).values(
+                conn.execute(sa.insert(t.terminals).values(
                     terminal_id=terminal_id, institution_code=institution_code,
                     terminal_type=terminal_type, secret_enc=self.cipher.encrypt(secret),
                     active=1, physical_cards=int(physical_cards)))
@@ -165,7 +154,7 @@ class Callers:
         secret = secret or secrets.token_urlsafe(32)
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(t.channel_apps).values(
+                conn.execute(sa.insert(t.channel_apps).values(
                     app_key=app_key, name=name, secret_enc=self.cipher.encrypt(secret),
                     sm2_public_key=sm2_public_key, active=1,
                     strong_realname=int(strong_realname)))
@@ -174,7 +163,7 @@ class Callers:
         return app_key, secret
 
     # --------------------------------------------------------------- management
-    def _kind(self, kind: str) -> tuple[Table, Any, str]:
+    def _kind(self, kind: str) -> tuple[sa.Table, Any, str]:
         t = self.tables
         if kind == "terminal":
             return t.terminals, t.terminals.c.terminal_id, "TERMINAL_NOT_FOUND"
@@ -185,7 +174,7 @@ class Callers:
         table, _, _ = self._kind(kind)
         shown = [c for c in table.c if c.name not in ("secret_enc", "sm2_public_key")]
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*shown).order_by(*table.primary_key.columns)).all()
+            rows = conn.execute(sa.select(*shown).order_by(*table.primary_key.columns)).all()
         flags = ("active", "physical_cards", "strong_realname")
         return [{k: bool(v) if k in flags else v for k, v in r._mapping.items()}
                 for r in rows]
@@ -194,7 +183,7 @@ class Callers:
         """Disable or re-enable; every worker sees it within ``ttl_s``."""
         table, pk, missing = self._kind(kind)
         with self.engine.begin() as conn:
-            if not conn.execute(update(table).where(pk == key)
+            if not conn.execute(sa.update(table).where(pk == key)
                                 .values(active=int(active))).rowcount:
                 raise NotFound(missing, f"no such {kind.replace('_', ' ')}")
 
@@ -204,7 +193,7 @@ class Callers:
         table, pk, missing = self._kind(kind)
         secret = secret or secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
-            if not conn.execute(update(table).where(pk == key)
+            if not conn.execute(sa.update(table).where(pk == key)
                                 .values(secret_enc=self.cipher.encrypt(secret))).rowcount:
                 raise NotFound(missing, f"no such {kind.replace('_', ' ')}")
         return secret
@@ -232,7 +221,7 @@ class Callers:
         t = self.tables
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(t.terminals, t.institutions.c.city_code, t.institutions.c.sm2_public_key,
+                sa.select(t.terminals, t.institutions.c.city_code, t.institutions.c.sm2_public_key,
                        t.institutions.c.level)
                 .join(t.institutions, t.institutions.c.code == t.terminals.c.institution_code)
                 .where(t.terminals.c.terminal_id == terminal_id, t.terminals.c.active == 1)
@@ -245,7 +234,7 @@ class Callers:
     def _load_app(self, app_key: str) -> ChannelApp | None:
         t = self.tables
         with self.engine.connect() as conn:
-            row = conn.execute(select(t.channel_apps).where(
+            row = conn.execute(sa.select(t.channel_apps).where(
                 t.channel_apps.c.app_key == app_key, t.channel_apps.c.active == 1)).first()
         return None if row is None else ChannelApp(
             row.app_key, self.cipher.decrypt(row.secret_enc), row.sm2_public_key,

@@ -16,19 +16,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    MetaData,
-    SmallInteger,
-    String,
-    Table,
-    delete,
-    insert,
-    select,
-    update,
-)
+import sqlalchemy as sa
 
 from ..crypto import sm3_hex
 from ..cst import utc_now
@@ -38,27 +26,27 @@ SCOPES = ("codes", "manage")
 CODE_TTL = timedelta(minutes=5)
 
 
-def holder_table(metadata: MetaData, key: str, length: int) -> Table:
+def holder_table(metadata: sa.MetaData, key: str, length: int) -> sa.Table:
     """The apps holding each card (``key`` names the card column), with their scope."""
-    return Table("card_apps", metadata,
-                 Column(key, String(length), primary_key=True),
-                 Column("app_key", String(64), primary_key=True),
-                 Column("scope", String(8), nullable=False, default="manage"),
-                 Column("granted_at", DateTime))  # null: the app opened or claimed it
+    return sa.Table("card_apps", metadata,
+                 sa.Column(key, sa.String(length), primary_key=True),
+                 sa.Column("app_key", sa.String(64), primary_key=True),
+                 sa.Column("scope", sa.String(8), nullable=False, default="manage"),
+                 sa.Column("granted_at", sa.DateTime))  # null: the app opened or claimed it
 
 
-def grant_code_table(metadata: MetaData, key: str, length: int) -> Table:
-    return Table("grant_codes", metadata,
-                 Column("code_digest", String(64), primary_key=True),
-                 Column(key, String(length), nullable=False),
-                 Column("app_key", String(64), nullable=False),
-                 Column("scope", String(8), nullable=False),
-                 Column("expires_at", DateTime, nullable=False),
-                 Column("used", SmallInteger, nullable=False))
+def grant_code_table(metadata: sa.MetaData, key: str, length: int) -> sa.Table:
+    return sa.Table("grant_codes", metadata,
+                 sa.Column("code_digest", sa.String(64), primary_key=True),
+                 sa.Column(key, sa.String(length), nullable=False),
+                 sa.Column("app_key", sa.String(64), nullable=False),
+                 sa.Column("scope", sa.String(8), nullable=False),
+                 sa.Column("expires_at", sa.DateTime, nullable=False),
+                 sa.Column("used", sa.SmallInteger, nullable=False))
 
 
 class Consent:
-    def __init__(self, engine: Engine, holders: Table, codes: Table, key: str,
+    def __init__(self, engine: sa.Engine, holders: sa.Table, codes: sa.Table, key: str,
                  card_missing: str) -> None:
         self.engine = engine
         self.holders = holders
@@ -66,12 +54,12 @@ class Consent:
         self.key = key
         self.card_missing = card_missing  # the system's "no such card for this app" code
 
-    def _key(self, table: Table):
+    def _key(self, table: sa.Table):
         return table.c[self.key]
 
     def scope_of(self, conn, card: str, app_key: str) -> str | None:
         h = self.holders
-        return conn.execute(select(h.c.scope).where(
+        return conn.execute(sa.select(h.c.scope).where(
             self._key(h) == card, h.c.app_key == app_key)).scalar()
 
     def refuse_unheld(self, card: str, app_key: str, manage: bool) -> None:
@@ -93,7 +81,7 @@ class Consent:
         if existing and not strong:
             raise Forbidden("CONSENT_REQUIRED", "this card is held through another app: "
                             "the resident grants access at the unified entry")
-        conn.execute(insert(self.holders).values(
+        conn.execute(sa.insert(self.holders).values(
             {self.key: card, "app_key": app_key, "scope": "manage", "granted_at": None}))
 
     # ------------------------------------------------------------------ grants
@@ -102,7 +90,7 @@ class Consent:
         the card with ``manage``; the route checks that)."""
         code = secrets.token_urlsafe(24)
         with self.engine.begin() as conn:
-            conn.execute(insert(self.codes).values(
+            conn.execute(sa.insert(self.codes).values(
                 {"code_digest": sm3_hex(code), self.key: card,
                  "app_key": for_app, "scope": scope, "expires_at": utc_now() + CODE_TTL,
                  "used": 0}))
@@ -116,10 +104,10 @@ class Consent:
         refused = Invalid("GRANT_CODE_INVALID", "the code is unknown, expired, used or "
                           "made for another app")
         with self.engine.begin() as conn:
-            row = conn.execute(select(c).where(c.c.code_digest == digest)).first()
+            row = conn.execute(sa.select(c).where(c.c.code_digest == digest)).first()
             if row is None or row.app_key != app_key:
                 raise refused
-            taken = conn.execute(update(c).where(
+            taken = conn.execute(sa.update(c).where(
                 c.c.code_digest == digest, c.c.used == 0, c.c.expires_at > utc_now())
                 .values(used=1)).rowcount
             if not taken:
@@ -128,17 +116,17 @@ class Consent:
             h = self.holders
             held = self.scope_of(conn, card, app_key)
             if held is None:
-                conn.execute(insert(h).values({self.key: card, "app_key": app_key,
+                conn.execute(sa.insert(h).values({self.key: card, "app_key": app_key,
                                                "scope": row.scope, "granted_at": utc_now()}))
             elif held != "manage":
-                conn.execute(update(h).where(self._key(h) == card, h.c.app_key == app_key)
+                conn.execute(sa.update(h).where(self._key(h) == card, h.c.app_key == app_key)
                              .values(scope=row.scope, granted_at=utc_now()))
         return {self.key: card, "scope": row.scope}
 
     def grants(self, card: str, except_app: str) -> list[dict[str, Any]]:
         h = self.holders
         with self.engine.connect() as conn:
-            rows = conn.execute(select(h).where(self._key(h) == card,
+            rows = conn.execute(sa.select(h).where(self._key(h) == card,
                                                 h.c.app_key != except_app)
                                 .order_by(h.c.app_key)).all()
         return [{"app_key": r.app_key, "scope": r.scope,
@@ -148,7 +136,7 @@ class Consent:
     def revoke(self, card: str, app_key: str) -> None:
         h = self.holders
         with self.engine.begin() as conn:
-            gone = conn.execute(delete(h).where(self._key(h) == card,
+            gone = conn.execute(sa.delete(h).where(self._key(h) == card,
                                                 h.c.app_key == app_key)).rowcount
         if not gone:
             raise NotFound("GRANT_NOT_FOUND", "this app holds no access to the card")

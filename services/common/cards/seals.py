@@ -27,7 +27,7 @@ from ..errors import ServiceError
 from ..peer import PeerClient
 from ..pii import FieldCipher
 from ..secrets_store import private_dir, private_file
-from .audit import chain_key
+from .audit import chain_key, rekey_chains
 from .system_key import load_or_create
 
 Sealed = dict[str, dict[tuple[str, str], tuple[int, str]]]  # chain -> (inst, day) -> head
@@ -210,3 +210,13 @@ def open_sealer(system: str, engine: Engine, heads: Table, received: Table, keys
     private_hex, public_hex = load_or_create(engine, keys, cipher)
     return Sealer(system, engine, heads, received, chain_key(master, system), private_hex,
                   public_hex, var_dir / "audit-seals" / system)
+
+
+def upgrade_to_sealed_chains(conn: Any, tables: dict[str, Table], key: bytes,
+                             chains: dict[str, tuple[str, Any]]) -> None:
+    """Each card system's first migration from release 0.1: the table of the other
+    system's seals, and every chain (``table: (chain, institution of a row)``) re-linked
+    under the chain key."""
+    received_seals_table(MetaData()).create(conn)
+    for table, (chain, institution_of) in chains.items():
+        rekey_chains(conn, tables[table], chain, institution_of, key)

@@ -11,11 +11,12 @@ from types import ModuleType
 from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import Field
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..auth import Admin, Peer
-from ..errors import DAY, Unavailable, error_responses, parse_day
+from ..auth import Admin, DataReader, Peer
+from ..db import Export
+from ..errors import DAY, BadRequest, NotFound, Unavailable, error_responses, parse_day
 from .callers import ChannelApp
 from .consent import Consent
 from .consent_routes import signed_app
@@ -35,6 +36,7 @@ class CardSide:
     each card."""
 
     usage: ClassVar[ModuleType]
+    exports: ClassVar[dict[str, Export]]  # what the data resources layer may read
     cards: Any
 
     @property
@@ -187,3 +189,41 @@ def usage_history(s: Side, card: str, app: SignedApp,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
     s.consent.refuse_unheld(card, app.app_key, manage=False)
     return s.usage.card_records(s.engine, card, limit)
+
+
+data_router = APIRouter(tags=["data"], dependencies=[DataReader])
+
+
+class ExportPage(BaseModel):
+    rows: list[dict[str, Any]] = Field(description="in key order; times in ISO 8601 (UTC)")
+    cursor: str | None = Field(description="the last row's keys: pass it as `after`")
+    more: bool = Field(description="a full page: ask again after `cursor`")
+    keys: list[str]
+    dated_by: str = Field(description="the field that dates a row (the store's partition)")
+
+
+DATA_AUTH = [(401, "UNAUTHENTICATED", "no bearer token"),
+             (403, "FORBIDDEN", "not the data token nor an operator's")]
+
+
+@data_router.get("/export/{source}", response_model=ExportPage,
+                 summary="A page of one source's rows for the data resources layer, in key "
+                 "order after a cursor (pseudonyms only: EMPI and card IDs, never names or "
+                 "ID numbers)",
+                 responses=error_responses(*DATA_AUTH,
+                                           (404, "EXPORT_SOURCE_UNKNOWN", "no such source"),
+                                           (400, "CURSOR_INVALID", "not a cursor of this "
+                                            "source")))
+async def export(side: Side, source: str,
+                 after: Annotated[str | None, Query(max_length=200)] = None,
+                 limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> dict:
+    spec = side.exports.get(source)
+    if spec is None:
+        raise NotFound("EXPORT_SOURCE_UNKNOWN", f"no such source; known: "
+                       f"{', '.join(sorted(side.exports))}")
+    try:
+        if after:
+            spec.parse_cursor(after)
+    except ValueError:
+        raise BadRequest("CURSOR_INVALID", "not a cursor of this source") from None
+    return await run_in_threadpool(spec.page, side.engine, after, limit)

@@ -8,12 +8,15 @@ from typing import NamedTuple
 
 from sqlalchemy import MetaData, Table
 
+from ..db import Export
 from .audit import heads_table
 from .binding import binding_tables
 from .callers import CallerTables, caller_tables
 from .seals import received_seals_table
 from .system_key import system_key_table
-from .usage_sync import shared_usage_tables
+from .usage_sync import SHARED_FIELDS, shared_usage_tables
+
+SCAN = ("institution_code", "terminal_id", "terminal_type", "step", "code_kind")
 
 
 class SharedTables(NamedTuple):
@@ -33,3 +36,17 @@ def shared_tables(metadata: MetaData) -> SharedTables:
     return SharedTables(caller_tables(metadata), bindings, batches, system_key_table(metadata),
                         heads_table(metadata), shared, cursors,
                         received_seals_table(metadata))
+
+
+def shared_exports(tables: SharedTables) -> dict[str, Export]:
+    """What the data resources layer reads of the shared tables: the binding copies and
+    the other side's usage records held here (pseudonyms only)."""
+    return {
+        "bindings": Export(tables.bindings, ("binding_id", "ehc_card_id", "empi",
+                                             "ssc_card_no", "region", "state", "version",
+                                             "updated_at"),
+                           ("updated_at", "binding_id"), "updated_at"),
+        "shared_usage": Export(tables.shared_usage, ("id", "source", "source_id",
+                                                     *SHARED_FIELDS, "received_at"),
+                               ("id",), "received_at"),
+    }

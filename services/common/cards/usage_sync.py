@@ -10,19 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Engine,
-    Integer,
-    MetaData,
-    SmallInteger,
-    String,
-    Table,
-    UniqueConstraint,
-    select,
-)
+import sqlalchemy as sa
 
 from ..db import serial_id
 
@@ -30,32 +18,32 @@ SHARED_FIELDS = ("ehc_card_id", "ssc_card_no", "institution_code", "terminal_id"
                  "terminal_type", "step", "code_kind", "at")
 
 
-def scan_columns() -> list[Column]:
+def scan_columns() -> list[sa.Column]:
     """Where and how a card was used: institution, terminal and its type, step, code."""
-    return [Column("institution_code", String(12), nullable=False),
-            Column("terminal_id", String(16), nullable=False),
-            Column("terminal_type", SmallInteger, nullable=False),
-            Column("step", Integer, nullable=False),
-            Column("code_kind", String(10), nullable=False)]
+    return [sa.Column("institution_code", sa.String(12), nullable=False),
+            sa.Column("terminal_id", sa.String(16), nullable=False),
+            sa.Column("terminal_type", sa.SmallInteger, nullable=False),
+            sa.Column("step", sa.Integer, nullable=False),
+            sa.Column("code_kind", sa.String(10), nullable=False)]
 
 
-def shared_usage_tables(metadata: MetaData) -> tuple[Table, Table]:
-    shared = Table(
+def shared_usage_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    shared = sa.Table(
         "shared_usage", metadata,
         serial_id(),
-        Column("source", String(4), nullable=False),
-        Column("source_id", BigInteger, nullable=False),
-        Column("ehc_card_id", String(64), nullable=False),
-        Column("ssc_card_no", String(20), nullable=False),
+        sa.Column("source", sa.String(4), nullable=False),
+        sa.Column("source_id", sa.BigInteger, nullable=False),
+        sa.Column("ehc_card_id", sa.String(64), nullable=False),
+        sa.Column("ssc_card_no", sa.String(20), nullable=False),
         *scan_columns(),
-        Column("at", String(32), nullable=False),
-        Column("received_at", DateTime, nullable=False),
-        UniqueConstraint("source", "source_id", name="uq_shared_source"),
+        sa.Column("at", sa.String(32), nullable=False),
+        sa.Column("received_at", sa.DateTime, nullable=False),
+        sa.UniqueConstraint("source", "source_id", name="uq_shared_source"),
     )
-    cursors = Table(
+    cursors = sa.Table(
         "sync_cursors", metadata,
-        Column("source", String(4), primary_key=True),
-        Column("last_id", BigInteger, nullable=False),
+        sa.Column("source", sa.String(4), primary_key=True),
+        sa.Column("last_id", sa.BigInteger, nullable=False),
     )
     return shared, cursors
 
@@ -64,7 +52,7 @@ Fetch = Callable[[int, int], Awaitable[list[dict[str, Any]]]]
 
 
 class UsageInbox:
-    def __init__(self, engine: Engine, shared: Table, cursors: Table, source: str) -> None:
+    def __init__(self, engine: sa.Engine, shared: sa.Table, cursors: sa.Table, source: str) -> None:
         self.engine = engine
         self.shared = shared
         self.cursors = cursors
@@ -72,7 +60,7 @@ class UsageInbox:
 
     def cursor(self) -> int:
         with self.engine.connect() as conn:
-            value = conn.execute(select(self.cursors.c.last_id)
+            value = conn.execute(sa.select(self.cursors.c.last_id)
                                  .where(self.cursors.c.source == self.source)).scalar()
         return int(value or 0)
 
@@ -98,11 +86,11 @@ class UsageInbox:
                                                   c.c.last_id == after)
                                  .values(last_id=max(ids))).rowcount
             if not moved:
-                if after != 0 or conn.execute(select(c.c.last_id).where(
+                if after != 0 or conn.execute(sa.select(c.c.last_id).where(
                         c.c.source == self.source)).first() is not None:
                     return 0  # someone else stored this page first
                 conn.execute(c.insert().values(source=self.source, last_id=max(ids)))
-            seen = set(conn.execute(select(t.c.source_id).where(
+            seen = set(conn.execute(sa.select(t.c.source_id).where(
                 t.c.source == self.source, t.c.source_id.in_(ids))).scalars())
             fresh = [{"source": self.source, "source_id": int(r["id"]), "received_at": now,
                       **{k: r[k] for k in SHARED_FIELDS}}
@@ -112,13 +100,13 @@ class UsageInbox:
         return len(fresh)
 
 
-def card_history(conn, source: str, own: Table, own_key, shared: Table, shared_key,
+def card_history(conn, source: str, own: sa.Table, own_key, shared: sa.Table, shared_key,
                  value: str, limit: int) -> list[dict[str, Any]]:
     """One card's usage records from both systems, newest first: this system's own
     (``own_key == value``) and those shared by the peer (``shared_key == value``)."""
-    mine = conn.execute(select(own).where(own_key == value)
+    mine = conn.execute(sa.select(own).where(own_key == value)
                         .order_by(own.c.id.desc()).limit(limit)).all()
-    theirs = conn.execute(select(shared).where(shared_key == value)
+    theirs = conn.execute(sa.select(shared).where(shared_key == value)
                           .order_by(shared.c.id.desc()).limit(limit)).all()
     out = [{"source": source, "source_id": r.id, "institution_code": r.institution_code,
             "terminal_id": r.terminal_id, "step": r.step, "code_kind": r.code_kind,

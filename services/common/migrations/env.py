@@ -1,5 +1,9 @@
 """Alembic's environment for every system's history: the runner (services.common.db)
-hands over the connection, the system's metadata and what a data migration needs."""
+hands over the connection, the system's metadata and what a data migration needs.
+
+A system's first revision is the step from release 0.1, which created its tables itself:
+a store without a revision gets it applied; a new store is made as it is now and marked
+at the head."""
 
 from alembic import context
 

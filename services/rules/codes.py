@@ -1,4 +1,6 @@
-"""Codes a client sends to the card network (the national EHC interface's values)."""
+"""Codes a client sends to the card network (the national EHC interface's values): the
+stack checks them, the SDK sends them, the data layer's quality rules hold records to
+them."""
 
 from __future__ import annotations
 
