@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -24,6 +25,7 @@ from .common.auth import Admin, Peer
 from .common.cards import consent_routes, side_routes
 from .common.cards import routes as caller_routes
 from .common.cards.consent_routes import ConsentOf
+from .common.cards.feeds import CivilAffairs
 from .common.cards.routes import CallersOf
 from .common.cards.seals import seal_and_export
 from .common.cards.side_routes import SideOf
@@ -211,9 +213,11 @@ def build_app(settings: Settings | None = None,
         if url is None:
             raise ValueError("EHC_HEALTHCARD_URL is needed when the EHC system runs elsewhere")
         pay_url, pay_app = peer_url("payment", settings.payment_url)
+        reg_url, reg_app = peer_url("registry", settings.registry_url)
         app.state.systems["socialcard"] = build_socialcard(
             settings, master, cipher, HealthcardClient(url, service_token, app=inproc),
-            None if pay_url is None else PaymentClient(pay_url, service_token, app=pay_app))
+            None if pay_url is None else PaymentClient(pay_url, service_token, app=pay_app),
+            None if reg_url is None else CivilAffairs(reg_url, service_token, app=reg_app))
         # settlement's routes before the operators' fault drill (the fuzzing walks the
         # document in order: a drill it switches on must not hide the routes after it)
         app.include_router(settlement_api.router)
@@ -274,22 +278,28 @@ def build_app(settings: Settings | None = None,
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
-    """While serving, each card system pulls its peer's usage records every
-    ``EHC_SYNC_INTERVAL_S``. On shutdown, a worker leaves its own request statistics in
-    ``EHC_STATS_DIR`` (when set): with several uvicorn workers no single process sees them
-    all."""
-    tasks = [asyncio.create_task(pull_forever(fusion, app.state.sync_interval_s))
-             for fusion in _fusions(app) if app.state.sync_interval_s > 0]
-    tasks += [asyncio.create_task(seal_forever(side, app.state.sync_interval_s))
-              for name, side in app.state.systems.items()
-              if name in ("healthcard", "socialcard") and app.state.sync_interval_s > 0]
-    if "socialcard" in app.state.systems and app.state.sync_interval_s > 0:
-        tasks.append(asyncio.create_task(confirm_forever(
-            app.state.systems["socialcard"].settlements, app.state.sync_interval_s)))
-    if "payment" in app.state.systems:
+    """While serving, every ``EHC_SYNC_INTERVAL_S``: each card system pulls its peer's usage
+    records and the registry's deaths, and seals its audit heads; the e-SSC side asks the
+    gateway about visits awaiting confirmation. On shutdown, a worker leaves its own
+    request statistics in ``EHC_STATS_DIR`` (when set): with several uvicorn workers no
+    single process sees them all."""
+    interval, systems = app.state.sync_interval_s, app.state.systems
+    jobs = [] if interval <= 0 else [
+        *[("ehc.sync", "usage pull", fusion.pull_usage) for fusion in _fusions(app)],
+        *[("ehc.audit", "sealing audit heads", partial(seal_recent, systems[name]))
+          for name in ("healthcard", "socialcard") if name in systems],
+        *[("ehc.civil", "deaths pull", systems[name].pull_deaths)
+          for name in ("healthcard", "socialcard")
+          if name in systems and getattr(systems[name], "civil", True) is not None],
+        *([("ehc.settlement", "confirming open settlements",
+            partial(systems["socialcard"].settlements.confirm_open, 2 * interval))]
+          if "socialcard" in systems else []),
+    ]
+    tasks = [asyncio.create_task(every(interval, *job)) for job in jobs]
+    if "payment" in systems:
         from .payment.peers import notify_forever
 
-        tasks.append(asyncio.create_task(notify_forever(app.state.systems["payment"],
+        tasks.append(asyncio.create_task(notify_forever(systems["payment"],
                                                         app.state.notifier)))
     yield
     for task in tasks:
@@ -308,42 +318,30 @@ def _fusions(app: FastAPI) -> list:
     return [f for f in out if f is not None]
 
 
-async def pull_forever(fusion, interval_s: float) -> None:
-    """Pull the peer's usage records now and then; a peer that is down is retried later
-    (the cursor makes the catch-up exact)."""
-    log = logging.getLogger("ehc.sync")
+async def every(interval_s: float, log: str, what: str, job) -> None:
+    """Run ``job`` every ``interval_s``; a failure (a peer down) is logged and retried next
+    time (the cursors make every catch-up exact)."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await fusion.pull_usage()
+            await job()
         except Exception as exc:
-            log.warning("usage pull failed: %s", type(exc).__name__)
+            logging.getLogger(log).warning("%s failed: %s", what, type(exc).__name__)
 
 
-async def seal_forever(side, interval_s: float) -> None:
+async def seal_recent(side) -> None:
     """Seal the audit heads of today (and of yesterday, whose last rows may have come
     after its last seal) and export them; a peer that is down gets them next time."""
-    log = logging.getLogger("ehc.audit")
     peer = side.fusion.peer if side.fusion is not None else None
-    while True:
-        await asyncio.sleep(interval_s)
-        today = datetime.now(CST)
-        for day in (today - timedelta(days=1), today):
-            try:
-                await seal_and_export(side.sealer, peer, day.strftime("%Y%m%d"))
-            except Exception as exc:
-                log.warning("sealing audit heads failed: %s", type(exc).__name__)
-
-
-async def confirm_forever(settlements, interval_s: float) -> None:
-    """Ask the gateway about visits left awaiting confirmation (a lost notification)."""
-    log = logging.getLogger("ehc.settlement")
-    while True:
-        await asyncio.sleep(interval_s)
+    today = datetime.now(CST)
+    failed = None
+    for day in (today - timedelta(days=1), today):
         try:
-            await settlements.confirm_open(2 * interval_s)
-        except Exception as exc:
-            log.warning("confirming open settlements failed: %s", type(exc).__name__)
+            await seal_and_export(side.sealer, peer, day.strftime("%Y%m%d"))
+        except Exception as exc:  # the other day is still sealed
+            failed = exc
+    if failed is not None:
+        raise failed
 
 
 async def _ping(scope: dict, body: bytes) -> bytes:

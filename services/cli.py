@@ -363,17 +363,21 @@ def audit_verify(
 
 @app.command()
 def sync(url: str | None = URL, admin_token: str | None = TOKEN) -> None:
-    """Pull each side's new usage records of bound cards into the other now (the servers
-    also do it every EHC_SYNC_INTERVAL_S)."""
+    """Pull each side's new usage records of bound cards into the other, and the
+    registry's newly registered deaths into both, now (the servers also do it every
+    EHC_SYNC_INTERVAL_S)."""
     from .sdk import AdminClient, SdkError
 
     base, token, ctx = _stack(url, admin_token)
     with ctx, AdminClient(base, token) as admin:
         try:
             to_ehc, to_essc = admin.pull_usage("ehc"), admin.pull_usage("essc")
+            dead = {s: admin.pull_deaths(s) for s in ("ehc", "essc")}
         except (SdkError, httpx.HTTPError) as exc:
             _fail(_explain(exc))
     console.print(f"usage records shared: {to_essc} to the e-SSC side, {to_ehc} to the EHC side")
+    console.print(f"cards cancelled after registered deaths: {dead['ehc']} EHC, "
+                  f"{dead['essc']} e-SSC")
 
 
 credentials = typer.Typer(no_args_is_help=True, help="Terminals and channel apps: list, "

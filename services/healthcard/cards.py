@@ -130,6 +130,13 @@ class CardService:
             row = conn.execute(select(cards).where(cards.c.card_id == card_id)).one()
         return row, created
 
+    def cancel_deceased(self, conn, id_type: str, id_number: str) -> int:
+        """A death civil affairs registered: the person's card is cancelled (and a new
+        application fails the real-name check)."""
+        return conn.execute(update(cards).where(
+            cards.c.id_type == id_type, cards.c.id_digest == self.cipher.digest(id_number),
+            cards.c.state != CANCELLED).values(state=CANCELLED, updated_at=utc_now())).rowcount
+
     def card(self, card_id: str) -> Row:
         with self.engine.connect() as conn:
             row = conn.execute(select(cards).where(cards.c.card_id == card_id)).first()

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Engine, delete, select
 
 from ..common.cards import binding as b
-from ..common.cards.usage_sync import UsageInbox
+from ..common.cards.feeds import UsageInbox
 from ..common.errors import Conflict, NotFound, PeerFailed, ServiceError
 from ..common.peer import PeerUnavailable
 from .cards import STATE_ERRORS, USABLE_STATES, CardService, refuse_unusable

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..common.cards.feeds import CivilAffairs
 from ..common.cards.seals import SealExchange
-from ..common.peer import PeerClient
 
 
-class RegistryClient(PeerClient):
-    name = "registry"
+class RegistryClient(CivilAffairs):
+    """Real-name checks, births, and (inherited) the feed of deaths."""
 
     async def realname_check(self, id_type: str, id_number: str, name: str) -> str:
         body = await self.post(

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from ..common.cards.audit import chain_key
 from ..common.cards.callers import Callers
 from ..common.cards.faults import Faults
+from ..common.cards.feeds import apply_deaths
 from ..common.cards.seals import Sealer, open_sealer
 from ..common.cards.side_routes import CardSide
 from ..common.cards.system_key import load_or_create
@@ -24,7 +25,15 @@ from .cards import CardService
 from .fusion import Fusion
 from .keystore import KeyStore
 from .peers import RegistryClient, SocialcardClient
-from .tables import EXPORTS, audit_heads, caller_registry, metadata, received_seals, system_keys
+from .tables import (
+    EXPORTS,
+    audit_heads,
+    caller_registry,
+    metadata,
+    received_seals,
+    sync_cursors,
+    system_keys,
+)
 from .verify import Verifier
 
 
@@ -42,6 +51,11 @@ class HealthcardSystem(CardSide):
     sealer: Sealer  # its audit chains' key and the seals of their heads
     faults: Faults = field(default_factory=Faults)  # outage drills on codes and scans
     exports: ClassVar[dict[str, Export]] = EXPORTS  # what the data layer may read
+
+    async def pull_deaths(self) -> int:
+        """Cancel the cards of the deaths registered since the last pull."""
+        return await apply_deaths(self.engine, sync_cursors, self.registry,
+                                  self.cards.cancel_deceased)
 
 
 def build_healthcard(settings: Settings, master: bytes, registry: RegistryClient,

@@ -4,8 +4,8 @@ import sqlalchemy as sa
 
 from ..common.cards.audit import chain_columns
 from ..common.cards.consent import grant_code_table, holder_table
+from ..common.cards.feeds import scan_columns
 from ..common.cards.tables import SCAN, shared_exports, shared_tables
-from ..common.cards.usage_sync import scan_columns
 from ..common.db import Export, serial_id
 from ..common.pii import identity_columns
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, and_, select
 
 from ..common.cards.audit import day_report
+from ..common.cards.feeds import card_history
 from ..common.cards.seals import Sealed
-from ..common.cards.usage_sync import card_history
 from .tables import audit_heads, bindings, shared_usage, usage_records
 
 # a binding's answer is stable data; the settle time keeps a late-committing record

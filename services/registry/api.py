@@ -1,14 +1,16 @@
 """HTTP API of the population registry (called by the card systems, not by the public)."""
 
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from ..common.auth import Admin, Peer
 from ..common.cards.idcard import refuse_invalid_id
 from ..common.errors import error_responses
 from .births import Birth
-from .deps import BirthsDep, Registry
+from .deps import BirthsDep, DeathsDep, Registry
 from .residents import NewResident
 from .schemas import (
     BatchResult,
@@ -16,6 +18,8 @@ from .schemas import (
     BirthId,
     BirthIn,
     ContactResult,
+    Death,
+    DeathIn,
     IssuedId,
     RealnameBatch,
     RealnameBatchResult,
@@ -113,3 +117,25 @@ def check_birth(births: BirthsDep, body: BirthCheck) -> RealnameResult:
             summary="The ID number issued for a birth, if any (peers: the EHC upgrade)")
 def birth_id(births: BirthsDep, birth_cert_no: str) -> BirthId:
     return BirthId(id_number=births.issued_id(birth_cert_no))
+
+
+# ---------------------------------------------------------------- deaths
+@router.post("/deaths", status_code=201, dependencies=[Admin],
+             responses=error_responses(_BAD_ID, *_AUTH,
+                                       (404, "RESIDENT_NOT_FOUND", "not a resident"),
+                                       (409, "DEATH_ALREADY_REPORTED", "registered already"),
+                                       (422, "INVALID_REQUEST", "a date in the future or "
+                                        "before the birth")),
+             summary="Register a death (civil affairs): the person no longer passes "
+             "real-name checks, and the card systems cancel their cards")
+def report_death(deaths: DeathsDep, body: DeathIn) -> dict:
+    with refuse_invalid_id():
+        return {"id": deaths.report(body.id_type, body.id_number, body.died_on)}
+
+
+@router.get("/deaths", response_model=list[Death], dependencies=[Peer],
+            responses=error_responses(*_AUTH),
+            summary="Deaths registered after a cursor, in order (peers: the card systems)")
+def deaths_after(deaths: DeathsDep, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> list[dict]:
+    return deaths.after(after_id, limit)

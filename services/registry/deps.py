@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .births import Births
+from .deaths import Deaths
 from .residents import RegistryService
 
 
@@ -22,3 +23,10 @@ def births_of(request: Request) -> Births:
 
 
 BirthsDep = Annotated[Births, Depends(births_of)]
+
+
+def deaths_of(request: Request) -> Deaths:
+    return request.app.state.systems["registry"].deaths
+
+
+DeathsDep = Annotated[Deaths, Depends(deaths_of)]

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, insert, select
 from ..common.cards.idcard import ID_TYPE_RESIDENT, InvalidIdNumber, parse_resident_id
 from ..common.pii import FieldCipher
 from .births import Births
+from .deaths import Deaths
 from .tables import residents
 
 
@@ -25,6 +26,7 @@ class NewResident:
 class RegistryService:
     def __init__(self, engine: Engine, cipher: FieldCipher) -> None:
         self.births = Births(engine, cipher)
+        self.deaths = Deaths(engine, cipher)
         self.engine = engine
         self.cipher = cipher
 
@@ -67,20 +69,23 @@ class RegistryService:
                 conn.execute(insert(residents), fresh)
         return len(fresh), len(rows) - len(fresh)
 
+    def _living(self, id_type: str, id_number: str):
+        """The resident's name digest and phone, unless unknown or reported dead."""
+        digest = self.cipher.digest(parse_resident_id(id_number).number)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(residents.c.name_digest, residents.c.phone_enc).where(
+                residents.c.id_type == id_type, residents.c.id_digest == digest)).first()
+            if row is None or self.deaths.is_dead(conn, id_type, digest):
+                return None
+        return row
+
     def realname_check(self, id_type: str, id_number: str, name: str) -> str:
-        """``match`` when the person exists with this name; ``no_match`` otherwise (whether
-        the number is unknown or the name differs: the answer never says which);
-        ``unknown`` for ID types this registry does not hold."""
+        """``match`` when the person exists with this name (and is alive); ``no_match``
+        otherwise (unknown number, other name, a death reported: the answer never says
+        which); ``unknown`` for ID types this registry does not hold."""
         if id_type != ID_TYPE_RESIDENT:
             return "unknown"
-        number = parse_resident_id(id_number).number
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(residents.c.name_digest).where(
-                    residents.c.id_type == id_type,
-                    residents.c.id_digest == self.cipher.digest(number),
-                )
-            ).first()
+        row = self._living(id_type, id_number)
         if row is not None and row.name_digest == self.cipher.digest(name):
             return "match"
         return "no_match"
@@ -97,12 +102,7 @@ class RegistryService:
         (strong real-name login sends its one-time code there); None otherwise."""
         if id_type != ID_TYPE_RESIDENT:
             return None
-        number = parse_resident_id(id_number).number
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(residents.c.name_digest, residents.c.phone_enc).where(
-                    residents.c.id_type == id_type,
-                    residents.c.id_digest == self.cipher.digest(number))).first()
+        row = self._living(id_type, id_number)
         if row is None or row.name_digest != self.cipher.digest(name) or not row.phone_enc:
             return None
         return self.cipher.decrypt(row.phone_enc)

@@ -73,3 +73,16 @@ class IssuedId(BaseModel):
 
 class BirthId(BaseModel):
     id_number: str | None = Field(description="null until the ID number is issued")
+
+
+class DeathIn(BaseModel):
+    id_type: Literal["01"] = "01"
+    id_number: str = Field(max_length=32, description="the resident's ID number")
+    died_on: date
+
+
+class Death(BaseModel):
+    id: int = Field(description="its place in the feed (the cursor)")
+    id_type: str
+    id_number: str
+    died_on: str

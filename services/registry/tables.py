@@ -2,6 +2,7 @@
 
 from sqlalchemy import Column, Date, DateTime, MetaData, String, Table, UniqueConstraint
 
+from ..common.db import serial_id
 from ..common.pii import ENCRYPTED_NAME, identity_columns
 
 metadata = MetaData()
@@ -30,4 +31,16 @@ births = Table(  # newborns by birth certificate, before and after their ID numb
     Column("id_digest", String(64)),  # set when the ID number is issued
     Column("id_number_enc", String(200)),
     Column("registered_at", DateTime, nullable=False),
+)
+
+deaths = Table(  # civil affairs' death registrations, in the order they were reported
+    "deaths",
+    metadata,
+    serial_id(),
+    Column("id_type", String(2), nullable=False),
+    Column("id_digest", String(64), nullable=False),
+    Column("id_number_enc", String(200), nullable=False),
+    Column("died_on", Date, nullable=False),
+    Column("reported_at", DateTime, nullable=False),
+    UniqueConstraint("id_type", "id_digest", name="uq_death_identity"),
 )

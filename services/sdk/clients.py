@@ -253,6 +253,16 @@ class AdminClient(_Client):
         """Make ``system`` (ehc or essc) pull its peer's new usage records now."""
         return self.request("POST", f"/{system}/v1/admin/fusion/pull-usage")["received"]
 
+    def pull_deaths(self, system: str) -> int:
+        """Make ``system`` (ehc or essc) cancel the cards of newly registered deaths now."""
+        return self.request("POST", f"/{system}/v1/admin/civil-affairs/deaths:pull")[
+            "cancelled"]
+
+    def report_death(self, id_number: str, died_on: str) -> int:
+        """Civil affairs registers a resident's death (YYYY-MM-DD) with the registry."""
+        return self.request("POST", "/registry/v1/deaths",
+                            {"id_type": "01", "id_number": id_number, "died_on": died_on})["id"]
+
     def set_faults(self, delay_ms: int = 0, unavailable: bool = False,
                    system: str = "essc") -> dict:
         """Outage drills: on the e-SSC system (its peer routes, its code verification and

@@ -27,7 +27,8 @@ from ..common.cst import cst_day, utc_now
 from ..common.db import rows_by_identity
 from ..common.errors import Conflict, Gone, Invalid, NotFound
 from ..common.pii import FieldCipher
-from .tables import card_apps, code_uses, ec_tokens, grant_codes, insured, usage_records
+from .tables import card_apps, code_uses, ec_tokens, grant_codes, insured, settlements
+from .tables import usage_records as essc_usage
 
 NOT_ENABLED, NORMAL, LOST, VOID, PRE_LOST, CANCELLED = 0, 1, 2, 7, 8, 9
 STATE_ERRORS = {
@@ -165,6 +166,25 @@ class SocialCards:
                              .values(card_state=NORMAL, updated_at=utc_now()))
             return self.by_card(conn, row.ssc_card_no)
 
+    def cancel_deceased(self, conn, id_type: str, id_number: str) -> int:
+        """A death civil affairs registered: the e-SSC card is cancelled and the visits
+        not yet committed (uploaded, pre-settled) are cancelled with it; a visit whose
+        cash part is in flight is left to its confirmation (its money is moving), a
+        settled one stays settled."""
+        row = conn.execute(select(insured.c.ssc_card_no).where(
+            insured.c.id_type == id_type,
+            insured.c.id_digest == self.cipher.digest(id_number))).first()
+        if row is None:
+            return 0
+        now = utc_now()
+        conn.execute(update(settlements).where(
+            settlements.c.ssc_card_no == row.ssc_card_no,
+            settlements.c.state.in_(("uploaded", "presettled")))
+            .values(state="cancelled", updated_at=now))
+        return conn.execute(update(insured).where(
+            insured.c.ssc_card_no == row.ssc_card_no, insured.c.card_state != CANCELLED)
+            .values(card_state=CANCELLED, updated_at=now)).rowcount
+
     def change_state(self, ssc_card_no: str, app_key: str, action: str) -> Row | None:
         allowed, target = TRANSITIONS[action]
         self.owned(ssc_card_no, app_key, manage=True)
@@ -213,7 +233,7 @@ class SocialCards:
                     nonce=nonce, expires_at=expires.astimezone(UTC).replace(tzinfo=None)))
             except IntegrityError as exc:
                 raise Conflict("QR_REPLAYED", "e-SSC code already used") from exc
-            rec = append(conn, usage_records, "usage", [{
+            rec = append(conn, essc_usage, "usage", [{
                 "ssc_card_no": card_no, "institution_code": institution_code,
                 "terminal_id": terminal_id, "terminal_type": terminal_type, "step": step,
                 "code_kind": "essc", "verified_at": utc_now()}], institution_code,

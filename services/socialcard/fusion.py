@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from ..common.cards import binding as b
-from ..common.cards.usage_sync import UsageInbox
+from ..common.cards.feeds import UsageInbox
 from ..common.errors import Conflict, Invalid
 from .cards import NORMAL, STATE_ERRORS, SocialCards
 from .peers import HealthcardClient

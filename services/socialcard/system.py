@@ -11,12 +11,14 @@ from sqlalchemy import Engine
 from ..common.cards.audit import chain_key
 from ..common.cards.callers import Callers
 from ..common.cards.faults import Faults
+from ..common.cards.feeds import CivilAffairs, apply_deaths
 from ..common.cards.idempotency import Idempotency
 from ..common.cards.seals import Sealer, open_sealer
 from ..common.cards.side_routes import CardSide
 from ..common.cards.system_key import load_or_create
 from ..common.crypto import hmac_sm3
 from ..common.db import Export, make_engine
+from ..common.errors import Unavailable
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from ..common.shared_store import open_store
@@ -33,6 +35,7 @@ from .tables import (
     idempotency,
     metadata,
     received_seals,
+    sync_cursors,
     system_keys,
 )
 
@@ -49,11 +52,21 @@ class SocialcardSystem(CardSide):
     idempotency: Idempotency
     sealer: Sealer  # its audit chains' key and the seals of their heads
     faults: Faults = field(default_factory=Faults)
+    civil: CivilAffairs | None = None  # the registry's deaths (None: no registry here)
     exports: ClassVar[dict[str, Export]] = EXPORTS  # what the data layer may read
+
+    async def pull_deaths(self) -> int:
+        """Cancel the e-SSC cards (and their uncommitted visits) of the deaths registered
+        since the last pull."""
+        if self.civil is None:
+            raise Unavailable("REGISTRY_NOT_CONFIGURED", "no registry configured")
+        return await apply_deaths(self.engine, sync_cursors, self.civil,
+                                  self.cards.cancel_deceased)
 
 
 def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,
-                     ehc: HealthcardClient, payment: PaymentClient | None) -> SocialcardSystem:
+                     ehc: HealthcardClient, payment: PaymentClient | None,
+                     civil: CivilAffairs | None = None) -> SocialcardSystem:
     engine = make_engine(settings, "socialcard", metadata,
                          {"chain_key": chain_key(master, "essc")})  # data migrations
     sealer = open_sealer("essc", engine, audit_heads, received_seals, system_keys, master,
@@ -73,4 +86,5 @@ def build_socialcard(settings: Settings, master: bytes, cipher: FieldCipher,
                                 settings.confirm_max_attempts, sealer.chain_key),
         idempotency=Idempotency(engine, idempotency),
         sealer=sealer,
+        civil=civil,
     )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import Engine, func, select
 
 from ..common.cards.audit import day_report
+from ..common.cards.feeds import card_history
 from ..common.cards.seals import Sealed
-from ..common.cards.usage_sync import card_history
 from .tables import audit_heads, bindings, insured, ledger, shared_usage, usage_records
 
 

@@ -177,6 +177,17 @@ async def pull_usage(s: Side) -> dict:
     return {"received": await fusion_of(s).pull_usage()}
 
 
+@admin_router.post("/admin/civil-affairs/deaths:pull", summary="Cancel the cards of the "
+                   "deaths civil affairs registered since the last pull (the servers also "
+                   "do it every EHC_SYNC_INTERVAL_S)",
+                   responses=error_responses(*ADMIN, (503, "REGISTRY_UNAVAILABLE",
+                                                      "the registry did not answer"),
+                                             (503, "REGISTRY_NOT_CONFIGURED",
+                                              "no registry configured (e-SSC side)")))
+async def pull_deaths(s: Side) -> dict:
+    return {"cancelled": await s.pull_deaths()}
+
+
 channel_router = APIRouter(tags=["channel"])
 
 

@@ -12,9 +12,9 @@ from ..db import Export
 from .audit import heads_table
 from .binding import binding_tables
 from .callers import CallerTables, caller_tables
+from .feeds import SHARED_FIELDS, shared_usage_tables
 from .seals import received_seals_table
 from .system_key import system_key_table
-from .usage_sync import SHARED_FIELDS, shared_usage_tables
 
 SCAN = ("institution_code", "terminal_id", "terminal_type", "step", "code_kind")
 

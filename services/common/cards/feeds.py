@@ -1,8 +1,11 @@
-"""Usage records shared both ways (用卡记录共享): each side pulls the other's records of
-bound cards by cursor. Records and the cursor are written in one transaction and the
-source's record ID is unique here, so each record arrives exactly once and in the source's
-order, however often a pull is retried or interrupted, and a side that was down simply
-resumes from its cursor."""
+"""What each card system pulls by cursor (``sync_cursors``), records and cursor written
+in one transaction, so that each arrives exactly once and in the source's order however
+often a pull is retried or interrupted, and a side that was down resumes from its cursor:
+
+- usage records shared both ways (用卡记录共享): each side pulls the other's records of
+  bound cards;
+- deaths registered by civil affairs (the registry's feed): each side cancels the
+  person's card."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..db import serial_id
+from ..peer import PeerClient
 
 SHARED_FIELDS = ("ehc_card_id", "ssc_card_no", "institution_code", "terminal_id",
                  "terminal_type", "step", "code_kind", "at")
@@ -115,3 +119,44 @@ def card_history(conn, source: str, own: sa.Table, own_key, shared: sa.Table, sh
              "institution_code": r.institution_code, "terminal_id": r.terminal_id,
              "step": r.step, "code_kind": r.code_kind, "at": r.at} for r in theirs]
     return sorted(out, key=lambda r: r["at"], reverse=True)[:limit]
+
+
+DEATHS = "dead"  # the registry's death feed in sync_cursors
+
+
+class CivilAffairs(PeerClient):
+    """The registry's feed of registered deaths."""
+
+    name = "registry"
+
+    async def deaths(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        return await self.get("/registry/v1/deaths", {"after_id": after_id, "limit": limit})
+
+
+Cancel = Callable[[Any, str, str], int]  # (connection, id_type, id_number) -> cards cancelled
+
+
+async def apply_deaths(engine: sa.Engine, cursors: sa.Table, civil: CivilAffairs,
+                       cancel: Cancel, page: int = 500) -> int:
+    """Cancel the cards of every death registered after our cursor (each page and the
+    cursor in one transaction); the number of cards cancelled."""
+    cancelled = 0
+    while True:
+        with engine.connect() as conn:
+            after = int(conn.execute(sa.select(cursors.c.last_id).where(
+                cursors.c.source == DEATHS)).scalar() or 0)
+        deaths = await civil.deaths(after, page)
+        if not deaths:
+            return cancelled
+        with engine.begin() as conn:
+            moved = conn.execute(cursors.update().where(
+                cursors.c.source == DEATHS, cursors.c.last_id == after)
+                .values(last_id=deaths[-1]["id"])).rowcount
+            if not moved:
+                if after:
+                    continue  # another worker applied this page: read the cursor again
+                conn.execute(cursors.insert().values(source=DEATHS,
+                                                     last_id=deaths[-1]["id"]))
+            cancelled += sum(cancel(conn, d["id_type"], d["id_number"]) for d in deaths)
+        if len(deaths) < page:
+            return cancelled

@@ -1,7 +1,12 @@
-"""Newborns (issue 16): a baby not yet in the registry's residents, without an ID
-number, gets a card through its guardian with the birth certificate (the registry's
-birth event); the card sits in the guardian's family list and is upgraded in place when
-the ID number is issued. Over real HTTP on SQLite and PostgreSQL."""
+"""Civil affairs' events, over real HTTP on SQLite and PostgreSQL.
+
+Births: a baby not yet in the registry's residents, without an ID number, gets a card
+through its guardian with the birth certificate (the registry's birth event); the card
+sits in the guardian's family list and is upgraded in place when the ID number is issued.
+
+Deaths: a registered death cancels the person's cards in both systems (each reads the
+registry's feed after its cursor), cancels the visits not yet committed, leaves settled
+ones settled, and the person passes no real-name check any more."""
 
 from __future__ import annotations
 
@@ -79,3 +84,50 @@ def test_newborn_refusals(stack, world, guardian) -> None:
     world.admin.register_birth("Q000000004", "二宝", "2", "2026-11-21", person.id_number)
     refused("INVALID_ID_NUMBER", world.admin.issue_id_number, "Q000000004",
             make_resident_id("330106", date(2026, 11, 22), 8))  # another birth date
+
+
+def test_a_death_cancels_the_cards_in_both_systems(stack, world) -> None:
+    from datetime import datetime
+
+    from services.common.cst import CST
+
+    world.admin.payment_behaviour("success")
+    for side in ("ehc", "essc"):  # what earlier tests registered is applied first
+        world.admin.pull_deaths(side)
+    person = world.residents.pop()
+    card = world.app.apply("01", person.id_number, person.name)
+    essc = world.app.claim_essc("01", person.id_number, person.name)
+    world.app.bind(card["card_id"], essc["ssc_card_no"], essc["region"])
+
+    def voucher() -> str:
+        for _ in range(5):
+            answer = world.term_a.verify(world.app.qrcode(card["card_id"], kind="fused")
+                                         ["qr_text"], step=10105)
+            if not answer["partial"]:
+                return answer["essc"]["ec_token"]
+        raise AssertionError("no voucher")
+
+    items = [{"code": "consultation", "category": "A", "amount_fen": 5_000}]
+    settled = world.term_a.settle(world.term_a.upload_fees(voucher(), items)["settlement_id"])
+    assert settled["state"] == "settled"
+    open_visit = world.term_a.upload_fees(voucher(), items)["settlement_id"]
+    refused("RESIDENT_NOT_FOUND", world.admin.report_death, make_resident_id("330106", date(1950, 1, 1), 999),
+            "2026-01-01")
+    today = datetime.now(CST).date()
+    refused("INVALID_REQUEST", world.admin.report_death, person.id_number,
+            date(today.year + 1, 1, 1).isoformat())
+    world.admin.report_death(person.id_number, today.isoformat())
+    refused("DEATH_ALREADY_REPORTED", world.admin.report_death, person.id_number,
+            today.isoformat())
+    code = world.app.qrcode(card["card_id"])["qr_text"]  # fetched before the pull
+    assert world.admin.pull_deaths("ehc") == 1
+    assert world.admin.pull_deaths("essc") == 1
+    assert world.admin.pull_deaths("ehc") == world.admin.pull_deaths("essc") == 0  # once
+    refused("CARD_CANCELLED", world.term_a.verify, code)
+    assert world.app.essc_card(essc["ssc_card_no"])["card_state"] == 9  # cancelled
+    refused("SSC_CARD_CANCELLED", world.app.essc_qrcode, essc["ssc_card_no"])
+    assert world.term_a.settlement(open_visit)["state"] == "cancelled"
+    assert world.term_a.settlement(settled["settlement_id"])["state"] == "settled"
+    refused("REALNAME_MISMATCH", world.app.apply, "01", person.id_number, person.name)
+    report = world.admin.reconcile_settlements(today.isoformat())
+    assert report["clean"], report["differences"]
