@@ -16,6 +16,7 @@ import pytest
 
 from services.common.cards.idcard import make_resident_id
 from services.sdk import SdkError
+from tests.conftest import fused_resident
 
 
 def refused(code: str, fn, *args) -> None:
@@ -94,25 +95,13 @@ def test_a_death_cancels_the_cards_in_both_systems(stack, world) -> None:
     world.admin.payment_behaviour("success")
     for side in ("ehc", "essc"):  # what earlier tests registered is applied first
         world.admin.pull_deaths(side)
-    person = world.residents.pop()
-    card = world.app.apply("01", person.id_number, person.name)
-    essc = world.app.claim_essc("01", person.id_number, person.name)
-    world.app.bind(card["card_id"], essc["ssc_card_no"], essc["region"])
-
-    def voucher() -> str:
-        for _ in range(5):
-            answer = world.term_a.verify(world.app.qrcode(card["card_id"], kind="fused")
-                                         ["qr_text"], step=10105)
-            if not answer["partial"]:
-                return answer["essc"]["ec_token"]
-        raise AssertionError("no voucher")
-
+    person, card, essc, voucher = fused_resident(world)
     items = [{"code": "consultation", "category": "A", "amount_fen": 5_000}]
     settled = world.term_a.settle(world.term_a.upload_fees(voucher(), items)["settlement_id"])
     assert settled["state"] == "settled"
     open_visit = world.term_a.upload_fees(voucher(), items)["settlement_id"]
-    refused("RESIDENT_NOT_FOUND", world.admin.report_death, make_resident_id("330106", date(1950, 1, 1), 999),
-            "2026-01-01")
+    nobody = make_resident_id("330106", date(1950, 1, 1), 999)
+    refused("RESIDENT_NOT_FOUND", world.admin.report_death, nobody, "2026-01-01")
     today = datetime.now(CST).date()
     refused("INVALID_REQUEST", world.admin.report_death, person.id_number,
             date(today.year + 1, 1, 1).isoformat())

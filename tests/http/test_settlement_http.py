@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from services.common.cst import CST
 from services.sdk import ResidentClient, SdkError, TerminalClient
 from services.socialcard.tables import ledger, settlements
+from tests.conftest import fused_resident
 
 ITEMS = [{"code": "consultation", "category": "A", "amount_fen": 5_000},
          {"code": "drugs", "category": "A", "amount_fen": 45_000},
@@ -41,23 +42,7 @@ def gateway_answers(world):
 @pytest.fixture
 def token(world):
     """A voucher token from verifying a fused code at the payment step."""
-    person = world.residents.pop()
-    card = world.app.apply("01", person.id_number, person.name)
-    essc = world.app.claim_essc("01", person.id_number, person.name)
-    world.app.bind(card["card_id"], essc["ssc_card_no"], essc["region"])
-
-    def fresh() -> str:
-        # a fused scan answers partially (no voucher) when the e-SSC side is slower than
-        # EHC_PEER_TIMEOUT_S, as on a loaded machine: that fail-soft is tested on its own;
-        # here a voucher is what is needed, so scan a fresh code again
-        for _ in range(5):
-            code = world.app.qrcode(card["card_id"], kind="fused")["qr_text"]
-            answer = world.term_a.verify(code, step=10105)
-            if not answer["partial"]:
-                return answer["essc"]["ec_token"]
-        raise AssertionError(f"the e-SSC side answered no fused scan: {answer}")
-
-    return fresh
+    return fused_resident(world)[3]
 
 
 def test_a_visit_is_split_paid_and_recorded(stack, world, token) -> None:
