@@ -742,15 +742,32 @@ def calibrate(
                                "SCENARIO (with its source)"),
     check_only: bool = typer.Option(False, "--check", help="no fitting: the scenario as it "
                                     "is, against every target"),
+    from_records: Path | None = typer.Option(None, "--from-records", help="instead: estimate "
+                                             "adoption, test and prescription shares and the "
+                                             "hourly profile from the records in this store "
+                                             "(ehc data collect)"),
+    out: Path | None = typer.Option(None, help="with --from-records: the scenario written "
+                                    "(default: SCENARIO_from_records.yaml beside it)"),
+    visits: float | None = typer.Option(None, min=1, help="with --from-records: the day's "
+                                        "visits by the hospital's count (default: the "
+                                        "scenario's daily visits)"),
+    code_share: float | None = typer.Option(None, min=0, max=0.9, help="with --from-records: "
+                                            "traditional patients whose code scans are in "
+                                            "the records (default: the scenario's; 0 for a "
+                                            "co-simulated store)"),
 ) -> None:
     """Fit the baseline's windows and consulting rooms to the measured waits
     (docs/sources.md), then print every target beside the model (mean, 95 % CI, band): the fitted
-    ones, and the "after" figures and the paper's 20 minutes, reported, never fitted."""
+    ones, and the "after" figures and the paper's 20 minutes, reported, never fitted. With
+    --from-records, estimate the scenario's inputs from the network's records instead."""
     from datetime import date
 
     from twin.experiments.calibrate import fit, validate, write_fit
 
     sc = _load(scenario)
+    if from_records is not None:
+        _from_records(scenario, sc, from_records, out, visits, code_share)
+        return
     if not check_only:
         with console.status("fitting (bisection, common random numbers)") as status:
             f = fit(sc, replications, workers, progress=lambda m: status.update(m))
@@ -805,3 +822,28 @@ def report(
     done = build_reports(out, small=small, only=only,
                          progress=lambda n: console.print(f"executing {n}.ipynb ..."))
     console.print(f"wrote {len(done)} reports and index.html to {out}")
+
+
+def _from_records(scenario: Path, sc, store: Path, out: Path | None, visits: float | None,
+                  code_share: float | None) -> None:
+    from twin.experiments.from_records import estimate, scenario_file
+
+    try:
+        found = estimate(store, sc, visits, code_share)
+    except FileNotFoundError as exc:
+        errors.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"{sc.name}: inputs estimated from {store}")
+    for c in ("input", "scenario", "estimate", "standard error", "cards"):
+        table.add_column(c, justify="right")
+    for e in found:
+        section, key, *rest = e.key.split(".")
+        now = getattr(getattr(sc, section), key)
+        now = now.get(int(rest[0]), 0.0) if rest else now
+        table.add_row(e.key, f"{now:.3f}", f"{e.value:.3f}", f"{e.se:.3f}", f"{e.n:,}")
+    console.print(table)
+    if not any(e.key.startswith("day.hourly_profile") for e in found):
+        console.print("hourly profile: the records' first scans fall in fewer than 3 clock "
+                      "hours (a co-simulated day runs in seconds): the scenario's is kept")
+    target = out or scenario.with_name(f"{scenario.stem}_from_records.yaml")
+    console.print(f"wrote {scenario_file(found, scenario, store, target)}")

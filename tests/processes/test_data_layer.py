@@ -333,3 +333,37 @@ def test_dask_on_a_local_cluster_gives_the_same_counts(network) -> None:
                       dashboard_address=None) as cluster, Client(cluster) as client:
         dask = analysis.scans_by_step_hour_dask(network.store, client)
     assert dask.astype("int64").equals(duck.astype("int64"))
+
+
+# ---------------------------------------------------------------- feeding the twin
+def test_the_records_give_back_the_scenario_inputs(network, tmp_path) -> None:
+    """The round trip: the clinic's day went through the stack, its records were gathered;
+    the estimates recover the scenario's inputs within three standard errors, and the
+    day's own realised shares exactly (every online patient's station scans its code)."""
+    from twin.experiments.from_records import estimate
+    from twin.model.day import HospitalDay
+
+    sc = load_scenario(Path("scenarios/small_clinic.yaml"))
+    found = {e.key: e for e in estimate(network.store, sc, code_share=0.0)}
+    truth = {"demand.test_share": sc.demand.test_share,
+             "demand.prescription_share": sc.demand.prescription_share,
+             "demand.adoption": sc.demand.adoption}
+    for key, value in truth.items():
+        e = found[key]
+        assert abs(e.value - value) <= 3 * e.se, (key, e, value)
+        assert 0 < e.se < 0.06
+    p = HospitalDay(sc, 0).p
+    came = p.online & ~p.no_show
+    assert found["demand.test_share"].value == pytest.approx(p.test[came].mean())
+    assert found["demand.prescription_share"].value == pytest.approx(p.rx[came].mean())
+    assert not [k for k in found if k.startswith("day.hourly_profile")]  # one wall-clock hour
+    out = tmp_path / "from_records.yaml"
+    res = ehc("twin", "calibrate", "scenarios/small_clinic.yaml", "--from-records",
+              str(network.store), "--code-share", "0", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    again = load_scenario(out)
+    assert again.demand.adoption == pytest.approx(found["demand.adoption"].value, abs=1e-4)
+    assert "standard error" in out.read_text() and str(network.store) in out.read_text()
+    missing = ehc("twin", "calibrate", "scenarios/small_clinic.yaml", "--from-records",
+                  str(tmp_path / "none"))
+    assert missing.returncode == 2 and "ehc data collect" in missing.stderr
