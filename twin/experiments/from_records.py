@@ -109,10 +109,10 @@ def scenario_file(estimates: list[Estimate], scenario: Path, store: Path, out: P
     for e in estimates:
         section, key, *rest = e.key.split(".")
         target = body.setdefault(section, {})
-        if rest:
-            target = target.setdefault(key, {})
-            key = int(rest[0])
-        target[key] = round(float(e.value), 4)
+        name: str | int = key
+        if rest:  # day.hourly_profile.<hour>
+            target, name = target.setdefault(key, {}), int(rest[0])
+        target[name] = round(float(e.value), 4)
         lines.append(f"#   {e.key} = {e.value:.4f} (standard error {e.se:.4f}, {e.n} cards): "
                      f"{e.how}")
     out.write_text("\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False),
