@@ -839,7 +839,10 @@ def _from_records(scenario: Path, sc, store: Path, out: Path | None, visits: flo
     for e in found:
         section, key, *rest = e.key.split(".")
         now = getattr(getattr(sc, section), key)
-        now = now.get(int(rest[0]), 0.0) if rest else now
+        now = now.get(int(rest[0]) if rest[0].isdigit() else rest[0], 0.0) if rest else now
+        if key == "adoption_by_age":  # shown as the estimate is: mean 1 over the visits
+            now /= sum(sc.demand.age_shares[g] * f for g, f in
+                       sc.demand.adoption_by_age.items())
         table.add_row(e.key, f"{now:.3f}", f"{e.value:.3f}", f"{e.se:.3f}", f"{e.n:,}")
     console.print(table)
     if not any(e.key.startswith("day.hourly_profile") for e in found):

@@ -5,6 +5,7 @@ resources layer read (:class:`Export`, keyset pages)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -182,6 +183,8 @@ class Export:
     columns: tuple[str, ...]
     keys: tuple[str, ...]
     dated_by: str
+    # a field made from a column the reader may not see: name -> (column, how)
+    derived: tuple[tuple[str, str, Callable[[Any], Any]], ...] = ()
 
     def parse_cursor(self, cursor: str) -> list[Any]:
         """The keys of a cursor (``key|key``), typed as their columns; ValueError if not."""
@@ -200,7 +203,8 @@ class Export:
 
     def page(self, engine: Engine, cursor: str | None, limit: int) -> dict[str, Any]:
         """Rows after ``cursor`` in key order, and the cursor of the last one."""
-        cols = [self.table.c[c] for c in self.columns]
+        hidden = [src for _, src, _ in self.derived if src not in self.columns]
+        cols = [self.table.c[c] for c in (*self.columns, *hidden)]
         keys = [self.table.c[k] for k in self.keys]
         query = select(*cols).order_by(*keys).limit(limit)
         if cursor:
@@ -211,6 +215,10 @@ class Export:
         with engine.connect() as conn:
             rows = [r._asdict() for r in conn.execute(query)]
         for r in rows:
+            for name, src, how in self.derived:
+                r[name] = how(r[src])
+            for src in hidden:
+                del r[src]
             for k, v in r.items():
                 if isinstance(v, datetime | date):
                     r[k] = v.isoformat()

@@ -6,8 +6,10 @@ from ..common.cards.audit import chain_columns
 from ..common.cards.consent import grant_code_table, holder_table
 from ..common.cards.feeds import scan_columns
 from ..common.cards.tables import SCAN, shared_exports, shared_tables
+from ..common.cst import cst_today
 from ..common.db import Export, serial_id
 from ..common.pii import identity_columns
+from ..rules.ages import age_group
 
 metadata = sa.MetaData()
 shared = shared_tables(metadata)
@@ -114,6 +116,7 @@ EXPORTS = {
                                     "verified_at"), ("id",), "verified_at"),
     "cards": Export(cards, ("card_id", "empi", "state", "card_type", "temporary", "issuer",
                             "created_at", "updated_at"), ("updated_at", "card_id"),
-                    "updated_at"),
+                    "updated_at",  # the holder's age group on the day read, not their birth
+                    (("age_group", "birth_date", lambda b: age_group(b, cst_today())),)),
     **shared_exports(shared),
 }

@@ -29,7 +29,12 @@ from .clients import (
 )
 from .fusion_job import card_ranges, fuse_all, todo
 from .seeding import institution_code, insured_record, seed_stack, write_seed_file
-from .synthetic import CITY_AREA_CODES, SyntheticResident, generate_residents
+from .synthetic import (
+    CITY_AREA_CODES,
+    SyntheticResident,
+    generate_residents,
+    residents_of_groups,
+)
 
 if TYPE_CHECKING:
     from .demo import run_demo
@@ -66,6 +71,7 @@ __all__ = [
     "institution_code",
     "insured_record",
     "prepare_store",
+    "residents_of_groups",
     "run_demo",
     "seed_stack",
     "spawn_server",

@@ -69,3 +69,30 @@ def generate_residents(n: int, seed: int = 2024) -> Iterator[SyntheticResident]:
             "01", id_number, name, "1" if seq % 2 else "2", birth, phone, city
         )
         produced += 1
+
+
+def residents_of_groups(groups: list[str], seed: int = 2024,
+                        on: date | None = None) -> list[SyntheticResident]:
+    """One distinct resident per entry of ``groups`` (age groups: child, adult, elderly),
+    each of that age group on ``on`` (default today), drawn from the same stream as
+    :func:`generate_residents`."""
+    from collections import defaultdict
+
+    from ..rules.ages import age_group
+
+    day = on or date.today()
+    need: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        need[g].append(i)
+    out: list[SyntheticResident | None] = [None] * len(groups)
+    left = len(groups)
+    for person in generate_residents(10 * len(groups) + 100, seed):
+        slots = need.get(age_group(person.birth_date, day) or "")
+        if slots:
+            out[slots.pop()] = person
+            left -= 1
+            if not left:
+                break
+    if left:
+        raise ValueError("not enough synthetic residents of these age groups")
+    return [p for p in out if p is not None]

@@ -148,6 +148,8 @@ def test_the_store_is_private_and_holds_no_personal_data(network) -> None:
     for source in store.sources():
         df = con.execute(f"SELECT * FROM {source.replace('.', '_')}").df()
         assert not {"name", "id_number", "phone", "id_digest", "birth_date"} & set(df.columns)
+        if source == "ehc.cards":
+            assert set(df.age_group) <= {"child", "adult", "elderly"}
         texts.append(df.astype(str).to_csv())
     everything = "\n".join(texts)
     assert len(everything) > 10_000
@@ -357,6 +359,13 @@ def test_the_records_give_back_the_scenario_inputs(network, tmp_path) -> None:
     assert found["demand.test_share"].value == pytest.approx(p.test[came].mean())
     assert found["demand.prescription_share"].value == pytest.approx(p.rx[came].mean())
     assert not [k for k in found if k.startswith("day.hourly_profile")]  # one wall-clock hour
+    online = dict(zip(("child", "adult", "elderly"), sc.demand.adoption_of_ages(), strict=True))
+    mean = sum(sc.demand.age_shares[g] * a for g, a in online.items())
+    for code, g in enumerate(("child", "adult", "elderly")):
+        e = found[f"demand.adoption_by_age.{g}"]
+        assert abs(e.value - online[g] / mean) <= 3 * e.se, (g, e, online[g] / mean)
+        realised = int((came & (p.age == code)).sum())  # the planted resident is an adult
+        assert e.n == realised + (g == "adult"), (g, e.n, realised)
     out = tmp_path / "from_records.yaml"
     res = ehc("twin", "calibrate", "scenarios/small_clinic.yaml", "--from-records",
               str(network.store), "--code-share", "0", "--out", str(out))

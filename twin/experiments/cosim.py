@@ -28,6 +28,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from services.rules.ages import AGE_GROUPS
 from services.sdk import (
     CST,
     AdminClient,
@@ -35,8 +36,8 @@ from services.sdk import (
     SdkError,
     TerminalClient,
     fuse_all,
-    generate_residents,
     insured_record,
+    residents_of_groups,
 )
 from twin.experiments.outage import plot, summarise
 from twin.experiments.paired import counterfactual_day
@@ -94,7 +95,8 @@ class LiveNetwork(Network):
         """A real resident with a real card for every online patient who shows up."""
         p = day.p
         pids = [i for i in range(p.n) if p.online[i] and not p.no_show[i]]
-        people = list(generate_residents(len(pids), seed=day.sc.seed * 7 + day.replication))
+        people = residents_of_groups([AGE_GROUPS[p.age[i]] for i in pids],  # as old as
+                                     seed=day.sc.seed * 7 + day.replication)  # the patient
         admin = self.admin
         for i in range(0, len(people), 500):
             admin.add_residents([{"id_type": "01", "id_number": r.id_number, "name": r.name}

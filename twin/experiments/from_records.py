@@ -9,6 +9,9 @@ contract, the twin imports nothing of the stack):
 - test share and prescription share: the patients whose day has an examination scan
   (step 10104) and a pharmacy scan (10103), among those scanned at a doctor (10102):
   every station a card user passes scans their code, so their records are complete;
+- adoption by age group: each group's card users against its visits (the scenario's age
+  shares), as relative propensities; the cards' export gives each holder's age group (child
+  under 18, elderly 60 and over), never a birth date;
 - hourly profile: each card's first scan of a day, by clock hour of the records' time.
   (A co-simulated day runs in seconds of wall-clock time and the stack stamps its records
   with its own clock, so its records carry no profile: only real, or real-time, records do.)
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.rules.ages import AGE_GROUPS
 from twin.scenario.schema import Scenario
 
 EXAMINATION, PHARMACY, DOCTOR = 10104, 10103, 10102
@@ -44,14 +48,24 @@ def _cards(store: Path):
     if not list(Path(store).glob("ehc.usage/day=*/*.parquet")):
         raise FileNotFoundError(f"{store}: no ehc.usage records (run 'ehc data collect')")
     con = duckdb.connect()
+    holders = sorted(Path(store).glob("ehc.cards/day=*/*.parquet"))
+    group = "NULL AS age_group"
+    join = ""
+    if holders:  # each card's latest version says its holder's age group
+        cards = str(Path(store) / "ehc.cards" / "day=*" / "*.parquet")
+        group = "any_value(c.age_group) AS age_group"
+        join = f"""LEFT JOIN (SELECT card_id, arg_max(age_group, updated_at) AS age_group
+                              FROM read_parquet('{cards}', hive_partitioning = true,
+                                                union_by_name = true)
+                              GROUP BY card_id) c USING (card_id)"""
     return con.execute(f"""
-        SELECT card_id, CAST(verified_at AS DATE) AS day,
+        SELECT card_id, CAST(verified_at AS DATE) AS day, {group},
                bool_or(code_kind = 'fused') AS fused,
                bool_or(step = {DOCTOR}) AS doctor,
                bool_or(step = {EXAMINATION}) AS examination,
                bool_or(step = {PHARMACY}) AS pharmacy,
                hour(min(CAST(verified_at AS TIMESTAMP))) AS first_hour
-        FROM read_parquet('{files}', hive_partitioning = true)
+        FROM read_parquet('{files}', hive_partitioning = true) u {join}
         GROUP BY card_id, CAST(verified_at AS DATE)""").df()
 
 
@@ -86,6 +100,7 @@ def estimate(store: Path, base: Scenario, visits: float | None = None,
                         f"card users a day / {v / days:,.0f} visits, less traditional "
                         f"patients showing a code ({s:g}), over the shown (1 - no-show "
                         f"{base.online.no_show_share:g})"))
+    out += _by_age(cards, base, v, s, shown)
     hours = cards.first_hour.value_counts()
     hours = hours.reindex(sorted(set(hours.index) | set(base.day.hourly_profile)),
                           fill_value=0)  # every hour of the base profile is replaced
@@ -96,6 +111,29 @@ def estimate(store: Path, base: Scenario, visits: float | None = None,
                                 math.sqrt(n) / mean, int(n), "first scans of a card's day "
                                 "in this clock hour, relative to the mean hour"))
     return out
+
+
+def _by_age(cards, base: Scenario, visits: float, s: float, shown: float) -> list[Estimate]:
+    """Each age group's propensity to use the card, relative (the twin scales them to the
+    day's adoption): its card users against its visits (the scenario's age shares of the
+    visits, an assumption), normalised to a mean of 1 over the visits."""
+    if cards.age_group.isna().all():
+        return []
+    shares: dict[str, float] = {str(g): v for g, v in base.demand.age_shares.items()}
+    rates, counts = {}, {}
+    for g in AGE_GROUPS:
+        counts[g] = int((cards.age_group == g).sum())
+        v_g = visits * shares.get(g, 0.0)
+        if v_g > 0:
+            rates[g] = (counts[g] / v_g - s) / (shown - s)
+    mean = sum(shares.get(g, 0.0) * r for g, r in rates.items())
+    if mean <= 0:
+        return []
+    return [Estimate(f"demand.adoption_by_age.{g}", r / mean,
+                     math.sqrt(counts[g]) / (visits * shares[g]) / (shown - s) / mean,
+                     counts[g], f"{g}: card users / visits x age share "
+                     f"{shares[g]:g}, relative to the day's mean")
+            for g, r in rates.items()]
 
 
 def scenario_file(estimates: list[Estimate], scenario: Path, store: Path, out: Path) -> Path:
@@ -110,8 +148,9 @@ def scenario_file(estimates: list[Estimate], scenario: Path, store: Path, out: P
         section, key, *rest = e.key.split(".")
         target = body.setdefault(section, {})
         name: str | int = key
-        if rest:  # day.hourly_profile.<hour>
-            target, name = target.setdefault(key, {}), int(rest[0])
+        if rest:  # day.hourly_profile.<hour>, demand.adoption_by_age.<group>
+            target = target.setdefault(key, {})
+            name = int(rest[0]) if rest[0].isdigit() else rest[0]
         target[name] = round(float(e.value), 4)
         lines.append(f"#   {e.key} = {e.value:.4f} (standard error {e.se:.4f}, {e.n} cards): "
                      f"{e.how}")
