@@ -21,13 +21,12 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
-    and_,
     create_engine,
     event,
     inspect,
-    or_,
     select,
     text,
+    tuple_,
 )
 from sqlalchemy.engine import make_url
 
@@ -201,17 +200,22 @@ class Export:
             out.append(datetime.fromisoformat(part) if kind is datetime else kind(part))
         return out
 
-    def page(self, engine: Engine, cursor: str | None, limit: int) -> dict[str, Any]:
-        """Rows after ``cursor`` in key order, and the cursor of the last one."""
+    def query(self, cursor: str | None, limit: int):
+        """The page's SELECT: keyset order, read along the index on the keys."""
         hidden = [src for _, src, _ in self.derived if src not in self.columns]
         cols = [self.table.c[c] for c in (*self.columns, *hidden)]
         keys = [self.table.c[k] for k in self.keys]
         query = select(*cols).order_by(*keys).limit(limit)
-        if cursor:
+        if cursor:  # a row-value comparison: both engines seek the keys' index with it
             values = self.parse_cursor(cursor)
-            after = or_(*[and_(*[k == v for k, v in zip(keys[:i], values[:i], strict=True)],
-                               keys[i] > values[i]) for i in range(len(keys))])
-            query = query.where(after)
+            query = query.where(tuple_(*keys) > tuple_(*values) if len(keys) > 1
+                                else keys[0] > values[0])
+        return query
+
+    def page(self, engine: Engine, cursor: str | None, limit: int) -> dict[str, Any]:
+        """Rows after ``cursor`` in key order, and the cursor of the last one."""
+        hidden = [src for _, src, _ in self.derived if src not in self.columns]
+        query = self.query(cursor, limit)
         with engine.connect() as conn:
             rows = [r._asdict() for r in conn.execute(query)]
         for r in rows:

@@ -34,6 +34,7 @@ cards = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.UniqueConstraint("id_type", "id_digest", name="uq_card_identity"),
+    sa.Index("ix_cards_updated", "updated_at", "card_id"),  # the data layer's keyset
 )
 
 card_apps = holder_table(metadata, "card_id", 64)  # the apps that may act for a card

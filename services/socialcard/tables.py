@@ -95,6 +95,7 @@ settlements = sa.Table(
     sa.Column("confirm_attempts", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("next_confirm_at", sa.DateTime),
     sa.Index("ix_settlements_created", "created_at"),
+    sa.Index("ix_settlements_updated", "updated_at", "settlement_id"),  # the data layer
     sa.Index("ix_settlements_confirm", "state", "next_confirm_at"),
     sa.Index("ix_settlements_token", "ec_token"),
 )

@@ -157,6 +157,7 @@ def binding_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("updated_at", sa.DateTime, nullable=False),
         sa.Index("ix_binding_ehc", "ehc_card_id"),
         sa.Index("ix_binding_ssc", "ssc_card_no"),
+        sa.Index("ix_binding_updated", "updated_at", "binding_id"),  # the data layer
     )
     batches = sa.Table(
         "binding_batches", metadata,

@@ -1,0 +1,95 @@
+"""Every hot query reads along an index, on SQLite (EXPLAIN QUERY PLAN) and PostgreSQL
+(EXPLAIN with sequential scans priced out): the verification's statements, the card
+systems' shared-record pulls, and the data layer's keyset pages (no scan, no sort)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import and_, select
+
+from services.app import build_app, close_app
+from services.healthcard import verify
+from services.healthcard.tables import EXPORTS as EHC_EXPORTS
+from services.healthcard.tables import bindings, usage_records
+from services.socialcard.tables import EXPORTS as ESSC_EXPORTS
+from tests.stack import PG_ENV, drop_schemas, make_test_settings
+
+HOT = ("_SELECT_CARD", "_SELECT_BINDING", "_RATE", "_SWEEP")  # the verification's reads
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def systems(request, tmp_path_factory) -> Iterator[dict]:
+    if request.param == "postgres" and not os.environ.get(PG_ENV):
+        pytest.skip(f"PostgreSQL plans need {PG_ENV}")
+    settings = make_test_settings(tmp_path_factory.mktemp("plans"), request.param)
+    app = build_app(settings)
+    yield app.state.systems
+    close_app(app)
+    drop_schemas(settings)
+
+
+def plan(engine, sql: str, params) -> str:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            for kind in ("seqscan", "bitmapscan", "sort"):  # priced out: only a missing
+                conn.exec_driver_sql(f"SET LOCAL enable_{kind} = off")  # index leaves them
+            rows = conn.exec_driver_sql("EXPLAIN " + sql, params).fetchall()
+        else:
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+    return "\n".join(str(r[-1]) for r in rows)
+
+
+def compiled(engine, statement) -> tuple[str, object]:
+    c = statement.compile(dialect=engine.dialect)
+    params = c.construct_params()
+    if engine.dialect.name == "postgresql":
+        return str(c), params
+    return str(c), tuple(params[k] for k in c.positiontup)
+
+
+def assert_indexed(text: str, ordered: bool = False) -> None:
+    if "Seq Scan" in text or re.search(r"^SCAN (cards|bindings|settlements|usage_records|"
+                                       r"shared_events|ledger|shared_usage)\b", text, re.M):
+        raise AssertionError(f"a table is scanned:\n{text}")
+    if ordered and ("TEMP B-TREE FOR ORDER BY" in text or re.search(r"\bSort\b", text)):
+        raise AssertionError(f"the page is sorted, not read in index order:\n{text}")
+
+
+@pytest.mark.parametrize("name", HOT)
+def test_the_verification_reads_by_index(systems, name: str) -> None:
+    engine = systems["healthcard"].engine
+    sql = getattr(verify, name)
+    values = {"_SELECT_CARD": ("A" * 64,), "_SELECT_BINDING": ("A" * 64,),
+              "_RATE": ("t", 0.0, 10), "_SWEEP": (0.0,)}[name]  # epoch seconds
+    if engine.dialect.name == "postgresql":
+        sql = sql.replace("?", "%s")
+    assert_indexed(plan(engine, sql, values))
+
+
+def test_the_peer_pull_reads_by_index(systems) -> None:
+    engine = systems["healthcard"].engine
+    u = usage_records
+    query = (select(u, bindings.c.ssc_card_no)
+             .join(bindings, and_(bindings.c.ehc_card_id == u.c.card_id,
+                                  bindings.c.state == "bound"))
+             .where(u.c.id > 5).order_by(u.c.id).limit(500))  # as usage.bound_records
+    assert_indexed(plan(engine, *compiled(engine, query)))
+
+
+@pytest.mark.parametrize("system,exports", [("healthcard", EHC_EXPORTS),
+                                            ("socialcard", ESSC_EXPORTS)])
+def test_the_data_layer_pages_read_in_index_order(systems, system: str, exports) -> None:
+    engine = systems[system].engine
+    for name, export in exports.items():
+        cursor = "|".join("2026-01-01T00:00:00" if export.table.c[k].type.python_type
+                          is datetime else "1" for k in export.keys)
+        try:
+            assert_indexed(plan(engine, *compiled(engine, export.query(cursor, 1000))),
+                           ordered=True)
+        except AssertionError as exc:
+            raise AssertionError(f"{system} export {name}: {exc}") from None
