@@ -25,7 +25,7 @@ from services.data.store import Store
 from services.sdk import AdminClient, RunningStack, TerminalClient, start_in_thread
 from tests.stack import make_test_settings
 from twin.experiments.cosim import run_cosim
-from twin.scenario.schema import load_scenario
+from twin.scenario.schema import AgeGroup, load_scenario
 
 PLANTED = {"id_number": "33010619900101123X", "name": "植入测试者", "phone": "13900001111"}
 
@@ -359,9 +359,10 @@ def test_the_records_give_back_the_scenario_inputs(network, tmp_path) -> None:
     assert found["demand.test_share"].value == pytest.approx(p.test[came].mean())
     assert found["demand.prescription_share"].value == pytest.approx(p.rx[came].mean())
     assert not [k for k in found if k.startswith("day.hourly_profile")]  # one wall-clock hour
-    online = dict(zip(("child", "adult", "elderly"), sc.demand.adoption_of_ages(), strict=True))
+    groups: tuple[AgeGroup, ...] = ("child", "adult", "elderly")
+    online = dict(zip(groups, sc.demand.adoption_of_ages(), strict=True))
     mean = sum(sc.demand.age_shares[g] * a for g, a in online.items())
-    for code, g in enumerate(("child", "adult", "elderly")):
+    for code, g in enumerate(groups):
         e = found[f"demand.adoption_by_age.{g}"]
         assert abs(e.value - online[g] / mean) <= 3 * e.se, (g, e, online[g] / mean)
         realised = int((came & (p.age == code)).sum())  # the planted resident is an adult
