@@ -25,19 +25,25 @@ def _step(opts: LoadOptions, server: Server, seed_path: Path, out: Path, route: 
                         mix="terminal")
     step_out = out / f"{route}-{rate:g}"
     step_out.mkdir(parents=True)
-    started = time.monotonic()
+    started, server_cpu = time.monotonic(), server.cpu_seconds()
     code, cpu = run_locust(step_opts, server.url,
                            workload_arguments(step_opts, seed_path, step_out),
                            step_out)
     wall = time.monotonic() - started
-    row = locust_rows(step_out).get("ping" if route == "ping" else "verify", {})
+    server_cpu = server.cpu_seconds() - server_cpu
+    rows = locust_rows(step_out)
+    row = rows.get("ping" if route == "ping" else "verify", {})
     achieved = row.get("rps", 0.0)
+    calls = sum(r.get("requests", 0) for r in rows.values())  # a scan: refresh + verify
     slo = json.loads((step_out / "slo.json").read_text()) if (step_out / "slo.json").exists() \
         else {"passed": False}
     return {"route": route, "offered_rps": rate, "achieved_rps": achieved,
             "p95_ms": row.get("p95_ms"), "p99_ms": row.get("p99_ms"),
             "failures": row.get("failures", 0), "slo_passed": bool(slo.get("passed")),
             "kept_up": achieved >= 0.9 * rate, "generator_cpu_share": cpu / wall if wall else 0,
+            "server_cpu_us_per_scan": 1e6 * server_cpu / row["requests"]
+            if row.get("requests") else None,
+            "server_cpu_us_per_request": 1e6 * server_cpu / calls if calls else None,
             "locust_exit_code": code}
 
 
@@ -85,10 +91,47 @@ def run_capacity(rates: list[float], worker_counts: list[int], databases: list[s
     verify_knees = [k for k in knees if k["route"] == "verify" and k["knee_rps"] > 0]
     per_core = max((k["knee_rps"] / k["server_workers"] for k in verify_knees), default=0.0)
     cores = math.ceil(peak_per_s * headroom / per_core) if peak_per_s and per_core else None
+    for k in knees:  # the knee step's measured costs beside the knee
+        at = [s for s in steps if s["route"] == k["route"] and s["database"] == k["database"]
+              and s["server_workers"] == k["server_workers"]
+              and s["offered_rps"] == k["knee_rps"]]
+        k["server_cpu_us_per_scan"] = at[0]["server_cpu_us_per_scan"] if at else None
+        k["generator_cpu_share"] = at[0]["generator_cpu_share"] if at else None
     result = {"steps": steps, "knees": knees, "verify_per_core": per_core,
               "province_peak_verify_per_s": peak_per_s, "headroom": headroom,
               "cores_needed": cores, "per_user_rps": PER_USER_RPS, "step_seconds": step_s,
-              "slo": slo.__dict__,
+              "slo": slo.__dict__, "sizing": sizing(per_core, peak_per_s, headroom),
               "note": "a scan is a code refresh and a verification; the verify rate is scans/s"}
     (out / "capacity.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+PROVINCE_REQUESTS_PER_S = 60_000  # health-code systems' sizing at a province's peak (DOMAIN 5)
+CORES_PER_SERVER = 16
+
+
+def sizing(per_core: float, peak_per_s: float | None, headroom: float) -> dict[str, Any]:
+    """Cores and servers for the twin's peak and for 60,000 requests/s, from the measured
+    scans/s per core. An extrapolation: it assumes throughput grows with cores and with
+    servers behind a balancer as it grew from one worker to the next here, the same cost
+    per scan on a production core, and a database that keeps up; none of these is measured
+    beyond this machine."""
+    if not per_core:
+        return {}
+    scans = PROVINCE_REQUESTS_PER_S / 2  # a scan is two requests: refresh and verify
+    cores_60k = math.ceil(scans * headroom / per_core)
+    out: dict[str, Any] = {
+        "scans_per_core": per_core, "headroom": headroom,
+        "requests_per_s": PROVINCE_REQUESTS_PER_S, "scans_per_s_at_60k": scans,
+        "cores_at_60k": cores_60k,
+        "servers_at_60k": math.ceil(cores_60k / CORES_PER_SERVER),
+        "cores_per_server": CORES_PER_SERVER,
+        "assumptions": "linear in cores and in servers behind a balancer (measured only "
+                       "from 1 to 2 workers on one machine); the same cost per scan on a "
+                       "production core; the database not the bottleneck",
+    }
+    if peak_per_s:
+        cores = math.ceil(peak_per_s * headroom / per_core)
+        out.update(peak_scans_per_s=peak_per_s, cores_at_peak=cores,
+                   servers_at_peak=math.ceil(cores / CORES_PER_SERVER))
+    return out

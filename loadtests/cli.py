@@ -135,9 +135,20 @@ def capacity(
                           Slo(slo_p95_ms, slo_p99_ms, 0.01, 0.0), out, peak, headroom,
                           progress=console.print)
     for k in result["knees"]:
+        cost, share = k.get("server_cpu_us_per_scan"), k.get("generator_cpu_share")
+        unit = "scan" if k["route"] == "verify" else "ping"
         console.print(f"{k['database']}, {k['server_workers']} worker(s), {k['route']}: knee "
                       f"{k['knee_rps']:g}/s (max achieved {k['max_achieved_rps']:.0f}/s)"
+                      + (f", server CPU {cost:,.0f} us per {unit}" if cost else "")
+                      + (f", generator CPU {share:.0%}" if share is not None else "")
                       + (" [generator-limited]" if k["generator_limited"] else ""))
+    size = result.get("sizing") or {}
+    if size:
+        console.print(f"60,000 requests/s ({size['scans_per_s_at_60k']:,.0f} scans/s) at "
+                      f"{headroom:g}x headroom: {size['cores_at_60k']:,} cores, "
+                      f"{size['servers_at_60k']:,} servers of {size['cores_per_server']} cores "
+                      f"({size['scans_per_core']:.0f} scans/s per core). Extrapolated, "
+                      f"assuming: {size['assumptions']}.")
     if result["cores_needed"]:
         console.print(f"[bold]The province's peak of {peak:g} verifications/s needs "
                       f"{result['cores_needed']} core(s) at {headroom:g}x headroom "

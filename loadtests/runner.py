@@ -95,6 +95,20 @@ class Server:
                                  "--timeout-keep-alive", "30", "--log-level", "warning",
                                  "--no-access-log", preexec_fn=_raise_nofile)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the server so far: uvicorn and its workers."""
+        pids, total, tick = [self.proc.pid], 0.0, os.sysconf("SC_CLK_TCK")
+        while pids:
+            pid = pids.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pids += [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, IndexError, ValueError):
+                continue  # a worker that has just exited
+        return total
+
     def stop(self) -> dict:
         stop_server(self.proc)
         merged: dict = {"workers": 0, "routes": {}}

@@ -4,6 +4,7 @@ count, shapes, distributed master and workers."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,16 @@ def test_capacity_steps_find_a_knee_for_both_routes(tmp_path: Path) -> None:
     assert all(k["knee_rps"] in (10, 20) for k in cap["knees"])  # both rates are easy
     assert cap["verify_per_core"] > 0 and cap["cores_needed"] >= 1
     assert {s["route"] for s in cap["steps"]} == {"ping", "verify"}
+    for k in cap["knees"]:  # measured from the server's own /proc counters
+        assert 10 < k["server_cpu_us_per_scan"] < 1e6 and 0 < k["generator_cpu_share"] < 4
+    verify = next(k for k in cap["knees"] if k["route"] == "verify")
+    ping = next(k for k in cap["knees"] if k["route"] == "ping")
+    assert verify["server_cpu_us_per_scan"] > ping["server_cpu_us_per_scan"]
+    size = cap["sizing"]
+    assert size["cores_at_60k"] == math.ceil(30_000 * 2 / cap["verify_per_core"])
+    assert size["servers_at_60k"] == math.ceil(size["cores_at_60k"] / 16)
+    assert size["cores_at_peak"] == cap["cores_needed"] and "linear" in size["assumptions"]
+    assert "60,000 requests/s" in res.stdout and "Extrapolated" in res.stdout
 
 
 PARSE = """
