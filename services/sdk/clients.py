@@ -156,6 +156,10 @@ class AdminClient(_Client):
                 if not (exist_ok and exc.code == "INSTITUTION_EXISTS"):
                     raise
 
+    def add_pharmacy(self, code: str, name: str, city_code: str) -> None:
+        """Register a designated retail pharmacy (level 0) with both card systems."""
+        self.add_hospital(code, name, city_code, level=0)
+
     def add_shared_terminal(self, institution_code: str, dept_code: str,
                             terminal_type: int = 1, reads_physical_cards: bool = False) -> dict:
         """A terminal both card systems know, with one secret: its EHC credentials."""

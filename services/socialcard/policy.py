@@ -7,6 +7,9 @@ The split, for a visit of total T (docs/sources.md):
 - of the eligible amount the patient pays what is left of the year's deductible (起付线);
 - of the remainder the fund pays ``ratio_permille`` by hospital level (rounded down to
   the fen: the fund never pays a fraction more), at most what is left of the year's cap;
+- at a designated retail pharmacy (level 0) no deductible applies and the fund pays
+  ``pharmacy_fund_permille`` of the eligible amount (0 in the policy file: a purchase is
+  paid from the personal account and cash);
 - the personal account pays the patient's share (without C items unless the policy says
   so) up to its balance; cash pays the rest.
 So fund + account + cash = T exactly, no part is negative, and the year's deductible and
@@ -18,7 +21,7 @@ import functools
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -38,6 +41,7 @@ class Policy(BaseModel):
     b_self_permille: StrictInt = Field(ge=0, le=1000)
     personal_account: bool
     account_covers_self_items: bool
+    pharmacy_fund_permille: StrictInt = Field(0, ge=0, le=1000)
 
     def model_post_init(self, _context: object) -> None:
         if set(self.ratio_permille) != {1, 2, 3} or not all(
@@ -93,7 +97,10 @@ class Split:
         return dict(self.__dict__)
 
 
-def split(items: list[FeeItem], policy: Policy, level: Literal[1, 2, 3], ytd: YearToDate,
+PHARMACY = 0  # the level of a designated retail pharmacy
+
+
+def split(items: list[FeeItem], policy: Policy, level: Literal[0, 1, 2, 3], ytd: YearToDate,
           account_balance_fen: int) -> Split:
     if not items:
         raise ValueError("a visit has at least one fee item")
@@ -104,9 +111,13 @@ def split(items: list[FeeItem], policy: Policy, level: Literal[1, 2, 3], ytd: Ye
     b_total = sum(i.amount_fen for i in items if i.category == "B")
     b_self = -(-b_total * policy.b_self_permille // 1000)  # rounded up
     eligible = total - c_total - b_self
-    deductible = min(eligible, max(policy.deductible_fen - ytd.deductible_used_fen, 0))
+    if level == PHARMACY:
+        deductible, ratio = 0, policy.pharmacy_fund_permille
+    else:
+        deductible = min(eligible, max(policy.deductible_fen - ytd.deductible_used_fen, 0))
+        ratio = policy.ratio_permille[cast(Literal[1, 2, 3], level)]
     above = eligible - deductible
-    fund = min(above * policy.ratio_permille[level] // 1000,
+    fund = min(above * ratio // 1000,
                max(policy.annual_cap_fen - ytd.fund_used_fen, 0))
     own = total - fund
     payable_by_account = own if policy.account_covers_self_items else own - c_total - b_self

@@ -461,3 +461,37 @@ def test_the_sweep_backs_off_then_leaves_the_visit_unresolved(stack, world, toke
                           "--date", today(), "--url", stack.url], env=env,
                          capture_output=True, text=True, timeout=120)
     assert "unresolved" in res.stdout and sid in res.stdout, res.stdout + res.stderr
+
+
+def test_a_retail_pharmacy_reads_the_code_and_settles_from_the_account(stack, world) -> None:
+    """A designated retail pharmacy: registered at level 0 with both card systems, its
+    terminal reads the fused code (a usage record at the pharmacy), the purchase is paid
+    from the personal account and cash (the fund pays nothing there, no deductible), the
+    day reconciles; a hospital level outside 0-3 is refused."""
+    code = f"3301{uuid.uuid4().int % 10**8:08d}"
+    world.admin.add_pharmacy(code, "Designated pharmacy", "330100")
+    cred = world.admin.add_shared_terminal(code, "0301", 1)
+    till = TerminalClient(stack.url, cred["terminal_id"], cred["secret"], city_code="330100")
+    _, card, essc, _ = fused_resident(world)
+    for _ in range(5):
+        answer = till.verify(world.app.qrcode(card["card_id"], kind="fused")["qr_text"],
+                             step=10105)
+        if not answer["partial"]:
+            break
+    assert not answer["partial"] and answer["usage_record_id"]
+    assert answer["usage_record_id"] in [r["id"] for r in till.usage_records(limit=1000)]
+    before = world.app.essc_card(essc["ssc_card_no"])["account_balance_fen"]
+    basket = [{"code": "drugs", "category": "A", "amount_fen": 8_000},
+              {"code": "vitamins", "category": "C", "amount_fen": 1_500}]
+    done = till.settle(till.upload_fees(answer["essc"]["ec_token"], basket)["settlement_id"])
+    assert done["state"] == "settled" and done["fund_fen"] == 0
+    assert done["account_fen"] == min(8_000, before) and done["cash_fen"] == 9_500 - \
+        done["account_fen"]
+    assert world.app.essc_card(essc["ssc_card_no"])["account_balance_fen"] == \
+        before - done["account_fen"]
+    report = world.admin.reconcile_settlements(today())
+    assert report["clean"], report["differences"]
+    with pytest.raises(SdkError) as info:
+        world.admin.add_institution(f"3301{uuid.uuid4().int % 10**8:08d}", "x", "330100",
+                                    level=4)
+    assert info.value.status == 422

@@ -29,13 +29,13 @@ policies = st.builds(
     ratio_permille=st.fixed_dictionaries({1: permille, 2: permille, 3: permille}),
     annual_cap_fen=st.integers(min_value=0, max_value=10_000_000),
     b_self_permille=permille, personal_account=st.booleans(),
-    account_covers_self_items=st.booleans())
+    account_covers_self_items=st.booleans(), pharmacy_fund_permille=permille)
 years = st.builds(YearToDate, deductible_used_fen=st.integers(0, 600_000),
                   fund_used_fen=st.integers(0, 12_000_000))
 
 
 @settings(max_examples=400, deadline=None)
-@given(items=items, policy=policies, level=st.sampled_from([1, 2, 3]), ytd=years,
+@given(items=items, policy=policies, level=st.sampled_from([0, 1, 2, 3]), ytd=years,
        balance=st.integers(0, 3_000_000))
 def test_the_split_sums_exactly_and_no_part_is_negative(items, policy, level, ytd,
                                                         balance) -> None:
@@ -52,7 +52,8 @@ def test_the_split_sums_exactly_and_no_part_is_negative(items, policy, level, yt
         assert s.cash_fen >= s.self_items_fen
     # the fund pays its ratio of what lies above the deductible, rounded down, unless capped
     above = s.eligible_fen - s.deductible_fen
-    assert s.fund_fen <= above * policy.ratio_permille[level] // 1000
+    ratio = policy.pharmacy_fund_permille if level == 0 else policy.ratio_permille[level]
+    assert s.fund_fen <= above * ratio // 1000
 
 
 @settings(max_examples=150, deadline=None)
@@ -98,3 +99,19 @@ def test_worked_example_of_the_readme() -> None:
     # which the account pays what is not category C or B self-pay: 443.90 - 230 = 213.90
     assert (s.total_fen, s.eligible_fen, s.deductible_fen) == (100_000, 77_000, 10_000)
     assert (s.fund_fen, s.account_fen, s.cash_fen) == (55_610, 21_390, 23_000)
+
+
+def test_a_pharmacy_purchase_is_paid_from_the_account_and_cash() -> None:
+    """A designated retail pharmacy (level 0): the policy file lets the fund pay nothing
+    there and no deductible applies; the employee's personal account pays the own share
+    it may (not category C), cash the rest; the year's accumulators are untouched."""
+    policy = load_policies().find("330100", "310", date(2026, 11, 26))
+    assert policy.pharmacy_fund_permille == 0
+    basket = [FeeItem("drugs", "A", 8_000), FeeItem("drugs", "B", 2_000),
+              FeeItem("vitamins", "C", 1_500)]
+    s = split(basket, policy, 0, YearToDate(0, 0), 100_000)
+    assert (s.fund_fen, s.deductible_fen) == (0, 0)
+    assert s.account_fen == 11_500 - 1_500 - 200 and s.cash_fen == 1_700  # C and B self-pay
+    paid = policy.model_copy(update={"pharmacy_fund_permille": 500})
+    half = split(basket, paid, 0, YearToDate(0, 0), 0)
+    assert half.fund_fen == (8_000 + 2_000 - 200) * 500 // 1000 and half.deductible_fen == 0
