@@ -19,6 +19,7 @@ import httpx
 import pandas as pd
 from rich.console import Console
 
+from services.common.db import EXPORT_SETTLE_S
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.data import analysis
@@ -78,6 +79,7 @@ def main() -> None:
             admin.pull_usage("ehc")
             admin.pull_usage("essc")
         token = deployment_secret(settings, "data_token")
+        time.sleep(EXPORT_SETTLE_S)  # the exports hold back rows younger than this
         t0 = time.perf_counter()
         n_read = read_pages(stack.url, token, args.page_size)
         read_s = time.perf_counter() - t0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,9 @@ def serial_id() -> Column:
                   autoincrement=True)
 
 
+EXPORT_SETTLE_S = 2.0  # how old a row must be to be exported (see Export.query)
+
+
 @dataclass(frozen=True)
 class Export:
     """A table as the data resources layer may read it: the columns it may see (never a
@@ -200,12 +203,16 @@ class Export:
             out.append(datetime.fromisoformat(part) if kind is datetime else kind(part))
         return out
 
-    def query(self, cursor: str | None, limit: int):
-        """The page's SELECT: keyset order, read along the index on the keys."""
+    def query(self, cursor: str | None, limit: int, settled: datetime | None = None):
+        """The page's SELECT: keyset order, read along the index on the keys; only rows
+        dated before ``settled`` (a transaction still open may yet commit a row with an
+        earlier key: the page stops short of where that can happen, so no row is skipped)."""
         hidden = [src for _, src, _ in self.derived if src not in self.columns]
         cols = [self.table.c[c] for c in (*self.columns, *hidden)]
         keys = [self.table.c[k] for k in self.keys]
         query = select(*cols).order_by(*keys).limit(limit)
+        if settled is not None:
+            query = query.where(self.table.c[self.dated_by] <= settled)
         if cursor:  # a row-value comparison: both engines seek the keys' index with it
             values = self.parse_cursor(cursor)
             query = query.where(tuple_(*keys) > tuple_(*values) if len(keys) > 1
@@ -215,7 +222,8 @@ class Export:
     def page(self, engine: Engine, cursor: str | None, limit: int) -> dict[str, Any]:
         """Rows after ``cursor`` in key order, and the cursor of the last one."""
         hidden = [src for _, src, _ in self.derived if src not in self.columns]
-        query = self.query(cursor, limit)
+        settled = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=EXPORT_SETTLE_S)
+        query = self.query(cursor, limit, settled)
         with engine.connect() as conn:
             rows = [r._asdict() for r in conn.execute(query)]
         for r in rows:

@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from services.common.db import EXPORT_SETTLE_S
 from services.common.secrets_store import deployment_secret
 from services.data.collect import SOURCES, CollectError, collect
 from services.data.quality import check
@@ -50,6 +52,7 @@ def network(tmp_path_factory) -> Iterator[Network]:
             admin.pull_usage("ehc")
             admin.pull_usage("essc")
         token = deployment_secret(settings, "data_token")
+        time.sleep(EXPORT_SETTLE_S)  # exports hold back rows younger than this
         collect(stack.url, token, Store(tmp / "store"))
         yield Network(stack, token, tmp / "store")
     finally:
@@ -134,6 +137,9 @@ def test_new_records_arrive_at_the_next_collection(network, tmp_path) -> None:
     person = world.residents[0]
     card = world.app.apply("01", person.id_number, person.name)
     world.term_b.verify(world.app.qrcode(card["card_id"])["qr_text"])
+    early = {c.source: c.rows for c in collect(network.stack.url, network.token, store)}
+    assert early["ehc.usage"] == 0  # too young yet: an open transaction could still commit
+    time.sleep(EXPORT_SETTLE_S)  # an earlier key, so the export waits
     got = {c.source: c.rows for c in collect(network.stack.url, network.token, store)}
     assert got["ehc.usage"] == 1 and got["ehc.cards"] >= 1 and got["essc.usage"] == 0
 
