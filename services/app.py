@@ -38,7 +38,8 @@ from .common.pii import field_cipher
 from .common.secrets_store import deployment_secret, master_key
 from .common.settings import Settings, get_settings
 
-ALL_SYSTEMS = ("registry", "healthcard", "socialcard", "payment", "sms", "channel")
+ALL_SYSTEMS = ("registry", "healthcard", "socialcard", "payment", "sms", "channel",
+               "hospital")
 INPROC_URL = "http://inproc"
 
 DESCRIPTION = """
@@ -174,6 +175,14 @@ def build_app(settings: Settings | None = None,
         app.state.systems["registry"] = RegistryService(
             make_engine(settings, "registry", registry_metadata), cipher)
         app.include_router(registry_api.router)
+
+    if "hospital" in systems:
+        from .hospital import api as hospital_api
+        from .hospital.system import build_hospital
+
+        app.state.systems["hospital"] = build_hospital(settings)
+        app.include_router(hospital_api.admin)
+        app.include_router(hospital_api.router)
 
     if "healthcard" in systems:
         from .healthcard import api as healthcard_api

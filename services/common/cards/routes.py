@@ -52,9 +52,9 @@ class InstitutionRequest(Strict):
     name: str = Field(min_length=1, max_length=128)
     city_code: str = Field(pattern=r"^[0-9]{6}$", examples=["330100"])
     sm2_public_key: str | None = Field(None, pattern=SM2_PUBLIC)
-    level: Literal[0, 1, 2, 3] = Field(3, description="0 a designated retail pharmacy; a "
-                                       "hospital's level: 1 primary, 2 secondary, 3 "
-                                       "tertiary (it sets the insurance ratio)")
+    level: int = Field(3, ge=0, le=3, description="0 a designated retail pharmacy; a "
+                       "hospital's level: 1 primary, 2 secondary, 3 tertiary (it sets the "
+                       "insurance ratio)")
 
 
 class TerminalRequest(Strict):
