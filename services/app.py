@@ -264,6 +264,7 @@ def build_app(settings: Settings | None = None,
 
     if "channel" in systems:
         from .channel import api as channel_api
+        from .channel import kiosk_api
         from .channel.entry import build_channel
 
         urls = {name: peer_url(name, getattr(settings, f"{name}_url"))
@@ -272,9 +273,11 @@ def build_app(settings: Settings | None = None,
             raise ValueError("the channel needs the registry, EHC, e-SSC and SMS systems "
                              "(mounted here or EHC_REGISTRY_URL / EHC_HEALTHCARD_URL / "
                              "EHC_SOCIALCARD_URL / EHC_SMS_URL)")
+        urls["hospital"] = peer_url("hospital", settings.hospital_url)
         app.state.systems["channel"] = build_channel(settings, cipher, urls, service_token,
                                                      app.state.admin_token)
         app.include_router(channel_api.router)
+        app.include_router(kiosk_api.router)
 
     app.include_router(operations_router)
 

@@ -19,7 +19,7 @@ from ..common.pii import FieldCipher
 from ..common.settings import Settings
 from ..common.shared_store import open_store
 from .login import Identity, Limits, Login, RegistryPeer, SmsPeer
-from .peers import OperatorClient, SignedAppClient
+from .peers import HospitalPeer, OperatorClient, SignedAppClient
 from .tables import credentials, metadata, residents, sessions, shared_events
 
 SESSION_TTL = timedelta(hours=8)
@@ -43,6 +43,7 @@ class ChannelSystem:
     ehc: SignedAppClient
     essc: SignedAppClient
     operators: dict[str, OperatorClient]
+    hospital: HospitalPeer | None = None  # the kiosk routes' outpatient service
     _ready: asyncio.Lock = field(default_factory=asyncio.Lock)
     _registered: bool = False
 
@@ -155,4 +156,6 @@ def build_channel(settings: Settings, cipher: FieldCipher,
         essc=SignedAppClient("socialcard", *url("socialcard")),
         operators={name: OperatorClient(*url(name)[:1], admin_token, app=url(name)[1])
                    for name in ("healthcard", "socialcard")},
+        hospital=None if urls.get("hospital", (None, None))[0] is None else
+        HospitalPeer(*url("hospital")[:1], service_token, app=url("hospital")[1]),
     )

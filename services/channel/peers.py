@@ -40,3 +40,10 @@ class OperatorClient(PeerClient):
     """The admin token, used once to register the entry as a channel app."""
 
     name = "operator"
+
+
+class HospitalPeer(PeerClient):
+    """The hospital's outpatient service, called with the service token on behalf of the
+    logged-in resident (their own card only)."""
+
+    name = "hospital"

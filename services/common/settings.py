@@ -38,6 +38,8 @@ class Settings(BaseSettings):
                                    "token for the systems' export routes; unset = derived "
                                    "from the master key")
     registry_url: str | None = Field(None, description="registry base URL when out of process")
+    hospital_url: str | None = Field(None, description="hospital service base URL when out of "
+                                     "process (the unified entry's kiosk routes)")
     rate_limit_terminal_per_s: float = Field(
         50.0, ge=0, description="signed requests a second per terminal (0 = no limit); a "
         "reading terminal scans a few codes a minute, so 50/s only stops runaway clients")

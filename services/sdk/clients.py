@@ -537,6 +537,24 @@ class ResidentClient(_Client):
     def settlements(self) -> list[dict]:
         return self.request("GET", "/channel/v1/settlements")
 
+    # the phone as the hospital's kiosk
+    def book(self, session_id: int, slot: str) -> dict:
+        return self.request("POST", "/channel/v1/hospital/bookings",
+                            {"session_id": session_id, "slot": slot})
+
+    def bookings(self) -> list[dict]:
+        return self.request("GET", "/channel/v1/hospital/bookings")
+
+    def cancel_booking(self, booking_id: str) -> dict:
+        return self.request("POST", f"/channel/v1/hospital/bookings/{booking_id}/cancel")
+
+    def queue_place(self, session_id: int) -> dict:
+        return self.request("GET", "/channel/v1/hospital/queue",
+                            params={"session_id": session_id})
+
+    def reports(self) -> list[dict]:
+        return self.request("GET", "/channel/v1/hospital/reports")
+
     def grant(self, app_key: str, scope: str = "codes") -> dict:
         """Authorisation codes (``ehc``, ``essc``) letting ``app_key`` reach my cards."""
         return self.request("POST", "/channel/v1/grants", {"app_key": app_key, "scope": scope})

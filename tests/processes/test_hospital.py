@@ -184,3 +184,48 @@ def test_a_report_is_read_by_its_card_only(stack, hospital) -> None:
     assert hospital.get("/reports", params={"card_id": theirs}).json() == []
     anonymous = httpx.get(f"{stack.url}/hospital/v1/reports", params={"card_id": mine})
     assert anonymous.status_code == 401
+
+
+def test_the_phone_books_waits_and_reads_reports(stack, world, hospital, clock) -> None:
+    """Through the unified entry: a logged-in resident books a slot for their own card,
+    sees it, cancels it, books again, is checked in at the hospital after a real scan of
+    their code, reads their place on the board, and reads their reports; another
+    resident sees none of it."""
+    from services.sdk import ResidentClient, SdkError
+
+    people = [world.residents.pop(), world.residents.pop()]
+    phones = []
+    for p in people:
+        r = ResidentClient(stack.url)
+        r.log_in_reading_sms(p.id_number, p.name, p.phone, world.admin)
+        phones.append(r)
+    me, other = phones
+    with pytest.raises(SdkError) as info:
+        me.book(1, "09:00")
+    assert info.value.code == "NO_EHC_CARD"
+    mine = me.claim()["ehc"]["card_id"]
+    other.claim()
+    sid = session(hospital)
+    first = me.book(sid, "08:30")
+    assert first["card_id"] == mine and first["state"] == "booked"
+    assert me.cancel_booking(first["booking_id"])["state"] == "cancelled"
+    booked = me.book(sid, "08:45")
+    assert [b["state"] for b in me.bookings()] == ["cancelled", "booked"]
+    assert other.bookings() == []
+    with pytest.raises(SdkError) as info:
+        other.cancel_booking(booked["booking_id"])
+    assert info.value.code == "BOOKING_NOT_FOUND"
+    # at the hospital: the terminal verifies the code, the hospital's system checks in
+    clock.set("08:40")
+    scanned = world.term_a.verify(me.code()["qr_text"])
+    assert scanned["card_id"] == mine
+    assert hospital.post(f"/sessions/{sid}/check-ins", json={"card_id": scanned["card_id"]}
+                         ).json()["kind"] == "holder"
+    place = me.queue_place(sid)
+    assert place["position"] == 1 and place["expected_wait_min"] >= 5  # its slot is 08:45
+    with pytest.raises(SdkError) as info:
+        other.queue_place(sid)
+    assert info.value.code == "NOT_WAITING"
+    hospital.post("/reports", json={"card_id": mine, "kind": "imaging", "title": "胸部CT",
+                                    "body": "未见明显异常"})
+    assert [r["title"] for r in me.reports()] == ["胸部CT"] and other.reports() == []
