@@ -493,6 +493,43 @@ class TerminalClient(_Signed):
         return self.request("GET", "/ehc/v1/time")
 
 
+class HospitalClient(AdminClient):
+    """The hospital's outpatient service, as its own systems use it (the admin token sets
+    up departments, doctors and sessions; it or the service token does the rest)."""
+
+    def add_department(self, code: str, name: str) -> None:
+        try:
+            self.request("POST", "/hospital/v1/admin/departments", {"code": code, "name": name})
+        except SdkError as exc:
+            if exc.code != "DEPARTMENT_EXISTS":
+                raise
+
+    def add_doctor(self, doctor_id: str, dept_code: str, name: str) -> None:
+        self.request("POST", "/hospital/v1/admin/doctors",
+                     {"doctor_id": doctor_id, "dept_code": dept_code, "name": name})
+
+    def add_session(self, doctor_id: str, day: str, start: str, end: str, *,
+                    slot_minutes: int = 15, per_slot: int = 4, walk_in_share: float = 0.3,
+                    holders_per_walk_in: int = 2) -> int:
+        return self.request("POST", "/hospital/v1/admin/sessions", {
+            "doctor_id": doctor_id, "day": day, "start": start, "end": end,
+            "slot_minutes": slot_minutes, "per_slot": per_slot,
+            "walk_in_share": walk_in_share, "holders_per_walk_in": holders_per_walk_in,
+        })["session_id"]
+
+    def check_in(self, session_id: int, card_id: str, revisit: bool = False) -> dict:
+        return self.request("POST", f"/hospital/v1/sessions/{session_id}/check-ins",
+                            {"card_id": card_id, "revisit": revisit})
+
+    def call(self, session_id: int) -> dict | None:
+        """The next patient, or None when nobody due waits."""
+        return self.request("POST", f"/hospital/v1/sessions/{session_id}/call")
+
+    def publish_report(self, card_id: str, kind: str, title: str, body: str) -> int:
+        return self.request("POST", "/hospital/v1/reports", {
+            "card_id": card_id, "kind": kind, "title": title, "body": body})["report_id"]
+
+
 class ResidentClient(_Client):
     """A resident at the unified entry (``/channel/v1``): strong real-name login, then a
     bearer session for their cards, code, settlements and grants."""

@@ -1,6 +1,7 @@
 """The demo of ``make run``: a live stack, a seeded province, cards issued and verified
-from hospital terminals in all 11 cities, the refusals a real network must make, and
-two-card fusion (one resident's code through the unified entry, fail soft, auto-opening)."""
+from hospital terminals in all 11 cities, the refusals a real network must make,
+two-card fusion (one resident's code through the unified entry, fail soft, auto-opening)
+and a visit through the phone as the hospital's kiosk."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..common.settings import Settings
 from ..rules.codes import Step
 from .clients import AdminClient, ChannelClient, TerminalClient
 from .demo_fusion import refusal_table, run_fusion
+from .demo_kiosk import run_kiosk
 from .seeding import seed_stack
 from .stack import start_in_thread
 from .synthetic import generate_residents
@@ -74,6 +76,7 @@ def run_demo(var_dir: Path, residents: int = 220, console: Console | None = None
         with AdminClient(stack.url, stack.admin_token) as admin:
             totals["fusion"] = run_fusion(stack.url, admin,
                                           {**seed, "admin_token": stack.admin_token}, console)
+            totals["kiosk"] = run_kiosk(stack.url, admin, seed, console)
     return totals
 
 
