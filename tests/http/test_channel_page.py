@@ -149,3 +149,73 @@ def test_the_page_speaks_to_people(live, tmp_path: Path) -> None:
         assert page.is_hidden("#bind-btn") and page.text_content("#error") == ""
         page.screenshot(path=str(tmp_path / "uninsured.png"))
         browser.close()
+
+
+def test_the_phone_is_the_kiosk(live, tmp_path: Path, monkeypatch) -> None:
+    """On the page: free slots of a session, a booking, a cancellation and a booking
+    again, the place in the queue once the desk has checked the code in, the lab's report;
+    a wrong session number gets a sentence. The hospital's clock is set by the test."""
+    from datetime import date
+
+    from playwright.sync_api import sync_playwright
+
+    import services.hospital.calling as calling_module
+    import services.hospital.schedule as schedule_module
+    from services.sdk import HospitalClient
+
+    day = date(2031, 5, 6)
+    for module in (schedule_module, calling_module):
+        monkeypatch.setattr(module, "now_cst", lambda: (day, 7 * 60 + 50))
+    stack, world = live
+    person = world.residents[2]
+    hospital = HospitalClient(stack.url, stack.admin_token)
+    hospital.add_department("0202", "儿科 paediatrics")
+    hospital.add_doctor("kiosk1", "0202", "陈医生")
+    sid = hospital.add_session("kiosk1", day.isoformat(), "08:00", "09:00", per_slot=2,
+                               walk_in_share=0.5)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 420, "height": 1100})
+        page.goto(f"{stack.url}/channel/")
+        page.fill("#id-number", person.id_number)
+        page.fill("#name", person.name)
+        page.click("#send-btn")
+        page.wait_for_selector("#otp-step:not(.hidden)")
+        page.fill("#otp", world.admin.login_code(person.phone))
+        page.click("#login-btn")
+        page.wait_for_selector("#cards:not(.hidden)")
+        page.click("#claim-btn")
+        page.wait_for_selector("#kiosk:not(.hidden)")
+        page.fill("#kiosk-session", "99999")
+        page.click("#slots-btn")
+        page.wait_for_function("document.getElementById('error').textContent !== ''")
+        assert "no such session" in (page.text_content("#error") or "")
+        page.fill("#kiosk-session", str(sid))
+        page.click("#slots-btn")
+        page.wait_for_selector("button.book")
+        assert page.locator("button.book").count() == 4  # 08:00 ... 08:45, one each free
+        page.click("button.book >> nth=1")  # 08:15
+        page.wait_for_selector("#booking-list li[data-state='booked']")
+        assert "08:15: booked" in (page.text_content("#booking-list") or "")
+        page.click("button.cancel")
+        page.wait_for_selector("#booking-list li[data-state='cancelled']")
+        page.click("#slots-btn")
+        page.wait_for_selector("button.book")
+        page.click("button.book >> nth=0")  # 08:00
+        page.wait_for_selector("#booking-list li[data-state='booked']")
+        # at the department's desk: the code read off the page is scanned, then checked in
+        shown = page.text_content("#code-text") or ""
+        scanned = world.term_a.verify(shown)
+        assert hospital.check_in(sid, scanned["card_id"])["kind"] == "holder"
+        page.click("#place-btn")
+        page.wait_for_function("document.getElementById('place').textContent !== ''")
+        assert (page.text_content("#place") or "").startswith("number 1, about 10 min")
+        hospital.publish_report(scanned["card_id"], "lab", "尿常规 urinalysis", "normal")
+        page.click("#reports-btn")
+        page.wait_for_selector("#report-list li")
+        assert "尿常规 urinalysis: normal" in (page.text_content("#report-list") or "")
+        assert page.text_content("#error") == ""
+        page.screenshot(path=str(tmp_path / "kiosk.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "kiosk.png").stat().st_size > 10_000
