@@ -31,6 +31,20 @@ def live(tmp_path_factory) -> Iterator[tuple[RunningStack, World]]:
     stack.stop()
 
 
+def logged_in(browser, stack: RunningStack, world: World, person, height: int = 900):
+    """A phone-sized page of the entry, the resident logged in with the SMS code."""
+    page = browser.new_page(viewport={"width": 420, "height": height})
+    page.goto(f"{stack.url}/channel/")
+    page.fill("#id-number", person.id_number)
+    page.fill("#name", person.name)
+    page.click("#send-btn")
+    page.wait_for_selector("#otp-step:not(.hidden)")
+    page.fill("#otp", world.admin.login_code(person.phone))  # what the phone shows
+    page.click("#login-btn")
+    page.wait_for_selector("#cards:not(.hidden)")
+    return page
+
+
 def test_resident_claims_binds_and_shows_the_fused_code(live, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -39,15 +53,7 @@ def test_resident_claims_binds_and_shows_the_fused_code(live, tmp_path: Path) ->
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM,
                                      args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 420, "height": 900})
-        page.goto(f"{stack.url}/channel/")
-        page.fill("#id-number", person.id_number)
-        page.fill("#name", person.name)
-        page.click("#send-btn")
-        page.wait_for_selector("#otp-step:not(.hidden)")
-        page.fill("#otp", world.admin.login_code(person.phone))  # what the phone shows
-        page.click("#login-btn")
-        page.wait_for_selector("#cards:not(.hidden)")
+        page = logged_in(browser, stack, world, person)
         page.click("#claim-btn")
         page.wait_for_function("document.getElementById('code-kind').textContent !== ''")
         assert page.text_content("#essc") != "-"
@@ -176,15 +182,7 @@ def test_the_phone_is_the_kiosk(live, tmp_path: Path, monkeypatch) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM,
                                      args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 420, "height": 1100})
-        page.goto(f"{stack.url}/channel/")
-        page.fill("#id-number", person.id_number)
-        page.fill("#name", person.name)
-        page.click("#send-btn")
-        page.wait_for_selector("#otp-step:not(.hidden)")
-        page.fill("#otp", world.admin.login_code(person.phone))
-        page.click("#login-btn")
-        page.wait_for_selector("#cards:not(.hidden)")
+        page = logged_in(browser, stack, world, person, height=1100)
         page.click("#claim-btn")
         page.wait_for_selector("#kiosk:not(.hidden)")
         page.fill("#kiosk-session", "99999")
