@@ -183,6 +183,7 @@ def build_app(settings: Settings | None = None,
         app.state.systems["hospital"] = build_hospital(settings)
         app.include_router(hospital_api.admin)
         app.include_router(hospital_api.router)
+        app.include_router(hospital_api.data)
 
     if "healthcard" in systems:
         from .healthcard import api as healthcard_api

@@ -237,3 +237,21 @@ class Export:
         last = "|".join(str(rows[-1][k]) for k in self.keys) if rows else cursor
         return {"rows": rows, "cursor": last, "more": len(rows) == limit,
                 "keys": list(self.keys), "dated_by": self.dated_by}
+
+
+def export_page(exports: dict[str, Export], engine: Engine, source: str, after: str | None,
+                limit: int) -> dict[str, Any]:
+    """A system's export route: the source's page after ``after`` (``EXPORT_SOURCE_UNKNOWN``,
+    ``CURSOR_INVALID`` as documented)."""
+    from .errors import BadRequest, NotFound
+
+    spec = exports.get(source)
+    if spec is None:
+        raise NotFound("EXPORT_SOURCE_UNKNOWN", f"no such source; known: "
+                       f"{', '.join(sorted(exports))}")
+    try:
+        if after:
+            spec.parse_cursor(after)
+    except ValueError:
+        raise BadRequest("CURSOR_INVALID", "not a cursor of this source") from None
+    return spec.page(engine, after, limit)

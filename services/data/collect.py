@@ -16,7 +16,7 @@ from .store import Store
 SOURCES = (
     ("ehc", "usage"), ("ehc", "cards"), ("ehc", "bindings"), ("ehc", "shared_usage"),
     ("essc", "usage"), ("essc", "settlements"), ("essc", "ledger"), ("essc", "bindings"),
-    ("essc", "shared_usage"),
+    ("essc", "shared_usage"), ("hospital", "bookings"), ("hospital", "checkins"),
 )
 
 

@@ -139,6 +139,18 @@ def rules(late_after_s: int = 3600) -> list[Rule]:
             FROM essc_ledger
             WHERE settlement_id NOT IN (SELECT settlement_id FROM essc_settlements)""",
              ("essc_settlements",)),
+        Rule("hospital_bookings: states", "validity", "hospital_bookings", """
+            SELECT day, booking_id AS key, 'state ' || state AS detail
+            FROM hospital_bookings
+            WHERE state NOT IN ('booked', 'cancelled', 'checked_in', 'called', 'no_show')"""),
+        _unique("hospital_checkins", "id"),
+        Rule("check-ins of a known booking", "consistency", "hospital_checkins", """
+            SELECT day, CAST(id AS VARCHAR) AS key,
+                   'check-in of unknown booking ' || booking_id AS detail
+            FROM hospital_checkins
+            WHERE booking_id IS NOT NULL
+              AND booking_id NOT IN (SELECT booking_id FROM hospital_bookings)""",
+             ("hospital_bookings",)),
         Rule("bindings held by both sides", "consistency", "ehc_bindings", """
             SELECT e.day, e.binding_id AS key, 'the e-SSC side does not hold it' AS detail
             FROM ehc_bindings e

@@ -9,7 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from ..common.auth import Admin, Peer
+from ..common.auth import Admin, DataReader, Peer
+from ..common.cards.side_routes import DATA_AUTH, ExportPage
+from ..common.db import export_page
 from ..common.errors import Invalid, error_responses
 from .deps import Hospital
 from .schedule import minutes
@@ -29,6 +31,7 @@ from .schemas import (
     SessionIn,
     Slot,
 )
+from .tables import EXPORTS
 
 SessionId = Annotated[int, Path(ge=1, le=2**62)]
 BookingId = Annotated[str, Path(pattern=r"^[0-9a-f]{24}$")]
@@ -40,6 +43,7 @@ PASSED = (409, "SLOT_PASSED", "the slot's time has come")
 TODAY = (409, "SESSION_NOT_TODAY", "the session is not today")
 
 admin = APIRouter(prefix="/hospital/v1/admin", tags=["admin"], dependencies=[Admin])
+data = APIRouter(prefix="/hospital/v1", tags=["data"], dependencies=[DataReader])
 router = APIRouter(prefix="/hospital/v1", tags=["peer"], dependencies=[Peer])
 
 
@@ -157,3 +161,11 @@ def publish(h: Hospital, body: ReportIn) -> dict:
 def reports_of(h: Hospital, card_id: Annotated[str, Query(pattern=r"^[0-9A-F]{64}$")],
                limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict]:
     return h.reports.of_card(card_id, limit)
+
+
+@data.get("/export/{source}", response_model=ExportPage,
+          summary="A page of bookings or check-ins for the data resources layer (card IDs "
+          "only), in key order after a cursor", responses=error_responses(*DATA_AUTH))
+def export(h: Hospital, source: str, after: Annotated[str | None, Query(max_length=200)] = None,
+           limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> dict:
+    return export_page(EXPORTS, h.engine, source, after, limit)

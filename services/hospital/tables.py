@@ -2,7 +2,7 @@
 
 import sqlalchemy as sa
 
-from ..common.db import serial_id
+from ..common.db import Export, serial_id
 
 metadata = sa.MetaData()
 
@@ -53,6 +53,7 @@ bookings = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.Index("ix_bookings_slot", "session_id", "slot_min", "state"),
     sa.Index("ix_bookings_card", "card_id"),
+    sa.Index("ix_bookings_updated", "updated_at", "booking_id"),  # the data layer's pages
 )
 
 # the waiting room of a session: kind 0 revisit, 1 appointment holder, 2 walk-in
@@ -80,3 +81,12 @@ reports = sa.Table(
     sa.Column("published_at", sa.DateTime, nullable=False),
     sa.Index("ix_reports_card", "card_id", "id"),
 )
+
+# what the data resources layer may read (GET /hospital/v1/export/{source}): card IDs only
+EXPORTS = {
+    "bookings": Export(bookings, ("booking_id", "session_id", "slot_min", "card_id", "state",
+                                  "created_at", "updated_at"), ("updated_at", "booking_id"),
+                       "updated_at"),
+    "checkins": Export(queue, ("id", "session_id", "card_id", "kind", "booking_id", "due_min",
+                               "joined_at", "called_at"), ("id",), "joined_at"),
+}

@@ -49,6 +49,7 @@ def network(tmp_path_factory) -> Iterator[Network]:
                   stack.admin_token, tmp / "cosim")
         with AdminClient(stack.url, stack.admin_token) as admin:
             _plant(admin, stack)
+            _visit(stack)
             admin.pull_usage("ehc")
             admin.pull_usage("essc")
         token = deployment_secret(settings, "data_token")
@@ -68,6 +69,33 @@ def _plant(admin: AdminClient, stack: RunningStack) -> None:
     card = world.app.apply("01", PLANTED["id_number"], PLANTED["name"])
     term: TerminalClient = world.term_a
     term.verify(world.app.qrcode(card["card_id"])["qr_text"])
+
+
+def _visit(stack: RunningStack) -> None:
+    """A booking checked in and one cancelled at the hospital (its clock set here)."""
+    from datetime import date
+
+    import services.hospital.calling as calling_module
+    import services.hospital.schedule as schedule_module
+    from services.sdk import HospitalClient
+
+    day = date(2031, 1, 2)
+    with pytest.MonkeyPatch.context() as mp:
+        for module in (schedule_module, calling_module):
+            mp.setattr(module, "now_cst", lambda: (day, 7 * 60 + 55))
+        h = HospitalClient(stack.url, stack.admin_token)
+        h.add_department("0101", "内科")
+        h.add_doctor("d1", "0101", "王医生")
+        sid = h.add_session("d1", day.isoformat(), "08:00", "09:00")
+        cards = ["A" * 64, "B" * 64]
+        first = h.request("POST", "/hospital/v1/bookings",
+                          {"session_id": sid, "slot": "08:00", "card_id": cards[0]})
+        second = h.request("POST", "/hospital/v1/bookings",
+                           {"session_id": sid, "slot": "08:15", "card_id": cards[1]})
+        h.request("POST", f"/hospital/v1/bookings/{second['booking_id']}/cancel",
+                  {"card_id": cards[1]})
+        assert h.check_in(sid, cards[0])["kind"] == "holder" and first["state"] == "booked"
+        h.close()
 
 
 def copy_of(store: Path, tmp_path: Path) -> Store:
@@ -92,7 +120,8 @@ def rewrite(store: Store, source: str, change: Callable[[pd.DataFrame], pd.DataF
 def _dated(source: str) -> str:
     return {"usage": "verified_at", "cards": "updated_at", "bindings": "updated_at",
             "shared_usage": "received_at", "settlements": "updated_at",
-            "ledger": "at"}[source.split(".")[1]]
+            "ledger": "at", "bookings": "updated_at", "checkins": "joined_at"}[
+        source.split(".")[1]]
 
 
 def keys(store: Store, view: str, key: str = "id") -> list:
@@ -237,6 +266,13 @@ def test_a_posting_of_no_settlement_is_found(network, tmp_path) -> None:
     rewrite(store, "essc.ledger", orphan)
     breaches, _ = check(store)
     assert set(breaches.rule) == {"ledger postings of a known settlement"}
+
+
+def test_a_check_in_of_no_booking_is_found(network, tmp_path) -> None:
+    store = copy_of(network.store, tmp_path)
+    rewrite(store, "hospital.bookings", lambda df: df[df.state != "checked_in"])
+    breaches, _ = check(store)
+    assert set(breaches.rule) == {"check-ins of a known booking"}
 
 
 def test_an_invalid_code_is_found(network, tmp_path) -> None:

@@ -16,6 +16,7 @@ from services.app import build_app, close_app
 from services.healthcard import verify
 from services.healthcard.tables import EXPORTS as EHC_EXPORTS
 from services.healthcard.tables import bindings, usage_records
+from services.hospital.tables import EXPORTS as HOSPITAL_EXPORTS
 from services.socialcard.tables import EXPORTS as ESSC_EXPORTS
 from tests.stack import PG_ENV, drop_schemas, make_test_settings
 
@@ -82,7 +83,8 @@ def test_the_peer_pull_reads_by_index(systems) -> None:
 
 
 @pytest.mark.parametrize("system,exports", [("healthcard", EHC_EXPORTS),
-                                            ("socialcard", ESSC_EXPORTS)])
+                                            ("socialcard", ESSC_EXPORTS),
+                                            ("hospital", HOSPITAL_EXPORTS)])
 def test_the_data_layer_pages_read_in_index_order(systems, system: str, exports) -> None:
     engine = systems[system].engine
     for name, export in exports.items():

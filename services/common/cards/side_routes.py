@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Admin, DataReader, Peer
-from ..db import Export
-from ..errors import DAY, BadRequest, NotFound, Unavailable, error_responses, parse_day
+from ..db import Export, export_page
+from ..errors import DAY, Unavailable, error_responses, parse_day
 from .callers import ChannelApp
 from .consent import Consent
 from .consent_routes import signed_app
@@ -206,6 +206,8 @@ data_router = APIRouter(tags=["data"], dependencies=[DataReader])
 
 
 class ExportPage(BaseModel):
+    """A page of a source for the data resources layer."""
+
     rows: list[dict[str, Any]] = Field(description="in key order; times in ISO 8601 (UTC)")
     cursor: str | None = Field(description="the last row's keys: pass it as `after`")
     more: bool = Field(description="a full page: ask again after `cursor`")
@@ -214,27 +216,18 @@ class ExportPage(BaseModel):
 
 
 DATA_AUTH = [(401, "UNAUTHENTICATED", "no bearer token"),
-             (403, "FORBIDDEN", "not the data token nor an operator's")]
+             (403, "FORBIDDEN", "not the data token nor an operator's"),
+             (404, "EXPORT_SOURCE_UNKNOWN", "no such source"),
+             (400, "CURSOR_INVALID", "not a cursor of this source")]
 
 
 @data_router.get("/export/{source}", response_model=ExportPage,
                  summary="A page of one source's rows for the data resources layer, in key "
                  "order after a cursor (pseudonyms only: EMPI and card IDs, never names or "
                  "ID numbers)",
-                 responses=error_responses(*DATA_AUTH,
-                                           (404, "EXPORT_SOURCE_UNKNOWN", "no such source"),
-                                           (400, "CURSOR_INVALID", "not a cursor of this "
-                                            "source")))
+                 responses=error_responses(*DATA_AUTH))
 async def export(side: Side, source: str,
                  after: Annotated[str | None, Query(max_length=200)] = None,
                  limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> dict:
-    spec = side.exports.get(source)
-    if spec is None:
-        raise NotFound("EXPORT_SOURCE_UNKNOWN", f"no such source; known: "
-                       f"{', '.join(sorted(side.exports))}")
-    try:
-        if after:
-            spec.parse_cursor(after)
-    except ValueError:
-        raise BadRequest("CURSOR_INVALID", "not a cursor of this source") from None
-    return await run_in_threadpool(spec.page, side.engine, after, limit)
+    return await run_in_threadpool(export_page, side.exports, side.engine, source, after,
+                                   limit)
