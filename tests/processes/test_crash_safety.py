@@ -21,20 +21,47 @@ from tests.stack import PG_ENV, drop_schemas, free_port
 CYCLES = 3
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_kill_restart_loses_nothing_acknowledged(backend: str, tmp_path: Path) -> None:
+def _backend(backend: str, tmp_path: Path, prefix: str,
+             **extra: str) -> tuple[dict[str, str], Settings]:
+    """The server's environment and the same store's settings (skips without PostgreSQL)."""
     if backend == "postgres" and not os.environ.get(PG_ENV):
         pytest.skip(f"PostgreSQL tests need {PG_ENV}")
     env = {**os.environ, "EHC_VAR_DIR": str(tmp_path / "var"), "EHC_LOG_LEVEL": "WARNING",
-           "EHC_RATE_LIMIT_TERMINAL_PER_S": "0", "EHC_RATE_LIMIT_APP_PER_S": "0"}
+           **extra}
     settings = Settings(var_dir=tmp_path / "var")
     if backend == "postgres":
         env["EHC_DATABASE_URL"] = os.environ[PG_ENV]
-        env["EHC_DB_SCHEMA_PREFIX"] = f"k{uuid.uuid4().hex[:8]}_"
+        env["EHC_DB_SCHEMA_PREFIX"] = f"{prefix}{uuid.uuid4().hex[:8]}_"
         settings = Settings(var_dir=tmp_path / "var", database_url=os.environ[PG_ENV],
                             db_schema_prefix=env["EHC_DB_SCHEMA_PREFIX"])
     build_app(settings)  # tables, keys and secrets before the first start
+    return env, settings
+
+
+def _kill_under_load(work, server, env: dict[str, str], port: int,
+                     pause: tuple[float, float]):
+    """CYCLES times: four clients at ``work`` until the server is killed (SIGKILL: no
+    shutdown, no flush) at a random moment, then a fresh server on the same store."""
+    for _ in range(CYCLES):
+        stop = threading.Event()
+        threads = [threading.Thread(target=work, args=(stop,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(random.uniform(*pause))
+        server.kill()
+        server.wait()
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        server = sdk.spawn_server(env, port)
+    return server
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_kill_restart_loses_nothing_acknowledged(backend: str, tmp_path: Path) -> None:
+    env, settings = _backend(backend, tmp_path, "k", EHC_RATE_LIMIT_TERMINAL_PER_S="0",
+                             EHC_RATE_LIMIT_APP_PER_S="0")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = sdk.spawn_server(env, port)
@@ -72,18 +99,7 @@ def test_kill_restart_loses_nothing_acknowledged(backend: str, tmp_path: Path) -
                 except Exception:  # the server is gone: keep trying until told to stop
                     time.sleep(0.02)
 
-        for _ in range(CYCLES):
-            stop = threading.Event()
-            threads = [threading.Thread(target=work, args=(stop,)) for _ in range(4)]
-            for t in threads:
-                t.start()
-            time.sleep(random.uniform(0.8, 2.0))
-            server.kill()  # SIGKILL: no shutdown, no flush
-            server.wait()
-            stop.set()
-            for t in threads:
-                t.join(timeout=10)
-            server = sdk.spawn_server(env, port)
+        server = _kill_under_load(work, server, env, port, (0.8, 2.0))
         assert len(recorded) > 20 and len(issued) > 10, (len(recorded), len(issued))
         term = sdk.TerminalClient(url, cred["terminal_id"], cred["secret"], city_code="330100")
         held: list[int] = []
@@ -116,16 +132,7 @@ def test_kill_mid_booking_loses_no_slot_and_fills_none_twice(backend: str,
 
     from services.common.cst import CST
 
-    if backend == "postgres" and not os.environ.get(PG_ENV):
-        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
-    env = {**os.environ, "EHC_VAR_DIR": str(tmp_path / "var"), "EHC_LOG_LEVEL": "WARNING"}
-    settings = Settings(var_dir=tmp_path / "var")
-    if backend == "postgres":
-        env["EHC_DATABASE_URL"] = os.environ[PG_ENV]
-        env["EHC_DB_SCHEMA_PREFIX"] = f"h{uuid.uuid4().hex[:8]}_"
-        settings = Settings(var_dir=tmp_path / "var", database_url=os.environ[PG_ENV],
-                            db_schema_prefix=env["EHC_DB_SCHEMA_PREFIX"])
-    build_app(settings)
+    env, settings = _backend(backend, tmp_path, "h")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = sdk.spawn_server(env, port)
@@ -155,18 +162,7 @@ def test_kill_mid_booking_loses_no_slot_and_fills_none_twice(backend: str,
                 except Exception:  # the server is gone: try again
                     time.sleep(0.02)
 
-        for _ in range(CYCLES):
-            stop = threading.Event()
-            threads = [threading.Thread(target=work, args=(stop,)) for _ in range(4)]
-            for t in threads:
-                t.start()
-            time.sleep(random.uniform(0.3, 0.9))
-            server.kill()
-            server.wait()
-            stop.set()
-            for t in threads:
-                t.join(timeout=10)
-            server = sdk.spawn_server(env, port)
+        server = _kill_under_load(work, server, env, port, (0.3, 0.9))
         held = {s["slot"]: s for s in hospital.request(
             "GET", f"/hospital/v1/sessions/{sid}/slots")}
         assert acknowledged, "no booking was acknowledged"
