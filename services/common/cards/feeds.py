@@ -140,11 +140,16 @@ async def apply_deaths(engine: sa.Engine, cursors: sa.Table, civil: CivilAffairs
                        cancel: Cancel, page: int = 500) -> int:
     """Cancel the cards of every death registered after our cursor (each page and the
     cursor in one transaction); the number of cards cancelled."""
+    try:  # the cursor's row, once (a worker that loses the race finds it made)
+        with engine.begin() as conn:
+            conn.execute(cursors.insert().values(source=DEATHS, last_id=0))
+    except sa.exc.IntegrityError:
+        pass
     cancelled = 0
     while True:
         with engine.connect() as conn:
             after = int(conn.execute(sa.select(cursors.c.last_id).where(
-                cursors.c.source == DEATHS)).scalar() or 0)
+                cursors.c.source == DEATHS)).scalar_one())
         deaths = await civil.deaths(after, page)
         if not deaths:
             return cancelled
@@ -153,10 +158,7 @@ async def apply_deaths(engine: sa.Engine, cursors: sa.Table, civil: CivilAffairs
                 cursors.c.source == DEATHS, cursors.c.last_id == after)
                 .values(last_id=deaths[-1]["id"])).rowcount
             if not moved:
-                if after:
-                    continue  # another worker applied this page: read the cursor again
-                conn.execute(cursors.insert().values(source=DEATHS,
-                                                     last_id=deaths[-1]["id"]))
+                continue  # another worker applied this page: read the cursor again
             cancelled += sum(cancel(conn, d["id_type"], d["id_number"]) for d in deaths)
         if len(deaths) < page:
             return cancelled
