@@ -499,7 +499,8 @@ def data_collect(
         except CollectError as exc:
             _fail(str(exc))
     for d in done:
-        console.print(f"{d.source}: {d.rows} new rows in {d.pages} page(s)")
+        console.print(f"{d.source}: {d.rows} new rows in {d.pages} page(s)" if d.served else
+                      f"{d.source}: skipped (its system is not served at this address)")
     console.print(f"store: {store}")
 
 

@@ -24,12 +24,18 @@ class CollectError(Exception):
     """A source could not be read (the system's code and message, or the transport's)."""
 
 
+class NotServed(CollectError):
+    """The stack at this address does not run the source's system (its route is absent):
+    the source is skipped, the others are collected."""
+
+
 @dataclass
 class Collected:
     source: str
     rows: int
     pages: int
     cursor: str | None
+    served: bool = True
 
 
 def collect(base_url: str, token: str, store: Store, *,
@@ -48,7 +54,12 @@ def collect(base_url: str, token: str, store: Store, *,
             cursor = store.cursors().get(source)
             done = Collected(source, 0, 0, cursor)
             while pages_left is None or pages_left > 0:
-                page = _page(http, f"/{system}/v1/export/{name}", headers, cursor, page_size)
+                try:
+                    page = _page(http, f"/{system}/v1/export/{name}", headers, cursor,
+                                 page_size)
+                except NotServed:
+                    done.served = False
+                    break
                 stamp = datetime.now(UTC).replace(tzinfo=None).isoformat()
                 rows = [{**r, "collected_at": stamp} for r in page["rows"]]
                 if rows:
@@ -85,6 +96,8 @@ def _page(http: httpx.Client, path: str, headers: dict[str, str], cursor: str | 
             err = res.json()
             detail = f"{err['code']}: {err['message']}"
         except (ValueError, KeyError, TypeError):
-            detail = res.text[:200]
+            err, detail = {}, res.text[:200]
+        if res.status_code == 404 and err.get("code") != "EXPORT_SOURCE_UNKNOWN":
+            raise NotServed(f"{path}: not served here")
         raise CollectError(f"{path}: HTTP {res.status_code} {detail}")
     return res.json()

@@ -419,3 +419,18 @@ def test_the_records_give_back_the_scenario_inputs(network, tmp_path) -> None:
     missing = ehc("twin", "calibrate", "scenarios/small_clinic.yaml", "--from-records",
                   str(tmp_path / "none"))
     assert missing.returncode == 2 and "ehc data collect" in missing.stderr
+
+
+def test_a_system_not_served_is_skipped_not_fatal(tmp_path) -> None:
+    """A stack without the hospital service: its sources are skipped and said so, the
+    card systems' are collected."""
+    settings = make_test_settings(tmp_path / "var")
+    stack = start_in_thread(settings, ("registry", "healthcard", "socialcard", "payment"))
+    try:
+        done = collect(stack.url, deployment_secret(settings, "data_token"),
+                       Store(tmp_path / "store"))
+    finally:
+        stack.stop()
+    served = {d.source: d.served for d in done}
+    assert served["hospital.bookings"] is False and served["hospital.checkins"] is False
+    assert served["ehc.usage"] and served["essc.ledger"]
