@@ -73,7 +73,7 @@ def loadtest(
                        slo=Slo(slo_p95_ms, slo_p99_ms, slo_max_failure_ratio, slo_min_rps),
                        out=out)
     code, summary = run_loadtest(opts)
-    for name in ("verify", "verify fused", "settle"):
+    for name in ("verify", "verify fused", "settle", "book"):
         v = summary["locust"].get(name)
         if v:
             console.print(f"{name}: {v['requests']} requests, {v['rps']:.0f}/s, p95 "
@@ -85,6 +85,9 @@ def loadtest(
                   f"{r['in_flight_at_stop']} finished after Locust stopped), server 2xx "
                   f"{summary['verify_2xx_server']}: "
                   f"{'consistent' if summary['records_match'] else 'INCONSISTENT'}")
+    b = summary["bookings"]
+    console.print(f"bookings acknowledged {b['bookings_acknowledged']}, on the server "
+                  f"{b['bookings_on_server']}: {'consistent' if b['ok'] else 'INCONSISTENT'}")
     st = summary["settlements"]
     console.print(f"settlements {st['by_state']}: "
                   f"{'reconciled clean' if st['clean'] else 'DIFFERENCES'}; users "

@@ -39,6 +39,7 @@ from loadtests.workload import (
 from services.sdk import Step, TerminalClient
 
 RECORD_IDS: list[int] = []  # usage records of the verifies this process counted as OK
+BOOKING_IDS: list[str] = []  # bookings this process saw acknowledged
 
 events.init_command_line_parser.add_listener(options.add_arguments)
 
@@ -52,6 +53,7 @@ class Configured:
     """What every user of this workload reads from Locust's parsed options."""
 
     environment: Any
+    weight: Any = 1  # Locust's User declares it too
 
     @property
     def options(self) -> Any:
@@ -226,6 +228,45 @@ class AppUser(CardUser):
         self.fresh_code()
 
 
+class KioskUser(Configured, FastHttpUser):
+    """The phone at the hospital, through the hospital's systems: book a slot for a card
+    (full slots and a second booking in the session are refused, as they should be), poll
+    the card's place on the board, read its reports."""
+
+    weight = mix.DEFAULT["kiosk"]
+
+    def on_start(self) -> None:
+        self.rng = random.Random()
+        self.hospital = self.seed.hospital
+        self.auth = {"Authorization": f"Bearer {self.hospital['token']}",
+                     "Content-Type": "application/json"}
+
+    @task
+    def visit(self) -> None:
+        card = self.rng.choice(self.seed.cards)
+        sid = self.hospital["session_id"]
+        body = {"session_id": sid, "slot": self.rng.choice(self.hospital["slots"]),
+                "card_id": card}
+        with self.client.post("/hospital/v1/bookings", json=body, headers=self.auth,
+                              name="book", catch_response=True) as resp:
+            if resp.status_code == 201:
+                BOOKING_IDS.append(resp.json()["booking_id"])
+            elif resp.status_code == 409 and resp.json().get("code") in (
+                    "ALREADY_BOOKED", "SLOT_FULL"):
+                resp.success()
+            else:
+                resp.failure(f"{resp.status_code} {resp.text[:80]}")
+        with self.client.get(f"/hospital/v1/sessions/{sid}/queue?card_id={card}",
+                             headers=self.auth, name="queue place",
+                             catch_response=True) as resp:
+            if resp.status_code == 404 and resp.json().get("code") == "NOT_WAITING":
+                resp.success()  # booked, not checked in yet
+            elif resp.status_code != 200:
+                resp.failure(f"{resp.status_code} {resp.text[:80]}")
+        self.client.get(f"/hospital/v1/reports?card_id={card}", headers=self.auth,
+                        name="reports")
+
+
 class PingUser(Configured, FastHttpUser):
     """The trivial route of the same app, measured the same way (capacity baseline)."""
 
@@ -248,8 +289,9 @@ class ConfiguredShape(LoadTestShape):
         return None if users is None else (users, max(1, users))
 
 
-KINDS: dict[str, type[CardUser]] = {"terminal": TerminalUser, "fused": FusedUser,
-                                    "settle": SettleUser, "app": AppUser}
+KINDS: dict[str, type[Configured]] = {"terminal": TerminalUser, "fused": FusedUser,
+                                      "settle": SettleUser, "app": AppUser,
+                                      "kiosk": KioskUser}
 
 
 @events.init.add_listener
@@ -266,7 +308,8 @@ def configure(environment: Any, **_kw: Any) -> None:
         fused_seeded = bool(load_seed(opts.ehc_seed_file).fused_cards)
         chosen = []
         for kind, cls in KINDS.items():
-            if weights[kind] > 0 and (fused_seeded or kind not in ("fused", "settle")):
+            if weights[kind] > 0 and (fused_seeded or kind not in ("fused", "settle")) \
+                    and (kind != "kiosk" or load_seed(opts.ehc_seed_file).hospital):
                 cls.weight = weights[kind]
                 chosen.append(cls)
     environment.user_classes[:] = chosen
@@ -291,6 +334,7 @@ def slo_gate(environment, **_kw) -> None:
     out = opts.ehc_load_out
     if out:  # every process: the usage records its successful verifies reported
         Path(out, f"record-ids-{os.getpid()}.json").write_text(json.dumps(RECORD_IDS))
+        Path(out, f"booking-ids-{os.getpid()}.json").write_text(json.dumps(BOOKING_IDS))
     if isinstance(environment.runner, WorkerRunner):
         return
     hot = (("ping",), "GET") if opts.ehc_workload == "ping" else (HOT, "POST")

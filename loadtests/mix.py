@@ -6,7 +6,9 @@ refresh and a verify that also asks the e-SSC side; a settlement a fused scan at
 payment step, a fee upload and a settle with its payment. From a demand curve with V
 verifies, R refreshes (online patients) and S settlements in the day: settle users S,
 fused-scan users R - S (the other online scans), plain terminal users V - R (the
-traditional flow's scans); apps that only refresh, none."""
+traditional flow's scans); apps that only refresh, none; kiosk users (the phone at the
+hospital: booking, polling the queue, reading reports), none: the demand curve does not
+count those calls yet."""
 
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-KINDS = ("terminal", "fused", "settle", "app")
-DEFAULT = {"terminal": 6, "fused": 3, "settle": 1, "app": 1}
-ONLY_TERMINALS = {"terminal": 1, "fused": 0, "settle": 0, "app": 0}  # capacity steps
+KINDS = ("terminal", "fused", "settle", "app", "kiosk")
+DEFAULT = {"terminal": 6, "fused": 3, "settle": 1, "app": 1, "kiosk": 1}
+ONLY_TERMINALS = {"terminal": 1, "fused": 0, "settle": 0, "app": 0, "kiosk": 0}  # capacity
 
 
 def from_demand(csv: Path, total: int = 100) -> dict[str, int]:
@@ -25,7 +27,7 @@ def from_demand(csv: Path, total: int = 100) -> dict[str, int]:
     if v <= 0:
         raise ValueError(f"{csv}: the demand curve has no verifications")
     raw = {"terminal": max(v - r, 0.0), "fused": max(r - s, 0.0), "settle": min(s, r),
-           "app": 0.0}
+           "app": 0.0, "kiosk": 0.0}
     scale = total / sum(raw.values())
     return {k: round(x * scale) for k, x in raw.items()}
 

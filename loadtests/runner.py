@@ -17,6 +17,7 @@ from pathlib import Path
 from services.sdk import (
     AdminClient,
     ChannelClient,
+    HospitalClient,
     Settings,
     TerminalClient,
     fuse_all,
@@ -141,9 +142,36 @@ def seed(server: Server, opts: LoadOptions, out: Path) -> Path:
         fuse_all(admin, admin)  # every insured resident's two cards bound
     data["fused_cards"] = [c["card_id"] for c in data["cards"]
                            if "ssc_card_no" in c and c["card_id"] not in lost]
+    data["hospital"] = hospital_session(server)
     path = out / "seed.json"
     write_seed_file(data, path)
     return path
+
+
+def hospital_session(server: Server) -> dict:
+    """A doctor's session tomorrow, all day, for the kiosk users to book (the hospital's
+    systems call with a token: here the operator's)."""
+    tomorrow = time.strftime("%Y-%m-%d", time.localtime(time.time() + 86_400))
+    with HospitalClient(server.url, server.admin_token) as hospital:
+        hospital.add_department("0101", "内科")
+        hospital.add_doctor("load1", "0101", "load test")
+        sid = hospital.add_session("load1", tomorrow, "00:00", "23:45", per_slot=100,
+                                   walk_in_share=0.3)
+    return {"session_id": sid, "token": server.admin_token,
+            "slots": [f"{m // 60:02d}:{m % 60:02d}" for m in range(0, 23 * 60 + 45, 15)]}
+
+
+def booking_check(server: Server, seed_path: Path, out: Path, users: int) -> dict:
+    """Every booking Locust saw acknowledged is on the server, once; beyond them, at most
+    one a user (a request the server finished after Locust stopped waiting)."""
+    session = json.loads(seed_path.read_text())["hospital"]["session_id"]
+    with HospitalClient(server.url, server.admin_token) as hospital:
+        held = sum(s["booked"] for s in hospital.request(
+            "GET", f"/hospital/v1/sessions/{session}/slots"))
+    seen = [b for f in out.glob("booking-ids-*.json") for b in json.loads(f.read_text())]
+    return {"bookings_acknowledged": len(seen), "bookings_on_server": held,
+            "duplicates": len(seen) - len(set(seen)),
+            "ok": len(set(seen)) == len(seen) and len(seen) <= held <= len(seen) + users}
 
 
 def settlement_check(server: Server) -> dict:
@@ -273,6 +301,7 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
         wall = time.monotonic() - started
         records = usage_records(server, seed_path)
         settlements = settlement_check(server)
+        bookings = booking_check(server, seed_path, out, opts.users)
     finally:
         server_stats = server.stop()
     rows = locust_rows(out)
@@ -306,9 +335,11 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
         "server": server_stats,
         "records": check,
         "verify_2xx_server": server_verify_2xx,
-        "records_match": check["ok"] and server_verify_2xx == len(records),
+        "records_match": check["ok"] and server_verify_2xx == len(records)
+        and bookings["ok"],
         "weights": weights_for(opts),
         "settlements": settlements,
+        "bookings": bookings,
         "generator": {"cpu_seconds": gen_cpu, "wall_seconds": wall, "processes": gen_procs,
                       "cpu_share": gen_share,
                       "saturated": gen_share > SATURATED},

@@ -31,6 +31,7 @@ class Seed:
     cards: list[str]
     lost_cards: list[str]
     fused_cards: list[str]  # bound to an e-SSC: fused codes, settlements
+    hospital: dict  # a session to book: session_id, slots, the hospital systems' token
 
     @classmethod
     def load(cls, path: str | Path = "var/seed.json") -> Seed:
@@ -41,7 +42,8 @@ class Seed:
         lost = set(data.get("lost_cards", []))
         return cls(data.get("url"), terminals, data["channel_apps"][0],
                    [c["card_id"] for c in data["cards"] if c["card_id"] not in lost],
-                   sorted(lost), [c for c in data.get("fused_cards", []) if c not in lost])
+                   sorted(lost), [c for c in data.get("fused_cards", []) if c not in lost],
+                   data.get("hospital", {}))
 
 
 def terminal_signer(t: dict, base_url: str) -> TerminalClient:
