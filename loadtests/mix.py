@@ -7,8 +7,8 @@ payment step, a fee upload and a settle with its payment. From a demand curve wi
 verifies, R refreshes (online patients) and S settlements in the day: settle users S,
 fused-scan users R - S (the other online scans), plain terminal users V - R (the
 traditional flow's scans); apps that only refresh, none; kiosk users (the phone at the
-hospital: booking, polling the queue, reading reports), none: the demand curve does not
-count those calls yet."""
+hospital) K / 3 for the curve's K kiosk calls (each user's visit books, looks at its place
+and reads its reports)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ ONLY_TERMINALS = {"terminal": 1, "fused": 0, "settle": 0, "app": 0, "kiosk": 0} 
 
 
 def from_demand(csv: Path, total: int = 100) -> dict[str, int]:
-    df = pd.read_csv(csv, usecols=["verify", "refresh", "settlement"])
+    df = pd.read_csv(csv, usecols=lambda c: c in ("verify", "refresh", "settlement", "kiosk"))
     v, r, s = (float(df[c].sum()) for c in ("verify", "refresh", "settlement"))
+    k = float(df["kiosk"].sum()) if "kiosk" in df else 0.0  # curves written before it: none
     if v <= 0:
         raise ValueError(f"{csv}: the demand curve has no verifications")
     raw = {"terminal": max(v - r, 0.0), "fused": max(r - s, 0.0), "settle": min(s, r),
-           "app": 0.0, "kiosk": 0.0}
+           "app": 0.0, "kiosk": k / 3}  # a kiosk user's visit: book, queue place, reports
     scale = total / sum(raw.values())
     return {k: round(x * scale) for k, x in raw.items()}
 

@@ -103,7 +103,11 @@ def test_mix_in_the_demand_curves_proportions(tmp_path: Path) -> None:
                    "0,00:00:00,600,300,50,20,970\n1,00:00:01,400,200,50,30,680\n")
     # V=1000, R=500, S=100: plain scans 500, fused 400, settle 100
     assert mix.from_demand(csv) == {"terminal": 50, "fused": 40, "settle": 10, "app": 0,
-                                    "kiosk": 0}
+                                    "kiosk": 0}  # a curve without kiosk calls
+    csv.write_text("second,clock,verify,refresh,settlement,payment,kiosk,total\n"
+                   "0,00:00:00,1000,500,100,50,300,1950\n")
+    assert mix.from_demand(csv) == {"terminal": 45, "fused": 36, "settle": 9, "app": 0,
+                                    "kiosk": 9}  # 300 calls: 100 visits of three
     assert mix.decode(mix.encode({"terminal": 1})) == {"terminal": 1, "fused": 0,
                                                        "settle": 0, "app": 0, "kiosk": 0}
     with pytest.raises(ValueError):

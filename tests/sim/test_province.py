@@ -248,3 +248,27 @@ def test_the_rollout_path_is_the_province_month_by_month(small, tmp_path: Path) 
     bad = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "rollout", str(SMALL),
                           "--months", "0,x"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--months" in bad.stderr
+
+
+def test_the_phone_at_the_hospital_is_in_the_demand() -> None:
+    """Each online patient who came books once and reads a report when a test was
+    ordered; they look at the queue every POLL_MIN of their wait for the doctor; those
+    calls are the curve's ``kiosk`` and never counted as scans."""
+    from twin.experiments.demand import Demand
+    from twin.model.day import POLL_MIN, HospitalDay
+
+    sc = load_scenario(ROOT / "scenarios/small_clinic.yaml")
+    day = HospitalDay(sc, 0, keep_steps=False, record_demand=True).run()
+    came = day.p.online & ~day.absent
+    assert day.demand is not None
+    steps = [e[1] for e in day.demand]
+    assert steps.count("kiosk_booking") == int(came.sum()) > 0
+    assert steps.count("kiosk_report") == int((came & day.p.test).sum())
+    polls = steps.count("kiosk_queue")
+    assert 0 < polls <= sum(int(w // POLL_MIN) for w in np.asarray(day.w_doc)[came]) + 1
+    peaks = Demand.of_day(day).peaks()
+    assert peaks["kiosk"]["per_day"] == len(day.demand) - sum(
+        1 for s in steps if not s.startswith("kiosk_"))
+    without = HospitalDay(sc, 0, keep_steps=False, record_demand=False).run()
+    assert without.demand is None  # and the queues are the same day either way
+    assert np.array_equal(np.asarray(without.w_doc), np.asarray(day.w_doc))

@@ -5,7 +5,10 @@ patient, who shows a fresh dynamic code each time (one code ``refresh`` too), an
 visits of the traditional patients who show an EHC code (``traditional_code_share``); paying at a
 window settles insurance for the insured (``settlement``); paying on the phone settles
 insurance for the insured and pays the rest through the aggregated payment
-(``settlement`` + ``payment``)."""
+(``settlement`` + ``payment``). The phone as the hospital's kiosk (``kiosk``): each online
+patient's booking (at the time of day of their visit, a day ahead: an assumption), a look
+at their place every two minutes of their wait for the doctor, and their report read when
+the results are pushed."""
 
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import pandas as pd
 
 from twin.model.day import HospitalDay
 
-KINDS = ("verify", "refresh", "settlement", "payment")
+KINDS = ("verify", "refresh", "settlement", "payment", "kiosk")
+KIOSK_STEPS = ("kiosk_booking", "kiosk_queue", "kiosk_report")  # not stations
 DAY_S = 86_400
 
 
@@ -38,12 +42,14 @@ class Demand:
         scanned = online | day.p.shows_code[pid]
         sec = np.clip((t * 60).astype(np.int64), 0, DAY_S - 1)
         phone = step == "phone"
-        scan = ~phone
+        kiosk = np.isin(step, KIOSK_STEPS)
+        scan = ~phone & ~kiosk
         masks = {
             "verify": scan & scanned,
             "refresh": scan & online,
             "settlement": ((step == "payment") & insured) | (phone & insured),
             "payment": phone,
+            "kiosk": kiosk,
         }
         lo, hi = int(sec.min()), int(sec.max()) + 1
         counts = np.stack([np.bincount(sec[masks[k]] - lo, minlength=hi - lo)

@@ -25,6 +25,10 @@ from twin.model.streams import Streams
 from twin.network.scripted import Network, ScriptedNetwork
 from twin.scenario.schema import Scenario
 
+# an online patient waiting for the doctor looks at their place on the phone this often
+# (minutes; an assumption for the card network's demand, not for the queues)
+POLL_MIN = 2.0
+
 
 @dataclass(slots=True)
 class Station:
@@ -195,8 +199,13 @@ class HospitalDay:
                  scan: float = 0.0):
         """See a doctor: the queue is the wait for the doctor, the consultation (not the
         code scan before it) the doctor's time."""
-        self.w_doc[pid] += yield from self._use(pid, doctors, minutes + scan, step, priority)
+        wait = yield from self._use(pid, doctors, minutes + scan, step, priority)
+        self.w_doc[pid] += wait
         self.doc_time[pid] += minutes
+        if self.demand is not None and self.q.online[pid]:  # the phone shows the queue
+            joined = self.env.now - wait
+            self.demand.extend((joined + POLL_MIN * k, "kiosk_queue", pid)
+                               for k in range(1, int(wait // POLL_MIN) + 1))
 
     def _walk(self, pid: int, k: Walk) -> None:
         self.walks[pid] += 1
@@ -300,6 +309,8 @@ class HospitalDay:
         """
         p = self.q
         t0 = self.env.now
+        if self.demand is not None:  # booked on the phone, at this time of day a day ahead
+            self.demand.append((t0, "kiosk_booking", pid))
         self._walk(pid, Walk.TO_DOCTOR)
         out = self.network.scan(pid, "checkin", self.env.now + self.ahead[pid])
         if out.ok:
@@ -323,6 +334,8 @@ class HospitalDay:
             yield from self._use(pid, self.lab if p.lab[pid] else self.imaging,
                                  p.test_service[pid] + self._scan(pid, step), step)
             self._spend(pid, p.turnaround[pid])  # results pushed to the phone
+            if self.demand is not None:  # and read there
+                self.demand.append((self.env.now + self.ahead[pid], "kiosk_report", pid))
             self._walk(pid, Walk.TO_REVISIT)
             yield from self._consult(pid, doctors, p.consult2[pid], "revisit", REVISIT,
                                      self._scan(pid, "revisit"))
