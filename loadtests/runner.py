@@ -151,7 +151,9 @@ def seed(server: Server, opts: LoadOptions, out: Path) -> Path:
 def hospital_session(server: Server) -> dict:
     """A doctor's session tomorrow, all day, for the kiosk users to book (the hospital's
     systems call with a token: here the operator's)."""
-    tomorrow = time.strftime("%Y-%m-%d", time.localtime(time.time() + 86_400))
+    # the hospital's days are China Standard Time days (UTC+8), whatever this machine's
+    # zone: a local "tomorrow" can be today there, with its early slots passed
+    tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600 + 86_400))
     with HospitalClient(server.url, server.admin_token) as hospital:
         hospital.add_department("0101", "内科")
         hospital.add_doctor("load1", "0101", "load test")
