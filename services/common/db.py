@@ -175,6 +175,10 @@ def serial_id() -> Column:
 EXPORT_SETTLE_S = 2.0  # how old a row must be to be exported (see Export.query)
 
 
+class CursorInvalid(ValueError):
+    """Not a cursor of this source."""
+
+
 @dataclass(frozen=True)
 class Export:
     """A table as the data resources layer may read it: the columns it may see (never a
@@ -192,23 +196,30 @@ class Export:
         """The keys of a cursor (``key|key``), typed as their columns; ValueError if not."""
         parts = cursor.split("|")
         if len(parts) != len(self.keys):
-            raise ValueError("wrong number of cursor parts")
+            raise CursorInvalid("wrong number of cursor parts")
         out: list[Any] = []
         for part, key in zip(parts, self.keys, strict=True):
             kind = self.table.c[key].type.python_type
             if kind is int and not re.fullmatch(r"[0-9]{1,18}", part):
-                raise ValueError(f"{key} is a whole number")
+                raise CursorInvalid(f"{key} is a whole number")
             if kind is datetime and not re.fullmatch(r"[0-9][0-9T :.+-]{9,39}", part):
-                raise ValueError(f"{key} is an ISO time")
-            out.append(datetime.fromisoformat(part) if kind is datetime else kind(part))
+                raise CursorInvalid(f"{key} is an ISO time")
+            try:
+                out.append(datetime.fromisoformat(part) if kind is datetime else kind(part))
+            except ValueError as exc:
+                raise CursorInvalid(str(exc)) from None
         return out
+
+    @property
+    def hidden(self) -> list[str]:
+        """Columns read only to derive a field from, never exported themselves."""
+        return [src for _, src, _ in self.derived if src not in self.columns]
 
     def query(self, cursor: str | None, limit: int, settled: datetime | None = None):
         """The page's SELECT: keyset order, read along the index on the keys; only rows
         dated before ``settled`` (a transaction still open may yet commit a row with an
         earlier key: the page stops short of where that can happen, so no row is skipped)."""
-        hidden = [src for _, src, _ in self.derived if src not in self.columns]
-        cols = [self.table.c[c] for c in (*self.columns, *hidden)]
+        cols = [self.table.c[c] for c in (*self.columns, *self.hidden)]
         keys = [self.table.c[k] for k in self.keys]
         query = select(*cols).order_by(*keys).limit(limit)
         if settled is not None:
@@ -220,8 +231,9 @@ class Export:
         return query
 
     def page(self, engine: Engine, cursor: str | None, limit: int) -> dict[str, Any]:
-        """Rows after ``cursor`` in key order, and the cursor of the last one."""
-        hidden = [src for _, src, _ in self.derived if src not in self.columns]
+        """Rows after ``cursor`` in key order, and the cursor of the last one
+        (``CursorInvalid`` before any read for a cursor not of this source)."""
+        hidden = self.hidden
         settled = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=EXPORT_SETTLE_S)
         query = self.query(cursor, limit, settled)
         with engine.connect() as conn:
@@ -250,8 +262,6 @@ def export_page(exports: dict[str, Export], engine: Engine, source: str, after: 
         raise NotFound("EXPORT_SOURCE_UNKNOWN", f"no such source; known: "
                        f"{', '.join(sorted(exports))}")
     try:
-        if after:
-            spec.parse_cursor(after)
-    except ValueError:
+        return spec.page(engine, after, limit)
+    except CursorInvalid:
         raise BadRequest("CURSOR_INVALID", "not a cursor of this source") from None
-    return spec.page(engine, after, limit)
