@@ -181,12 +181,12 @@ def check(store: Store, late_after_s: int = 3600) -> tuple[pd.DataFrame, pd.Data
                                      f"FROM {v} GROUP BY day").df() for v in sorted(views)]) \
         .groupby("day").n.sum() if views else pd.Series(dtype=int)
     per_day = checked.rename("rows").to_frame()
-    counts = breaches.groupby(["day", "rule"]).size().unstack(fill_value=0) \
-        if len(breaches) else pd.DataFrame(index=per_day.index)
-    per_day = per_day.join(counts, how="outer").fillna(0)
-    bad = breaches.groupby("day").key.nunique() if len(breaches) else 0
-    per_day["breaches"] = breaches.groupby("day").size() if len(breaches) else 0
+    if len(breaches):  # a column per rule breached
+        per_day = per_day.join(breaches.groupby(["day", "rule"]).size().unstack(fill_value=0),
+                               how="outer")
+    by_day = breaches.groupby("day")
+    per_day["breaches"] = by_day.size()
     per_day = per_day.fillna(0)
-    per_day["score"] = 1 - (bad / per_day["rows"].clip(lower=1) if len(breaches) else 0)
-    per_day["score"] = per_day["score"].fillna(1.0).clip(lower=0)
+    rows_breached = by_day.key.nunique().reindex(per_day.index, fill_value=0)
+    per_day["score"] = (1 - rows_breached / per_day["rows"].clip(lower=1)).clip(lower=0)
     return breaches.reset_index(drop=True), per_day.reset_index(names="day")
