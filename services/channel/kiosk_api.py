@@ -1,6 +1,6 @@
 """The phone as the hospital's kiosk (the paper's "mobile self-service kiosk"): through the
 unified entry a logged-in resident books a slot for their own EHC card, sees and cancels
-their bookings, their place on the calling board, and their reports. The entry calls the
+their bookings, their place on the calling board, their reports and their bills. The entry calls the
 hospital's outpatient service on the resident's behalf; the resident's session is their
 consent, and only their own card is ever named."""
 
@@ -92,3 +92,10 @@ async def queue(ch: Channel, s: Resident,
             responses=error_responses(*SESSION, NO_CARD, *DOWN))
 async def reports(ch: Channel, s: Resident) -> Any:
     return await _hospital(ch).get("/hospital/v1/reports", {"card_id": _card(ch, s)})
+
+
+@router.get("/bills", summary="My hospital bills: what each visit charged, open or paid "
+            "(and how: the insurance settlement, the wallet or a window)",
+            responses=error_responses(*SESSION, NO_CARD, *DOWN))
+async def bills(ch: Channel, s: Resident) -> Any:
+    return await _hospital(ch).get("/hospital/v1/bills", {"card_id": _card(ch, s)})

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from fastapi import Response as Reply
 from fastapi.responses import Response
 
 from ..common.auth import Admin, DataReader, Peer
@@ -16,14 +17,20 @@ from ..common.errors import Invalid, error_responses
 from .deps import Hospital
 from .schedule import minutes
 from .schemas import (
+    Bill,
     Booking,
     BookingIn,
     Called,
     CardIn,
+    Charged,
     CheckedIn,
     CheckInIn,
+    ClockIn,
     DepartmentIn,
     DoctorIn,
+    DrillClock,
+    FeesIn,
+    PaidIn,
     Place,
     Report,
     ReportIn,
@@ -35,6 +42,8 @@ from .tables import EXPORTS
 
 SessionId = Annotated[int, Path(ge=1, le=2**62)]
 BookingId = Annotated[str, Path(pattern=r"^[0-9a-f]{24}$")]
+BillId = Annotated[str, Path(pattern=r"^[0-9a-f]{24}$")]
+CardQuery = Annotated[str, Query(pattern=r"^[0-9A-F]{64}$")]
 AUTH = [(401, "UNAUTHENTICATED", "no bearer token"), (403, "FORBIDDEN", "token not allowed")]
 INVALID = (422, "INVALID_REQUEST", "malformed or impossible values")
 SESSION = (404, "SESSION_NOT_FOUND", "no such session")
@@ -76,8 +85,16 @@ def add_session(h: Hospital, body: SessionIn) -> dict:
         raise Invalid("INVALID_REQUEST", "day: not a date") from None
     sid = h.schedule.add_session(
         body.doctor_id, day, minutes(body.start), minutes(body.end), body.slot_minutes,
-        body.per_slot, round(body.walk_in_share * 1000), body.holders_per_walk_in)
+        body.per_slot, round(body.walk_in_share * 1000), body.holders_per_walk_in, body.drill)
     return {"session_id": sid}
+
+
+@admin.put("/sessions/{session_id}/clock", response_model=DrillClock,
+           summary="Set a drill session's clock (its slots, check-ins and board follow it)",
+           responses=error_responses(*AUTH, INVALID, SESSION,
+                                     (409, "NOT_A_DRILL", "the session keeps the wall clock")))
+def set_clock(h: Hospital, session_id: SessionId, body: ClockIn) -> dict:
+    return h.schedule.set_clock(session_id, minutes(body.at))
 
 
 @router.get("/sessions/{session_id}/slots", response_model=list[Slot],
@@ -99,8 +116,7 @@ def book(h: Hospital, body: BookingIn) -> dict:
 
 @router.get("/bookings", response_model=list[Booking], summary="A card's bookings",
             responses=error_responses(*AUTH, INVALID))
-def bookings_of(h: Hospital, card_id: Annotated[str, Query(pattern=r"^[0-9A-F]{64}$")]
-                ) -> list[dict]:
+def bookings_of(h: Hospital, card_id: CardQuery) -> list[dict]:
     return h.schedule.of_card(card_id)
 
 
@@ -132,11 +148,15 @@ def check_in(h: Hospital, session_id: SessionId, body: CheckInIn) -> dict:
 
 
 @router.post("/sessions/{session_id}/call", response_model=Called,
-             summary="Call the next patient by the calling rule (204: nobody due waits)",
+             summary="Call the next patient by the calling rule (204: nobody due waits), "
+             "or a named waiting patient out of turn (the board's recall)",
              responses={204: {"description": "nobody due waits"},
-                        **error_responses(*AUTH, SESSION, TODAY)})
-def call(h: Hospital, session_id: SessionId) -> dict | Response:
-    nxt = h.calling.call(session_id)
+                        **error_responses(*AUTH, INVALID, SESSION, TODAY,
+                                          (404, "NOT_WAITING", "the named card is not "
+                                           "waiting and due"))})
+def call(h: Hospital, session_id: SessionId, card_id: CardQuery | None = None
+         ) -> dict | Response:
+    nxt = h.calling.call(session_id, card_id)
     return Response(status_code=204) if nxt is None else nxt
 
 
@@ -144,8 +164,7 @@ def call(h: Hospital, session_id: SessionId) -> dict | Response:
             summary="A card's place on the board and its expected wait",
             responses=error_responses(*AUTH, INVALID, SESSION,
                                       (404, "NOT_WAITING", "not waiting here")))
-def place(h: Hospital, session_id: SessionId,
-          card_id: Annotated[str, Query(pattern=r"^[0-9A-F]{64}$")]) -> dict:
+def place(h: Hospital, session_id: SessionId, card_id: CardQuery) -> dict:
     return h.calling.position(session_id, card_id)
 
 
@@ -158,13 +177,50 @@ def publish(h: Hospital, body: ReportIn) -> dict:
 @router.get("/reports", response_model=list[Report],
             summary="A card's reports, newest first (that card's only)",
             responses=error_responses(*AUTH, INVALID))
-def reports_of(h: Hospital, card_id: Annotated[str, Query(pattern=r"^[0-9A-F]{64}$")],
+def reports_of(h: Hospital, card_id: CardQuery,
                limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[dict]:
     return h.reports.of_card(card_id, limit)
 
 
+@router.post("/fees", response_model=Charged, status_code=201,
+             summary="Charge items to a card's visit (the doctor's or a department's orders)",
+             responses=error_responses(*AUTH, INVALID))
+def charge(h: Hospital, body: FeesIn) -> dict:
+    return {"fee_ids": h.billing.charge(body.card_id, body.session_id,
+                                        [i.model_dump() for i in body.items])}
+
+
+@router.post("/bills", response_model=Bill, status_code=201,
+             summary="The bill to settle: the card's open one (200), or a new one of its "
+             "unbilled fees (201); its ID is the settlement upload's idempotency key",
+             responses={200: {"description": "the card's open bill, unchanged",
+                              "model": Bill},
+                        **error_responses(*AUTH, INVALID,
+                                          (409, "NOTHING_TO_BILL", "no fee waits"))})
+def bill(h: Hospital, body: CardIn, reply: Reply) -> dict:
+    out, made = h.billing.bill(body.card_id)
+    reply.status_code = 201 if made else 200
+    return out
+
+
+@router.get("/bills", response_model=list[Bill], summary="A card's bills, oldest first",
+            responses=error_responses(*AUTH, INVALID))
+def bills_of(h: Hospital, card_id: CardQuery) -> list[dict]:
+    return h.billing.of_card(card_id)
+
+
+@router.post("/bills/{bill_id}/paid", response_model=Bill,
+             summary="Report a bill paid: through the e-SSC settlement (its ID), by the "
+             "phone's wallet, or at a window (again the same way: the same answer)",
+             responses=error_responses(*AUTH, INVALID,
+                                       (404, "BILL_NOT_FOUND", "no such bill for this card"),
+                                       (409, "BILL_ALREADY_PAID", "paid another way")))
+def paid(h: Hospital, bill_id: BillId, body: PaidIn) -> dict:
+    return h.billing.paid(bill_id, body.card_id, body.paid_by, body.settlement_id)
+
+
 @data.get("/export/{source}", response_model=ExportPage,
-          summary="A page of bookings or check-ins for the data resources layer (card IDs "
+          summary="A page of bookings, check-ins or bills for the data resources layer (card IDs "
           "only), in key order after a cursor", responses=error_responses(*DATA_AUTH))
 def export(h: Hospital, source: str, after: Annotated[str | None, Query(max_length=200)] = None,
            limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> dict:

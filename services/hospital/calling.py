@@ -10,7 +10,9 @@ done by the hospital's system before it calls this) checks its holder in:
 - seen by the doctor already today in this session and back with results: a revisit.
 The board calls the next patient by the outpatient calling rule the twin uses
 (``services.rules.calling``: revisits, then holders at their time interleaved with
-walk-ins). A booking not checked in by the end of its slot plus the grace is a no-show.
+walk-ins); a doctor may call a named patient out of turn (the board's recall), who must
+be waiting and due. A booking not checked in by the end of its slot plus the grace is a
+no-show. A drill session reads all of this against its operator's clock.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 from ..common.cst import utc_now
 from ..common.errors import Conflict, NotFound
 from ..rules.calling import HOLDER, REVISIT, WALK_IN, after_call, next_to_call
-from .schedule import Schedule, clock, now_cst
+from .schedule import Schedule, clock
 from .tables import bookings, queue, sessions
 
 LATE_GRACE_MIN = 10
@@ -34,16 +36,17 @@ class Calling:
         self.schedule = schedule
         self.engine = schedule.engine
 
-    def _today(self, conn, session_id: int, lock: bool = True) -> Any:
-        s = self.schedule.session(conn, session_id, lock=lock)
-        if s.day != now_cst()[0]:
+    def _today(self, conn, session_id: int) -> tuple[Any, int]:
+        """The session (locked) and its clock's minute, if the session is today."""
+        s = self.schedule.session(conn, session_id, lock=True)
+        day, now = self.schedule.now_of(conn, s)
+        if s.day != day:
             raise Conflict("SESSION_NOT_TODAY", "the session is not today")
-        return s
+        return s, now
 
     def check_in(self, session_id: int, card_id: str, revisit: bool = False) -> dict:
         with self.engine.begin() as conn:
-            self._today(conn, session_id)
-            _, now = now_cst()
+            _, now = self._today(conn, session_id)
             if conn.execute(sa.select(queue.c.id).where(
                     queue.c.session_id == session_id, queue.c.card_id == card_id,
                     queue.c.called_at.is_(None))).first() is not None:
@@ -97,17 +100,23 @@ class Calling:
             now = max(now, pick.due_min)
         return out
 
-    def call(self, session_id: int) -> dict | None:
-        """The next patient for the doctor, or None when nobody (due) waits."""
+    def call(self, session_id: int, card_id: str | None = None) -> dict | None:
+        """The next patient for the doctor (or the named one, out of turn), or None when
+        nobody (due) waits."""
         with self.engine.begin() as conn:
-            s = self._today(conn, session_id)
-            _, now = now_cst()
+            s, now = self._today(conn, session_id)
             self._no_shows(conn, s, now)
             due = [w for w in self._waiting(conn, session_id)
                    if w.kind != HOLDER or w.due_min <= now]
-            if not due:
+            if card_id is not None:
+                named = [w for w in due if w.card_id == card_id]
+                if not named:
+                    raise NotFound("NOT_WAITING", "this card is not waiting and due here")
+                pick = named[0]
+            elif not due:
                 return None
-            pick = self._order(due, s.holders_in_a_row, s.holders_per_walk_in, now)[0]
+            else:
+                pick = self._order(due, s.holders_in_a_row, s.holders_per_walk_in, now)[0]
             conn.execute(queue.update().where(queue.c.id == pick.id)
                          .values(called_at=utc_now()))
             conn.execute(sessions.update().where(sessions.c.id == session_id).values(
@@ -131,7 +140,7 @@ class Calling:
         with self.engine.connect() as conn:
             s = self.schedule.session(conn, session_id)
             waiting = self._waiting(conn, session_id)
-        _, now = now_cst()
+            _, now = self.schedule.now_of(conn, s)
         order = self._order(waiting, s.holders_in_a_row, s.holders_per_walk_in, now)
         ahead = next((i for i, w in enumerate(order) if w.card_id == card_id), None)
         if ahead is None:

@@ -9,7 +9,11 @@ Rules (each refusal a stable code):
   ``BOOKING_NOT_FOUND`` alike;
 - a booking is taken with the session's row locked (the count and the insert in one
   transaction): a slot never holds more than it may, however many book at once, and a
-  booking interrupted midway leaves nothing.
+  booking interrupted midway leaves nothing;
+- a drill session (training, a co-simulated day) runs on the clock its operator sets
+  (``PUT /hospital/v1/admin/sessions/{id}/clock``), every rule above and the calling
+  board's read against it; any other session runs on the wall clock (China Standard
+  Time) and refuses to have it set (``NOT_A_DRILL``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import sqlalchemy as sa
 
 from ..common.cst import CST, utc_now
 from ..common.errors import Conflict, Invalid, NotFound
-from .tables import bookings, departments, doctors, sessions
+from .tables import bookings, departments, doctors, drill_clocks, sessions
 
 LIVE = ("booked", "checked_in")
 
@@ -59,25 +63,51 @@ class Schedule:
                      name=name)
 
     def add_session(self, doctor_id: str, day: date, start: int, end: int, slot_min: int,
-                    per_slot: int, walk_in_permille: int, holders_per_walk_in: int) -> int:
+                    per_slot: int, walk_in_permille: int, holders_per_walk_in: int,
+                    drill: bool = False) -> int:
+        """A doctor's session; a drill's clock starts at the day's midnight."""
         if not start < end or (end - start) % slot_min:
             raise Invalid("INVALID_REQUEST", "a session runs from start to end in whole slots")
         with self.engine.connect() as conn:
             if conn.execute(sa.select(doctors.c.doctor_id).where(
                     doctors.c.doctor_id == doctor_id)).first() is None:
                 raise NotFound("DOCTOR_NOT_FOUND", "no such doctor")
+
+        def drill_clock(conn, sid: int) -> None:
+            if drill:
+                conn.execute(drill_clocks.insert().values(session_id=sid, at_min=0))
         return int(self._insert(
-            sessions, "SESSION_EXISTS", doctor_id=doctor_id, day=day, start_min=start,
-            end_min=end, slot_min=slot_min, per_slot=per_slot,
+            sessions, "SESSION_EXISTS", drill_clock, doctor_id=doctor_id, day=day,
+            start_min=start, end_min=end, slot_min=slot_min, per_slot=per_slot,
             walk_in_permille=walk_in_permille, holders_per_walk_in=holders_per_walk_in))
 
-    def _insert(self, table: sa.Table, exists: str, **values: Any) -> Any:
+    def _insert(self, table: sa.Table, exists: str, then=None, **values: Any) -> Any:
+        """Insert a row (``then(conn, key)`` in the same transaction)."""
         try:
             with self.engine.begin() as conn:
                 key = conn.execute(table.insert().values(**values)).inserted_primary_key
+                if then is not None and key:
+                    then(conn, key[0])
         except sa.exc.IntegrityError:
             raise Conflict(exists, "registered already") from None
         return key[0] if key else None
+
+    # ------------------------------------------------------------------ the clock
+    @staticmethod
+    def now_of(conn, s: Any) -> tuple[date, int]:
+        """The session's clock: its operator's for a drill, else the wall clock."""
+        at = conn.execute(sa.select(drill_clocks.c.at_min).where(
+            drill_clocks.c.session_id == s.id)).scalar_one_or_none()
+        return now_cst() if at is None else (s.day, int(at))
+
+    def set_clock(self, session_id: int, at_min: int) -> dict[str, Any]:
+        """Set a drill session's clock (forwards or back: a drill replays what it likes)."""
+        with self.engine.begin() as conn:
+            s = self.session(conn, session_id)
+            if not conn.execute(drill_clocks.update().where(
+                    drill_clocks.c.session_id == session_id).values(at_min=at_min)).rowcount:
+                raise Conflict("NOT_A_DRILL", "the session runs on the wall clock")
+        return {"session_id": session_id, "day": s.day.isoformat(), "at": clock(at_min)}
 
     # ------------------------------------------------------------------ sessions
     def session(self, conn, session_id: int, lock: bool = False) -> Any:
@@ -102,7 +132,7 @@ class Schedule:
                 sa.select(bookings.c.slot_min, sa.func.count()).where(
                     bookings.c.session_id == session_id, bookings.c.state.in_(LIVE))
                 .group_by(bookings.c.slot_min))}
-        day, now = now_cst()
+            day, now = self.now_of(conn, s)
         return [{"slot": clock(m), "bookable": self.bookable(s), "booked": taken.get(m, 0),
                  "free": max(self.bookable(s) - taken.get(m, 0), 0),
                  "passed": (s.day, m) <= (day, now)}
@@ -118,7 +148,7 @@ class Schedule:
         if slot_min < s.start_min or slot_min >= s.end_min or \
                 (slot_min - s.start_min) % s.slot_min:
             raise Invalid("INVALID_REQUEST", "not a slot of this session")
-        if (s.day, slot_min) <= now_cst():
+        if (s.day, slot_min) <= self.now_of(conn, s):
             raise Conflict("SLOT_PASSED", "the slot's time has come")
         if conn.execute(sa.select(bookings.c.booking_id).where(
                 bookings.c.live == f"{session_id}:{card_id}")).first() is not None:
@@ -160,7 +190,7 @@ class Schedule:
     def _release(self, conn, b: Any, s: Any) -> None:
         if b.state != "booked":
             raise Conflict("BOOKING_STATE_CONFLICT", f"the booking is {b.state}")
-        if (s.day, b.slot_min) <= now_cst():
+        if (s.day, b.slot_min) <= self.now_of(conn, s):
             raise Conflict("SLOT_PASSED", "the slot's time has come")
         conn.execute(bookings.update().where(bookings.c.booking_id == b.booking_id)
                      .values(state="cancelled", live=None, updated_at=utc_now()))

@@ -32,6 +32,18 @@ class SessionIn(Strict):
     per_slot: int = Field(4, ge=1, le=100, description="patients a slot holds")
     walk_in_share: float = Field(0.3, ge=0, le=1, description="kept for walk-ins")
     holders_per_walk_in: int = Field(2, ge=1, le=20, description="calling rule")
+    drill: bool = Field(False, description="a drill (training, co-simulation): the session "
+                        "runs on the clock its operator sets, from the day's midnight")
+
+
+class ClockIn(Strict):
+    at: str = Field(pattern=CLOCK, examples=["08:30"], description="the drill's time of day")
+
+
+class DrillClock(BaseModel):
+    session_id: int
+    day: str
+    at: str
 
 
 class BookingIn(Strict):
@@ -106,3 +118,44 @@ class ReportIn(Strict):
     kind: Literal["lab", "imaging"]
     title: str = Field(min_length=1, max_length=128)
     body: str = Field(min_length=1, max_length=4000)
+
+
+class FeeItemIn(Strict):
+    code: str = Field(pattern=r"^[0-9A-Za-z._-]{1,32}$", description="the hospital's item code")
+    category: Literal["A", "B", "C"] = Field(description="the insurance policy's category")
+    amount_fen: int = Field(ge=1, le=10**8, strict=True)
+
+
+class FeesIn(Strict):
+    """Items charged to a card's visit (the doctor's or a department's orders)."""
+
+    card_id: str = CARD
+    session_id: int | None = Field(None, ge=1, le=2**62, description="the visit's session")
+    items: list[FeeItemIn] = Field(min_length=1, max_length=50)
+
+
+class Charged(BaseModel):
+    fee_ids: list[int]
+
+
+class FeeItem(BaseModel):
+    code: str
+    category: str
+    amount_fen: int
+
+
+class Bill(BaseModel):
+    bill_id: str
+    card_id: str
+    state: Literal["open", "paid"]
+    amount_fen: int
+    paid_by: str | None
+    settlement_id: str | None
+    items: list[FeeItem]
+
+
+class PaidIn(Strict):
+    card_id: str = CARD
+    paid_by: Literal["essc", "self_pay", "window"]
+    settlement_id: str | None = Field(None, pattern=r"^[0-9]{30}$", description="the e-SSC "
+                                      "settlement's message ID (with paid_by essc only)")

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from ..common.db import make_engine
 from ..common.settings import Settings
+from .billing import Billing
 from .calling import Calling
 from .reports import Reports
 from .schedule import Schedule
@@ -20,9 +21,11 @@ class HospitalSystem:
     schedule: Schedule
     calling: Calling
     reports: Reports
+    billing: Billing
 
 
 def build_hospital(settings: Settings) -> HospitalSystem:
     engine = make_engine(settings, "hospital", metadata)
     schedule = Schedule(engine)
-    return HospitalSystem(engine, schedule, Calling(schedule), Reports(engine))
+    return HospitalSystem(engine, schedule, Calling(schedule), Reports(engine),
+                          Billing(engine))

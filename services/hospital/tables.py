@@ -71,6 +71,46 @@ queue = sa.Table(
     sa.Index("ix_queue_session", "session_id", "called_at", "kind"),
 )
 
+# a drill session (training, co-simulation) keeps the clock its operator sets, not the
+# wall clock: minutes after midnight of the session's day
+drill_clocks = sa.Table(
+    "drill_clocks", metadata,
+    sa.Column("session_id", sa.BigInteger, primary_key=True),
+    sa.Column("at_min", sa.Integer, nullable=False),
+)
+
+# what a visit owes: items charged to a card (the doctor's orders) until a bill takes them
+fees = sa.Table(
+    "fees", metadata,
+    serial_id(),
+    sa.Column("card_id", sa.String(64), nullable=False),
+    sa.Column("session_id", sa.BigInteger),
+    sa.Column("code", sa.String(32), nullable=False),
+    sa.Column("category", sa.String(1), nullable=False),  # A | B | C (the policy's)
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("bill_id", sa.String(24)),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_fees_card", "card_id", "bill_id"),
+)
+
+# the hand-off to settlement: a bill gathers a card's open fees; paid through the e-SSC
+# settlement (its ID kept), the phone's wallet (self-pay) or a window; one open bill per
+# card (`open_card` is the card while open, else NULL)
+bills = sa.Table(
+    "bills", metadata,
+    sa.Column("bill_id", sa.String(24), primary_key=True),
+    sa.Column("card_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),  # open | paid
+    sa.Column("open_card", sa.String(64), unique=True),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("paid_by", sa.String(8)),  # essc | self_pay | window
+    sa.Column("settlement_id", sa.String(64)),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Index("ix_bills_card", "card_id"),
+    sa.Index("ix_bills_updated", "updated_at", "bill_id"),  # the data layer's pages
+)
+
 reports = sa.Table(
     "reports", metadata,
     serial_id(),
@@ -89,4 +129,7 @@ EXPORTS = {
                        "updated_at"),
     "checkins": Export(queue, ("id", "session_id", "card_id", "kind", "booking_id", "due_min",
                                "joined_at", "called_at"), ("id",), "joined_at"),
+    "bills": Export(bills, ("bill_id", "card_id", "state", "amount_fen", "paid_by",
+                            "settlement_id", "created_at", "updated_at"),
+                    ("updated_at", "bill_id"), "updated_at"),
 }

@@ -27,6 +27,7 @@ from .clients import (
     SdkError,
     TerminalClient,
     cst_now_text,
+    settle_bill,
 )
 from .fusion_job import card_ranges, fuse_all, todo
 from .seeding import institution_code, insured_record, seed_stack, write_seed_file
@@ -76,6 +77,7 @@ __all__ = [
     "residents_of_groups",
     "run_demo",
     "seed_stack",
+    "settle_bill",
     "spawn_server",
     "start_in_thread",
     "stop_server",

@@ -510,24 +510,79 @@ class HospitalClient(AdminClient):
 
     def add_session(self, doctor_id: str, day: str, start: str, end: str, *,
                     slot_minutes: int = 15, per_slot: int = 4, walk_in_share: float = 0.3,
-                    holders_per_walk_in: int = 2) -> int:
+                    holders_per_walk_in: int = 2, drill: bool = False) -> int:
+        """A doctor's session; a drill runs on the clock set by :meth:`set_clock`."""
         return self.request("POST", "/hospital/v1/admin/sessions", {
             "doctor_id": doctor_id, "day": day, "start": start, "end": end,
             "slot_minutes": slot_minutes, "per_slot": per_slot,
             "walk_in_share": walk_in_share, "holders_per_walk_in": holders_per_walk_in,
+            "drill": drill,
         })["session_id"]
+
+    def set_clock(self, session_id: int, at: str) -> dict:
+        return self.request("PUT", f"/hospital/v1/admin/sessions/{session_id}/clock",
+                            {"at": at})
+
+    def book(self, session_id: int, slot: str, card_id: str) -> dict:
+        return self.request("POST", "/hospital/v1/bookings",
+                            {"session_id": session_id, "slot": slot, "card_id": card_id})
+
+    def bookings(self, card_id: str) -> list[dict]:
+        return self.request("GET", "/hospital/v1/bookings", params={"card_id": card_id})
 
     def check_in(self, session_id: int, card_id: str, revisit: bool = False) -> dict:
         return self.request("POST", f"/hospital/v1/sessions/{session_id}/check-ins",
                             {"card_id": card_id, "revisit": revisit})
 
-    def call(self, session_id: int) -> dict | None:
-        """The next patient, or None when nobody due waits."""
-        return self.request("POST", f"/hospital/v1/sessions/{session_id}/call")
+    def call(self, session_id: int, card_id: str | None = None) -> dict | None:
+        """The next patient (or the named one, out of turn); None when nobody due waits."""
+        return self.request("POST", f"/hospital/v1/sessions/{session_id}/call",
+                            params={"card_id": card_id} if card_id else None)
+
+    def queue_place(self, session_id: int, card_id: str) -> dict:
+        return self.request("GET", f"/hospital/v1/sessions/{session_id}/queue",
+                            params={"card_id": card_id})
 
     def publish_report(self, card_id: str, kind: str, title: str, body: str) -> int:
         return self.request("POST", "/hospital/v1/reports", {
             "card_id": card_id, "kind": kind, "title": title, "body": body})["report_id"]
+
+    def reports(self, card_id: str) -> list[dict]:
+        return self.request("GET", "/hospital/v1/reports", params={"card_id": card_id})
+
+    def charge(self, card_id: str, items: list[dict], session_id: int | None = None
+               ) -> list[int]:
+        """Items ``{"code", "category": "A"|"B"|"C", "amount_fen"}`` owed by the visit."""
+        return self.request("POST", "/hospital/v1/fees", {
+            "card_id": card_id, "session_id": session_id, "items": items})["fee_ids"]
+
+    def bill(self, card_id: str) -> dict:
+        """The card's open bill, or a new one of its unbilled fees."""
+        return self.request("POST", "/hospital/v1/bills", {"card_id": card_id})
+
+    def bills(self, card_id: str) -> list[dict]:
+        return self.request("GET", "/hospital/v1/bills", params={"card_id": card_id})
+
+    def bill_paid(self, bill_id: str, card_id: str, paid_by: str,
+                  settlement_id: str | None = None) -> dict:
+        return self.request("POST", f"/hospital/v1/bills/{bill_id}/paid", {
+            "card_id": card_id, "paid_by": paid_by, "settlement_id": settlement_id})
+
+
+def settle_bill(hospital: HospitalClient, terminal: TerminalClient, card_id: str,
+                ec_token: str) -> dict:
+    """The hospital's payment terminal settles a visit's bill: the bill (the open one
+    again on a retry), its items uploaded to the e-SSC settlement under the bill's ID as
+    the idempotency key, settled, and the bill reported paid. Safe to call again with the
+    same voucher after any failure: nothing is billed or paid twice (a new voucher for an
+    uploaded bill is refused as the key's reuse). Returns the settlement's answer."""
+    bill = hospital.bill(card_id)
+    key = bill["bill_id"]
+    sid = terminal.upload_fees(ec_token, bill["items"], key=f"bill-{key}")["settlement_id"]
+    answer = terminal.settle(sid, key=f"settle-{key}")
+    if answer["state"] == "settled":
+        hospital.bill_paid(key, card_id, "essc", sid)
+    return answer
 
 
 class ResidentClient(_Client):
@@ -591,6 +646,12 @@ class ResidentClient(_Client):
 
     def reports(self) -> list[dict]:
         return self.request("GET", "/channel/v1/hospital/reports")
+
+    def bills(self) -> list[dict]:
+        return self.request("GET", "/channel/v1/hospital/bills")
+
+    def usage(self) -> list[dict]:
+        return self.request("GET", "/channel/v1/usage")
 
     def grant(self, app_key: str, scope: str = "codes") -> dict:
         """Authorisation codes (``ehc``, ``essc``) letting ``app_key`` reach my cards."""

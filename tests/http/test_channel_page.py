@@ -165,13 +165,11 @@ def test_the_phone_is_the_kiosk(live, tmp_path: Path, monkeypatch) -> None:
 
     from playwright.sync_api import sync_playwright
 
-    import services.hospital.calling as calling_module
     import services.hospital.schedule as schedule_module
     from services.sdk import HospitalClient
 
     day = date(2031, 5, 6)
-    for module in (schedule_module, calling_module):
-        monkeypatch.setattr(module, "now_cst", lambda: (day, 7 * 60 + 50))
+    monkeypatch.setattr(schedule_module, "now_cst", lambda: (day, 7 * 60 + 50))
     stack, world = live
     person = world.residents[2]
     hospital = HospitalClient(stack.url, stack.admin_token)
@@ -217,3 +215,56 @@ def test_the_phone_is_the_kiosk(live, tmp_path: Path, monkeypatch) -> None:
         page.screenshot(path=str(tmp_path / "kiosk.png"), full_page=True)
         browser.close()
     assert (tmp_path / "kiosk.png").stat().st_size > 10_000
+
+
+def test_the_phone_shows_bills_pays_and_card_use(live, tmp_path: Path) -> None:
+    """After a visit whose bill the hospital's payment terminal settled through the
+    e-SSC (the gateway's answer still pending): the page lists the bill, the visit's
+    settlement with its cash part and a button that hands it to the wallet, and where
+    the card was used."""
+    from playwright.sync_api import sync_playwright
+
+    from services.sdk import HospitalClient, Step, settle_bill
+
+    stack, world = live
+    person = world.residents[3]
+    hospital = HospitalClient(stack.url, stack.admin_token)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        page = logged_in(browser, stack, world, person, height=1300)
+        page.click("#claim-btn")
+        page.wait_for_selector("#bind-btn:not(.hidden)")
+        page.click("#bind-btn")
+        page.wait_for_function("document.getElementById('code-kind').textContent === 'fused'")
+        scanned = world.term_a.verify(page.text_content("#code-text") or "",
+                                      step=Step.PAYMENT)
+        assert scanned["essc"] and scanned["essc"]["ec_token"]
+        hospital.charge(scanned["card_id"], [
+            {"code": "consultation", "category": "A", "amount_fen": 2_500},
+            {"code": "drugs-b", "category": "B", "amount_fen": 40_000}])
+        world.admin.payment_behaviour("unknown", resolve_after_ms=600_000)
+        try:
+            answer = settle_bill(hospital, world.term_a, scanned["card_id"],
+                                 scanned["essc"]["ec_token"])
+        finally:
+            world.admin.payment_behaviour("success")
+        assert answer["state"] == "awaiting_confirmation" and answer["cash_fen"] > 0
+        page.click("#bills-btn")
+        page.wait_for_selector("#bill-list li[data-state='open']")
+        assert "¥425.00 (consultation, drugs-b): open" in (page.text_content("#bill-list") or "")
+        page.click("#payments-btn")
+        page.wait_for_selector("button.pay")
+        assert "(awaiting_confirmation)" in (page.text_content("#payment-list") or "")
+        page.click("button.pay")
+        page.wait_for_selector("#handoff a")
+        link = page.get_attribute("#handoff a", "href") or ""
+        assert link.startswith("ehcpay://alipay/pay?order=" + answer["settlement_id"])
+        assert f"amount_fen={answer['cash_fen']}" in link
+        page.click("#usage-btn")
+        page.wait_for_selector("#usage-list li")
+        assert " payment at " in (page.text_content("#usage-list") or "")
+        assert page.text_content("#error") == ""
+        page.screenshot(path=str(tmp_path / "paying.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "paying.png").stat().st_size > 10_000

@@ -51,6 +51,15 @@ def test_cosimulated_day_matches_the_stack_one_to_one(tmp_path: Path) -> None:
     assert c["usage_records_by_step"] == c["verifications_by_step"]
     assert c["settled_on_stack"] == c["settled_by_model"] > 0
     assert c["ledger_clean"] and all(c["audit_clean"].values())
+    h = c["hospital"]  # the outpatient service: bookings, check-ins, calls, reports, bills
+    assert h["match"] and not h["refusals"], h
+    assert h["bookings"] == h["booked_by_model"] > 100
+    assert h["checkins"] == h["checkins_by_model"] > 100 and h["revisits_by_model"] > 0
+    assert h["called"] == h["calls_by_model"] == h["checkins"] + h["revisits_by_model"]
+    assert h["booking_states"]["no_show"] >= h["booked_never_checked_in"] > 0
+    assert h["reports_published"] == h["reports_read_back"] > 0
+    assert h["bills_by_paid_by"]["essc"] == c["settled_on_stack"]
+    assert h["bills_by_paid_by"].get("self_pay", 0) == c["uninsured_pays"]
     assert out["online_patients"] > 100 and out["patients_per_s"] > 0
     assert out["latency_ms"]["p50"] > 0  # measured, and it entered the model
     assert "match" in res.stdout and "patients/s" in res.stdout
@@ -72,6 +81,10 @@ def test_real_faults_make_patients_fall_back_and_records_still_match(tmp_path: P
     assert c["refusals"].get("SERVICE_UNAVAILABLE", 0) > 0  # the stack really refused
     assert c["refusals"].get("PARTIAL_NO_VOUCHER", 0) > 0  # e-SSC down: partial answers
     assert out["fallbacks"]["window_checkin"] > 0 and out["fallbacks"]["window_payment"] > 0
+    # the patients who checked in at a window are not on the board; failed phone
+    # payments' bills are paid at a window, and it all still adds up
+    assert c["hospital"]["checkins"] < c["hospital"]["bookings"]
+    assert c["hospital"]["bills_by_paid_by"]["window"] > 0
     assert out["latency_ms"]["max"] >= 120  # the slow window's real delay was measured
     reg = out["outage"]["faults"][0]["stations"]["registration window"]
     assert reg["peak_queue"] > reg["peak_queue_no_fault"]

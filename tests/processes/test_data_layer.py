@@ -72,30 +72,22 @@ def _plant(admin: AdminClient, stack: RunningStack) -> None:
 
 
 def _visit(stack: RunningStack) -> None:
-    """A booking checked in and one cancelled at the hospital (its clock set here)."""
-    from datetime import date
-
-    import services.hospital.calling as calling_module
-    import services.hospital.schedule as schedule_module
+    """A booking checked in and one cancelled at the hospital (a drill session: its clock
+    set here)."""
     from services.sdk import HospitalClient
 
-    day = date(2031, 1, 2)
-    with pytest.MonkeyPatch.context() as mp:
-        for module in (schedule_module, calling_module):
-            mp.setattr(module, "now_cst", lambda: (day, 7 * 60 + 55))
-        h = HospitalClient(stack.url, stack.admin_token)
-        h.add_department("0101", "内科")
-        h.add_doctor("d1", "0101", "王医生")
-        sid = h.add_session("d1", day.isoformat(), "08:00", "09:00")
-        cards = ["A" * 64, "B" * 64]
-        first = h.request("POST", "/hospital/v1/bookings",
-                          {"session_id": sid, "slot": "08:00", "card_id": cards[0]})
-        second = h.request("POST", "/hospital/v1/bookings",
-                           {"session_id": sid, "slot": "08:15", "card_id": cards[1]})
-        h.request("POST", f"/hospital/v1/bookings/{second['booking_id']}/cancel",
-                  {"card_id": cards[1]})
-        assert h.check_in(sid, cards[0])["kind"] == "holder" and first["state"] == "booked"
-        h.close()
+    h = HospitalClient(stack.url, stack.admin_token)
+    h.add_department("0101", "内科")
+    h.add_doctor("d1", "0101", "王医生")
+    sid = h.add_session("d1", "2031-01-02", "08:00", "09:00", drill=True)
+    h.set_clock(sid, "07:55")
+    cards = ["A" * 64, "B" * 64]
+    first = h.book(sid, "08:00", cards[0])
+    second = h.book(sid, "08:15", cards[1])
+    h.request("POST", f"/hospital/v1/bookings/{second['booking_id']}/cancel",
+              {"card_id": cards[1]})
+    assert h.check_in(sid, cards[0])["kind"] == "holder" and first["state"] == "booked"
+    h.close()
 
 
 def copy_of(store: Path, tmp_path: Path) -> Store:

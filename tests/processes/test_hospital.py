@@ -14,7 +14,6 @@ from datetime import date
 import httpx
 import pytest
 
-import services.hospital.calling as calling_module
 import services.hospital.schedule as schedule_module
 from services.rules.calling import after_call, next_to_call
 
@@ -41,7 +40,6 @@ class Clock:
 def clock(monkeypatch) -> Clock:
     c = Clock()
     monkeypatch.setattr(schedule_module, "now_cst", c)
-    monkeypatch.setattr(calling_module, "now_cst", c)
     return c
 
 

@@ -10,9 +10,14 @@ apart: the stack checks real time, the model runs on simulated minutes. The scen
 fault windows are injected into the stack itself (its outage drill) while the simulated
 clock is inside them, so the model reacts to real errors, not scripted ones.
 
+The hospital's outpatient service takes part too (``cosim_hospital``): the online
+patients book their slots before the day, check in by scan, are called, get their
+results and pay their bills through it, on drill sessions whose clock follows the model.
+
 The stack's records must mirror the day: ``check`` compares the usage records and
-settlements the stack holds for the day's hospital with the model's own count of calls,
-and checks that the ledger reconciles and the audit chains hold."""
+settlements the stack holds for the day's hospital, and the hospital service's bookings,
+check-ins, calls, reports and bills, with the model's own count of calls, and checks that
+the ledger reconciles and the audit chains hold."""
 
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from services.sdk import (
     insured_record,
     residents_of_groups,
 )
+from twin.experiments.cosim_hospital import HospitalFloor
 from twin.experiments.outage import plot, summarise
 from twin.experiments.paired import counterfactual_day
 from twin.model.day import HospitalDay
@@ -49,9 +55,6 @@ from twin.scenario.schema import Fault, Scenario
 # a department code per kind of reading terminal of the co-simulated hospital
 DEPARTMENTS = {"checkin": "0101", "doctor": "0301", "revisit": "0301", "lab": "0401",
                "imaging": "0402", "pharmacy": "0501", "payment": "0601"}
-FEES = [{"code": "consultation", "category": "A", "amount_fen": 2_500},
-        {"code": "tests-or-drugs", "category": "A", "amount_fen": 9_000},
-        {"code": "class-b", "category": "B", "amount_fen": 4_000}]
 
 
 @dataclass
@@ -89,12 +92,14 @@ class LiveNetwork(Network):
         self._state: tuple = ((0, False), (0, False))
         self.app: ChannelClient | None = None
         self.terms: dict[str, TerminalClient] = {}
+        self.floor = HospitalFloor(url, admin_token)
 
     # ------------------------------------------------------------------ seeding
     def seed(self, day: HospitalDay, progress=None) -> int:
-        """A real resident with a real card for every online patient who shows up."""
+        """A real resident with a real card for every online patient (the no-shows book
+        too), and their bookings at the hospital's service."""
         p = day.p
-        pids = [i for i in range(p.n) if p.online[i] and not p.no_show[i]]
+        pids = [i for i in range(p.n) if p.online[i]]
         people = residents_of_groups([AGE_GROUPS[p.age[i]] for i in pids],  # as old as
                                      seed=day.sc.seed * 7 + day.replication)  # the patient
         admin = self.admin
@@ -121,6 +126,7 @@ class LiveNetwork(Network):
             if progress:
                 progress(1)
         fuse_all(admin, admin)  # the insured patients' two cards bound
+        self.floor.open(day, {pid: card for pid, (card, _) in self.cards.items()})
         return len(pids)
 
     # ------------------------------------------------------------------ faults
@@ -148,6 +154,7 @@ class LiveNetwork(Network):
         return _minutes(t0, self.done) + (0.0 if self.real_delays else self.delay_min)
 
     def close(self) -> None:
+        self.floor.close()
         if self._state != ((0, False), (0, False)):
             self.admin.set_faults(system="ehc")
             self.admin.set_faults(system="essc")
@@ -171,33 +178,53 @@ class LiveNetwork(Network):
         assert self.app is not None, "seed() first"
         return self.app.qrcode(card_id, kind="fused" if bound else "dynamic")["qr_text"]
 
-    def pay(self, pid: int, now: float, insured: bool) -> Outcome:
-        """Insured: a fused verification at the payment step, fee upload and settlement
-        (the cash part through the payment gateway). The uninsured pay their own fees
-        through the phone's wallet, which the card network does not see."""
-        if not self.cards[pid][1]:
+    def pay(self, pid: int, now: float, insured: bool, k: int = 0) -> Outcome:
+        """The visit's orders charged and billed at the hospital; insured: a fused
+        verification at the payment step and the bill settled through the e-SSC (the cash
+        part through the payment gateway). The uninsured pay their own bill through the
+        phone's wallet, which the card network does not see. A failed phone payment is
+        paid at a window."""
+        card_id, bound = self.cards[pid]
+        bill = self.floor.bill(pid, card_id, k)
+        if not bound:
             self.done.uninsured_pays += 1
+            if bill is not None:
+                self.floor.paid_elsewhere(bill, card_id, "self_pay")
             return self.log.pay(Outcome(True))
         self._faults_at(now)
         t0 = time.perf_counter()
         term = self.terms["payment"]
+        ok = False
         try:
             answer = term.verify(self._code(pid), step=PAYMENT_STEP)
             self.done.verify_ok(PAYMENT_STEP)
             token = (answer.get("essc") or {}).get("ec_token")
             if not token:
                 self.done.refused("PARTIAL_NO_VOUCHER")
-                return self.log.pay(Outcome(False, self._minutes(t0)))
-            sid = term.upload_fees(token, FEES)["settlement_id"]
-            state = term.settle(sid)["state"]
+            elif bill is None:
+                self.done.refused("NO_BILL")
+            else:
+                state = self.floor.settle(term, card_id, token)["state"]
+                ok = state == "settled"
+                if not ok:  # fail closed: not known to be paid, pay at a window
+                    self.done.refused(f"SETTLEMENT_{state.upper()}")
         except (SdkError, httpx.HTTPError) as exc:
             self.done.refused(getattr(exc, "code", type(exc).__name__))
-            return self.log.pay(Outcome(False, self._minutes(t0)))
-        if state != "settled":  # fail closed: not known to be paid, pay at a window
-            self.done.refused(f"SETTLEMENT_{state.upper()}")
-            return self.log.pay(Outcome(False, self._minutes(t0)))
-        self.done.settled += 1
-        return self.log.pay(Outcome(True, self._minutes(t0)))
+        if ok:
+            self.done.settled += 1
+        elif bill is not None:
+            self.floor.paid_elsewhere(bill, card_id, "window")
+        return self.log.pay(Outcome(ok, self._minutes(t0)))
+
+    # ------------------------------------------------------------------ the hospital
+    def checked_in(self, pid: int, now: float) -> None:
+        self.floor.checked_in(pid, self.cards[pid][0], now)
+
+    def seen(self, pid: int, joined: float, called: float, revisit: bool) -> None:
+        self.floor.seen(pid, self.cards[pid][0], joined, called, revisit)
+
+    def results(self, pid: int, step: str, now: float) -> None:
+        self.floor.results(self.cards[pid][0], step)
 
     # ------------------------------------------------------------------ the check
     def check(self) -> dict[str, Any]:
@@ -225,6 +252,7 @@ class LiveNetwork(Network):
             "model_scans_ok": self.log.scans_ok, "model_pays_ok": self.log.pays_ok,
             "ledger_clean": report["clean"], "audit_clean": audits,
             "refusals": self.done.refusals,
+            "hospital": self.floor.check({pid: c for pid, (c, _) in self.cards.items()}),
         }
         out["uninsured_pays"] = self.done.uninsured_pays
         # one usage record per successful scan of the model and per payment-step
@@ -234,7 +262,8 @@ class LiveNetwork(Network):
                         and len(records) == self.log.scans_ok + payments
                         and settled == self.done.settled
                         == self.log.pays_ok - self.done.uninsured_pays
-                        and report["clean"] and all(audits.values()))
+                        and report["clean"] and all(audits.values())
+                        and out["hospital"]["match"])
         return out
 
 

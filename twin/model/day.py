@@ -22,7 +22,7 @@ from twin.model.names import WALKS, StationName, Walk
 from twin.model.patients import Patients, appointment_arrivals, draw_patients
 from twin.model.resources import CallingQueue, FastResource
 from twin.model.streams import Streams
-from twin.network.scripted import Network, ScriptedNetwork
+from twin.network.scripted import OK, Network, ScriptedNetwork
 from twin.scenario.schema import Scenario
 
 # an online patient waiting for the doctor looks at their place on the phone this often
@@ -198,7 +198,7 @@ class HospitalDay:
     def _consult(self, pid: int, doctors: Station, minutes: float, step: str, priority: int,
                  scan: float = 0.0):
         """See a doctor: the queue is the wait for the doctor, the consultation (not the
-        code scan before it) the doctor's time."""
+        code scan before it) the doctor's time. Returns the wait."""
         wait = yield from self._use(pid, doctors, minutes + scan, step, priority)
         self.w_doc[pid] += wait
         self.doc_time[pid] += minutes
@@ -206,6 +206,7 @@ class HospitalDay:
             joined = self.env.now - wait
             self.demand.extend((joined + POLL_MIN * k, "kiosk_queue", pid)
                                for k in range(1, int(wait // POLL_MIN) + 1))
+        return wait
 
     def _walk(self, pid: int, k: Walk) -> None:
         self.walks[pid] += 1
@@ -283,14 +284,18 @@ class HospitalDay:
         return self.sc.fallback.manual_id + out.latency_min
 
     def _phone_pay(self, pid: int, k: int):
+        """Pay on the phone; to a window when the phone's own payment fails (before the
+        card network is asked) or the network does."""
         p = self.q
         if self.demand is not None:
             self.demand.append((self.env.now + self.ahead[pid], "phone", pid))
-        out = self.network.pay(pid, self.env.now + self.ahead[pid], bool(p.insured[pid]))
+        failed_on_phone = p.phone_fail[2 * pid + k]
+        out = OK if failed_on_phone else \
+            self.network.pay(pid, self.env.now + self.ahead[pid], bool(p.insured[pid]), k)
         self._spend(pid, p.phone_pay[2 * pid + k] + out.latency_min)
         if not out.ok:
             self.fallbacks["window_payment"] += 1
-        if p.phone_fail[2 * pid + k] or not out.ok:  # to a window, as a real hospital would
+        if failed_on_phone or not out.ok:  # to a window, as a real hospital would
             self._window_paid.add((pid, k))
             self._walk(pid, Walk.TO_FIRST_PAYMENT if k == 0 else Walk.TO_SECOND_PAYMENT)
             self.w_pay[pid] += yield from self._use(pid, self.pay_window, p.pay[2 * pid + k],
@@ -314,6 +319,7 @@ class HospitalDay:
         self._walk(pid, Walk.TO_DOCTOR)
         out = self.network.scan(pid, "checkin", self.env.now + self.ahead[pid])
         if out.ok:
+            self.network.checked_in(pid, self.env.now + self.ahead[pid])
             self.w_reg[pid] += yield from self._use(pid, self.scanners,
                                                     p.checkin[pid] + out.latency_min, "checkin")
         else:  # no code check-in: register at a window with a temporary card
@@ -325,8 +331,9 @@ class HospitalDay:
         if early > 0:  # queue-calling calls an appointment at its slot, not before
             self._spend(pid, early)
             self.w_doc[pid] += early
-        yield from self._consult(pid, doctors, p.consult1[pid], "doctor", HOLDER,
-                                 self._scan(pid, "doctor"))
+        wait = yield from self._consult(pid, doctors, p.consult1[pid], "doctor", HOLDER,
+                                        self._scan(pid, "doctor"))
+        self.network.seen(pid, self.env.now - wait, self.env.now, revisit=False)
         if p.test[pid]:
             yield from self._phone_pay(pid, 0)
             self._walk(pid, Walk.TO_TEST)
@@ -334,11 +341,13 @@ class HospitalDay:
             yield from self._use(pid, self.lab if p.lab[pid] else self.imaging,
                                  p.test_service[pid] + self._scan(pid, step), step)
             self._spend(pid, p.turnaround[pid])  # results pushed to the phone
+            self.network.results(pid, step, self.env.now + self.ahead[pid])
             if self.demand is not None:  # and read there
                 self.demand.append((self.env.now + self.ahead[pid], "kiosk_report", pid))
             self._walk(pid, Walk.TO_REVISIT)
-            yield from self._consult(pid, doctors, p.consult2[pid], "revisit", REVISIT,
-                                     self._scan(pid, "revisit"))
+            wait = yield from self._consult(pid, doctors, p.consult2[pid], "revisit", REVISIT,
+                                            self._scan(pid, "revisit"))
+            self.network.seen(pid, self.env.now - wait, self.env.now, revisit=True)
         if p.rx[pid]:
             yield from self._phone_pay(pid, 1)
             self._walk(pid, Walk.TO_PHARMACY)

@@ -55,7 +55,9 @@ class CallLog:
 
 
 class Network:
-    """Always up, no latency."""
+    """Always up, no latency. The hospital's outpatient service is told of the online
+    patients' check-ins, calls and results (``checked_in``, ``seen``, ``results``): only
+    the co-simulation's network acts on them."""
 
     def __init__(self) -> None:
         self.log = CallLog()
@@ -63,8 +65,18 @@ class Network:
     def scan(self, pid: int, step: str, now: float) -> Outcome:
         return self.log.scan(OK)
 
-    def pay(self, pid: int, now: float, insured: bool) -> Outcome:
+    def pay(self, pid: int, now: float, insured: bool, k: int = 0) -> Outcome:
+        """The ``k``-th payment of the visit (0: tests, 1: drugs) from the phone."""
         return self.log.pay(OK)
+
+    def checked_in(self, pid: int, now: float) -> None:
+        """Checked in at the department by a scan of the code."""
+
+    def seen(self, pid: int, joined: float, called: float, revisit: bool) -> None:
+        """Called to the doctor at ``called``, having joined the queue at ``joined``."""
+
+    def results(self, pid: int, step: str, now: float) -> None:
+        """A lab's or imaging's results are ready and pushed to the phone."""
 
     def close(self) -> None:
         """Called once the day is over (live networks clear their injected faults)."""
@@ -98,6 +110,6 @@ class ScriptedNetwork(Network):
         ehc, essc, delay = self._state(now)
         return self.log.scan(Outcome(ehc, delay, partial=ehc and not essc))
 
-    def pay(self, pid: int, now: float, insured: bool) -> Outcome:
+    def pay(self, pid: int, now: float, insured: bool, k: int = 0) -> Outcome:
         ehc, essc, delay = self._state(now)
         return self.log.pay(Outcome(ehc and (essc or not insured), delay))
