@@ -32,5 +32,5 @@ def test_demo_runs_the_network_and_the_twin(tmp_path: Path) -> None:
     # it ends with what to try next, and names no address of the server it stopped
     assert out.rstrip().endswith("make report") and "What to try next" in out
     assert "http://127.0.0.1:" not in out
-    assert "The phone as the hospital's kiosk" in out or "no session left today" in out
-    assert "my reports" in out or "no session left today" in out
+    assert "The phone as the hospital's kiosk" in out and "me, the holder" in out
+    assert "my reports" in out and "paid by the phone's wallet" in out

@@ -230,3 +230,41 @@ def test_one_signed_scan_is_verified_once_by_two_workers_and_two_servers(
     codes = sorted(r.status_code for r in answers)
     assert codes == [200] + [401] * 11, [r.text for r in answers]
     assert {r.json()["code"] for r in answers if r.status_code == 401} == {"SIGNATURE_REPLAYED"}
+
+
+def test_bookings_and_bills_hold_across_workers_and_servers(deployment: Deployment) -> None:
+    """The hospital service behind two workers and a second server on one store: twelve
+    cards booking a slot of three at once through both get three bookings; eight bill
+    requests for one card at once get one bill."""
+    from services.sdk import HospitalClient
+
+    d = deployment
+    h = HospitalClient(d.urls[0], d.admin.token)
+    dept = f"{uuid.uuid4().int % 10**4:04d}"
+    h.add_department(dept, "内科")
+    doctor = uuid.uuid4().hex[:12]
+    h.add_doctor(doctor, dept, "孙医生")
+    sid = h.add_session(doctor, "2031-09-01", "08:00", "09:00", per_slot=5,
+                        walk_in_share=0.4, drill=True)  # 3 may book a slot
+    cards = [uuid.uuid4().hex.upper() * 2 for _ in range(12)]
+
+    def book(i: int) -> int:
+        with HospitalClient(d.urls[i % 2], d.admin.token) as one:
+            try:
+                one.book(sid, "08:30", cards[i])
+                return 201
+            except SdkError as exc:
+                assert exc.code == "SLOT_FULL", exc.code
+                return exc.status
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = sorted(pool.map(book, range(12)))
+    assert codes == [201] * 3 + [409] * 9
+    h.charge(cards[0], [{"code": "consultation", "category": "A", "amount_fen": 2_500}])
+
+    def bill(i: int) -> str:
+        with HospitalClient(d.urls[i % 2], d.admin.token) as one:
+            return one.bill(cards[0])["bill_id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert len(set(pool.map(bill, range(8)))) == 1

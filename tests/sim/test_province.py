@@ -252,10 +252,13 @@ def test_the_rollout_path_is_the_province_month_by_month(small, tmp_path: Path) 
 
 def test_the_phone_at_the_hospital_is_in_the_demand() -> None:
     """Each online patient who came books once and reads a report when a test was
-    ordered; they look at the queue every POLL_MIN of their wait for the doctor; those
-    calls are the curve's ``kiosk`` and never counted as scans."""
+    ordered; they look at the queue every ``online.queue_poll_every`` of their wait for the
+    doctor; those calls are the curve's ``kiosk`` and never counted as scans. Both
+    registered assumptions (the poll and how long ahead a visit is booked) move the
+    curve, never the queues."""
     from twin.experiments.demand import Demand
-    from twin.model.day import POLL_MIN, HospitalDay
+    from twin.model.day import HospitalDay
+    from twin.scenario.assumptions import with_value
 
     sc = load_scenario(ROOT / "scenarios/small_clinic.yaml")
     day = HospitalDay(sc, 0, keep_steps=False, record_demand=True).run()
@@ -265,10 +268,21 @@ def test_the_phone_at_the_hospital_is_in_the_demand() -> None:
     assert steps.count("kiosk_booking") == int(came.sum()) > 0
     assert steps.count("kiosk_report") == int((came & day.p.test).sum())
     polls = steps.count("kiosk_queue")
-    assert 0 < polls <= sum(int(w // POLL_MIN) for w in np.asarray(day.w_doc)[came]) + 1
+    every = sc.online.queue_poll_every
+    assert 0 < polls <= sum(int(w // every) for w in np.asarray(day.w_doc)[came]) + 1
     peaks = Demand.of_day(day).peaks()
     assert peaks["kiosk"]["per_day"] == len(day.demand) - sum(
         1 for s in steps if not s.startswith("kiosk_"))
     without = HospitalDay(sc, 0, keep_steps=False, record_demand=False).run()
     assert without.demand is None  # and the queues are the same day either way
     assert np.array_equal(np.asarray(without.w_doc), np.asarray(day.w_doc))
+    moved = with_value(with_value(sc, "online.booking_lead", "1 h"),
+                       "online.queue_poll_every", "5 min")
+    other = HospitalDay(moved, 0, keep_steps=False, record_demand=True).run()
+    assert other.demand is not None
+    assert np.array_equal(np.asarray(other.w_doc), np.asarray(day.w_doc))
+
+    def booked(d: HospitalDay) -> np.ndarray:
+        return np.sort([t for t, s, _ in d.demand or [] if s == "kiosk_booking"])
+    assert np.allclose(booked(other), booked(day) - 60)  # an hour before, not a day
+    assert 0 < sum(s == "kiosk_queue" for _, s, _ in other.demand) < polls

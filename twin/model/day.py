@@ -25,10 +25,6 @@ from twin.model.streams import Streams
 from twin.network.scripted import OK, Network, ScriptedNetwork
 from twin.scenario.schema import Scenario
 
-# an online patient waiting for the doctor looks at their place on the phone this often
-# (minutes; an assumption for the card network's demand, not for the queues)
-POLL_MIN = 2.0
-
 
 @dataclass(slots=True)
 class Station:
@@ -203,9 +199,9 @@ class HospitalDay:
         self.w_doc[pid] += wait
         self.doc_time[pid] += minutes
         if self.demand is not None and self.q.online[pid]:  # the phone shows the queue
-            joined = self.env.now - wait
-            self.demand.extend((joined + POLL_MIN * k, "kiosk_queue", pid)
-                               for k in range(1, int(wait // POLL_MIN) + 1))
+            joined, every = self.env.now - wait, self.sc.online.queue_poll_every
+            self.demand.extend((joined + every * k, "kiosk_queue", pid)
+                               for k in range(1, int(wait // every) + 1))
         return wait
 
     def _walk(self, pid: int, k: Walk) -> None:
@@ -314,8 +310,9 @@ class HospitalDay:
         """
         p = self.q
         t0 = self.env.now
-        if self.demand is not None:  # booked on the phone, at this time of day a day ahead
-            self.demand.append((t0, "kiosk_booking", pid))
+        if self.demand is not None:  # booked on the phone ahead, at that time of day
+            self.demand.append(((t0 - self.sc.online.booking_lead) % (24 * 60),
+                                "kiosk_booking", pid))
         self._walk(pid, Walk.TO_DOCTOR)
         out = self.network.scan(pid, "checkin", self.env.now + self.ahead[pid])
         if out.ok:

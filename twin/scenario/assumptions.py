@@ -38,6 +38,12 @@ ASSUMPTIONS = (
     Assumption("demand.lab_share_of_tests", 0.5, 0.85, "tests at the lab, not imaging"),
     Assumption("demand.traditional_code_share", 0.0, 0.6,
                "traditional patients showing a code (moves the demand curve only)"),
+    Assumption("online.queue_poll_every", "1 min", "5 min",
+               "how often a waiting patient looks at the queue on the phone (moves the "
+               "demand curve only)"),
+    Assumption("online.booking_lead", "1 h", "24 h",
+               "how long before the visit it is booked on the phone (moves the demand "
+               "curve only)"),
     Assumption("day.closing", "16:30", "18:00", "when the outpatient hall closes"),
     Assumption("fallback.manual_id", "0.5 min", "2 min", "keying a patient in by hand"),
     Assumption("service_level", 0.7, 0.9,

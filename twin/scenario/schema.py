@@ -269,6 +269,14 @@ class Online(Strict):
                                            "traditional patients also pay before the "
                                            "pharmacy, so 1.0 claims no saving)")
     elderly_walk_factor: float = Field(1.3, ge=1, description="assumption")
+    queue_poll_every: Minutes = Field(2.0, gt=0, description="an online patient waiting for "
+                                      "the doctor looks at their place on the phone this "
+                                      "often (assumption, plausible 1-5 min; moves the "
+                                      "card network's demand curve only)")
+    booking_lead: Minutes = Field(24 * 60.0, gt=0, le=7 * 24 * 60, description="how long "
+                                  "before the visit an online patient books it: the booking "
+                                  "call lands at that time of day (assumption, plausible "
+                                  "1-24 h; moves the demand curve only)")
 
 
 class Fault(Strict):
