@@ -17,6 +17,7 @@ SOURCES = (
     ("ehc", "usage"), ("ehc", "cards"), ("ehc", "bindings"), ("ehc", "shared_usage"),
     ("essc", "usage"), ("essc", "settlements"), ("essc", "ledger"), ("essc", "bindings"),
     ("essc", "shared_usage"), ("hospital", "bookings"), ("hospital", "checkins"),
+    ("hospital", "bills"),
 )
 
 

@@ -151,6 +151,15 @@ def rules(late_after_s: int = 3600) -> list[Rule]:
             WHERE booking_id IS NOT NULL
               AND booking_id NOT IN (SELECT booking_id FROM hospital_bookings)""",
              ("hospital_bookings",)),
+        Rule("hospital bills settled on the e-SSC side", "consistency", "hospital_bills", f"""
+            SELECT b.day, b.bill_id AS key,
+                   'paid by essc, settlement ' || b.settlement_id || ' '
+                   || coalesce(s.state, 'unknown to the e-SSC') AS detail
+            FROM (SELECT * FROM hospital_bills QUALIFY row_number() OVER (
+                    PARTITION BY bill_id ORDER BY updated_at DESC) = 1) b
+            LEFT JOIN {latest_settlement} s USING (settlement_id)
+            WHERE b.paid_by = 'essc' AND (s.state IS NULL OR s.state <> 'settled')""",
+             ("essc_settlements",)),
         Rule("bindings held by both sides", "consistency", "ehc_bindings", """
             SELECT e.day, e.binding_id AS key, 'the e-SSC side does not hold it' AS detail
             FROM ehc_bindings e

@@ -112,7 +112,8 @@ def rewrite(store: Store, source: str, change: Callable[[pd.DataFrame], pd.DataF
 def _dated(source: str) -> str:
     return {"usage": "verified_at", "cards": "updated_at", "bindings": "updated_at",
             "shared_usage": "received_at", "settlements": "updated_at",
-            "ledger": "at", "bookings": "updated_at", "checkins": "joined_at"}[
+            "ledger": "at", "bookings": "updated_at", "checkins": "joined_at",
+            "bills": "updated_at"}[
         source.split(".")[1]]
 
 
@@ -265,6 +266,23 @@ def test_a_check_in_of_no_booking_is_found(network, tmp_path) -> None:
     rewrite(store, "hospital.bookings", lambda df: df[df.state != "checked_in"])
     breaches, _ = check(store)
     assert set(breaches.rule) == {"check-ins of a known booking"}
+
+
+def test_a_bill_paid_by_no_settlement_is_found(network, tmp_path) -> None:
+    store = copy_of(network.store, tmp_path)
+    paid = store.connect().execute("SELECT count(*) FROM hospital_bills "
+                                   "WHERE paid_by = 'essc'").fetchone()[0]
+    assert paid > 0  # the co-simulated day's bills, settled through the e-SSC
+
+    def unknown(df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy()
+        df.loc[df.index[df.paid_by == "essc"][0], "settlement_id"] = "9" * 30
+        return df
+
+    rewrite(store, "hospital.bills", unknown)
+    breaches, _ = check(store)
+    assert set(breaches.rule) == {"hospital bills settled on the e-SSC side"}
+    assert len(breaches) == 1 and "unknown to the e-SSC" in breaches.detail.iloc[0]
 
 
 def test_an_invalid_code_is_found(network, tmp_path) -> None:
