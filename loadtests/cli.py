@@ -21,6 +21,14 @@ def loadtest(
     spawn_rate: float = typer.Option(20.0, min=0.1),
     duration: int = typer.Option(30, min=1, help="seconds (constant, step, spike)"),
     workers: int = typer.Option(1, min=1, max=32, help="uvicorn worker processes"),
+    servers: int = typer.Option(1, min=1, max=2, help="server processes: 2 runs them on one "
+                                "store behind HAProxy with deploy/haproxy.cfg"),
+    kill_one_after: float = typer.Option(0.0, min=0, help="with --servers 2: kill the first "
+                                         "server this many seconds into the run"),
+    target: str | None = typer.Option(None, help="drive a running deployment at this URL "
+                                      "(its balancer) instead of starting one"),
+    admin_token: str | None = typer.Option(None, envvar="EHC_ADMIN_TOKEN",
+                                           help="the target's admin token (seeding, checks)"),
     processes: int = typer.Option(1, min=1, max=64, help="Locust generator processes"),
     distributed: int = typer.Option(0, min=0, max=64,
                                     help="run a Locust master and this many workers"),
@@ -30,8 +38,9 @@ def loadtest(
                                         help="requests/s per user (constant throughput)"),
     demand_csv: Path | None = typer.Option(None, help="demand.csv of `ehc twin province`"),
     mix_: str = typer.Option("default", "--mix", help="users of each kind: default "
-                             "(terminal 6, fused 3, settle 1, app 1) or demand (the demand "
-                             "curve's proportions; needs --demand-csv)"),
+                             "(terminal 6, fused 3, settle 1, app 1, kiosk 1), demand (the "
+                             "demand curve's proportions; needs --demand-csv) or terminal "
+                             "(plain scans only)"),
     compress: float = typer.Option(60.0, min=1, help="simulated seconds per test second"),
     scale: float = typer.Option(1.0, min=0, help="factor on the demand curve's rate"),
     database_url: str | None = typer.Option(None, envvar="EHC_LOADTEST_DATABASE_URL",
@@ -59,20 +68,40 @@ def loadtest(
     if demand_csv is not None and not demand_csv.exists():
         errors.print(f"[red]no such demand CSV: {demand_csv}[/]")
         raise typer.Exit(2)
-    if mix_ not in ("default", "demand") or (mix_ == "demand" and demand_csv is None):
-        errors.print("[red]--mix is default, or demand with --demand-csv[/]")
+    if mix_ not in ("default", "demand", "terminal") or (mix_ == "demand"
+                                                         and demand_csv is None):
+        errors.print("[red]--mix is default, terminal, or demand with --demand-csv[/]")
         raise typer.Exit(2)
+    if kill_one_after and servers < 2:
+        errors.print("[red]--kill-one-after needs --servers 2 (one must stay up)[/]")
+        raise typer.Exit(2)
+    if target is not None and (not admin_token or servers > 1 or database_url):
+        errors.print("[red]--target needs the deployment's --admin-token (or EHC_ADMIN_TOKEN)"
+                     " and takes no --servers or --database-url: it runs already[/]")
+        raise typer.Exit(2)
+    if servers > 1:
+        from .fleet import haproxy_binary
+
+        if haproxy_binary() is None:
+            errors.print("[red]--servers 2 needs HAProxy (Debian: apt-get install haproxy)[/]")
+            raise typer.Exit(2)
     if out is not None:
         fresh_folder(out, force)
     opts = LoadOptions(shape=shape, users=users, spawn_rate=spawn_rate, duration_s=duration,
-                       server_workers=workers, processes=processes,
+                       server_workers=workers, processes=processes, servers=servers,
+                       kill_one_after_s=kill_one_after, target=target,
+                       admin_token=admin_token,
                        distributed_workers=distributed, residents=residents,
                        bad_share=bad_share, rate_per_user=rate_per_user,
                        demand_csv=demand_csv, compress=compress, scale=scale, mix=mix_,
                        database_url=database_url,
                        slo=Slo(slo_p95_ms, slo_p99_ms, slo_max_failure_ratio, slo_min_rps),
                        out=out)
-    code, summary = run_loadtest(opts)
+    try:
+        code, summary = run_loadtest(opts)
+    except RuntimeError as exc:  # a stack or balancer that would not start
+        errors.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     for name in ("verify", "verify fused", "settle", "book"):
         v = summary["locust"].get(name)
         if v:
@@ -86,6 +115,13 @@ def loadtest(
                   f"{summary['verify_2xx_server']}: "
                   f"{'consistent' if summary['records_match'] else 'INCONSISTENT'}")
     b = summary["bookings"]
+    sv = summary["servers"]
+    if sv["processes"] > 1 or sv["target"]:
+        where = sv["target"] or f"{sv['processes']} servers behind HAProxy"
+        killed = f", {len(sv['killed'])} killed mid-run" if sv["killed"] else ""
+        counts = "checked" if summary["server_counts_checked"] else \
+            "not all readable (a killed or remote server): records checked against Locust"
+        console.print(f"{where}{killed}; the servers' own counts {counts}")
     console.print(f"bookings acknowledged {b['bookings_acknowledged']}, on the server "
                   f"{b['bookings_on_server']}: {'consistent' if b['ok'] else 'INCONSISTENT'}")
     st = summary["settlements"]

@@ -49,6 +49,31 @@ def load_seed(path: str) -> Seed:
     return Seed.load(path)
 
 
+
+def why(resp) -> str:
+    """A failed answer in a line: its status and the start of its body (none when the
+    connection was reset)."""
+    return f"{resp.status_code} {(resp.text or '')[:80]}"
+
+
+def answer_of(resp) -> dict | None:
+    """A 2xx answer's JSON; None (and the request a failure) when the body is cut short
+    (a server that died while answering)."""
+    try:
+        return resp.json()
+    except (ValueError, TypeError):
+        resp.failure(f"{why(resp)}: the answer was cut short")
+        return None
+
+
+def error_code(resp) -> str | None:
+    """The stack's refusal code, or None for an answer that is not the stack's (a reset
+    connection, a balancer's page)."""
+    try:
+        return resp.json().get("code")
+    except (ValueError, TypeError, AttributeError):  # no body, or not the stack's
+        return None
+
 class Configured:
     """What every user of this workload reads from Locust's parsed options."""
 
@@ -83,10 +108,10 @@ class CardUser(Configured, FastHttpUser):
         name = "refresh code" if kind == "dynamic" else "refresh fused code"
         with self.client.get(path, headers=headers, name=name,
                              catch_response=True) as resp:
+            answer = answer_of(resp) if resp.status_code == 200 else None
             if resp.status_code != 200:
-                resp.failure(f"{resp.status_code} {resp.text[:80]}")
-                return None
-            return resp.json()["qr_text"]
+                resp.failure(why(resp))
+            return answer["qr_text"] if answer else None
 
 
 class ScanningUser(CardUser):
@@ -109,14 +134,16 @@ class ScanningUser(CardUser):
                               catch_response=True) as resp:
             if expect is None:
                 if resp.status_code != 200:
-                    resp.failure(f"{resp.status_code} {resp.text[:80]}")
+                    resp.failure(why(resp))
                     return None
-                answer = resp.json()
+                answer = answer_of(resp)
+                if answer is None:
+                    return None
                 if name in ("verify", "verify fused"):
                     RECORD_IDS.append(answer["usage_record_id"])
                 return answer
-            if resp.status_code == 200 or resp.json().get("code") != expect:
-                resp.failure(f"expected {expect}, got {resp.status_code} {resp.text[:80]}")
+            if resp.status_code == 200 or error_code(resp) != expect:
+                resp.failure(f"expected {expect}, got {why(resp)}")
             else:
                 resp.success()
             return None
@@ -204,18 +231,22 @@ class SettleUser(ScanningUser):
                                       {"ec_token": token, "items": FEES})
         with self.client.post("/essc/v1/settlements", data=body, headers=headers,  # type: ignore[arg-type]  # bytes are sent as is; the stub omits bytes
                               name="settle upload", catch_response=True) as resp:
+            answer = answer_of(resp) if resp.status_code == 200 else None
             if resp.status_code != 200:
-                resp.failure(f"{resp.status_code} {resp.text[:80]}")
+                resp.failure(why(resp))
+            if answer is None:
                 return
-            sid = resp.json()["settlement_id"]
+            sid = answer["settlement_id"]
         path = f"/essc/v1/settlements/{sid}/settle"
         body, headers = keyed_request(self.term, path, None)
         with self.client.post(path, data=body, headers=headers, name="settle",  # type: ignore[arg-type]  # bytes are sent as is; the stub omits bytes
                               catch_response=True) as resp:
+            answer = answer_of(resp) if resp.status_code == 200 else None
             if resp.status_code != 200:
-                resp.failure(f"{resp.status_code} {resp.text[:80]}")
-            elif resp.json()["state"] not in ("settled", "awaiting_confirmation"):
-                resp.failure(f"settlement ended {resp.json()['state']}")
+                resp.failure(why(resp))
+            elif answer is not None and answer["state"] not in ("settled",
+                                                                "awaiting_confirmation"):
+                resp.failure(f"settlement ended {answer['state']}")
 
 
 class AppUser(CardUser):
@@ -249,20 +280,23 @@ class KioskUser(Configured, FastHttpUser):
                 "card_id": card}
         with self.client.post("/hospital/v1/bookings", json=body, headers=self.auth,
                               name="book", catch_response=True) as resp:
-            if resp.status_code == 201:
-                BOOKING_IDS.append(resp.json()["booking_id"])
-            elif resp.status_code == 409 and resp.json().get("code") in (
+            booked = answer_of(resp) if resp.status_code == 201 else None
+            if booked is not None:
+                BOOKING_IDS.append(booked["booking_id"])
+            elif resp.status_code == 201:
+                pass  # cut short: a failure already
+            elif resp.status_code == 409 and error_code(resp) in (
                     "ALREADY_BOOKED", "SLOT_FULL"):
                 resp.success()
             else:
-                resp.failure(f"{resp.status_code} {resp.text[:80]}")
+                resp.failure(why(resp))
         with self.client.get(f"/hospital/v1/sessions/{sid}/queue?card_id={card}",
                              headers=self.auth, name="queue place",
                              catch_response=True) as resp:
-            if resp.status_code == 404 and resp.json().get("code") == "NOT_WAITING":
+            if resp.status_code == 404 and error_code(resp) == "NOT_WAITING":
                 resp.success()  # booked, not checked in yet
             elif resp.status_code != 200:
-                resp.failure(f"{resp.status_code} {resp.text[:80]}")
+                resp.failure(why(resp))
         self.client.get(f"/hospital/v1/reports?card_id={card}", headers=self.auth,
                         name="reports")
 

@@ -9,6 +9,7 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from services.sdk import (
 )
 
 from . import mix, options
+from .fleet import Fleet, Remote
 from .slo import Slo
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -55,6 +57,10 @@ class LoadOptions:
     scale: float = 1.0
     database_url: str | None = None
     workload: str = "scan"  # scan (terminals + apps) or ping (the trivial route)
+    servers: int = 1  # >1: that many `ehc serve` processes behind HAProxy (deploy/)
+    kill_one_after_s: float = 0.0  # >0: the first server is killed this far into the run
+    target: str | None = None  # a running deployment (its admin token below) instead
+    admin_token: str | None = None
     slo: Slo = field(default_factory=Slo)
     out: Path | None = None
 
@@ -73,11 +79,10 @@ def _raise_nofile() -> None:
 
 
 class Server:
-    """The stack in its own process(es): uvicorn with N workers, stats on shutdown."""
+    """The stack in its own process(es): uvicorn with N workers, or (``servers`` > 1)
+    that many server processes on one store behind HAProxy; stats on shutdown."""
 
     def __init__(self, opts: LoadOptions, out: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.stats_dir = out / "server-stats"
         var = out / "var"
         # a load test measures the network, not the per-caller limiter: its threshold is
@@ -92,13 +97,28 @@ class Server:
         settings = Settings(var_dir=var, database_url=opts.database_url,
                             db_schema_prefix=self.env.get("EHC_DB_SCHEMA_PREFIX", ""))
         self.admin_token = prepare_store(settings)
-        self.proc = spawn_server(self.env, self.port, "--workers", str(opts.server_workers),
-                                 "--timeout-keep-alive", "30", "--log-level", "warning",
-                                 "--no-access-log", preexec_fn=_raise_nofile)
+        args = ["--workers", str(opts.server_workers), "--timeout-keep-alive", "30",
+                "--log-level", "warning", "--no-access-log"]
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.fleet: Fleet | None = None
+        if opts.servers > 1:
+            self.fleet = Fleet(self.env, self.admin_token, opts.servers,
+                               [_free_port() for _ in range(opts.servers)], self.port, args,
+                               preexec_fn=_raise_nofile)
+            self.procs = self.fleet.procs
+        else:
+            self.procs = [spawn_server(self.env, self.port, *args, preexec_fn=_raise_nofile)]
+
+    @property
+    def killed(self) -> bool:
+        return bool(self.fleet and self.fleet.killed)
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) of the server so far: uvicorn and its workers."""
-        pids, total, tick = [self.proc.pid], 0.0, os.sysconf("SC_CLK_TCK")
+        """CPU time (user + system) of the servers so far: uvicorn and its workers (a
+        killed server's is gone with it)."""
+        pids = [p.pid for p in self.procs if p.poll() is None]
+        total, tick = 0.0, os.sysconf("SC_CLK_TCK")
         while pids:
             pid = pids.pop()
             try:
@@ -111,7 +131,10 @@ class Server:
         return total
 
     def stop(self) -> dict:
-        stop_server(self.proc)
+        if self.fleet is not None:
+            self.fleet.stop()
+        else:
+            stop_server(self.procs[0])
         merged: dict = {"workers": 0, "routes": {}}
         for f in sorted(self.stats_dir.glob("server-stats-*.json")):
             snap = json.loads(f.read_text())
@@ -130,7 +153,7 @@ class Server:
         return merged
 
 
-def seed(server: Server, opts: LoadOptions, out: Path) -> Path:
+def seed(server: Server | Remote, opts: LoadOptions, out: Path) -> Path:
     data = seed_stack(server.url, server.admin_token, opts.residents)
     app = data["channel_apps"][0]
     lost = [c["card_id"] for c in data["cards"][-opts.lost_cards:]] if opts.lost_cards else []
@@ -148,7 +171,7 @@ def seed(server: Server, opts: LoadOptions, out: Path) -> Path:
     return path
 
 
-def hospital_session(server: Server) -> dict:
+def hospital_session(server: Server | Remote) -> dict:
     """A doctor's session tomorrow, all day, for the kiosk users to book (the hospital's
     systems call with a token: here the operator's)."""
     # the hospital's days are China Standard Time days (UTC+8), whatever this machine's
@@ -156,14 +179,15 @@ def hospital_session(server: Server) -> dict:
     tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600 + 86_400))
     with HospitalClient(server.url, server.admin_token) as hospital:
         hospital.add_department("0101", "内科")
-        hospital.add_doctor("load1", "0101", "load test")
-        sid = hospital.add_session("load1", tomorrow, "00:00", "23:45", per_slot=100,
+        doctor = f"load{uuid.uuid4().hex[:8]}"
+        hospital.add_doctor(doctor, "0101", "load test")
+        sid = hospital.add_session(doctor, tomorrow, "00:00", "23:45", per_slot=100,
                                    walk_in_share=0.3)
     return {"session_id": sid, "token": server.admin_token,
             "slots": [f"{m // 60:02d}:{m % 60:02d}" for m in range(0, 23 * 60 + 45, 15)]}
 
 
-def booking_check(server: Server, seed_path: Path, out: Path, users: int) -> dict:
+def booking_check(server: Server | Remote, seed_path: Path, out: Path, users: int) -> dict:
     """Every booking Locust saw acknowledged is on the server, once; beyond them, at most
     one a user (a request the server finished after Locust stopped waiting)."""
     session = json.loads(seed_path.read_text())["hospital"]["session_id"]
@@ -176,7 +200,7 @@ def booking_check(server: Server, seed_path: Path, out: Path, users: int) -> dic
             "ok": len(set(seen)) == len(seen) and len(seen) <= held <= len(seen) + users}
 
 
-def settlement_check(server: Server) -> dict:
+def settlement_check(server: Server | Remote) -> dict:
     """The day's settlements by state and whether they reconcile (ledger, gateway)."""
     day = time.strftime("%Y-%m-%d", time.gmtime())
     with AdminClient(server.url, server.admin_token, timeout_s=300) as admin:
@@ -185,7 +209,7 @@ def settlement_check(server: Server) -> dict:
             "differences": report["differences"][:20]}
 
 
-def usage_records(server: Server, seed_path: Path) -> list[int]:
+def usage_records(server: Server | Remote, seed_path: Path) -> list[int]:
     """IDs of the usage records the server holds, read through each institution's own
     route (an institution sees only its own)."""
     data = json.loads(seed_path.read_text())
@@ -294,13 +318,22 @@ def locust_rows(out: Path) -> dict[str, dict]:
 def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
     out = opts.out or Path("results/loadtest") / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    server = Server(opts, out)
+    if opts.target:
+        server: Server | Remote = Remote(opts.target, opts.admin_token or "")
+    else:
+        server = Server(opts, out)
     try:
         seed_path = seed(server, opts, out)
+        killer = threading.Timer(opts.kill_one_after_s, server.fleet.kill_one) \
+            if opts.kill_one_after_s and isinstance(server, Server) and server.fleet else None
+        if killer is not None:
+            killer.start()
         started = time.monotonic()
         code, gen_cpu = run_locust(opts, server.url, workload_arguments(opts, seed_path, out),
                                    out)
         wall = time.monotonic() - started
+        if killer is not None:
+            killer.cancel()
         records = usage_records(server, seed_path)
         settlements = settlement_check(server)
         bookings = booking_check(server, seed_path, out, opts.users)
@@ -323,6 +356,9 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
     check["ok"] = (check["duplicates"] == 0 and check["missing_on_server"] == 0
                    and len(seen) == ok_verifies and check["in_flight_at_stop"] <= opts.users)
     server_verify_2xx = server_stats["routes"].get("verify", {}).get("by_status", {}).get("2xx", 0)
+    # the servers' own counts cover every server only when none was killed (a killed
+    # server's statistics go with it) and they run here
+    counted = isinstance(server, Server) and not server.killed
     gen_procs = max(1, opts.distributed_workers or opts.processes)
     gen_share = gen_cpu / (wall * gen_procs) if wall > 0 else 0.0
     slo_path = out / "slo.json"
@@ -337,8 +373,12 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
         "server": server_stats,
         "records": check,
         "verify_2xx_server": server_verify_2xx,
-        "records_match": check["ok"] and server_verify_2xx == len(records)
+        "records_match": check["ok"] and (server_verify_2xx == len(records) or not counted)
         and bookings["ok"],
+        "server_counts_checked": counted,
+        "servers": {"processes": opts.servers, "killed": server.fleet.killed
+                    if isinstance(server, Server) and server.fleet else [],
+                    "target": opts.target},
         "weights": weights_for(opts),
         "settlements": settlements,
         "bookings": bookings,

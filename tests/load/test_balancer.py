@@ -1,0 +1,80 @@
+"""The card network scaled out for real: two `ehc serve` processes on one store behind
+HAProxy, run with the operator's own ``deploy/haproxy.cfg``. One server is killed in the
+middle of a Locust run: the other serves the clients, every verification Locust saw
+acknowledged left exactly one usage record, and nothing beyond the requests in flight at
+the kill was recorded unseen. Also a load test against a deployment that runs already
+(``--target``), and the clear refusals of impossible combinations. SQLite, and PostgreSQL
+when ``EHC_TEST_DATABASE_URL`` is set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from loadtests.fleet import haproxy_binary
+from services.common.secrets_store import deployment_secret
+from services.common.settings import Settings
+from services.sdk import prepare_store, spawn_server, stop_server
+from tests.load.test_loadtest import ehc_loadtest, loadtest_summary
+from tests.stack import PG_ENV, free_port
+
+needs_haproxy = pytest.mark.skipif(haproxy_binary() is None, reason="HAProxy not installed "
+                                   "(Debian: apt-get install haproxy); .ci/run installs it")
+
+
+def backends() -> list[str]:
+    return ["sqlite"] + (["postgres"] if os.environ.get(PG_ENV) else [])
+
+
+@needs_haproxy
+@pytest.mark.parametrize("backend", backends())
+def test_killing_one_server_behind_the_balancer_loses_no_record(tmp_path: Path,
+                                                                backend: str) -> None:
+    db = ["--database-url", os.environ[PG_ENV]] if backend == "postgres" else []
+    s = loadtest_summary(tmp_path / "lb", 0, "--servers", "2", "--kill-one-after", "5",
+                         "--duration", "12", "--users", "8", "--mix", "terminal", *db)
+    assert s["servers"] == {"processes": 2, "killed": [0], "target": None}
+    r = s["records"]
+    assert r["ok"] and r["missing_on_server"] == 0 and r["duplicates"] == 0
+    assert r["successful_verifies_locust"] > 300
+    # unseen records are only those of requests in flight on the killed server
+    assert r["in_flight_at_stop"] <= 8
+    verify = s["locust"]["verify"]
+    assert verify["failures"] <= 8  # at most the requests in flight at the kill
+    # the survivor served the clients: its own count of verifications (the killed
+    # server's went with it) is a large part of all of them
+    survivor = s["server"]["routes"]["verify"]["by_status"]["2xx"]
+    assert s["server"]["workers"] == 1 and survivor > verify["requests"] / 3
+    assert s["records_match"] and not s["server_counts_checked"]
+
+
+@pytest.mark.slow
+def test_a_running_deployment_is_a_target(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    token = prepare_store(Settings(var_dir=var))
+    port = free_port()
+    env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
+           "EHC_RATE_LIMIT_TERMINAL_PER_S": "1e9", "EHC_RATE_LIMIT_APP_PER_S": "1e9"}
+    server = spawn_server(env, port)
+    try:
+        assert deployment_secret(Settings(var_dir=var), "admin_token") == token
+        s = loadtest_summary(tmp_path / "t", 0, "--target", f"http://127.0.0.1:{port}",
+                             "--admin-token", token, "--duration", "5", "--users", "4")
+    finally:
+        stop_server(server)
+    assert s["servers"]["target"] == f"http://127.0.0.1:{port}"
+    assert s["records"]["ok"] and s["records"]["successful_verifies_locust"] > 20
+    assert s["bookings"]["ok"] and s["settlements"]["clean"]
+
+
+def test_impossible_combinations_are_refused(tmp_path: Path) -> None:
+    for args, says in ((["--kill-one-after", "3"], "--servers 2"),
+                       (["--target", "http://127.0.0.1:9"], "--admin-token"),
+                       (["--target", "http://127.0.0.1:9", "--admin-token", "x", "--servers",
+                         "2"], "--servers"),
+                       (["--mix", "nonsense"], "--mix")):
+        res = ehc_loadtest(tmp_path / "x", *args)
+        assert res.returncode == 2 and says in res.stderr, (args, res.stderr)
+        assert "Traceback" not in res.stderr
