@@ -20,7 +20,7 @@ from simpy.events import ProcessGenerator
 from services.rules.calling import HOLDER, REVISIT, WALK_IN
 from twin.model.names import WALKS, StationName, Walk
 from twin.model.patients import Patients, appointment_arrivals, draw_patients
-from twin.model.resources import CallingQueue, FastResource
+from twin.model.resources import CallingQueue, FastResource, FifoLine
 from twin.model.streams import Streams
 from twin.network.scripted import OK, Network, ScriptedNetwork
 from twin.scenario.schema import Scenario
@@ -29,7 +29,7 @@ from twin.scenario.schema import Scenario
 @dataclass(slots=True)
 class Station:
     name: str
-    resource: FastResource
+    resource: FastResource | FifoLine
     capacity: int
     priority: bool = False
     busy: float = 0.0
@@ -65,8 +65,10 @@ class RunawayDay(RuntimeError):
     @classmethod
     def of(cls, day: HospitalDay) -> RunawayDay:
         worst = max(day.stations.values(), key=lambda st: len(st.resource))
+        limit = day.sc.day.closing + day.sc.day.max_overtime_h * 60
+        still = day._left + sum(1 for d in day.depart if d == d and d > limit)
         return cls(f"the day had not ended {day.sc.day.max_overtime_h:g} h after closing "
-                   f"({day._left} patients still in, {len(worst.resource)} waiting at "
+                   f"({still} patients still in, {len(worst.resource)} waiting at "
                    f"'{worst.name}' with {worst.capacity} server(s)): its capacity is far "
                    "below its demand; raise it or lower daily_visits")
 
@@ -110,8 +112,9 @@ class HospitalDay:
         def station(name: str, capacity: int, priority: bool = False,
                     calling: bool = False) -> Station:
             cap = max(capacity, 1)
-            res = CallingQueue(env, cap, sc.online.holders_per_walk_in) if calling \
-                else FastResource(env, cap, priority)
+            res: FastResource | FifoLine = \
+                CallingQueue(env, cap, sc.online.holders_per_walk_in) if calling \
+                else FastResource(env, cap, True) if priority else FifoLine(env, cap)
             self.stations[name] = Station(name, res, cap, priority or calling)
             return self.stations[name]
 
@@ -145,7 +148,10 @@ class HospitalDay:
                 continue
             for st in by_key[key]:
                 st.shifts = [(at, int(v)) for at, v in changes.items()]
-                env.process(self._shift(st))
+                if isinstance(st.resource, FifoLine):
+                    st.resource.set_schedule(st.shifts)
+                else:
+                    env.process(self._shift(st))
         n = self.p.n
         self.steps: list[tuple] = []
         self.depart = [np.nan] * n
@@ -166,21 +172,29 @@ class HospitalDay:
 
         Time the patient spends on their own (walks, waiting for results, the phone, and
         this service) is not slept step by step: it accumulates in ``ahead`` and is slept
-        in one go before the next queue, and the server is released by a callback at the
-        end of the service. Same clock, fewer process wake-ups (see ``make bench``)."""
+        in one go before the next queue. At a first-come, first-served station the wait
+        is computed at arrival (``FifoLine``: no events at all); at the doctors' calling
+        queue the patient waits for a call and the server is released by a callback at
+        the end of the service. Same clock, fewer process wake-ups (see ``make bench``)."""
         env, own = self.env, self.ahead
         if own[pid] > 0:
             yield env.timeout(own[pid])
         t_q = env.now
         res = st.resource
-        waiting = res.acquire(priority)
-        if waiting is None:
-            wait = 0.0
+        if isinstance(res, FifoLine):  # first come, first served: the wait is computed
+            start = res.assign(t_q, service)
+            wait = start - t_q
+            own[pid] = wait + service
         else:
-            yield waiting
-            wait = env.now - t_q
-        env.timeout(service).callbacks.append(res.release)
-        own[pid] = service
+            waiting = res.acquire(priority)
+            if waiting is None:
+                wait = 0.0
+            else:
+                yield waiting
+                wait = env.now - t_q
+            start = env.now
+            env.timeout(service).callbacks.append(res.release)
+            own[pid] = service
         st.busy += service
         st.uses += 1
         st.wait_sum += wait
@@ -188,7 +202,7 @@ class HospitalDay:
         if self.keep_steps:
             self.steps.append((pid, step, st.name, t_q, wait, service))
         if self.demand is not None:
-            self.demand.append((env.now, step, pid))
+            self.demand.append((start, step, pid))
         return wait
 
     def _consult(self, pid: int, doctors: Station, minutes: float, step: str, priority: int,
@@ -369,10 +383,12 @@ class HospitalDay:
     # ---------------------------------------------------------------- running
     def _shift(self, st: Station):
         """Open and close a station's servers at the times its shifts say."""
+        res = st.resource
+        assert isinstance(res, FastResource), "a FifoLine takes its schedule at once"
         for at, servers in st.shifts:
             if at > self.env.now:
                 yield self.env.timeout(at - self.env.now)
-            st.resource.set_capacity(servers)
+            res.set_capacity(servers)
 
     def _source(self):
         env, p = self.env, self.q
@@ -420,6 +436,9 @@ class HospitalDay:
                 gc.enable()
         if not self.finished.triggered:
             raise RunawayDay.of(self)
-        # the last patients' own time (walk out, last service) is not slept: see _use
+        # the last patients' own time (walk out, last service, and at a first-come,
+        # first-served station its wait) is not slept: see _use
         self.end = max([self.env.now, *(d for d in self.depart if d == d)])
+        if self.end > limit:  # the computed waits run past the day's last hour
+            raise RunawayDay.of(self)
         return self

@@ -108,3 +108,69 @@ class CallingQueue(FastResource):
         self._holders_in_a_row = after_call(kind, self._holders_in_a_row)
         self._queues[kind].popleft().succeed()
         return True
+
+
+class FifoLine:
+    """A first-come, first-served station whose waits are computed, not simulated.
+
+    With every customer served in arrival order, the k-th one starts at the first moment,
+    at or after both their arrival and the previous customer's start, when fewer of the
+    customers already placed are still in service than servers are open (Lindley's
+    recursion, with the shift schedule's capacity at that moment). The model calls
+    ``assign`` in time order (SimPy's clock), so the starts, and so every wait, are those
+    ``FastResource`` would give, without its two events per use (the release at the end
+    of the service and the wake-up of a waiting customer). A shift that closes servers
+    lets those busy finish and hands them no one; one that opens them serves the waiting
+    at once, as on ``FastResource``."""
+
+    def __init__(self, env: simpy.Environment, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.env = env
+        self.capacity = capacity
+        self._changes: list[tuple[float, int]] = []  # (time, servers open from then)
+        self._ends: list[float] = []  # service ends of those placed and maybe still in
+        self._starts: list[float] = []  # starts of those who wait (the queue's length)
+        self._last_start = float("-inf")
+
+    def set_schedule(self, changes: list[tuple[float, int]]) -> None:
+        """The shift schedule, in time order: (time, servers open from then)."""
+        self._changes = sorted(changes)
+
+    def _open_at(self, t: float) -> tuple[int, float]:
+        """(servers open at ``t``, the next change after ``t``)."""
+        servers, nxt = self.capacity, float("inf")
+        for at, n in self._changes:
+            if at <= t:
+                servers = n
+            else:
+                nxt = at
+                break
+        return servers, nxt
+
+    def assign(self, arrival: float, service: float) -> float:
+        """The start of service of a customer arriving now; places them."""
+        t = arrival if arrival > self._last_start else self._last_start
+        ends = self._ends
+        while True:
+            while ends and ends[0] <= t:
+                heapq.heappop(ends)
+            servers, change = self._open_at(t) if self._changes else (self.capacity,
+                                                                       float("inf"))
+            if len(ends) < servers:
+                break
+            t = min(ends[0] if ends else float("inf"), change)
+            if t == float("inf"):  # never served: the day runs away (RunawayDay)
+                break
+        heapq.heappush(ends, t + service)
+        self._last_start = t
+        if t > arrival:
+            heapq.heappush(self._starts, t)
+        return t
+
+    def __len__(self) -> int:
+        """Customers waiting now."""
+        starts, now = self._starts, self.env.now
+        while starts and starts[0] <= now:
+            heapq.heappop(starts)
+        return len(starts)
