@@ -210,7 +210,7 @@ def build_app(settings: Settings | None = None,
         app.include_router(side_routes.admin_router, prefix="/ehc/v1", dependencies=side)
         app.include_router(side_routes.channel_router, prefix="/ehc/v1", dependencies=side)
         app.include_router(side_routes.data_router, prefix="/ehc/v1", dependencies=side)
-        hot_routes.append(healthcard_api.VERIFY_ROUTE)
+        hot_routes += [healthcard_api.VERIFY_ROUTE, healthcard_api.QRCODE_ROUTE]
 
     if "socialcard" in systems:
         from .socialcard import api as socialcard_api

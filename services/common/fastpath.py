@@ -13,6 +13,7 @@ about 100 us here; batching spreads it over every request in flight."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,20 +27,36 @@ JSON = [(b"content-type", b"application/json")]
 
 @dataclass(frozen=True)
 class HotRoute:
+    """An exact path, or (``pattern``) a regular expression over the path; ``claims``
+    decides from the scope (its query) whether this request is the fast path's, else the
+    framework serves it."""
+
     method: str
     path: str
     handler: Handler  # (scope, body) -> JSON bytes, raises ServiceError
     max_body: int = 4096
+    pattern: str | None = None
+    claims: Callable[[dict], bool] | None = None
 
 
 class FastPath:
     def __init__(self, app, routes: list[HotRoute]) -> None:
         self.app = app
-        self.routes = {(r.method, r.path): r for r in routes}
+        self.routes = {(r.method, r.path): r for r in routes if r.pattern is None}
+        self.patterns = [(r.method, re.compile(r.pattern), r) for r in routes if r.pattern]
+
+    def _route(self, scope) -> HotRoute | None:
+        method, path = scope.get("method"), scope.get("path", "")
+        route = self.routes.get((method, path))
+        if route is None:
+            route = next((r for m, rx, r in self.patterns
+                          if m == method and rx.fullmatch(path)), None)
+        if route is not None and route.claims is not None and not route.claims(scope):
+            return None
+        return route
 
     async def __call__(self, scope, receive, send) -> None:
-        route = self.routes.get((scope.get("method"), scope.get("path"))) \
-            if scope["type"] == "http" else None
+        route = self._route(scope) if scope["type"] == "http" else None
         if route is None:
             await self.app(scope, receive, send)
             return

@@ -4,6 +4,7 @@ import io
 from collections.abc import MutableMapping
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 
 import orjson
 import segno
@@ -14,12 +15,12 @@ from ..common.auth import Admin
 from ..common.cards.callers import ChannelApp
 from ..common.cards.idcard import parse_resident_id, refuse_invalid_id
 from ..common.cards.routes import ADMIN, APP_AUTH, CONSENT, INVALID, SCOPE, TERM_AUTH
-from ..common.errors import Conflict, Invalid, NotFound, TooLarge, error_responses
+from ..common.errors import ApiError, Conflict, Invalid, NotFound, TooLarge, error_responses
 from ..common.fastpath import Headers, HotRoute
 from . import qrcodes, usage
 from .cards import ID_TYPE_BIRTH_CERTIFICATE, refuse_unusable
 from .deps import App, Faults, Healthcard, Term
-from .fusion_api import fusion_of
+from .fusion_api import UNCONFIGURED, fusion_of
 from .schemas import (
     ApplyAnswer,
     ApplyRequest,
@@ -39,6 +40,7 @@ from .schemas import (
     VerifyRequest,
 )
 from .system import HealthcardSystem
+from .verify import Refresh
 
 MAX_VERIFY_BODY = 4096
 NOT_FOUND = (404, "CARD_NOT_FOUND", "no such card for this caller")
@@ -89,6 +91,59 @@ async def verify_hot(scope: dict, body: bytes) -> bytes:
 
 
 VERIFY_ROUTE = HotRoute("POST", "/ehc/v1/qrcodes/verify", verify_hot, MAX_VERIFY_BODY)
+CODE_KINDS = ("static", "dynamic", "fused")
+
+
+def code_answer(hc: HealthcardSystem, card_id: str, kind: str) -> dict[str, str | int]:
+    """A card's code of ``kind`` (its checks done by the caller)."""
+    if kind == "static":
+        return {"qr_text": qrcodes.static_code(card_id), "kind": "static"}
+    key = hc.keystore.active("protection")
+    expiry = datetime.now(qrcodes.CST) + timedelta(seconds=hc.settings.dynamic_code_validity_s)
+    if kind == "fused":
+        text = qrcodes.hardened_dynamic_code(card_id, key, expiry, fused=True)
+    elif hc.settings.qr_format == "hardened":
+        text = qrcodes.hardened_dynamic_code(card_id, key, expiry)
+    else:
+        text = qrcodes.national_dynamic_code(card_id, key, expiry)
+    return {"qr_text": text, "kind": kind, "expires_at": expiry.strftime("%Y%m%d%H%M%S"),
+            "refresh_after_s": hc.settings.dynamic_code_validity_s}
+
+
+def _code_query(scope: dict) -> dict[str, str] | None:
+    """The refresh's query when the fast path serves it (JSON, a known kind, nothing
+    else); None leaves the request to the framework (images, and its own refusals)."""
+    pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                      keep_blank_values=True)
+    query = dict(pairs)
+    if len(query) != len(pairs) or not set(query) <= {"kind", "format"} \
+            or query.get("format", "json") != "json" \
+            or query.get("kind", "dynamic") not in CODE_KINDS:
+        return None
+    return query
+
+
+async def qrcode_hot(scope: dict, body: bytes) -> bytes:
+    """The code refresh on the fast path: the drill, the app's signature in memory, its
+    nonce and the card's checks in the scans' batch transaction, the code made here."""
+    hc: HealthcardSystem = scope["app"].state.systems["healthcard"]
+    await hc.faults.apply()
+    app, admission = hc.callers.authenticate_app_hot(
+        Headers(scope["headers"]), "GET", scope["path"],
+        scope.get("query_string", b"").decode("latin-1"), body)
+    kind = (_code_query(scope) or {}).get("kind", "dynamic")
+    card_id = scope["path"].split("/")[4]
+    await hc.verifier.refresh_async(Refresh(card_id, app.app_key,
+                                            kind == "fused" and hc.fusion is not None,
+                                            admission))
+    if kind == "fused" and hc.fusion is None:
+        raise ApiError(*UNCONFIGURED)
+    return orjson.dumps(code_answer(hc, card_id, kind))
+
+
+QRCODE_ROUTE = HotRoute("GET", "/ehc/v1/cards/{card_id}/qrcode", qrcode_hot, MAX_VERIFY_BODY,
+                        pattern=r"/ehc/v1/cards/[^/]{1,128}/qrcode",
+                        claims=lambda scope: _code_query(scope) is not None)
 
 
 router = APIRouter(prefix="/ehc/v1")
@@ -171,22 +226,13 @@ for action in ("report-lost", "unlock", "cancel"):
 def qrcode(hc: Healthcard, card_id: str, app: App,
            kind: Literal["static", "dynamic", "fused"] = "dynamic",
            format: Literal["json", "png", "svg"] = "json") -> Response:
+    """Served by the fast path (``QRCODE_ROUTE``) as JSON; the images and the refusals of
+    a bad query come from here, with the same checks."""
     row = hc.cards.owned(card_id, app.app_key)
     refuse_unusable(row.state)
-    if kind == "static":
-        answer: dict[str, str | int] = {"qr_text": qrcodes.static_code(card_id), "kind": "static"}
-    else:
-        key = hc.keystore.active("protection")
-        expiry = datetime.now(qrcodes.CST) + timedelta(seconds=hc.settings.dynamic_code_validity_s)
-        if kind == "fused":
-            fusion_of(hc).active_binding(card_id)
-            text = qrcodes.hardened_dynamic_code(card_id, key, expiry, fused=True)
-        elif hc.settings.qr_format == "hardened":
-            text = qrcodes.hardened_dynamic_code(card_id, key, expiry)
-        else:
-            text = qrcodes.national_dynamic_code(card_id, key, expiry)
-        answer = {"qr_text": text, "kind": kind, "expires_at": expiry.strftime("%Y%m%d%H%M%S"),
-                  "refresh_after_s": hc.settings.dynamic_code_validity_s}
+    if kind == "fused":
+        fusion_of(hc).active_binding(card_id)
+    answer = code_answer(hc, card_id, kind)
     if format != "json":
         return render(str(answer["qr_text"]), format)
     return Response(orjson.dumps(answer), media_type="application/json")

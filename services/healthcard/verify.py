@@ -4,6 +4,10 @@ Everything that need not happen per request is done once: keys are in memory, st
 are prepared text, the body is checked by hand rather than through a pydantic model. The
 replay counter and the usage record are written in the transaction that reads the card
 state, so a refused request writes nothing and an accepted one writes exactly one record.
+
+The code refresh (``Refresh``) rides the same funnel: its nonce, the app's rate count and
+the reads of the card, the app's hold on it and its binding are written and read in the
+transaction of the scans and refreshes in flight (one writer per process, one commit).
 """
 
 from __future__ import annotations
@@ -66,6 +70,11 @@ _RATE = (  # reads at most `limit` index entries, however busy the terminal
     "AND at > ? ORDER BY at LIMIT ?) AS recent"
 )
 _SWEEP = "DELETE FROM shared_events WHERE expires_at < ?"
+_SELECT_HELD = (  # the card's state, if this app holds it, and its active binding
+    "SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a ON a.card_id = c.card_id "
+    "AND a.app_key = ? LEFT JOIN bindings b ON b.ehc_card_id = c.card_id "
+    "AND b.state = 'bound' WHERE c.card_id = ?"
+)
 _INSERT_USAGE = (
     "INSERT INTO usage_records (card_id, empi, institution_code, terminal_id, city_code, "
     "terminal_type, step, code_kind, terminal_time, verified_at, request_id, chain_day, "
@@ -83,10 +92,10 @@ class HotStore:
         self.postgres = engine.dialect.name == "postgresql"
         mark = "%s" if self.postgres else "?"
         (self.select_card, self.count_use, self.insert_usage, self.select_binding,
-         self.admit, self.rate, self.sweep) = (
+         self.admit, self.rate, self.sweep, self.select_held) = (
             q.replace("?", mark)
             for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING, _ADMIT,
-                      _RATE, _SWEEP))
+                      _RATE, _SWEEP, _SELECT_HELD))
         self._local = threading.local()
 
     def connection(self):
@@ -208,12 +217,14 @@ class Verifier:
         return Scan(code, term, city_code, terminal_type, step, terminal_time, expiry,
                     qr_text, now, request_id, admission)
 
-    def record_batch(self, scans: Sequence[Scan]) -> list[tuple[int, tuple] | ServiceError]:
+    def record_batch(self, scans: Sequence[Scan | Refresh]
+                     ) -> list[tuple[int, tuple] | int | ServiceError]:
         """For each scan, in order and in ONE transaction: card state, replay counter,
-        usage record. A refused scan writes nothing; the others commit together."""
+        usage record. A refused scan writes nothing; the others commit together. A code
+        refresh in the batch gets its card's state (``_refresh_one``)."""
         store = self.store
         conn = store.connection()
-        out: list[tuple[int, tuple] | ServiceError] = []
+        out: list[tuple[int, tuple] | int | ServiceError] = []
         try:
             cur = conn.cursor()
             wall = time.time()
@@ -223,7 +234,8 @@ class Verifier:
             heads = Heads("usage", cur, store.postgres, self.chain_key)
             for scan in scans:
                 try:
-                    out.append(self._record_one(cur, scan, heads))
+                    out.append(self._record_one(cur, scan, heads) if isinstance(scan, Scan)
+                               else self._refresh_one(cur, scan))
                 except ServiceError as exc:
                     out.append(exc)
             heads.write()
@@ -315,7 +327,27 @@ class Verifier:
         result = self.record_batch([scan])[0]
         if isinstance(result, ServiceError):
             raise result
+        assert isinstance(result, tuple)
         return self.answer(scan, *result)
+
+    def _refresh_one(self, cur, item: Refresh) -> int:
+        """A code refresh's nonce and rate count; then the card's state if this app holds
+        it (else ``CARD_NOT_FOUND``, existence not told), usable, and for a fused code
+        bound (``BINDING_NOT_FOUND``)."""
+        if item.admission is not None:
+            self._admit(cur, item.admission)
+        cur.execute(self.store.select_held, (item.app_key, item.card_id))
+        row = cur.fetchone()
+        if row is None:
+            raise NotFound("CARD_NOT_FOUND", "no such card for this app")
+        refuse_unusable(row[0])
+        if item.fused and row[1] is None:
+            raise NotFound("BINDING_NOT_FOUND", "this card is not bound to an e-SSC")
+        return int(row[0])
+
+    async def refresh_async(self, item: Refresh) -> int:
+        """The refresh route's database part, through the group-commit funnel."""
+        return await self.funnel.submit(item)
 
     async def verify_async(self, term: Terminal, body: Any, request_id: str,
                            admission: Admission | None = None) -> dict[str, Any]:
@@ -323,3 +355,13 @@ class Verifier:
         scan = self.check(term, body, request_id, admission)
         record_id, card = await self.funnel.submit(scan)
         return self.answer(scan, record_id, card)
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """A code refresh whose signature checked out (its nonce still to write)."""
+
+    card_id: str
+    app_key: str
+    fused: bool
+    admission: Admission | None

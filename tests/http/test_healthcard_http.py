@@ -364,3 +364,45 @@ def test_input_a_store_cannot_hold_is_refused_on_both_backends(stack, world, car
     with pytest.raises(SdkError) as info:
         world.term_a.request("POST", "/ehc/v1/qrcodes/verify", body)
     assert info.value.status == 422 and "NUL" in info.value.message
+
+
+def test_the_code_refresh_on_the_fast_path_checks_as_the_framework(stack, world,
+                                                                    card) -> None:
+    """JSON codes come from the fast path (the scans' batch funnel counts them), images
+    and bad queries from the framework; both give the same codes and refusals; a
+    replayed signed refresh is refused, as is another app's or a lost card's."""
+    app, cid = world.app, card["card_id"]
+    funnel = stack.app.state.systems["healthcard"].verifier.funnel
+    before = funnel.items
+    code = app.qrcode(cid)
+    assert funnel.items == before + 1  # served below the framework, in the batch
+    text = code["qr_text"]
+    assert code["kind"] == "dynamic" and code["refresh_after_s"] > 0
+    assert world.term_a.verify(text)["card_id"] == cid  # a working code
+    assert app.qrcode(cid, kind="static")["kind"] == "static"
+    before = funnel.items
+    assert app.qrcode_image(cid, fmt="png")[:4] == b"\x89PNG"  # the framework's
+    assert funnel.items == before
+    path = f"/ehc/v1/cards/{cid}/qrcode"
+    with httpx.Client(base_url=stack.url) as http:
+        bad = http.get(path, params={"kind": "weird"},
+                       headers=sign_headers(app.key, "GET", path, b"", "kind=weird",
+                                            secret=app.secret))
+        assert bad.status_code == 422 and bad.json()["code"] == "INVALID_REQUEST"
+        good = sign_headers(app.key, "GET", path, b"", "kind=dynamic", secret=app.secret)
+        assert http.get(path, params={"kind": "dynamic"}, headers=good).status_code == 200
+        again = http.get(path, params={"kind": "dynamic"}, headers=good)
+        assert again.status_code == 401 and again.json()["code"] == "SIGNATURE_REPLAYED"
+        assert http.get(path).json()["code"] == "UNKNOWN_APP"
+    for kind in ("dynamic", "fused"):
+        with pytest.raises(SdkError) as info:
+            app.qrcode("F" * 64, kind=kind)
+        assert (info.value.status, info.value.code) == (404, "CARD_NOT_FOUND")
+    with pytest.raises(SdkError) as info:
+        app.qrcode(cid, kind="fused")  # not bound
+    assert info.value.code == "BINDING_NOT_FOUND"
+    app.report_lost(cid)
+    with pytest.raises(SdkError) as info:
+        app.qrcode(cid)
+    assert (info.value.status, info.value.code) == (403, "CARD_LOST")
+    app.unlock(cid)
