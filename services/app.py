@@ -196,7 +196,13 @@ def build_app(settings: Settings | None = None,
             raise ValueError("EHC_REGISTRY_URL is needed when the registry runs elsewhere")
         client = RegistryClient(url, service_token, app=inproc)
         url, inproc = peer_url("socialcard", settings.socialcard_url)
-        social = None if url is None else SocialcardClient(url, service_token, app=inproc)
+        if inproc is not None:  # mounted here: the fused verification's hop is a call
+            from .direct import DirectSocialcard
+
+            social: SocialcardClient | None = DirectSocialcard(
+                INPROC_URL, service_token, inproc, lambda: app.state.systems["socialcard"])
+        else:
+            social = None if url is None else SocialcardClient(url, service_token)
         app.state.systems["healthcard"] = build_healthcard(settings, master, client, cipher,
                                                            social)
         app.include_router(healthcard_api.router)

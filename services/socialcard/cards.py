@@ -85,14 +85,19 @@ class SocialCards:
             "account_balance_fen": row.account_balance_fen, "card_state": row.card_state,
         }
 
-    def identity_of(self, row: Row, institution_code: str) -> dict[str, Any]:
-        """What a hospital needs to settle: card, region, type, state and a voucher."""
+    def identity_of(self, row: Row, institution_code: str, conn=None) -> dict[str, Any]:
+        """What a hospital needs to settle: card, region, type, state and a voucher (its
+        token written in ``conn``'s transaction when given, else in its own)."""
         refuse_unusable(row.card_state)
         token = new_ec_token(row.region)
-        with self.engine.begin() as conn:
-            conn.execute(insert(ec_tokens).values(
-                token=token, ssc_card_no=row.ssc_card_no, institution_code=institution_code,
-                expires_at=utc_now() + EC_TOKEN_TTL))
+        voucher = insert(ec_tokens).values(
+            token=token, ssc_card_no=row.ssc_card_no, institution_code=institution_code,
+            expires_at=utc_now() + EC_TOKEN_TTL)
+        if conn is not None:
+            conn.execute(voucher)
+        else:
+            with self.engine.begin() as own:
+                own.execute(voucher)
         return {"ssc_card_no": row.ssc_card_no, "region": row.region,
                 "insurance_type": row.insurance_type, "card_state": row.card_state,
                 "ec_token": token, "name": mask_name(self.cipher.decrypt(row.name_enc))}
