@@ -49,51 +49,57 @@ def _step(opts: LoadOptions, server: Server, seed_path: Path, out: Path, route: 
 
 def run_capacity(rates: list[float], worker_counts: list[int], databases: list[str | None],
                  step_s: int, slo: Slo, out: Path, peak_per_s: float | None,
-                 headroom: float, residents: int = 100, progress=print) -> dict:
+                 headroom: float, residents: int = 100, progress=print,
+                 server_counts: tuple[int, ...] = (1,)) -> dict:
+    """Knees per configuration: database, uvicorn workers, and server processes (more
+    than one: behind HAProxy with ``deploy/haproxy.cfg``, whose own CPU is not counted)."""
     out.mkdir(parents=True, exist_ok=True)
     steps: list[dict[str, Any]] = []
     knees: list[dict[str, Any]] = []
-    for db in databases:
-        for workers in worker_counts:
-            label = f"{'postgresql' if db else 'sqlite'}, {workers} worker(s)"
-            conf_out = out / f"{'pg' if db else 'sqlite'}-w{workers}"
-            conf_out.mkdir(parents=True, exist_ok=True)
-            opts = LoadOptions(duration_s=step_s, server_workers=workers, residents=residents,
-                               database_url=db, slo=slo, lost_cards=0)
-            server = Server(opts, conf_out)
-            try:
-                seed_path = seed(server, opts, conf_out)
-                for route in ("ping", "verify"):
-                    best = None
-                    for rate in rates:
-                        r = _step(opts, server, seed_path, conf_out, route, rate)
-                        r.update(database="postgresql" if db else "sqlite",
-                                 server_workers=workers)
-                        steps.append(r)
-                        progress(f"{label}: {route} offered {rate:g}/s -> "
-                                 f"{r['achieved_rps']:.0f}/s, p95 {r['p95_ms']} ms, "
-                                 f"SLO {'ok' if r['slo_passed'] else 'broken'}, generator "
-                                 f"CPU {r['generator_cpu_share']:.0%}")
-                        if not (r["slo_passed"] and r["kept_up"]):
-                            break
-                        best = r
-                    mine = [s for s in steps if s["route"] == route
-                            and s["server_workers"] == workers
-                            and s["database"] == ("postgresql" if db else "sqlite")]
-                    knees.append({
-                        "database": "postgresql" if db else "sqlite", "server_workers": workers,
-                        "route": route, "knee_rps": best["offered_rps"] if best else 0.0,
-                        "max_achieved_rps": max((s["achieved_rps"] for s in mine), default=0),
-                        "generator_limited": any(s["generator_cpu_share"] > 0.9
-                                                 for s in mine)})
-            finally:
-                server.stop()
+    configs = [(db, w, n) for db in databases for n in server_counts for w in worker_counts]
+    for db, workers, servers in configs:
+        label = f"{'postgresql' if db else 'sqlite'}, {servers} server(s) x " \
+                f"{workers} worker(s)"
+        conf_out = out / f"{'pg' if db else 'sqlite'}-s{servers}-w{workers}"
+        conf_out.mkdir(parents=True, exist_ok=True)
+        opts = LoadOptions(duration_s=step_s, server_workers=workers, residents=residents,
+                           database_url=db, slo=slo, lost_cards=0, servers=servers)
+        server = Server(opts, conf_out)
+        try:
+            seed_path = seed(server, opts, conf_out)
+            for route in ("ping", "verify"):
+                best = None
+                for rate in rates:
+                    r = _step(opts, server, seed_path, conf_out, route, rate)
+                    r.update(database="postgresql" if db else "sqlite",
+                             server_workers=workers, servers=servers)
+                    steps.append(r)
+                    progress(f"{label}: {route} offered {rate:g}/s -> "
+                             f"{r['achieved_rps']:.0f}/s, p95 {r['p95_ms']} ms, "
+                             f"SLO {'ok' if r['slo_passed'] else 'broken'}, generator "
+                             f"CPU {r['generator_cpu_share']:.0%}")
+                    if not (r["slo_passed"] and r["kept_up"]):
+                        break
+                    best = r
+                mine = [s for s in steps if s["route"] == route
+                        and s["server_workers"] == workers and s["servers"] == servers
+                        and s["database"] == ("postgresql" if db else "sqlite")]
+                knees.append({
+                    "database": "postgresql" if db else "sqlite", "server_workers": workers,
+                    "servers": servers,
+                    "route": route, "knee_rps": best["offered_rps"] if best else 0.0,
+                    "max_achieved_rps": max((s["achieved_rps"] for s in mine), default=0),
+                    "generator_limited": any(s["generator_cpu_share"] > 0.9
+                                             for s in mine)})
+        finally:
+            server.stop()
     verify_knees = [k for k in knees if k["route"] == "verify" and k["knee_rps"] > 0]
-    per_core = max((k["knee_rps"] / k["server_workers"] for k in verify_knees), default=0.0)
+    per_core = max((k["knee_rps"] / (k["server_workers"] * k["servers"])
+                    for k in verify_knees), default=0.0)
     cores = math.ceil(peak_per_s * headroom / per_core) if peak_per_s and per_core else None
     for k in knees:  # the knee step's measured costs beside the knee
         at = [s for s in steps if s["route"] == k["route"] and s["database"] == k["database"]
-              and s["server_workers"] == k["server_workers"]
+              and s["server_workers"] == k["server_workers"] and s["servers"] == k["servers"]
               and s["offered_rps"] == k["knee_rps"]]
         k["server_cpu_us_per_scan"] = at[0]["server_cpu_us_per_scan"] if at else None
         k["generator_cpu_share"] = at[0]["generator_cpu_share"] if at else None

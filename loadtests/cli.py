@@ -140,6 +140,8 @@ def loadtest(
 def capacity(
     rates: str = typer.Option("50,100,200,400,800", help="offered rates per second, rising"),
     workers: str = typer.Option("1,2", help="uvicorn worker counts to measure"),
+    servers: str = typer.Option("1", help="server process counts to measure: 2 runs two "
+                                "behind HAProxy (deploy/haproxy.cfg)"),
     step_duration: int = typer.Option(8, min=2, help="seconds per step"),
     database_url: str | None = typer.Option(None, envvar="EHC_LOADTEST_DATABASE_URL",
                                             help="also measure on this PostgreSQL"),
@@ -162,9 +164,20 @@ def capacity(
     try:
         rate_list = [float(r) for r in rates.split(",")]
         worker_list = [int(w) for w in workers.split(",")]
+        server_list = tuple(int(n) for n in servers.split(","))
     except ValueError:
-        errors.print("[red]--rates takes numbers (50,100,...) and --workers integers[/]")
+        errors.print("[red]--rates takes numbers (50,100,...), --workers and --servers "
+                     "integers[/]")
         raise typer.Exit(2) from None
+    if not set(server_list) <= {1, 2}:
+        errors.print("[red]--servers: 1 and/or 2 (deploy/haproxy.cfg names two)[/]")
+        raise typer.Exit(2)
+    if 2 in server_list:
+        from .fleet import haproxy_binary
+
+        if haproxy_binary() is None:
+            errors.print("[red]--servers 2 needs HAProxy (Debian: apt-get install haproxy)[/]")
+            raise typer.Exit(2)
     out = fresh_folder(out or Path("results/loadtest/capacity"), force or out is None)
     peak = None
     if province_peaks.exists():
@@ -172,11 +185,12 @@ def capacity(
     result = run_capacity(sorted(rate_list), worker_list, [None, *([database_url] if
                           database_url else [])], step_duration,
                           Slo(slo_p95_ms, slo_p99_ms, 0.01, 0.0), out, peak, headroom,
-                          progress=console.print)
+                          progress=console.print, server_counts=server_list)
     for k in result["knees"]:
         cost, share = k.get("server_cpu_us_per_scan"), k.get("generator_cpu_share")
         unit = "scan" if k["route"] == "verify" else "ping"
-        console.print(f"{k['database']}, {k['server_workers']} worker(s), {k['route']}: knee "
+        console.print(f"{k['database']}, {k['servers']} server(s) x {k['server_workers']} "
+                      f"worker(s), {k['route']}: knee "
                       f"{k['knee_rps']:g}/s (max achieved {k['max_achieved_rps']:.0f}/s)"
                       + (f", server CPU {cost:,.0f} us per {unit}" if cost else "")
                       + (f", generator CPU {share:.0%}" if share is not None else "")

@@ -78,3 +78,30 @@ def test_impossible_combinations_are_refused(tmp_path: Path) -> None:
         res = ehc_loadtest(tmp_path / "x", *args)
         assert res.returncode == 2 and says in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+@needs_haproxy
+@pytest.mark.slow
+def test_capacity_per_server_count(tmp_path: Path) -> None:
+    """``ehc loadtest capacity --servers 1,2`` measures a knee and the server CPU per scan
+    for one server and for two behind the balancer, each configuration on its own."""
+    import json
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "loadtest", "capacity", "--rates",
+                          "10", "--workers", "1", "--servers", "1,2", "--step-duration", "3",
+                          "--slo-p95-ms", "5000", "--slo-p99-ms", "10000",
+                          "--province-peaks", str(tmp_path / "none.json"),
+                          "--out", str(tmp_path / "cap")],
+                         capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    cap = json.loads((tmp_path / "cap" / "capacity.json").read_text())
+    verify = {k["servers"]: k for k in cap["knees"] if k["route"] == "verify"}
+    assert set(verify) == {1, 2}
+    for k in verify.values():
+        assert k["knee_rps"] == 10 and 10 < k["server_cpu_us_per_scan"] < 1e6
+    assert "2 server(s) x 1 worker(s), verify: knee 10/s" in res.stdout
+    bad = subprocess.run([sys.executable, "-m", "twin.cli", "loadtest", "capacity",
+                          "--servers", "3"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--servers" in bad.stderr
