@@ -23,18 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from services.sdk import (
-    AdminClient,
-    ChannelClient,
-    Settings,
-    Step,
-    TerminalClient,
-    fuse_all,
-    prepare_store,
-    seed_stack,
-    spawn_server,
-    stop_server,
-)
+from services import sdk
 
 from .common import save
 
@@ -61,21 +50,21 @@ def measure(database_url: str | None, calls: int) -> dict[str, float]:
     if database_url:
         env |= {"EHC_DATABASE_URL": database_url,
                 "EHC_DB_SCHEMA_PREFIX": f"bc{uuid.uuid4().hex[:8]}_"}
-    token = prepare_store(Settings(var_dir=var, database_url=database_url,
+    token = sdk.prepare_store(sdk.Settings(var_dir=var, database_url=database_url,
                                    db_schema_prefix=env.get("EHC_DB_SCHEMA_PREFIX", "")))
     port = 18790
-    server = spawn_server(env, port, "--log-level", "warning", "--no-access-log",
+    server = sdk.spawn_server(env, port, "--log-level", "warning", "--no-access-log",
                           stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        seed = seed_stack(url, token, 60)
-        with AdminClient(url, token, timeout_s=300) as admin:
-            fuse_all(admin, admin)
+        seed = sdk.seed_stack(url, token, 60)
+        with sdk.AdminClient(url, token, timeout_s=300) as admin:
+            sdk.fuse_all(admin, admin)
         app_cred = seed["channel_apps"][0]
-        app = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
+        app = sdk.ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
         inst = seed["institutions"][0]
         t = inst["terminals"][0]
-        term = TerminalClient(url, t["terminal_id"], t["secret"], city_code=inst["city_code"])
+        term = sdk.TerminalClient(url, t["terminal_id"], t["secret"], city_code=inst["city_code"])
         plain = [c["card_id"] for c in seed["cards"] if "ssc_card_no" not in c]
         fused = [c["card_id"] for c in seed["cards"] if "ssc_card_no" in c]
         codes: dict[str, list[str]] = {"dynamic": [], "fused": []}
@@ -88,7 +77,7 @@ def measure(database_url: str | None, calls: int) -> dict[str, float]:
             return one
 
         def verify(kind: str) -> Callable[[int], object]:
-            return lambda i: term.verify(codes[kind][i], step=Step.REGISTRATION)
+            return lambda i: term.verify(codes[kind][i], step=sdk.Step.REGISTRATION)
 
         with httpx.Client(base_url=url) as http:
             def healthz(_: int) -> object:
@@ -103,7 +92,7 @@ def measure(database_url: str | None, calls: int) -> dict[str, float]:
         term.close()
         return out
     finally:
-        stop_server(server)
+        sdk.stop_server(server)
 
 
 def main() -> None:

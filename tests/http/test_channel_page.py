@@ -45,14 +45,26 @@ def logged_in(browser, stack: RunningStack, world: World, person, height: int = 
     return page
 
 
+def launch(pw):
+    """Debian's headless Chromium under Playwright."""
+    return pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+
+
+def shot(browser, page, path: Path) -> None:
+    """The page said nothing went wrong; its full screenshot (looked at) is kept."""
+    assert page.text_content("#error") == ""
+    page.screenshot(path=str(path), full_page=True)
+    browser.close()
+    assert path.stat().st_size > 10_000
+
+
 def test_resident_claims_binds_and_shows_the_fused_code(live, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     stack, world = live
     person = world.residents[0]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(pw)
         page = logged_in(browser, stack, world, person)
         page.click("#claim-btn")
         page.wait_for_function("document.getElementById('code-kind').textContent !== ''")
@@ -128,8 +140,7 @@ def test_the_page_speaks_to_people(live, tmp_path: Path) -> None:
     world.admin.add_residents([{"id_type": "01", "id_number": uninsured.id_number,
                                 "name": uninsured.name, "phone": uninsured.phone}])
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 420, "height": 900})
         page.goto(f"{stack.url}/channel/")
         style = page.evaluate("getComputedStyle(document.body).fontFamily")
@@ -178,8 +189,7 @@ def test_the_phone_is_the_kiosk(live, tmp_path: Path, monkeypatch) -> None:
     sid = hospital.add_session("kiosk1", day.isoformat(), "08:00", "09:00", per_slot=2,
                                walk_in_share=0.5)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(pw)
         page = logged_in(browser, stack, world, person, height=1100)
         page.click("#claim-btn")
         page.wait_for_selector("#kiosk:not(.hidden)")
@@ -211,10 +221,7 @@ def test_the_phone_is_the_kiosk(live, tmp_path: Path, monkeypatch) -> None:
         page.click("#reports-btn")
         page.wait_for_selector("#report-list li")
         assert "尿常规 urinalysis: normal" in (page.text_content("#report-list") or "")
-        assert page.text_content("#error") == ""
-        page.screenshot(path=str(tmp_path / "kiosk.png"), full_page=True)
-        browser.close()
-    assert (tmp_path / "kiosk.png").stat().st_size > 10_000
+        shot(browser, page, tmp_path / "kiosk.png")
 
 
 def test_the_phone_shows_bills_pays_and_card_use(live, tmp_path: Path) -> None:
@@ -230,8 +237,7 @@ def test_the_phone_shows_bills_pays_and_card_use(live, tmp_path: Path) -> None:
     person = world.residents[3]
     hospital = HospitalClient(stack.url, stack.admin_token)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-gpu"])
+        browser = launch(pw)
         page = logged_in(browser, stack, world, person, height=1300)
         page.click("#claim-btn")
         page.wait_for_selector("#bind-btn:not(.hidden)")
@@ -264,7 +270,4 @@ def test_the_phone_shows_bills_pays_and_card_use(live, tmp_path: Path) -> None:
         page.click("#usage-btn")
         page.wait_for_selector("#usage-list li")
         assert " payment at " in (page.text_content("#usage-list") or "")
-        assert page.text_content("#error") == ""
-        page.screenshot(path=str(tmp_path / "paying.png"), full_page=True)
-        browser.close()
-    assert (tmp_path / "paying.png").stat().st_size > 10_000
+        shot(browser, page, tmp_path / "paying.png")

@@ -218,6 +218,14 @@ class HospitalDay:
                                for k in range(1, int(wait // every) + 1))
         return wait
 
+    def _online_consult(self, pid: int, doctors: Station, minutes: float, step: str,
+                        kind: int):
+        """A card user's consultation: the code scanned, the hospital's service told of
+        the call (co-simulation)."""
+        wait = yield from self._consult(pid, doctors, minutes, step, kind,
+                                        self._scan(pid, step))
+        self.network.seen(pid, self.env.now - wait, self.env.now, revisit=step == "revisit")
+
     def _walk(self, pid: int, k: Walk) -> None:
         self.walks[pid] += 1
         self.ahead[pid] += self.q.walk[pid * WALKS + k]
@@ -342,9 +350,7 @@ class HospitalDay:
         if early > 0:  # queue-calling calls an appointment at its slot, not before
             self._spend(pid, early)
             self.w_doc[pid] += early
-        wait = yield from self._consult(pid, doctors, p.consult1[pid], "doctor", HOLDER,
-                                        self._scan(pid, "doctor"))
-        self.network.seen(pid, self.env.now - wait, self.env.now, revisit=False)
+        yield from self._online_consult(pid, doctors, p.consult1[pid], "doctor", HOLDER)
         if p.test[pid]:
             yield from self._phone_pay(pid, 0)
             self._walk(pid, Walk.TO_TEST)
@@ -356,9 +362,7 @@ class HospitalDay:
             if self.demand is not None:  # and read there
                 self.demand.append((self.env.now + self.ahead[pid], "kiosk_report", pid))
             self._walk(pid, Walk.TO_REVISIT)
-            wait = yield from self._consult(pid, doctors, p.consult2[pid], "revisit", REVISIT,
-                                            self._scan(pid, "revisit"))
-            self.network.seen(pid, self.env.now - wait, self.env.now, revisit=True)
+            yield from self._online_consult(pid, doctors, p.consult2[pid], "revisit", REVISIT)
         if p.rx[pid]:
             yield from self._phone_pay(pid, 1)
             self._walk(pid, Walk.TO_PHARMACY)
