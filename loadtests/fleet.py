@@ -1,7 +1,7 @@
 """The card network as several `ehc serve` processes on one store behind HAProxy, run
 with the operator's own balancer file (``deploy/haproxy.cfg``), or a deployment that is
-already running somewhere (``--target URL``). Each has the interface of
-``runner.Server``: ``url``, ``admin_token``, ``cpu_seconds()``, ``stop()``."""
+already running somewhere (``--target URL``, with the interface of ``runner.Server``:
+``url``, ``admin_token``, ``cpu_seconds()``, ``stop()``)."""
 
 from __future__ import annotations
 
@@ -54,12 +54,10 @@ class Fleet:
     """``servers`` processes on one prepared store behind HAProxy; ``kill_one`` takes the
     first down hard (SIGKILL to its process group, as a machine that dies)."""
 
-    def __init__(self, env: dict[str, str], admin_token: str, servers: int,
-                 ports: list[int], bind_port: int, uvicorn_args: list[str], **popen: Any
-                 ) -> None:
-        if servers != SERVERS_IN_CFG:
+    def __init__(self, env: dict[str, str], ports: list[int], bind_port: int,
+                 uvicorn_args: list[str], **popen: Any) -> None:
+        if len(ports) != SERVERS_IN_CFG:
             raise ValueError(f"deploy/haproxy.cfg names {SERVERS_IN_CFG} servers")
-        self.env, self.admin_token = env, admin_token
         self.procs = [spawn_server(env, p, *uvicorn_args, start_new_session=True, **popen)
                       for p in ports]
         self.killed: list[int] = []
@@ -69,7 +67,6 @@ class Fleet:
             for proc in self.procs:
                 stop_server(proc)
             raise
-        self.url = f"http://127.0.0.1:{bind_port}"
 
     def kill_one(self) -> None:
         proc = self.procs[0]
@@ -78,9 +75,6 @@ class Fleet:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         self.killed.append(0)
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs if p.poll() is None]
 
     def stop(self) -> None:
         for proc in self.procs:

@@ -49,7 +49,6 @@ def load_seed(path: str) -> Seed:
     return Seed.load(path)
 
 
-
 def why(resp) -> str:
     """A failed answer in a line: its status and the start of its body (none when the
     connection was reset)."""
@@ -73,6 +72,16 @@ def error_code(resp) -> str | None:
         return resp.json().get("code")
     except (ValueError, TypeError, AttributeError):  # no body, or not the stack's
         return None
+
+
+def expected(resp, status: int = 200) -> dict | None:
+    """The answer's JSON when it has the expected status; else None and the request
+    counted a failure (so is an answer cut short)."""
+    if resp.status_code != status:
+        resp.failure(why(resp))
+        return None
+    return answer_of(resp)
+
 
 class Configured:
     """What every user of this workload reads from Locust's parsed options."""
@@ -108,9 +117,7 @@ class CardUser(Configured, FastHttpUser):
         name = "refresh code" if kind == "dynamic" else "refresh fused code"
         with self.client.get(path, headers=headers, name=name,
                              catch_response=True) as resp:
-            answer = answer_of(resp) if resp.status_code == 200 else None
-            if resp.status_code != 200:
-                resp.failure(why(resp))
+            answer = expected(resp)
             return answer["qr_text"] if answer else None
 
 
@@ -133,10 +140,7 @@ class ScanningUser(CardUser):
         with self.client.post(VERIFY_PATH, data=body, headers=headers, name=name,  # type: ignore[arg-type]  # bytes are sent as is; the stub omits bytes
                               catch_response=True) as resp:
             if expect is None:
-                if resp.status_code != 200:
-                    resp.failure(why(resp))
-                    return None
-                answer = answer_of(resp)
+                answer = expected(resp)
                 if answer is None:
                     return None
                 if name in ("verify", "verify fused"):
@@ -231,9 +235,7 @@ class SettleUser(ScanningUser):
                                       {"ec_token": token, "items": FEES})
         with self.client.post("/essc/v1/settlements", data=body, headers=headers,  # type: ignore[arg-type]  # bytes are sent as is; the stub omits bytes
                               name="settle upload", catch_response=True) as resp:
-            answer = answer_of(resp) if resp.status_code == 200 else None
-            if resp.status_code != 200:
-                resp.failure(why(resp))
+            answer = expected(resp)
             if answer is None:
                 return
             sid = answer["settlement_id"]
@@ -241,11 +243,9 @@ class SettleUser(ScanningUser):
         body, headers = keyed_request(self.term, path, None)
         with self.client.post(path, data=body, headers=headers, name="settle",  # type: ignore[arg-type]  # bytes are sent as is; the stub omits bytes
                               catch_response=True) as resp:
-            answer = answer_of(resp) if resp.status_code == 200 else None
-            if resp.status_code != 200:
-                resp.failure(why(resp))
-            elif answer is not None and answer["state"] not in ("settled",
-                                                                "awaiting_confirmation"):
+            answer = expected(resp)
+            if answer is not None and answer["state"] not in ("settled",
+                                                              "awaiting_confirmation"):
                 resp.failure(f"settlement ended {answer['state']}")
 
 

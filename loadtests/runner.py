@@ -103,9 +103,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.fleet: Fleet | None = None
         if opts.servers > 1:
-            self.fleet = Fleet(self.env, self.admin_token, opts.servers,
-                               [_free_port() for _ in range(opts.servers)], self.port, args,
-                               preexec_fn=_raise_nofile)
+            self.fleet = Fleet(self.env, [_free_port() for _ in range(opts.servers)],
+                               self.port, args, preexec_fn=_raise_nofile)
             self.procs = self.fleet.procs
         else:
             self.procs = [spawn_server(self.env, self.port, *args, preexec_fn=_raise_nofile)]

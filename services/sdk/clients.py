@@ -570,13 +570,14 @@ class HospitalClient(AdminClient):
 
 
 def settle_bill(hospital: HospitalClient, terminal: TerminalClient, card_id: str,
-                ec_token: str) -> dict:
+                ec_token: str, bill: dict | None = None) -> dict:
     """The hospital's payment terminal settles a visit's bill: the bill (the open one
     again on a retry), its items uploaded to the e-SSC settlement under the bill's ID as
     the idempotency key, settled, and the bill reported paid. Safe to call again with the
     same voucher after any failure: nothing is billed or paid twice (a new voucher for an
-    uploaded bill is refused as the key's reuse). Returns the settlement's answer."""
-    bill = hospital.bill(card_id)
+    uploaded bill is refused as the key's reuse). ``bill``: the card's open bill when the
+    terminal holds it already. Returns the settlement's answer."""
+    bill = bill or hospital.bill(card_id)
     key = bill["bill_id"]
     sid = terminal.upload_fees(ec_token, bill["items"], key=f"bill-{key}")["settlement_id"]
     answer = terminal.settle(sid, key=f"settle-{key}")

@@ -204,7 +204,7 @@ class LiveNetwork(Network):
             elif bill is None:
                 self.done.refused("NO_BILL")
             else:
-                state = self.floor.settle(term, card_id, token)["state"]
+                state = self.floor.settle(term, card_id, token, bill)["state"]
                 ok = state == "settled"
                 if not ok:  # fail closed: not known to be paid, pay at a window
                     self.done.refused(f"SETTLEMENT_{state.upper()}")

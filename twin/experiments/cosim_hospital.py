@@ -161,9 +161,9 @@ class HospitalFloor:
             return None
         return self._try(self.hospital.bill, card)
 
-    def settle(self, terminal: TerminalClient, card: str, ec_token: str) -> dict:
+    def settle(self, terminal: TerminalClient, card: str, ec_token: str, bill: dict) -> dict:
         """The bill settled through the e-SSC (raises as the SDK does)."""
-        answer = settle_bill(self.hospital, terminal, card, ec_token)
+        answer = settle_bill(self.hospital, terminal, card, ec_token, bill)
         if answer["state"] == "settled":
             self.log.bills["essc"] += 1
         return answer

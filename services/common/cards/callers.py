@@ -241,6 +241,12 @@ class Callers:
             bool(row.strong_realname))
 
     # --------------------------------------------------------------- authentication
+    def _known_app(self, headers) -> ChannelApp:
+        app = self.app(headers.get(H_KEY, ""))
+        if app is None:
+            raise Unauthenticated("UNKNOWN_APP", "channel app is not registered or disabled")
+        return app
+
     def _known_terminal(self, headers) -> Terminal:
         term = self.terminal(headers.get(H_KEY, ""))
         if term is None:
@@ -271,9 +277,7 @@ class Callers:
         rate count are written by the caller's batch (see ``authenticate_scan``)."""
         if not isinstance(self.store, DatabaseStore):
             return self.authenticate_app(headers, method, path, query, body), None
-        app = self.app(headers.get(H_KEY, ""))
-        if app is None:
-            raise Unauthenticated("UNKNOWN_APP", "channel app is not registered or disabled")
+        app = self._known_app(headers)
         return app, self._admission(app, app.app_key, self.app_rate, headers, method, path,
                                     query, body)
 
@@ -287,9 +291,7 @@ class Callers:
 
     def authenticate_app(self, headers, method: str, path: str, query: str,
                          body: bytes) -> ChannelApp:
-        app = self.app(headers.get(H_KEY, ""))
-        if app is None:
-            raise Unauthenticated("UNKNOWN_APP", "channel app is not registered or disabled")
+        app = self._known_app(headers)
         self._signed_by(app, headers, method, path, query, body)
         refuse_rate(self.store, app.app_key, self.app_rate)
         return app
