@@ -38,9 +38,9 @@ def loadtest(
                                         help="requests/s per user (constant throughput)"),
     demand_csv: Path | None = typer.Option(None, help="demand.csv of `ehc twin province`"),
     mix_: str = typer.Option("default", "--mix", help="users of each kind: default "
-                             "(terminal 6, fused 3, settle 1, app 1, kiosk 1), demand (the "
-                             "demand curve's proportions; needs --demand-csv) or terminal "
-                             "(plain scans only)"),
+                             "(terminal 6, fused 3, settle 1, app 1, kiosk 1, retail 1), "
+                             "demand (the demand curve's proportions; needs --demand-csv) or "
+                             "terminal (plain scans only)"),
     compress: float = typer.Option(60.0, min=1, help="simulated seconds per test second"),
     scale: float = typer.Option(1.0, min=0, help="factor on the demand curve's rate"),
     database_url: str | None = typer.Option(None, envvar="EHC_LOADTEST_DATABASE_URL",

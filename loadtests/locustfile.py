@@ -1,6 +1,7 @@
 """Locust workload of the card network: terminals scanning codes (the hot path), fused
-codes answering both identities, settlements with their payments, and channel apps
-refreshing codes, in a default mix or in the proportions of the twin's demand curve.
+codes answering both identities, settlements with their payments at hospitals and at
+retail pharmacies' tills, channel apps refreshing codes and the phone as the hospital's
+kiosk, in a default mix or in the proportions of the twin's demand curve.
 
 Configured through Locust's own parser (``--ehc-*`` options, ``loadtests/options.py``;
 ``locust -f loadtests/locustfile.py --help`` lists them); ``ehc loadtest`` sets them. Each
@@ -26,6 +27,7 @@ from loadtests import mix, options, shapes
 from loadtests.slo import HOT, evaluate
 from loadtests.workload import (
     BAD_KINDS,
+    BASKET,
     FEES,
     VERIFY_PATH,
     Seed,
@@ -143,7 +145,7 @@ class ScanningUser(CardUser):
                 answer = expected(resp)
                 if answer is None:
                     return None
-                if name in ("verify", "verify fused"):
+                if name in HOT:
                     RECORD_IDS.append(answer["usage_record_id"])
                 return answer
             if resp.status_code == 200 or error_code(resp) != expect:
@@ -151,6 +153,30 @@ class ScanningUser(CardUser):
             else:
                 resp.success()
             return None
+
+    def scan_and_settle(self, term: TerminalClient, step: int, items: list[dict],
+                        scan_name: str, settle_name: str) -> None:
+        code = self.fresh_code(self.rng.choice(self.seed.fused_cards), kind="fused")
+        answer = code and self.verify(code, scan_name, None, step=step, term=term)
+        token = answer and (answer.get("essc") or {}).get("ec_token")
+        if not token:
+            return  # the e-SSC side answered partial: the visit pays at the till
+        body, headers = keyed_request(term, "/essc/v1/settlements",
+                                      {"ec_token": token, "items": items})
+        with self.client.post("/essc/v1/settlements", data=body, headers=headers,  # type: ignore[arg-type]  # bytes are sent as is; the stub omits bytes
+                              name=f"{settle_name} upload", catch_response=True) as resp:
+            answer = expected(resp)
+            if answer is None:
+                return
+            sid = answer["settlement_id"]
+        path = f"/essc/v1/settlements/{sid}/settle"
+        body, headers = keyed_request(term, path, None)
+        with self.client.post(path, data=body, headers=headers, name=settle_name,  # type: ignore[arg-type]  # bytes are sent as is; the stub omits bytes
+                              catch_response=True) as resp:
+            answer = expected(resp)
+            if answer is not None and answer["state"] not in ("settled",
+                                                              "awaiting_confirmation"):
+                resp.failure(f"settlement ended {answer['state']}")
 
 
 class TerminalUser(ScanningUser):
@@ -226,27 +252,24 @@ class SettleUser(ScanningUser):
 
     @task
     def settle_visit(self) -> None:
-        code = self.fresh_code(self.rng.choice(self.seed.fused_cards), kind="fused")
-        answer = code and self.verify(code, "verify fused", None, step=Step.PAYMENT)
-        token = answer and (answer.get("essc") or {}).get("ec_token")
-        if not token:
-            return  # the e-SSC side answered partial: the visit pays at the window
-        body, headers = keyed_request(self.term, "/essc/v1/settlements",
-                                      {"ec_token": token, "items": FEES})
-        with self.client.post("/essc/v1/settlements", data=body, headers=headers,  # type: ignore[arg-type]  # bytes are sent as is; the stub omits bytes
-                              name="settle upload", catch_response=True) as resp:
-            answer = expected(resp)
-            if answer is None:
-                return
-            sid = answer["settlement_id"]
-        path = f"/essc/v1/settlements/{sid}/settle"
-        body, headers = keyed_request(self.term, path, None)
-        with self.client.post(path, data=body, headers=headers, name="settle",  # type: ignore[arg-type]  # bytes are sent as is; the stub omits bytes
-                              catch_response=True) as resp:
-            answer = expected(resp)
-            if answer is not None and answer["state"] not in ("settled",
-                                                              "awaiting_confirmation"):
-                resp.failure(f"settlement ended {answer['state']}")
+        self.scan_and_settle(self.term, Step.PAYMENT, FEES, "verify fused", "settle")
+
+
+class RetailUser(ScanningUser):
+    """A purchase at a designated retail pharmacy: its till scans the fused code at the
+    pharmacy step and settles the basket from the personal account and cash (the fund
+    pays what the policy lets a pharmacy charge it)."""
+
+    weight = mix.DEFAULT["retail"]
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.till = terminal_signer(self.rng.choice(self.seed.tills), str(self.host))
+
+    @task
+    def purchase(self) -> None:
+        self.scan_and_settle(self.till, Step.PHARMACY, BASKET, "verify pharmacy",
+                             "pharmacy settle")
 
 
 class AppUser(CardUser):
@@ -325,7 +348,14 @@ class ConfiguredShape(LoadTestShape):
 
 KINDS: dict[str, type[Configured]] = {"terminal": TerminalUser, "fused": FusedUser,
                                       "settle": SettleUser, "app": AppUser,
-                                      "kiosk": KioskUser}
+                                      "kiosk": KioskUser, "retail": RetailUser}
+
+
+def seeded_for(kind: str, seed: Seed) -> bool:
+    """Whether the seed holds what a kind of user needs."""
+    needs = {"fused": seed.fused_cards, "settle": seed.fused_cards, "kiosk": seed.hospital,
+             "retail": seed.fused_cards and seed.tills}
+    return bool(needs.get(kind, True))
 
 
 @events.init.add_listener
@@ -339,11 +369,9 @@ def configure(environment: Any, **_kw: Any) -> None:
         chosen: list[type] = [PingUser]
     else:
         weights = mix.decode(opts.ehc_weights)
-        fused_seeded = bool(load_seed(opts.ehc_seed_file).fused_cards)
         chosen = []
         for kind, cls in KINDS.items():
-            if weights[kind] > 0 and (fused_seeded or kind not in ("fused", "settle")) \
-                    and (kind != "kiosk" or load_seed(opts.ehc_seed_file).hospital):
+            if weights[kind] > 0 and seeded_for(kind, load_seed(opts.ehc_seed_file)):
                 cls.weight = weights[kind]
                 chosen.append(cls)
     environment.user_classes[:] = chosen

@@ -8,7 +8,9 @@ verifies, R refreshes (online patients) and S settlements in the day: settle use
 fused-scan users R - S (the other online scans), plain terminal users V - R (the
 traditional flow's scans); apps that only refresh, none; kiosk users (the phone at the
 hospital) K / 3 for the curve's K kiosk calls (each user's visit books, looks at its place
-and reads its reports)."""
+and reads its reports). Of those scans, the curve's P at retail pharmacies (each a fused
+scan at a pharmacy's till and a settlement, counted in V, R and S too) are pharmacy users:
+settle users S - P, retail users P."""
 
 from __future__ import annotations
 
@@ -16,19 +18,23 @@ from pathlib import Path
 
 import pandas as pd
 
-KINDS = ("terminal", "fused", "settle", "app", "kiosk")
-DEFAULT = {"terminal": 6, "fused": 3, "settle": 1, "app": 1, "kiosk": 1}
-ONLY_TERMINALS = {"terminal": 1, "fused": 0, "settle": 0, "app": 0, "kiosk": 0}  # capacity
+KINDS = ("terminal", "fused", "settle", "app", "kiosk", "retail")
+DEFAULT = {"terminal": 6, "fused": 3, "settle": 1, "app": 1, "kiosk": 1, "retail": 1}
+ONLY_TERMINALS = {k: int(k == "terminal") for k in KINDS}  # capacity
 
 
 def from_demand(csv: Path, total: int = 100) -> dict[str, int]:
-    df = pd.read_csv(csv, usecols=lambda c: c in ("verify", "refresh", "settlement", "kiosk"))
+    counted = ("verify", "refresh", "settlement", "kiosk", "retail")
+    df = pd.read_csv(csv, usecols=lambda c: c in counted)
     v, r, s = (float(df[c].sum()) for c in ("verify", "refresh", "settlement"))
-    k = float(df["kiosk"].sum()) if "kiosk" in df else 0.0  # curves written before it: none
+    # curves written before a kind existed have none of it
+    k, p = (float(df[c].sum()) if c in df else 0.0 for c in ("kiosk", "retail"))
     if v <= 0:
         raise ValueError(f"{csv}: the demand curve has no verifications")
-    raw = {"terminal": max(v - r, 0.0), "fused": max(r - s, 0.0), "settle": min(s, r),
-           "app": 0.0, "kiosk": k / 3}  # a kiosk user's visit: book, queue place, reports
+    raw = {"terminal": max(v - r, 0.0), "fused": max(r - s, 0.0),
+           "settle": max(min(s, r) - p, 0.0), "app": 0.0,
+           "kiosk": k / 3,  # a kiosk user's visit: book, queue place, reports
+           "retail": p}
     scale = total / sum(raw.values())
     return {k: round(x * scale) for k, x in raw.items()}
 

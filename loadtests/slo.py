@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-HOT = ("verify", "verify fused")  # the requests the latency objectives apply to
+HOT = ("verify", "verify fused", "verify pharmacy")  # the requests the latency objectives apply to
 
 
 @dataclass(frozen=True)

@@ -32,18 +32,20 @@ class Seed:
     lost_cards: list[str]
     fused_cards: list[str]  # bound to an e-SSC: fused codes, settlements
     hospital: dict  # a session to book: session_id, slots, the hospital systems' token
+    tills: list[dict]  # terminals of designated retail pharmacies
 
     @classmethod
     def load(cls, path: str | Path = "var/seed.json") -> Seed:
         path = Path(path)
         data = json.loads(path.read_text())
-        terminals = [{**t, "city_code": inst["city_code"], "institution_name": inst["name"]}
-                     for inst in data["institutions"] for t in inst["terminals"]]
+        def terminals(institutions: list[dict]) -> list[dict]:
+            return [{**t, "city_code": inst["city_code"], "institution_name": inst["name"]}
+                    for inst in institutions for t in inst["terminals"]]
         lost = set(data.get("lost_cards", []))
-        return cls(data.get("url"), terminals, data["channel_apps"][0],
+        return cls(data.get("url"), terminals(data["institutions"]), data["channel_apps"][0],
                    [c["card_id"] for c in data["cards"] if c["card_id"] not in lost],
                    sorted(lost), [c for c in data.get("fused_cards", []) if c not in lost],
-                   data.get("hospital", {}))
+                   data.get("hospital", {}), terminals(data.get("pharmacies", [])))
 
 
 def terminal_signer(t: dict, base_url: str) -> TerminalClient:
@@ -85,6 +87,8 @@ FEES = [{"code": "consultation", "category": "A", "amount_fen": 2_500},
         {"code": "drugs", "category": "A", "amount_fen": 12_000},
         {"code": "lab", "category": "B", "amount_fen": 8_000},
         {"code": "service", "category": "C", "amount_fen": 500}]
+BASKET = [{"code": "drugs", "category": "A", "amount_fen": 6_800},  # a retail purchase
+          {"code": "vitamins", "category": "C", "amount_fen": 1_200}]
 
 
 def tamper(qr_text: str) -> str:

@@ -75,9 +75,12 @@ def seed(
     admin_token: str | None = typer.Option(None, envvar="EHC_ADMIN_TOKEN",
                                            help="admin token of the stack at --url"),
     hospitals_per_city: int = typer.Option(1, min=1, max=100),
+    pharmacies_per_city: int = typer.Option(1, min=0, max=100,
+                                            help="designated retail pharmacies, one till each"),
     seed_value: int = typer.Option(2024, "--seed", help="random seed of the residents"),
 ) -> None:
-    """Create institutions, terminals, a channel app and carded residents; write FILE."""
+    """Create hospitals, retail pharmacies, their terminals, a channel app and carded
+    residents; write FILE."""
     from .common.settings import get_settings
     from .sdk import seed_stack, write_seed_file
 
@@ -85,7 +88,8 @@ def seed(
         with Progress(console=console) as bar:
             task = bar.add_task("issuing cards", total=residents)
             return seed_stack(stack_url, token, residents, hospitals_per_city=hospitals_per_city,
-                              seed=seed_value, progress=lambda n: bar.advance(task, n))
+                              pharmacies_per_city=pharmacies_per_city, seed=seed_value,
+                              progress=lambda n: bar.advance(task, n))
 
     if url:
         if not admin_token:

@@ -425,7 +425,9 @@ def province(
     v = peaks["verify"]
     console.print(f"QR verifications: {v['per_day']:,}/day, peak {v['peak_per_s']}/s at "
                   f"{v['peak_at']}, 99th-percentile second {v['p99_per_s']:.0f}/s; "
-                  f"all calls peak {peaks['total']['peak_per_s']}/s")
+                  f"all calls peak {peaks['total']['peak_per_s']}/s; of the scans "
+                  f"{peaks['retail']['per_day']:,}/day at retail pharmacies, "
+                  f"{peaks['kiosk']['per_day']:,} phone calls to the hospitals' kiosk")
     console.print(f"wrote hospitals.csv, cities.csv, paper_comparison.csv, demand.csv, "
                   f"demand_by_city.csv, demand_peaks.json and plots to {out}")
     if lhs:

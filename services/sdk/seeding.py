@@ -1,6 +1,7 @@
 """Seed a stack through its public API (the SDK): residents in the registry, the insured
-among them in the e-SSC system, one hospital per city with its terminals and a channel
-app (registered alike with both card systems), and an EHC for every resident."""
+among them in the e-SSC system, one hospital per city with its terminals, one designated
+retail pharmacy per city with its till, and a channel app (each registered alike with both
+card systems), and an EHC for every resident."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from .synthetic import CITY_AREA_CODES, generate_residents
 # (department, terminal type, role, reads physical cards: may present static codes)
 TERMINALS = (("0101", 1, "registration window", True), ("0102", 2, "self-service kiosk", False),
              ("0301", 1, "consulting room", False), ("0501", 1, "pharmacy window", False))
+PHARMACY_TERMINALS = (("0501", 1, "pharmacy till", False),)
+PHARMACY_SERIAL = 900  # pharmacies' institution serials: 901, 902... (hospitals' from 1)
 BATCH = 500
 INSURED_EVERY = 10  # nine residents in ten are insured (hold an issued e-SSC)
 
@@ -27,8 +30,8 @@ def institution_code(city_index: int, hospital: int) -> str:
 
 
 def seed_stack(url: str, admin_token: str, residents: int, *, hospitals_per_city: int = 1,
-               seed: int = 2024, progress: Callable[[int], None] | None = None
-               ) -> dict[str, Any]:
+               pharmacies_per_city: int = 1, seed: int = 2024,
+               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Everything the SDK needs afterwards; idempotent for the same (residents, seed)."""
     admin = AdminClient(url, admin_token)
     people = list(generate_residents(residents, seed=seed))
@@ -44,6 +47,9 @@ def seed_stack(url: str, admin_token: str, residents: int, *, hospitals_per_city
     institutions = [_institution(admin, ci, h, city, area)
                     for ci, (city, area) in enumerate(CITY_AREA_CODES.items())
                     for h in range(1, hospitals_per_city + 1)]
+    pharmacies = [_institution(admin, ci, PHARMACY_SERIAL + k, city, area, level=0)
+                  for ci, (city, area) in enumerate(CITY_AREA_CODES.items())
+                  for k in range(1, pharmacies_per_city + 1)]
     app_cred = admin.add_shared_app("浙里办 (seed)", strong_realname=True)  # the entry app
     app = ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
     cards = []
@@ -58,16 +64,19 @@ def seed_stack(url: str, admin_token: str, residents: int, *, hospitals_per_city
     admin.close()
     app.close()
     return {"url": url, "channel_apps": [app_cred], "institutions": institutions,
-            "cards": cards}
+            "pharmacies": pharmacies, "cards": cards}
 
 
-def _institution(admin: AdminClient, ci: int, h: int, city: str, area: str) -> dict[str, Any]:
-    """A hospital registered with both card systems; its terminals hold one secret each,
-    the same with both (what was registered before keeps its earlier secret)."""
+def _institution(admin: AdminClient, ci: int, h: int, city: str, area: str, *,
+                 level: int = 3) -> dict[str, Any]:
+    """A hospital (or at level 0 a designated retail pharmacy) registered with both card
+    systems; its terminals hold one secret each, the same with both (what was registered
+    before keeps its earlier secret)."""
     code = institution_code(ci, h)
-    admin.add_hospital(code, f"{city} Hospital {h}", area, exist_ok=True)
+    name = f"{city} Pharmacy {h - PHARMACY_SERIAL}" if level == 0 else f"{city} Hospital {h}"
+    admin.add_hospital(code, name, area, level=level, exist_ok=True)
     terms = []
-    for dept, ttype, role, reader in TERMINALS:
+    for dept, ttype, role, reader in PHARMACY_TERMINALS if level == 0 else TERMINALS:
         try:
             cred = admin.add_shared_terminal(code, dept, ttype, reader)
         except SdkError as exc:
@@ -76,8 +85,7 @@ def _institution(admin: AdminClient, ci: int, h: int, city: str, area: str) -> d
             continue  # its secret was shown once, in an earlier seed file
         terms.append({**cred, "terminal_type": ttype, "role": role,
                       "physical_cards": reader})
-    return {"code": code, "name": f"{city} Hospital {h}", "city": city, "city_code": area,
-            "terminals": terms}
+    return {"code": code, "name": name, "city": city, "city_code": area, "terminals": terms}
 
 
 def insured_record(person: Any, serial: int) -> dict[str, Any]:

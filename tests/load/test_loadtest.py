@@ -57,7 +57,7 @@ def loadtest_summary(out: Path, exit_code: int, *args: str) -> dict:
 
 @pytest.mark.slow
 def test_short_run_passes_and_every_success_left_one_record(tmp_path: Path) -> None:
-    s = loadtest_summary(tmp_path / "ok", 0, "--users", "11", "--duration", "8",
+    s = loadtest_summary(tmp_path / "ok", 0, "--users", "13", "--duration", "8",
                          "--bad-share", "0.2")
     assert s["slo"]["passed"] and s["records_match"]
     r = s["records"]
@@ -67,8 +67,10 @@ def test_short_run_passes_and_every_success_left_one_record(tmp_path: Path) -> N
     names = set(s["locust"])
     assert {"verify", "refresh code", "verify [tampered]", "refresh fused code",
             "verify fused", "settle upload", "settle", "book", "queue place",
-            "reports"} <= names, names
-    assert s["weights"] == {"terminal": 6, "fused": 3, "settle": 1, "app": 1, "kiosk": 1}
+            "reports", "verify pharmacy", "pharmacy settle upload", "pharmacy settle"
+            } <= names, names
+    assert s["weights"] == {"terminal": 6, "fused": 3, "settle": 1, "app": 1, "kiosk": 1,
+                            "retail": 1}
     b = s["bookings"]  # every acknowledged booking on the server, once
     assert b["ok"] and b["duplicates"] == 0 and b["bookings_acknowledged"] > 0
     assert b["bookings_acknowledged"] <= b["bookings_on_server"]
@@ -103,13 +105,18 @@ def test_mix_in_the_demand_curves_proportions(tmp_path: Path) -> None:
                    "0,00:00:00,600,300,50,20,970\n1,00:00:01,400,200,50,30,680\n")
     # V=1000, R=500, S=100: plain scans 500, fused 400, settle 100
     assert mix.from_demand(csv) == {"terminal": 50, "fused": 40, "settle": 10, "app": 0,
-                                    "kiosk": 0}  # a curve without kiosk calls
+                                    "kiosk": 0, "retail": 0}  # a curve without kiosk calls
     csv.write_text("second,clock,verify,refresh,settlement,payment,kiosk,total\n"
                    "0,00:00:00,1000,500,100,50,300,1950\n")
     assert mix.from_demand(csv) == {"terminal": 45, "fused": 36, "settle": 9, "app": 0,
-                                    "kiosk": 9}  # 300 calls: 100 visits of three
-    assert mix.decode(mix.encode({"terminal": 1})) == {"terminal": 1, "fused": 0,
-                                                       "settle": 0, "app": 0, "kiosk": 0}
+                                    "kiosk": 9, "retail": 0}  # 300 calls: 100 visits of three
+    # 60 of the scans (and of the settlements) at retail pharmacies: their own users
+    csv.write_text("second,clock,verify,refresh,settlement,payment,kiosk,retail,total\n"
+                   "0,00:00:00,1000,500,100,50,300,60,1950\n")
+    assert mix.from_demand(csv) == {"terminal": 45, "fused": 36, "settle": 4, "app": 0,
+                                    "kiosk": 9, "retail": 5}
+    assert mix.decode(mix.encode({"terminal": 1})) == {
+        "terminal": 1, "fused": 0, "settle": 0, "app": 0, "kiosk": 0, "retail": 0}
     with pytest.raises(ValueError):
         mix.decode("robots:3")
 
@@ -123,8 +130,10 @@ def test_a_run_in_the_demand_curves_mix(tmp_path: Path) -> None:
                    "0,00:00:00,100,90,30,20,240\n")
     s = loadtest_summary(tmp_path / "mix", 0, "--users", "10", "--duration", "6", "--mix",
                          "demand", "--demand-csv", str(csv), "--bad-share", "0")
-    assert s["weights"] == {"terminal": 10, "fused": 60, "settle": 30, "app": 0, "kiosk": 0}
-    assert s["slo"]["hot_request"] == "verify + verify fused" and s["slo"]["passed"]
+    assert s["weights"] == {"terminal": 10, "fused": 60, "settle": 30, "app": 0, "kiosk": 0,
+                            "retail": 0}
+    assert s["slo"]["hot_request"] == "verify + verify fused + verify pharmacy"
+    assert s["slo"]["passed"]
     assert s["locust"]["verify fused"]["requests"] > s["locust"].get(
         "verify", {"requests": 0})["requests"]
     assert s["settlements"]["clean"] and s["settlements"]["by_state"].get("settled", 0) > 0

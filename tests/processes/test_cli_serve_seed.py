@@ -69,6 +69,13 @@ def test_serve_then_seed_then_verify(tmp_path: Path) -> None:
         term = TerminalClient(url, t["terminal_id"], t["secret"], city_code=inst["city_code"])
         code = app.qrcode(seed["cards"][0]["card_id"])["qr_text"]
         assert term.verify(code)["card_id"] == seed["cards"][0]["card_id"]
+        shop = seed["pharmacies"][0]  # one designated retail pharmacy a city, its till
+        assert len(seed["pharmacies"]) == 11 and shop["code"] not in {
+            i["code"] for i in seed["institutions"]}
+        till = TerminalClient(url, shop["terminals"][0]["terminal_id"],
+                              shop["terminals"][0]["secret"], city_code=shop["city_code"])
+        code = app.qrcode(seed["cards"][1]["card_id"])["qr_text"]
+        assert till.verify(code, step=10103)["card_id"] == seed["cards"][1]["card_id"]
         bad = subprocess.run([sys.executable, "-m", "twin.cli", "seed", "--url", url,
                               "--out", str(tmp_path / "x.json")], env={**env,
                               "EHC_ADMIN_TOKEN": ""}, capture_output=True, text=True)

@@ -77,14 +77,47 @@ def test_demand_counts_every_scan_and_phone_payment(small) -> None:
     scanned = online[steps.pid] | day.p.shows_code[steps.pid]
     # a visit is a verification only where a code is scanned: online patients always,
     # traditional patients who show an EHC code; the others not
-    assert totals["verify"] == int(scanned.sum()) < len(day.steps)
+    # and each retail pharmacy purchase made with the fused code is a scan too
+    shop = totals["retail"]
+    assert totals["verify"] - shop == int(scanned.sum()) < len(day.steps)
     assert int((scanned & ~online[steps.pid]).sum()) > 0
-    assert totals["refresh"] == int(online[steps.pid].sum())
+    assert totals["refresh"] - shop == int(online[steps.pid].sum())
     assert day.demand is not None
     phone_calls = sum(1 for e in day.demand if e[1] == "phone")
-    assert totals["payment"] == phone_calls
+    assert totals["payment"] - shop == phone_calls
     frame = d.frame()
-    assert len(frame) == 86_400 and frame.total.sum() == sum(totals.values())
+    assert len(frame) == 86_400 and frame.total.sum() == sum(totals.values()) - shop
+
+
+def test_retail_pharmacy_purchases_are_in_the_demand() -> None:
+    """The adopters' share of ``demand.retail_purchases_per_visit`` purchases per visit,
+    within the pharmacies' hours, each a refresh, a verify, a settlement and a payment;
+    none without adopters; the registered assumption moves the curve and never the
+    queues."""
+    from twin.scenario.assumptions import ASSUMPTIONS, with_value
+
+    assert "demand.retail_purchases_per_visit" in {a.key for a in ASSUMPTIONS}
+    sc = load_scenario(ROOT / "scenarios/small_clinic.yaml").with_adoption(0.6)
+
+    def retail(variant) -> tuple[pd.DataFrame, HospitalDay]:
+        day = HospitalDay(variant, 0, keep_steps=False, record_demand=True).run()
+        frame = Demand.of_day(day).frame()
+        return frame[frame.retail > 0], day
+
+    shops, day = retail(sc)
+    expected = 0.5 * 0.6 * day.p.n  # the default rate, the adoption, the day's patients
+    assert abs(shops.retail.sum() - expected) < 4 * math.sqrt(expected)
+    assert shops.second.min() >= 8 * 3600 and shops.second.max() < 21 * 3600
+    late = with_value(with_value(sc, "demand.retail_opens", "19:00"),
+                      "demand.retail_purchases_per_visit", 1.5)
+    moved, other = retail(late)
+    assert moved.second.min() >= 19 * 3600
+    assert moved.retail.sum() > 2 * shops.retail.sum()
+    assert np.array_equal(np.asarray(other.w_doc), np.asarray(day.w_doc))
+    none, _ = retail(sc.with_adoption(0.0))
+    assert none.empty
+    with pytest.raises(ValueError, match="retail_closes"):
+        with_value(sc, "demand.retail_closes", "07:00")
 
 
 def test_same_seeds_same_results_on_every_executor(small, result) -> None:

@@ -8,7 +8,10 @@ insurance for the insured and pays the rest through the aggregated payment
 (``settlement`` + ``payment``). The phone as the hospital's kiosk (``kiosk``): each online
 patient's booking (at the time of day of their visit, a day ahead: an assumption), a look
 at their place every two minutes of their wait for the doctor, and their report read when
-the results are pushed."""
+the results are pushed. Retail pharmacies around the hospital (``retail``): the adopters'
+share of ``demand.retail_purchases_per_visit`` purchases per visit show the fused code, each a
+refresh, a verify, a settlement and a payment, counted in those kinds too (``retail`` says
+how many of the scans were at a pharmacy, so ``total`` leaves it out)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ import pandas as pd
 
 from twin.model.day import HospitalDay
 
-KINDS = ("verify", "refresh", "settlement", "payment", "kiosk")
+CALLS = ("verify", "refresh", "settlement", "payment", "kiosk")  # summed in ``total``
+KINDS = (*CALLS, "retail")
+RETAIL_CALLS = ("verify", "refresh", "settlement", "payment", "retail")  # one purchase
 KIOSK_STEPS = ("kiosk_booking", "kiosk_queue", "kiosk_report")  # not stations
 DAY_S = 86_400
 
@@ -33,11 +38,10 @@ class Demand:
 
     @classmethod
     def of_day(cls, day: HospitalDay) -> Demand:
-        if not day.demand:
-            return cls()
-        t = np.fromiter((d[0] for d in day.demand), float, len(day.demand))
-        step = np.array([d[1] for d in day.demand])
-        pid = np.fromiter((d[2] for d in day.demand), np.int64, len(day.demand))
+        events = day.demand or []
+        t = np.fromiter((d[0] for d in events), float, len(events))
+        step = np.array([d[1] for d in events], dtype=str)
+        pid = np.fromiter((d[2] for d in events), np.int64, len(events))
         online, insured = day.p.online[pid], day.p.insured[pid]
         scanned = online | day.p.shows_code[pid]
         sec = np.clip((t * 60).astype(np.int64), 0, DAY_S - 1)
@@ -50,7 +54,14 @@ class Demand:
             "settlement": ((step == "payment") & insured) | (phone & insured),
             "payment": phone,
             "kiosk": kiosk,
+            "retail": np.zeros(len(sec), bool),
         }
+        shop = retail_seconds(day) if day.demand is not None else np.zeros(0, np.int64)
+        sec = np.concatenate([sec, shop])
+        masks = {k: np.concatenate([m, np.full(len(shop), k in RETAIL_CALLS)])
+                 for k, m in masks.items()}
+        if not len(sec):
+            return cls()
         lo, hi = int(sec.min()), int(sec.max()) + 1
         counts = np.stack([np.bincount(sec[masks[k]] - lo, minlength=hi - lo)
                            for k in KINDS]).astype(np.int32)
@@ -76,7 +87,7 @@ class Demand:
         df.insert(0, "second", np.arange(DAY_S))
         df.insert(1, "clock", [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
                                for s in range(DAY_S)])
-        df["total"] = df[list(KINDS)].sum(axis=1)
+        df["total"] = df[list(CALLS)].sum(axis=1)
         return df
 
     def peaks(self) -> dict[str, dict[str, float]]:
@@ -93,6 +104,17 @@ class Demand:
                       "p99_per_s": float(np.percentile(live, 99)) if live.size else 0.0,
                       "busiest_hour_mean_per_s": float(hourly.max() / 3600)}
         return out
+
+
+def retail_seconds(day: HospitalDay) -> np.ndarray:
+    """Seconds of the day of the retail pharmacy purchases made with the fused code
+    around the hospital on ``day``: a Poisson count of the adopters' share of
+    ``retail_purchases_per_visit`` per patient of the day, spread evenly over the
+    pharmacies' hours (a stream of its own: the hospital's patients are untouched)."""
+    d = day.sc.demand
+    rng = day.streams("retail_purchases")
+    n = rng.poisson(d.retail_purchases_per_visit * d.adoption * day.p.n)
+    return (rng.uniform(d.retail_opens, d.retail_closes, n) * 60).astype(np.int64)
 
 
 def write_demand(demand: Demand, path: Path, scale: float = 1.0) -> Path:

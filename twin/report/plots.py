@@ -125,7 +125,11 @@ def demand_curve(frame: pd.DataFrame, path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     hours = frame.second / 3600
     for kind, color, style in (("verify", "tab:blue", "-"), ("refresh", "tab:green", "--"),
-                               ("settlement", "tab:orange", "-"), ("payment", "tab:red", ":")):
+                               ("settlement", "tab:orange", "-"), ("payment", "tab:red", ":"),
+                               ("kiosk", "tab:purple", "-."),
+                               ("retail", "tab:brown", (0, (1, 1)))):
+        if kind not in frame:
+            continue  # a curve written before the kind existed
         smooth = frame[kind].rolling(60, center=True, min_periods=1).mean()
         ax.plot(hours, smooth, color=color, ls=style, label=f"{kind} (1-min mean)")
     ax.plot(hours, frame["verify"], color="tab:blue", alpha=0.25, lw=0.5,

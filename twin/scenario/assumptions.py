@@ -44,6 +44,9 @@ ASSUMPTIONS = (
     Assumption("online.booking_lead", "1 h", "24 h",
                "how long before the visit it is booked on the phone (moves the demand "
                "curve only)"),
+    Assumption("demand.retail_purchases_per_visit", 0.2, 1.5,
+               "insured retail pharmacy purchases around the hospital per visit (moves the "
+               "demand curve only)"),
     Assumption("day.closing", "16:30", "18:00", "when the outpatient hall closes"),
     Assumption("fallback.manual_id", "0.5 min", "2 min", "keying a patient in by hand"),
     Assumption("service_level", 0.7, 0.9,

@@ -128,6 +128,16 @@ class Demand(Strict):
     lab_share_of_tests: Share = Field(0.7, description="lab rather than imaging (assumption)")
     prescription_share: Share = Field(0.7, description="visits ending at the pharmacy "
                                       "(assumption)")
+    retail_purchases_per_visit: float = Field(
+        0.5, ge=0, le=20, description="purchases paid with the insurance card at "
+        "designated retail pharmacies (定点药店) around the hospital, per outpatient visit of "
+        "its day; the adopters' share of them shows the fused code: a code refresh, a scan, "
+        "a settlement and the cash part's payment on the card network (assumption, "
+        "plausible 0.2-1.5, no source; moves the demand curve only)")
+    retail_opens: ClockTime = Field(480.0, description="retail pharmacies' purchases start, "
+                                    "HH:MM (assumption)")
+    retail_closes: ClockTime = Field(1260.0, description="and end, HH:MM: spread evenly "
+                                     "between the two (assumption)")
 
     @field_validator("age_shares")
     @classmethod
@@ -135,6 +145,12 @@ class Demand(Strict):
         if abs(sum(v.values()) - 1) > 1e-6:
             raise ValueError("age shares must sum to 1")
         return v
+
+    @model_validator(mode="after")
+    def _retail_hours(self) -> Demand:
+        if self.retail_closes <= self.retail_opens:
+            raise ValueError("retail_closes is not after retail_opens")
+        return self
 
     @field_validator("adoption_by_age")
     @classmethod
