@@ -4,7 +4,9 @@ resources layer read (:class:`Export`, keyset pages)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -30,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
+from .errors import ServiceError
 from .secrets_store import private_dir, private_file
 from .settings import Settings
 
@@ -265,3 +268,56 @@ def export_page(exports: dict[str, Export], engine: Engine, source: str, after: 
         return spec.page(engine, after, limit)
     except CursorInvalid:
         raise BadRequest("CURSOR_INVALID", "not a cursor of this source") from None
+
+
+class RawConnections:
+    """Prepared statement text on a raw DB-API connection per thread (pooled by the
+    engine, so it carries the SQLite pragmas or the PostgreSQL search path): for the hot
+    paths, where compiling Core statements per request would cost more than running them.
+    Datetimes are written as SQLAlchemy writes them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.postgres = engine.dialect.name == "postgresql"
+        self._local = threading.local()
+
+    def sql(self, statement: str) -> str:
+        """``?`` placeholders in the driver's own style."""
+        return statement.replace("?", "%s") if self.postgres else statement
+
+    def connection(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.engine.raw_connection()
+        return conn
+
+    def drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """A cursor whose work commits at the end, or is rolled back on any error (and a
+        broken connection is not reused)."""
+        conn = self.connection()
+        try:
+            yield conn.cursor()
+            conn.commit()
+        except ServiceError:  # a refusal: nothing written, the connection is sound
+            conn.rollback()
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            self.drop_connection()
+            raise
+
+    def timestamp(self, value: datetime) -> object:
+        if self.postgres:
+            return value
+        v = value  # SQLAlchemy's SQLite DATETIME text; formatted by hand (strftime is slow)
+        return (f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:"
+                f"{v.second:02d}.{v.microsecond:06d}")

@@ -12,10 +12,8 @@ transaction of the scans and refreshes in flight (one writer per process, one co
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from sqlalchemy import Engine
 from ..common.cards.audit import Heads
 from ..common.cards.callers import Terminal
 from ..common.cst import refuse_clock_skew
+from ..common.db import RawConnections
 from ..common.errors import (
     Conflict,
     Forbidden,
@@ -82,41 +81,16 @@ _INSERT_USAGE = (
 )
 
 
-class HotStore:
-    """The hot path's statements on a raw DB-API connection per thread (pooled by the
-    engine, so it carries the SQLite pragmas or the PostgreSQL search path): no ORM or
-    Core compilation per request. Datetimes are written as SQLAlchemy writes them."""
+class HotStore(RawConnections):
+    """The hot path's statements on a raw DB-API connection per thread: no ORM or Core
+    compilation per request."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.postgres = engine.dialect.name == "postgresql"
-        mark = "%s" if self.postgres else "?"
+        super().__init__(engine)
         (self.select_card, self.count_use, self.insert_usage, self.select_binding,
          self.admit, self.rate, self.sweep, self.select_held) = (
-            q.replace("?", mark)
-            for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING, _ADMIT,
-                      _RATE, _SWEEP, _SELECT_HELD))
-        self._local = threading.local()
-
-    def connection(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self.engine.raw_connection()
-        return conn
-
-    def drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.invalidate()
-
-    def timestamp(self, value: datetime) -> object:
-        if self.postgres:
-            return value
-        v = value  # SQLAlchemy's SQLite DATETIME text; formatted by hand (strftime is slow)
-        return (f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:"
-                f"{v.second:02d}.{v.microsecond:06d}")
+            self.sql(q) for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING,
+                                  _ADMIT, _RATE, _SWEEP, _SELECT_HELD))
 
 
 def _field(body: dict, name: str, kind: type, max_len: int = 64) -> Any:
@@ -223,10 +197,8 @@ class Verifier:
         usage record. A refused scan writes nothing; the others commit together. A code
         refresh in the batch gets its card's state (``_refresh_one``)."""
         store = self.store
-        conn = store.connection()
         out: list[tuple[int, tuple] | int | ServiceError] = []
-        try:
-            cur = conn.cursor()
+        with store.transaction() as cur:
             wall = time.time()
             if wall >= self._next_sweep:  # nonces past their window
                 self._next_sweep = wall + 30
@@ -239,12 +211,6 @@ class Verifier:
                 except ServiceError as exc:
                     out.append(exc)
             heads.write()
-            conn.commit()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            store.drop_connection()  # a broken connection is not reused
-            raise
         return out
 
     def _admit(self, cur, a: Admission) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from ..common.cards import binding as b
 from ..common.cards.feeds import UsageInbox
-from ..common.errors import Conflict, Invalid, NotFound
+from ..common.errors import Invalid
 from .cards import NORMAL, STATE_ERRORS, SocialCards
 from .peers import HealthcardClient
 from .tables import binding_batches, bindings, insured, shared_usage, sync_cursors
@@ -172,13 +172,7 @@ class SocialFusion(b.BindingSide):
     def insurance_identity(self, ssc_card_no: str, institution_code: str) -> dict[str, Any]:
         """The bound card's identity and a voucher, in one transaction (the hot path of a
         fused verification)."""
-        with self.engine.begin() as conn:
-            if self.store.active(conn, ssc_card_no=ssc_card_no) is None:
-                raise Conflict("BINDING_NOT_ACTIVE", "this e-SSC is not bound")
-            row = self.cards.by_card(conn, ssc_card_no)
-            if row is None:
-                raise NotFound("SSC_CARD_NOT_FOUND", "no such e-SSC card")
-            return self.cards.identity_of(row, institution_code, conn)
+        return self.cards.bound_identity(ssc_card_no, institution_code)
 
     async def pull_usage(self) -> int:
         return await self.inbox.pull(self.ehc.usage_records)

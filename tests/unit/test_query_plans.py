@@ -17,10 +17,12 @@ from services.healthcard import verify
 from services.healthcard.tables import EXPORTS as EHC_EXPORTS
 from services.healthcard.tables import bindings, usage_records
 from services.hospital.tables import EXPORTS as HOSPITAL_EXPORTS
+from services.socialcard import cards as socialcard_cards
 from services.socialcard.tables import EXPORTS as ESSC_EXPORTS
 from tests.stack import PG_ENV, drop_schemas, make_test_settings
 
-HOT = ("_SELECT_CARD", "_SELECT_BINDING", "_RATE", "_SWEEP")  # the verification's reads
+HOT = ("_SELECT_CARD", "_SELECT_BINDING", "_RATE", "_SWEEP",  # the verification's reads
+       "_SELECT_HELD")  # and the code refresh's
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -55,7 +57,8 @@ def compiled(engine, statement) -> tuple[str, object]:
 
 def assert_indexed(text: str, ordered: bool = False) -> None:
     if "Seq Scan" in text or re.search(r"^SCAN (cards|bindings|settlements|usage_records|"
-                                       r"shared_events|ledger|shared_usage)\b", text, re.M):
+                                       r"shared_events|ledger|shared_usage|insured|"
+                                       r"card_apps)\b", text, re.M):
         raise AssertionError(f"a table is scanned:\n{text}")
     if ordered and ("TEMP B-TREE FOR ORDER BY" in text or re.search(r"\bSort\b", text)):
         raise AssertionError(f"the page is sorted, not read in index order:\n{text}")
@@ -66,10 +69,21 @@ def test_the_verification_reads_by_index(systems, name: str) -> None:
     engine = systems["healthcard"].engine
     sql = getattr(verify, name)
     values = {"_SELECT_CARD": ("A" * 64,), "_SELECT_BINDING": ("A" * 64,),
-              "_RATE": ("t", 0.0, 10), "_SWEEP": (0.0,)}[name]  # epoch seconds
+              "_RATE": ("t", 0.0, 10), "_SWEEP": (0.0,),  # epoch seconds
+              "_SELECT_HELD": ("app", "A" * 64)}[name]
     if engine.dialect.name == "postgresql":
         sql = sql.replace("?", "%s")
     assert_indexed(plan(engine, sql, values))
+
+
+def test_the_fused_hop_reads_by_index(systems) -> None:
+    """The e-SSC side of a fused verification: the card's binding and the card."""
+    engine = systems["socialcard"].engine
+    sql = systems["socialcard"].cards.hot.sql(socialcard_cards._BOUND_CARD)
+    text = plan(engine, sql, ("3301" + "0" * 16,))
+    assert_indexed(text)
+    if engine.dialect.name == "sqlite":  # the tables go by their aliases here
+        assert re.search(r"^SEARCH b ", text, re.M) and re.search(r"^SEARCH i ", text, re.M)
 
 
 def test_the_peer_pull_reads_by_index(systems) -> None:
