@@ -103,13 +103,40 @@ def run_capacity(rates: list[float], worker_counts: list[int], databases: list[s
               and s["offered_rps"] == k["knee_rps"]]
         k["server_cpu_us_per_scan"] = at[0]["server_cpu_us_per_scan"] if at else None
         k["generator_cpu_share"] = at[0]["generator_cpu_share"] if at else None
-    result = {"steps": steps, "knees": knees, "verify_per_core": per_core,
+    result = {"steps": steps, "knees": knees, "goals": goals(knees),
+              "verify_per_core": per_core,
               "province_peak_verify_per_s": peak_per_s, "headroom": headroom,
               "cores_needed": cores, "per_user_rps": PER_USER_RPS, "step_seconds": step_s,
               "slo": slo.__dict__, "sizing": sizing(per_core, peak_per_s, headroom),
               "note": "a scan is a code refresh and a verification; the verify rate is scans/s"}
     (out / "capacity.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+SCAN_KNEE_SHARE = 1 / 3  # issue 18: a scan's knee at least a third of /ping's
+SCALE_OUT_CPU = 1.2  # and two servers' CPU per scan within 1.2x one server's
+
+
+def goals(knees: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The capacity goals, measured: per configuration the scan's knee over the trivial
+    route's; per database and workers, two servers' CPU per scan over one server's."""
+    by = {(k["database"], k["server_workers"], k["servers"], k["route"]): k for k in knees}
+    out: list[dict[str, Any]] = []
+    for (db, workers, servers, route), k in by.items():
+        ping = by.get((db, workers, servers, "ping"))
+        if route == "verify" and ping and ping["knee_rps"]:
+            ratio = k["knee_rps"] / ping["knee_rps"]
+            out.append({"goal": "scan knee / ping knee", "database": db,
+                        "server_workers": workers, "servers": servers, "ratio": ratio,
+                        "limit": f">= {SCAN_KNEE_SHARE:.2f}", "met": ratio >= SCAN_KNEE_SHARE})
+        one = by.get((db, workers, 1, "verify"))
+        if route == "verify" and servers == 2 and one and one.get("server_cpu_us_per_scan") \
+                and k.get("server_cpu_us_per_scan"):
+            ratio = k["server_cpu_us_per_scan"] / one["server_cpu_us_per_scan"]
+            out.append({"goal": "CPU per scan, 2 servers / 1", "database": db,
+                        "server_workers": workers, "servers": 2, "ratio": ratio,
+                        "limit": f"<= {SCALE_OUT_CPU}", "met": ratio <= SCALE_OUT_CPU})
+    return out
 
 
 PROVINCE_REQUESTS_PER_S = 60_000  # health-code systems' sizing at a province's peak (DOMAIN 5)

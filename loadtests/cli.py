@@ -195,6 +195,10 @@ def capacity(
                       + (f", server CPU {cost:,.0f} us per {unit}" if cost else "")
                       + (f", generator CPU {share:.0%}" if share is not None else "")
                       + (" [generator-limited]" if k["generator_limited"] else ""))
+    for g in result["goals"]:
+        console.print(f"goal {g['goal']} ({g['database']}, {g['servers']} server(s) x "
+                      f"{g['server_workers']} worker(s)): {g['ratio']:.2f} "
+                      f"(limit {g['limit']}): {'met' if g['met'] else 'NOT met'}")
     size = result.get("sizing") or {}
     if size:
         console.print(f"60,000 requests/s ({size['scans_per_s_at_60k']:,.0f} scans/s) at "

@@ -10,7 +10,6 @@ the same codes. The other, rarer peer calls still go through the in-process tran
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -32,5 +31,4 @@ class DirectSocialcard(SocialcardClient):
             await sc.faults.apply()  # the peer route's drill
         except ServiceError as exc:
             raise PeerUnavailable(self.name, f"HTTP {exc.status}") from exc
-        return await asyncio.to_thread(sc.fusion.insurance_identity, ssc_card_no,
-                                       institution_code)
+        return await sc.fusion.identity_now(ssc_card_no, institution_code)

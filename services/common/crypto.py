@@ -86,20 +86,33 @@ def sm4_ecb_decrypt(key: bytes, data: bytes) -> bytes:
 _ECB_CONTEXTS = threading.local()
 
 
-def sm4_ecb_decrypt_fast(key: bytes, data: bytes) -> bytes:
-    """:func:`sm4_ecb_decrypt` on a per-thread, per-key context that is reused: ECB keeps
-    no state between blocks, so ``update`` on whole blocks is the same operation without
-    building a cipher context per call (the hot path's case)."""
-    _check_sm4(key, data)
-    cache = getattr(_ECB_CONTEXTS, "dec", None)
+def _ecb_context(direction: str, key: bytes):
+    """A per-thread, per-key ECB context that is reused: ECB keeps no state between
+    blocks, so ``update`` on whole blocks is the same operation without building a cipher
+    context per call (the hot path's case)."""
+    cache = getattr(_ECB_CONTEXTS, direction, None)
     if cache is None:
-        cache = _ECB_CONTEXTS.dec = {}
+        cache = {}
+        setattr(_ECB_CONTEXTS, direction, cache)
     ctx = cache.get(key)
     if ctx is None:
         if len(cache) > 64:
             cache.clear()
-        ctx = cache[key] = Cipher(algorithms.SM4(key), modes.ECB()).decryptor()
-    return ctx.update(data)
+        cipher = Cipher(algorithms.SM4(key), modes.ECB())
+        ctx = cache[key] = cipher.decryptor() if direction == "dec" else cipher.encryptor()
+    return ctx
+
+
+def sm4_ecb_decrypt_fast(key: bytes, data: bytes) -> bytes:
+    """:func:`sm4_ecb_decrypt` on a reused context (``_ecb_context``)."""
+    _check_sm4(key, data)
+    return _ecb_context("dec", key).update(data)
+
+
+def sm4_ecb_encrypt_fast(key: bytes, data: bytes) -> bytes:
+    """:func:`sm4_ecb_encrypt` on a reused context (``_ecb_context``)."""
+    _check_sm4(key, data)
+    return _ecb_context("enc", key).update(data)
 
 
 def sm4_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from .errors import ServiceError
+from .fastpath import StoreBusy
 from .secrets_store import private_dir, private_file
 from .settings import Settings
 
@@ -276,9 +278,13 @@ class RawConnections:
     paths, where compiling Core statements per request would cost more than running them.
     Datetimes are written as SQLAlchemy writes them."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, wait: bool = True) -> None:
+        """``wait=False`` (SQLite): this object's connections never wait for the write
+        lock (a locked store is ``StoreBusy`` at once, nothing written, the connection
+        kept) and never checkpoint the WAL (another connection's commits do)."""
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
+        self.wait = wait or self.postgres
         self._local = threading.local()
 
     def sql(self, statement: str) -> str:
@@ -289,6 +295,11 @@ class RawConnections:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self.engine.raw_connection()
+            if not self.wait:
+                cur = conn.cursor()
+                cur.execute("PRAGMA busy_timeout=0")
+                cur.execute("PRAGMA wal_autocheckpoint=0")
+                cur.close()
         return conn
 
     def drop_connection(self) -> None:
@@ -309,11 +320,21 @@ class RawConnections:
         except ServiceError:  # a refusal: nothing written, the connection is sound
             conn.rollback()
             raise
+        except sqlite3.OperationalError as exc:
+            if self.wait or "locked" not in str(exc):
+                self._abandon(conn)
+                raise
+            conn.rollback()  # the write lock is elsewhere: nothing written
+            raise StoreBusy() from exc
         except BaseException:
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            self.drop_connection()
+            self._abandon(conn)
             raise
+
+    def _abandon(self, conn) -> None:
+        """Roll back what can be; a broken connection is not reused."""
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        self.drop_connection()
 
     def timestamp(self, value: datetime) -> object:
         if self.postgres:

@@ -108,15 +108,61 @@ class Headers:
         return default
 
 
+class StoreBusy(Exception):
+    """The store's write lock is held elsewhere: nothing was written (try the thread)."""
+
+
+INLINE_RUN = 256  # inline writes in a row before one goes through a thread (checkpoints)
+
+
+class InlineFirst:
+    """A store call made on the loop when the store's lock is free at once (``inline``
+    raises ``StoreBusy`` otherwise, nothing written), else on a thread (``threaded``):
+    for SQLite, whose few-statement transactions cost less than the two thread switches.
+    Inline writes do not checkpoint the WAL: every ``INLINE_RUN`` calls one goes through
+    the thread, whose commit does. Without ``inline`` (PostgreSQL), always the thread."""
+
+    def __init__(self, inline: Callable[..., Any] | None, threaded: Callable[..., Any]
+                 ) -> None:
+        self.inline = inline
+        self.threaded = threaded
+        self.run = 0
+
+    async def __call__(self, *args: Any) -> Any:
+        if self.inline is not None and self.run < INLINE_RUN:
+            try:
+                result = self.inline(*args)
+            except StoreBusy:
+                pass
+            else:
+                self.run += 1
+                return result
+        self.run = 0
+        return await asyncio.to_thread(self.threaded, *args)
+
+
 class WriteFunnel:
+    INLINE_RUN = INLINE_RUN  # inline batches in a row before one goes through the writer thread
+
     def __init__(self, process: Callable[[Sequence[Any]], Sequence[Any]],
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 256,
+                 inline: Callable[[Sequence[Any]], Sequence[Any]] | None = None) -> None:
         """``process(items)`` returns one result per item; an item whose result is an
         exception gets that exception; if ``process`` raises, every caller gets it.
         It runs on one thread of its own, never on the event loop: a store that is locked
         or slow holds the writes waiting for it, not every other request of the worker
-        (and one writer thread keeps a single SQLite writer per process)."""
+        (and one writer thread keeps a single SQLite writer per process).
+
+        ``inline`` (SQLite): when nothing waits and nothing is being written, the item is
+        written right here on the loop if the store's write lock is free at once (else
+        ``StoreBusy``, nothing written, and the item goes to the thread): a lone request
+        does not pay the two thread switches (about 90 us of CPU here, more than its
+        writes). It writes without checkpointing; every ``INLINE_RUN`` batches one goes
+        through the thread, whose commit checkpoints the WAL when it has grown."""
         self.process = process
+        self.inline = inline
+        self._inline_run = 0
+        self._in_flight = 0
         self.max_batch = max_batch
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel")
         self._pending: list[tuple[Any, asyncio.Future]] = []
@@ -134,6 +180,19 @@ class WriteFunnel:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use, or the app now runs on another loop
             self._loop, self._pending, self._scheduled = loop, [], False
+        if self.inline is not None and not self._pending and not self._in_flight \
+                and self._inline_run < self.INLINE_RUN:
+            try:
+                result = self.inline([item])[0]
+            except StoreBusy:
+                pass
+            else:
+                self._inline_run += 1
+                self.batches += 1
+                self.items += 1
+                if isinstance(result, BaseException):
+                    raise result
+                return result
         fut = loop.create_future()
         self._pending.append((item, fut))
         if len(self._pending) >= self.max_batch:
@@ -146,6 +205,8 @@ class WriteFunnel:
     def _flush(self) -> None:
         batch, self._pending, self._scheduled = self._pending, [], False
         if batch:
+            self._in_flight += 1
+            self._inline_run = 0
             task = asyncio.ensure_future(self._write(batch))
             self._writing.add(task)  # held until done (the loop keeps only weak references)
             task.add_done_callback(self._writing.discard)
@@ -162,6 +223,8 @@ class WriteFunnel:
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        finally:
+            self._in_flight -= 1
         for (_, fut), result in zip(batch, results, strict=True):
             if fut.done():
                 continue

@@ -81,6 +81,8 @@ class SocialCards:
         self.validity_s = validity_s
         self.chain_key = chain_key  # the audit chains' (seals.py)
         self.hot = RawConnections(engine)
+        # SQLite: the fused hop's transaction on the loop when the lock is free
+        self.hot_now = None if self.hot.postgres else RawConnections(engine, wait=False)
 
     # ------------------------------------------------------------------ views
     def view(self, row: Row | None, *, masked: bool = True) -> dict[str, Any]:
@@ -112,10 +114,11 @@ class SocialCards:
                 "insurance_type": insurance_type, "card_state": card_state,
                 "ec_token": token, "name": mask_name(self.cipher.decrypt(name_enc))}
 
-    def bound_identity(self, ssc_card_no: str, institution_code: str) -> dict[str, Any]:
+    def bound_identity(self, ssc_card_no: str, institution_code: str,
+                       hot: RawConnections | None = None) -> dict[str, Any]:
         """A bound card's identity and a voucher, in one transaction on the raw
         connection (the hot path of a fused verification: two statements, no Core)."""
-        hot = self.hot
+        hot = hot or self.hot
         with hot.transaction() as cur:
             cur.execute(hot.sql(_BOUND_CARD), (ssc_card_no,))
             row = cur.fetchone()

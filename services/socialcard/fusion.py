@@ -6,6 +6,7 @@ records of bound cards."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -13,6 +14,7 @@ from sqlalchemy import Engine, select
 from ..common.cards import binding as b
 from ..common.cards.feeds import UsageInbox
 from ..common.errors import Invalid
+from ..common.fastpath import InlineFirst
 from .cards import NORMAL, STATE_ERRORS, SocialCards
 from .peers import HealthcardClient
 from .tables import binding_batches, bindings, insured, shared_usage, sync_cursors
@@ -65,6 +67,10 @@ class SocialFusion(b.BindingSide):
         self.private_hex, self.public_hex = key
         self.store = b.BindingStore(bindings, binding_batches)
         self.inbox = UsageInbox(engine, shared_usage, sync_cursors, "ehc")
+        self.identity_now = InlineFirst(
+            None if cards.hot_now is None else partial(cards.bound_identity,
+                                                       hot=cards.hot_now),
+            cards.bound_identity)
 
     # ------------------------------------------------------------------ countersigning
     async def accept(self, payload: Any) -> dict[str, Any]:

@@ -169,6 +169,9 @@ def test_capacity_steps_find_a_knee_for_both_routes(tmp_path: Path) -> None:
     verify = next(k for k in cap["knees"] if k["route"] == "verify")
     ping = next(k for k in cap["knees"] if k["route"] == "ping")
     assert verify["server_cpu_us_per_scan"] > ping["server_cpu_us_per_scan"]
+    (knee,) = cap["goals"]  # one server: the knees' goal only
+    assert knee["ratio"] == verify["knee_rps"] / ping["knee_rps"]
+    assert knee["met"] == (knee["ratio"] >= 1 / 3) and "goal scan knee / ping knee" in res.stdout
     size = cap["sizing"]
     assert size["cores_at_60k"] == math.ceil(30_000 * 2 / cap["verify_per_core"])
     assert size["servers_at_60k"] == math.ceil(size["cores_at_60k"] / 16)

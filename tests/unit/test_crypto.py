@@ -80,10 +80,16 @@ def test_sm4_agrees_with_gmssl_and_rejects_bad_lengths() -> None:
         ref.set_key(key, gm_sm4.SM4_ENCRYPT)
         assert sm4_ecb_encrypt(key, data) == bytes(ref.crypt_ecb(data))
         assert sm4_ecb_decrypt(key, sm4_ecb_encrypt(key, data)) == data
+        # the hot path's reused contexts: the same answers, call after call, key by key
+        assert crypto.sm4_ecb_encrypt_fast(key, data) == bytes(ref.crypt_ecb(data))
+        assert crypto.sm4_ecb_encrypt_fast(SM4_KEY, SM4_KEY).hex() == SM4_CIPHER
+        assert crypto.sm4_ecb_decrypt_fast(key, crypto.sm4_ecb_encrypt_fast(key, data)) == data
     with pytest.raises(crypto.CryptoError):
         sm4_ecb_encrypt(SM4_KEY, b"short")
     with pytest.raises(crypto.CryptoError):
         sm4_ecb_encrypt(b"k" * 15, b"x" * 16)
+    with pytest.raises(crypto.CryptoError):
+        crypto.sm4_ecb_encrypt_fast(SM4_KEY, b"short")
 
 
 def test_sm2_annex_a_example_with_fixed_k() -> None:

@@ -1,0 +1,125 @@
+"""The hot path's write funnel: concurrent writes share one transaction on the writer
+thread; a lone write goes on the loop when the store's lock is free, through the thread
+when it is not, and never past a write in flight (order and group commit kept)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+from services.common.fastpath import INLINE_RUN, InlineFirst, StoreBusy, WriteFunnel
+
+
+class Store:
+    """Records which thread wrote each batch; ``busy`` refuses the inline attempts."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, list[int]]] = []
+        self.busy = False
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def thread(self, items: Sequence[int]) -> list[int | Exception]:
+        self.gate.wait(5)
+        self.batches.append(("thread", list(items)))
+        return [ValueError(i) if i < 0 else i * 10 for i in items]
+
+    def inline(self, items: Sequence[int]) -> list[int | Exception]:
+        assert threading.current_thread() is threading.main_thread()
+        if self.busy:
+            raise StoreBusy()
+        self.batches.append(("inline", list(items)))
+        return [ValueError(i) if i < 0 else i * 10 for i in items]
+
+
+def test_a_lone_write_goes_inline_and_a_busy_store_through_the_thread() -> None:
+    store = Store()
+    funnel = WriteFunnel(store.thread, inline=store.inline)
+
+    async def main() -> None:
+        assert await funnel.submit(1) == 10
+        store.busy = True
+        assert await funnel.submit(2) == 20
+        store.busy = False
+        try:
+            await funnel.submit(-3)
+        except ValueError as exc:  # a refused item's own error, inline too
+            assert exc.args == (-3,)
+        else:
+            raise AssertionError("a refused item succeeded")
+
+    asyncio.run(main())
+    funnel.close()
+    assert store.batches == [("inline", [1]), ("thread", [2]), ("inline", [-3])]
+    assert (funnel.batches, funnel.items) == (3, 3)
+
+
+def test_writes_in_flight_keep_later_ones_off_the_loop_and_batched() -> None:
+    store = Store()
+    funnel = WriteFunnel(store.thread, inline=store.inline)
+
+    async def main() -> None:
+        store.busy = True  # the first goes to the thread, which is held there
+        store.gate.clear()
+        first = asyncio.ensure_future(funnel.submit(1))
+        await asyncio.sleep(0.05)
+        store.busy = False
+        later = [asyncio.ensure_future(funnel.submit(i)) for i in (2, 3, 4)]
+        await asyncio.sleep(0.05)
+        store.gate.set()
+        assert await asyncio.gather(first, *later) == [10, 20, 30, 40]
+
+    asyncio.run(main())
+    funnel.close()
+    # nothing overtook the write in flight; the three waiting shared one transaction
+    assert store.batches == [("thread", [1]), ("thread", [2, 3, 4])]
+
+
+def test_every_run_of_inline_writes_lets_one_through_the_thread() -> None:
+    """Inline writes do not checkpoint the WAL; a write through the thread does."""
+    store = Store()
+    funnel = WriteFunnel(store.thread, inline=store.inline)
+    runs = WriteFunnel.INLINE_RUN
+
+    async def main() -> None:
+        for i in range(2 * runs + 2):
+            await funnel.submit(i)
+
+    asyncio.run(main())
+    funnel.close()
+    ways = [way for way, _ in store.batches]
+    assert ways.count("thread") == 2 and ways[runs] == ways[2 * runs + 1] == "thread"
+
+
+def test_a_store_call_inline_first_then_on_a_thread() -> None:
+    """The fused hop's call: on the loop when the lock is free, else on a thread; every
+    run of inline calls lets one through the thread; without an inline way, the thread."""
+    store = Store()
+    ways: list[str] = []
+
+    def threaded(i: int) -> int:
+        ways.append("main" if threading.current_thread() is threading.main_thread()
+                    else "thread")
+        return i
+
+    def inline(i: int) -> int:
+        if store.busy:
+            raise StoreBusy()
+        ways.append("inline")
+        return i
+
+    first, only_thread = InlineFirst(inline, threaded), InlineFirst(None, threaded)
+
+    async def main() -> None:
+        assert await first(1) == 1
+        store.busy = True
+        assert await first(2) == 2
+        store.busy = False
+        for i in range(INLINE_RUN + 1):
+            await first(i)
+        assert await only_thread(7) == 7
+
+    asyncio.run(main())
+    assert ways[:2] == ["inline", "thread"] and ways[-1] == "thread"
+    assert ways[2:-1].count("thread") == 1 and ways[2 + INLINE_RUN] == "thread"
