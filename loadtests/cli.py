@@ -198,7 +198,9 @@ def capacity(
     for g in result["goals"]:
         console.print(f"goal {g['goal']} ({g['database']}, {g['servers']} server(s) x "
                       f"{g['server_workers']} worker(s)): {g['ratio']:.2f} "
-                      f"(limit {g['limit']}): {'met' if g['met'] else 'NOT met'}")
+                      f"(limit {g['limit']}): " + {True: "met", False: "NOT met"}.get(
+                          g["met"], "not measured: a knee was not reached, offer higher "
+                          "--rates"))
     size = result.get("sizing") or {}
     if size:
         console.print(f"60,000 requests/s ({size['scans_per_s_at_60k']:,.0f} scans/s) at "
