@@ -232,6 +232,35 @@ def test_one_signed_scan_is_verified_once_by_two_workers_and_two_servers(
     assert {r.json()["code"] for r in answers if r.status_code == 401} == {"SIGNATURE_REPLAYED"}
 
 
+def test_scans_at_once_through_every_process_keep_one_audit_chain(
+        deployment: Deployment) -> None:
+    """A new institution's first scans of the day, sixteen at once through two workers
+    and a second server: each chain head is made once and moved one scan at a time (the
+    day's audit holds, the chain as long as the scans)."""
+    d = deployment
+    code = f"3301{uuid.uuid4().int % 10**8:08d}"
+    d.admin.add_hospital(code, "Chain hospital", "330100")
+    cred = d.admin.add_shared_terminal(code, "0101", 2)
+    term = TerminalClient(d.urls[0], cred["terminal_id"], cred["secret"],
+                          city_code="330100", terminal_type=2)
+    bodies = [orjson.dumps(term.verify_body(d.app.qrcode(d.card_id)["qr_text"]))
+              for _ in range(16)]
+
+    def scan(i: int) -> int:
+        headers = {**sign_headers(term.terminal_id, "POST", "/ehc/v1/qrcodes/verify",
+                                  bodies[i], secret=term.secret),
+                   "Content-Type": "application/json"}
+        return httpx.post(d.urls[i % 2] + "/ehc/v1/qrcodes/verify", content=bodies[i],
+                          headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(scan, range(16))) == [200] * 16
+    day = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))  # CST
+    report = d.admin.audit(day)
+    assert report["clean"], report
+    assert len(term.usage_records(limit=100)) == 16
+
+
 def test_bookings_and_bills_hold_across_workers_and_servers(deployment: Deployment) -> None:
     """The hospital service behind two workers and a second server on one store: twelve
     cards booking a slot of three at once through both get three bookings; eight bill

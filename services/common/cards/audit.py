@@ -94,8 +94,10 @@ def verify_day(conn, table: Table, heads: Table, chain: str, day: str,
 
 
 HEAD_SQL = {
-    # made if missing, then read under a row lock (PostgreSQL) or the write lock the
-    # insert took (SQLite): concurrent writers of one chain queue up instead of forking it
+    # read under a row lock (PostgreSQL; made first if missing: of two first writers the
+    # second's insert waits for the first's, then does nothing, and its read waits for
+    # the row), or made if missing and then read under the write lock the insert took
+    # (SQLite): concurrent writers of one chain queue up instead of forking it
     "ensure": "INSERT INTO audit_heads (chain, institution_code, day, seq, hash) "
               "VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
     "read": "SELECT seq, hash FROM audit_heads WHERE chain = ? AND institution_code = ? "
@@ -127,10 +129,16 @@ class Heads:
         key = (institution, day)
         if key not in self.moved:
             sql = head_sql(self.postgres)
-            self.cursor.execute(sql["ensure"], (self.chain, institution, day,
-                                                genesis(institution, day, self.key)))
-            self.cursor.execute(sql["read"], (self.chain, institution, day))
-            self.moved[key] = tuple(self.cursor.fetchone())
+            head = None
+            if self.postgres:  # the row lock: one round trip but on the day's first scan
+                self.cursor.execute(sql["read"], (self.chain, institution, day))
+                head = self.cursor.fetchone()
+            if head is None:  # SQLite: the insert takes the write lock before the read
+                self.cursor.execute(sql["ensure"], (self.chain, institution, day,
+                                                    genesis(institution, day, self.key)))
+                self.cursor.execute(sql["read"], (self.chain, institution, day))
+                head = self.cursor.fetchone()
+            self.moved[key] = tuple(head)
         seq, prev = self.moved[key]
         seq += 1
         h = link(prev, fields, seq, self.key)
