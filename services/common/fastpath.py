@@ -113,6 +113,7 @@ class StoreBusy(Exception):
 
 
 INLINE_RUN = 256  # inline writes in a row before one goes through a thread (checkpoints)
+LATER = object()  # what ``InlineFirst.now`` gives when the call must go to the thread
 
 
 class InlineFirst:
@@ -128,22 +129,27 @@ class InlineFirst:
         self.threaded = threaded
         self.run = 0
 
+    def now(self, *args: Any) -> Any:
+        """The call made here, or ``LATER`` (no inline way, the run is over, the lock
+        is busy: nothing written)."""
+        if self.inline is None or self.run >= INLINE_RUN:
+            return LATER
+        try:
+            result = self.inline(*args)
+        except StoreBusy:
+            return LATER
+        self.run += 1
+        return result
+
     async def __call__(self, *args: Any) -> Any:
-        if self.inline is not None and self.run < INLINE_RUN:
-            try:
-                result = self.inline(*args)
-            except StoreBusy:
-                pass
-            else:
-                self.run += 1
-                return result
+        result = self.now(*args)
+        if result is not LATER:
+            return result
         self.run = 0
         return await asyncio.to_thread(self.threaded, *args)
 
 
 class WriteFunnel:
-    INLINE_RUN = INLINE_RUN  # inline batches in a row before one goes through the writer thread
-
     def __init__(self, process: Callable[[Sequence[Any]], Sequence[Any]],
                  max_batch: int = 256,
                  inline: Callable[[Sequence[Any]], Sequence[Any]] | None = None) -> None:
@@ -156,12 +162,11 @@ class WriteFunnel:
         ``inline`` (SQLite): when nothing waits and nothing is being written, the item is
         written right here on the loop if the store's write lock is free at once (else
         ``StoreBusy``, nothing written, and the item goes to the thread): a lone request
-        does not pay the two thread switches (about 90 us of CPU here, more than its
+        does not pay the two thread switches (about 90 us of CPU here, as much as its
         writes). It writes without checkpointing; every ``INLINE_RUN`` batches one goes
         through the thread, whose commit checkpoints the WAL when it has grown."""
         self.process = process
-        self.inline = inline
-        self._inline_run = 0
+        self._now = InlineFirst(inline, process)
         self._in_flight = 0
         self.max_batch = max_batch
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel")
@@ -180,19 +185,13 @@ class WriteFunnel:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use, or the app now runs on another loop
             self._loop, self._pending, self._scheduled = loop, [], False
-        if self.inline is not None and not self._pending and not self._in_flight \
-                and self._inline_run < self.INLINE_RUN:
-            try:
-                result = self.inline([item])[0]
-            except StoreBusy:
-                pass
-            else:
-                self._inline_run += 1
-                self.batches += 1
-                self.items += 1
-                if isinstance(result, BaseException):
-                    raise result
-                return result
+        done: Any = LATER if self._pending or self._in_flight else self._now.now([item])
+        if done is not LATER:
+            self.batches += 1
+            self.items += 1
+            if isinstance(done[0], BaseException):
+                raise done[0]
+            return done[0]
         fut = loop.create_future()
         self._pending.append((item, fut))
         if len(self._pending) >= self.max_batch:
@@ -206,7 +205,7 @@ class WriteFunnel:
         batch, self._pending, self._scheduled = self._pending, [], False
         if batch:
             self._in_flight += 1
-            self._inline_run = 0
+            self._now.run = 0  # a batch through the thread: its commit checkpoints
             task = asyncio.ensure_future(self._write(batch))
             self._writing.add(task)  # held until done (the loop keeps only weak references)
             task.add_done_callback(self._writing.discard)

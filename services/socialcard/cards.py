@@ -27,7 +27,7 @@ from ..common.cst import cst_day, utc_now
 from ..common.db import RawConnections, rows_by_identity
 from ..common.errors import Conflict, Gone, Invalid, NotFound
 from ..common.pii import FieldCipher
-from .tables import card_apps, code_uses, ec_tokens, grant_codes, insured, settlements
+from .tables import card_apps, code_uses, grant_codes, insured, settlements
 from .tables import usage_records as essc_usage
 
 NOT_ENABLED, NORMAL, LOST, VOID, PRE_LOST, CANCELLED = 0, 1, 2, 7, 8, 9
@@ -83,6 +83,7 @@ class SocialCards:
         self.hot = RawConnections(engine)
         # SQLite: the fused hop's transaction on the loop when the lock is free
         self.hot_now = None if self.hot.postgres else RawConnections(engine, wait=False)
+        self._bound_card, self._voucher = (self.hot.sql(q) for q in (_BOUND_CARD, _VOUCHER))
 
     # ------------------------------------------------------------------ views
     def view(self, row: Row | None, *, masked: bool = True) -> dict[str, Any]:
@@ -99,17 +100,20 @@ class SocialCards:
 
     def identity_of(self, row: Row, institution_code: str) -> dict[str, Any]:
         """What a hospital needs to settle: card, region, type, state and a voucher."""
-        refuse_unusable(row.card_state)
-        token = new_ec_token(row.region)
-        with self.engine.begin() as conn:
-            conn.execute(insert(ec_tokens).values(
-                token=token, ssc_card_no=row.ssc_card_no, institution_code=institution_code,
-                expires_at=utc_now() + EC_TOKEN_TTL))
-        return self.identity(row.ssc_card_no, row.region, row.insurance_type,
-                             row.card_state, row.name_enc, token)
+        with self.hot.transaction() as cur:
+            return self._identity(cur, self.hot, row.ssc_card_no, row.region,
+                                  row.insurance_type, row.card_state, row.name_enc,
+                                  institution_code)
 
-    def identity(self, ssc_card_no: str, region: str, insurance_type: str, card_state: int,
-                 name_enc: str, token: str) -> dict[str, Any]:
+    def _identity(self, cur, hot: RawConnections, ssc_card_no: str, region: str,
+                  insurance_type: str, card_state: int, name_enc: str,
+                  institution_code: str) -> dict[str, Any]:
+        """A usable card's identity with a new voucher, written in ``cur``'s
+        transaction."""
+        refuse_unusable(card_state)
+        token = new_ec_token(region)
+        cur.execute(self._voucher, (token, ssc_card_no, institution_code,
+                                    hot.timestamp(utc_now() + EC_TOKEN_TTL)))
         return {"ssc_card_no": ssc_card_no, "region": region,
                 "insurance_type": insurance_type, "card_state": card_state,
                 "ec_token": token, "name": mask_name(self.cipher.decrypt(name_enc))}
@@ -120,18 +124,15 @@ class SocialCards:
         connection (the hot path of a fused verification: two statements, no Core)."""
         hot = hot or self.hot
         with hot.transaction() as cur:
-            cur.execute(hot.sql(_BOUND_CARD), (ssc_card_no,))
+            cur.execute(self._bound_card, (ssc_card_no,))
             row = cur.fetchone()
             if row is None:
                 raise Conflict("BINDING_NOT_ACTIVE", "this e-SSC is not bound")
             _, region, insurance_type, state, name_enc = row
             if region is None:
                 raise NotFound("SSC_CARD_NOT_FOUND", "no such e-SSC card")
-            refuse_unusable(state)
-            token = new_ec_token(region)
-            cur.execute(hot.sql(_VOUCHER), (token, ssc_card_no, institution_code,
-                                            hot.timestamp(utc_now() + EC_TOKEN_TTL)))
-        return self.identity(ssc_card_no, region, insurance_type, state, name_enc, token)
+            return self._identity(cur, hot, ssc_card_no, region, insurance_type, state,
+                                  name_enc, institution_code)
 
     # ------------------------------------------------------------------ import and lookup
     def import_insured(self, batch: list[dict[str, Any]]) -> dict[str, Any]:

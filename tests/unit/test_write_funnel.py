@@ -80,7 +80,7 @@ def test_every_run_of_inline_writes_lets_one_through_the_thread() -> None:
     """Inline writes do not checkpoint the WAL; a write through the thread does."""
     store = Store()
     funnel = WriteFunnel(store.thread, inline=store.inline)
-    runs = WriteFunnel.INLINE_RUN
+    runs = INLINE_RUN
 
     async def main() -> None:
         for i in range(2 * runs + 2):
