@@ -11,7 +11,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.idcard import ID_TYPE_RESIDENT, parse_resident_id
-from ..common.cst import utc_now
+from ..common.cst import cst_today, utc_now
 from ..common.errors import Conflict, Invalid, NotFound
 from ..common.pii import FieldCipher
 from .tables import deaths, residents
@@ -28,7 +28,7 @@ class Deaths:
             raise Invalid("INVALID_REQUEST", "this registry holds resident ID cards (01)")
         number = parse_resident_id(id_number).number
         digest = self.cipher.digest(number)
-        if died_on > utc_now().date():
+        if died_on > cst_today():  # the civil registry keeps China Standard Time days
             raise Invalid("INVALID_REQUEST", "died_on is in the future")
         with self.engine.begin() as conn:
             known = conn.execute(select(residents.c.birth_date).where(
