@@ -278,13 +278,19 @@ class RawConnections:
     paths, where compiling Core statements per request would cost more than running them.
     Datetimes are written as SQLAlchemy writes them."""
 
-    def __init__(self, engine: Engine, *, wait: bool = True) -> None:
-        """``wait=False`` (SQLite): this object's connections never wait for the write
-        lock (a locked store is ``StoreBusy`` at once, nothing written, the connection
-        kept) and never checkpoint the WAL (another connection's commits do)."""
+    def __init__(self, engine: Engine, *, wait: bool = True, pinned: bool = True) -> None:
+        """``pinned``: each thread keeps its connection (for one writer thread, or the
+        event loop); otherwise every transaction takes one from the engine's pool and gives
+        it back (for calls from any thread, which would otherwise hold the pool empty).
+        ``wait=False`` (SQLite, pinned only: the settings stay on the connection): this
+        object's connections never wait for the write lock (a locked store is
+        ``StoreBusy`` at once, nothing written, the connection kept) and never checkpoint
+        the WAL (another connection's commits do)."""
+        assert pinned or wait, "a connection that does not wait is never given back"
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
         self.wait = wait or self.postgres
+        self.pinned = pinned
         self._local = threading.local()
 
     def sql(self, statement: str) -> str:
@@ -313,7 +319,7 @@ class RawConnections:
     def transaction(self):
         """A cursor whose work commits at the end, or is rolled back on any error (and a
         broken connection is not reused)."""
-        conn = self.connection()
+        conn = self.connection() if self.pinned else self.engine.raw_connection()
         try:
             yield conn.cursor()
             conn.commit()
@@ -329,12 +335,19 @@ class RawConnections:
         except BaseException:
             self._abandon(conn)
             raise
+        finally:
+            if not self.pinned:
+                conn.close()  # back to the pool (an abandoned one is closed for good)
 
     def _abandon(self, conn) -> None:
         """Roll back what can be; a broken connection is not reused."""
         with contextlib.suppress(Exception):
             conn.rollback()
-        self.drop_connection()
+        if self.pinned:
+            self.drop_connection()
+        else:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
 
     def timestamp(self, value: datetime) -> object:
         if self.postgres:

@@ -80,7 +80,7 @@ class SocialCards:
         self.code_key = code_key
         self.validity_s = validity_s
         self.chain_key = chain_key  # the audit chains' (seals.py)
-        self.hot = RawConnections(engine)
+        self.hot = RawConnections(engine, pinned=False)  # called from any thread
         # SQLite: the fused hop's transaction on the loop when the lock is free
         self.hot_now = None if self.hot.postgres else RawConnections(engine, wait=False)
         self._bound_card, self._voucher = (self.hot.sql(q) for q in (_BOUND_CARD, _VOUCHER))

@@ -1,10 +1,12 @@
 """The hot path's write funnel: concurrent writes share one transaction on the writer
 thread; a lone write goes on the loop when the store's lock is free, through the thread
-when it is not, and never past a write in flight (order and group commit kept)."""
+when it is not, and never past a write in flight (order and group commit kept). The raw
+connections they write on: pinned to a thread, or taken from the pool and given back."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Sequence
 
@@ -123,3 +125,40 @@ def test_a_store_call_inline_first_then_on_a_thread() -> None:
     asyncio.run(main())
     assert ways[:2] == ["inline", "thread"] and ways[-1] == "thread"
     assert ways[2:-1].count("thread") == 1 and ways[2 + INLINE_RUN] == "thread"
+
+
+def test_unpinned_raw_connections_go_back_to_the_pool(tmp_path) -> None:
+    """Calls from many threads (the peer route's thread pool) each take a connection for
+    their transaction and give it back; pinned ones would keep the pool empty."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pytest
+    from sqlalchemy import create_engine, exc
+
+    from services.common.db import RawConnections
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}", pool_size=2, max_overflow=0,
+                           pool_timeout=0.5, connect_args={"check_same_thread": False})
+
+    def one(raw: RawConnections, barrier: threading.Barrier) -> int:
+        """A transaction, then stay alive until three threads have made theirs."""
+        try:
+            with raw.transaction() as cur:
+                cur.execute("SELECT 1")
+                return cur.fetchone()[0]
+        finally:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+
+    def three_threads(raw: RawConnections) -> list:
+        barrier = threading.Barrier(3, timeout=3)
+        with ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(one, raw, barrier) for _ in range(3)]
+            return [f.exception() or f.result() for f in futures]
+
+    assert three_threads(RawConnections(engine, pinned=False)) == [1, 1, 1]
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # a QueuePool here
+    # pinned, the third thread finds the pool of two held by the others
+    assert any(isinstance(e, exc.TimeoutError) for e in three_threads(RawConnections(engine)))
+    with pytest.raises(AssertionError):
+        RawConnections(engine, wait=False, pinned=False)
