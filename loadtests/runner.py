@@ -13,9 +13,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from services.sdk import (
+    CST,
     AdminClient,
     ChannelClient,
     HospitalClient,
@@ -201,7 +203,7 @@ def booking_check(server: Server | Remote, seed_path: Path, out: Path, users: in
 
 def settlement_check(server: Server | Remote) -> dict:
     """The day's settlements by state and whether they reconcile (ledger, gateway)."""
-    day = time.strftime("%Y-%m-%d", time.gmtime())
+    day = datetime.now(CST).date().isoformat()  # settlements are reconciled by CST day
     with AdminClient(server.url, server.admin_token, timeout_s=300) as admin:
         report = admin.reconcile_settlements(day)
     return {"by_state": report["by_state"], "clean": report["clean"],

@@ -25,7 +25,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -238,11 +238,10 @@ class LiveNetwork(Network):
         by_step: dict[int, int] = {}
         for r in records:
             by_step[r["step"]] = by_step.get(r["step"], 0) + 1
-        day = datetime.now(UTC).date().isoformat()
+        day = datetime.now(CST).date().isoformat()  # settlements and audits keep CST days
         report = self.admin.reconcile_settlements(day)
         settled = report["by_institution"].get(self.institution, {}).get("settled", 0)
-        today_cst = datetime.now(CST).date().isoformat()
-        audits = {s: self.admin.audit(today_cst, s)["clean"] for s in ("ehc", "essc")}
+        audits = {s: self.admin.audit(day, s)["clean"] for s in ("ehc", "essc")}
         out = {
             "institution": self.institution,
             "usage_records": len(records), "verifications_ok": sum(self.done.verified.values()),
