@@ -15,9 +15,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import simpy
-from simpy.events import ProcessGenerator
+from simpy.events import ProcessGenerator, Timeout
 
 from services.rules.calling import HOLDER, REVISIT, WALK_IN
+from twin.model.engine import DayEnvironment, Visit
 from twin.model.names import WALKS, StationName, Walk
 from twin.model.patients import Patients, appointment_arrivals, draw_patients
 from twin.model.resources import CallingQueue, FastResource, FifoLine
@@ -33,11 +34,18 @@ class Station:
     capacity: int
     priority: bool = False
     busy: float = 0.0
-    uses: int = 0
-    wait_sum: float = 0.0
     queue_samples: list[int] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)  # each use's queue wait
     shifts: list[tuple[float, int]] = field(default_factory=list)  # (time, servers open)
+    fifo: bool = False  # a ``FifoLine``: waits computed at arrival
+
+    @property
+    def uses(self) -> int:
+        return len(self.waits)
+
+    @property
+    def wait_sum(self) -> float:
+        return sum(self.waits)
 
     def staffed_minutes(self, start: float, end: float) -> float:
         """Server-minutes open between two times of day (the shifts applied)."""
@@ -58,6 +66,8 @@ def _open(servers: int, capacity: int, k: int, queues: int) -> int:
     shared queue's, or (named doctors, one each) the first ``servers`` doctors."""
     return servers if queues == 1 else int(k < servers) * capacity
 
+
+START_WINDOW = 1.0  # minutes: the source starts every patient arriving this soon at once
 
 class RunawayDay(RuntimeError):
     """A day that does not end: some station's capacity is far below its demand."""
@@ -104,7 +114,7 @@ class HospitalDay:
         # (time, step, patient) of every card-network call, for the demand curve
         self.demand: list[tuple[float, str, int]] | None = [] if record_demand else None
         self.sample_every = sample_every
-        self.env = simpy.Environment()
+        self.env = DayEnvironment()
         r = sc.resources
         env = self.env
         self.stations: dict[str, Station] = {}
@@ -115,7 +125,8 @@ class HospitalDay:
             res: FastResource | FifoLine = \
                 CallingQueue(env, cap, sc.online.holders_per_walk_in) if calling \
                 else FastResource(env, cap, True) if priority else FifoLine(env, cap)
-            self.stations[name] = Station(name, res, cap, priority or calling)
+            self.stations[name] = Station(name, res, cap, priority or calling,
+                                          fifo=isinstance(res, FifoLine))
             return self.stations[name]
 
         self.reg_window = station(StationName.REGISTRATION_WINDOW, r.registration_windows)
@@ -178,26 +189,24 @@ class HospitalDay:
         the end of the service. Same clock, fewer process wake-ups (see ``make bench``)."""
         env, own = self.env, self.ahead
         if own[pid] > 0:
-            yield env.timeout(own[pid])
+            yield Timeout(env, own[pid])
         t_q = env.now
         res = st.resource
-        if isinstance(res, FifoLine):  # first come, first served: the wait is computed
-            start = res.assign(t_q, service)
+        if st.fifo:  # first come, first served: the wait is computed
+            start = res.assign(t_q, service)  # type: ignore[union-attr]
             wait = start - t_q
             own[pid] = wait + service
         else:
-            waiting = res.acquire(priority)
+            waiting = res.acquire(priority)  # type: ignore[union-attr]
             if waiting is None:
                 wait = 0.0
             else:
                 yield waiting
                 wait = env.now - t_q
             start = env.now
-            env.timeout(service).callbacks.append(res.release)
+            Timeout(env, service).callbacks.append(res.release)  # type: ignore
             own[pid] = service
         st.busy += service
-        st.uses += 1
-        st.wait_sum += wait
         st.waits.append(wait)
         if self.keep_steps:
             self.steps.append((pid, step, st.name, t_q, wait, service))
@@ -246,7 +255,7 @@ class HospitalDay:
         4. if a prescription is written: pay, walk to the pharmacy, and be dispensed.
         """
         p = self.q
-        t0 = self.env.now
+        t0 = self.env.now + self.ahead[pid]
         self._walk(pid, Walk.TO_REGISTRATION)
         if p.kiosk[pid] and self.sc.resources.kiosks > 0:
             self.w_reg[pid] += yield from self._use(pid, self.kiosks, p.reg_kiosk[pid],
@@ -331,7 +340,7 @@ class HospitalDay:
            dispensed (prepaid prescriptions are ready faster).
         """
         p = self.q
-        t0 = self.env.now
+        t0 = self.env.now + self.ahead[pid]
         if self.demand is not None:  # booked on the phone ahead, at that time of day
             self.demand.append(((t0 - self.sc.online.booking_lead) % (24 * 60),
                                 "kiosk_booking", pid))
@@ -402,9 +411,11 @@ class HospitalDay:
             if absent[pid]:
                 continue
             delay = start_at[pid] - env.now
-            if delay > 0:
+            if delay > START_WINDOW:
                 yield env.timeout(delay)
-            env.process(self.online(pid) if p.online[pid] else self.traditional(pid))
+                delay = 0.0
+            self.ahead[pid] = delay
+            Visit(env, self.online(pid) if p.online[pid] else self.traditional(pid))
 
     def _monitor(self):
         env = self.env
@@ -432,9 +443,8 @@ class HospitalDay:
         gc.disable()
         limit = self.sc.day.closing + self.sc.day.max_overtime_h * 60
         try:
-            self.env.run(until=self.env.any_of([self.finished,
-                                                self.env.timeout(max(limit - self.env.now,
-                                                                     0.0))]))
+            self.env.run_until_triggered(self.finished,
+                                         self.env.timeout(max(limit - self.env.now, 0.0)))
         finally:
             if collecting:
                 gc.enable()
