@@ -33,13 +33,16 @@ def main(months: list[int]) -> None:
     peak = peak_rss_mib()
     print(f"one month: {one:.1f} s; {len(months)} months: {secs:.1f} s ({ratio:.2f}x the "
           f"months x one month; {len(plan.tasks)} distinct chunks of "
-          f"{plan.chunks_without_reuse}); 37 months"
+          f"{plan.chunks_without_reuse}; {plan.traditional_days_run} distinct "
+          f"all-traditional days of {plan.traditional_days_needed}); 37 months"
           f"{'' if len(months) == 37 else ' extrapolated'}: {full / 60:.1f} min "
           f"({'within' if full <= 600 else 'NOT within'} the 10-minute goal); peak "
           f"resident memory of any one process: {peak:.0f} MiB")
     print("wrote", save("rollout", {"months": months, "seconds": secs, "one_month_seconds": one,
                                     "distinct_chunks": len(plan.tasks),
                                     "chunks_without_reuse": plan.chunks_without_reuse,
+                                    "traditional_days_run": plan.traditional_days_run,
+                                    "traditional_days_needed": plan.traditional_days_needed,
                                     "ratio_to_months_x_one": ratio,
                                     "full_path_minutes_extrapolated": full / 60,
                                     "peak_rss_mib": peak,

@@ -490,11 +490,12 @@ def rollout(
     path = plan_rollout(prov, scenario.parent, chosen, replications or prov.replications, seed)
     with _progress() as bar:
         task = bar.add_task(f"{prov.name}: {len(chosen)} months, {len(path.tasks)} distinct "
-                            f"chunks of hospitals (of {path.chunks_without_reuse})",
-                            total=len(path.tasks))
+                            f"chunks of hospitals (of {path.chunks_without_reuse}), then "
+                            "their distinct all-traditional days", total=len(path.tasks))
         df = run_rollout(prov, scenario.parent, chosen, workers=workers, scheduler=scheduler,
                          seed=seed, replications=replications, path=path,
-                         progress=lambda n: bar.advance(task, n))
+                         progress=lambda n: bar.advance(task, n),
+                         more=lambda n: bar.update(task, total=len(path.tasks) + n))
     write_table(df, out / "rollout.csv")
     rollout_plot(df, out / "rollout.png", f"{prov.name}: the roll-out, month by month")
     table = Table(title=f"{prov.name}: the roll-out path")

@@ -258,12 +258,16 @@ def test_the_rollout_path_is_the_province_month_by_month(small, tmp_path: Path) 
     from twin.experiments.rollout import month_row, plan_rollout, run_rollout
 
     months = [0, 6, 12]
-    staged = small.model_copy(update={"cities": [  # hospitals go live over the year
-        c.model_copy(update={"hospitals_live_by_month": {0: 0.0, 12: 1.0}})
+    staged = small.model_copy(update={"cities": [  # hospitals go live over the year,
+        c.model_copy(update={"hospitals_live_by_month": {0: 0.0, 12: 1.0},  # few book
+                             "adoption_by_month": {0: 0.0, 12: 0.05}})
         for c in small.cities]})
     plan = plan_rollout(staged, SMALL.parent, months, small.replications)
     assert len(plan.tasks) < plan.chunks_without_reuse  # hospitals not yet live: run once
-    path = run_rollout(staged, SMALL.parent, months, path=plan, workers=2)
+    told: list[int] = []
+    path = run_rollout(staged, SMALL.parent, months, path=plan, workers=2, more=told.append)
+    # months whose online no-shows are the same people share their all-traditional day
+    assert 0 < plan.traditional_days_run < plan.traditional_days_needed and told[0] > 0
     assert list(path.month) == months and path.adoption.is_monotonic_increasing
     assert path.adoption.iloc[0] == 0 < path.adoption.iloc[1]
     for month in months:  # each month exactly the province's month, peaks included

@@ -28,11 +28,14 @@ def counterfactual_scenario(sc: Scenario, against: Against) -> Scenario:
 
 def counterfactual_day(sc: Scenario, replication: int, hospital: int = 0, *,
                        against: Against = "traditional",
-                       absent: np.ndarray | None = None) -> HospitalDay:
+                       absent: np.ndarray | None = None,
+                       sample_every: float | None = 5.0) -> HospitalDay:
     """Run the counterfactual of ``sc``'s day (no patient rows kept): all-traditional, or
     without faults on a card network that always answers. ``absent``: the scenario day's
     patients who did not come (those who booked and never came would not have come to
-    the traditional hospital either): the counterfactual leaves out the same people."""
+    the traditional hospital either): the counterfactual leaves out the same people.
+    ``sample_every``: as ``HospitalDay``'s."""
     network = Network() if against == "no fault" else None
     return HospitalDay(counterfactual_scenario(sc, against), replication, hospital,
-                       keep_steps=False, network=network, absent=absent).run()
+                       keep_steps=False, network=network, absent=absent,
+                       sample_every=sample_every).run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -43,39 +43,57 @@ def _needed(busy_h: float, open_h: float, target: float) -> int:
     return math.ceil(busy_h / (open_h * target)) if busy_h > 0 else 0
 
 
-def _hospital_row(task: Task, h: int) -> tuple[dict[str, Any], Demand, pd.DataFrame | None]:
-    sc = task.scenario
-    online = HospitalDay(sc.with_adoption(task.adoption), task.replication, h,
-                         keep_steps=False, record_demand=True).run()
-    patients = patients_frame(online).assign(
-        city=task.city, archetype=task.archetype, hospital=h,
-        replication=task.replication) if task.keep_patients else None
-    # at no adoption the day is its own counterfactual: the same people, the same flow
-    base = online if task.adoption == 0 else counterfactual_day(sc, task.replication, h,
-                                                                absent=online.absent)
+def day_figures(day: HospitalDay, sc: Scenario, target_utilisation: float) -> dict[str, Any]:
+    """One day's side of a hospital's row: visits, visit time, waits, stations needed."""
+    k = kpis(day)
+    st = day.stations
+    open_h = max(day.end - sc.day.arrivals_from, 60.0) / 60
+    out: dict[str, Any] = {"patients": k["patients"], "visit_time": k["visit_time"]}
+    for w in ("wait_registration", "wait_payment", "wait_pharmacy", "wait_doctor"):
+        out[w] = k[w]
+    out["kiosks_needed"] = _needed(st["kiosk"].busy / 60, open_h, target_utilisation)
+    out["windows_needed"] = sum(_needed(st[w].busy / 60, open_h, target_utilisation)
+                                for w in WINDOWS)
+    out["window_busy_hours"] = k["window_busy_hours"]
+    return out
+
+
+def hospital_row(task: Task, h: int, base: dict[str, Any], scenario: dict[str, Any],
+                 no_shows: int) -> dict[str, Any]:
+    """A hospital's row from its two days' figures (``day_figures``)."""
     row: dict[str, Any] = {"city": task.city, "archetype": task.archetype,
                            "level": task.level, "hospital": h,
                            "replication": task.replication, "adoption": task.adoption}
-    for tag, day in (("base", base), ("scenario", online)):
-        k = kpis(day)
-        st = day.stations
-        open_h = max(day.end - sc.day.arrivals_from, 60.0) / 60
-        row[f"patients_{tag}"] = k["patients"]
-        row[f"visit_time_{tag}"] = k["visit_time"]
-        for w in ("wait_registration", "wait_payment", "wait_pharmacy", "wait_doctor"):
-            row[f"{w}_{tag}"] = k[w]
-        row[f"kiosks_needed_{tag}"] = _needed(st["kiosk"].busy / 60, open_h,
-                                              task.target_utilisation)
-        row[f"windows_needed_{tag}"] = sum(
-            _needed(st[w].busy / 60, open_h, task.target_utilisation) for w in WINDOWS)
-        row[f"window_busy_hours_{tag}"] = k["window_busy_hours"]
-    row["kiosks"] = sc.resources.kiosks
+    for tag, side in (("base", base), ("scenario", scenario)):
+        row.update({f"{name}_{tag}": v for name, v in side.items()})
+    row["kiosks"] = task.scenario.resources.kiosks
     # the same people came on both days (no-shows on neither): minutes saved over the
     # shown visits, paired
     row["minutes_saved"] = (row["visit_time_base"] - row["visit_time_scenario"]) \
         * row["patients_scenario"]
     row["visits"] = row["patients_scenario"]
-    row["no_shows"] = int(np.count_nonzero(online.absent))
+    row["no_shows"] = no_shows
+    return row
+
+
+def online_day(task: Task, h: int) -> HospitalDay:
+    """The hospital's day at the task's adoption, its card-network demand recorded."""
+    return HospitalDay(task.scenario.with_adoption(task.adoption), task.replication, h,
+                       keep_steps=False, record_demand=True, sample_every=None).run()
+
+
+def _hospital_row(task: Task, h: int) -> tuple[dict[str, Any], Demand, pd.DataFrame | None]:
+    sc = task.scenario
+    online = online_day(task, h)
+    patients = patients_frame(online).assign(
+        city=task.city, archetype=task.archetype, hospital=h,
+        replication=task.replication) if task.keep_patients else None
+    scenario = day_figures(online, sc, task.target_utilisation)
+    # at no adoption the day is its own counterfactual: the same people, the same flow
+    base = scenario if task.adoption == 0 else day_figures(
+        counterfactual_day(sc, task.replication, h, absent=online.absent, sample_every=None), sc,
+        task.target_utilisation)
+    row = hospital_row(task, h, base, scenario, int(np.count_nonzero(online.absent)))
     return row, Demand.of_day(online), patients
 
 
@@ -129,15 +147,16 @@ def _chunks(numbers: list[int], live: int, adoption: float
     return [(c, adoption) for c in on] + [(c, 0.0) for c in off]
 
 
-def execute(tasks: list[Task], workers: int = 1, scheduler: str | None = None,
-            progress: Callable[[int], None] | None = None) -> Iterable[tuple]:
-    """Results in task order whatever the executor, so the same seeds give the same
-    numbers on one process, a pool or a cluster."""
+def execute(tasks: Sequence[Any], workers: int = 1, scheduler: str | None = None,
+            progress: Callable[[int], None] | None = None,
+            run: Callable[[Any], Any] = run_task) -> Iterable[Any]:
+    """``run`` of each task (default ``run_task``), in task order whatever the executor, so
+    the same seeds give the same numbers on one process, a pool or a cluster."""
     if scheduler:
         from dask.distributed import Client
 
         with Client(scheduler) as client:
-            futures = client.map(run_task, tasks, pure=False)
+            futures = client.map(run, tasks, pure=False)
             for fut in futures:
                 out = fut.result()
                 if progress:
@@ -146,7 +165,7 @@ def execute(tasks: list[Task], workers: int = 1, scheduler: str | None = None,
         return
     if workers <= 1:
         for t in tasks:
-            out = run_task(t)
+            out = run(t)
             if progress:
                 progress(1)
             yield out
@@ -154,7 +173,7 @@ def execute(tasks: list[Task], workers: int = 1, scheduler: str | None = None,
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for out in pool.map(run_task, tasks):
+        for out in pool.map(run, tasks):
             if progress:
                 progress(1)
             yield out

@@ -87,12 +87,14 @@ class HospitalDay:
     """One terminating run: arrivals over the day, every patient finished."""
 
     def __init__(self, sc: Scenario, replication: int, hospital: int = 0,
-                 keep_steps: bool = True, sample_every: float = 5.0,
+                 keep_steps: bool = True, sample_every: float | None = 5.0,
                  record_demand: bool = False, network: Network | None = None,
                  absent: np.ndarray | None = None) -> None:
         """``absent``: the patients who do not come, whichever the flow (default: those
         who book online and never come). A counterfactual day is given its scenario day's
-        absent patients, so both flows see the same people."""
+        absent patients, so both flows see the same people. ``sample_every``: minutes
+        between samples of the queues' lengths (``None``: none taken, as a province's
+        rows do not read them)."""
         self.sc = sc
         # the card network the online flow calls (see twin/network/): always up, the
         # scenario's fault windows, or the real stack (co-simulation)
@@ -417,12 +419,12 @@ class HospitalDay:
             self.ahead[pid] = delay
             Visit(env, self.online(pid) if p.online[pid] else self.traditional(pid))
 
-    def _monitor(self):
+    def _monitor(self, every: float):
         env = self.env
         while not self.finished.triggered:
             for st in self.stations.values():
                 st.queue_samples.append(len(st.resource))
-            yield env.timeout(self.sample_every)
+            yield env.timeout(every)
 
     def run(self) -> HospitalDay:
         p = self.p
@@ -435,7 +437,8 @@ class HospitalDay:
         self.env.process(self._source())
         if self.monitor_start > self.env.now:
             self.env.run(until=self.monitor_start)
-        self.env.process(self._monitor())
+        if self.sample_every is not None:
+            self.env.process(self._monitor(self.sample_every))
         # the cyclic collector would walk every queued event and recorded step again and
         # again as they pile up; a day's run frees what it made by reference counting,
         # and the collector catches any cycle once it is back on

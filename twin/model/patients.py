@@ -126,16 +126,20 @@ def appointment_times(sc: Scenario, dept: int) -> np.ndarray:
     walk_in_visits = (1 - sc.demand.adoption) * sc.demand.daily_visits * d.share \
         / sum(x.share for x in sc.hospital.departments)
     rate, _, _ = rate_function(sc.day.hourly_profile, start, end, walk_in_visits)
-    times: list[np.ndarray] = []
+    starts: list[float] = []
     t, horizon = start, end + 24 * 60.0
     while t < horizon:
-        lo, hi = t, min(t + slot, end)
-        expected = float(rate(np.array([(lo + hi) / 2]))[0]) * max(hi - lo, 0.0)
+        starts.append(t)
+        t += slot
+    ends = [min(t + slot, end) for t in starts]
+    per_min = rate(np.array([(lo + hi) / 2 for lo, hi in zip(starts, ends, strict=True)]))
+    times: list[np.ndarray] = []
+    for t, hi, r in zip(starts, ends, per_min.tolist(), strict=True):
+        expected = r * max(hi - t, 0.0)
         # the online share of each slot's numbers is kept for bookings, as hospitals
         # release a share of every session to the app, even when walk-ins would fill it
         places = int(max(per_slot - expected, sc.demand.adoption * per_slot))
         times.append(t + np.arange(places) * slot / max(places, 1))
-        t += slot
     return np.concatenate(times)
 
 
@@ -148,6 +152,9 @@ def appointment_arrivals(sc: Scenario, p: Patients
     late around it and are called at it (plus the doctor's call delay). A walk-in's times
     are their arrival."""
     arrival, calls, booked_at = p.arrival.copy(), p.arrival.copy(), p.arrival.copy()
+    booking = np.flatnonzero(p.online)
+    if not len(booking):  # no one books: every patient walks in
+        return arrival, calls, booked_at
     grids = [appointment_times(sc, d) for d in range(len(sc.hospital.departments))]
     next_free = [list(range(len(g) + 1)) for g in grids]  # union-find over free places
 
@@ -159,7 +166,7 @@ def appointment_arrivals(sc: Scenario, p: Patients
             next_free[d][i], i = root, next_free[d][i]
         return root
 
-    for i in np.flatnonzero(p.online):  # arrival order = booking order
+    for i in booking:  # arrival order = booking order
         d = int(p.dept[i])
         k = free_from(d, int(np.searchsorted(grids[d], p.arrival[i], side="left")))
         if k >= len(grids[d]):  # beyond the grid: the desired time itself

@@ -88,6 +88,8 @@ def stations_frame(day: HospitalDay) -> pd.DataFrame:
 
 
 def queue_frame(day: HospitalDay) -> pd.DataFrame:
+    if day.sample_every is None:
+        raise ValueError("the day was run without sampling its queues (sample_every=None)")
     rows = []
     for st in day.stations.values():
         times = day.monitor_start + day.sample_every * np.arange(len(st.queue_samples))
@@ -96,44 +98,52 @@ def queue_frame(day: HospitalDay) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if len(x) else np.nan
+
+
 def kpis(day: HospitalDay) -> dict[str, Any]:
-    """One replication's KPIs (means per visit unless the name says otherwise)."""
-    df = patients_frame(day)
+    """One replication's KPIs (means per visit unless the name says otherwise), over the
+    patients who came (read from the day's arrays: a province computes them for
+    thousands of days)."""
+    p, shown = day.p, ~day.absent
+    online = p.online[shown]
+    depart = np.asarray(day.depart, dtype=float)[shown]
+    visit = depart - day.start_at[shown]
+    w_doc = np.asarray(day.w_doc, dtype=float)[shown]
     st = {s.name: s for s in day.stations.values()}
     per_use = {n: (st[n].wait_sum / st[n].uses if st[n].uses else 0.0) for n in WINDOWS}
     staffed = sum(st[n].staffed_minutes(day.sc.day.arrivals_from, day.end)
                   for n in WINDOWS) / 60
-    trad, onl = df[df.flow == "traditional"], df[df.flow == "online"]
-    first = day.p.consult1[~day.absent]  # as drawn, whether or not steps are kept
-    deferral = onl.deferral.to_numpy(float)
+    levels = {key: service_level(st[name].waits, day.sc.service_target_min)
+              for key, name in WAIT_KPIS.items()}
+    first = p.consult1[shown]  # as drawn, whether or not steps are kept
+    deferral = (day.booked - p.arrival)[shown][online]
     return {
-        "patients": len(df),
+        "patients": int(len(visit)),
         "no_shows": int(np.count_nonzero(day.absent)),
-        "online_share": float((df.flow == "online").mean()) if len(df) else 0.0,
-        "visit_time": float(df.visit_time.mean()) if len(df) else np.nan,
-        "visit_time_traditional": float(trad.visit_time.mean()) if len(trad) else np.nan,
-        "visit_time_online": float(onl.visit_time.mean()) if len(onl) else np.nan,
-        **{f"{key}_p90": service_level(st[name].waits, day.sc.service_target_min)["p90_wait"]
-           for key, name in WAIT_KPIS.items()},
-        **{f"{key}_within_target": service_level(st[name].waits,
-                                                 day.sc.service_target_min)["within_target"]
-           for key, name in WAIT_KPIS.items()},
+        "online_share": float(online.mean()) if len(online) else 0.0,
+        "visit_time": _mean(visit),
+        "visit_time_traditional": _mean(visit[~online]),
+        "visit_time_online": _mean(visit[online]),
+        **{f"{key}_p90": level["p90_wait"] for key, level in levels.items()},
+        **{f"{key}_within_target": level["within_target"] for key, level in levels.items()},
         "wait_registration": per_use["registration window"],
         "wait_payment": per_use["payment window"],
         "wait_pharmacy": per_use["pharmacy window"],
-        "wait_doctor": float(df.wait_doctor.mean()) if len(df) else np.nan,
-        "wait_doctor_traditional": float(trad.wait_doctor.mean()) if len(trad) else np.nan,
-        "wait_doctor_online": float(onl.wait_doctor.mean()) if len(onl) else np.nan,
-        "doctor_time": float(df.doctor_time.mean()) if len(df) else np.nan,
+        "wait_doctor": _mean(w_doc),
+        "wait_doctor_traditional": _mean(w_doc[~online]),
+        "wait_doctor_online": _mean(w_doc[online]),
+        "doctor_time": _mean(np.asarray(day.doc_time, dtype=float)[shown]),
         "consult_median": float(np.median(first)) if len(first) else np.nan,
-        "walks": float(df.walks.mean()) if len(df) else np.nan,
-        "kiosk_uses": int(df.kiosk_uses.sum()),
+        "walks": _mean(np.asarray(day.walks, dtype=float)[shown]),
+        "kiosk_uses": int(np.asarray(day.kiosk_uses)[shown].sum()),
         "window_staff_hours": staffed,
         "window_busy_hours": sum(st[n].busy for n in WINDOWS) / 60,
         # patients still in at closing, finished as overtime; the day's last departure
         # (minutes from midnight)
-        "overtime_patients": int((df.departure > day.sc.day.closing).sum()),
-        "last_departure": float(df.departure.max()) if len(df) else np.nan,
+        "overtime_patients": int((depart > day.sc.day.closing).sum()),
+        "last_departure": float(depart.max()) if len(depart) else np.nan,
         "deferral": float(deferral.mean()) if len(deferral) else 0.0,
         "deferral_p90": float(np.percentile(deferral, 90)) if len(deferral) else 0.0,
     }
