@@ -672,6 +672,7 @@ def optimise(
     from twin.experiments.optimise import (
         optimise as search,
     )
+    from twin.report.plots import schedule_plot
 
     sc = _load(scenario)
     keys = [k.strip() for k in stations.split(",") if k.strip()]
@@ -694,6 +695,7 @@ def optimise(
     schedule = schedule_frame(plan, sc)
     write_table(schedule, out / "schedule.csv")
     write_table(plan.checks, out / "verification.csv")
+    schedule_plot(schedule, out / "schedule.png", f"{sc.name}: servers per hour meeting {goal}")
     table = Table(title=f"{sc.name}: servers per hour meeting {goal}")
     table.add_column("station")
     hours = sorted(schedule.hour.unique())
@@ -709,8 +711,8 @@ def optimise(
     for _, r in plan.checks.iterrows():
         console.print(f"  {r.station}: {r.within_target:.1%} of uses within "
                       f"{goal.wait:g} min (95 % CI {r.within_low:.1%}-{r.within_high:.1%})")
-    console.print(f"wrote {path.name} (run it: ehc twin run {path}), schedule.csv and "
-                  f"verification.csv to {out}")
+    console.print(f"wrote {path.name} (run it: ehc twin run {path}), schedule.csv, "
+                  f"schedule.png and verification.csv to {out}")
 
 
 @app.command()

@@ -71,6 +71,7 @@ def test_the_cli_writes_a_plan_that_runs(mmc: Path, tmp_path: Path) -> None:
     schedule = pd.read_csv(out / "schedule.csv")
     assert set(schedule.columns) == {"station", "hour", "servers", "current"}
     assert (out / "verification.csv").exists()
+    assert (out / "schedule.png").stat().st_size > 20_000  # the plan beside today's, drawn
     ran = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "run", str(out / "plan.yaml"),
                           "-r", "2", "--out", str(tmp_path / "run")], capture_output=True,
                          text=True, timeout=600)

@@ -14,7 +14,7 @@ import pytest
 from twin.experiments.runner import run_replications
 from twin.model.arrivals import nspp_arrivals, rate_function
 from twin.model.day import HospitalDay
-from twin.results.kpis import kpis, patients_frame
+from twin.results.kpis import kpis, patients_frame, queue_frame
 from twin.scenario.schema import Scenario, ScenarioError, load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -98,6 +98,7 @@ def test_overload_queues_grow_and_utilisation_stays_below_one() -> None:
     day = HospitalDay(sc, 0).run()
     reg = day.stations["registration window"]
     q = np.asarray(reg.queue_samples)
+    assert day.sample_every is not None
     times = day.monitor_start + day.sample_every * np.arange(len(q))
     at = lambda h: q[np.searchsorted(times, h * 60)]  # noqa: E731
     assert at(9) < at(11) < at(14)  # the queue only grows while arrivals continue
@@ -272,3 +273,13 @@ def test_calibrate_command_checks_and_writes_with_its_source(tmp_path: Path) -> 
     assert again.resources.registration_windows == fit.scenario.resources.registration_windows
     assert [d.doctors for d in again.hospital.departments] == [
         d.doctors for d in fit.scenario.hospital.departments]
+
+
+def test_a_day_without_queue_samples_is_the_same_day() -> None:
+    sc = load_scenario(SCENARIOS / "small_clinic.yaml").with_adoption(0.5)
+    sampled, bare = HospitalDay(sc, 0).run(), HospitalDay(sc, 0, sample_every=None).run()
+    assert sampled.depart == bare.depart and sampled.w_doc == bare.w_doc
+    assert all(st.queue_samples for st in sampled.stations.values())
+    assert not any(st.queue_samples for st in bare.stations.values())
+    with pytest.raises(ValueError, match="without sampling"):
+        queue_frame(bare)

@@ -354,10 +354,10 @@ def rollout_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
     a1b.set_ylabel("visits with the card (%)", color="grey")
     a2.plot(m, df.days_saved_per_year / 1e6, marker="o", color=FLOW_COLOURS["online"])
     a2.set_ylabel("days saved a year (millions)")
-    for col, style in (("windows", "-"), ("kiosks", "--")):
-        a3.plot(m, df[f"{col}_needed_traditional"], ls=style, marker="o",
+    for col, style, mark in (("windows", "-", "o"), ("kiosks", "--", "s")):
+        a3.plot(m, df[f"{col}_needed_traditional"], ls=style, marker=mark,
                 color=FLOW_COLOURS["traditional"], label=f"{col}, all traditional")
-        a3.plot(m, df[f"{col}_needed_scenario"], ls=style, marker="o",
+        a3.plot(m, df[f"{col}_needed_scenario"], ls=style, marker=mark,
                 color=FLOW_COLOURS["online"], label=f"{col}, the month's adoption")
     a3.set_ylabel("needed (busy hours at target utilisation)")
     a3.legend(fontsize=8)
@@ -370,6 +370,30 @@ def rollout_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
     for ax in (a3, a4):
         ax.set_xlabel("month of the roll-out")
     fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def schedule_plot(schedule: pd.DataFrame, path: Path, title: str) -> Path:
+    """The optimiser's servers per hour beside today's, one panel per station."""
+    stations = list(dict.fromkeys(schedule.station))
+    fig, axes = plt.subplots(len(stations), 1, figsize=(8, 2.2 * len(stations) + 0.6),
+                             sharex=True, squeeze=False)
+    for ax, station in zip(axes[:, 0], stations, strict=True):
+        g = schedule[schedule.station == station].sort_values("hour")
+        g = pd.concat([g, g.tail(1).assign(hour=g.hour.max() + 1)])  # the last hour's end
+        ax.step(g.hour, g.current, where="post", color=FLOW_COLOURS["traditional"],
+                label="today's staffing")
+        ax.step(g.hour, g.servers, where="post", color=FLOW_COLOURS["online"], lw=2,
+                label="fewest meeting the target")
+        ax.set_ylabel(f"{station}\n(servers)")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    axes[-1, 0].set_xlabel("hour of the day (each hour's servers from its start)")
+    axes[0, 0].set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
