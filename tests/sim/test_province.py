@@ -257,7 +257,7 @@ def test_the_province_carries_the_assumptions_interval(small, tmp_path: Path) ->
 def test_the_rollout_path_is_the_province_month_by_month(small, tmp_path: Path) -> None:
     from twin.experiments.rollout import month_row, plan_rollout, run_rollout
 
-    months = [0, 6, 12]
+    months = [0, 6, 12, 36]
     staged = small.model_copy(update={"cities": [  # hospitals go live over the year,
         c.model_copy(update={"hospitals_live_by_month": {0: 0.0, 12: 1.0},  # few book
                              "adoption_by_month": {0: 0.0, 12: 0.05}})
