@@ -17,7 +17,6 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -25,10 +24,10 @@ from rich.console import Console
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.sdk import (
-    CST,
     AdminClient,
     ChannelClient,
     TerminalClient,
+    cst_today_text,
     generate_residents,
     insured_record,
     spawn_server,
@@ -97,7 +96,7 @@ def run_backend(backend: str, n: int, clients: int, port: int) -> dict:
                 wall = time.perf_counter() - t0
             results[name] = {"n": n, "per_s": round(n / wall, 1),
                              "p50_ms": round(statistics.median(lat) * 1000, 1)}
-        report = admin.reconcile_settlements(datetime.now(CST).date().isoformat())
+        report = admin.reconcile_settlements(cst_today_text())
         results["reconcile_clean"] = report["clean"]
         results["settled"] = report["by_state"].get("settled", 0)
         return results

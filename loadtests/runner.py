@@ -13,16 +13,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from services.sdk import (
-    CST,
     AdminClient,
     ChannelClient,
     HospitalClient,
     Settings,
     TerminalClient,
+    cst_today_text,
     fuse_all,
     prepare_store,
     seed_stack,
@@ -203,9 +202,8 @@ def booking_check(server: Server | Remote, seed_path: Path, out: Path, users: in
 
 def settlement_check(server: Server | Remote) -> dict:
     """The day's settlements by state and whether they reconcile (ledger, gateway)."""
-    day = datetime.now(CST).date().isoformat()  # settlements are reconciled by CST day
     with AdminClient(server.url, server.admin_token, timeout_s=300) as admin:
-        report = admin.reconcile_settlements(day)
+        report = admin.reconcile_settlements(cst_today_text())
     return {"by_state": report["by_state"], "clean": report["clean"],
             "differences": report["differences"][:20]}
 

@@ -27,6 +27,7 @@ from .clients import (
     SdkError,
     TerminalClient,
     cst_now_text,
+    cst_today_text,
     settle_bill,
 )
 from .fusion_job import card_ranges, fuse_all, todo
@@ -69,6 +70,7 @@ __all__ = [
     "TerminalType",
     "card_ranges",
     "cst_now_text",
+    "cst_today_text",
     "fuse_all",
     "generate_residents",
     "institution_code",

@@ -43,6 +43,13 @@ def cst_now_text() -> str:
     return datetime.now(CST).strftime("%Y%m%d%H%M%S")
 
 
+def cst_today_text() -> str:
+    """Today in China Standard Time, ``YYYY-MM-DD``: the day the card network reconciles
+    settlements and keeps audit chains by (from 00:00 to 08:00 CST the UTC date is
+    yesterday's)."""
+    return datetime.now(CST).date().isoformat()
+
+
 class _Client:
     def __init__(self, base_url: str, *, transport: httpx.BaseTransport | None = None,
                  timeout_s: float = 10.0) -> None:

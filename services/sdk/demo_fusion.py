@@ -6,15 +6,20 @@ usage records, reconciliation, and the bindings the network refuses."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ..common.cst import CST
 from ..rules.codes import Step
-from .clients import AdminClient, ChannelClient, ResidentClient, SdkError, TerminalClient
+from .clients import (
+    AdminClient,
+    ChannelClient,
+    ResidentClient,
+    SdkError,
+    TerminalClient,
+    cst_today_text,
+)
 from .fusion_job import fuse_all
 from .seeding import insured_record
 from .synthetic import generate_residents
@@ -76,8 +81,7 @@ def run_fusion(url: str, admin: AdminClient, seed: dict[str, Any], console: Cons
     console.print(f"[bold]ehc fuse --all[/]: {totals['holders']:,} e-SSC holders, "
                   f"{totals['opened']:,} EHCs opened, {totals['bound']:,} bound, "
                   f"{totals['refused']:,} refused; bindings now {stats['bindings_by_state']}")
-    day = datetime.now(CST).date().isoformat()  # settlements are reconciled by CST day
-    money = admin.reconcile_settlements(day)
+    money = admin.reconcile_settlements(cst_today_text())
     console.print(f"usage records of bound cards shared: {shared['to e-SSC']} to the e-SSC "
                   f"side, {shared['to EHC']} to the EHC side; reconcile bindings: "
                   + ("both sides agree" if report["clean"] else str(report))

@@ -25,7 +25,6 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +34,11 @@ import pandas as pd
 
 from services.rules.ages import AGE_GROUPS
 from services.sdk import (
-    CST,
     AdminClient,
     ChannelClient,
     SdkError,
     TerminalClient,
+    cst_today_text,
     fuse_all,
     insured_record,
     residents_of_groups,
@@ -238,7 +237,7 @@ class LiveNetwork(Network):
         by_step: dict[int, int] = {}
         for r in records:
             by_step[r["step"]] = by_step.get(r["step"], 0) + 1
-        day = datetime.now(CST).date().isoformat()  # settlements and audits keep CST days
+        day = cst_today_text()  # settlements and audits keep CST days
         report = self.admin.reconcile_settlements(day)
         settled = report["by_institution"].get(self.institution, {}).get("settled", 0)
         audits = {s: self.admin.audit(day, s)["clean"] for s in ("ehc", "essc")}

@@ -23,12 +23,17 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import httpx
 
-from services.sdk import CST, HospitalClient, SdkError, TerminalClient, settle_bill
+from services.sdk import (
+    HospitalClient,
+    SdkError,
+    TerminalClient,
+    cst_today_text,
+    settle_bill,
+)
 from twin.model.day import HospitalDay
 
 LAST_MINUTE = 23 * 60 + 59
@@ -81,7 +86,7 @@ class HospitalFloor:
         slot = max(5, round(sc.online.slot_length))
         start = int(sc.day.arrivals_from)
         end = start + (LAST_MINUTE - start) // slot * slot
-        today = datetime.now(CST).date().isoformat()
+        today = cst_today_text()
         tag = secrets.token_hex(3)
         for d, queues in enumerate(day.doctor_queues):
             dept = f"9{d % 1000:03d}"
