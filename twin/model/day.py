@@ -69,6 +69,7 @@ def _open(servers: int, capacity: int, k: int, queues: int) -> int:
 
 START_WINDOW = 1.0  # minutes: the source starts every patient arriving this soon at once
 
+
 class RunawayDay(RuntimeError):
     """A day that does not end: some station's capacity is far below its demand."""
 
@@ -257,7 +258,6 @@ class HospitalDay:
         4. if a prescription is written: pay, walk to the pharmacy, and be dispensed.
         """
         p = self.q
-        t0 = self.env.now + self.ahead[pid]
         self._walk(pid, Walk.TO_REGISTRATION)
         if p.kiosk[pid] and self.sc.resources.kiosks > 0:
             self.w_reg[pid] += yield from self._use(pid, self.kiosks, p.reg_kiosk[pid],
@@ -290,7 +290,7 @@ class HospitalDay:
             self._walk(pid, Walk.TO_PHARMACY)
             self.w_pharm[pid] += yield from self._use(pid, self.pharmacy, p.dispense[pid],
                                                       "pharmacy")
-        self._done(pid, t0)
+        self._done(pid)
 
     def _pay_traditional(self, pid: int, k: int):
         """Pricing and payment: kiosk users pay at a kiosk, the others at a window."""
@@ -342,9 +342,9 @@ class HospitalDay:
            dispensed (prepaid prescriptions are ready faster).
         """
         p = self.q
-        t0 = self.env.now + self.ahead[pid]
         if self.demand is not None:  # booked on the phone ahead, at that time of day
-            self.demand.append(((t0 - self.sc.online.booking_lead) % (24 * 60),
+            arrived = self.env.now + self.ahead[pid]
+            self.demand.append(((arrived - self.sc.online.booking_lead) % (24 * 60),
                                 "kiosk_booking", pid))
         self._walk(pid, Walk.TO_DOCTOR)
         out = self.network.scan(pid, "checkin", self.env.now + self.ahead[pid])
@@ -382,9 +382,9 @@ class HospitalDay:
             self.w_pharm[pid] += yield from self._use(pid, self.pharmacy, p.dispense[pid]
                                                       * factor + self._scan(pid, "pharmacy"),
                                                       "pharmacy")
-        self._done(pid, t0)
+        self._done(pid)
 
-    def _done(self, pid: int, t0: float) -> None:
+    def _done(self, pid: int) -> None:
         self.depart[pid] = self.env.now + self.ahead[pid]
         self._left -= 1
         if self._left == 0 and not self.finished.triggered:

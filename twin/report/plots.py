@@ -31,15 +31,20 @@ def flow_colour(label: str) -> str | None:
     return None
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay out, save at the plots' resolution, close."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _finish(fig, ax, path: Path, title: str, legend_size: int | None = None) -> Path:
     """Title, grid, legend, save, close: the same last lines of every plot."""
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=legend_size)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def waits_by_station(runs: dict[str, pd.DataFrame], path: Path) -> Path:
@@ -163,10 +168,7 @@ def sweep_plot(df: pd.DataFrame, path: Path) -> Path:
     a2.set_title("Window queues against adoption")
     a2.grid(alpha=0.3)
     a2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 PHASES = [  # (label, steps counted, part: "wait" or "service")
@@ -254,10 +256,7 @@ def tornado(df: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def saving_spread(df: pd.DataFrame, path: Path, title: str,
@@ -273,10 +272,7 @@ def saving_spread(df: pd.DataFrame, path: Path, title: str,
     ax.set_ylabel("samples")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def paired_differences_plot(diff: pd.DataFrame, path: Path, title: str) -> Path:
@@ -296,10 +292,7 @@ def paired_differences_plot(diff: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_xlabel("B - A (min), paired 95 % CI; below 0: B is shorter")
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 KPI_TITLES = {"time_saved": "minutes saved per visit", "visit_time": "visit time (min)",
@@ -370,10 +363,7 @@ def rollout_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
     for ax in (a3, a4):
         ax.set_xlabel("month of the roll-out")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def schedule_plot(schedule: pd.DataFrame, path: Path, title: str) -> Path:
@@ -394,7 +384,4 @@ def schedule_plot(schedule: pd.DataFrame, path: Path, title: str) -> Path:
     axes[0, 0].legend(fontsize=8)
     axes[-1, 0].set_xlabel("hour of the day (each hour's servers from its start)")
     axes[0, 0].set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
