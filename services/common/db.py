@@ -316,12 +316,17 @@ class RawConnections:
                 conn.invalidate()
 
     @contextlib.contextmanager
-    def transaction(self):
+    def transaction(self, *, write_lock: bool = False):
         """A cursor whose work commits at the end, or is rolled back on any error (and a
-        broken connection is not reused)."""
+        broken connection is not reused). ``write_lock``: on SQLite the transaction takes
+        the write lock as it begins (``BEGIN IMMEDIATE``), so what it reads stays current
+        until it commits (PostgreSQL locks the rows it reads ``FOR UPDATE``)."""
         conn = self.connection() if self.pinned else self.engine.raw_connection()
         try:
-            yield conn.cursor()
+            cur = conn.cursor()
+            if write_lock and not self.postgres:
+                cur.execute("BEGIN IMMEDIATE")
+            yield cur
             conn.commit()
         except ServiceError:  # a refusal: nothing written, the connection is sound
             conn.rollback()
@@ -352,6 +357,5 @@ class RawConnections:
     def timestamp(self, value: datetime) -> object:
         if self.postgres:
             return value
-        v = value  # SQLAlchemy's SQLite DATETIME text; formatted by hand (strftime is slow)
-        return (f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:"
-                f"{v.second:02d}.{v.microsecond:06d}")
+        # SQLAlchemy's SQLite DATETIME text (isoformat is C; strftime is slow)
+        return value.isoformat(sep=" ", timespec="microseconds")

@@ -107,30 +107,47 @@ HEAD_SQL = {
 }
 
 
-def head_sql(postgres: bool) -> dict[str, str]:
+def _head_sql(postgres: bool) -> dict[str, str]:
     out = {k: v.replace("?", "%s") if postgres else v for k, v in HEAD_SQL.items()}
     if postgres:
         out["read"] += " FOR UPDATE"
     return out
 
 
+_HEAD_SQL = {False: _head_sql(False), True: _head_sql(True)}
+
+
+def head_sql(postgres: bool) -> dict[str, str]:
+    """The head statements in the driver's placeholder style (PostgreSQL's read locks)."""
+    return _HEAD_SQL[postgres]
+
+
 @dataclass
 class Heads:
     """The heads one transaction moves, read once (locked) and written back once, on a
-    DB-API cursor (the hot path's) or a SQLAlchemy connection (``SqlCursor``)."""
+    DB-API cursor (the hot path's) or a SQLAlchemy connection (``SqlCursor``).
+
+    ``locked``: the transaction already holds SQLite's write lock (``BEGIN IMMEDIATE``),
+    so the head is read first and made only when missing, as on PostgreSQL; otherwise
+    SQLite's head is made-if-missing first, the insert taking the lock before the read."""
 
     chain: str
     cursor: Any
     postgres: bool
     key: bytes
     moved: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    locked: bool = False
+    written: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
 
-    def next(self, institution: str, day: str, fields: dict[str, Any]) -> tuple[int, str]:
+    def next(self, institution: str, day: str, fields: dict[str, Any],
+             head: tuple[int, str] | None = None) -> tuple[int, str]:
+        """The next position and hash of the chain; ``head``: the head as the caller
+        already read it under its lock (None: read here)."""
         key = (institution, day)
         if key not in self.moved:
             sql = head_sql(self.postgres)
-            head = None
-            if self.postgres:  # the row lock: one round trip but on the day's first scan
+            if head is None and (self.postgres or self.locked):
+                # the row lock (or SQLite's write lock): made only on the day's first scan
                 self.cursor.execute(sql["read"], (self.chain, institution, day))
                 head = self.cursor.fetchone()
             if head is None:  # SQLite: the insert takes the write lock before the read
@@ -146,9 +163,16 @@ class Heads:
         return seq, h
 
     def write(self) -> None:
+        """Every moved head not already written (``wrote``) back to the store."""
         sql = head_sql(self.postgres)["write"]
         for (inst, day), (seq, h) in self.moved.items():
-            self.cursor.execute(sql, (seq, h, self.chain, inst, day))
+            if self.written.get((inst, day)) != (seq, h):
+                self.cursor.execute(sql, (seq, h, self.chain, inst, day))
+
+    def wrote(self, institution: str, day: str) -> None:
+        """The caller wrote this head as it now stands (with its row, one statement)."""
+        key = (institution, day)
+        self.written[key] = self.moved[key]
 
 
 class SqlCursor:
