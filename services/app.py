@@ -126,6 +126,8 @@ def close_app(app: FastAPI) -> None:
         if verifier is not None:
             verifier.funnel.close()
             verifier.store.drop_connection()
+            if verifier.pg is not None:
+                verifier.pg.drop()
         engine = getattr(system, "engine", None)
         if engine is not None:
             engine.dispose()

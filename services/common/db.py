@@ -4,11 +4,12 @@ resources layer read (:class:`Export`, keyset pages)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -359,3 +360,76 @@ class RawConnections:
             return value
         # SQLAlchemy's SQLite DATETIME text (isoformat is C; strftime is slow)
         return value.isoformat(sep=" ", timespec="microseconds")
+
+
+Statement = tuple[str, Any]  # SQL in the driver's style, and its parameters
+Steps = Generator[Statement, Any, Any]  # statements out, each one's first row back in
+
+
+class AsyncPg:
+    """A hot path's PostgreSQL transactions on psycopg's async driver, on the event loop:
+    no thread switch around them and the loop free while the server works. One connection
+    per loop, made on first use with the sessions' settings of the system's engine
+    (search path, lock timeout); a failed transaction drops it (the next one reconnects).
+    The work is written as ``Steps`` generators, so it does not depend on the driver."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def _connection(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._conn is not None and self._loop is loop and not self._conn.closed:
+            return self._conn
+        import psycopg
+
+        self.drop()
+        with self.engine.connect() as session:  # the pool's connections are set up
+            path, lock = (session.exec_driver_sql(f"SHOW {name}").scalar()
+                          for name in ("search_path", "lock_timeout"))
+        url = self.engine.url.set(drivername="postgresql")
+        conn = await psycopg.AsyncConnection.connect(
+            url.render_as_string(hide_password=False), connect_timeout=10)
+        await conn.execute("SELECT set_config('search_path', %s, false), "
+                           "set_config('lock_timeout', %s, false)", (path, lock))
+        await conn.commit()
+        self._conn = conn
+        self._loop = loop
+        return self._conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Callable[[Steps], Awaitable[Any]]]:
+        """``run(steps)``: each statement executed, its first row (or None) sent back; the
+        generator's return value returned, its exception raised. Commits at the end;
+        anything but a refusal (``ServiceError``) rolls back and drops the connection."""
+        conn = await self._connection()
+        cur = conn.cursor()
+
+        async def run(steps: Steps) -> Any:
+            try:
+                statement = next(steps)
+                while True:
+                    await cur.execute(*statement)
+                    result = cur.pgresult  # (``description`` builds its columns)
+                    row = await cur.fetchone() if result and result.nfields else None
+                    statement = steps.send(row)
+            except StopIteration as done:
+                return done.value
+
+        try:
+            yield run
+            await conn.commit()
+        except ServiceError:
+            await conn.rollback()
+            raise
+        except BaseException:
+            self.drop()
+            raise
+
+    def drop(self) -> None:
+        """Close the connection without the loop (at shutdown, or after a failure)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.pgconn.finish()

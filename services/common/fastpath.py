@@ -13,6 +13,7 @@ about 100 us here; batching spreads it over every request in flight."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -150,14 +151,17 @@ class InlineFirst:
 
 
 class WriteFunnel:
-    def __init__(self, process: Callable[[Sequence[Any]], Sequence[Any]],
+    def __init__(self, process: Callable[[Sequence[Any]], Sequence[Any]]
+                 | Callable[[Sequence[Any]], Awaitable[Sequence[Any]]],
                  max_batch: int = 256,
                  inline: Callable[[Sequence[Any]], Sequence[Any]] | None = None) -> None:
         """``process(items)`` returns one result per item; an item whose result is an
         exception gets that exception; if ``process`` raises, every caller gets it.
-        It runs on one thread of its own, never on the event loop: a store that is locked
-        or slow holds the writes waiting for it, not every other request of the worker
-        (and one writer thread keeps a single SQLite writer per process).
+        A plain function runs on one thread of its own, never on the event loop: a store
+        that is locked or slow holds the writes waiting for it, not every other request of
+        the worker (and one writer thread keeps a single SQLite writer per process). A
+        coroutine function (an async driver's) is awaited on the loop, one batch at a
+        time, as the thread would run them.
 
         ``inline`` (SQLite): when nothing waits and nothing is being written, the item is
         written right here on the loop if the store's write lock is free at once (else
@@ -166,6 +170,7 @@ class WriteFunnel:
         writes). It writes without checkpointing; every ``INLINE_RUN`` batches one goes
         through the thread, whose commit checkpoints the WAL when it has grown."""
         self.process = process
+        self._async = inspect.iscoroutinefunction(process)
         self._now = InlineFirst(inline, process)
         self._in_flight = 0
         self.max_batch = max_batch
@@ -173,6 +178,7 @@ class WriteFunnel:
         self._pending: list[tuple[Any, asyncio.Future]] = []
         self._writing: set[asyncio.Future] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._serial = asyncio.Lock()
         self._scheduled = False
         self.batches = 0
         self.items = 0
@@ -185,6 +191,7 @@ class WriteFunnel:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first use, or the app now runs on another loop
             self._loop, self._pending, self._scheduled = loop, [], False
+            self._serial = asyncio.Lock()
         done: Any = LATER if self._pending or self._in_flight else self._now.now([item])
         if done is not LATER:
             self.batches += 1
@@ -215,8 +222,12 @@ class WriteFunnel:
         self.items += len(batch)
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._writer, self.process,
-                                                 [item for item, _ in batch])
+            items = [item for item, _ in batch]
+            if self._async:  # one transaction at a time, as on the writer thread
+                async with self._serial:
+                    results = await self.process(items)  # type: ignore[misc]
+            else:
+                results = await loop.run_in_executor(self._writer, self.process, items)
         except BaseException as exc:  # the whole transaction failed: nobody succeeded
             for _, fut in batch:
                 if not fut.done():

@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from ..common.cards.audit import Heads
+from ..common.cards.audit import Heads, genesis, head_sql
 from ..common.cards.callers import Terminal
 from ..common.cst import refuse_clock_skew
-from ..common.db import RawConnections
+from ..common.db import AsyncPg, RawConnections, Steps
 from ..common.errors import (
     Conflict,
     Forbidden,
@@ -114,6 +114,7 @@ FROM rate LEFT JOIN card ON true LEFT JOIN bind ON true LEFT JOIN head ON true""
 _PG_RECORD = (  # the usage record and its chain's head, moved with it
     "WITH moved AS (UPDATE audit_heads SET seq = %s, hash = %s WHERE chain = 'usage' "
     "AND institution_code = %s AND day = %s) " + _INSERT_USAGE.replace("?", "%s"))
+_PG_NEW_HEAD = head_sql(True)["ensure"] + " RETURNING seq, hash"  # the day's first scan
 _PG_REFRESH = f"""WITH {_PG_ADMIT}
 SELECT rate.n, rate.oldest, (SELECT count(*) FROM admit), held.state, held.ssc_card_no
 FROM rate LEFT JOIN (SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a
@@ -193,6 +194,23 @@ def _usable_card(code: qrcodes.ParsedCode, card: Sequence | None) -> tuple:
     return tuple(card)
 
 
+def _held_state(held: Sequence | None, fused: bool) -> int:
+    """The card's state from (state, e-SSC card number) of a card this app holds: none
+    is ``CARD_NOT_FOUND`` (existence not told); unusable, or unbound for a fused code,
+    refused."""
+    if held is None:
+        raise NotFound("CARD_NOT_FOUND", "no such card for this app")
+    refuse_unusable(held[0])
+    if fused and held[1] is None:
+        raise NotFound("BINDING_NOT_FOUND", "this card is not bound to an e-SSC")
+    return int(held[0])
+
+
+def _one(sql: str, params: Sequence) -> Steps:
+    """A single statement as ``Steps``."""
+    yield sql, params
+
+
 def _refuse_unbound(binding: object) -> None:
     if binding is None:
         raise Conflict("BINDING_NOT_ACTIVE",
@@ -209,10 +227,12 @@ class Verifier:
         self.settings = settings
         self.limit = settings.max_verifications_per_code
         self.store = HotStore(engine)
-        # SQLite: a lone write goes on the loop when the lock is free (see WriteFunnel)
-        self.inline_store = None if self.store.postgres else HotStore(engine, wait=False)
-        self.funnel = WriteFunnel(self.record_batch, inline=None if self.inline_store is None
-                                  else partial(self.record_batch, store=self.inline_store))
+        self.pg = AsyncPg(engine) if self.store.postgres else None
+        if self.pg is not None:  # PostgreSQL: the batches on the loop, async
+            self.funnel = WriteFunnel(self.record_batch_pg)
+        else:  # SQLite: a lone write goes on the loop when the lock is free
+            self.funnel = WriteFunnel(self.record_batch, inline=partial(
+                self.record_batch, store=HotStore(engine, wait=False)))
         self._next_sweep = 0.0
 
     def _expiry(self, code: qrcodes.ParsedCode) -> datetime:
@@ -305,8 +325,6 @@ class Verifier:
         _refuse_replayed_nonce(cur.fetchone() is not None)
 
     def _record_one(self, cur, scan: Scan, heads: Heads) -> tuple[int, tuple]:
-        if self.store.postgres:
-            return self._record_one_pg(cur, scan, heads)
         store, code = self.store, scan.code
         if scan.admission is not None:
             self._admit(cur, scan.admission)
@@ -328,17 +346,37 @@ class Verifier:
         cur.execute(store.insert_usage, (*values, seq, chain_hash))
         return cur.fetchone()[0], (*card, binding)
 
-    def _record_one_pg(self, cur, scan: Scan, heads: Heads) -> tuple[int, tuple]:
-        """The same checks and writes as the SQLite path, in two statements."""
+    async def record_batch_pg(self, items: Sequence[Scan | Refresh]
+                              ) -> list[tuple[int, tuple] | int | ServiceError]:
+        """``record_batch`` on PostgreSQL, on the event loop (``AsyncPg``): a scan is two
+        statements (``_scan_pg``), a refresh one (``_refresh_pg``), then one commit."""
+        assert self.pg is not None
+        out: list[tuple[int, tuple] | int | ServiceError] = []
+        async with self.pg.transaction() as run:
+            wall = time.time()
+            if wall >= self._next_sweep:  # nonces past their window
+                self._next_sweep = wall + 30
+                await run(_one(self.store.sweep, (wall,)))
+            heads = Heads("usage", None, True, self.chain_key, locked=True)
+            for item in items:
+                try:
+                    out.append(await run(self._scan_pg(item, heads) if isinstance(item, Scan)
+                                         else self._refresh_pg(item)))
+                except ServiceError as exc:
+                    out.append(exc)
+        return out
+
+    def _scan_pg(self, scan: Scan, heads: Heads) -> Steps:
+        """The SQLite path's checks and writes in two statements: the checks with the
+        writes they guard, then the usage record with its chain's head."""
         code, wall, counted = scan.code, time.time(), self._counted(scan)
         digest, expires = counted or (None, None)
-        cur.execute(_PG_SCAN, _admission_params(scan.admission, wall) | {
+        inst, day = scan.term.institution_code, scan.now.strftime("%Y%m%d")
+        row = yield _PG_SCAN, _admission_params(scan.admission, wall) | {
             "card_id": code.card_id, "fused": code.kind == "fused", "digest": digest,
-            "code_expires": expires,
-            "usable": list(USABLE_STATES), "temporary": code.kind == "temporary",
-            "use_limit": self.limit, "institution": scan.term.institution_code,
-            "day": scan.now.strftime("%Y%m%d")})
-        row = cur.fetchone()
+            "code_expires": expires, "usable": list(USABLE_STATES),
+            "temporary": code.kind == "temporary", "use_limit": self.limit,
+            "institution": inst, "day": day}
         if scan.admission is not None:
             _refuse_rate(scan.admission, row[0], row[1], wall)
             _refuse_replayed_nonce(row[2] > 0)
@@ -348,13 +386,27 @@ class Verifier:
             _refuse_unbound(binding)
         if counted is not None:
             self._refuse_used(row[15])
+        head = None if row[16] is None else (row[16], row[17])
+        if head is None and (inst, day) not in heads.moved:  # the day's first scan here
+            chain = ("usage", inst, day)
+            head = yield _PG_NEW_HEAD, (*chain, genesis(inst, day, self.chain_key))
+            if head is None:  # another transaction made it first: read it, locked
+                head = yield head_sql(True)["read"], chain
         fields, day, values = self._usage(scan, card)
-        inst = scan.term.institution_code
-        seq, chain_hash = heads.next(inst, day, fields,
-                                     None if row[16] is None else (row[16], row[17]))
-        cur.execute(_PG_RECORD, (seq, chain_hash, inst, day, *values, seq, chain_hash))
+        seq, chain_hash = heads.next(inst, day, fields, head)
+        record = yield _PG_RECORD, (seq, chain_hash, inst, day, *values, seq, chain_hash)
         heads.wrote(inst, day)
-        return cur.fetchone()[0], (*card, binding)
+        return record[0], (*card, binding)
+
+    def _refresh_pg(self, item: Refresh) -> Steps:
+        """``_refresh_one`` in one statement."""
+        wall = time.time()
+        count, oldest, admitted, *held = yield _PG_REFRESH, _admission_params(
+            item.admission, wall) | {"app_key": item.app_key, "card_id": item.card_id}
+        if item.admission is not None:
+            _refuse_rate(item.admission, count, oldest, wall)
+            _refuse_replayed_nonce(admitted > 0)
+        return _held_state(None if held[0] is None else held, item.fused)
 
     def _counted(self, scan: Scan) -> tuple[bytes, datetime] | None:
         """The replay counter's key and expiry (UTC), when the code's uses are counted:
@@ -407,39 +459,14 @@ class Verifier:
             answer["binding"] = (binding[0], binding[1])
         return answer
 
-    def verify(self, term: Terminal, body: Any, request_id: str) -> dict[str, Any]:
-        """Synchronous verification (one scan, one transaction)."""
-        scan = self.check(term, body, request_id)
-        result = self.record_batch([scan])[0]
-        if isinstance(result, ServiceError):
-            raise result
-        assert isinstance(result, tuple)
-        return self.answer(scan, *result)
-
     def _refresh_one(self, cur, item: Refresh) -> int:
         """A code refresh's nonce and rate count; then the card's state if this app holds
         it (else ``CARD_NOT_FOUND``, existence not told), usable, and for a fused code
-        bound (``BINDING_NOT_FOUND``). PostgreSQL: one statement."""
-        if self.store.postgres:
-            wall = time.time()
-            cur.execute(_PG_REFRESH, _admission_params(item.admission, wall) | {
-                "app_key": item.app_key, "card_id": item.card_id})
-            count, oldest, admitted, *held = cur.fetchone()
-            if item.admission is not None:
-                _refuse_rate(item.admission, count, oldest, wall)
-                _refuse_replayed_nonce(admitted > 0)
-            row = None if held[0] is None else held
-        else:
-            if item.admission is not None:
-                self._admit(cur, item.admission)
-            cur.execute(self.store.select_held, (item.app_key, item.card_id))
-            row = cur.fetchone()
-        if row is None:
-            raise NotFound("CARD_NOT_FOUND", "no such card for this app")
-        refuse_unusable(row[0])
-        if item.fused and row[1] is None:
-            raise NotFound("BINDING_NOT_FOUND", "this card is not bound to an e-SSC")
-        return int(row[0])
+        bound (``BINDING_NOT_FOUND``)."""
+        if item.admission is not None:
+            self._admit(cur, item.admission)
+        cur.execute(self.store.select_held, (item.app_key, item.card_id))
+        return _held_state(cur.fetchone(), item.fused)
 
     async def refresh_async(self, item: Refresh) -> int:
         """The refresh route's database part, through the group-commit funnel."""
