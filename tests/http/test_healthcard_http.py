@@ -150,6 +150,35 @@ def test_wrong_terminal_unsigned_stale_and_replayed_requests(stack, world, card)
         assert again.json()["request_id"]
 
 
+def test_a_refused_scan_burns_its_nonce_and_counts_nothing(stack, world) -> None:
+    """A scan refused past its signature (a lost card) leaves its nonce written, so the
+    same signed request is then SIGNATURE_REPLAYED, and neither a count of its code nor
+    a usage record: the same writes on SQLite (statement by statement) and on PostgreSQL
+    (the checks and their guarded writes in one statement)."""
+    p = world.residents.pop()
+    card = world.app.apply("01", p.id_number, p.name)
+    text = world.app.qrcode(card["card_id"])["qr_text"]
+    world.app.report_lost(card["card_id"])
+    raw = orjson.dumps(world.term_a.verify_body(text))
+    path = "/ehc/v1/qrcodes/verify"
+    signed = {**sign_headers(world.term_a.terminal_id, "POST", path, raw,
+                             secret=world.term_a.secret), "Content-Type": "application/json"}
+    hc = stack.app.state.systems["healthcard"]
+
+    def counted() -> int:
+        with hc.engine.connect() as conn:
+            return len(conn.execute(select(code_uses.c.uses).where(
+                code_uses.c.card_id == card["card_id"])).all())
+
+    before = usage_count(stack)
+    with httpx.Client(base_url=stack.url) as http:
+        first = http.post(path, content=raw, headers=signed)
+        assert (first.status_code, first.json()["code"]) == (403, "CARD_LOST")
+        again = http.post(path, content=raw, headers=signed)
+        assert (again.status_code, again.json()["code"]) == (401, "SIGNATURE_REPLAYED")
+    assert counted() == 0 and usage_count(stack) == before
+
+
 def test_clock_skew_and_bad_fields_are_refused(stack, world, card) -> None:
     text = world.app.qrcode(card["card_id"])["qr_text"]
     late = (datetime.now(qrcodes.CST) + timedelta(minutes=10)).strftime("%Y%m%d%H%M%S")
@@ -312,13 +341,16 @@ def test_sm2_signed_terminal(stack, world, card) -> None:
     refused("SIGNATURE_INVALID", stack, forger.verify, text)
 
 
-def test_rate_limit_per_terminal(tmp_path_factory, world) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_rate_limit_per_terminal(tmp_path_factory, backend: str) -> None:
     """A terminal over its rate gets 429 RATE_LIMITED with Retry-After; nothing written;
-    another terminal is not affected."""
+    another terminal is not affected (on PostgreSQL the count and the nonce are one
+    statement with the scan's checks)."""
     from tests.conftest import seeded_world
-    from tests.stack import drop_schemas, make_test_settings, start_stack
+    from tests.stack import backend_env, drop_schemas, make_test_settings, start_stack
 
-    settings = make_test_settings(tmp_path_factory.mktemp("rl"),
+    backend_env(backend)  # skips PostgreSQL where it is not configured
+    settings = make_test_settings(tmp_path_factory.mktemp("rl"), backend,
                                   rate_limit_terminal_per_s=2.0)
     stack = start_stack(settings)
     try:

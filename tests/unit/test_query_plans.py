@@ -76,6 +76,32 @@ def test_the_verification_reads_by_index(systems, name: str) -> None:
     assert_indexed(plan(engine, sql, values))
 
 
+def test_the_postgres_scan_statements_read_by_index(systems) -> None:
+    """PostgreSQL's scan and refresh are one statement each (checks and guarded writes),
+    plus the usage record with its head and the day's first head: every table in them
+    is reached by an index. (SQLite runs the statements above one by one.)"""
+    engine = systems["healthcard"].engine
+    if engine.dialect.name != "postgresql":
+        assert not verify.HotStore(engine).postgres  # SQLite has no such statements
+        return
+    admission = verify._admission_params(None, 0.0) | {
+        "token": "n", "bucket": "rate:t", "since": 0.0, "rate_limit": 10, "wall": 1.0,
+        "token_expires": 2.0}
+    scan = admission | {"card_id": "A" * 64, "fused": True, "digest": b"d" * 16,
+                        "code_expires": datetime(2026, 1, 1), "usable": [1, 2],
+                        "temporary": False, "use_limit": 1, "institution": "I", "day": "D"}
+    record = (1, "h", "I", "D", "A" * 64, "e", "I", "T", "330100", 1, 10101, "dynamic",
+              "20260101000000", datetime(2026, 1, 1), "r", "D", 1, "h")
+    for sql, params in ((verify._PG_SCAN, scan),
+                        (verify._PG_REFRESH, admission | {"app_key": "a", "card_id": "A"}),
+                        (verify._PG_RECORD, record),
+                        (verify._PG_NEW_HEAD, ("usage", "I", "D", "h"))):
+        try:
+            assert_indexed(plan(engine, sql, params))
+        except AssertionError as exc:
+            raise AssertionError(f"{sql[:60]}...: {exc}") from None
+
+
 def test_the_fused_hop_reads_by_index(systems) -> None:
     """The e-SSC side of a fused verification: the card's binding and the card."""
     engine = systems["socialcard"].engine
