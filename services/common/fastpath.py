@@ -192,7 +192,11 @@ class WriteFunnel:
         if loop is not self._loop:  # first use, or the app now runs on another loop
             self._loop, self._pending, self._scheduled = loop, [], False
             self._serial = asyncio.Lock()
-        done: Any = LATER if self._pending or self._in_flight else self._now.now([item])
+        done: Any
+        if self._async and not self._pending and not self._in_flight:
+            done = await self._alone(item)  # no task or future of its own
+        else:
+            done = LATER if self._pending or self._in_flight else self._now.now([item])
         if done is not LATER:
             self.batches += 1
             self.items += 1
@@ -207,6 +211,16 @@ class WriteFunnel:
             self._scheduled = True
             loop.call_soon(self._flush)
         return await fut
+
+    async def _alone(self, item: Any) -> Sequence[Any]:
+        """A lone item on an async store, in the caller's own task; what arrives
+        meanwhile queues behind it (``_in_flight``)."""
+        self._in_flight += 1
+        try:
+            async with self._serial:
+                return await self.process([item])  # type: ignore[misc]
+        finally:
+            self._in_flight -= 1
 
     def _flush(self) -> None:
         batch, self._pending, self._scheduled = self._pending, [], False
