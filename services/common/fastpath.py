@@ -220,10 +220,20 @@ class WriteFunnel:
             async with self._serial:
                 return await self.process([item])  # type: ignore[misc]
         finally:
-            self._in_flight -= 1
+            self._done_one()
+
+    def _done_one(self) -> None:
+        """A write finished: on an async store, what queued behind it is now one batch."""
+        self._in_flight -= 1
+        if self._async and self._pending and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        batch, self._pending, self._scheduled = self._pending, [], False
+        self._scheduled = False
+        if self._async and self._in_flight:  # group commit: they wait for the one in
+            return  # flight (``_done_one``), then go together
+        batch, self._pending = self._pending, []
         if batch:
             self._in_flight += 1
             self._now.run = 0  # a batch through the thread: its commit checkpoints
@@ -248,7 +258,7 @@ class WriteFunnel:
                     fut.set_exception(exc)
             return
         finally:
-            self._in_flight -= 1
+            self._done_one()
         for (_, fut), result in zip(batch, results, strict=True):
             if fut.done():
                 continue

@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from ..common.cards.audit import Heads, genesis, head_sql
 from ..common.cards.callers import Terminal
 from ..common.cst import refuse_clock_skew
-from ..common.db import AsyncPg, RawConnections, Steps
+from ..common.db import AsyncPg, Deferred, RawConnections, Steps
 from ..common.errors import (
     Conflict,
     Forbidden,
@@ -70,6 +70,7 @@ _RATE = (  # reads at most `limit` index entries, however busy the terminal
     "AND at > ? ORDER BY at LIMIT ?) AS recent"
 )
 _SWEEP = "DELETE FROM shared_events WHERE expires_at < ?"
+_PG_SWEEP = f"WITH swept AS ({_SWEEP.replace('?', '%s')} RETURNING 1) SELECT count(*) FROM swept"
 _SELECT_HELD = (  # the card's state, if this app holds it, and its active binding
     "SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a ON a.card_id = c.card_id "
     "AND a.app_key = ? LEFT JOIN bindings b ON b.ehc_card_id = c.card_id "
@@ -349,26 +350,23 @@ class Verifier:
     async def record_batch_pg(self, items: Sequence[Scan | Refresh]
                               ) -> list[tuple[int, tuple] | int | ServiceError]:
         """``record_batch`` on PostgreSQL, on the event loop (``AsyncPg``): a scan is two
-        statements (``_scan_pg``), a refresh one (``_refresh_pg``), then one commit."""
+        statements (``_scan_pg``), the second sent with the commit; a refresh is one
+        (``_refresh_pg``). A batch's first statements go to the server together."""
         assert self.pg is not None
-        out: list[tuple[int, tuple] | int | ServiceError] = []
-        async with self.pg.transaction() as run:
+        async with self.pg.transaction() as tx:
             wall = time.time()
             if wall >= self._next_sweep:  # nonces past their window
                 self._next_sweep = wall + 30
-                await run(_one(self.store.sweep, (wall,)))
+                await tx.run_all([_one(_PG_SWEEP, (wall,))])
             heads = Heads("usage", None, True, self.chain_key, locked=True)
-            for item in items:
-                try:
-                    out.append(await run(self._scan_pg(item, heads) if isinstance(item, Scan)
-                                         else self._refresh_pg(item)))
-                except ServiceError as exc:
-                    out.append(exc)
-        return out
+            out = await tx.run_all([self._scan_pg(item, heads) if isinstance(item, Scan)
+                                    else self._refresh_pg(item) for item in items])
+        return [r.value if isinstance(r, Deferred) else r for r in out]
 
     def _scan_pg(self, scan: Scan, heads: Heads) -> Steps:
         """The SQLite path's checks and writes in two statements: the checks with the
-        writes they guard, then the usage record with its chain's head."""
+        writes they guard, then (``Deferred`` to the commit: nothing in the batch reads
+        it) the usage record with its chain's head as ``heads`` moved it."""
         code, wall, counted = scan.code, time.time(), self._counted(scan)
         digest, expires = counted or (None, None)
         inst, day = scan.term.institution_code, scan.now.strftime("%Y%m%d")
@@ -394,9 +392,8 @@ class Verifier:
                 head = yield head_sql(True)["read"], chain
         fields, day, values = self._usage(scan, card)
         seq, chain_hash = heads.next(inst, day, fields, head)
-        record = yield _PG_RECORD, (seq, chain_hash, inst, day, *values, seq, chain_hash)
-        heads.wrote(inst, day)
-        return record[0], (*card, binding)
+        return Deferred((_PG_RECORD, (seq, chain_hash, inst, day, *values, seq, chain_hash)),
+                        lambda record: (record[0], (*card, binding)))
 
     def _refresh_pg(self, item: Refresh) -> Steps:
         """``_refresh_one`` in one statement."""

@@ -137,7 +137,6 @@ class Heads:
     key: bytes
     moved: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     locked: bool = False
-    written: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
 
     def next(self, institution: str, day: str, fields: dict[str, Any],
              head: tuple[int, str] | None = None) -> tuple[int, str]:
@@ -163,16 +162,9 @@ class Heads:
         return seq, h
 
     def write(self) -> None:
-        """Every moved head not already written (``wrote``) back to the store."""
         sql = head_sql(self.postgres)["write"]
         for (inst, day), (seq, h) in self.moved.items():
-            if self.written.get((inst, day)) != (seq, h):
-                self.cursor.execute(sql, (seq, h, self.chain, inst, day))
-
-    def wrote(self, institution: str, day: str) -> None:
-        """The caller wrote this head as it now stands (with its row, one statement)."""
-        key = (institution, day)
-        self.written[key] = self.moved[key]
+            self.cursor.execute(sql, (seq, h, self.chain, inst, day))
 
 
 class SqlCursor:
