@@ -1,7 +1,9 @@
 """The hot path's write funnel: concurrent writes share one transaction on the writer
 thread; a lone write goes on the loop when the store's lock is free, through the thread
 when it is not, and never past a write in flight (order and group commit kept). The raw
-connections they write on: pinned to a thread, or taken from the pool and given back."""
+connections they write on: pinned to a thread, or taken from the pool and given back.
+An async store (PostgreSQL's driver) writes one batch at a time, what waits behind it
+together; its batches run their statements in lockstep."""
 
 from __future__ import annotations
 
@@ -162,3 +164,118 @@ def test_unpinned_raw_connections_go_back_to_the_pool(tmp_path) -> None:
     assert any(isinstance(e, exc.TimeoutError) for e in three_threads(RawConnections(engine)))
     with pytest.raises(AssertionError):
         RawConnections(engine, wait=False, pinned=False)
+
+
+def test_an_async_store_writes_one_batch_at_a_time_and_groups_what_waits() -> None:
+    """On an async store (PostgreSQL's driver): a lone write runs at once; what arrives
+    while a write is in flight waits for it and then goes as ONE batch; a failed batch
+    fails each of its callers; one transaction at a time."""
+    batches: list[list[int]] = []
+    release = asyncio.Event()
+    active = 0
+
+    async def process(items: Sequence[int]) -> list[int | Exception]:
+        nonlocal active
+        active += 1
+        assert active == 1, "two transactions at once"
+        batches.append(list(items))
+        if items == [1]:
+            await release.wait()  # the first write is slow: the others queue behind it
+        await asyncio.sleep(0)
+        active -= 1
+        if 99 in items:
+            raise ConnectionError("store gone")
+        return [ValueError(i) if i < 0 else i * 10 for i in items]
+
+    funnel = WriteFunnel(process)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(funnel.submit(1))
+        await asyncio.sleep(0)
+        rest = []
+        for i in (2, -3, 4):  # arriving over several turns of the loop
+            rest.append(asyncio.ensure_future(funnel.submit(i)))
+            for _ in range(3):
+                await asyncio.sleep(0)
+        assert batches == [[1]]  # nothing else started while the first is in flight
+        release.set()
+        assert await first == 10
+        results = await asyncio.gather(*rest, return_exceptions=True)
+        assert results[0] == 20 and results[2] == 40
+        assert isinstance(results[1], ValueError) and results[1].args == (-3,)
+        assert batches == [[1], [2, -3, 4]]
+        release.clear()
+        slow = asyncio.ensure_future(funnel.submit(1))
+        await asyncio.sleep(0)
+        failing = [asyncio.ensure_future(funnel.submit(i)) for i in (5, 99)]
+        await asyncio.sleep(0)
+        release.set()
+        assert await slow == 10
+        outcome = await asyncio.gather(*failing, return_exceptions=True)
+        assert all(isinstance(o, ConnectionError) for o in outcome), outcome
+        assert batches[-1] == [5, 99]
+
+    asyncio.run(main())
+    funnel.close()
+
+
+def test_a_postgres_batch_runs_its_steps_in_lockstep() -> None:
+    """``PgTransaction.run_all``: a round's statements go together, in the batch's order;
+    a generator's refusal is its own result; deferred statements follow at the commit
+    in the order their generators finished."""
+    from services.common.db import Deferred, PgTransaction
+    from services.common.errors import Conflict
+
+    class Conn:
+        def __init__(self) -> None:
+            self.rounds: list[list[str]] = []  # what went to the server together
+            self.piped = False
+            self.committed = False
+
+        def cursor(self) -> Cursor:
+            return Cursor(self)
+
+        @contextlib.asynccontextmanager
+        async def pipeline(self):
+            self.rounds.append([])
+            self.piped = True
+            yield
+            self.piped = False
+
+        async def commit(self) -> None:
+            self.committed = True
+
+    class Cursor:
+        def __init__(self, conn: Conn) -> None:
+            self.conn, self.sql = conn, ""
+
+        async def execute(self, sql: str, params: object = None) -> None:
+            self.sql = sql
+            if not self.conn.piped:
+                self.conn.rounds.append([])
+            self.conn.rounds[-1].append(sql)
+
+        async def fetchone(self) -> tuple[str]:
+            return (self.sql.upper(),)
+
+    def steps(name: str, second: bool):
+        row = yield f"{name}1", ()
+        assert row == (f"{name.upper()}1",)
+        if name == "b":
+            raise Conflict("NO", "refused")
+        if second:
+            yield f"{name}2", ()
+        return Deferred((f"{name}-tail", ()), lambda r: (name, r[0]))
+
+    conn = Conn()
+    tx = PgTransaction(conn)
+
+    async def main() -> list:
+        out = await tx.run_all([steps("a", True), steps("b", False), steps("c", False)])
+        await tx.commit()
+        return out
+
+    out = asyncio.run(main())
+    assert conn.rounds == [["a1", "b1", "c1"], ["a2"], ["c-tail", "a-tail"]]
+    assert isinstance(out[1], Conflict) and conn.committed
+    assert [out[0].value, out[2].value] == [("a", "A-TAIL"), ("c", "C-TAIL")]
