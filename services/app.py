@@ -128,6 +128,9 @@ def close_app(app: FastAPI) -> None:
             verifier.store.drop_connection()
             if verifier.pg is not None:
                 verifier.pg.drop()
+        pg = getattr(getattr(system, "cards", None), "pg", None)
+        if pg is not None:
+            pg.drop()  # the e-SSC side's async connection (PostgreSQL)
         engine = getattr(system, "engine", None)
         if engine is not None:
             engine.dispose()

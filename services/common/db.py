@@ -441,8 +441,11 @@ class AsyncPg:
     (search path, lock timeout); a failed transaction drops it (the next one reconnects).
     The work is written as ``Steps`` generators, so it does not depend on the driver."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, autocommit: bool = False) -> None:
+        """``autocommit``: for single statements (``first_row``), each its own
+        transaction in one round trip; else for ``transaction``."""
         self.engine = engine
+        self.autocommit = autocommit
         self._conn: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -458,18 +461,32 @@ class AsyncPg:
                           for name in ("search_path", "lock_timeout"))
         url = self.engine.url.set(drivername="postgresql")
         conn = await psycopg.AsyncConnection.connect(
-            url.render_as_string(hide_password=False), connect_timeout=10)
+            url.render_as_string(hide_password=False), connect_timeout=10,
+            autocommit=self.autocommit)
         await conn.execute("SELECT set_config('search_path', %s, false), "
                            "set_config('lock_timeout', %s, false)", (path, lock))
-        await conn.commit()
+        if not self.autocommit:
+            await conn.commit()
         self._conn = conn
         self._loop = loop
         return self._conn
+
+    async def first_row(self, statement: Statement) -> Any:
+        """One statement, atomic on its own (``autocommit``); its first row or None."""
+        assert self.autocommit, "a single statement is its own transaction"
+        try:
+            cur = (await self._connection()).cursor()
+            await cur.execute(*statement)
+            return await cur.fetchone()
+        except BaseException:
+            self.drop()
+            raise
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransaction]:
         """Commits at the end; anything but a refusal (``ServiceError``) drops the
         connection, and the transaction with it."""
+        assert not self.autocommit, "a transaction needs its BEGIN"
         conn = await self._connection()
         tx = PgTransaction(conn)
         try:

@@ -24,7 +24,7 @@ from ..common.cards.idcard import (
 )
 from ..common.crypto import constant_time_equal, hmac_sm3
 from ..common.cst import cst_day, utc_now
-from ..common.db import RawConnections, rows_by_identity
+from ..common.db import AsyncPg, RawConnections, rows_by_identity
 from ..common.errors import Conflict, Gone, Invalid, NotFound
 from ..common.pii import FieldCipher
 from .tables import card_apps, code_uses, grant_codes, insured, settlements
@@ -64,10 +64,35 @@ _BOUND_CARD = (  # the bound binding of an e-SSC and the card (absent: SSC_CARD_
 )
 _VOUCHER = ("INSERT INTO ec_tokens (token, ssc_card_no, institution_code, expires_at) "
             "VALUES (?, ?, ?, ?)")
+# PostgreSQL: the same read and the voucher (only for a usable card) in one statement,
+# atomic on its own: one round trip
+_PG_BOUND_IDENTITY = """WITH card AS (SELECT b.binding_id, i.region, i.insurance_type,
+    i.card_state, i.name_enc FROM bindings b LEFT JOIN insured i
+    ON i.ssc_card_no = b.ssc_card_no WHERE b.ssc_card_no = %(ssc)s::text
+    AND b.state = 'bound'),
+  voucher AS (INSERT INTO ec_tokens (token, ssc_card_no, institution_code, expires_at)
+    SELECT card.region || %(suffix)s::text, %(ssc)s::text, %(institution)s::text,
+    %(expires)s::timestamp FROM card WHERE card.region IS NOT NULL
+    AND card.card_state = %(usable)s::int RETURNING token)
+SELECT card.binding_id, card.region, card.insurance_type, card.card_state, card.name_enc,
+  (SELECT token FROM voucher) FROM card"""
 
 
 def new_ec_token(region: str) -> str:
-    return region + secrets.token_hex(16).upper()
+    return region + _token_suffix()
+
+
+def _token_suffix() -> str:
+    return secrets.token_hex(16).upper()
+
+
+def _bound(row: Any) -> Any:
+    """The bound card's row, else BINDING_NOT_ACTIVE (no binding) or SSC_CARD_NOT_FOUND."""
+    if row is None:
+        raise Conflict("BINDING_NOT_ACTIVE", "this e-SSC is not bound")
+    if row[1] is None:
+        raise NotFound("SSC_CARD_NOT_FOUND", "no such e-SSC card")
+    return row[:5]
 
 
 class SocialCards:
@@ -83,6 +108,8 @@ class SocialCards:
         self.hot = RawConnections(engine, pinned=False)  # called from any thread
         # SQLite: the fused hop's transaction on the loop when the lock is free
         self.hot_now = None if self.hot.postgres else RawConnections(engine, wait=False)
+        # PostgreSQL: the fused hop on the async driver, one statement
+        self.pg = AsyncPg(engine, autocommit=True) if self.hot.postgres else None
         self._bound_card, self._voucher = (self.hot.sql(q) for q in (_BOUND_CARD, _VOUCHER))
 
     # ------------------------------------------------------------------ views
@@ -114,9 +141,24 @@ class SocialCards:
         token = new_ec_token(region)
         cur.execute(self._voucher, (token, ssc_card_no, institution_code,
                                     hot.timestamp(utc_now() + EC_TOKEN_TTL)))
+        return self._answer(ssc_card_no, region, insurance_type, card_state, name_enc, token)
+
+    def _answer(self, ssc_card_no: str, region: str, insurance_type: str, card_state: int,
+                name_enc: str, token: str) -> dict[str, Any]:
         return {"ssc_card_no": ssc_card_no, "region": region,
                 "insurance_type": insurance_type, "card_state": card_state,
                 "ec_token": token, "name": mask_name(self.cipher.decrypt(name_enc))}
+
+    async def bound_identity_pg(self, ssc_card_no: str, institution_code: str
+                                ) -> dict[str, Any]:
+        """``bound_identity`` on PostgreSQL: one statement on the event loop."""
+        assert self.pg is not None
+        row = await self.pg.first_row((_PG_BOUND_IDENTITY, {
+            "ssc": ssc_card_no, "suffix": _token_suffix(), "institution": institution_code,
+            "expires": utc_now() + EC_TOKEN_TTL, "usable": NORMAL}))
+        _, region, insurance_type, state, name_enc = _bound(row)
+        refuse_unusable(state)
+        return self._answer(ssc_card_no, region, insurance_type, state, name_enc, row[5])
 
     def bound_identity(self, ssc_card_no: str, institution_code: str,
                        hot: RawConnections | None = None) -> dict[str, Any]:
@@ -125,12 +167,7 @@ class SocialCards:
         hot = hot or self.hot
         with hot.transaction() as cur:
             cur.execute(self._bound_card, (ssc_card_no,))
-            row = cur.fetchone()
-            if row is None:
-                raise Conflict("BINDING_NOT_ACTIVE", "this e-SSC is not bound")
-            _, region, insurance_type, state, name_enc = row
-            if region is None:
-                raise NotFound("SSC_CARD_NOT_FOUND", "no such e-SSC card")
+            _, region, insurance_type, state, name_enc = _bound(cur.fetchone())
             return self._identity(cur, hot, ssc_card_no, region, insurance_type, state,
                                   name_enc, institution_code)
 

@@ -67,7 +67,7 @@ class SocialFusion(b.BindingSide):
         self.private_hex, self.public_hex = key
         self.store = b.BindingStore(bindings, binding_batches)
         self.inbox = UsageInbox(engine, shared_usage, sync_cursors, "ehc")
-        self.identity_now = InlineFirst(
+        self.identity_now = cards.bound_identity_pg if cards.pg is not None else InlineFirst(
             None if cards.hot_now is None else partial(cards.bound_identity,
                                                        hot=cards.hot_now),
             cards.bound_identity)

@@ -110,6 +110,10 @@ def test_the_fused_hop_reads_by_index(systems) -> None:
     assert_indexed(text)
     if engine.dialect.name == "sqlite":  # the tables go by their aliases here
         assert re.search(r"^SEARCH b ", text, re.M) and re.search(r"^SEARCH i ", text, re.M)
+    else:  # and its one statement there, with the voucher
+        assert_indexed(plan(engine, socialcard_cards._PG_BOUND_IDENTITY, {
+            "ssc": "3301" + "0" * 16, "suffix": "X", "institution": "I",
+            "expires": datetime(2026, 1, 1), "usable": 1}))
 
 
 def test_the_peer_pull_reads_by_index(systems) -> None:
