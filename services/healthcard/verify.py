@@ -207,6 +207,13 @@ def _held_state(held: Sequence | None, fused: bool) -> int:
     return int(held[0])
 
 
+def _chain_of(item: Scan | Refresh) -> tuple[str, str]:
+    """The audit chain a scan moves (institution, CST day); a refresh moves none."""
+    if isinstance(item, Scan):
+        return item.term.institution_code, item.now.strftime("%Y%m%d")
+    return "", ""
+
+
 def _one(sql: str, params: Sequence) -> Steps:
     """A single statement as ``Steps``."""
     yield sql, params
@@ -359,9 +366,19 @@ class Verifier:
                 self._next_sweep = wall + 30
                 await tx.run_all([_one(_PG_SWEEP, (wall,))])
             heads = Heads("usage", None, True, self.chain_key, locked=True)
-            out = await tx.run_all([self._scan_pg(item, heads) if isinstance(item, Scan)
-                                    else self._refresh_pg(item) for item in items])
-        return [r.value if isinstance(r, Deferred) else r for r in out]
+            # the audit heads are locked in one order in every process's batches (by
+            # institution and day), so two servers' batches never wait on each other
+            # in a circle (a deadlock PostgreSQL would break after a second)
+            order = sorted(range(len(items)), key=lambda i: _chain_of(items[i]))
+            done = await tx.run_all([self._steps(items[i], heads) for i in order])
+        out: list[Any] = [None] * len(items)
+        for i, result in zip(order, done, strict=True):
+            out[i] = result.value if isinstance(result, Deferred) else result
+        return out
+
+    def _steps(self, item: Scan | Refresh, heads: Heads) -> Steps:
+        return (self._scan_pg(item, heads) if isinstance(item, Scan)
+                else self._refresh_pg(item))
 
     def _scan_pg(self, scan: Scan, heads: Heads) -> Steps:
         """The SQLite path's checks and writes in two statements: the checks with the

@@ -201,3 +201,85 @@ def test_a_cut_tail_with_its_head_rolled_back_is_found_by_the_seals(
         conn.execute(update(heads).where(*where).values(seq=last.chain_seq,
                                                        hash=last.chain_hash))
     assert world.admin.audit(today(), "ehc")["clean"]
+
+
+def test_two_servers_batches_over_the_same_chains_both_commit(stack, world) -> None:
+    """Two processes' group commits, each moving the same two institutions' chains but
+    taking them in opposite order, both commit (each batch locks its audit heads in one
+    order: no waiting in a circle, which PostgreSQL would break by failing one batch),
+    and the day's chains stay whole."""
+    import asyncio
+    import threading
+
+    from services.healthcard.verify import Scan, Verifier
+
+    hc = stack.app.state.systems["healthcard"]
+    v = hc.verifier
+    servers = [Verifier(hc.engine, v.keystore, v.cipher, v.settings, v.chain_key)
+               for _ in range(2)]
+    terms = [hc.callers.terminal(t.terminal_id) for t in (world.term_a, world.term_b)]
+    cards = [world.app.apply("01", p.id_number, p.name)["card_id"]
+             for p in (world.residents.pop() for _ in range(2))]
+
+    def scan(term_index: int, card_id: str) -> Scan:
+        client = (world.term_a, world.term_b)[term_index]
+        body = client.verify_body(world.app.qrcode(card_id)["qr_text"])
+        return servers[0].check(terms[term_index], body, "r")
+
+    def record(server: Verifier, scans: list[Scan]) -> list:
+        if server.pg is None:  # SQLite: each server's writer thread
+            return server.record_batch(scans)
+        return asyncio.run(server.record_batch_pg(scans))
+
+    for _ in range(4):
+        batches = [[scan(0, cards[0]), scan(1, cards[1])], [scan(1, cards[0]), scan(0, cards[1])]]
+        results: list = [None, None]
+
+        def run(i: int, batches: list = batches, results: list = results) -> None:
+            results[i] = record(servers[i], batches[i])
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert all(isinstance(r, tuple) for batch in results for r in batch), results
+    if servers[0].pg is not None:  # PostgreSQL: the order itself, deterministically
+        _heads_locked_in_one_order(hc.engine, servers[0], [scan(1, cards[0]),
+                                                           scan(0, cards[1])])
+    for server in servers:
+        server.funnel.close()
+        if server.pg is not None:
+            server.pg.drop()
+    assert world.admin.audit(today(), "ehc")["clean"]
+
+
+def _heads_locked_in_one_order(engine, server, scans: list) -> None:
+    """Another transaction holds the lower institution's audit head; a batch that lists
+    the higher one first must not take it before it waits for the lower (or the other
+    transaction, reaching for the higher head next, would wait in a circle with it)."""
+    import asyncio
+    import threading
+    import time
+
+    from services.healthcard.verify import _chain_of
+
+    low, high = sorted({_chain_of(s) for s in scans})
+    batch = sorted(scans, key=_chain_of, reverse=True)  # the higher chain first
+    read = ("SELECT seq FROM audit_heads WHERE chain = 'usage' AND institution_code = %s "
+            "AND day = %s FOR UPDATE")
+    conn = engine.raw_connection()
+    try:
+        cur = conn.cursor()
+        cur.execute(read, low)
+        results: list = []
+        thread = threading.Thread(target=lambda: results.append(
+            asyncio.run(server.record_batch_pg(batch))))
+        thread.start()
+        time.sleep(0.5)  # the batch now waits for the lower head (and holds nothing)
+        cur.execute(read, high)  # with the higher one taken first: a deadlock, one fails
+        conn.commit()
+        thread.join(30)
+        assert results and all(isinstance(r, tuple) for r in results[0]), results
+    finally:
+        conn.close()
