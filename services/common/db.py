@@ -446,6 +446,7 @@ class AsyncPg:
         transaction in one round trip; else for ``transaction``."""
         self.engine = engine
         self.autocommit = autocommit
+        self._session: tuple[str, str] | None = None
         self._conn: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -456,20 +457,29 @@ class AsyncPg:
         import psycopg
 
         self.drop()
-        with self.engine.connect() as session:  # the pool's connections are set up
-            path, lock = (session.exec_driver_sql(f"SHOW {name}").scalar()
-                          for name in ("search_path", "lock_timeout"))
+        if self._session is None:  # read once, off the loop (the store may be down)
+            self._session = await asyncio.to_thread(self._session_settings)
+        path, lock_ms = self._session
         url = self.engine.url.set(drivername="postgresql")
         conn = await psycopg.AsyncConnection.connect(
-            url.render_as_string(hide_password=False), connect_timeout=10,
-            autocommit=self.autocommit)
+            url.render_as_string(hide_password=False), autocommit=self.autocommit,
+            connect_timeout=max(2, round(int(lock_ms) / 1000)))
         await conn.execute("SELECT set_config('search_path', %s, false), "
-                           "set_config('lock_timeout', %s, false)", (path, lock))
+                           "set_config('lock_timeout', %s, false)", (path, lock_ms))
         if not self.autocommit:
             await conn.commit()
         self._conn = conn
         self._loop = loop
         return self._conn
+
+    def _session_settings(self) -> tuple[str, str]:
+        """The search path and lock timeout (ms) the engine's connections are set up
+        with (``make_engine``): the store timeout bounds connecting too."""
+        with self.engine.connect() as session:
+            path, lock_ms = session.exec_driver_sql(
+                "SELECT current_setting('search_path'), setting FROM pg_settings "
+                "WHERE name = 'lock_timeout'").one()
+        return path, lock_ms
 
     async def first_row(self, statement: Statement) -> Any:
         """One statement, atomic on its own (``autocommit``); its first row or None."""

@@ -101,3 +101,37 @@ def test_start_up_with_a_bad_database_url_is_one_line(tmp_path, url: str, named:
     assert len(lines) == 1 and lines[0].startswith("error: cannot open the store at "), lines
     assert named in lines[0] and "s3cret" not in res.stderr + res.stdout
     assert "Traceback" not in res.stderr
+
+
+def test_a_lost_postgres_connection_answers_503_then_the_next_call_reconnects(
+        tmp_path_factory) -> None:
+    """PostgreSQL: the hot path's async connection killed on the server's side (a
+    restart, a failover): the next scan's call answers 503 STORE_UNAVAILABLE, nothing
+    hangs, and the call after it is served on a new connection."""
+    from sqlalchemy import text
+
+    from tests.stack import backend_env, drop_schemas
+
+    backend_env("postgres")  # skips where no PostgreSQL is configured
+    settings = make_test_settings(tmp_path_factory.mktemp("pgdown"), "postgres",
+                                  sync_interval_s=0)
+    live = start_stack(settings)
+    try:
+        world = seeded_world(live, residents=2)
+        person = world.residents.pop()
+        card_id = world.app.apply("01", person.id_number, person.name)["card_id"]
+        world.term_a.verify(world.app.qrcode(card_id)["qr_text"])
+        pg = live.app.state.systems["healthcard"].verifier.pg
+        with live.app.state.systems["healthcard"].engine.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"),
+                         {"pid": pg._conn.info.backend_pid})
+        started = time.monotonic()
+        with pytest.raises(SdkError) as info:
+            world.app.qrcode(card_id)
+        assert (info.value.status, info.value.code) == (503, "STORE_UNAVAILABLE")
+        assert time.monotonic() - started < 5
+        answer = world.term_a.verify(world.app.qrcode(card_id)["qr_text"])
+        assert answer["card_id"] == card_id
+    finally:
+        live.stop()
+        drop_schemas(settings)
