@@ -216,26 +216,30 @@ def test_a_dropped_record_is_found(network, tmp_path) -> None:
 
 def test_a_duplicate_is_found(network, tmp_path) -> None:
     store = copy_of(network.store, tmp_path)
-    rewrite(store, "ehc.usage", lambda df: pd.concat([df, df.iloc[[3]]]))
-    twice = str(pq.read_table(next((store.path / "ehc.usage").rglob("*.parquet")))
-                .to_pandas().iloc[3].id)
-    _one_rule(store, "ehc_usage: kept once", twice)
+    twice: list[str] = []  # the changed row's key, whichever day's file it lands in
+
+    def duplicate(df: pd.DataFrame) -> pd.DataFrame:
+        twice.append(str(df.iloc[3].id))
+        return pd.concat([df, df.iloc[[3]]])
+
+    rewrite(store, "ehc.usage", duplicate)
+    _one_rule(store, "ehc_usage: kept once", twice[0])
 
 
 def test_a_late_sync_is_found(network, tmp_path) -> None:
     store = copy_of(network.store, tmp_path)
+    changed: list[str] = []  # its key: two hours later may be the next day's file
 
     def late(df: pd.DataFrame) -> pd.DataFrame:
         df = df.copy()
         row = df.index[df.source == "essc"][0]
+        changed.append(str(df.loc[row, "id"]))
         at = pd.Timestamp(df.loc[row, "at"]).tz_localize(None)
         df.loc[row, "received_at"] = (at + pd.Timedelta(hours=2)).isoformat()
         return df
 
     rewrite(store, "ehc.shared_usage", late)
-    _one_rule(store, "essc usage shared in time", str(
-        pq.read_table(next((store.path / "ehc.shared_usage").rglob("*.parquet"))).to_pandas()
-        .query("source == 'essc'").iloc[0].id))
+    _one_rule(store, "essc usage shared in time", changed[0])
 
 
 def test_an_orphan_settlement_is_found(network, tmp_path) -> None:
@@ -288,15 +292,16 @@ def test_a_bill_paid_by_no_settlement_is_found(network, tmp_path) -> None:
 def test_an_invalid_code_is_found(network, tmp_path) -> None:
     store = copy_of(network.store, tmp_path)
 
+    changed: list[str] = []
+
     def bad_step(df: pd.DataFrame) -> pd.DataFrame:
         df = df.copy()
         df.loc[df.index[0], "step"] = 99999
+        changed.append(str(df.iloc[0].id))
         return df
 
     rewrite(store, "essc.usage", bad_step)
-    found = _one_rule(store, "essc_usage: codes", str(
-        pq.read_table(next((store.path / "essc.usage").rglob("*.parquet"))).to_pandas()
-        .query("step == 99999").iloc[0].id))
+    found = _one_rule(store, "essc_usage: codes", changed[0])
     assert found.detail.str.contains("step 99999").all()
 
 
