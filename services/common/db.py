@@ -369,7 +369,8 @@ Steps = Generator[Statement, Any, Any]  # statements out, each one's first row b
 @dataclass
 class Deferred:
     """What a ``Steps`` generator may return: its last statement, whose row nothing
-    before the commit needs; it is sent with the COMMIT, and ``value`` is then
+    before the commit needs; the deferred statements of a transaction are sent at its
+    commit, together (pipelined) when there are several, and ``value`` is then
     ``finish(row)``."""
 
     statement: Statement

@@ -357,7 +357,7 @@ class Verifier:
     async def record_batch_pg(self, items: Sequence[Scan | Refresh]
                               ) -> list[tuple[int, tuple] | int | ServiceError]:
         """``record_batch`` on PostgreSQL, on the event loop (``AsyncPg``): a scan is two
-        statements (``_scan_pg``), the second sent with the commit; a refresh is one
+        statements (``_scan_pg``), the second sent at the commit; a refresh is one
         (``_refresh_pg``). A batch's first statements go to the server together."""
         assert self.pg is not None
         async with self.pg.transaction() as tx:
