@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import sqlite3
 import threading
@@ -34,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from .errors import ServiceError
+from .errors import ServiceError, store_unavailable
 from .fastpath import StoreBusy
 from .secrets_store import private_dir, private_file
 from .settings import Settings
@@ -370,7 +371,7 @@ Steps = Generator[Statement, Any, Any]  # statements out, each one's first row b
 class Deferred:
     """What a ``Steps`` generator may return: its last statement, whose row nothing
     before the commit needs; the deferred statements of a transaction are sent at its
-    commit, together (pipelined) when there are several, and ``value`` is then
+    commit, after every other statement of its batch, and ``value`` is then
     ``finish(row)``."""
 
     statement: Statement
@@ -379,10 +380,9 @@ class Deferred:
 
 
 class PgTransaction:
-    """One transaction of ``AsyncPg``. The ``Steps`` of a batch run in lockstep: the
-    statements of one round go to the server together (pipelined), so a batch of any
-    size is a few round trips, not two per item; a lone item is sent plainly (a pipeline
-    costs more CPU than it saves there)."""
+    """One transaction of ``AsyncPg``. The ``Steps`` of a batch run in lockstep: every
+    generator's first statement in the batch's order, then every second one, so the rows
+    a batch locks are locked in the order its caller sorted it (``run_all``)."""
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -399,9 +399,8 @@ class PgTransaction:
         while waiting:
             rounds = list(waiting.items())
             waiting.clear()
-            rows = await self._first_rows([statement for _, statement in rounds])
-            for (i, _), row in zip(rounds, rows, strict=True):
-                self._advance(batch, i, row, out, waiting)
+            for i, statement in rounds:
+                self._advance(batch, i, await first_row(self.conn, statement), out, waiting)
         return out
 
     def _advance(self, batch: Sequence[Steps], i: int, row: Any, out: list[Any],
@@ -415,32 +414,67 @@ class PgTransaction:
         except ServiceError as exc:
             out[i] = exc
 
-    async def _first_rows(self, statements: Sequence[Statement]) -> list[Any]:
-        if len(statements) == 1:
-            cur = self.conn.cursor()
-            await cur.execute(*statements[0])
-            return [await cur.fetchone()]
-        async with self.conn.pipeline():
-            cursors = [self.conn.cursor() for _ in statements]
-            for cur, statement in zip(cursors, statements, strict=True):
-                await cur.execute(*statement)
-            return [await cur.fetchone() for cur in cursors]
+    async def finish(self) -> None:
+        """The deferred statements, in the order their generators finished (the caller
+        then commits)."""
+        for d in self.deferred:
+            d.value = d.finish(await first_row(self.conn, d.statement))
 
-    async def commit(self) -> None:
-        """The deferred statements, in the order their generators finished, then COMMIT."""
-        if self.deferred:
-            rows = await self._first_rows([d.statement for d in self.deferred])
-            for d, row in zip(self.deferred, rows, strict=True):
-                d.value = d.finish(row)
-        await self.conn.commit()
+
+_NAMED = re.compile(r"%\((\w+)\)s")
+
+
+@functools.lru_cache(maxsize=256)
+def dollar_style(sql: str) -> tuple[str, tuple[str, ...] | None]:
+    """A statement in psycopg's style (``%s`` or ``%(name)s``) in PostgreSQL's own
+    (``$1``...), with the names its numbers stand for (None: positional)."""
+    names: list[str] = []
+
+    def number(match: re.Match) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    if _NAMED.search(sql):
+        return _NAMED.sub(number, sql), tuple(names)
+    parts = sql.split("%s")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "")
+                   for i, p in enumerate(parts)), None
+
+
+async def first_row(conn: Any, statement: Statement) -> Any:
+    """One statement (prepared once per connection by asyncpg's cache); its first row."""
+    sql, params = statement
+    text_, names = dollar_style(sql)
+    args = params if names is None else tuple(params[n] for n in names)
+    return await conn.fetchrow(text_, *args)
+
+
+# PostgreSQL's classes of errors that say the store, not the request, failed: connection
+# (08), rolled back for a deadlock or serialization (40), out of resources (53), lock not
+# available (55), shut down by an operator (57), system (58)
+_PG_FAULT_CLASSES = frozenset(("08", "40", "53", "55", "57", "58"))
+
+
+def _as_store_fault(exc: BaseException) -> BaseException:
+    """The 503 of a PostgreSQL fault (lost connection, lock timeout...), else ``exc``."""
+    import asyncpg
+
+    state = getattr(exc, "sqlstate", None)
+    if ((isinstance(exc, asyncpg.PostgresError) and str(state)[:2] in _PG_FAULT_CLASSES)
+            or isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError)):
+        return store_unavailable()
+    return exc
 
 
 class AsyncPg:
-    """A hot path's PostgreSQL transactions on psycopg's async driver, on the event loop:
-    no thread switch around them and the loop free while the server works. One connection
-    per loop, made on first use with the sessions' settings of the system's engine
-    (search path, lock timeout); a failed transaction drops it (the next one reconnects).
-    The work is written as ``Steps`` generators, so it does not depend on the driver."""
+    """A hot path's PostgreSQL transactions on asyncpg, on the event loop: no thread
+    switch around them, the loop free while the server works, and about half psycopg's
+    CPU a statement (measured: ``docs/benchmarks.md``). One connection per loop, made on
+    first use with the sessions' settings of the system's engine (search path, lock
+    timeout); a failed transaction drops it (the next one reconnects). The work is
+    written as ``Steps`` generators in psycopg's placeholder style, the style of the
+    engine's own statements (``dollar_style``)."""
 
     def __init__(self, engine: Engine, *, autocommit: bool = False) -> None:
         """``autocommit``: for single statements (``first_row``), each its own
@@ -453,23 +487,19 @@ class AsyncPg:
 
     async def _connection(self) -> Any:
         loop = asyncio.get_running_loop()
-        if self._conn is not None and self._loop is loop and not self._conn.closed:
+        if self._conn is not None and self._loop is loop and not self._conn.is_closed():
             return self._conn
-        import psycopg
+        import asyncpg
 
         self.drop()
         if self._session is None:  # read once, off the loop (the store may be down)
             self._session = await asyncio.to_thread(self._session_settings)
         path, lock_ms = self._session
         url = self.engine.url.set(drivername="postgresql")
-        conn = await psycopg.AsyncConnection.connect(
-            url.render_as_string(hide_password=False), autocommit=self.autocommit,
-            connect_timeout=max(2, round(int(lock_ms) / 1000)))
-        await conn.execute("SELECT set_config('search_path', %s, false), "
-                           "set_config('lock_timeout', %s, false)", (path, lock_ms))
-        if not self.autocommit:
-            await conn.commit()
-        self._conn = conn
+        self._conn = await asyncpg.connect(
+            url.render_as_string(hide_password=False),
+            timeout=max(2, round(int(lock_ms) / 1000)),
+            server_settings={"search_path": path, "lock_timeout": lock_ms})
         self._loop = loop
         return self._conn
 
@@ -486,33 +516,38 @@ class AsyncPg:
         """One statement, atomic on its own (``autocommit``); its first row or None."""
         assert self.autocommit, "a single statement is its own transaction"
         try:
-            cur = (await self._connection()).cursor()
-            await cur.execute(*statement)
-            return await cur.fetchone()
-        except BaseException:
+            return await first_row(await self._connection(), statement)
+        except BaseException as exc:
             self.drop()
-            raise
+            raise _as_store_fault(exc) from exc
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransaction]:
         """Commits at the end; anything but a refusal (``ServiceError``) drops the
         connection, and the transaction with it."""
         assert not self.autocommit, "a transaction needs its BEGIN"
-        conn = await self._connection()
+        try:
+            conn = await self._connection()
+            transaction = conn.transaction()
+            await transaction.start()
+        except BaseException as exc:
+            self.drop()
+            raise _as_store_fault(exc) from exc
         tx = PgTransaction(conn)
         try:
             yield tx
-            await tx.commit()
+            await tx.finish()
+            await transaction.commit()
         except ServiceError:
-            await conn.rollback()
+            await transaction.rollback()
             raise
-        except BaseException:
+        except BaseException as exc:
             self.drop()
-            raise
+            raise _as_store_fault(exc) from exc
 
     def drop(self) -> None:
         """Close the connection without the loop (at shutdown, or after a failure)."""
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
-                conn.pgconn.finish()
+                conn.terminate()

@@ -114,9 +114,13 @@ def store_fault(exc: BaseException) -> Unavailable | None:
     for kind in type(exc).__mro__:
         if kind.__name__ in _STORE_FAULTS and kind.__module__.split(".")[0] in (
                 "sqlalchemy", "sqlite3", "psycopg", "psycopg2"):
-            return Unavailable("STORE_UNAVAILABLE", "the store did not answer in time; "
-                               "retry", {"Retry-After": "1"})
+            return store_unavailable()
     return None
+
+
+def store_unavailable() -> Unavailable:
+    return Unavailable("STORE_UNAVAILABLE", "the store did not answer in time; retry",
+                       {"Retry-After": "1"})
 
 
 HTTP_STATUS: dict[type[ServiceError], int] = {

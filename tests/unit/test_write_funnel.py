@@ -220,51 +220,28 @@ def test_an_async_store_writes_one_batch_at_a_time_and_groups_what_waits() -> No
 
 
 def test_a_postgres_batch_runs_its_steps_in_lockstep() -> None:
-    """``PgTransaction.run_all``: a round's statements go together, in the batch's order;
-    a generator's refusal is its own result; deferred statements follow at the commit
-    in the order their generators finished."""
+    """``PgTransaction.run_all``: a round's statements go in the batch's order (so rows
+    are locked in the order the caller sorted the batch); a generator's refusal is its
+    own result; deferred statements follow at the end in the order their generators
+    finished. Statements go to asyncpg in PostgreSQL's placeholder style."""
     from services.common.db import Deferred, PgTransaction
     from services.common.errors import Conflict
 
-    class Conn:
+    class Conn:  # what PgTransaction uses of an asyncpg connection
         def __init__(self) -> None:
-            self.rounds: list[list[str]] = []  # what went to the server together
-            self.piped = False
-            self.committed = False
+            self.sent: list[tuple[str, tuple]] = []
 
-        def cursor(self) -> Cursor:
-            return Cursor(self)
-
-        @contextlib.asynccontextmanager
-        async def pipeline(self):
-            self.rounds.append([])
-            self.piped = True
-            yield
-            self.piped = False
-
-        async def commit(self) -> None:
-            self.committed = True
-
-    class Cursor:
-        def __init__(self, conn: Conn) -> None:
-            self.conn, self.sql = conn, ""
-
-        async def execute(self, sql: str, params: object = None) -> None:
-            self.sql = sql
-            if not self.conn.piped:
-                self.conn.rounds.append([])
-            self.conn.rounds[-1].append(sql)
-
-        async def fetchone(self) -> tuple[str]:
-            return (self.sql.upper(),)
+        async def fetchrow(self, sql: str, *args: object) -> tuple[str]:
+            self.sent.append((sql, args))
+            return (sql.split(" ")[0].upper(),)
 
     def steps(name: str, second: bool):
-        row = yield f"{name}1", ()
+        row = yield f"{name}1 %s", (1,)
         assert row == (f"{name.upper()}1",)
         if name == "b":
             raise Conflict("NO", "refused")
         if second:
-            yield f"{name}2", ()
+            yield f"{name}2 %(x)s %(y)s %(x)s", {"y": 2, "x": 3}
         return Deferred((f"{name}-tail", ()), lambda r: (name, r[0]))
 
     conn = Conn()
@@ -272,10 +249,11 @@ def test_a_postgres_batch_runs_its_steps_in_lockstep() -> None:
 
     async def main() -> list:
         out = await tx.run_all([steps("a", True), steps("b", False), steps("c", False)])
-        await tx.commit()
+        await tx.finish()
         return out
 
     out = asyncio.run(main())
-    assert conn.rounds == [["a1", "b1", "c1"], ["a2"], ["c-tail", "a-tail"]]
-    assert isinstance(out[1], Conflict) and conn.committed
+    assert conn.sent == [("a1 $1", (1,)), ("b1 $1", (1,)), ("c1 $1", (1,)),
+                         ("a2 $1 $2 $1", (3, 2)), ("c-tail", ()), ("a-tail", ())]
+    assert isinstance(out[1], Conflict)
     assert [out[0].value, out[2].value] == [("a", "A-TAIL"), ("c", "C-TAIL")]
