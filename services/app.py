@@ -122,15 +122,10 @@ def close_app(app: FastAPI) -> None:
     every store's pooled connections (an in-process stack stopped in a long-lived
     process, a test run, must not keep its PostgreSQL connections)."""
     for system in app.state.systems.values():
-        verifier = getattr(system, "verifier", None)
-        if verifier is not None:
-            verifier.funnel.close()
-            verifier.store.drop_connection()
-            if verifier.pg is not None:
-                verifier.pg.drop()
-        pg = getattr(getattr(system, "cards", None), "pg", None)
-        if pg is not None:
-            pg.drop()  # the e-SSC side's async connection (PostgreSQL)
+        for hot_path in ("verifier", "cards"):  # those that hold their own connections
+            close = getattr(getattr(system, hot_path, None), "close", None)
+            if close is not None:
+                close()
         engine = getattr(system, "engine", None)
         if engine is not None:
             engine.dispose()

@@ -162,6 +162,7 @@ class Scan:
     now: datetime
     request_id: str
     admission: Admission | None = None  # nonce and rate count, written with the scan
+    chain: tuple[str, str] = ("", "")  # the audit chain it moves: institution, CST day
 
 
 def _admission_params(a: Admission | None, wall: float) -> dict[str, Any]:
@@ -209,9 +210,7 @@ def _held_state(held: Sequence | None, fused: bool) -> int:
 
 def _chain_of(item: Scan | Refresh) -> tuple[str, str]:
     """The audit chain a scan moves (institution, CST day); a refresh moves none."""
-    if isinstance(item, Scan):
-        return item.term.institution_code, item.now.strftime("%Y%m%d")
-    return "", ""
+    return item.chain if isinstance(item, Scan) else ("", "")
 
 
 def _one(sql: str, params: Sequence) -> Steps:
@@ -242,6 +241,13 @@ class Verifier:
             self.funnel = WriteFunnel(self.record_batch, inline=partial(
                 self.record_batch, store=HotStore(engine, wait=False)))
         self._next_sweep = 0.0
+
+    def close(self) -> None:
+        """Give back the writer thread and the hot path's connections."""
+        self.funnel.close()
+        self.store.drop_connection()
+        if self.pg is not None:
+            self.pg.drop()
 
     def _expiry(self, code: qrcodes.ParsedCode) -> datetime:
         if code.kind == "fused":  # always of the hardened form
@@ -298,7 +304,8 @@ class Verifier:
         refuse_clock_skew(terminal_time, now, skew)
         code, expiry = self.decode(qr_text, term, now)
         return Scan(code, term, city_code, terminal_type, step, terminal_time, expiry,
-                    qr_text, now, request_id, admission)
+                    qr_text, now, request_id, admission,
+                    (term.institution_code, now.strftime("%Y%m%d")))
 
     def record_batch(self, scans: Sequence[Scan | Refresh], store: HotStore | None = None
                      ) -> list[tuple[int, tuple] | int | ServiceError]:
@@ -349,8 +356,9 @@ class Verifier:
             cur.execute(store.count_use, (digest, code.card_id, store.timestamp(expires),
                                           self.limit))
             self._refuse_used(cur.fetchone())
-        fields, day, values = self._usage(scan, card)
-        seq, chain_hash = heads.next(scan.term.institution_code, day, fields)
+        inst, day = scan.chain
+        fields, values = self._usage(scan, card, day)
+        seq, chain_hash = heads.next(inst, day, fields)
         cur.execute(store.insert_usage, (*values, seq, chain_hash))
         return cur.fetchone()[0], (*card, binding)
 
@@ -386,7 +394,7 @@ class Verifier:
         it) the usage record with its chain's head as ``heads`` moved it."""
         code, wall, counted = scan.code, time.time(), self._counted(scan)
         digest, expires = counted or (None, None)
-        inst, day = scan.term.institution_code, scan.now.strftime("%Y%m%d")
+        inst, day = chain = scan.chain
         row = yield _PG_SCAN, _admission_params(scan.admission, wall) | {
             "card_id": code.card_id, "fused": code.kind == "fused", "digest": digest,
             "code_expires": expires, "usable": list(USABLE_STATES),
@@ -402,12 +410,11 @@ class Verifier:
         if counted is not None:
             self._refuse_used(row[15])
         head = None if row[16] is None else (row[16], row[17])
-        if head is None and (inst, day) not in heads.moved:  # the day's first scan here
-            chain = ("usage", inst, day)
-            head = yield _PG_NEW_HEAD, (*chain, genesis(inst, day, self.chain_key))
+        if head is None and chain not in heads.moved:  # the day's first scan here
+            head = yield _PG_NEW_HEAD, ("usage", *chain, genesis(inst, day, self.chain_key))
             if head is None:  # another transaction made it first: read it, locked
-                head = yield head_sql(True)["read"], chain
-        fields, day, values = self._usage(scan, card)
+                head = yield head_sql(True)["read"], ("usage", *chain)
+        fields, values = self._usage(scan, card, day)
         seq, chain_hash = heads.next(inst, day, fields, head)
         return Deferred((_PG_RECORD, (seq, chain_hash, inst, day, *values, seq, chain_hash)),
                         lambda record: (record[0], (*card, binding)))
@@ -435,9 +442,9 @@ class Verifier:
         if uses is None:
             raise Conflict("QR_REPLAYED", f"code already verified {self.limit} time(s)")
 
-    def _usage(self, scan: Scan, card: tuple) -> tuple[dict[str, Any], str, tuple]:
-        """The usage record's chained fields, its chain's (CST) day and its column values
-        up to the chain's position and hash."""
+    def _usage(self, scan: Scan, card: tuple, day: str) -> tuple[dict[str, Any], tuple]:
+        """The usage record's chained fields and its column values up to the chain's
+        position and hash (``day``: its chain's)."""
         at = scan.now.astimezone(UTC).replace(tzinfo=None)
         fields = {"card_id": card[0], "empi": card[1],
                   "institution_code": scan.term.institution_code,
@@ -445,11 +452,10 @@ class Verifier:
                   "terminal_type": scan.terminal_type, "step": scan.step,
                   "code_kind": scan.code.kind, "terminal_time": scan.terminal_time,
                   "verified_at": at, "request_id": scan.request_id}
-        day = scan.now.strftime("%Y%m%d")  # the institution's (China Standard Time) day
         values = (card[0], card[1], scan.term.institution_code, scan.term.terminal_id,
                   scan.city_code, scan.terminal_type, scan.step, scan.code.kind,
                   scan.terminal_time, self.store.timestamp(at), scan.request_id, day)
-        return fields, day, values
+        return fields, values
 
     def answer(self, scan: Scan, record_id: int, card: tuple) -> dict[str, Any]:
         (card_id, empi, id_type, id_enc, name_enc, sex, birth, state, temporary,

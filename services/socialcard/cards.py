@@ -112,6 +112,11 @@ class SocialCards:
         self.pg = AsyncPg(engine, autocommit=True) if self.hot.postgres else None
         self._bound_card, self._voucher = (self.hot.sql(q) for q in (_BOUND_CARD, _VOUCHER))
 
+    def close(self) -> None:
+        """Give back the fused hop's async connection (PostgreSQL)."""
+        if self.pg is not None:
+            self.pg.drop()
+
     # ------------------------------------------------------------------ views
     def view(self, row: Row | None, *, masked: bool = True) -> dict[str, Any]:
         assert row is not None  # callers pass a row they found or just wrote
