@@ -1,19 +1,24 @@
 """Server CPU per call of the scan's two calls, as users meet them: one uvicorn worker, a
 sequential keep-alive client (each request waits for the last answer), the server's CPU
-read from /proc before and after each route's run, in one run beside ``/healthz`` (the
-bare floor of the fast path) on the same server. Routes: the code refresh (dynamic and
-fused), the verification of those codes (plain and fused: the fused one also asks the
-e-SSC side for the insurance identity). SQLite by default; ``--database-url`` for
-PostgreSQL. Goals (issue 18): refresh and verify at most 3x ``/healthz``, a fused
-verification at most 2x a plain one, PostgreSQL at most 1.5x SQLite per call.
+read from /proc before and after each route's run, beside ``/healthz`` (the bare floor of
+the fast path) on the same server in the same round. Routes: the code refresh (dynamic
+and fused), the verification of those codes (plain and fused: the fused one also asks the
+e-SSC side for the insurance identity).
 
-    python -m bench.bench_calls [--calls 2000] [--database-url URL]
+SQLite always; PostgreSQL too when ``--database-url`` (or ``EHC_TEST_DATABASE_URL``) names
+one: a server on each, measured in alternate rounds, so both meet the same machine and
+the PostgreSQL / SQLite ratios are of one run. Each ratio is the median over the rounds.
+Goals (issue 18): refresh and verify at most 3x ``/healthz``, a fused verification at
+most 2x a plain one, PostgreSQL at most 1.5x SQLite per call.
+
+    python -m bench.bench_calls [--calls 2000] [--rounds 3] [--database-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import tempfile
 import time
@@ -26,6 +31,8 @@ import httpx
 from services import sdk
 
 from .common import save
+
+ROUTES = ("refresh", "refresh_fused", "verify", "verify_fused")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -43,76 +50,112 @@ def per_call_us(pid: int, calls: int, call: Callable[[int], object]) -> float:
     return (cpu_seconds(pid) - before) / calls * 1e6
 
 
-def measure(database_url: str | None, calls: int) -> dict[str, float]:
-    var = Path(tempfile.mkdtemp(prefix="ehc-calls-"))
-    env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
-           "EHC_RATE_LIMIT_TERMINAL_PER_S": "0", "EHC_RATE_LIMIT_APP_PER_S": "0"}
-    if database_url:
-        env |= {"EHC_DATABASE_URL": database_url,
-                "EHC_DB_SCHEMA_PREFIX": f"bc{uuid.uuid4().hex[:8]}_"}
-    token = sdk.prepare_store(sdk.Settings(var_dir=var, database_url=database_url,
-                                   db_schema_prefix=env.get("EHC_DB_SCHEMA_PREFIX", "")))
-    port = 18790
-    server = sdk.spawn_server(env, port, "--log-level", "warning", "--no-access-log",
-                          stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
+class Server:
+    """One uvicorn worker on a seeded, fused store, and the clients of the scan."""
+
+    def __init__(self, database_url: str | None, port: int) -> None:
+        var = Path(tempfile.mkdtemp(prefix="ehc-calls-"))
+        env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
+               "EHC_RATE_LIMIT_TERMINAL_PER_S": "0", "EHC_RATE_LIMIT_APP_PER_S": "0"}
+        if database_url:
+            env |= {"EHC_DATABASE_URL": database_url,
+                    "EHC_DB_SCHEMA_PREFIX": f"bc{uuid.uuid4().hex[:8]}_"}
+        token = sdk.prepare_store(sdk.Settings(
+            var_dir=var, database_url=database_url,
+            db_schema_prefix=env.get("EHC_DB_SCHEMA_PREFIX", "")))
+        self.proc = sdk.spawn_server(env, port, "--log-level", "warning", "--no-access-log",
+                                     stdout=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
         seed = sdk.seed_stack(url, token, 60)
         with sdk.AdminClient(url, token, timeout_s=300) as admin:
             sdk.fuse_all(admin, admin)
         app_cred = seed["channel_apps"][0]
-        app = sdk.ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
+        self.app = sdk.ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
         inst = seed["institutions"][0]
         t = inst["terminals"][0]
-        term = sdk.TerminalClient(url, t["terminal_id"], t["secret"], city_code=inst["city_code"])
-        plain = [c["card_id"] for c in seed["cards"] if "ssc_card_no" not in c]
-        fused = [c["card_id"] for c in seed["cards"] if "ssc_card_no" in c]
-        codes: dict[str, list[str]] = {"dynamic": [], "fused": []}
+        self.term = sdk.TerminalClient(url, t["terminal_id"], t["secret"],
+                                       city_code=inst["city_code"])
+        self.http = httpx.Client(base_url=url)
+        self.cards = {"dynamic": [c["card_id"] for c in seed["cards"] if "ssc_card_no" not in c],
+                      "fused": [c["card_id"] for c in seed["cards"] if "ssc_card_no" in c]}
 
-        def refresh(kind: str, cards: list[str]) -> Callable[[int], object]:
-            def one(i: int) -> object:
-                text = app.qrcode(cards[i % len(cards)], kind=kind)["qr_text"]
-                codes[kind].append(text)
-                return text
-            return one
+    def round(self, calls: int) -> dict[str, float]:
+        """Each route's server CPU per call, between two runs of ``/healthz``."""
+        pid, codes = self.proc.pid, {"dynamic": [], "fused": []}
+
+        def refresh(kind: str) -> Callable[[int], object]:
+            cards = self.cards[kind]
+            return lambda i: codes[kind].append(
+                self.app.qrcode(cards[i % len(cards)], kind=kind)["qr_text"])
 
         def verify(kind: str) -> Callable[[int], object]:
-            return lambda i: term.verify(codes[kind][i], step=sdk.Step.REGISTRATION)
+            return lambda i: self.term.verify(codes[kind][i], step=sdk.Step.REGISTRATION)
 
-        with httpx.Client(base_url=url) as http:
-            def healthz(_: int) -> object:
-                return http.get("/healthz")
-            out = {"healthz": per_call_us(server.pid, calls, healthz)}
-            out["refresh"] = per_call_us(server.pid, calls, refresh("dynamic", plain))
-            out["refresh_fused"] = per_call_us(server.pid, calls, refresh("fused", fused))
-            out["verify"] = per_call_us(server.pid, calls, verify("dynamic"))
-            out["verify_fused"] = per_call_us(server.pid, calls, verify("fused"))
-            out["healthz_again"] = per_call_us(server.pid, calls, healthz)
-        app.close()
-        term.close()
+        out = {"healthz": per_call_us(pid, calls, lambda _: self.http.get("/healthz"))}
+        out["refresh"] = per_call_us(pid, calls, refresh("dynamic"))
+        out["refresh_fused"] = per_call_us(pid, calls, refresh("fused"))
+        out["verify"] = per_call_us(pid, calls, verify("dynamic"))
+        out["verify_fused"] = per_call_us(pid, calls, verify("fused"))
+        again = per_call_us(pid, calls, lambda _: self.http.get("/healthz"))
+        out["healthz"] = (out["healthz"] + again) / 2
         return out
-    finally:
-        sdk.stop_server(server)
+
+    def stop(self) -> None:
+        for client in (self.app, self.term, self.http):
+            client.close()
+        sdk.stop_server(self.proc)
+
+
+def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Median per route over the rounds, and the median of each route / ``/healthz``."""
+    out = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
+    for name in ROUTES:
+        out[f"{name}_x_healthz"] = statistics.median(r[name] / r["healthz"] for r in rounds)
+    out["fused_x_plain"] = statistics.median(r["verify_fused"] / r["verify"] for r in rounds)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--calls", type=int, default=2000, help="calls a route a round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database-url", default=os.environ.get("EHC_TEST_DATABASE_URL"),
+                        help="a PostgreSQL server to measure beside SQLite")
     args = parser.parse_args()
     started = time.perf_counter()
-    out = measure(args.database_url, args.calls)
-    floor = (out["healthz"] + out["healthz_again"]) / 2
-    backend = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"{backend}, one worker, sequential client, {args.calls} calls a route:")
-    for name in ("refresh", "refresh_fused", "verify", "verify_fused"):
-        print(f"  {name:14s} {out[name]:7.0f} us server CPU a call = "
-              f"{out[name] / floor:4.1f}x /healthz ({floor:.0f} us)")
-    print(f"  fused verify / plain verify: {out['verify_fused'] / out['verify']:.2f}x "
-          f"(goal <= 2); refresh and verify goal <= 3x /healthz")
-    print("wrote", save(f"calls-{backend.lower()}",
-                        {**out, "floor_us": floor, "calls": args.calls,
-                         "seconds": time.perf_counter() - started}))
+    backends = {"sqlite": None} | ({"postgres": args.database_url} if args.database_url
+                                   else {})
+    servers: dict[str, Server] = {}
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in backends}
+    try:
+        for i, (name, url) in enumerate(backends.items()):
+            servers[name] = Server(url, 18790 + i)
+        for r in range(args.rounds):
+            for name in backends:  # alternately: both backends meet the same machine
+                rounds[name].append(servers[name].round(args.calls))
+                print(f"round {r + 1}/{args.rounds} {name}: " + ", ".join(
+                    f"{k} {v:.0f}" for k, v in rounds[name][-1].items()) + " us", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+    results: dict[str, object] = {"calls": args.calls, "rounds": args.rounds}
+    for name in backends:
+        s = results[name] = summary(rounds[name]) | {"rounds_us": rounds[name]}
+        print(f"{name}, one worker, sequential client, {args.calls} calls a route, median of "
+              f"{args.rounds} rounds (/healthz {s['healthz']:.0f} us):")
+        for route in ROUTES:
+            goal = "" if route == "verify_fused" else " (goal <= 3)"
+            print(f"  {route:14s} {s[route]:6.0f} us server CPU a call = "
+                  f"{s[route + '_x_healthz']:4.1f}x /healthz{goal}")
+        print(f"  fused verify / plain verify: {s['fused_x_plain']:.2f}x (goal <= 2)")
+    if "postgres" in backends:
+        ratios = {route: statistics.median(p[route] / q[route] for p, q in zip(
+            rounds["postgres"], rounds["sqlite"], strict=True)) for route in ROUTES}
+        results["postgres_x_sqlite"] = ratios
+        print("PostgreSQL / SQLite per call (goal <= 1.5): " + ", ".join(
+            f"{route} {x:.2f}x" for route, x in ratios.items()))
+    results["seconds"] = time.perf_counter() - started
+    print("wrote", save("calls", results))
 
 
 if __name__ == "__main__":
