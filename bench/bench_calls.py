@@ -81,7 +81,8 @@ class Server:
 
     def round(self, calls: int) -> dict[str, float]:
         """Each route's server CPU per call, between two runs of ``/healthz``."""
-        pid, codes = self.proc.pid, {"dynamic": [], "fused": []}
+        pid = self.proc.pid
+        codes: dict[str, list[str]] = {"dynamic": [], "fused": []}
 
         def refresh(kind: str) -> Callable[[int], object]:
             cards = self.cards[kind]

@@ -521,6 +521,17 @@ class AsyncPg:
             self.drop()
             raise _as_store_fault(exc) from exc
 
+    async def run(self, steps: Steps) -> Any:
+        """A ``Steps`` generator of ONE statement (``autocommit``): its return value, or
+        the ``ServiceError`` it raised."""
+        try:
+            steps.send(await self.first_row(next(steps)))
+        except StopIteration as done:
+            return done.value
+        except ServiceError as exc:
+            return exc
+        raise AssertionError("one statement in autocommit, not more")
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransaction]:
         """Commits at the end; anything but a refusal (``ServiceError``) drops the

@@ -235,6 +235,8 @@ class Verifier:
         self.limit = settings.max_verifications_per_code
         self.store = HotStore(engine)
         self.pg = AsyncPg(engine) if self.store.postgres else None
+        # a lone refresh is one statement: its own transaction, in one round trip
+        self.pg_one = AsyncPg(engine, autocommit=True) if self.store.postgres else None
         if self.pg is not None:  # PostgreSQL: the batches on the loop, async
             self.funnel = WriteFunnel(self.record_batch_pg)
         else:  # SQLite: a lone write goes on the loop when the lock is free
@@ -246,8 +248,9 @@ class Verifier:
         """Give back the writer thread and the hot path's connections."""
         self.funnel.close()
         self.store.drop_connection()
-        if self.pg is not None:
-            self.pg.drop()
+        for pg in (self.pg, self.pg_one):
+            if pg is not None:
+                pg.drop()
 
     def _expiry(self, code: qrcodes.ParsedCode) -> datetime:
         if code.kind == "fused":  # always of the hardened form
@@ -366,11 +369,14 @@ class Verifier:
                               ) -> list[tuple[int, tuple] | int | ServiceError]:
         """``record_batch`` on PostgreSQL, on the event loop (``AsyncPg``): a scan is two
         statements (``_scan_pg``), the second sent at the commit; a refresh is one
-        (``_refresh_pg``). A batch's first statements go to the server together."""
-        assert self.pg is not None
+        (``_refresh_pg``), alone in autocommit (one round trip, no BEGIN or COMMIT)."""
+        assert self.pg is not None and self.pg_one is not None
+        wall = time.time()
+        sweep = wall >= self._next_sweep  # nonces past their window
+        if not sweep and len(items) == 1 and isinstance(items[0], Refresh):
+            return [await self.pg_one.run(self._refresh_pg(items[0]))]  # no BEGIN, COMMIT
         async with self.pg.transaction() as tx:
-            wall = time.time()
-            if wall >= self._next_sweep:  # nonces past their window
+            if sweep:
                 self._next_sweep = wall + 30
                 await tx.run_all([_one(_PG_SWEEP, (wall,))])
             heads = Heads("usage", None, True, self.chain_key, locked=True)

@@ -232,6 +232,38 @@ def test_one_signed_scan_is_verified_once_by_two_workers_and_two_servers(
     assert {r.json()["code"] for r in answers if r.status_code == 401} == {"SIGNATURE_REPLAYED"}
 
 
+def test_code_refreshes_and_scans_at_once_through_every_process(
+        deployment: Deployment) -> None:
+    """The code refresh on the hot path: one signed refresh sent twelve times at once is
+    answered once (alone, a refresh is written in autocommit on PostgreSQL); then sixteen
+    refreshes and scans at once, which the hot path writes in batches together, are
+    each answered, every scan with its usage record."""
+    d = deployment
+    path = f"/ehc/v1/cards/{d.card_id}/qrcode"
+    headers = sign_headers(d.app.key, "GET", path, query="kind=dynamic", secret=d.app.secret)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: httpx.get(
+            d.urls[i % 2] + path, params={"kind": "dynamic"}, headers=headers), range(12)))
+    assert sorted(r.status_code for r in answers) == [200] + [401] * 11
+    assert {r.json()["code"] for r in answers if r.status_code == 401} == {"SIGNATURE_REPLAYED"}
+    before = len(d.term.usage_records(limit=1000))
+    codes = [d.app.qrcode(d.card_id)["qr_text"] for _ in range(8)]
+
+    def call(i: int) -> str:
+        url = d.urls[i // 2 % 2]
+        if i % 2 == 0:
+            with ChannelClient(url, d.app.key, d.app.secret) as app:
+                return app.qrcode(d.card_id)["qr_text"]
+        with TerminalClient(url, d.term.terminal_id, d.term.secret, city_code="330100",
+                            terminal_type=2) as term:
+            return term.verify(codes[i // 2])["card_id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        done = list(pool.map(call, range(16)))
+    assert done[1::2] == [d.card_id] * 8 and all(done[0::2])
+    assert len(d.term.usage_records(limit=1000)) == before + 8
+
+
 def test_scans_at_once_through_every_process_keep_one_audit_chain(
         deployment: Deployment) -> None:
     """A new institution's first scans of the day, sixteen at once through two workers
