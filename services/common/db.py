@@ -381,8 +381,9 @@ class Deferred:
 
 class PgTransaction:
     """One transaction of ``AsyncPg``. The ``Steps`` of a batch run in lockstep: every
-    generator's first statement in the batch's order, then every second one, so the rows
-    a batch locks are locked in the order its caller sorted it (``run_all``)."""
+    generator's first statement, then every second one (``rows_of``: one round trip per
+    kind of statement in a round), so a batch of any size is a few round trips, and the
+    rows its statements of one kind lock are locked in the order its caller sorted it."""
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -399,8 +400,9 @@ class PgTransaction:
         while waiting:
             rounds = list(waiting.items())
             waiting.clear()
-            for i, statement in rounds:
-                self._advance(batch, i, await first_row(self.conn, statement), out, waiting)
+            rows = await rows_of(self.conn, [statement for _, statement in rounds])
+            for (i, _), row in zip(rounds, rows, strict=True):
+                self._advance(batch, i, row, out, waiting)
         return out
 
     def _advance(self, batch: Sequence[Steps], i: int, row: Any, out: list[Any],
@@ -417,8 +419,9 @@ class PgTransaction:
     async def finish(self) -> None:
         """The deferred statements, in the order their generators finished (the caller
         then commits)."""
-        for d in self.deferred:
-            d.value = d.finish(await first_row(self.conn, d.statement))
+        rows = await rows_of(self.conn, [d.statement for d in self.deferred])
+        for d, row in zip(self.deferred, rows, strict=True):
+            d.value = d.finish(row)
 
 
 _NAMED = re.compile(r"%\((\w+)\)s")
@@ -442,12 +445,37 @@ def dollar_style(sql: str) -> tuple[str, tuple[str, ...] | None]:
                    for i, p in enumerate(parts)), None
 
 
+def _args(params: Any, names: tuple[str, ...] | None) -> Sequence[Any]:
+    return params if names is None else tuple(params[n] for n in names)
+
+
 async def first_row(conn: Any, statement: Statement) -> Any:
     """One statement (prepared once per connection by asyncpg's cache); its first row."""
-    sql, params = statement
-    text_, names = dollar_style(sql)
-    args = params if names is None else tuple(params[n] for n in names)
-    return await conn.fetchrow(text_, *args)
+    text_, names = dollar_style(statement[0])
+    return await conn.fetchrow(text_, *_args(statement[1], names))
+
+
+async def rows_of(conn: Any, statements: Sequence[Statement]) -> list[Any]:
+    """Each statement's first row. Statements of one SQL text go to the server together
+    (asyncpg's ``fetchmany``: one round trip, in their order), so each of those must
+    return exactly one row (a row of NULLs for "nothing"), or the rows could not be told
+    apart."""
+    groups: dict[str, list[int]] = {}
+    for k, (sql, _) in enumerate(statements):
+        groups.setdefault(sql, []).append(k)
+    out: list[Any] = [None] * len(statements)
+    for sql, ks in groups.items():
+        if len(ks) == 1:
+            out[ks[0]] = await first_row(conn, statements[ks[0]])
+            continue
+        text_, names = dollar_style(sql)
+        rows = await conn.fetchmany(text_, [_args(statements[k][1], names) for k in ks])
+        if len(rows) != len(ks):
+            raise RuntimeError(f"{len(rows)} rows for {len(ks)} statements sent together: "
+                               "each must return one row")
+        for k, row in zip(ks, rows, strict=True):
+            out[k] = row
+    return out
 
 
 # PostgreSQL's classes of errors that say the store, not the request, failed: connection

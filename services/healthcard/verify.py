@@ -115,7 +115,9 @@ FROM rate LEFT JOIN card ON true LEFT JOIN bind ON true LEFT JOIN head ON true""
 _PG_RECORD = (  # the usage record and its chain's head, moved with it
     "WITH moved AS (UPDATE audit_heads SET seq = %s, hash = %s WHERE chain = 'usage' "
     "AND institution_code = %s AND day = %s) " + _INSERT_USAGE.replace("?", "%s"))
-_PG_NEW_HEAD = head_sql(True)["ensure"] + " RETURNING seq, hash"  # the day's first scan
+_PG_NEW_HEAD = (  # the day's first scan; one row, of NULLs if another made it first
+    f"WITH made AS ({head_sql(True)['ensure']} RETURNING seq, hash) "
+    "SELECT (SELECT seq FROM made), (SELECT hash FROM made)")
 _PG_REFRESH = f"""WITH {_PG_ADMIT}
 SELECT rate.n, rate.oldest, (SELECT count(*) FROM admit), held.state, held.ssc_card_no
 FROM rate LEFT JOIN (SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a
@@ -418,7 +420,7 @@ class Verifier:
         head = None if row[16] is None else (row[16], row[17])
         if head is None and chain not in heads.moved:  # the day's first scan here
             head = yield _PG_NEW_HEAD, ("usage", *chain, genesis(inst, day, self.chain_key))
-            if head is None:  # another transaction made it first: read it, locked
+            if head[0] is None:  # another transaction made it first: read it, locked
                 head = yield head_sql(True)["read"], ("usage", *chain)
         fields, values = self._usage(scan, card, day)
         seq, chain_hash = heads.next(inst, day, fields, head)

@@ -12,6 +12,8 @@ import contextlib
 import threading
 from collections.abc import Sequence
 
+import pytest
+
 from services.common.fastpath import INLINE_RUN, InlineFirst, StoreBusy, WriteFunnel
 
 
@@ -220,29 +222,33 @@ def test_an_async_store_writes_one_batch_at_a_time_and_groups_what_waits() -> No
 
 
 def test_a_postgres_batch_runs_its_steps_in_lockstep() -> None:
-    """``PgTransaction.run_all``: a round's statements go in the batch's order (so rows
-    are locked in the order the caller sorted the batch); a generator's refusal is its
-    own result; deferred statements follow at the end in the order their generators
-    finished. Statements go to asyncpg in PostgreSQL's placeholder style."""
+    """``PgTransaction.run_all``: a round's statements go in the batch's order, those of
+    one SQL text together (one round trip); a generator's refusal is its own result;
+    deferred statements follow at the end in the order their generators finished.
+    Statements go to asyncpg in PostgreSQL's placeholder style."""
     from services.common.db import Deferred, PgTransaction
     from services.common.errors import Conflict
 
     class Conn:  # what PgTransaction uses of an asyncpg connection
         def __init__(self) -> None:
-            self.sent: list[tuple[str, tuple]] = []
+            self.sent: list[tuple[str, list]] = []  # each a round trip
 
-        async def fetchrow(self, sql: str, *args: object) -> tuple[str]:
-            self.sent.append((sql, args))
-            return (sql.split(" ")[0].upper(),)
+        async def fetchrow(self, sql: str, *args: object) -> tuple:
+            self.sent.append((sql, [args]))
+            return (sql, args)
+
+        async def fetchmany(self, sql: str, args: list) -> list[tuple]:
+            self.sent.append((sql, list(args)))
+            return [(sql, a) for a in args]
 
     def steps(name: str, second: bool):
-        row = yield f"{name}1 %s", (1,)
-        assert row == (f"{name.upper()}1",)
+        row = yield "first %s", (name,)
+        assert row == ("first $1", (name,))
         if name == "b":
             raise Conflict("NO", "refused")
         if second:
             yield f"{name}2 %(x)s %(y)s %(x)s", {"y": 2, "x": 3}
-        return Deferred((f"{name}-tail", ()), lambda r: (name, r[0]))
+        return Deferred(("tail %s", (name,)), lambda r: (name, r[1]))
 
     conn = Conn()
     tx = PgTransaction(conn)
@@ -253,7 +259,20 @@ def test_a_postgres_batch_runs_its_steps_in_lockstep() -> None:
         return out
 
     out = asyncio.run(main())
-    assert conn.sent == [("a1 $1", (1,)), ("b1 $1", (1,)), ("c1 $1", (1,)),
-                         ("a2 $1 $2 $1", (3, 2)), ("c-tail", ()), ("a-tail", ())]
+    assert conn.sent == [("first $1", [("a",), ("b",), ("c",)]),
+                         ("a2 $1 $2 $1", [(3, 2)]),
+                         ("tail $1", [("c",), ("a",)])]
     assert isinstance(out[1], Conflict)
-    assert [out[0].value, out[2].value] == [("a", "A-TAIL"), ("c", "C-TAIL")]
+    assert [out[0].value, out[2].value] == [("a", ("a",)), ("c", ("c",))]
+
+
+def test_statements_sent_together_must_each_return_a_row() -> None:
+    """``rows_of`` cannot pair rows with statements when one returned none: it says so."""
+    from services.common.db import rows_of
+
+    class Conn:
+        async def fetchmany(self, sql: str, args: list) -> list[tuple]:
+            return [(1,)]  # two statements, one row
+
+    with pytest.raises(RuntimeError, match="each must return one row"):
+        asyncio.run(rows_of(Conn(), [("s %s", (1,)), ("s %s", (2,))]))
