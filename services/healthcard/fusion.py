@@ -320,8 +320,9 @@ class Fusion(b.BindingSide):
         the e-SSC side is slow or down, what we hold ourselves, marked partial."""
         ssc_card_no, region = binding
         try:
-            essc = await asyncio.wait_for(self.social.insurance_identity(
-                ssc_card_no, institution_code, self.peer_timeout_s), self.peer_timeout_s)
+            async with asyncio.timeout(self.peer_timeout_s):  # no task of its own
+                essc = await self.social.insurance_identity(
+                    ssc_card_no, institution_code, self.peer_timeout_s)
             return {"essc": essc, "partial": False}
         except (TimeoutError, PeerUnavailable) as exc:
             reason = "SOCIALCARD_UNAVAILABLE" if isinstance(exc, PeerUnavailable) else (
