@@ -33,7 +33,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from .errors import ServiceError, store_unavailable
 from .fastpath import StoreBusy
@@ -495,6 +495,23 @@ def _as_store_fault(exc: BaseException) -> BaseException:
     return exc
 
 
+# libpq's own connection parameters, which asyncpg would send to the server as settings
+# (and the server refuse): the engine's connect_args set the timeout and lock timeout,
+# and ``AsyncPg`` its own
+_LIBPQ_ONLY = frozenset((
+    "connect_timeout", "options", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "client_encoding", "fallback_application_name",
+    "gssencmode", "channel_binding", "sslcompression", "requiressl"))
+
+
+def asyncpg_dsn(url: URL) -> str:
+    """The engine's URL as asyncpg takes it: its driver's name and the parameters only
+    libpq knows dropped (the rest, ``sslmode`` or ``application_name``, kept)."""
+    query = {k: v for k, v in url.query.items() if k not in _LIBPQ_ONLY}
+    return url.set(drivername="postgresql", query=query).render_as_string(
+        hide_password=False)
+
+
 class AsyncPg:
     """A hot path's PostgreSQL transactions on asyncpg, on the event loop: no thread
     switch around them, the loop free while the server works, and about half psycopg's
@@ -523,9 +540,8 @@ class AsyncPg:
         if self._session is None:  # read once, off the loop (the store may be down)
             self._session = await asyncio.to_thread(self._session_settings)
         path, lock_ms = self._session
-        url = self.engine.url.set(drivername="postgresql")
         self._conn = await asyncpg.connect(
-            url.render_as_string(hide_password=False),
+            asyncpg_dsn(self.engine.url),
             timeout=max(2, round(int(lock_ms) / 1000)),
             server_settings={"search_path": path, "lock_timeout": lock_ms})
         self._loop = loop

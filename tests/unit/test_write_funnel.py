@@ -276,3 +276,27 @@ def test_statements_sent_together_must_each_return_a_row() -> None:
 
     with pytest.raises(RuntimeError, match="each must return one row"):
         asyncio.run(rows_of(Conn(), [("s %s", (1,)), ("s %s", (2,))]))
+
+
+def test_the_async_driver_connects_with_libpq_parameters_in_the_url() -> None:
+    """An operator's URL may carry libpq's own parameters (``connect_timeout``...), which
+    asyncpg would pass to the server as settings and the server refuse: they are left to
+    the engine, the others (``application_name``) kept."""
+    import os
+
+    from sqlalchemy import create_engine
+
+    from services.common.db import AsyncPg
+    from tests.stack import backend_env
+
+    backend_env("postgres")  # skips where no PostgreSQL is configured
+    url = (os.environ["EHC_TEST_DATABASE_URL"] + "?connect_timeout=5&application_name=ehc-t"
+           "&keepalives=1")
+    engine = create_engine(url)
+    pg = AsyncPg(engine, autocommit=True)
+    try:
+        row = asyncio.run(pg.first_row(("SELECT current_setting('application_name')", ())))
+        assert row[0] == "ehc-t"
+    finally:
+        pg.drop()
+        engine.dispose()
