@@ -10,7 +10,7 @@ import functools
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -484,15 +484,13 @@ async def rows_of(conn: Any, statements: Sequence[Statement]) -> list[Any]:
 _PG_FAULT_CLASSES = frozenset(("08", "40", "53", "55", "57", "58"))
 
 
-def _as_store_fault(exc: BaseException) -> BaseException:
-    """The 503 of a PostgreSQL fault (lost connection, lock timeout...), else ``exc``."""
+def _is_store_fault(exc: BaseException) -> bool:
+    """A PostgreSQL fault (lost connection, lock timeout...), not the request's."""
     import asyncpg
 
     state = getattr(exc, "sqlstate", None)
-    if ((isinstance(exc, asyncpg.PostgresError) and str(state)[:2] in _PG_FAULT_CLASSES)
-            or isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError)):
-        return store_unavailable()
-    return exc
+    return ((isinstance(exc, asyncpg.PostgresError) and str(state)[:2] in _PG_FAULT_CLASSES)
+            or isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError))
 
 
 # libpq's own connection parameters, which asyncpg would send to the server as settings
@@ -559,11 +557,8 @@ class AsyncPg:
     async def first_row(self, statement: Statement) -> Any:
         """One statement, atomic on its own (``autocommit``); its first row or None."""
         assert self.autocommit, "a single statement is its own transaction"
-        try:
+        with self._failures_dropped():
             return await first_row(await self._connection(), statement)
-        except BaseException as exc:
-            self.drop()
-            raise _as_store_fault(exc) from exc
 
     async def run(self, steps: Steps) -> Any:
         """A ``Steps`` generator of ONE statement (``autocommit``): its return value, or
@@ -581,24 +576,32 @@ class AsyncPg:
         """Commits at the end; anything but a refusal (``ServiceError``) drops the
         connection, and the transaction with it."""
         assert not self.autocommit, "a transaction needs its BEGIN"
-        try:
+        with self._failures_dropped():
             conn = await self._connection()
             transaction = conn.transaction()
             await transaction.start()
-        except BaseException as exc:
-            self.drop()
-            raise _as_store_fault(exc) from exc
-        tx = PgTransaction(conn)
-        try:
-            yield tx
+            tx = PgTransaction(conn)
+            try:
+                yield tx
+            except ServiceError:
+                await transaction.rollback()
+                raise
             await tx.finish()
             await transaction.commit()
+
+    @contextlib.contextmanager
+    def _failures_dropped(self) -> Iterator[None]:
+        """Anything but a refusal (``ServiceError``) drops the connection (the next call
+        reconnects); PostgreSQL's faults answer 503 ``STORE_UNAVAILABLE``."""
+        try:
+            yield
         except ServiceError:
-            await transaction.rollback()
             raise
         except BaseException as exc:
             self.drop()
-            raise _as_store_fault(exc) from exc
+            if not _is_store_fault(exc):
+                raise
+            raise store_unavailable() from exc
 
     def drop(self) -> None:
         """Close the connection without the loop (at shutdown, or after a failure)."""
