@@ -56,8 +56,8 @@ class Settings(BaseSettings):
                                      "awaiting confirmation (fail closed)")
     db_pool_size: int = Field(4, ge=1, le=64, description="PostgreSQL connections each "
                               "system keeps per process (as many again may open at peaks): "
-                              "six systems x workers x servers must stay under the "
-                              "server's max_connections")
+                              "six systems x workers x servers, and the hot path's three "
+                              "a worker, must stay under the server's max_connections")
     store_timeout_s: float = Field(5.0, gt=0, le=120, description="how long a request "
                                    "waits for a locked or silent store before it answers "
                                    "503 STORE_UNAVAILABLE")
