@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import re
 import sqlite3
 import threading
@@ -392,7 +393,7 @@ class PgTransaction:
     async def run_all(self, batch: Sequence[Steps]) -> list[Any]:
         """Each generator's return value, or the ``ServiceError`` it raised (the others
         go on); a ``Deferred`` is filled in at the commit. Statements of one generator
-        run in its order, and a round's statements in the batch's order."""
+        run in its order, and a round's statements of one kind in the batch's order."""
         out: list[Any] = [None] * len(batch)
         waiting: dict[int, Statement] = {}
         for i in range(len(batch)):
@@ -440,9 +441,8 @@ def dollar_style(sql: str) -> tuple[str, tuple[str, ...] | None]:
 
     if _NAMED.search(sql):
         return _NAMED.sub(number, sql), tuple(names)
-    parts = sql.split("%s")
-    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "")
-                   for i, p in enumerate(parts)), None
+    position = itertools.count(1)
+    return re.sub("%s", lambda _: f"${next(position)}", sql), None
 
 
 def _args(params: Any, names: tuple[str, ...] | None) -> Sequence[Any]:

@@ -361,9 +361,8 @@ class Verifier:
             cur.execute(store.count_use, (digest, code.card_id, store.timestamp(expires),
                                           self.limit))
             self._refuse_used(cur.fetchone())
-        inst, day = scan.chain
-        fields, values = self._usage(scan, card, day)
-        seq, chain_hash = heads.next(inst, day, fields)
+        fields, values = self._usage(scan, card)
+        seq, chain_hash = heads.next(*scan.chain, fields)
         cur.execute(store.insert_usage, (*values, seq, chain_hash))
         return cur.fetchone()[0], (*card, binding)
 
@@ -422,7 +421,7 @@ class Verifier:
             head = yield _PG_NEW_HEAD, ("usage", *chain, genesis(inst, day, self.chain_key))
             if head[0] is None:  # another transaction made it first: read it, locked
                 head = yield head_sql(True)["read"], ("usage", *chain)
-        fields, values = self._usage(scan, card, day)
+        fields, values = self._usage(scan, card)
         seq, chain_hash = heads.next(inst, day, fields, head)
         return Deferred((_PG_RECORD, (seq, chain_hash, inst, day, *values, seq, chain_hash)),
                         lambda record: (record[0], (*card, binding)))
@@ -450,9 +449,9 @@ class Verifier:
         if uses is None:
             raise Conflict("QR_REPLAYED", f"code already verified {self.limit} time(s)")
 
-    def _usage(self, scan: Scan, card: tuple, day: str) -> tuple[dict[str, Any], tuple]:
+    def _usage(self, scan: Scan, card: tuple) -> tuple[dict[str, Any], tuple]:
         """The usage record's chained fields and its column values up to the chain's
-        position and hash (``day``: its chain's)."""
+        position and hash."""
         at = scan.now.astimezone(UTC).replace(tzinfo=None)
         fields = {"card_id": card[0], "empi": card[1],
                   "institution_code": scan.term.institution_code,
@@ -462,7 +461,7 @@ class Verifier:
                   "verified_at": at, "request_id": scan.request_id}
         values = (card[0], card[1], scan.term.institution_code, scan.term.terminal_id,
                   scan.city_code, scan.terminal_type, scan.step, scan.code.kind,
-                  scan.terminal_time, self.store.timestamp(at), scan.request_id, day)
+                  scan.terminal_time, self.store.timestamp(at), scan.request_id, scan.chain[1])
         return fields, values
 
     def answer(self, scan: Scan, record_id: int, card: tuple) -> dict[str, Any]:
