@@ -36,9 +36,14 @@ class CryptoError(ValueError):
 
 
 # --------------------------------------------------------------------------- SM3
+_SM3 = hashlib.new("sm3")  # copied per digest: OpenSSL looks the algorithm up once
+
+
 def sm3(data: bytes) -> bytes:
     """SM3 digest (GB/T 32905), 32 bytes."""
-    return hashlib.new("sm3", data).digest()
+    h = _SM3.copy()
+    h.update(data)
+    return h.digest()
 
 
 def sm3_hex(text: str) -> str:
@@ -47,9 +52,21 @@ def sm3_hex(text: str) -> str:
     return sm3(text.encode()).hex()
 
 
+_HMAC_KEYED: dict[bytes, hmac.HMAC] = {}  # a key's HMAC state, its pads already hashed
+
+
 def hmac_sm3(key: bytes, data: bytes) -> bytes:
-    """HMAC with SM3 (RFC 2104 over SM3), 32 bytes."""
-    return hmac.new(key, data, "sm3").digest()
+    """HMAC with SM3 (RFC 2104 over SM3), 32 bytes. A key's state after its pads is kept
+    (a few hundred keys at most: terminals', apps', the code and chain keys) and copied
+    per message: the hot path MACs every request with a handful of keys."""
+    keyed = _HMAC_KEYED.get(key)
+    if keyed is None:
+        if len(_HMAC_KEYED) >= 1024:
+            _HMAC_KEYED.clear()
+        keyed = _HMAC_KEYED[key] = hmac.new(key, digestmod="sm3")
+    h = keyed.copy()
+    h.update(data)
+    return h.digest()
 
 
 def constant_time_equal(a: bytes | str, b: bytes | str) -> bool:
