@@ -32,14 +32,9 @@ import httpx
 
 from services import sdk
 
-from .common import save
+from .common import cpu_seconds, save
 
 ROUTES = ("refresh", "refresh_fused", "verify", "verify_fused")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def per_call_us(pid: int, calls: int, routes: dict[str, Callable[[], object]],

@@ -28,18 +28,13 @@ from services.common.settings import Settings
 from services.common.signing import sign_headers
 from services.sdk import ChannelClient, cst_now_text, seed_stack, spawn_server, stop_server
 
-from .common import save
+from .common import cpu_seconds, save
 
 HERE = Path(__file__).parent
 CONNECTIONS = 32
 DURATION_S = 5
 VERIFY_REQUESTS = 40_000  # more than wrk sends in DURATION_S (checked: errors would show)
 LIMIT = 3  # verifications one dynamic code allows (the default setting)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(url: str, path: str, script: Path | None, env: dict, pid: int,

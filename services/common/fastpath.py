@@ -96,17 +96,14 @@ async def _read_body(receive, limit: int) -> bytes:
 class Headers:
     """Case-insensitive view of ASGI headers, decoded lazily (what signing reads)."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_by_name",)
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        self._raw = raw
+        self._by_name = dict(reversed(raw))  # a repeated name: its first value, as a scan
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        key = name.lower().encode()
-        for k, v in self._raw:
-            if k == key:
-                return v.decode("latin-1")
-        return default
+        value = self._by_name.get(name.lower().encode())
+        return default if value is None else value.decode("latin-1")
 
 
 class StoreBusy(Exception):

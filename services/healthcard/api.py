@@ -15,6 +15,7 @@ from ..common.auth import Admin
 from ..common.cards.callers import ChannelApp
 from ..common.cards.idcard import parse_resident_id, refuse_invalid_id
 from ..common.cards.routes import ADMIN, APP_AUTH, CONSENT, INVALID, SCOPE, TERM_AUTH
+from ..common.cst import digits as cst_digits
 from ..common.errors import ApiError, Conflict, Invalid, NotFound, TooLarge, error_responses
 from ..common.fastpath import Headers, HotRoute
 from . import qrcodes, usage
@@ -106,13 +107,16 @@ def code_answer(hc: HealthcardSystem, card_id: str, kind: str) -> dict[str, str 
         text = qrcodes.hardened_dynamic_code(card_id, key, expiry)
     else:
         text = qrcodes.national_dynamic_code(card_id, key, expiry)
-    return {"qr_text": text, "kind": kind, "expires_at": expiry.strftime("%Y%m%d%H%M%S"),
+    return {"qr_text": text, "kind": kind, "expires_at": cst_digits(expiry),
             "refresh_after_s": hc.settings.dynamic_code_validity_s}
 
 
 def _code_query(scope: dict) -> dict[str, str] | None:
     """The refresh's query when the fast path serves it (JSON, a known kind, nothing
-    else); None leaves the request to the framework (images, and its own refusals)."""
+    else); None leaves the request to the framework (images, and its own refusals).
+    Read once a request: the fast path's ``claims`` keeps it in the scope."""
+    if "ehc.code_query" in scope:
+        return scope["ehc.code_query"]
     pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"),
                       keep_blank_values=True)
     query = dict(pairs)
@@ -120,6 +124,7 @@ def _code_query(scope: dict) -> dict[str, str] | None:
             or query.get("format", "json") != "json" \
             or query.get("kind", "dynamic") not in CODE_KINDS:
         return None
+    scope["ehc.code_query"] = query
     return query
 
 

@@ -29,6 +29,7 @@ from ..common.crypto import (
     sm4_ecb_encrypt_fast,
 )
 from ..common.cst import CST, read_cst_time
+from ..common.cst import digits as cst_digits
 from .keystore import Key
 
 __all__ = ["CST", "read_cst_time"]
@@ -83,7 +84,7 @@ def new_temporary_id() -> str:
 
 
 def _expiry_text(expiry: datetime) -> str:
-    return expiry.astimezone(CST).strftime("%Y%m%d%H%M%S")
+    return cst_digits(expiry.astimezone(CST))
 
 
 def national_dynamic_code(card_id: str, key: Key, expiry: datetime) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from ..common.cards.audit import Heads, genesis, head_sql
 from ..common.cards.callers import Terminal
+from ..common.cst import digits as cst_digits
 from ..common.cst import refuse_clock_skew
 from ..common.db import AsyncPg, Deferred, RawConnections, Steps
 from ..common.errors import (
@@ -310,7 +311,7 @@ class Verifier:
         code, expiry = self.decode(qr_text, term, now)
         return Scan(code, term, city_code, terminal_type, step, terminal_time, expiry,
                     qr_text, now, request_id, admission,
-                    (term.institution_code, now.strftime("%Y%m%d")))
+                    (term.institution_code, cst_digits(now)[:8]))
 
     def record_batch(self, scans: Sequence[Scan | Refresh], store: HotStore | None = None
                      ) -> list[tuple[int, tuple] | int | ServiceError]:
@@ -480,7 +481,7 @@ class Verifier:
             "temporary": bool(temporary),
             "linked_card_id": linked,
             "usage_record_id": record_id,
-            "verified_at": scan.now.strftime("%Y%m%d%H%M%S"),
+            "verified_at": cst_digits(scan.now),
         }
         if binding is not None:
             answer["binding"] = (binding[0], binding[1])

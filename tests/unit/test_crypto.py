@@ -6,6 +6,7 @@ import re
 import secrets
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,31 @@ def test_hmac_sm3_matches_rfc2104_construction() -> None:
     k = key.ljust(block, b"\0")
     inner = sm3(bytes(b ^ 0x36 for b in k) + msg)
     assert hmac_sm3(key, msg) == sm3(bytes(b ^ 0x5C for b in k) + inner)
+
+
+def _rfc2104(key: bytes, msg: bytes) -> bytes:
+    k = (sm3(key) if len(key) > 64 else key).ljust(64, b"\0")
+    return sm3(bytes(b ^ 0x5C for b in k) + sm3(bytes(b ^ 0x36 for b in k) + msg))
+
+
+def test_kept_hmac_states_give_each_key_and_message_its_own_mac() -> None:
+    """A key's state is kept and copied per message: the same key twice, more keys than
+    are kept, a key longer than SM3's block, from several threads at once."""
+    keys = [secrets.token_bytes(n) for n in (0, 1, 16, 64, 65, 200)] + [
+        secrets.token_bytes(16) for _ in range(1100)]
+    msgs = [b"", b"abc", secrets.token_bytes(300)]
+    for key in keys[:6]:
+        for msg in msgs + msgs:
+            assert hmac_sm3(key, msg) == _rfc2104(key, msg)
+
+    def every_key(_: int) -> bool:
+        return all(hmac_sm3(key, msg) == _rfc2104(key, msg)
+                   for key in keys[::37] for msg in msgs)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(every_key, range(8)))
+    assert all(hmac_sm3(k, b"m") == _rfc2104(k, b"m") for k in keys)  # past the bound
+    assert sm3(b"abc") == sm3(b"abc")  # the shared SM3 state is never updated itself
 
 
 def test_sm4_standard_vectors() -> None:
