@@ -12,7 +12,6 @@ transaction of the scans and refreshes in flight (one writer per process, one co
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from sqlalchemy import Engine
 
 from ..common.cards.audit import Heads, genesis, head_sql
 from ..common.cards.callers import Terminal
+from ..common.crypto import sm3
 from ..common.cst import digits as cst_digits
 from ..common.cst import refuse_clock_skew
 from ..common.db import AsyncPg, Deferred, RawConnections, Steps
@@ -443,7 +443,7 @@ class Verifier:
         if scan.expiry is None or not self.limit:
             return None
         code = scan.code
-        digest = hashlib.new("sm3", f"{code.card_id}:{code.block}".encode()).digest()[:16]
+        digest = sm3(f"{code.card_id}:{code.block}".encode())[:16]
         return digest, scan.expiry.astimezone(UTC).replace(tzinfo=None)
 
     def _refuse_used(self, uses: object) -> None:
