@@ -152,7 +152,8 @@ def build_app(settings: Settings | None = None,
     # Swagger UI and ReDoc from files shipped in the package: /docs works offline and on
     # a hospital intranet (FastAPI's own pages load them from a CDN)
     app = FastAPIOffline(title="ehc-twin card network", version=package_version(),
-                         description=DESCRIPTION, lifespan=_lifespan)
+                         description=DESCRIPTION, lifespan=_lifespan,
+                         telemetry={"tracing": False, "metrics": False, "logs": False})
     install_error_handlers(app)
     # what the routes' dependencies read (services.common.auth, each system's deps.py)
     app.state.admin_token = deployment_secret(settings, "admin_token")
