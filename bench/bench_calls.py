@@ -26,6 +26,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -37,20 +38,27 @@ from .common import cpu_seconds, save
 ROUTES = ("refresh", "refresh_fused", "verify", "verify_fused")
 
 
-def per_call_us(pid: int, calls: int, routes: dict[str, Callable[[], object]],
-                chunk: int = 200) -> dict[str, float]:
+Prepare = Callable[[int], list[Callable[[], object]]]  # n -> n calls, signed, to make
+
+
+def per_call_us(pid: int, calls: int, routes: dict[str, Prepare], chunk: int = 200
+                ) -> dict[str, float]:
     """Server CPU per call (microseconds) of each route over ``calls`` sequential calls,
     the routes taking turns ``chunk`` calls at a time: every route, the floor included,
     is measured across the same stretch of time (the host's noise comes and goes within
-    seconds)."""
-    for call in routes.values():  # warm-up
-        for _ in range(min(50, calls)):
+    seconds). Each chunk's requests are signed before its clock starts, so the client
+    does the same little between two calls of any route: the server waits as long for
+    each, and a route's CPU is not raised by a client that takes longer to sign (a
+    server idle longer between calls finds its caches colder)."""
+    for prepare in routes.values():  # warm-up
+        for call in prepare(min(50, calls)):
             call()
     spent = dict.fromkeys(routes, 0.0)
     for start in range(0, calls, chunk):
-        for name, call in routes.items():
+        for name, prepare in routes.items():
+            batch = prepare(min(chunk, calls - start))
             before = cpu_seconds(pid)
-            for _ in range(min(chunk, calls - start)):
+            for call in batch:
                 call()
             spent[name] += cpu_seconds(pid) - before
     return {name: seconds / calls * 1e6 for name, seconds in spent.items()}
@@ -89,18 +97,32 @@ class Server:
         """Each route's server CPU per call, in turns with ``/healthz``."""
         codes: dict[str, deque[str]] = {"dynamic": deque(), "fused": deque()}
 
-        def refresh(kind: str) -> Callable[[], object]:
-            cards, made = self.cards[kind], itertools.count()
-            return lambda: codes[kind].append(
-                self.app.qrcode(cards[next(made) % len(cards)], kind=kind)["qr_text"])
+        def floor(request: httpx.Request) -> None:
+            self.http.send(request).raise_for_status()
 
-        def verify(kind: str) -> Callable[[], object]:  # each code made, verified once
-            return lambda: self.term.verify(codes[kind].popleft(), step=sdk.Step.REGISTRATION)
+        def healthz(n: int) -> list[Callable[[], object]]:
+            return [partial(floor, self.http.build_request("GET", "/healthz"))
+                    for _ in range(n)]
+
+        def refresh(kind: str) -> Prepare:
+            cards, made = self.cards[kind], itertools.count()
+
+            def made_code(request: httpx.Request) -> None:
+                codes[kind].append(self.app.send(request)["qr_text"])
+
+            return lambda n: [partial(made_code, self.app.prepare(
+                "GET", f"/ehc/v1/cards/{cards[next(made) % len(cards)]}/qrcode",
+                params={"kind": kind})) for _ in range(n)]
+
+        def verify(kind: str) -> Prepare:  # each code made, verified once
+            return lambda n: [partial(self.term.send, self.term.prepare(
+                "POST", "/ehc/v1/qrcodes/verify", self.term.verify_body(
+                    codes[kind].popleft(), step=sdk.Step.REGISTRATION))) for _ in range(n)]
 
         return per_call_us(self.proc.pid, calls, {
-            "healthz": lambda: self.http.get("/healthz"),
-            "refresh": refresh("dynamic"), "refresh_fused": refresh("fused"),
-            "verify": verify("dynamic"), "verify_fused": verify("fused")})
+            "healthz": healthz, "refresh": refresh("dynamic"),
+            "refresh_fused": refresh("fused"), "verify": verify("dynamic"),
+            "verify_fused": verify("fused")})
 
     def stop(self) -> None:
         for client in (self.app, self.term, self.http):

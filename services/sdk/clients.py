@@ -73,12 +73,23 @@ class _Client:
     def request(self, method: str, path: str, payload: Any = None,
                 params: dict[str, Any] | None = None, raw: bool = False,
                 headers: dict[str, str] | None = None) -> Any:
+        return self.send(self.prepare(method, path, payload, params, headers), raw)
+
+    def prepare(self, method: str, path: str, payload: Any = None,
+                params: dict[str, Any] | None = None,
+                headers: dict[str, str] | None = None) -> httpx.Request:
+        """A request signed now and sent later (``send``, once, within the signature's
+        age limit): a benchmark's client signs its calls before it times them."""
         body = b"" if payload is None else orjson.dumps(payload)
         query = urlencode(params) if params else ""
         headers = {"Content-Type": "application/json", **(headers or {}),
                    **self.auth_headers(method, path, body, query)}
         url = path + ("?" + query if query else "")
-        resp = self.http.request(method, url, content=body, headers=headers)
+        return self.http.build_request(method, url, content=body, headers=headers)
+
+    def send(self, request: httpx.Request, raw: bool = False) -> Any:
+        """The answer's JSON (the response itself with ``raw``), or ``SdkError``."""
+        resp = self.http.send(request)
         if resp.status_code >= 400:
             try:
                 err = resp.json()
