@@ -4,6 +4,7 @@ app (the default one-process mode) or one system per process (``systems=``)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -140,6 +142,13 @@ def package_version() -> str:
         return "0.2.0"
 
 
+# FastAPI's own OpenTelemetry hooks (in its newer releases) look for a provider on every
+# request; nothing here configures one
+NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
+
+
 def build_app(settings: Settings | None = None,
               systems: Sequence[str] = ALL_SYSTEMS) -> FastAPI:
     settings = settings or get_settings()
@@ -152,8 +161,7 @@ def build_app(settings: Settings | None = None,
     # Swagger UI and ReDoc from files shipped in the package: /docs works offline and on
     # a hospital intranet (FastAPI's own pages load them from a CDN)
     app = FastAPIOffline(title="ehc-twin card network", version=package_version(),
-                         description=DESCRIPTION, lifespan=_lifespan,
-                         telemetry={"tracing": False, "metrics": False, "logs": False})
+                         description=DESCRIPTION, lifespan=_lifespan, **NO_TELEMETRY)
     install_error_handlers(app)
     # what the routes' dependencies read (services.common.auth, each system's deps.py)
     app.state.admin_token = deployment_secret(settings, "admin_token")
