@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import logging
 import re
 import sqlite3
 import threading
@@ -40,6 +41,8 @@ from .errors import ServiceError, store_unavailable
 from .fastpath import StoreBusy
 from .secrets_store import private_dir, private_file
 from .settings import Settings
+
+store_log = logging.getLogger("ehc.store")
 
 
 def system_url(settings: Settings, system: str) -> str:
@@ -601,6 +604,9 @@ class AsyncPg:
             self.drop()
             if not _is_store_fault(exc):
                 raise
+            # the kind and SQLSTATE only: a driver's message may quote a row's values
+            store_log.warning("store fault on the hot path: %s (SQLSTATE %s); answered 503",
+                              type(exc).__name__, getattr(exc, "sqlstate", None) or "none")
             raise store_unavailable() from exc
 
     def drop(self) -> None:

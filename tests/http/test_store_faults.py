@@ -5,6 +5,7 @@ problem, never a traceback or a password."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import subprocess
@@ -103,12 +104,24 @@ def test_start_up_with_a_bad_database_url_is_one_line(tmp_path, url: str, named:
     assert "Traceback" not in res.stderr
 
 
+class Kept(logging.Handler):
+    """The records of a logger, kept for a test to read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
         tmp_path_factory) -> None:
     """PostgreSQL: a scan whose audit head another transaction holds locked past the
     store timeout answers 503 STORE_UNAVAILABLE in bounded time; the hot path's async
     connection killed on the server's side while idle (a restart, a failover) is
-    noticed and replaced: the next scans are served on a new connection."""
+    noticed and replaced: the next scans are served on a new connection. Each fault is
+    logged with its kind and SQLSTATE."""
     from sqlalchemy import text
 
     from tests.stack import backend_env, drop_schemas
@@ -117,6 +130,8 @@ def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
     settings = make_test_settings(tmp_path_factory.mktemp("pgdown"), "postgres",
                                   sync_interval_s=0, store_timeout_s=TIMEOUT_S)
     live = start_stack(settings)
+    store_log = Kept()
+    logging.getLogger("ehc.store").addHandler(store_log)
     try:
         world = seeded_world(live, residents=2)
         person = world.residents.pop()
@@ -132,6 +147,10 @@ def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
             assert (info.value.status, info.value.code) == (503, "STORE_UNAVAILABLE")
             assert time.monotonic() - started < TIMEOUT_S * 3 + 1
             holder.rollback()
+        # the operator is told what PostgreSQL said (lock not available), no more
+        faults = [r.getMessage() for r in store_log.records]
+        assert any("SQLSTATE 55P03" in m for m in faults), faults
+        assert not any(card_id in m or person.name in m for m in faults)
         world.term_a.verify(world.app.qrcode(card_id)["qr_text"])
         pg = system.verifier.pg
         killed = pg._conn.get_server_pid()
@@ -145,5 +164,6 @@ def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
             assert answer["card_id"] == card_id
         assert pg._conn.get_server_pid() != killed
     finally:
+        logging.getLogger("ehc.store").removeHandler(store_log)
         live.stop()
         drop_schemas(settings)
