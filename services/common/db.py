@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import logging
 import re
 import sqlite3
 import threading
@@ -37,12 +36,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 
-from .errors import ServiceError, store_unavailable
+from .errors import ServiceError, log_store_unavailable, store_unavailable
 from .fastpath import StoreBusy
 from .secrets_store import private_dir, private_file
 from .settings import Settings
-
-store_log = logging.getLogger("ehc.store")
 
 
 def system_url(settings: Settings, system: str) -> str:
@@ -604,9 +601,7 @@ class AsyncPg:
             self.drop()
             if not _is_store_fault(exc):
                 raise
-            # the kind and SQLSTATE only: a driver's message may quote a row's values
-            store_log.warning("store fault on the hot path: %s (SQLSTATE %s); answered 503",
-                              type(exc).__name__, getattr(exc, "sqlstate", None) or "none")
+            log_store_unavailable(exc)
             raise store_unavailable() from exc
 
     def drop(self) -> None:

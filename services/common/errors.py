@@ -118,6 +118,14 @@ def store_fault(exc: BaseException) -> Unavailable | None:
     return None
 
 
+def log_store_unavailable(exc: BaseException, request_id: str = "") -> None:
+    """Why a request answered 503 STORE_UNAVAILABLE: the fault's kind and PostgreSQL's
+    SQLSTATE, never its text (a driver's message may quote a row's values)."""
+    state = getattr(getattr(exc, "orig", None) or exc, "sqlstate", None)
+    log.warning("store unavailable: %s (SQLSTATE %s)", type(exc).__name__, state or "none",
+                extra={"request_id": request_id})
+
+
 def store_unavailable() -> Unavailable:
     return Unavailable("STORE_UNAVAILABLE", "the store did not answer in time; retry",
                        {"Retry-After": "1"})
@@ -180,8 +188,7 @@ async def _store_error(request: Request, exc: Exception) -> Response:
         log.error("store error: %s", type(exc).__name__,  # its text may hold values
                   extra={"request_id": request_id_of(request)})
         return _response(request, 500, "INTERNAL_ERROR", "internal error")
-    log.warning("store unavailable: %s", type(exc).__name__,
-                extra={"request_id": request_id_of(request)})
+    log_store_unavailable(exc, request_id_of(request))
     return _response(request, fault.status, fault.code, fault.message, fault.headers)
 
 

@@ -20,7 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadRequest, ServiceError, TooLarge, error_body, store_fault
+from .errors import (
+    BadRequest,
+    ServiceError,
+    TooLarge,
+    error_body,
+    log_store_unavailable,
+    store_fault,
+)
 
 Handler = Callable[[dict, bytes], Awaitable[bytes]]
 JSON = [(b"content-type", b"application/json")]
@@ -68,7 +75,11 @@ class FastPath:
                 body = await _read_body(receive, route.max_body)
                 payload = await route.handler(scope, body)
             except Exception as exc:
-                raise store_fault(exc) or exc from None
+                fault = store_fault(exc)
+                if fault is None:
+                    raise
+                log_store_unavailable(exc, rid)
+                raise fault from None
         except ServiceError as exc:
             status, payload = exc.status, error_body(exc.code, exc.message, rid)
             if exc.headers:

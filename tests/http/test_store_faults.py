@@ -131,7 +131,7 @@ def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
                                   sync_interval_s=0, store_timeout_s=TIMEOUT_S)
     live = start_stack(settings)
     store_log = Kept()
-    logging.getLogger("ehc.store").addHandler(store_log)
+    logging.getLogger("ehc.errors").addHandler(store_log)
     try:
         world = seeded_world(live, residents=2)
         person = world.residents.pop()
@@ -164,6 +164,6 @@ def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
             assert answer["card_id"] == card_id
         assert pg._conn.get_server_pid() != killed
     finally:
-        logging.getLogger("ehc.store").removeHandler(store_log)
+        logging.getLogger("ehc.errors").removeHandler(store_log)
         live.stop()
         drop_schemas(settings)
