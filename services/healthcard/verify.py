@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from ..common.cards.audit import Heads, genesis, head_sql
+from ..common.cards.audit import Heads, genesis
 from ..common.cards.callers import Terminal
 from ..common.crypto import sm3
 from ..common.cst import digits as cst_digits
@@ -101,24 +101,24 @@ _PG_SCAN = f"""WITH {_PG_ADMIT},
     temporary, linked_card_id FROM cards WHERE card_id = %(card_id)s::text),
   bind AS (SELECT ssc_card_no, region FROM bindings WHERE ehc_card_id = %(card_id)s::text
     AND state = 'bound' AND %(fused)s::boolean),
+  passed AS (SELECT 1 FROM card, gate WHERE gate.ok
+    AND card.state = ANY(%(usable)s::int[]) AND (card.temporary <> 0) = %(temporary)s::boolean
+    AND (NOT %(fused)s::boolean OR EXISTS (SELECT 1 FROM bind))),
   used AS (INSERT INTO code_uses (code_digest, card_id, uses, expires_at)
     SELECT %(digest)s::bytea, %(card_id)s::text, 1, %(code_expires)s::timestamp
-    FROM card, gate WHERE %(digest)s::bytea IS NOT NULL AND gate.ok
-    AND card.state = ANY(%(usable)s::int[]) AND (card.temporary <> 0) = %(temporary)s::boolean
-    AND (NOT %(fused)s::boolean OR EXISTS (SELECT 1 FROM bind))
+    FROM passed WHERE %(digest)s::bytea IS NOT NULL
     ON CONFLICT (code_digest) DO UPDATE SET uses = code_uses.uses + 1
     WHERE code_uses.uses < %(use_limit)s::int RETURNING uses),
-  head AS (SELECT seq, hash FROM audit_heads WHERE chain = 'usage'
-    AND institution_code = %(institution)s::text AND day = %(day)s::text FOR UPDATE)
+  head AS (INSERT INTO audit_heads (chain, institution_code, day, seq, hash)
+    SELECT 'usage', %(institution)s::text, %(day)s::text, 0, %(genesis)s::text FROM passed
+    ON CONFLICT (chain, institution_code, day) DO UPDATE SET seq = audit_heads.seq
+    RETURNING seq, hash)
 SELECT rate.n, rate.oldest, (SELECT count(*) FROM admit), card.*, bind.ssc_card_no,
   bind.region, (SELECT uses FROM used), head.seq, head.hash
 FROM rate LEFT JOIN card ON true LEFT JOIN bind ON true LEFT JOIN head ON true"""
 _PG_RECORD = (  # the usage record and its chain's head, moved with it
     "WITH moved AS (UPDATE audit_heads SET seq = %s, hash = %s WHERE chain = 'usage' "
     "AND institution_code = %s AND day = %s) " + _INSERT_USAGE.replace("?", "%s"))
-_PG_NEW_HEAD = (  # the day's first scan; one row, of NULLs if another made it first
-    f"WITH made AS ({head_sql(True)['ensure']} RETURNING seq, hash) "
-    "SELECT (SELECT seq FROM made), (SELECT hash FROM made)")
 _PG_REFRESH = f"""WITH {_PG_ADMIT}
 SELECT rate.n, rate.oldest, (SELECT count(*) FROM admit), held.state, held.ssc_card_no
 FROM rate LEFT JOIN (SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a
@@ -398,16 +398,17 @@ class Verifier:
 
     def _scan_pg(self, scan: Scan, heads: Heads) -> Steps:
         """The SQLite path's checks and writes in two statements: the checks with the
-        writes they guard, then (``Deferred`` to the commit: nothing in the batch reads
-        it) the usage record with its chain's head as ``heads`` moved it."""
+        writes they guard, the audit head among them (made if missing, locked either
+        way), then (``Deferred`` to the commit: nothing in the batch reads it) the usage
+        record with its chain's head as ``heads`` moved it."""
         code, wall, counted = scan.code, time.time(), self._counted(scan)
         digest, expires = counted or (None, None)
-        inst, day = chain = scan.chain
+        inst, day = scan.chain
         row = yield _PG_SCAN, _admission_params(scan.admission, wall) | {
             "card_id": code.card_id, "fused": code.kind == "fused", "digest": digest,
             "code_expires": expires, "usable": list(USABLE_STATES),
             "temporary": code.kind == "temporary", "use_limit": self.limit,
-            "institution": inst, "day": day}
+            "institution": inst, "day": day, "genesis": genesis(inst, day, self.chain_key)}
         if scan.admission is not None:
             _refuse_rate(scan.admission, row[0], row[1], wall)
             _refuse_replayed_nonce(row[2] > 0)
@@ -417,11 +418,9 @@ class Verifier:
             _refuse_unbound(binding)
         if counted is not None:
             self._refuse_used(row[15])
-        head = None if row[16] is None else (row[16], row[17])
-        if head is None and chain not in heads.moved:  # the day's first scan here
-            head = yield _PG_NEW_HEAD, ("usage", *chain, genesis(inst, day, self.chain_key))
-            if head[0] is None:  # another transaction made it first: read it, locked
-                head = yield head_sql(True)["read"], ("usage", *chain)
+        if row[16] is None:  # SQL's checks are the ones just made in Python
+            raise RuntimeError("a scan passed the checks here but not in the store")
+        head = (row[16], row[17])  # made if missing, and locked, in the checks' statement
         fields, values = self._usage(scan, card)
         seq, chain_hash = heads.next(inst, day, fields, head)
         return Deferred((_PG_RECORD, (seq, chain_hash, inst, day, *values, seq, chain_hash)),

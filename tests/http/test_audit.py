@@ -254,6 +254,86 @@ def test_two_servers_batches_over_the_same_chains_both_commit(stack, world) -> N
     assert world.admin.audit(today(), "ehc")["clean"]
 
 
+def test_a_batch_holds_every_head_it_moves_from_its_first_statement(stack, world) -> None:
+    """A batch with the day's first scan of one chain and a scan of a chain begun
+    earlier commits both, the chains whole. On PostgreSQL it makes the missing head and
+    locks the existing one in the same first statement, in the one order: a head made in
+    a later round, after existing heads were locked, let two servers' batches wait in a
+    circle when a head appeared between one batch's rounds (one failed with 503 after
+    PostgreSQL's deadlock timeout). There another transaction holds the later head; the
+    batch, waiting for it, must already hold the earlier head it made."""
+    import secrets
+
+    from services.healthcard.verify import Verifier
+    from services.sdk import TerminalClient
+
+    hc = stack.app.state.systems["healthcard"]
+    v = hc.verifier
+    server = Verifier(hc.engine, v.keystore, v.cipher, v.settings, v.chain_key)
+    code = f"3300{secrets.randbelow(10 ** 8):08d}"  # sorts before every seeded one
+    world.admin.add_hospital(code, f"Hospital {code}", "330100")
+    cred = world.admin.add_shared_terminal(code, "0101", 2, False)
+    new_term = TerminalClient(stack.url, cred["terminal_id"], cred["secret"],
+                              city_code="330100", terminal_type=2)
+    cards = [world.app.apply("01", p.id_number, p.name)["card_id"]
+             for p in (world.residents.pop() for _ in range(2))]
+    world.term_b.verify(world.app.qrcode(cards[1])["qr_text"])  # its head now exists
+
+    def scan(client: TerminalClient, card_id: str):
+        body = client.verify_body(world.app.qrcode(card_id)["qr_text"])
+        return server.check(hc.callers.terminal(client.terminal_id), body, "r")
+
+    batch = [scan(new_term, cards[0]), scan(world.term_b, cards[1])]
+    (low, day), high = batch[0].chain, batch[1].chain
+    assert low < high[0]
+    try:
+        if server.pg is None:  # SQLite: one writer, the batch's lock taken as it begins
+            results = [server.record_batch(batch)]
+        else:
+            results = _while_the_later_head_is_held(hc.engine, server, batch, high,
+                                                    (low, day))
+        assert all(isinstance(r, tuple) for r in results[0]), results
+    finally:
+        server.funnel.close()
+        if server.pg is not None:
+            server.pg.drop()
+        new_term.close()
+    assert world.admin.audit(today(), "ehc")["clean"]
+
+
+def _while_the_later_head_is_held(engine, server, batch: list, high: tuple,
+                                  low: tuple) -> list:
+    """The batch run while another transaction holds the ``high`` head: once it waits
+    for it, a probe finds the ``low`` head (which the batch makes) held too."""
+    import asyncio
+    import threading
+    import time
+
+    holder, other = engine.raw_connection(), engine.raw_connection()
+    try:
+        cur = holder.cursor()
+        cur.execute("SELECT seq FROM audit_heads WHERE chain = 'usage' AND "
+                    "institution_code = %s AND day = %s FOR UPDATE", high)
+        results: list = []
+        thread = threading.Thread(target=lambda: results.append(
+            asyncio.run(server.record_batch_pg(batch))))
+        thread.start()
+        time.sleep(0.5)  # the batch now waits for the later head
+        probe = other.cursor()
+        probe.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(Exception, match="lock timeout"):  # the earlier head is held
+            probe.execute("INSERT INTO audit_heads (chain, institution_code, day, seq, "
+                          "hash) VALUES ('usage', %s, %s, 0, 'x') ON CONFLICT DO NOTHING",
+                          low)
+        other.rollback()
+        holder.commit()
+        thread.join(30)
+        return results
+    finally:
+        holder.close()
+        other.close()
+
+
 def _heads_locked_in_one_order(engine, server, scans: list) -> None:
     """Another transaction holds the lower institution's audit head; a batch that lists
     the higher one first must not take it before it waits for the lower (or the other
