@@ -33,7 +33,7 @@ import httpx
 
 from services import sdk
 
-from .common import cpu_seconds, save
+from .common import save
 
 ROUTES = ("refresh", "refresh_fused", "verify", "verify_fused")
 
@@ -57,10 +57,10 @@ def per_call_us(pid: int, calls: int, routes: dict[str, Prepare], chunk: int = 2
     for start in range(0, calls, chunk):
         for name, prepare in routes.items():
             batch = prepare(min(chunk, calls - start))
-            before = cpu_seconds(pid)
+            before = sdk.cpu_seconds(pid)
             for call in batch:
                 call()
-            spent[name] += cpu_seconds(pid) - before
+            spent[name] += sdk.cpu_seconds(pid) - before
     return {name: seconds / calls * 1e6 for name, seconds in spent.items()}
 
 

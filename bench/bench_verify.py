@@ -26,9 +26,16 @@ import orjson
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.common.signing import sign_headers
-from services.sdk import ChannelClient, cst_now_text, seed_stack, spawn_server, stop_server
+from services.sdk import (
+    ChannelClient,
+    cpu_seconds,
+    cst_now_text,
+    seed_stack,
+    spawn_server,
+    stop_server,
+)
 
-from .common import cpu_seconds, save
+from .common import save
 
 HERE = Path(__file__).parent
 CONNECTIONS = 32

@@ -21,6 +21,7 @@ from services.sdk import (
     HospitalClient,
     Settings,
     TerminalClient,
+    cpu_seconds,
     cst_today_text,
     fuse_all,
     prepare_store,
@@ -118,12 +119,11 @@ class Server:
         """CPU time (user + system) of the servers so far: uvicorn and its workers (a
         killed server's is gone with it)."""
         pids = [p.pid for p in self.procs if p.poll() is None]
-        total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+        total = 0.0
         while pids:
             pid = pids.pop()
             try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / tick
+                total += cpu_seconds(pid)
                 for task in Path(f"/proc/{pid}/task").iterdir():
                     pids += [int(c) for c in (task / "children").read_text().split()]
             except (OSError, IndexError, ValueError):

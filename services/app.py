@@ -9,7 +9,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import partial
@@ -39,6 +40,7 @@ from .common.logs import RequestIdMiddleware, configure_logging, server_stats
 from .common.pii import field_cipher
 from .common.secrets_store import deployment_secret, master_key
 from .common.settings import Settings, get_settings
+from .common.shared_store import SharedStore
 
 ALL_SYSTEMS = ("registry", "healthcard", "socialcard", "payment", "sms", "channel",
                "hospital")
@@ -312,15 +314,21 @@ async def _lifespan(app: FastAPI):
     request statistics in ``EHC_STATS_DIR`` (when set): with several uvicorn workers no
     single process sees them all."""
     interval, systems = app.state.sync_interval_s, app.state.systems
+    sides = [name for name in ("healthcard", "socialcard") if name in systems]
+
+    def once(side: str, what: str, job):  # a pull of shared state: one process a turn
+        return once_per_interval(systems[side].callers.store, f"{side}:{what}", interval, job)
+
     jobs = [] if interval <= 0 else [
-        *[("ehc.sync", "usage pull", fusion.pull_usage) for fusion in _fusions(app)],
+        *[("ehc.sync", "usage pull", once(name, "usage", systems[name].fusion.pull_usage))
+          for name in sides if systems[name].fusion is not None],
         *[("ehc.audit", "sealing audit heads", partial(seal_recent, systems[name]))
-          for name in ("healthcard", "socialcard") if name in systems],
-        *[("ehc.civil", "deaths pull", systems[name].pull_deaths)
-          for name in ("healthcard", "socialcard")
-          if name in systems and getattr(systems[name], "civil", True) is not None],
-        *([("ehc.settlement", "confirming open settlements",
-            partial(systems["socialcard"].settlements.confirm_open, 2 * interval))]
+          for name in sides],
+        *[("ehc.civil", "deaths pull", once(name, "deaths", systems[name].pull_deaths))
+          for name in sides if getattr(systems[name], "civil", True) is not None],
+        *([("ehc.settlement", "confirming open settlements", once(
+            "socialcard", "confirm", partial(systems["socialcard"].settlements.confirm_open,
+                                             2 * interval)))]
           if "socialcard" in systems else []),
     ]
     tasks = [asyncio.create_task(every(interval, *job)) for job in jobs]
@@ -339,11 +347,18 @@ async def _lifespan(app: FastAPI):
         path.write_text(json.dumps(server_stats.snapshot()))
 
 
-def _fusions(app: FastAPI) -> list:
-    systems = app.state.systems
-    out = [getattr(systems.get("healthcard"), "fusion", None)]
-    out.append(getattr(systems.get("socialcard"), "fusion", None))
-    return [f for f in out if f is not None]
+def once_per_interval(store: SharedStore, name: str, interval_s: float,
+                      job: Callable[[], Awaitable[Any]]
+                      ) -> Callable[[], Coroutine[Any, Any, None]]:
+    """``job``, made by one process of the deployment per interval: the first to claim the
+    interval's token in the shared store (every worker and server runs the same timers;
+    the others would fetch the same pages only to find the cursor moved). A process alone
+    claims every interval; a claimer that fails or dies leaves the next interval free."""
+    async def run() -> None:
+        token = f"job:{name}:{int(time.time() // interval_s)}"
+        if await asyncio.to_thread(store.claim, token, 2 * interval_s):
+            await job()
+    return run
 
 
 async def every(interval_s: float, log: str, what: str, job) -> None:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .stack import (
         RunningStack,
         Settings,
+        cpu_seconds,
         prepare_store,
         spawn_server,
         start_in_thread,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {"RunningStack": ".stack", "Settings": ".stack", "prepare_store": ".stack",
+         "cpu_seconds": ".stack",
          "spawn_server": ".stack", "start_in_thread": ".stack", "stop_server": ".stack",
          "run_demo": ".demo"}
 
@@ -69,6 +71,7 @@ __all__ = [
     "TerminalClient",
     "TerminalType",
     "card_ranges",
+    "cpu_seconds",
     "cst_now_text",
     "cst_today_text",
     "fuse_all",

@@ -272,3 +272,46 @@ def test_outage_fail_soft_and_records_after_comeback(two, setup) -> None:
     assert len([r for r in setup.app.usage_history(card["card_id"])
                 if r["source"] == "essc"]) == 1
 
+
+
+def test_a_pull_of_shared_state_is_made_by_one_process_a_turn(tmp_path: Path) -> None:
+    """Every worker and server runs the same timers; a pull of shared state (the peer's
+    usage records, the deaths, the settlements awaiting confirmation) is made by one of
+    them per interval, the first to claim the turn in the shared store (here two
+    processes' stores on one SQLite file); a process alone makes every turn."""
+    import asyncio
+
+    from sqlalchemy import MetaData, create_engine
+
+    from services.app import once_per_interval
+    from services.common.shared_store import DatabaseStore, shared_events_table
+
+    metadata = MetaData()
+    table = shared_events_table(metadata)
+    engines = [create_engine(f"sqlite:///{tmp_path / 'shared.db'}") for _ in range(2)]
+    metadata.create_all(engines[0])
+    made = [0, 0]
+
+    def job(i: int):
+        async def pull() -> None:
+            made[i] += 1
+        return pull
+
+    interval = 1.0
+    turns = [once_per_interval(DatabaseStore(e, table), "usage", interval, job(i))
+             for i, e in enumerate(engines)]
+    for turn in range(3):
+        if interval - time.time() % interval < 0.2:  # too near the next turn
+            time.sleep(interval - time.time() % interval)
+        for run in turns:
+            asyncio.run(run())
+        assert sum(made) == turn + 1, made
+        time.sleep(interval - time.time() % interval)
+    made = [0, 0]
+    alone = once_per_interval(DatabaseStore(engines[0], table), "deaths", interval, job(0))
+    for _ in range(2):
+        asyncio.run(alone())
+        time.sleep(interval - time.time() % interval)
+    assert made == [2, 0]
+    for engine in engines:
+        engine.dispose()

@@ -1,11 +1,12 @@
-"""The benchmarks' server CPU reading: every thread's, finer than the clock tick."""
+"""The benchmarks' and load tests' server CPU reading: every thread's, finer than the
+clock tick."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from bench.common import cpu_seconds
+from services.sdk import cpu_seconds
 
 # a "server": on each line it burns a few milliseconds on two threads, then answers with
 # its own CPU clock's count of them; its threads live on between requests, as a server's
