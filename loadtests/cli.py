@@ -155,7 +155,7 @@ def capacity(
     force: bool = typer.Option(False, "--force", help="clear --out first when an earlier "
                                "run left files there (otherwise such a folder is refused)"),
 ) -> None:
-    """Step the offered rate up until the SLO breaks, for verify and /ping, per config."""
+    """Step the offered rate up until the SLO breaks, for scans and /healthz, per config."""
     import json
 
     from .capacity import run_capacity
@@ -188,7 +188,7 @@ def capacity(
                           progress=console.print, server_counts=server_list)
     for k in result["knees"]:
         cost, share = k.get("server_cpu_us_per_scan"), k.get("generator_cpu_share")
-        unit = "scan" if k["route"] == "verify" else "ping"
+        unit = "scan" if k["route"] == "verify" else "request"
         console.print(f"{k['database']}, {k['servers']} server(s) x {k['server_workers']} "
                       f"worker(s), {k['route']}: knee "
                       f"{k['knee_rps']:g}/s (max achieved {k['max_achieved_rps']:.0f}/s)"

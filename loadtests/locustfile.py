@@ -24,6 +24,7 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests import mix, options, shapes
+from loadtests.options import TRIVIAL
 from loadtests.slo import HOT, evaluate
 from loadtests.workload import (
     BAD_KINDS,
@@ -324,14 +325,16 @@ class KioskUser(Configured, FastHttpUser):
                         name="reports")
 
 
-class PingUser(Configured, FastHttpUser):
-    """The trivial route of the same app, measured the same way (capacity baseline)."""
+class TrivialUser(Configured, FastHttpUser):
+    """The trivial route of the same app, measured the same way (capacity baseline):
+    ``/healthz``, the fast path's floor, or ``/ping``, through the framework's routing."""
 
     weight = 1
 
     @task
-    def ping(self) -> None:
-        self.client.get("/ping", name="ping")
+    def trivial(self) -> None:
+        route = self.environment.parsed_options.ehc_workload  # set on workers too
+        self.client.get(f"/{route}", name=route)
 
 
 class ConfiguredShape(LoadTestShape):
@@ -365,8 +368,8 @@ def configure(environment: Any, **_kw: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return
     opts = environment.parsed_options
-    if opts.ehc_workload == "ping":
-        chosen: list[type] = [PingUser]
+    if opts.ehc_workload in TRIVIAL:
+        chosen: list[type] = [TrivialUser]
     else:
         weights = mix.decode(opts.ehc_weights)
         chosen = []
@@ -399,7 +402,7 @@ def slo_gate(environment, **_kw) -> None:
         Path(out, f"booking-ids-{os.getpid()}.json").write_text(json.dumps(BOOKING_IDS))
     if isinstance(environment.runner, WorkerRunner):
         return
-    hot = (("ping",), "GET") if opts.ehc_workload == "ping" else (HOT, "POST")
+    hot = ((opts.ehc_workload,), "GET") if opts.ehc_workload in TRIVIAL else (HOT, "POST")
     verdict = evaluate(environment.stats, options.slo_of(opts), *hot)
     environment.process_exit_code = 0 if verdict["passed"] else 1
     if out:

@@ -10,6 +10,8 @@ from typing import Any
 from loadtests import mix
 from loadtests.slo import Slo
 
+TRIVIAL = ("healthz", "ping")  # baseline workloads: GET /healthz, GET /ping
+
 SLO = Slo()
 
 
@@ -24,8 +26,10 @@ def add_arguments(parser: Any) -> None:
                    help="requests/s each user offers (constant throughput; 0: back to back)")
     g.add_argument("--ehc-weights", default=mix.encode(mix.DEFAULT),
                    help="users of each kind, e.g. terminal:6,fused:3,settle:1,app:1")
-    g.add_argument("--ehc-workload", choices=("scan", "ping"), default="scan",
-                   help="scan (terminals, fused scans, settlements, apps) or ping (baseline)")
+    g.add_argument("--ehc-workload", choices=("scan", *TRIVIAL), default="scan",
+                   help="scan (terminals, fused scans, settlements, apps), or a trivial "
+                   "route as the baseline: healthz (the fast path's floor) or ping (the "
+                   "framework's)")
     g.add_argument("--ehc-code-limit", type=int, default=3,
                    help="verifications a dynamic code allows (the replayed scans' limit)")
     g.add_argument("--ehc-expired-after-s", type=float, default=95.0,

@@ -58,7 +58,7 @@ class LoadOptions:
     compress: float = 60.0
     scale: float = 1.0
     database_url: str | None = None
-    workload: str = "scan"  # scan (terminals + apps) or ping (the trivial route)
+    workload: str = "scan"  # scan (terminals + apps), or healthz or ping (a trivial route)
     servers: int = 1  # >1: that many `ehc serve` processes behind HAProxy (deploy/)
     kill_one_after_s: float = 0.0  # >0: the first server is killed this far into the run
     target: str | None = None  # a running deployment (its admin token below) instead

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -153,25 +154,29 @@ def test_bad_options_are_refused_cleanly(tmp_path: Path) -> None:
 def test_capacity_steps_find_a_knee_for_both_routes(tmp_path: Path) -> None:
     peaks = tmp_path / "peaks.json"
     peaks.write_text(json.dumps({"verify": {"peak_per_s": 30}}))
+    # the periodic pulls (7 jobs, 40-60 ms of CPU every 5 s) would land in one step and not
+    # the other: at 60 scans a step that is up to 1 ms a scan, more than the scan's own
+    # cost; without them the server's idle cost is steady (about 4 ms/s) in every step
+    quiet = {**os.environ, "EHC_SYNC_INTERVAL_S": "0"}
     res = subprocess.run([sys.executable, "-m", "twin.cli", "loadtest", "capacity", "--rates",
-                          "10,20", "--workers", "1", "--step-duration", "3", "--slo-p95-ms",
+                          "100,200", "--workers", "1", "--step-duration", "3", "--slo-p95-ms",
                           "5000", "--slo-p99-ms", "10000",
                           "--province-peaks", str(peaks), "--out", str(tmp_path / "cap")],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=quiet)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     cap = json.loads((tmp_path / "cap" / "capacity.json").read_text())
-    assert {k["route"] for k in cap["knees"]} == {"ping", "verify"}
-    assert all(k["knee_rps"] in (10, 20) for k in cap["knees"])  # both rates are easy
+    assert {k["route"] for k in cap["knees"]} == {"healthz", "verify"}
+    assert all(k["knee_rps"] in (100, 200) for k in cap["knees"])  # both rates are easy
     assert cap["verify_per_core"] > 0 and cap["cores_needed"] >= 1
-    assert {s["route"] for s in cap["steps"]} == {"ping", "verify"}
+    assert {s["route"] for s in cap["steps"]} == {"healthz", "verify"}
     for k in cap["knees"]:  # measured from the server's own /proc counters
         assert 10 < k["server_cpu_us_per_scan"] < 1e6 and 0 < k["generator_cpu_share"] < 4
     verify = next(k for k in cap["knees"] if k["route"] == "verify")
-    ping = next(k for k in cap["knees"] if k["route"] == "ping")
-    assert verify["server_cpu_us_per_scan"] > ping["server_cpu_us_per_scan"]
+    floor = next(k for k in cap["knees"] if k["route"] == "healthz")
+    assert verify["server_cpu_us_per_scan"] > floor["server_cpu_us_per_scan"]
     (knee,) = cap["goals"]  # one server: the knees' goal only
-    assert knee["ratio"] == verify["knee_rps"] / ping["knee_rps"]
-    assert "goal scan knee / ping knee" in res.stdout
+    assert knee["ratio"] == verify["knee_rps"] / floor["knee_rps"]
+    assert "goal scan knee / healthz knee" in res.stdout
     assert knee["ratio"] == 1 and knee["met"] is None  # both rates passed: no knee reached
     size = cap["sizing"]
     assert size["cores_at_60k"] == math.ceil(30_000 * 2 / cap["verify_per_core"])
@@ -190,7 +195,7 @@ def test_the_capacity_goals_say_what_the_knees_allow() -> None:
         base = {"database": "sqlite", "server_workers": 1}
         out = [{**base, "servers": 1, "route": "verify", "knee_rps": scan,
                 "knee_is_lower_bound": scan_open, "server_cpu_us_per_scan": 500.0},
-               {**base, "servers": 1, "route": "ping", "knee_rps": ping,
+               {**base, "servers": 1, "route": "healthz", "knee_rps": ping,
                 "knee_is_lower_bound": ping_open, "server_cpu_us_per_scan": 100.0}]
         if cpu2:
             out.append({**base, "servers": 2, "route": "verify", "knee_rps": scan,
