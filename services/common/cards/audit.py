@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -46,7 +47,10 @@ def chain_key(master: bytes, system: str) -> bytes:
     return hmac_sm3(master, b"audit-chain|" + system.encode())
 
 
+@lru_cache(maxsize=4096)  # a day's chains: every scan of PostgreSQL's hot path asks
 def genesis(institution: str, day: str, key: bytes) -> str:
+    """The hash a chain (institution, CST day) starts from, keyed: no one without the key
+    can forge the start of a day."""
     return hmac_sm3(key, f"ehc-audit|{institution}|{day}".encode()).hex()
 
 
