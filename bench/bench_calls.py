@@ -49,19 +49,35 @@ def per_call_us(pid: int, calls: int, routes: dict[str, Prepare], chunk: int = 2
     seconds). Each chunk's requests are signed before its clock starts, so the client
     does the same little between two calls of any route: the server waits as long for
     each, and a route's CPU is not raised by a client that takes longer to sign (a
-    server idle longer between calls finds its caches colder)."""
+    server idle longer between calls finds its caches colder). Beside the CPU, each
+    route's write system calls a call (``NAME_writes``): a count the host's noise does
+    not move."""
     for prepare in routes.values():  # warm-up
         for call in prepare(min(50, calls)):
             call()
     spent = dict.fromkeys(routes, 0.0)
+    writes = dict.fromkeys(routes, 0)
     for start in range(0, calls, chunk):
         for name, prepare in routes.items():
             batch = prepare(min(chunk, calls - start))
-            before = sdk.cpu_seconds(pid)
+            before, wrote = sdk.cpu_seconds(pid), write_calls(pid)
             for call in batch:
                 call()
             spent[name] += sdk.cpu_seconds(pid) - before
-    return {name: seconds / calls * 1e6 for name, seconds in spent.items()}
+            writes[name] += write_calls(pid) - wrote
+    return {name: seconds / calls * 1e6 for name, seconds in spent.items()} | {
+        f"{name}_writes": count / calls for name, count in writes.items()}
+
+
+def write_calls(pid: int) -> int:
+    """Write system calls a process has made (``syscw`` of ``/proc/PID/io``): an answer on
+    the socket is one; on SQLite each page a commit changes is two, the WAL frame's header
+    and the page (so it counts the pages a call's transaction writes)."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("syscw:"):
+                return int(line.split()[1])
+    return 0
 
 
 class Server:
@@ -158,7 +174,8 @@ def main() -> None:
             for name in backends:  # alternately: both backends meet the same machine
                 rounds[name].append(servers[name].round(args.calls))
                 print(f"round {r + 1}/{args.rounds} {name}: " + ", ".join(
-                    f"{k} {v:.0f}" for k, v in rounds[name][-1].items()) + " us", flush=True)
+                    f"{k} {v:.0f}" for k, v in rounds[name][-1].items()
+                    if not k.endswith("_writes")) + " us", flush=True)
     finally:
         for server in servers.values():
             server.stop()
@@ -170,7 +187,9 @@ def main() -> None:
         for route in ROUTES:
             goal = "" if route == "verify_fused" else " (goal <= 3)"
             print(f"  {route:14s} {s[route]:6.0f} us server CPU a call = "
-                  f"{s[route + '_x_healthz']:4.1f}x /healthz{goal}")
+                  f"{s[route + '_x_healthz']:4.1f}x /healthz{goal}, "
+                  f"{s[route + '_writes']:4.1f} write calls (/healthz "
+                  f"{s['healthz_writes']:.1f})")
         print(f"  fused verify / plain verify: {s['fused_x_plain']:.2f}x (goal <= 2)")
     if "postgres" in backends:
         ratios = {route: statistics.median(p[route] / q[route] for p, q in zip(

@@ -2,12 +2,17 @@
 credentials. Each system keeps its own registrations (its own tables, made by
 ``caller_tables``) and authenticates the same way.
 
-Credentials are cached in memory for ``ttl_s`` (one) second: the hot path does not read
-them per request, and a disabled or rotated credential is refused within that second on
-every worker. Nonces and request counts live in the deployment's shared store."""
+Credentials are cached in memory until any of them changes: every registration, disabling
+or rotation bumps one generation counter in the same transaction, and each process reads
+that counter at most every ``ttl_s`` (one) second. The hot path does not read credentials
+per request, however many terminals scan (a province's terminals scan minutes apart: a
+cache of one second per terminal missed nearly every time), and a disabled or rotated
+credential is refused within that second on every worker. Nonces and request counts live
+in the deployment's shared store."""
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import time
@@ -33,6 +38,7 @@ class CallerTables:
     terminals: sa.Table
     channel_apps: sa.Table
     shared_events: sa.Table  # nonces and request counts every worker shares
+    changes: sa.Table  # one row: the generation every change of the tables above bumps
 
 
 def caller_tables(metadata: sa.MetaData) -> CallerTables:
@@ -62,7 +68,23 @@ def caller_tables(metadata: sa.MetaData) -> CallerTables:
               # logs residents in strongly (SMS code to the registry's phone): the entry
               sa.Column("strong_realname", sa.SmallInteger, nullable=False, default=0)),
         shared_events_table(metadata),
+        changes_table(metadata),
     )
+
+
+def _changes_columns() -> list[sa.Column]:
+    return [sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+            sa.Column("generation", sa.BigInteger, nullable=False)]
+
+
+def changes_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table("caller_changes", metadata, *_changes_columns())
+
+
+def add_changes_table(op: Any) -> None:
+    """Both card systems' migration to the callers' generation (Alembic's ``op``)."""
+    changes = op.create_table("caller_changes", *_changes_columns())
+    op.bulk_insert(changes, [{"id": 1, "generation": 0}])
 
 
 @dataclass(frozen=True)
@@ -104,8 +126,28 @@ class Callers:
         self.store = store
         self.terminal_rate = terminal_rate
         self.app_rate = app_rate
-        self._terminals: dict[str, tuple[float, Terminal | None]] = {}
-        self._apps: dict[str, tuple[float, ChannelApp | None]] = {}
+        # credentials by key, each with the generation it was read under
+        self._terminals: dict[str, tuple[int | None, Terminal | None]] = {}
+        self._apps: dict[str, tuple[int | None, ChannelApp | None]] = {}
+        self._generation: int | None = None
+        self._checked_at = -math.inf
+        self._ensure_generation()
+
+    def _ensure_generation(self) -> None:
+        """The generation's row (a store made before it was: the migration adds it)."""
+        c = self.tables.changes
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(sa.select(c.c.id).where(c.c.id == 1)).first() is None:
+                    conn.execute(sa.insert(c).values(id=1, generation=0))
+        except IntegrityError:
+            pass  # another worker made it first
+
+    def _changed(self, conn: sa.Connection) -> None:
+        """In the transaction of a change: every process forgets its credentials."""
+        c = self.tables.changes
+        conn.execute(sa.update(c).where(c.c.id == 1).values(generation=c.c.generation + 1))
+        self._checked_at = -math.inf  # this process at its next lookup
 
     # --------------------------------------------------------------- registration
     def add_institution(self, code: str, name: str, city_code: str,
@@ -118,6 +160,7 @@ class Callers:
                 conn.execute(sa.insert(t.institutions).values(
                     code=code, name=name, city_code=city_code, sm2_public_key=sm2_public_key,
                     level=level, created_at=datetime.now(UTC).replace(tzinfo=None)))
+                self._changed(conn)
         except IntegrityError as exc:
             raise Conflict("INSTITUTION_EXISTS", "institution already registered") from exc
 
@@ -143,6 +186,7 @@ class Callers:
                     active=1, physical_cards=int(physical_cards)))
             except IntegrityError as exc:
                 raise Conflict("TERMINAL_EXISTS", "terminal already registered") from exc
+            self._changed(conn)
         return terminal_id, secret
 
     def add_app(self, name: str, sm2_public_key: str | None, app_key: str | None = None,
@@ -158,6 +202,7 @@ class Callers:
                     app_key=app_key, name=name, secret_enc=self.cipher.encrypt(secret),
                     sm2_public_key=sm2_public_key, active=1,
                     strong_realname=int(strong_realname)))
+                self._changed(conn)
         except IntegrityError as exc:
             raise Conflict("APP_EXISTS", "app key already registered") from exc
         return app_key, secret
@@ -186,6 +231,7 @@ class Callers:
             if not conn.execute(sa.update(table).where(pk == key)
                                 .values(active=int(active))).rowcount:
                 raise NotFound(missing, f"no such {kind.replace('_', ' ')}")
+            self._changed(conn)
 
     def rotate(self, kind: str, key: str, secret: str | None = None) -> str:
         """A new signing secret (``secret`` provisions the one the other card system
@@ -196,20 +242,34 @@ class Callers:
             if not conn.execute(sa.update(table).where(pk == key)
                                 .values(secret_enc=self.cipher.encrypt(secret))).rowcount:
                 raise NotFound(missing, f"no such {kind.replace('_', ' ')}")
+            self._changed(conn)
         return secret
 
     # --------------------------------------------------------------- lookup
     def _cached(self, cache: dict, key: str, load):
-        """``load(key)`` at most every ``ttl_s`` seconds per key (None is cached too)."""
-        now = time.monotonic()
+        """``load(key)`` once per generation of the credentials (None is cached too). An
+        entry keeps the generation it was read under: one read before a change and kept
+        after it (a thread's) is not valid under the next generation."""
+        generation = self._current_generation()
         hit = cache.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] == generation:
             return hit[1]
         value = load(key)
         if len(cache) > 100_000:
             cache.clear()
-        cache[key] = (now + self.ttl_s, value)
+        cache[key] = (generation, value)
         return value
+
+    def _current_generation(self) -> int | None:
+        """The credentials' generation, read from the store at most every ``ttl_s``."""
+        now = time.monotonic()
+        if now >= self._checked_at + self.ttl_s:
+            c = self.tables.changes
+            with self.engine.connect() as conn:
+                self._generation = conn.execute(
+                    sa.select(c.c.generation).where(c.c.id == 1)).scalar()
+            self._checked_at = now
+        return self._generation
 
     def terminal(self, terminal_id: str) -> Terminal | None:
         return self._cached(self._terminals, terminal_id, self._load_terminal)

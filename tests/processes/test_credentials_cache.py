@@ -1,0 +1,104 @@
+"""The callers' credentials cache, as two processes see one store (two ``Callers`` on one
+SQLite file): a credential is read once while nothing changes, however long it is used
+(a province's terminals scan minutes apart, so a per-terminal expiry missed nearly every
+scan), and a change made through either process is seen by the other within ``ttl_s``;
+a change made between a read and its caching does not stay cached."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import MetaData, create_engine
+
+from services.common.cards.callers import Callers, caller_tables
+from services.common.pii import FieldCipher
+from services.common.shared_store import DatabaseStore
+
+TTL_S = 0.2
+
+
+@pytest.fixture
+def two_processes(tmp_path: Path):
+    metadata = MetaData()
+    tables = caller_tables(metadata)
+    engines = [create_engine(f"sqlite:///{tmp_path / 'callers.db'}") for _ in range(2)]
+    metadata.create_all(engines[0])
+    cipher = FieldCipher(b"k" * 32)
+    views = [Callers(e, tables, cipher, max_age_s=300, ttl_s=TTL_S,
+                     store=DatabaseStore(e, tables.shared_events)) for e in engines]
+    yield views
+    for engine in engines:
+        engine.dispose()
+
+
+def _counting_loads(callers: Callers) -> list[str]:
+    loads: list[str] = []
+    real = callers._load_terminal
+
+    def load(terminal_id: str):
+        loads.append(terminal_id)
+        return real(terminal_id)
+    callers._load_terminal = load  # type: ignore[method-assign]
+    return loads
+
+
+def test_a_credential_is_read_once_while_nothing_changes(two_processes) -> None:
+    admin, scanner = two_processes
+    admin.add_institution("330100000001", "H", "330100", None)
+    tid, secret = admin.add_terminal("330100000001", "0101", 2)
+    loads = _counting_loads(scanner)
+    until = time.monotonic() + 4 * TTL_S  # four windows of the old per-key expiry
+    while time.monotonic() < until:
+        term = scanner.terminal(tid)
+        assert term is not None and term.secret == secret
+        time.sleep(TTL_S / 10)
+    assert loads == [tid]
+    assert scanner.terminal("330100000001" + "0999") is None  # unknown: cached too
+    assert scanner.terminal("330100000001" + "0999") is None
+    assert loads == [tid, "3301000000010999"]
+
+
+def test_a_change_through_one_process_reaches_the_other_within_ttl(two_processes) -> None:
+    admin, scanner = two_processes
+    admin.add_institution("330100000001", "H", "330100", None)
+    tid, _ = admin.add_terminal("330100000001", "0101", 2)
+    new = "330100000001" + "0102"
+    assert scanner.terminal(tid) is not None and scanner.terminal(new) is None
+    admin.set_active("terminal", tid, False)
+    admin.add_terminal("330100000001", "0102", 2)
+    time.sleep(TTL_S * 1.2)
+    assert scanner.terminal(tid) is None and scanner.terminal(new) is not None
+    admin.set_active("terminal", tid, True)
+    rotated = admin.rotate("terminal", tid)
+    time.sleep(TTL_S * 1.2)
+    term = scanner.terminal(tid)
+    assert term is not None and term.secret == rotated
+    app_key, _ = scanner.add_app("app", None)  # a change in this process: seen at once
+    assert scanner.app(app_key) is not None
+    scanner.set_active("app", app_key, False)
+    assert scanner.app(app_key) is None
+
+
+def test_a_read_overtaken_by_a_change_is_not_kept(two_processes) -> None:
+    """A worker thread reads the old row, the change commits and is noticed, then the
+    thread caches what it read: the next lookup reads again."""
+    admin, scanner = two_processes
+    admin.add_institution("330100000001", "H", "330100", None)
+    tid, old = admin.add_terminal("330100000001", "0101", 2)
+    real = scanner._load_terminal
+    rotated: list[str] = []
+
+    def slow_load(terminal_id: str):
+        row = real(terminal_id)  # the old secret
+        if not rotated:
+            rotated.append(admin.rotate("terminal", tid))
+            time.sleep(TTL_S * 1.2)
+            assert scanner._current_generation() is not None  # the change is noticed
+        return row
+    scanner._load_terminal = slow_load
+    term = scanner.terminal(tid)
+    assert term is not None and term.secret == old  # what it read, answered once
+    term = scanner.terminal(tid)
+    assert term is not None and term.secret == rotated[0]
