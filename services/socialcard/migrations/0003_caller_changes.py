@@ -1,6 +1,4 @@
-"""The callers' generation: one row every registration, disabling or rotation of an
-institution, terminal or channel app bumps, so each process caches credentials until
-they change (read at most once a second) instead of re-reading each one every second.
+"""The e-SSC side's callers' generation, as the EHC side's (healthcard_0003).
 
 Revision ID: socialcard_0003
 Revises: socialcard_0002
@@ -10,8 +8,7 @@ from alembic import op
 
 from services.common.cards.callers import add_changes_table
 
-revision = "socialcard_0003"
-down_revision = "socialcard_0002"
+revision, down_revision = "socialcard_0003", "socialcard_0002"
 
 
 def upgrade() -> None:
