@@ -146,6 +146,9 @@ def test_a_release_0_1_store_with_traffic_upgrades_and_keeps_every_row(
                                    ("healthcard", "bindings", "ix_binding_updated")):
             with app.state.systems[side].engine.connect() as conn:  # the data layer's
                 assert index in {i["name"] for i in inspect(conn).get_indexes(table)}
+                # the callers' generation (migration 0003): its one row
+                assert len(conn.execute(text("SELECT generation FROM caller_changes")
+                                        ).all()) == 1
         assert sorted(states) == [("settled", 0)] * 3
         # release 0.1's chains, re-linked under the key, hold (and stay sealed from now)
         import asyncio
