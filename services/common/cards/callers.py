@@ -16,6 +16,8 @@ import math
 import re
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -143,11 +145,16 @@ class Callers:
         except IntegrityError:
             pass  # another worker made it first
 
-    def _changed(self, conn: sa.Connection) -> None:
-        """In the transaction of a change: every process forgets its credentials."""
+    @contextmanager
+    def _changing(self) -> Iterator[sa.Connection]:
+        """The transaction of a change: it bumps the generation, so every process forgets
+        the credentials it holds (this one at its next lookup, once committed)."""
         c = self.tables.changes
-        conn.execute(sa.update(c).where(c.c.id == 1).values(generation=c.c.generation + 1))
-        self._checked_at = -math.inf  # this process at its next lookup
+        with self.engine.begin() as conn:
+            yield conn
+            conn.execute(sa.update(c).where(c.c.id == 1)
+                         .values(generation=c.c.generation + 1))
+        self._checked_at = -math.inf
 
     # --------------------------------------------------------------- registration
     def add_institution(self, code: str, name: str, city_code: str,
@@ -156,11 +163,10 @@ class Callers:
         if not INSTITUTION_RE.fullmatch(code):
             raise Invalid("INVALID_INSTITUTION_CODE", "institution code is 12 [0-9A-Z]")
         try:
-            with self.engine.begin() as conn:
+            with self._changing() as conn:
                 conn.execute(sa.insert(t.institutions).values(
                     code=code, name=name, city_code=city_code, sm2_public_key=sm2_public_key,
                     level=level, created_at=datetime.now(UTC).replace(tzinfo=None)))
-                self._changed(conn)
         except IntegrityError as exc:
             raise Conflict("INSTITUTION_EXISTS", "institution already registered") from exc
 
@@ -174,7 +180,7 @@ class Callers:
             raise Invalid("INVALID_DEPT_CODE", "department code is 4 digits")
         terminal_id = institution_code + dept_code
         secret = secret or secrets.token_urlsafe(32)
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             inst = conn.execute(sa.select(t.institutions.c.code)
                                 .where(t.institutions.c.code == institution_code)).first()
             if inst is None:
@@ -186,7 +192,6 @@ class Callers:
                     active=1, physical_cards=int(physical_cards)))
             except IntegrityError as exc:
                 raise Conflict("TERMINAL_EXISTS", "terminal already registered") from exc
-            self._changed(conn)
         return terminal_id, secret
 
     def add_app(self, name: str, sm2_public_key: str | None, app_key: str | None = None,
@@ -197,12 +202,11 @@ class Callers:
         app_key = app_key or "app_" + secrets.token_hex(8)
         secret = secret or secrets.token_urlsafe(32)
         try:
-            with self.engine.begin() as conn:
+            with self._changing() as conn:
                 conn.execute(sa.insert(t.channel_apps).values(
                     app_key=app_key, name=name, secret_enc=self.cipher.encrypt(secret),
                     sm2_public_key=sm2_public_key, active=1,
                     strong_realname=int(strong_realname)))
-                self._changed(conn)
         except IntegrityError as exc:
             raise Conflict("APP_EXISTS", "app key already registered") from exc
         return app_key, secret
@@ -227,22 +231,20 @@ class Callers:
     def set_active(self, kind: str, key: str, active: bool) -> None:
         """Disable or re-enable; every worker sees it within ``ttl_s``."""
         table, pk, missing = self._kind(kind)
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             if not conn.execute(sa.update(table).where(pk == key)
                                 .values(active=int(active))).rowcount:
                 raise NotFound(missing, f"no such {kind.replace('_', ' ')}")
-            self._changed(conn)
 
     def rotate(self, kind: str, key: str, secret: str | None = None) -> str:
         """A new signing secret (``secret`` provisions the one the other card system
         already gave); the old one stops working within ``ttl_s``."""
         table, pk, missing = self._kind(kind)
         secret = secret or secrets.token_urlsafe(32)
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             if not conn.execute(sa.update(table).where(pk == key)
                                 .values(secret_enc=self.cipher.encrypt(secret))).rowcount:
                 raise NotFound(missing, f"no such {kind.replace('_', ' ')}")
-            self._changed(conn)
         return secret
 
     # --------------------------------------------------------------- lookup
