@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# make test's parallel part: pytest-xdist workers, each taking whole test files
+TEST_WORKERS ?= 2
 
 .PHONY: run test bench lint clean loadtest report fuzz docs
 
@@ -22,7 +24,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q --durations=15
+	@# most tests on TEST_WORKERS workers; then, alone, those that measure load or kill
+	@# servers under it and the fuzzer (schemathesis generates no cases under xdist)
+	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q --durations=5 -m serial
 
 ## bench: benchmarks, each against a baseline measured in the same run
 bench: $(STAMP)

@@ -97,3 +97,12 @@ def world(stack: LiveStack) -> Iterator[World]:
     yield w
     for c in (w.admin, w.app, w.term_a, w.term_b):
         c.close()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``serial`` refuses to run on a pytest-xdist worker: a load figure
+    taken beside other tests is not the server's, and schemathesis makes no cases there
+    (its test would pass having checked nothing)."""
+    if item.get_closest_marker("serial") and os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.fail("this test runs alone: `pytest -m serial` (make test runs it after "
+                    "the parallel part)", pytrace=False)

@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -15,6 +16,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from services.app import build_app
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
+
+# schemathesis makes its cases only outside pytest-xdist: alone (make test's second part)
+pytestmark = pytest.mark.serial
 
 _SETTINGS = Settings(var_dir=Path(tempfile.mkdtemp(prefix="ehc-fuzz-")), log_level="WARNING")
 APP = build_app(_SETTINGS)

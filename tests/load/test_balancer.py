@@ -20,6 +20,9 @@ from services.sdk import prepare_store, spawn_server, stop_server
 from tests.load.test_loadtest import ehc_loadtest, loadtest_summary
 from tests.stack import PG_ENV, free_port
 
+# measures a server's load (or kills one under it): alone, not beside xdist's workers
+pytestmark = pytest.mark.serial
+
 needs_haproxy = pytest.mark.skipif(haproxy_binary() is None, reason="HAProxy not installed "
                                    "(Debian: apt-get install haproxy); .ci/run installs it")
 

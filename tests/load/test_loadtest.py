@@ -14,6 +14,9 @@ import pytest
 
 from loadtests import shapes
 
+# measures a server's load (or kills one under it): alone, not beside xdist's workers
+pytestmark = pytest.mark.serial
+
 
 def test_shapes() -> None:
     c = shapes.constant(5, 10)

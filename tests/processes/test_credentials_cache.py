@@ -102,3 +102,14 @@ def test_a_read_overtaken_by_a_change_is_not_kept(two_processes) -> None:
     assert term is not None and term.secret == old  # what it read, answered once
     term = scanner.terminal(tid)
     assert term is not None and term.secret == rotated[0]
+
+
+def test_a_new_store_is_made_with_its_generation_and_each_change_bumps_it(
+        two_processes) -> None:
+    admin, scanner = two_processes
+    assert admin._current_generation() == 0  # the row came with the table (create_all)
+    admin.add_institution("330100000001", "H", "330100", None)
+    admin.add_terminal("330100000001", "0101", 2)
+    assert admin._current_generation() == 2  # this process's change: at once
+    time.sleep(TTL_S)
+    assert scanner._current_generation() == 2

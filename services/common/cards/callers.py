@@ -80,7 +80,15 @@ def _changes_columns() -> list[sa.Column]:
 
 
 def changes_table(metadata: sa.MetaData) -> sa.Table:
-    return sa.Table("caller_changes", metadata, *_changes_columns())
+    """The generation's table; made with its one row (``create_all``: a new store; the
+    migrations add both to an older one)."""
+    table = sa.Table("caller_changes", metadata, *_changes_columns())
+    sa.event.listen(table, "after_create", _first_generation)
+    return table
+
+
+def _first_generation(table: sa.Table, connection: sa.Connection, **_: Any) -> None:
+    connection.execute(sa.insert(table).values(id=1, generation=0))
 
 
 def add_changes_table(op: Any) -> None:
@@ -133,17 +141,6 @@ class Callers:
         self._apps: dict[str, tuple[int | None, ChannelApp | None]] = {}
         self._generation: int | None = None
         self._checked_at = -math.inf
-        self._ensure_generation()
-
-    def _ensure_generation(self) -> None:
-        """The generation's row (a store made before it was: the migration adds it)."""
-        c = self.tables.changes
-        try:
-            with self.engine.begin() as conn:
-                if conn.execute(sa.select(c.c.id).where(c.c.id == 1)).first() is None:
-                    conn.execute(sa.insert(c).values(id=1, generation=0))
-        except IntegrityError:
-            pass  # another worker made it first
 
     @contextmanager
     def _changing(self) -> Iterator[sa.Connection]:
