@@ -158,7 +158,7 @@ def capacity(
     """Step the offered rate up until the SLO breaks, for scans and /healthz, per config."""
     import json
 
-    from .capacity import run_capacity
+    from .capacity import goal_line, run_capacity
     from .slo import Slo
 
     try:
@@ -196,11 +196,7 @@ def capacity(
                       + (f", generator CPU {share:.0%}" if share is not None else "")
                       + (" [generator-limited]" if k["generator_limited"] else ""))
     for g in result["goals"]:
-        console.print(f"goal {g['goal']} ({g['database']}, {g['servers']} server(s) x "
-                      f"{g['server_workers']} worker(s)): {g['ratio']:.2f} "
-                      f"(limit {g['limit']}): " + {True: "met", False: "NOT met"}.get(
-                          g["met"], "not measured: a knee was not reached, offer higher "
-                          "--rates"))
+        console.print(goal_line(g))
     size = result.get("sizing") or {}
     if size:
         console.print(f"60,000 requests/s ({size['scans_per_s_at_60k']:,.0f} scans/s) at "

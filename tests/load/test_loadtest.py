@@ -191,7 +191,7 @@ def test_capacity_steps_find_a_knee_for_both_routes(tmp_path: Path) -> None:
 def test_the_capacity_goals_say_what_the_knees_allow() -> None:
     """A knee no offered rate broke is only a lower bound: the ratio of knees is then
     a bound too, and the goal is met, missed or not measured as the bound allows."""
-    from loadtests.capacity import goals
+    from loadtests.capacity import goal_line, goals
 
     def knees(scan: float, scan_open: bool, ping: float, ping_open: bool,
               cpu2: float | None = None) -> list[dict]:
@@ -214,8 +214,34 @@ def test_the_capacity_goals_say_what_the_knees_allow() -> None:
     assert met(400, True, 1600, False) == [None] and met(800, True, 1600, False) == [True]
     assert met(800, True, 1600, True) == [None]
     scale = goals(knees(800, False, 1600, False, 650.0))[-1]
-    assert scale["goal"].startswith("CPU per scan") and scale["ratio"] == 1.3
-    assert scale["met"] is False
+    assert scale["goal"].startswith("CPU per scan") and scale["ratio_at_knees"] == 1.3
+    assert scale["ratio"] is None and scale["met"] is None  # no steps: no rate to compare
+    assert "not measured" in goal_line(scale)
+
+
+def test_scale_out_is_compared_where_each_server_takes_the_same_rate() -> None:
+    """Two servers at 2R against one at R, the highest such pair both served: that
+    isolates what shared state adds; at their knees each of two servers takes less than
+    one did (fewer scans share a commit), which the report shows beside it."""
+    from loadtests.capacity import goal_line, goals
+
+    def step(servers: int, rate: float, cpu: float, ok: bool = True) -> dict:
+        return {"route": "verify", "database": "sqlite", "server_workers": 1,
+                "servers": servers, "offered_rps": rate, "server_cpu_us_per_scan": cpu,
+                "slo_passed": ok, "kept_up": ok}
+    steps = [step(1, 200, 1000), step(1, 400, 900), step(1, 800, 800),
+             step(2, 200, 1500), step(2, 400, 1100), step(2, 800, 1200, ok=False)]
+    knees = [{"database": "sqlite", "server_workers": 1, "servers": n, "route": "verify",
+              "knee_rps": rate, "knee_is_lower_bound": False, "server_cpu_us_per_scan": cpu}
+             for n, rate, cpu in ((1, 800, 800), (2, 400, 1100))]
+    (scale,) = goals(knees, steps)
+    assert scale["two_servers_rps"] == 400 and scale["ratio"] == 1100 / 1000
+    assert scale["met"] is True and scale["ratio_at_knees"] == 1100 / 800
+    line = goal_line(scale)
+    assert "1.10 (limit <= 1.2): met" in line and "at the knees 1.38" in line
+    steps[0] = step(1, 200, 800)  # one server cheaper at half the rate: missed
+    (scale,) = goals(knees, steps)
+    assert scale["ratio"] == 1100 / 800 and scale["met"] is False
 
 
 PARSE = """
