@@ -9,7 +9,7 @@ from rich.console import Console
 
 app = typer.Typer(invoke_without_command=True,
                   help="Locust against the card network (`ehc loadtest capacity` for knees).")
-console = Console()
+console = Console(soft_wrap=True)  # a report line stays one line in a log file
 errors = Console(stderr=True, soft_wrap=True)  # errors on stderr, results on stdout
 
 
