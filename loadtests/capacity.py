@@ -169,8 +169,8 @@ def _scale_out(db: str, workers: int, two: dict[str, Any], one: dict[str, Any],
            "limit": f"<= {SCALE_OUT_CPU}", "met": None, "ratio_at_knees": at_knees}
     if pairs:  # the highest rate both served
         rate = pairs[-1]
-        row.update(ratio=twos[rate] / ones[rate / 2], two_servers_rps=rate,
-                   met=twos[rate] / ones[rate / 2] <= SCALE_OUT_CPU)
+        ratio = twos[rate] / ones[rate / 2]
+        row.update(ratio=ratio, two_servers_rps=rate, met=ratio <= SCALE_OUT_CPU)
     return row
 
 

@@ -74,15 +74,12 @@ def caller_tables(metadata: sa.MetaData) -> CallerTables:
     )
 
 
-def _changes_columns() -> list[sa.Column]:
-    return [sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
-            sa.Column("generation", sa.BigInteger, nullable=False)]
-
-
 def changes_table(metadata: sa.MetaData) -> sa.Table:
     """The generation's table; made with its one row (``create_all``: a new store; the
     migrations add both to an older one)."""
-    table = sa.Table("caller_changes", metadata, *_changes_columns())
+    table = sa.Table("caller_changes", metadata,
+                     sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+                     sa.Column("generation", sa.BigInteger, nullable=False))
     sa.event.listen(table, "after_create", _first_generation)
     return table
 
@@ -92,9 +89,9 @@ def _first_generation(table: sa.Table, connection: sa.Connection, **_: Any) -> N
 
 
 def add_changes_table(op: Any) -> None:
-    """Both card systems' migration to the callers' generation (Alembic's ``op``)."""
-    changes = op.create_table("caller_changes", *_changes_columns())
-    op.bulk_insert(changes, [{"id": 1, "generation": 0}])
+    """Both card systems' migration to the callers' generation (Alembic's ``op``): the
+    table as a new store's metadata makes it, its row with it (``_first_generation``)."""
+    changes_table(sa.MetaData()).create(op.get_bind())
 
 
 @dataclass(frozen=True)
