@@ -8,7 +8,10 @@ when ``EHC_TEST_DATABASE_URL`` is set."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,25 @@ def test_capacity_per_server_count(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "twin.cli", "loadtest", "capacity",
                           "--servers", "3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--servers" in bad.stderr
+
+
+@needs_haproxy
+def test_the_scale_out_bench_compares_both_configurations_at_one_rate(tmp_path: Path) -> None:
+    """``bench.bench_scaleout`` at a tiny size: both phases served what was offered,
+    nothing failed, and the ratio it reports is the two phases' CPU per scan."""
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != PG_ENV}  # SQLite only: small
+    run = subprocess.run([sys.executable, "-m", "bench.bench_scaleout", "--rate", "20",
+                          "--phase-s", "3", "--rounds", "1", "--residents", "30"],
+                         cwd=tmp_path, env={**env, "PYTHONPATH": str(root)},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((tmp_path / "results" / "bench" / "scaleout.json").read_text())
+    r = result["sqlite"]
+    (done,) = r["rounds"]
+    assert done["one"]["scans"] >= 0.9 * 20 * 3 and done["two"]["scans"] >= 0.9 * 40 * 3
+    assert done["one"]["kept_up"] and done["two"]["kept_up"] and r["failures"] == 0
+    assert r["ratio"] == pytest.approx(done["two"]["server_cpu_us_per_scan"]
+                                       / done["one"]["server_cpu_us_per_scan"])
+    assert r["met"] == (r["ratio"] <= 1.2)
+    assert "over one at 20/s: median" in run.stdout

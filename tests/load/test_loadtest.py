@@ -239,6 +239,7 @@ def test_scale_out_is_compared_where_each_server_takes_the_same_rate() -> None:
     assert scale["met"] is True and scale["ratio_at_knees"] == 1100 / 800
     line = goal_line(scale)
     assert "1.10 (limit <= 1.2): met" in line and "at the knees 1.38" in line
+    assert "bench.bench_scaleout" in line  # where the goal is measured against noise
     steps[0] = step(1, 200, 800)  # one server cheaper at half the rate: missed
     (scale,) = goals(knees, steps)
     assert scale["ratio"] == 1100 / 800 and scale["met"] is False
