@@ -71,7 +71,7 @@ async def verify_payload(hc: HealthcardSystem, scope: MutableMapping[str, Any],
                          body: bytes) -> bytes:
     """The whole hot path from raw request to JSON answer (used by both paths)."""
     await hc.faults.apply()
-    term, admission = hc.callers.authenticate_scan(
+    term, admission = await hc.callers.authenticate_scan(
         Headers(scope["headers"]), "POST", scope["path"],
         scope.get("query_string", b"").decode("latin-1"), body)
     try:
@@ -133,7 +133,7 @@ async def qrcode_hot(scope: dict, body: bytes) -> bytes:
     nonce and the card's checks in the scans' batch transaction, the code made here."""
     hc: HealthcardSystem = scope["app"].state.systems["healthcard"]
     await hc.faults.apply()
-    app, admission = hc.callers.authenticate_app_hot(
+    app, admission = await hc.callers.authenticate_app_hot(
         Headers(scope["headers"]), "GET", scope["path"],
         scope.get("query_string", b"").decode("latin-1"), body)
     kind = (_code_query(scope) or {}).get("kind", "dynamic")

@@ -23,7 +23,7 @@ async def notify_forever(gw: Gateway, notifier: MerchantNotifier | None,
     while True:
         await asyncio.sleep(interval_s)
         try:
-            for order_id in gw.resolve_due():
+            for order_id in await asyncio.to_thread(gw.resolve_due):  # off the loop
                 if notifier is not None:
                     await notifier.notify(order_id)
         except Exception as exc:  # a lost notification is recovered by the merchant's query

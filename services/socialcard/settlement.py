@@ -379,11 +379,11 @@ class Settlements:
         """Confirm every visit left open (a lost notification, a crash): how many were
         asked. One still unknown waits twice as long before the next question; after
         ``max_confirmations`` it is 'unresolved' and listed for an operator."""
-        ids = self.open_since(seconds)
+        ids = await asyncio.to_thread(self.open_since, seconds)  # off the event loop
         for sid in ids:
             with contextlib.suppress(ServiceError):  # silent or refusing: still unknown
                 await self.confirm(sid, None)
-            self._count_confirmation(sid)
+            await asyncio.to_thread(self._count_confirmation, sid)
         return len(ids)
 
     def _count_confirmation(self, sid: str) -> None:

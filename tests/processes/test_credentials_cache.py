@@ -6,15 +6,19 @@ a change made between a read and its caching does not stay cached."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData, create_engine
 
-from services.common.cards.callers import Callers, caller_tables
+from services.common.cards.callers import Callers, Terminal, caller_tables
+from services.common.errors import Unauthenticated
 from services.common.pii import FieldCipher
 from services.common.shared_store import DatabaseStore
+from services.common.signing import sign_headers
 
 TTL_S = 0.2
 
@@ -113,3 +117,70 @@ def test_a_new_store_is_made_with_its_generation_and_each_change_bumps_it(
     assert admin._current_generation() == 2  # this process's change: at once
     time.sleep(TTL_S)
     assert scanner._current_generation() == 2
+
+
+def _on_a_thread(callers: Callers, name: str) -> list[bool]:
+    """Whether each call of ``callers.<name>`` ran on the event loop's thread."""
+    on_loop: list[bool] = []
+    real = getattr(callers, name)
+
+    def watched(*args):
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        return real(*args)
+    setattr(callers, name, watched)
+    return on_loop
+
+
+def test_the_hot_path_reads_the_store_off_the_event_loop(two_processes) -> None:
+    """The fast path authenticates on the event loop: a credential not held and the
+    generation when due are read in a thread (a slow store would otherwise stall every
+    request of the process), and a credential held is answered without either."""
+    admin, scanner = two_processes
+    admin.add_institution("330100000001", "H", "330100", None)
+    tid, secret = admin.add_terminal("330100000001", "0101", 2)
+    loads, reads = _on_a_thread(scanner, "_load_terminal"), _on_a_thread(
+        scanner, "_read_generation")
+
+    async def scan() -> Terminal:
+        body = b'{"qr_text": "x"}'
+        headers = {k.lower(): v for k, v in sign_headers(
+            tid, "POST", "/ehc/v1/qrcodes/verify", body, secret=secret).items()}
+        term, admission = await scanner.authenticate_scan(
+            headers, "POST", "/ehc/v1/qrcodes/verify", "", body)
+        assert admission is not None and admission.token.startswith(f"nonce:{tid}:")
+        return term
+
+    assert asyncio.run(scan()).secret == secret
+    assert loads == [False] and reads == [False]  # both read, neither on the loop
+    assert asyncio.run(scan()).terminal_id == tid
+    assert loads == [False] and reads == [False]  # held: no read at all
+    admin.set_active("terminal", tid, False)
+    time.sleep(TTL_S * 1.2)
+    with pytest.raises(Unauthenticated) as refused:
+        asyncio.run(scan())
+    assert refused.value.code == "UNKNOWN_TERMINAL"  # the other process's change, seen
+    assert loads == [False, False] and reads == [False, False]
+
+
+def test_a_generation_read_overtaken_by_this_process_change_is_not_kept(
+        two_processes) -> None:
+    """The loop's generation read is in flight when this process changes a credential:
+    what it read is older than the change, so the next lookup reads again."""
+    admin, scanner = two_processes
+    admin.add_institution("330100000001", "H", "330100", None)
+    real = scanner._read_generation
+
+    def read_then_change() -> int | None:
+        seen = real()
+        if not changed:
+            changed.append(scanner.add_terminal("330100000001", "0101", 2))
+        return seen
+    changed: list[tuple[str, str]] = []
+    scanner._read_generation = read_then_change
+
+    async def generation() -> int | None:
+        return await scanner._generation_now()
+    assert asyncio.run(generation()) is None  # what it read is not kept (nothing known)
+    assert changed and asyncio.run(generation()) == 2  # read again at once, not after ttl_s
+    assert asyncio.run(scanner._cached_now(scanner._terminals, changed[0][0],
+                                           scanner._load_terminal)) is not None

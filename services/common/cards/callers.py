@@ -7,11 +7,13 @@ or rotation bumps one generation counter in the same transaction, and each proce
 that counter at most every ``ttl_s`` (one) second. The hot path does not read credentials
 per request, however many terminals scan (a province's terminals scan minutes apart: a
 cache of one second per terminal missed nearly every time), and a disabled or rotated
-credential is refused within that second on every worker. Nonces and request counts live
-in the deployment's shared store."""
+credential is refused within that second on every worker. On the event loop (the fast
+path) those reads run in a thread. Nonces and request counts live in the deployment's
+shared store."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import secrets
@@ -119,6 +121,14 @@ class ChannelApp:
     secret: str
     sm2_public_key: str | None
     strong_realname: bool = False  # may claim residents' existing cards (the entry)
+
+
+def _registered(caller: Any, kind: str) -> Any:
+    """The terminal or app found, else UNKNOWN_TERMINAL / UNKNOWN_APP."""
+    if caller is None:
+        what = "channel app" if kind == "app" else kind
+        raise Unauthenticated(f"UNKNOWN_{kind.upper()}", f"{what} is not registered or disabled")
+    return caller
 
 
 class Callers:
@@ -250,7 +260,10 @@ class Callers:
         hit = cache.get(key)
         if hit is not None and hit[0] == generation:
             return hit[1]
-        value = load(key)
+        return self._keep(cache, key, generation, load(key))
+
+    @staticmethod
+    def _keep(cache: dict, key: str, generation: int | None, value: Any) -> Any:
         if len(cache) > 100_000:
             cache.clear()
         cache[key] = (generation, value)
@@ -260,12 +273,41 @@ class Callers:
         """The credentials' generation, read from the store at most every ``ttl_s``."""
         now = time.monotonic()
         if now >= self._checked_at + self.ttl_s:
-            c = self.tables.changes
-            with self.engine.connect() as conn:
-                self._generation = conn.execute(
-                    sa.select(c.c.generation).where(c.c.id == 1)).scalar()
+            self._generation = self._read_generation()
             self._checked_at = now
         return self._generation
+
+    def _read_generation(self) -> int | None:
+        c = self.tables.changes
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(c.c.generation).where(c.c.id == 1)).scalar()
+
+    # the hot path's forms, on the event loop: the store is read in a thread, never on
+    # the loop (a slow or unreachable store would stall every request of the process)
+    async def _generation_now(self) -> int | None:
+        """``_current_generation``: the request that finds it due waits for the read;
+        requests meanwhile go on with the generation known (a change is still seen
+        within ``ttl_s`` and one read). A read overtaken by this process's own change
+        (``_changing``) is not kept: the next request reads again."""
+        started = time.monotonic()
+        if started >= self._checked_at + self.ttl_s:
+            self._checked_at = started
+            try:
+                generation = await asyncio.to_thread(self._read_generation)
+            except BaseException:
+                self._checked_at = -math.inf  # the next request tries again
+                raise
+            if self._checked_at == started:
+                self._generation = generation
+        return self._generation
+
+    async def _cached_now(self, cache: dict, key: str, load):
+        """``_cached`` for the event loop: a credential not held is read in a thread."""
+        generation = await self._generation_now()
+        hit = cache.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        return self._keep(cache, key, generation, await asyncio.to_thread(load, key))
 
     def terminal(self, terminal_id: str) -> Terminal | None:
         return self._cached(self._terminals, terminal_id, self._load_terminal)
@@ -298,16 +340,10 @@ class Callers:
 
     # --------------------------------------------------------------- authentication
     def _known_app(self, headers) -> ChannelApp:
-        app = self.app(headers.get(H_KEY, ""))
-        if app is None:
-            raise Unauthenticated("UNKNOWN_APP", "channel app is not registered or disabled")
-        return app
+        return _registered(self.app(headers.get(H_KEY, "")), "app")
 
     def _known_terminal(self, headers) -> Terminal:
-        term = self.terminal(headers.get(H_KEY, ""))
-        if term is None:
-            raise Unauthenticated("UNKNOWN_TERMINAL", "terminal is not registered or disabled")
-        return term
+        return _registered(self.terminal(headers.get(H_KEY, "")), "terminal")
 
     def authenticate_terminal(self, headers, method: str, path: str, query: str,
                               body: bytes) -> Terminal:
@@ -316,26 +352,33 @@ class Callers:
         refuse_rate(self.store, term.terminal_id, self.terminal_rate)
         return term
 
-    def authenticate_scan(self, headers, method: str, path: str, query: str,
-                          body: bytes) -> tuple[Terminal, Admission | None]:
-        """The hot path's form of ``authenticate_terminal``: on the database store the
-        nonce and the rate count are left to the scan's own transaction (one write, not
-        three); with Redis they are settled here."""
-        if not isinstance(self.store, DatabaseStore):
-            return self.authenticate_terminal(headers, method, path, query, body), None
-        term = self._known_terminal(headers)
-        return term, self._admission(term, term.terminal_id, self.terminal_rate, headers,
-                                     method, path, query, body)
+    async def authenticate_scan(self, headers, method: str, path: str, query: str,
+                                body: bytes) -> tuple[Terminal, Admission | None]:
+        """The hot path's form of ``authenticate_terminal``, on the event loop: on the
+        database store the nonce and the rate count are left to the scan's own transaction
+        (one write, not three); with Redis they are settled here."""
+        term = _registered(await self._cached_now(
+            self._terminals, headers.get(H_KEY, ""), self._load_terminal), "terminal")
+        return term, self._admitted(term, term.terminal_id, self.terminal_rate, headers,
+                                    method, path, query, body)
 
-    def authenticate_app_hot(self, headers, method: str, path: str, query: str,
-                             body: bytes) -> tuple[ChannelApp, Admission | None]:
-        """``authenticate_app`` for the fast path: on the database store the nonce and the
-        rate count are written by the caller's batch (see ``authenticate_scan``)."""
-        if not isinstance(self.store, DatabaseStore):
-            return self.authenticate_app(headers, method, path, query, body), None
-        app = self._known_app(headers)
-        return app, self._admission(app, app.app_key, self.app_rate, headers, method, path,
-                                    query, body)
+    async def authenticate_app_hot(self, headers, method: str, path: str, query: str,
+                                   body: bytes) -> tuple[ChannelApp, Admission | None]:
+        """``authenticate_app`` for the fast path (see ``authenticate_scan``)."""
+        app = _registered(await self._cached_now(
+            self._apps, headers.get(H_KEY, ""), self._load_app), "app")
+        return app, self._admitted(app, app.app_key, self.app_rate, headers, method, path,
+                                   query, body)
+
+    def _admitted(self, caller, key: str, rate: float, headers, method: str, path: str,
+                  query: str, body: bytes) -> Admission | None:
+        """The hot path's signature check: on the database store its nonce and the rate
+        count are left to the caller's batch (``Admission``); with Redis, claimed here."""
+        if isinstance(self.store, DatabaseStore):
+            return self._admission(caller, key, rate, headers, method, path, query, body)
+        self._signed_by(caller, headers, method, path, query, body)
+        refuse_rate(self.store, key, rate)
+        return None
 
     def _admission(self, caller, key: str, rate: float, headers, method: str, path: str,
                    query: str, body: bytes) -> Admission:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from ..errors import Forbidden, NotFound, error_responses
 from .callers import ChannelApp
 from .consent import Consent
-from .routes import APP_AUTH, INVALID, Strict, SystemDependency
+from .routes import APP_AUTH, INVALID, Strict, SystemDependency, signed_by
 
 APP_KEY = r"^app_[0-9a-f]{16}$"
 ENTRY_ONLY = (403, "CONSENT_ENTRY_ONLY", "only the unified entry, holding the card for its "
@@ -32,9 +32,7 @@ class ConsentOf(SystemDependency):
 
 
 async def signed_app(request: Request) -> ChannelApp:
-    body = await request.body()
-    return request.state.callers.authenticate_app(
-        request.headers, request.method, request.url.path, request.url.query, body)
+    return await signed_by(request, request.state.callers.authenticate_app)
 
 
 def system_consent(request: Request) -> Consent:

@@ -9,6 +9,7 @@ often a pull is retried or interrupted, and a side that was down resumes from it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -71,12 +72,12 @@ class UsageInbox:
     async def pull(self, fetch: Fetch, page: int = 500) -> int:
         """Pull every page the peer has after our cursor; the number of new records."""
         received = 0
-        while True:
-            after = self.cursor()
+        while True:  # the store's reads and writes in a thread, off the event loop
+            after = await asyncio.to_thread(self.cursor)
             records = await fetch(after, page)
             if not records:
                 return received
-            received += self._store(after, records)
+            received += await asyncio.to_thread(self._store, after, records)
             if len(records) < page:
                 return received
 
@@ -136,29 +137,49 @@ class CivilAffairs(PeerClient):
 Cancel = Callable[[Any, str, str], int]  # (connection, id_type, id_number) -> cards cancelled
 
 
-async def apply_deaths(engine: sa.Engine, cursors: sa.Table, civil: CivilAffairs,
-                       cancel: Cancel, page: int = 500) -> int:
-    """Cancel the cards of every death registered after our cursor (each page and the
-    cursor in one transaction); the number of cards cancelled."""
-    try:  # the cursor's row, once (a worker that loses the race finds it made)
+def _ensure_cursor(engine: sa.Engine, cursors: sa.Table) -> None:
+    """The deaths cursor's row, once (a worker that loses the race finds it made)."""
+    try:
         with engine.begin() as conn:
             conn.execute(cursors.insert().values(source=DEATHS, last_id=0))
     except sa.exc.IntegrityError:
         pass
+
+
+def _cursor_of(engine: sa.Engine, cursors: sa.Table) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(cursors.c.last_id).where(
+            cursors.c.source == DEATHS)).scalar_one())
+
+
+def _apply_deaths_page(engine: sa.Engine, cursors: sa.Table, after: int,
+                       deaths: list[dict[str, Any]], cancel: Cancel) -> int | None:
+    """One page and the cursor in one transaction: the cards cancelled, or None when
+    another worker moved the cursor first."""
+    with engine.begin() as conn:
+        moved = conn.execute(cursors.update().where(
+            cursors.c.source == DEATHS, cursors.c.last_id == after)
+            .values(last_id=deaths[-1]["id"])).rowcount
+        if not moved:
+            return None
+        return sum(cancel(conn, d["id_type"], d["id_number"]) for d in deaths)
+
+
+async def apply_deaths(engine: sa.Engine, cursors: sa.Table, civil: CivilAffairs,
+                       cancel: Cancel, page: int = 500) -> int:
+    """Cancel the cards of every death registered after our cursor (each page and the
+    cursor in one transaction); the number of cards cancelled."""
+    await asyncio.to_thread(_ensure_cursor, engine, cursors)
     cancelled = 0
-    while True:
-        with engine.connect() as conn:
-            after = int(conn.execute(sa.select(cursors.c.last_id).where(
-                cursors.c.source == DEATHS)).scalar_one())
+    while True:  # the store's reads and writes in a thread, off the event loop
+        after = await asyncio.to_thread(_cursor_of, engine, cursors)
         deaths = await civil.deaths(after, page)
         if not deaths:
             return cancelled
-        with engine.begin() as conn:
-            moved = conn.execute(cursors.update().where(
-                cursors.c.source == DEATHS, cursors.c.last_id == after)
-                .values(last_id=deaths[-1]["id"])).rowcount
-            if not moved:
-                continue  # another worker applied this page: read the cursor again
-            cancelled += sum(cancel(conn, d["id_type"], d["id_number"]) for d in deaths)
+        applied = await asyncio.to_thread(_apply_deaths_page, engine, cursors, after, deaths,
+                                          cancel)
+        if applied is None:
+            continue  # another worker applied this page: read the cursor again
+        cancelled += applied
         if len(deaths) < page:
             return cancelled
