@@ -315,3 +315,44 @@ def test_a_pull_of_shared_state_is_made_by_one_process_a_turn(tmp_path: Path) ->
     assert made == [2, 0]
     for engine in engines:
         engine.dispose()
+
+
+def test_the_periodic_jobs_read_and_write_no_store_on_the_event_loop(tmp_path: Path) -> None:
+    """What the servers run every ``EHC_SYNC_INTERVAL_S`` (the usage and deaths pulls,
+    the seals, the settlements' confirmation round) and the payment notifier's poll
+    take no store connection on the event loop's thread: a slow store would stall
+    every request of the process. Each store's pool tells which thread checks out."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    from services.app import build_app, close_app, seal_recent
+    from services.payment.peers import notify_forever
+    from tests.stack import make_test_settings
+
+    app = build_app(make_test_settings(tmp_path))
+    systems = app.state.systems
+    on_loop: list[str] = []
+    for name, system in systems.items():
+        engine = getattr(system, "engine", None)
+        if engine is not None:
+            event.listen(engine, "checkout", lambda *_, name=name: on_loop.append(name)
+                         if threading.current_thread() is threading.main_thread() else None)
+
+    async def one_round() -> list[object]:
+        ehc, essc = systems["healthcard"], systems["socialcard"]
+        done = [await ehc.fusion.pull_usage(), await essc.fusion.pull_usage(),
+                await ehc.pull_deaths(), await essc.pull_deaths(),
+                await seal_recent(ehc), await seal_recent(essc),
+                await essc.settlements.confirm_open(10.0)]
+        notifier = asyncio.create_task(notify_forever(systems["payment"], None, 0.01))
+        await asyncio.sleep(0.2)
+        notifier.cancel()
+        return done
+
+    try:
+        done = asyncio.run(one_round())
+    finally:
+        close_app(app)
+    assert done[:4] == [0, 0, 0, 0] and done[6] == 0  # nothing to pull or confirm yet
+    assert on_loop == []
