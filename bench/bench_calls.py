@@ -21,19 +21,16 @@ import itertools
 import os
 import statistics
 import subprocess
-import tempfile
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import httpx
 
 from services import sdk
 
-from .common import save
+from .common import prepared_store, save
 
 ROUTES = ("refresh", "refresh_fused", "verify", "verify_fused")
 
@@ -84,15 +81,7 @@ class Server:
     """One uvicorn worker on a seeded, fused store, and the clients of the scan."""
 
     def __init__(self, database_url: str | None, port: int) -> None:
-        var = Path(tempfile.mkdtemp(prefix="ehc-calls-"))
-        env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
-               "EHC_RATE_LIMIT_TERMINAL_PER_S": "0", "EHC_RATE_LIMIT_APP_PER_S": "0"}
-        if database_url:
-            env |= {"EHC_DATABASE_URL": database_url,
-                    "EHC_DB_SCHEMA_PREFIX": f"bc{uuid.uuid4().hex[:8]}_"}
-        token = sdk.prepare_store(sdk.Settings(
-            var_dir=var, database_url=database_url,
-            db_schema_prefix=env.get("EHC_DB_SCHEMA_PREFIX", "")))
+        env, token = prepared_store(database_url, "calls")
         self.proc = sdk.spawn_server(env, port, "--log-level", "warning", "--no-access-log",
                                      stdout=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"

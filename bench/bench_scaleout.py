@@ -30,13 +30,10 @@ import math
 import multiprocessing
 import os
 import statistics
-import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from loadtests.capacity import SCALE_OUT_CPU
@@ -44,7 +41,7 @@ from loadtests.fleet import Fleet
 from loadtests.runner import _free_port as free_port
 from services import sdk
 
-from .common import save
+from .common import prepared_store, save
 
 SCANS_PER_CLIENT_S = 25.0  # a paced client's rate: 40 ms a scan before it falls behind
 KEPT_UP = 0.9  # a phase that answered less than this share of its offer did not keep up
@@ -143,16 +140,8 @@ class Deployment:
     of paced clients: one for the first server alone, two for the balancer."""
 
     def __init__(self, database_url: str | None, rate: float, residents: int) -> None:
-        var = Path(tempfile.mkdtemp(prefix="ehc-scaleout-"))
-        env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
-               "EHC_SYNC_INTERVAL_S": "0",  # no periodic pulls: in neither phase
-               "EHC_RATE_LIMIT_TERMINAL_PER_S": "0", "EHC_RATE_LIMIT_APP_PER_S": "0"}
-        if database_url:
-            env |= {"EHC_DATABASE_URL": database_url,
-                    "EHC_DB_SCHEMA_PREFIX": f"so{uuid.uuid4().hex[:8]}_"}
-        token = sdk.prepare_store(sdk.Settings(
-            var_dir=var, database_url=database_url,
-            db_schema_prefix=env.get("EHC_DB_SCHEMA_PREFIX", "")))
+        # no periodic pulls: in neither phase
+        env, token = prepared_store(database_url, "scaleout", EHC_SYNC_INTERVAL_S="0")
         ports, bind = [free_port(), free_port()], free_port()
         self.fleet = Fleet(env, ports, bind, ["--log-level", "warning", "--no-access-log",
                                               "--timeout-keep-alive", "30"])

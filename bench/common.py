@@ -32,3 +32,25 @@ def save(name: str, data: dict) -> Path:
     path = OUT / f"{name}.json"
     path.write_text(json.dumps(data, indent=1))
     return path
+
+
+def prepared_store(database_url: str | None, name: str, **env: str) -> tuple[dict[str, str], str]:
+    """A fresh store for a benchmark's servers (a temporary SQLite folder, or a schema
+    prefix of its own on PostgreSQL), its tables, keys and secrets made once: the servers'
+    environment (the per-caller rate limits lifted, ``env`` added) and the admin token."""
+    import os
+    import tempfile
+    import uuid
+
+    from services import sdk
+
+    var = Path(tempfile.mkdtemp(prefix=f"ehc-{name}-"))
+    server_env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING",
+                  "EHC_RATE_LIMIT_TERMINAL_PER_S": "0", "EHC_RATE_LIMIT_APP_PER_S": "0", **env}
+    if database_url:
+        server_env |= {"EHC_DATABASE_URL": database_url,
+                       "EHC_DB_SCHEMA_PREFIX": f"{name[:2]}{uuid.uuid4().hex[:8]}_"}
+    token = sdk.prepare_store(sdk.Settings(
+        var_dir=var, database_url=database_url,
+        db_schema_prefix=server_env.get("EHC_DB_SCHEMA_PREFIX", "")))
+    return server_env, token
