@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Column,
@@ -136,33 +136,77 @@ class DatabaseStore:
         return 0.0
 
 
+# a rate window's hit, atomically: drop the hits older than the window, refuse when full
+# (the seconds until the oldest leaves it, as text: Lua numbers come back as integers),
+# else add this one
+_TAKE_LUA = """
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.max(math.floor(window) + 1, 2))
+return '0'
+"""
+
+
 class RedisStore:
-    """Keys under ``prefix`` in one Redis: ``SET NX EX`` claims, sorted-set windows."""
+    """Keys under ``prefix`` in one Redis: ``SET NX PX`` claims, sorted-set windows (one
+    script a hit, so two workers cannot both take the last place). ``claim_async`` and
+    ``take_async`` are the same on redis-py's asyncio client, for the event loop (one
+    client per loop): the hot path never waits on Redis with the loop held."""
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis  # imported here: only deployments that set EHC_REDIS_URL need it
 
-        self.redis = redis.Redis.from_url(url, socket_timeout=2.0)
+        self.url = url
+        self.redis = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
         self.prefix = prefix
+        self._take = self.redis.register_script(_TAKE_LUA)
+        self._on: tuple[Any, Any, Any] | None = None  # the loop's client and script
 
     def claim(self, token: str, ttl_s: float) -> bool:
-        ms = max(int(ttl_s * 1000), 1)
-        return bool(self.redis.set(f"{self.prefix}:c:{token}", b"1", nx=True, px=ms))
+        return bool(self.redis.set(*self._claim_args(token, ttl_s), nx=True,
+                                   px=max(int(ttl_s * 1000), 1)))
 
     def take(self, bucket: str, window_s: float, limit: int) -> float:
-        now = time.time()
-        key = f"{self.prefix}:h:{bucket}"
-        pipe = self.redis.pipeline()
-        pipe.zremrangebyscore(key, "-inf", now - window_s)
-        pipe.zrange(key, 0, 0, withscores=True)
-        pipe.zcard(key)
-        _, oldest, count = pipe.execute()
-        if count >= limit:
-            return float(oldest[0][1]) + window_s - now if oldest else window_s
-        pipe.zadd(key, {secrets.token_hex(8): now})
-        pipe.expire(key, max(int(window_s) + 1, 2))
-        pipe.execute()
-        return 0.0
+        keys, args = self._take_args(bucket, window_s, limit)
+        return float(self._take(keys=keys, args=args))
+
+    async def claim_async(self, token: str, ttl_s: float) -> bool:
+        client, _ = self._on_loop()
+        return bool(await client.set(*self._claim_args(token, ttl_s), nx=True,
+                                     px=max(int(ttl_s * 1000), 1)))
+
+    async def take_async(self, bucket: str, window_s: float, limit: int) -> float:
+        _, take = self._on_loop()
+        keys, args = self._take_args(bucket, window_s, limit)
+        return float(await take(keys=keys, args=args))
+
+    def _claim_args(self, token: str, ttl_s: float) -> tuple[str, bytes]:
+        return f"{self.prefix}:c:{token}", b"1"
+
+    def _take_args(self, bucket: str, window_s: float, limit: int) -> tuple[list, list]:
+        return ([f"{self.prefix}:h:{bucket}"],
+                [repr(time.time()), repr(float(window_s)), limit, secrets.token_hex(8)])
+
+    def _on_loop(self) -> tuple[Any, Any]:
+        """The asyncio client of the running loop (a server's one loop; made again for
+        another, as in tests), and its script."""
+        import asyncio
+
+        import redis.asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._on is None or self._on[2] is not loop:
+            client = redis.asyncio.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT_S)
+            self._on = (client, client.register_script(_TAKE_LUA), loop)
+        return self._on[0], self._on[1]
+
+
+SOCKET_TIMEOUT_S = 2.0
 
 
 def open_store(settings: Settings, system: str, engine: Engine | None,

@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from .crypto import constant_time_equal, hmac_sm3, sm2_sign, sm2_verify, sm3
@@ -72,10 +73,27 @@ def sign_headers(
 def refuse_rate(store: SharedStore, caller: str, rate: float) -> None:
     """At most ``rate`` signed requests a second per caller on average over two seconds
     (bursts up to two seconds' worth), counted by every worker alike; 0 = no limit."""
-    wait = store.take("rate:" + caller, RATE_WINDOW_S, rate_limit(rate)) if rate > 0 else 0.0
+    _refuse_wait(store.take("rate:" + caller, RATE_WINDOW_S, rate_limit(rate))
+                 if rate > 0 else 0.0, rate)
+
+
+def _refuse_wait(wait: float, rate: float) -> None:
     if wait:
         raise RateLimited("RATE_LIMITED", f"more than {rate:g} requests a second",
                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+def _refuse_replay(claimed: bool) -> None:
+    if not claimed:
+        raise Unauthenticated("SIGNATURE_REPLAYED", "nonce already used")
+
+
+async def admit_async(store: Any, a: Admission, rate: float) -> None:
+    """``check_signature``'s nonce claim and ``refuse_rate`` on a store's asyncio client
+    (Redis, from the event loop): the same refusals, the loop free while it answers."""
+    _refuse_replay(await store.claim_async(a.token, a.ttl_s))
+    if a.limit:
+        _refuse_wait(await store.take_async(a.bucket, RATE_WINDOW_S, a.limit), rate)
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,6 @@ def check_signature(
     if not ok:
         raise Unauthenticated("SIGNATURE_INVALID", "signature does not match")
     token = f"nonce:{key}:{nonce}"
-    if store is not None and not store.claim(token, 2 * max_age_s + 1):
-        raise Unauthenticated("SIGNATURE_REPLAYED", "nonce already used")
+    if store is not None:
+        _refuse_replay(store.claim(token, 2 * max_age_s + 1))
     return token

@@ -7,18 +7,20 @@ a change made between a read and its caching does not stay cached."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData, create_engine
 
 from services.common.cards.callers import Callers, Terminal, caller_tables
-from services.common.errors import Unauthenticated
+from services.common.errors import RateLimited, Unauthenticated
 from services.common.pii import FieldCipher
-from services.common.shared_store import DatabaseStore
-from services.common.signing import sign_headers
+from services.common.shared_store import DatabaseStore, RedisStore
+from services.common.signing import Admission, sign_headers
 
 TTL_S = 0.2
 
@@ -184,3 +186,43 @@ def test_a_generation_read_overtaken_by_this_process_change_is_not_kept(
     assert changed and asyncio.run(generation()) == 2  # read again at once, not after ttl_s
     assert asyncio.run(scanner._cached_now(scanner._terminals, changed[0][0],
                                            scanner._load_terminal)) is not None
+
+
+def test_with_redis_the_hot_path_claims_and_counts_on_the_asyncio_client(
+        two_processes) -> None:
+    """With Redis as the shared store the fast path settles the nonce and the rate count
+    itself: on redis-py's asyncio client, never the blocking one on the loop; a replayed
+    request and one over the rate are refused as on the framework's routes, and the
+    blocking client (the framework's thread pool) shares the same window."""
+    url = os.environ.get("EHC_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("Redis tests need EHC_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+    admin, scanner = two_processes
+    admin.add_institution("330100000001", "H", "330100", None)
+    tid, secret = admin.add_terminal("330100000001", "0101", 2)
+    store = RedisStore(url, f"test{uuid.uuid4().hex[:8]}")
+    scanner.store, scanner.terminal_rate = store, 1.5  # three requests a 2-second window
+    blocking = {name: _on_a_thread(store, name) for name in ("claim", "take")}
+    body = b'{"qr_text": "x"}'
+    path = "/ehc/v1/qrcodes/verify"
+
+    async def scan(headers: dict[str, str]) -> Admission | None:
+        _, admission = await scanner.authenticate_scan(headers, "POST", path, "", body)
+        return admission
+
+    def signed() -> dict[str, str]:
+        return {k.lower(): v for k, v in sign_headers(tid, "POST", path, body,
+                                                      secret=secret).items()}
+    first = signed()
+    assert asyncio.run(scan(first)) is None  # settled here: nothing left to the batch
+    with pytest.raises(Unauthenticated) as replayed:
+        asyncio.run(scan(first))
+    assert replayed.value.code == "SIGNATURE_REPLAYED"
+    asyncio.run(scan(signed()))
+    assert store.take("rate:" + tid, 2.0, 3) == 0.0  # the third hit, through the other client
+    with pytest.raises(RateLimited) as limited:
+        asyncio.run(scan(signed()))
+    assert limited.value.code == "RATE_LIMITED" and 0 < int(limited.value.headers[
+        "Retry-After"]) <= 2
+    # the blocking client: only the test's own take, never from the scans
+    assert blocking == {"claim": [], "take": [True]}

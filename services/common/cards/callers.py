@@ -29,8 +29,15 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from ..pii import FieldCipher
-from ..shared_store import DatabaseStore, SharedStore, shared_events_table
-from ..signing import H_KEY, Admission, check_signature, rate_limit, refuse_rate
+from ..shared_store import DatabaseStore, RedisStore, SharedStore, shared_events_table
+from ..signing import (
+    H_KEY,
+    Admission,
+    admit_async,
+    check_signature,
+    rate_limit,
+    refuse_rate,
+)
 
 INSTITUTION_RE = re.compile(r"[0-9A-Z]{12}")
 DEPT_RE = re.compile(r"[0-9]{4}")
@@ -359,23 +366,28 @@ class Callers:
         (one write, not three); with Redis they are settled here."""
         term = _registered(await self._cached_now(
             self._terminals, headers.get(H_KEY, ""), self._load_terminal), "terminal")
-        return term, self._admitted(term, term.terminal_id, self.terminal_rate, headers,
-                                    method, path, query, body)
+        return term, await self._admitted(term, term.terminal_id, self.terminal_rate,
+                                          headers, method, path, query, body)
 
     async def authenticate_app_hot(self, headers, method: str, path: str, query: str,
                                    body: bytes) -> tuple[ChannelApp, Admission | None]:
         """``authenticate_app`` for the fast path (see ``authenticate_scan``)."""
         app = _registered(await self._cached_now(
             self._apps, headers.get(H_KEY, ""), self._load_app), "app")
-        return app, self._admitted(app, app.app_key, self.app_rate, headers, method, path,
-                                   query, body)
+        return app, await self._admitted(app, app.app_key, self.app_rate, headers, method,
+                                         path, query, body)
 
-    def _admitted(self, caller, key: str, rate: float, headers, method: str, path: str,
-                  query: str, body: bytes) -> Admission | None:
+    async def _admitted(self, caller, key: str, rate: float, headers, method: str,
+                        path: str, query: str, body: bytes) -> Admission | None:
         """The hot path's signature check: on the database store its nonce and the rate
-        count are left to the caller's batch (``Admission``); with Redis, claimed here."""
+        count are left to the caller's batch (``Admission``); with Redis, claimed here on
+        its asyncio client; in memory, here."""
         if isinstance(self.store, DatabaseStore):
             return self._admission(caller, key, rate, headers, method, path, query, body)
+        if isinstance(self.store, RedisStore):
+            await admit_async(self.store, self._admission(
+                caller, key, rate, headers, method, path, query, body), rate)
+            return None
         self._signed_by(caller, headers, method, path, query, body)
         refuse_rate(self.store, key, rate)
         return None
