@@ -107,13 +107,17 @@ class Unavailable(ServiceError):
 # timeout, unreachable, its connection pool exhausted); matched by name so that every
 # driver (sqlite3, psycopg) and both layers (raw hot-path connections, Core) map alike
 _STORE_FAULTS = {"OperationalError", "InterfaceError", "TimeoutError"}
+# and the shared store's: Redis unreachable or not answering within its socket timeout
+_REDIS_FAULTS = {"ConnectionError", "TimeoutError"}
 
 
 def store_fault(exc: BaseException) -> Unavailable | None:
     """The 503 a store fault answers (no SQL, no values), or None for anything else."""
     for kind in type(exc).__mro__:
-        if kind.__name__ in _STORE_FAULTS and kind.__module__.split(".")[0] in (
-                "sqlalchemy", "sqlite3", "psycopg", "psycopg2"):
+        package = kind.__module__.split(".")[0]
+        if (kind.__name__ in _STORE_FAULTS and package in (
+                "sqlalchemy", "sqlite3", "psycopg", "psycopg2")) or (
+                kind.__name__ in _REDIS_FAULTS and package == "redis"):
             return store_unavailable()
     return None
 

@@ -226,3 +226,24 @@ def test_with_redis_the_hot_path_claims_and_counts_on_the_asyncio_client(
     assert 0 < int((limited.value.headers or {})["Retry-After"]) <= 2
     # the blocking client: only the test's own take, never from the scans
     assert blocking == {"claim": [], "take": [True]}
+
+
+def test_an_unreachable_redis_is_a_store_fault_of_the_hot_path(two_processes) -> None:
+    """Redis down (nothing listens): the scan's authentication fails with redis-py's
+    connection error, which the fast path answers as 503 STORE_UNAVAILABLE (as a store
+    that does not answer), not as a server error."""
+    from services.common.errors import store_fault
+
+    admin, scanner = two_processes
+    admin.add_institution("330100000001", "H", "330100", None)
+    tid, secret = admin.add_terminal("330100000001", "0101", 2)
+    scanner.store = RedisStore("redis://127.0.0.1:1/0", "down")
+    body, path = b"{}", "/ehc/v1/qrcodes/verify"
+    headers = {k.lower(): v for k, v in sign_headers(tid, "POST", path, body,
+                                                     secret=secret).items()}
+    with pytest.raises(Exception) as failed:
+        asyncio.run(scanner.authenticate_scan(headers, "POST", path, "", body))
+    fault = store_fault(failed.value)
+    assert type(failed.value).__module__.startswith("redis")
+    assert fault is not None and (fault.status, fault.code) == (503, "STORE_UNAVAILABLE")
+    assert store_fault(ConnectionError()) is None  # the built-in one is not the store's
