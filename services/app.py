@@ -40,7 +40,7 @@ from .common.logs import RequestIdMiddleware, configure_logging, server_stats
 from .common.pii import field_cipher
 from .common.secrets_store import deployment_secret, master_key
 from .common.settings import Settings, get_settings
-from .common.shared_store import SharedStore
+from .common.shared_store import RedisStore, SharedStore
 
 ALL_SYSTEMS = ("registry", "healthcard", "socialcard", "payment", "sms", "channel",
                "hospital")
@@ -85,7 +85,7 @@ async def healthz() -> Response:  # documents the fast-path route
     return Response(await _ping({}, b""), media_type="application/json")
 
 
-@operations_router.get("/readyz", tags=["public"], summary="Readiness: every store of "
+@operations_router.get("/readyz", tags=["public"], summary="Readiness: every store (and Redis) of "
                        "this process answers within EHC_STORE_TIMEOUT_S (liveness is "
                        "/healthz)", responses=error_responses(
                            (503, "STORE_UNAVAILABLE", "a store is locked or unreachable")))
@@ -96,6 +96,11 @@ async def readyz(request: Request) -> Response:
     states = await asyncio.gather(*(_store_state(engine, settings.store_timeout_s)
                                     for engine in engines.values()))
     stores = dict(zip(engines, states, strict=True))
+    shared = next((system.callers.store for system in request.app.state.systems.values()
+                   if isinstance(getattr(getattr(system, "callers", None), "store", None),
+                                 RedisStore)), None)
+    if shared is not None:  # every signed request's nonce goes there
+        stores["redis"] = await _redis_state(shared, settings.store_timeout_s)
     if all(v == "ok" for v in stores.values()):
         return Response(orjson.dumps({"ready": True, "stores": stores}),
                         media_type="application/json")
@@ -118,6 +123,17 @@ async def _store_state(engine, timeout_s: float) -> str:
         return "timeout"
     except Exception as exc:
         return "locked" if "locked" in str(exc) else type(exc).__name__
+    return "ok"
+
+
+async def _redis_state(store: RedisStore, timeout_s: float) -> str:
+    """'ok', or why the shared store did not answer a PING in time."""
+    try:
+        await asyncio.wait_for(store.ping_async(), timeout_s + 1)
+    except TimeoutError:
+        return "timeout"
+    except Exception as exc:
+        return type(exc).__name__
     return "ok"
 
 

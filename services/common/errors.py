@@ -227,7 +227,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # the store's errors get their own handlers: the catch-all below runs in Starlette's
     # outermost middleware, which re-raises (and so logs a traceback) after answering
-    for kind in (SQLAlchemyError, sqlite3.Error):
+    from redis.exceptions import ConnectionError as RedisDown
+    from redis.exceptions import TimeoutError as RedisSilent
+
+    for kind in (SQLAlchemyError, sqlite3.Error, RedisDown, RedisSilent):
         app.add_exception_handler(kind, _store_error)
 
     @app.exception_handler(Exception)

@@ -185,6 +185,11 @@ class RedisStore:
         keys, args = self._take_args(bucket, window_s, limit)
         return float(await take(keys=keys, args=args))
 
+    async def ping_async(self) -> None:
+        """Raises unless Redis answers (readiness)."""
+        client, _ = self._on_loop()
+        await client.ping()
+
     def _claim_args(self, token: str, ttl_s: float) -> tuple[str, bytes]:
         return f"{self.prefix}:c:{token}", b"1"
 

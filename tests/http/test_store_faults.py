@@ -167,3 +167,27 @@ def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
         logging.getLogger("ehc.errors").removeHandler(store_log)
         live.stop()
         drop_schemas(settings)
+
+
+def test_redis_down_is_a_store_fault_that_readiness_names(tmp_path) -> None:
+    """With Redis as the shared store and nothing listening there: readiness answers 503
+    naming Redis, a signed request answers 503 STORE_UNAVAILABLE (its nonce cannot be
+    claimed; it was a 500), and liveness answers at once."""
+    settings = make_test_settings(tmp_path, redis_url="redis://127.0.0.1:1/0",
+                                  sync_interval_s=0)
+    live = start_stack(settings)
+    try:
+        assert httpx.get(f"{live.url}/healthz", timeout=5).status_code == 200
+        ready = httpx.get(f"{live.url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["code"] == "STORE_UNAVAILABLE"
+        assert "redis: ConnectionError" in ready.json()["message"]
+        from services.sdk import AdminClient, ChannelClient
+
+        with AdminClient(live.url, live.admin_token) as admin:
+            app = admin.add_channel_app("redis down")
+        with ChannelClient(live.url, app["app_key"], app["app_secret"]) as client, \
+                pytest.raises(SdkError) as refused:
+            client.lookup("01", "330106199001011234")
+        assert (refused.value.status, refused.value.code) == (503, "STORE_UNAVAILABLE")
+    finally:
+        live.stop()
