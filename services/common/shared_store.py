@@ -168,8 +168,7 @@ class RedisStore:
         self._on: tuple[Any, Any, Any] | None = None  # the loop's client and script
 
     def claim(self, token: str, ttl_s: float) -> bool:
-        return bool(self.redis.set(*self._claim_args(token, ttl_s), nx=True,
-                                   px=max(int(ttl_s * 1000), 1)))
+        return bool(self.redis.set(**self._claim_args(token, ttl_s)))
 
     def take(self, bucket: str, window_s: float, limit: int) -> float:
         keys, args = self._take_args(bucket, window_s, limit)
@@ -177,8 +176,7 @@ class RedisStore:
 
     async def claim_async(self, token: str, ttl_s: float) -> bool:
         client, _ = self._on_loop()
-        return bool(await client.set(*self._claim_args(token, ttl_s), nx=True,
-                                     px=max(int(ttl_s * 1000), 1)))
+        return bool(await client.set(**self._claim_args(token, ttl_s)))
 
     async def take_async(self, bucket: str, window_s: float, limit: int) -> float:
         _, take = self._on_loop()
@@ -190,8 +188,9 @@ class RedisStore:
         client, _ = self._on_loop()
         await client.ping()
 
-    def _claim_args(self, token: str, ttl_s: float) -> tuple[str, bytes]:
-        return f"{self.prefix}:c:{token}", b"1"
+    def _claim_args(self, token: str, ttl_s: float) -> dict[str, Any]:
+        return {"name": f"{self.prefix}:c:{token}", "value": b"1", "nx": True,
+                "px": max(int(ttl_s * 1000), 1)}
 
     def _take_args(self, bucket: str, window_s: float, limit: int) -> tuple[list, list]:
         return ([f"{self.prefix}:h:{bucket}"],

@@ -83,7 +83,8 @@ def _refuse_wait(wait: float, rate: float) -> None:
                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
-def _refuse_replay(claimed: bool) -> None:
+def refuse_replay(claimed: bool) -> None:
+    """SIGNATURE_REPLAYED unless this request's nonce was claimed just now."""
     if not claimed:
         raise Unauthenticated("SIGNATURE_REPLAYED", "nonce already used")
 
@@ -91,7 +92,7 @@ def _refuse_replay(claimed: bool) -> None:
 async def admit_async(store: Any, a: Admission, rate: float) -> None:
     """``check_signature``'s nonce claim and ``refuse_rate`` on a store's asyncio client
     (Redis, from the event loop): the same refusals, the loop free while it answers."""
-    _refuse_replay(await store.claim_async(a.token, a.ttl_s))
+    refuse_replay(await store.claim_async(a.token, a.ttl_s))
     if a.limit:
         _refuse_wait(await store.take_async(a.bucket, RATE_WINDOW_S, a.limit), rate)
 
@@ -157,5 +158,5 @@ def check_signature(
         raise Unauthenticated("SIGNATURE_INVALID", "signature does not match")
     token = f"nonce:{key}:{nonce}"
     if store is not None:
-        _refuse_replay(store.claim(token, 2 * max_age_s + 1))
+        refuse_replay(store.claim(token, 2 * max_age_s + 1))
     return token

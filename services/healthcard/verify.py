@@ -36,12 +36,11 @@ from ..common.errors import (
     NotFound,
     RateLimited,
     ServiceError,
-    Unauthenticated,
 )
 from ..common.fastpath import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
-from ..common.signing import RATE_WINDOW_S, Admission
+from ..common.signing import RATE_WINDOW_S, Admission, refuse_replay
 from ..rules.codes import Step
 from . import qrcodes
 from .cards import USABLE_STATES, refuse_unusable
@@ -183,11 +182,6 @@ def _refuse_rate(a: Admission, count: int, oldest: float | None, wall: float) ->
         wait = max(1, math.ceil(float(oldest or wall) + RATE_WINDOW_S - wall))
         raise RateLimited("RATE_LIMITED", "over the terminal's request rate",
                           headers={"Retry-After": str(wait)})
-
-
-def _refuse_replayed_nonce(admitted: bool) -> None:
-    if not admitted:
-        raise Unauthenticated("SIGNATURE_REPLAYED", "nonce already used")
 
 
 def _usable_card(code: qrcodes.ParsedCode, card: Sequence | None) -> tuple:
@@ -343,7 +337,7 @@ class Verifier:
             count, oldest = cur.fetchone()
             _refuse_rate(a, count, oldest, wall)
         cur.execute(store.admit, (a.token, a.bucket, wall, wall + a.ttl_s))
-        _refuse_replayed_nonce(cur.fetchone() is not None)
+        refuse_replay(cur.fetchone() is not None)
 
     def _record_one(self, cur, scan: Scan, heads: Heads) -> tuple[int, tuple]:
         store, code = self.store, scan.code
@@ -411,7 +405,7 @@ class Verifier:
             "institution": inst, "day": day, "genesis": genesis(inst, day, self.chain_key)}
         if scan.admission is not None:
             _refuse_rate(scan.admission, row[0], row[1], wall)
-            _refuse_replayed_nonce(row[2] > 0)
+            refuse_replay(row[2] > 0)
         card = _usable_card(code, None if row[3] is None else row[3:13])
         binding = None if row[13] is None else (row[13], row[14])
         if code.kind == "fused":
@@ -433,7 +427,7 @@ class Verifier:
             item.admission, wall) | {"app_key": item.app_key, "card_id": item.card_id}
         if item.admission is not None:
             _refuse_rate(item.admission, count, oldest, wall)
-            _refuse_replayed_nonce(admitted > 0)
+            refuse_replay(admitted > 0)
         return _held_state(None if held[0] is None else held, item.fused)
 
     def _counted(self, scan: Scan) -> tuple[bytes, datetime] | None:
