@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 
 import pytest
 
 from services.sdk import (
+    CST,
     AdminClient,
     ChannelClient,
     TerminalClient,
@@ -17,6 +22,8 @@ from services.sdk import (
 from tests.stack import PG_ENV, LiveStack, drop_schemas, make_test_settings, start_stack
 
 _inst_counter = itertools.count(1)
+# the longest a test marked `one_cst_day` takes (on a slow host, with margin)
+ONE_DAY_TEST_S = 180
 
 
 def backend_settings(request, tmp_path_factory, **overrides):
@@ -106,3 +113,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("serial") and os.environ.get("PYTEST_XDIST_WORKER"):
         pytest.fail("this test runs alone: `pytest -m serial` (make test runs it after "
                     "the parallel part)", pytrace=False)
+    if item.get_closest_marker("one_cst_day"):
+        wait_past_cst_midnight(ONE_DAY_TEST_S)
+
+
+def wait_past_cst_midnight(within_s: float) -> None:
+    """A test that reads a China Standard Time day's report ("today") of what it just did
+    must not straddle midnight CST (16:00 UTC), where "today" changes under it: started
+    less than ``within_s`` before midnight, it waits until just after."""
+    now = datetime.now(CST)
+    left = (datetime.combine(now.date() + timedelta(days=1), dt_time(), tzinfo=CST)
+            - now).total_seconds()
+    if left < within_s:
+        print(f"waiting {left:.0f} s for midnight CST: this test reads one day's report",
+              file=sys.stderr)
+        time.sleep(left + 2)

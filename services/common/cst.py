@@ -39,6 +39,11 @@ def cst_day_span(day: date) -> tuple[datetime, datetime]:
     return start.replace(tzinfo=None), (start + timedelta(days=1)).replace(tzinfo=None)
 
 
+def cst_date(stored: datetime) -> date:
+    """The China Standard Time day of a store's naive UTC timestamp."""
+    return stored.replace(tzinfo=UTC).astimezone(CST).date()
+
+
 def cst_today() -> date:
     return datetime.now(CST).date()
 

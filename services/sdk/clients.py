@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -48,6 +48,13 @@ def cst_today_text() -> str:
     settlements and keeps audit chains by (from 00:00 to 08:00 CST the UTC date is
     yesterday's)."""
     return datetime.now(CST).date().isoformat()
+
+
+def cst_days_since(first: str) -> list[str]:
+    """The China Standard Time days from ``first`` (``YYYY-MM-DD``) to today: the days a
+    run that started on ``first`` wrote settlements and audit records on."""
+    start, end = date.fromisoformat(first), datetime.now(CST).date()
+    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
 
 
 class _Client:

@@ -1,11 +1,16 @@
 """The day's settlement reconciliation: each visit's ledger postings against its state
 and split, the gateway's statement against the cash parts, and the e-SSC usage record
-each committed visit must have. Every difference is listed; none is repaired silently."""
+each committed visit must have. Every difference is listed; none is repaired silently.
+
+The gateway dates a payment by its own clock: a visit settled at 23:59:59 China Standard
+Time may be paid at 00:00:01 the next day. A day's visits are paired with their payments
+by order ID in that day's statement and the next day's; a payment of the day whose visit
+was made the day before is that day's, not unknown here."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -58,11 +63,27 @@ def gateway_difference(s: Any, pay: dict[str, Any] | None) -> str | None:
     return None
 
 
+async def _statements(st: Settlements, *days: date) -> list[dict[str, dict[str, Any]]]:
+    """Each day's gateway statement, by order ID (none without a gateway)."""
+    if st.payment is None:
+        return [{} for _ in days]
+    return [{p["order_id"]: p for p in await st.payment.statement(d.isoformat())}
+            for d in days]
+
+
+def unknown_payments(st: Settlements, day: date, orders: set[str]
+                     ) -> dict[str, date | None]:
+    """Of the day's gateway orders without a visit of the day, those that are not the
+    previous day's visits paid after midnight: order ID -> the day of its visit, if any."""
+    made = st.days_of(orders)
+    return {o: made.get(o) for o in sorted(orders) if made.get(o) != day - timedelta(days=1)}
+
+
 async def reconcile_day(st: Settlements, day: date) -> dict[str, Any]:
     rows = st.created_on(day)
     ids = [r.settlement_id for r in rows]
-    statement = await st.payment.statement(day.isoformat()) if st.payment else []
-    paid = {p["order_id"]: p for p in statement}
+    of_day, of_next_day = await _statements(st, day, day + timedelta(days=1))
+    paid = {o: p for o, p in of_next_day.items() if o in set(ids)} | of_day
     with st.engine.connect() as conn:
         entries = conn.execute(select(ledger).where(ledger.c.settlement_id.in_(ids))).all() \
             if ids else []
@@ -113,9 +134,11 @@ async def reconcile_day(st: Settlements, day: date) -> dict[str, Any]:
             for sid in sids:
                 differ(sid, "VOUCHER_PAID_TWICE", f"voucher {token[:6]}… paid {len(sids)} "
                        f"visits: {', '.join(sids)}")
-    for order_id in sorted(set(paid) - set(ids)):
-        differ(order_id, "UNKNOWN_PAYMENT", f"gateway payment {paid[order_id]['status']} "
-               "without a settlement of this day")
+    for order_id, made in unknown_payments(st, day, set(of_day) - set(ids)).items():
+        differ(order_id, "UNKNOWN_PAYMENT", f"gateway payment {of_day[order_id]['status']} "
+               + ("without a settlement" if made is None
+                  else f"of a settlement of {made.isoformat()}, not of this day or the one "
+                  "before"))
     with st.engine.connect() as conn:
         bound = set(conn.execute(select(bindings.c.ssc_card_no).where(
             bindings.c.state == "bound",

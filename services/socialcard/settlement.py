@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..common.cards.audit import append
-from ..common.cst import CST, cst_day, cst_day_span, utc_now
+from ..common.cst import CST, cst_date, cst_day, cst_day_span, utc_now
 from ..common.errors import Conflict, Gone, Invalid, NotFound, ServiceError, Unavailable
 from ..common.money import check_visit
 from ..common.peer import PeerUnavailable
@@ -407,6 +407,16 @@ class Settlements:
         with self.engine.connect() as conn:
             return conn.execute(select(settlements).where(
                 settlements.c.created_at >= start, settlements.c.created_at < end)).all()
+
+    def days_of(self, settlement_ids: Collection[str]) -> dict[str, date]:
+        """The China Standard Time day each of these settlements was made (the unknown
+        are absent)."""
+        if not settlement_ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(settlements.c.settlement_id, settlements.c.created_at)
+                                .where(settlements.c.settlement_id.in_(settlement_ids))).all()
+        return {sid: cst_date(at) for sid, at in rows}
 
 
 def _state_conflict(state: str, action: str) -> Conflict:

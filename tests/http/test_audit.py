@@ -17,6 +17,8 @@ from services.common.cst import CST
 from services.healthcard.tables import usage_records as ehc_usage
 from services.socialcard.tables import ledger
 
+pytestmark = pytest.mark.one_cst_day  # reports "today" of what it did
+
 ITEMS = [{"code": "drugs", "category": "A", "amount_fen": 30_000}]
 
 

@@ -11,16 +11,19 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 
 import httpx
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from services.common.cst import CST
 from services.sdk import ResidentClient, SdkError, TerminalClient
 from services.socialcard.tables import ledger, settlements
 from tests.conftest import fused_resident
+
+pytestmark = pytest.mark.one_cst_day  # reports "today" of what it did
 
 ITEMS = [{"code": "consultation", "category": "A", "amount_fen": 5_000},
          {"code": "drugs", "category": "A", "amount_fen": 45_000},
@@ -199,6 +202,37 @@ def test_reconciliation_lists_exactly_the_injected_difference(stack, world, toke
         (sid, "GATEWAY_MISMATCH")], report
     term.reverse(sid)  # the hospital reverses the visit: the refund is idempotent
     assert world.admin.reconcile_settlements(today())["clean"]
+
+
+def test_a_visit_paid_after_midnight_reconciles_on_its_own_day(stack, world, token) -> None:
+    """The gateway dates a payment by its clock: a visit settled at 23:59:59 CST is paid
+    the next day. Its day pairs it with the payment; the next day does not call the
+    payment unknown. A payment of a visit two days old still is."""
+    term = world.term_a
+    sid = term.settle(term.upload_fees(token(), ITEMS)["settlement_id"])["settlement_id"]
+    engine = stack.app.state.systems["socialcard"].engine
+    day = datetime.now(CST).date()
+
+    def made_on(days_before: int) -> str:  # the visit moved to 23:59:59 of an earlier day
+        made = datetime.combine(day - timedelta(days=days_before), dt_time(23, 59, 59),
+                                tzinfo=CST).astimezone(UTC).replace(tzinfo=None)
+        with engine.begin() as conn:
+            conn.execute(update(settlements).where(settlements.c.settlement_id == sid)
+                         .values(created_at=made))
+        return (day - timedelta(days=days_before)).isoformat()
+
+    def about(report: dict) -> list[str]:
+        return [d["kind"] for d in report["differences"] if d["settlement_id"] == sid]
+
+    yesterday = world.admin.reconcile_settlements(made_on(1))
+    assert yesterday["by_state"].get("settled", 0) >= 1 and about(yesterday) == [], yesterday
+    assert about(world.admin.reconcile_settlements(today())) == []
+    world.admin.reconcile_settlements(made_on(2))
+    report = world.admin.reconcile_settlements(today())
+    assert about(report) == ["UNKNOWN_PAYMENT"], report
+    assert (day - timedelta(days=2)).isoformat() in report["differences"][-1]["detail"]
+    made_on(0)  # back to today: clean
+    assert about(world.admin.reconcile_settlements(today())) == []
 
 
 def test_bad_settlement_input(stack, world, token) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import pytest
 
 from services.common.cst import CST
 from services.common.secrets_store import deployment_secret
@@ -26,6 +27,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.one_cst_day  # reconciles today's settlements
 def test_serve_then_seed_then_verify(tmp_path: Path) -> None:
     var = tmp_path / "var"
     env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING"}

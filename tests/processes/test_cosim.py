@@ -24,6 +24,8 @@ from twin.network.scripted import Network, ScriptedNetwork
 from twin.results.kpis import kpis
 from twin.scenario.schema import Fault, load_scenario
 
+pytestmark = pytest.mark.one_cst_day  # reports "today" of what it did
+
 SMALL = Path("scenarios/small_clinic.yaml")
 
 

@@ -26,6 +26,8 @@ from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from tests.stack import backend_env, drop_backend, free_port, kill_now
 
+pytestmark = pytest.mark.one_cst_day  # reports "today" of what it did
+
 ITEMS = [{"code": "drugs", "category": "A", "amount_fen": 80_000},
          {"code": "room", "category": "C", "amount_fen": 5_000}]
 

@@ -36,6 +36,8 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy import table as sql_table
 from services.common.settings import Settings
 from services.sdk import (AdminClient, ChannelClient, TerminalClient, generate_residents,
+
+pytestmark = pytest.mark.one_cst_day  # reports "today" of what it did
                           insured_record, start_in_thread)
 
 live = start_in_thread(Settings())

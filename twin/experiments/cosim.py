@@ -38,6 +38,7 @@ from services.sdk import (
     ChannelClient,
     SdkError,
     TerminalClient,
+    cst_days_since,
     cst_today_text,
     fuse_all,
     insured_record,
@@ -87,6 +88,7 @@ class LiveNetwork(Network):
         self.faults = faults
         self.institution = institution or "3399" + f"{secrets.randbelow(10**8):08d}"
         self.cards: dict[int, tuple[str, bool]] = {}  # pid -> (card ID, bound to an e-SSC)
+        self.first_day = cst_today_text()  # set again at seeding: the run's first CST day
         self.done = Ledger()
         self._state: tuple = ((0, False), (0, False))
         self.app: ChannelClient | None = None
@@ -98,6 +100,7 @@ class LiveNetwork(Network):
         """A real resident with a real card for every online patient (the no-shows book
         too), and their bookings at the hospital's service."""
         p = day.p
+        self.first_day = cst_today_text()  # the run's records may reach past midnight
         pids = [i for i in range(p.n) if p.online[i]]
         people = residents_of_groups([AGE_GROUPS[p.age[i]] for i in pids],  # as old as
                                      seed=day.sc.seed * 7 + day.replication)  # the patient
@@ -237,10 +240,12 @@ class LiveNetwork(Network):
         by_step: dict[int, int] = {}
         for r in records:
             by_step[r["step"]] = by_step.get(r["step"], 0) + 1
-        day = cst_today_text()  # settlements and audits keep CST days
-        report = self.admin.reconcile_settlements(day)
-        settled = report["by_institution"].get(self.institution, {}).get("settled", 0)
-        audits = {s: self.admin.audit(day, s)["clean"] for s in ("ehc", "essc")}
+        days = cst_days_since(self.first_day)  # settlements and audits keep CST days
+        reports = [self.admin.reconcile_settlements(day) for day in days]
+        settled = sum(r["by_institution"].get(self.institution, {}).get("settled", 0)
+                      for r in reports)
+        audits = {s: all(self.admin.audit(day, s)["clean"] for day in days)
+                  for s in ("ehc", "essc")}
         out = {
             "institution": self.institution,
             "usage_records": len(records), "verifications_ok": sum(self.done.verified.values()),
@@ -248,7 +253,7 @@ class LiveNetwork(Network):
             "verifications_by_step": {str(k): v for k, v in sorted(self.done.verified.items())},
             "settled_on_stack": settled, "settled_by_model": self.done.settled,
             "model_scans_ok": self.log.scans_ok, "model_pays_ok": self.log.pays_ok,
-            "ledger_clean": report["clean"], "audit_clean": audits,
+            "ledger_clean": all(r["clean"] for r in reports), "audit_clean": audits,
             "refusals": self.done.refusals,
             "hospital": self.floor.check({pid: c for pid, (c, _) in self.cards.items()}),
         }
@@ -260,7 +265,7 @@ class LiveNetwork(Network):
                         and len(records) == self.log.scans_ok + payments
                         and settled == self.done.settled
                         == self.log.pays_ok - self.done.uninsured_pays
-                        and report["clean"] and all(audits.values())
+                        and out["ledger_clean"] and all(audits.values())
                         and out["hospital"]["match"])
         return out
 
