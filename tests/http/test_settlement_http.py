@@ -102,8 +102,11 @@ def test_gateway_faults_fail_closed(stack, world, token, mode: str, first: str,
                                     final: str) -> None:
     term = world.term_a
     timeout_ms = int(stack.settings.payment_timeout_s * 1000)
+    # the gateway ends a pending payment resolve_after_ms after taking it: long enough
+    # that the settle has answered on a loaded host (300 ms was not, once in CI)
+    resolve_ms = 300 if mode == "timeout" else 1000
     world.admin.payment_behaviour(mode, delay_ms=timeout_ms + 1500 if mode == "timeout"
-                                  else 0, resolve_after_ms=300)
+                                  else 0, resolve_after_ms=resolve_ms)
     sid = term.upload_fees(token(), ITEMS)["settlement_id"]
     settled = term.settle(sid)
     assert settled["state"] == first  # never reported paid before the gateway says so
@@ -113,7 +116,7 @@ def test_gateway_faults_fail_closed(stack, world, token, mode: str, first: str,
         assert info.value.code == "PAYMENT_UNCONFIRMED"
         report = world.admin.reconcile_settlements(today())
         assert sid in report["open"]
-    time.sleep(1.6 if mode == "timeout" else 0.5)
+    time.sleep(1.6 if mode == "timeout" else resolve_ms / 1000 + 0.2)
     assert term.confirm(sid)["state"] == final
     report = world.admin.reconcile_settlements(today())
     assert report["clean"], report["differences"]
