@@ -83,7 +83,7 @@ async def reconcile_day(st: Settlements, day: date) -> dict[str, Any]:
     rows = st.created_on(day)
     ids = [r.settlement_id for r in rows]
     of_day, of_next_day = await _statements(st, day, day + timedelta(days=1))
-    paid = {o: p for o, p in of_next_day.items() if o in set(ids)} | of_day
+    paid = {o: of_next_day[o] for o in of_next_day.keys() & set(ids)} | of_day
     with st.engine.connect() as conn:
         entries = conn.execute(select(ledger).where(ledger.c.settlement_id.in_(ids))).all() \
             if ids else []
