@@ -134,15 +134,17 @@ def goals(knees: list[dict[str, Any]], steps: Sequence[dict[str, Any]] = ()
         if route == "verify" and floor and floor["knee_rps"]:
             ratio = k["knee_rps"] / floor["knee_rps"]
             met: bool | None = ratio >= SCAN_KNEE_SHARE
+            bound = ""  # the ratio is exact when both knees are
             if floor["knee_is_lower_bound"] and not k["knee_is_lower_bound"]:
-                met = None if met else False  # the ratio is at most this
+                met, bound = (None if met else False), "at most"
             elif k["knee_is_lower_bound"] and not floor["knee_is_lower_bound"]:
-                met = True if met else None  # the ratio is at least this
+                met, bound = (True if met else None), "at least"
             elif k["knee_is_lower_bound"]:
-                met = None
+                met, bound = None, "unknown:"
             out.append({"goal": f"scan knee / {TRIVIAL_ROUTE} knee", "database": db,
                         "server_workers": workers, "servers": servers, "ratio": ratio,
-                        "limit": f">= {SCAN_KNEE_SHARE:.2f}", "met": met})
+                        "ratio_bound": bound, "limit": f">= {SCAN_KNEE_SHARE:.2f}",
+                        "met": met})
         one = by.get((db, workers, 1, "verify"))
         if route == "verify" and servers == 2 and one:
             out.append(_scale_out(db, workers, k, one, steps))
@@ -184,7 +186,8 @@ def goal_line(g: dict[str, Any]) -> str:
     else:
         verdict = {True: "met", False: "NOT met"}.get(
             g["met"], "not measured: a knee was not reached, offer higher --rates")
-        text = f"goal {g['goal']} {where}: {g['ratio']:.2f} (limit {g['limit']}): {verdict}"
+        ratio = " ".join(filter(None, (g.get("ratio_bound"), f"{g['ratio']:.2f}")))
+        text = f"goal {g['goal']} {where}: {ratio} (limit {g['limit']}): {verdict}"
     if g.get("two_servers_rps"):
         text += (f", two servers at {g['two_servers_rps']:g}/s against one at "
                  f"{g['two_servers_rps'] / 2:g}/s")

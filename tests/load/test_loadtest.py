@@ -213,6 +213,12 @@ def test_the_capacity_goals_say_what_the_knees_allow() -> None:
     assert met(400, False, 1600, True) == [False]  # already under a third
     assert met(400, True, 1600, False) == [None] and met(800, True, 1600, False) == [True]
     assert met(800, True, 1600, True) == [None]
+    line = goal_line(goals(knees(400, False, 1600, True))[0])  # the printed ratio a bound
+    assert ": at most 0.25 (limit >= 0.33): NOT met" in line, line
+    assert ": at least 0.50 (limit >= 0.33): met" in goal_line(
+        goals(knees(800, True, 1600, False))[0])
+    assert ": 0.25 (limit >= 0.33): NOT met" in goal_line(
+        goals(knees(400, False, 1600, False))[0])
     scale = goals(knees(800, False, 1600, False, 650.0))[-1]
     assert scale["goal"].startswith("CPU per scan") and scale["ratio_at_knees"] == 1.3
     assert scale["ratio"] is None and scale["met"] is None  # no steps: no rate to compare
