@@ -73,11 +73,13 @@ def sign_headers(
 def refuse_rate(store: SharedStore, caller: str, rate: float) -> None:
     """At most ``rate`` signed requests a second per caller on average over two seconds
     (bursts up to two seconds' worth), counted by every worker alike; 0 = no limit."""
-    _refuse_wait(store.take("rate:" + caller, RATE_WINDOW_S, rate_limit(rate))
+    refuse_wait(store.take("rate:" + caller, RATE_WINDOW_S, rate_limit(rate))
                  if rate > 0 else 0.0, rate)
 
 
-def _refuse_wait(wait: float, rate: float) -> None:
+def refuse_wait(wait: float, rate: float) -> None:
+    """RATE_LIMITED when the caller must wait ``wait`` seconds (over ``rate`` a second);
+    every store and path refuses with this one answer."""
     if wait:
         raise RateLimited("RATE_LIMITED", f"more than {rate:g} requests a second",
                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
@@ -94,7 +96,7 @@ async def admit_async(store: Any, a: Admission, rate: float) -> None:
     (Redis, from the event loop): the same refusals, the loop free while it answers."""
     refuse_replay(await store.claim_async(a.token, a.ttl_s))
     if a.limit:
-        _refuse_wait(await store.take_async(a.bucket, RATE_WINDOW_S, a.limit), rate)
+        refuse_wait(await store.take_async(a.bucket, RATE_WINDOW_S, a.limit), rate)
 
 
 @dataclass(frozen=True)

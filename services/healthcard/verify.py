@@ -12,7 +12,6 @@ transaction of the scans and refreshes in flight (one writer per process, one co
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,13 +33,12 @@ from ..common.errors import (
     Gone,
     Invalid,
     NotFound,
-    RateLimited,
     ServiceError,
 )
 from ..common.fastpath import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
-from ..common.signing import RATE_WINDOW_S, Admission, refuse_replay
+from ..common.signing import RATE_WINDOW_S, Admission, refuse_replay, refuse_wait
 from ..rules.codes import Step
 from . import qrcodes
 from .cards import USABLE_STATES, refuse_unusable
@@ -177,11 +175,11 @@ def _admission_params(a: Admission | None, wall: float) -> dict[str, Any]:
 
 
 def _refuse_rate(a: Admission, count: int, oldest: float | None, wall: float) -> None:
-    """RATE_LIMITED when the caller's bucket already holds ``a.limit`` recent requests."""
+    """RATE_LIMITED when the caller's bucket already holds ``a.limit`` recent requests:
+    until the oldest of them leaves the window."""
     if a.limit and count >= a.limit:
-        wait = max(1, math.ceil(float(oldest or wall) + RATE_WINDOW_S - wall))
-        raise RateLimited("RATE_LIMITED", "over the terminal's request rate",
-                          headers={"Retry-After": str(wait)})
+        refuse_wait(max(float(oldest or wall) + RATE_WINDOW_S - wall, 1e-3),
+                    a.limit / RATE_WINDOW_S)
 
 
 def _usable_card(code: qrcodes.ParsedCode, card: Sequence | None) -> tuple:

@@ -371,6 +371,8 @@ def test_rate_limit_per_terminal(tmp_path_factory, backend: str) -> None:
             **sign_headers(w.term_b.terminal_id, "POST", "/ehc/v1/qrcodes/verify", raw,
                            secret=w.term_b.secret), "Content-Type": "application/json"})
         assert resp.status_code == 429 and resp.headers["retry-after"] in ("1", "2")
+        # the words of every signed route's refusal (signing.refuse_wait)
+        assert resp.json()["message"] == "more than 2 requests a second", resp.text
         w.term_a.verify(w.app.qrcode(card["card_id"])["qr_text"])  # its own bucket
         time.sleep(float(resp.headers["retry-after"]) + 0.1)  # then count what the
         # refused requests left: nothing
