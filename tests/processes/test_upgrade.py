@@ -23,6 +23,8 @@ from services.app import build_app
 from services.common.settings import Settings
 from tests.stack import backend_env, drop_backend
 
+pytestmark = pytest.mark.one_cst_day  # reads the audit chain of "today"
+
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "3f18650600e7044c2ada305fec2a49fdd75cd019"  # release 0.1 (no migrations)
 
@@ -36,8 +38,6 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy import table as sql_table
 from services.common.settings import Settings
 from services.sdk import (AdminClient, ChannelClient, TerminalClient, generate_residents,
-
-pytestmark = pytest.mark.one_cst_day  # reports "today" of what it did
                           insured_record, start_in_thread)
 
 live = start_in_thread(Settings())
