@@ -123,10 +123,10 @@ def test_gateway_faults_fail_closed(stack, world, token, mode: str, first: str,
 
 
 def test_gateway_notification_confirms(stack, world, token) -> None:
-    world.admin.payment_behaviour("late_success", resolve_after_ms=200)
+    world.admin.payment_behaviour("late_success", resolve_after_ms=1000)  # after the settle
     sid = world.term_a.upload_fees(token(), ITEMS)["settlement_id"]
     assert world.term_a.settle(sid)["state"] == "awaiting_confirmation"
-    time.sleep(0.4)
+    time.sleep(1.2)
     # what the gateway's notifier sends (the e-SSC side then asks the gateway itself)
     answer = world.admin.request("POST", "/essc/v1/payments/notify", {"order_id": sid})
     assert answer["state"] == "settled"
