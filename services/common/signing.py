@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -39,10 +40,15 @@ _TS_RE = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() passes "
 def canonical_request(
     method: str, path: str, query: str, timestamp: str, nonce: str, body: bytes
 ) -> bytes:
-    sorted_query = urlencode(sorted(parse_qsl(query, keep_blank_values=True))) if query else ""
     return "\n".join(
-        (method.upper(), path, sorted_query, timestamp, nonce, sm3(body).hex())
+        (method.upper(), path, sorted_query(query), timestamp, nonce, sm3(body).hex())
     ).encode()
+
+
+@lru_cache(maxsize=1024)  # a code refresh signs one of a few queries ("kind=fused")
+def sorted_query(query: str) -> str:
+    """The query as signed: its pairs sorted and encoded again."""
+    return urlencode(sorted(parse_qsl(query, keep_blank_values=True))) if query else ""
 
 
 def sign_headers(

@@ -109,3 +109,20 @@ def test_temporary_card_binds_only_to_a_card_that_verifies(stack, world, card) -
     assert info.value.code == "CARD_NOT_FOUND"
     world.term_a.bind_temporary(temp["card_id"], text)
     assert world.term_a.verify(temp["qr_text"])["linked_card_id"] == card["card_id"]
+
+
+def test_the_signed_query_is_the_one_served(stack, world, card) -> None:
+    """The query is part of what an app signs: a refresh signed for a dynamic code and
+    sent asking for another kind is refused, while the pairs' order is free (the server
+    signs them sorted, from a cache of the queries it has seen)."""
+    path = f"/ehc/v1/cards/{card['card_id']}/qrcode"
+
+    def get(signed: str, sent: str) -> httpx.Response:
+        headers = sign_headers(world.app.key, "GET", path, b"", signed,
+                               secret=world.app.secret)
+        return httpx.get(f"{stack.url}{path}?{sent}", headers=headers)
+
+    assert get("kind=dynamic", "kind=dynamic").status_code == 200
+    assert get("kind=dynamic&size=1", "size=1&kind=dynamic").status_code == 200
+    tampered = get("kind=dynamic", "kind=static")
+    assert tampered.status_code == 401 and tampered.json()["code"] == "SIGNATURE_INVALID"
