@@ -45,10 +45,18 @@ def canonical_request(
     ).encode()
 
 
-@lru_cache(maxsize=1024)  # a code refresh signs one of a few queries ("kind=fused")
 def sorted_query(query: str) -> str:
-    """The query as signed: its pairs sorted and encoded again."""
+    """The query as signed: its pairs sorted and encoded again; a short one from a cache
+    (a code refresh signs one of a few, "kind=fused"), a long one, which a client may
+    make up, never kept."""
+    return _sorted_short(query) if len(query) <= 128 else _sorted(query)
+
+
+def _sorted(query: str) -> str:
     return urlencode(sorted(parse_qsl(query, keep_blank_values=True))) if query else ""
+
+
+_sorted_short = lru_cache(maxsize=1024)(_sorted)
 
 
 def sign_headers(
