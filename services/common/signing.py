@@ -88,7 +88,7 @@ def refuse_rate(store: SharedStore, caller: str, rate: float) -> None:
     """At most ``rate`` signed requests a second per caller on average over two seconds
     (bursts up to two seconds' worth), counted by every worker alike; 0 = no limit."""
     refuse_wait(store.take("rate:" + caller, RATE_WINDOW_S, rate_limit(rate))
-                 if rate > 0 else 0.0, rate)
+                if rate > 0 else 0.0, rate)
 
 
 def refuse_wait(wait: float, rate: float) -> None:
