@@ -22,8 +22,9 @@ from services.sdk import (
 from tests.stack import PG_ENV, LiveStack, drop_schemas, make_test_settings, start_stack
 
 _inst_counter = itertools.count(1)
-# the longest a test marked `one_cst_day` takes (on a slow host, with margin)
-ONE_DAY_TEST_S = 180
+# the longest a test marked `one_cst_day` takes with its set-up (the slowest, a co-simulated
+# day, about 50 s on this 2-core host), with margin
+ONE_DAY_TEST_S = 120
 
 
 def backend_settings(request, tmp_path_factory, **overrides):
