@@ -100,7 +100,7 @@ async def readyz(request: Request) -> Response:
                    if isinstance(getattr(getattr(system, "callers", None), "store", None),
                                  RedisStore)), None)
     if shared is not None:  # every signed request's nonce goes there
-        stores["redis"] = await _redis_state(shared, settings.store_timeout_s)
+        stores["redis"] = await _answer_state(shared.ping_async(), settings.store_timeout_s)
     if all(v == "ok" for v in stores.values()):
         return Response(orjson.dumps({"ready": True, "stores": stores}),
                         media_type="application/json")
@@ -117,23 +117,19 @@ async def _store_state(engine, timeout_s: float) -> str:
                 conn.execute(text("BEGIN IMMEDIATE"))
                 conn.execute(text("ROLLBACK"))
 
+    return await _answer_state(asyncio.to_thread(probe), timeout_s, lock_shows=True)
+
+
+async def _answer_state(probe: Awaitable[None], timeout_s: float,
+                        lock_shows: bool = False) -> str:
+    """'ok', or why ``probe`` did not answer in time: "timeout", "locked" (a store whose
+    lock shows in its error), or the error's kind."""
     try:
-        await asyncio.wait_for(asyncio.to_thread(probe), timeout_s + 1)
+        await asyncio.wait_for(probe, timeout_s + 1)
     except TimeoutError:
         return "timeout"
     except Exception as exc:
-        return "locked" if "locked" in str(exc) else type(exc).__name__
-    return "ok"
-
-
-async def _redis_state(store: RedisStore, timeout_s: float) -> str:
-    """'ok', or why the shared store did not answer a PING in time."""
-    try:
-        await asyncio.wait_for(store.ping_async(), timeout_s + 1)
-    except TimeoutError:
-        return "timeout"
-    except Exception as exc:
-        return type(exc).__name__
+        return "locked" if lock_shows and "locked" in str(exc) else type(exc).__name__
     return "ok"
 
 

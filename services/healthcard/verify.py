@@ -178,8 +178,8 @@ def _refuse_rate(a: Admission, count: int, oldest: float | None, wall: float) ->
     """RATE_LIMITED when the caller's bucket already holds ``a.limit`` recent requests:
     until the oldest of them leaves the window."""
     if a.limit and count >= a.limit:
-        refuse_wait(max(float(oldest or wall) + RATE_WINDOW_S - wall, 1e-3),
-                    a.limit / RATE_WINDOW_S)
+        refuse_wait(max(float(oldest or wall) + RATE_WINDOW_S - wall, 1e-3),  # > 0: a
+                    a.limit / RATE_WINDOW_S)  # refusal even if the clock stepped past it
 
 
 def _usable_card(code: qrcodes.ParsedCode, card: Sequence | None) -> tuple:
