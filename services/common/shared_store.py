@@ -12,7 +12,10 @@ Three backends with one interface:
 ``take(bucket, window, limit)`` records a hit when the bucket had fewer than ``limit``
 within the last ``window`` seconds and answers 0, else the seconds until one frees (a
 refused hit is not recorded, so a caller that keeps knocking is not locked out for
-longer than the window)."""
+longer than the window): exact, for login throttling, whose buckets see a few hits.
+``pace(bucket, window, limit)`` is a caller's request rate: ``limit`` requests at once,
+then ``limit / window`` a second (``paced``), kept as one time a bucket however busy,
+so its cost does not grow with the rate it limits; it answers as ``take`` does."""
 
 from __future__ import annotations
 
@@ -45,6 +48,48 @@ class SharedStore(Protocol):
 
     def take(self, bucket: str, window_s: float, limit: int) -> float: ...
 
+    def pace(self, bucket: str, window_s: float, limit: int) -> float: ...
+
+
+def paced(tat: float | None, now: float, window_s: float, limit: int
+          ) -> tuple[float | None, float]:
+    """GCRA, the generic cell rate algorithm (a token bucket of ``limit`` requests refilled
+    at ``limit / window_s`` a second, kept as one time: the bucket's theoretical arrival
+    time ``tat``, None when it has none). Admitted: (the new tat, 0.0); refused: (``tat``
+    unchanged, the seconds until a request would be admitted, > 0)."""
+    interval = window_s / limit
+    new = max(tat or now, now) + interval
+    if new - now > window_s:
+        return tat, new - window_s - now
+    return new, 0.0
+
+
+PACE_PREFIX = "pace:"  # a paced bucket's row of shared_events: token = prefix + bucket
+
+
+def pace_sql(postgres: bool) -> str:
+    """A paced bucket's request in one statement on ``shared_events`` (``paced`` in SQL:
+    the bucket's tat in ``expires_at``, so the sweep drops a bucket once it is full
+    again, and ``at`` fixed at 0, so its index is not moved): the new tat, or no row when
+    refused (nothing written). Parameters: token, now + interval, now, interval, now,
+    interval, now + window."""
+    greatest = "GREATEST" if postgres else "max"
+    sql = ("INSERT INTO shared_events (token, bucket, at, expires_at) VALUES (?, 'pace', 0, ?) "
+           f"ON CONFLICT (token) DO UPDATE SET expires_at = {greatest}("
+           "shared_events.expires_at, ?) + ? "
+           f"WHERE {greatest}(shared_events.expires_at, ?) + ? <= ? RETURNING expires_at")
+    return sql.replace("?", "%s") if postgres else sql
+
+
+def pace_params(bucket: str, now: float, window_s: float, limit: int) -> tuple:
+    """``pace_sql``'s parameters."""
+    interval = window_s / limit
+    return (PACE_PREFIX + bucket[:120], now + interval, now, interval, now, interval,
+            now + window_s)
+
+
+PACED_TAT = "SELECT expires_at FROM shared_events WHERE token = ?"  # after a refusal
+
 
 def shared_events_table(metadata: MetaData) -> Table:
     return Table(
@@ -64,6 +109,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._claims: dict[str, float] = {}
         self._hits: dict[str, deque[float]] = defaultdict(deque)
+        self._paces: dict[str, float] = {}
         self._lock = threading.Lock()
         self._next_sweep = 0.0
 
@@ -72,6 +118,7 @@ class MemoryStore:
         with self._lock:
             if now >= self._next_sweep:
                 self._claims = {k: t for k, t in self._claims.items() if t > now}
+                self._paces = {k: t for k, t in self._paces.items() if t > now}
                 self._next_sweep = now + 60
             if self._claims.get(token, 0.0) > now:
                 return False
@@ -88,6 +135,13 @@ class MemoryStore:
                 return q[0] + window_s - now
             q.append(now)
             return 0.0
+
+    def pace(self, bucket: str, window_s: float, limit: int) -> float:
+        with self._lock:
+            tat, wait = paced(self._paces.get(bucket), time.time(), window_s, limit)
+            if tat is not None:
+                self._paces[bucket] = tat
+            return wait
 
 
 class DatabaseStore:
@@ -135,6 +189,20 @@ class DatabaseStore:
                 expires_at=now + window_s))
         return 0.0
 
+    def pace(self, bucket: str, window_s: float, limit: int) -> float:
+        """``paced`` in one statement (``pace_sql``), atomic however many workers share
+        the bucket; on a refusal the bucket's tat is read for the wait."""
+        now = time.time()
+        postgres = self.engine.dialect.name == "postgresql"
+        params = pace_params(bucket, now, window_s, limit)
+        with self.engine.begin() as conn:
+            self._sweep(conn, now)
+            if conn.exec_driver_sql(pace_sql(postgres), params).first() is not None:
+                return 0.0
+            tat = conn.exec_driver_sql(PACED_TAT.replace("?", "%s") if postgres
+                                       else PACED_TAT, (params[0],)).scalar()
+        return paced(tat, now, window_s, limit)[1] or 1e-3  # refused: never 0
+
 
 # a rate window's hit, atomically: drop the hits older than the window, refuse when full
 # (the seconds until the oldest leaves it, as text: Lua numbers come back as integers),
@@ -152,11 +220,27 @@ return '0'
 """
 
 
+# a paced bucket's request, atomically (``paced`` in Lua): the bucket's tat is one key,
+# kept while it is ahead of now; the wait comes back as text (Lua numbers come back as
+# integers)
+_PACE_LUA = """
+local now, interval, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local new = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now) + interval
+if new - now > window then
+  return tostring(new - window - now)
+end
+redis.call('SET', KEYS[1], string.format('%.6f', new), 'PX',
+           math.ceil((new - now) * 1000) + 1000)
+return '0'
+"""
+
+
 class RedisStore:
-    """Keys under ``prefix`` in one Redis: ``SET NX PX`` claims, sorted-set windows (one
-    script a hit, so two workers cannot both take the last place). ``claim_async`` and
-    ``take_async`` are the same on redis-py's asyncio client, for the event loop (one
-    client per loop): the hot path never waits on Redis with the loop held."""
+    """Keys under ``prefix`` in one Redis: ``SET NX PX`` claims, sorted-set windows and
+    paced buckets (one script a request, so two workers cannot both take the last place).
+    ``claim_async`` and ``pace_async`` are the same on redis-py's asyncio client, for the
+    event loop (one client per loop): the hot path never waits on Redis with the loop
+    held."""
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis  # imported here: only deployments that set EHC_REDIS_URL need it
@@ -165,23 +249,29 @@ class RedisStore:
         self.redis = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S)
         self.prefix = prefix
         self._take = self.redis.register_script(_TAKE_LUA)
+        self._pace = self.redis.register_script(_PACE_LUA)
         self._on: tuple[Any, Any, Any] | None = None  # the loop's client and script
 
     def claim(self, token: str, ttl_s: float) -> bool:
         return bool(self.redis.set(**self._claim_args(token, ttl_s)))
 
     def take(self, bucket: str, window_s: float, limit: int) -> float:
-        keys, args = self._take_args(bucket, window_s, limit)
-        return float(self._take(keys=keys, args=args))
+        keys = [f"{self.prefix}:h:{bucket}"]
+        return float(self._take(keys=keys, args=[
+            repr(time.time()), repr(float(window_s)), limit, secrets.token_hex(8)]))
+
+    def pace(self, bucket: str, window_s: float, limit: int) -> float:
+        keys, args = self._pace_args(bucket, window_s, limit)
+        return float(self._pace(keys=keys, args=args))
 
     async def claim_async(self, token: str, ttl_s: float) -> bool:
         client, _ = self._on_loop()
         return bool(await client.set(**self._claim_args(token, ttl_s)))
 
-    async def take_async(self, bucket: str, window_s: float, limit: int) -> float:
-        _, take = self._on_loop()
-        keys, args = self._take_args(bucket, window_s, limit)
-        return float(await take(keys=keys, args=args))
+    async def pace_async(self, bucket: str, window_s: float, limit: int) -> float:
+        _, pace = self._on_loop()
+        keys, args = self._pace_args(bucket, window_s, limit)
+        return float(await pace(keys=keys, args=args))
 
     async def ping_async(self) -> None:
         """Raises unless Redis answers (readiness)."""
@@ -192,13 +282,13 @@ class RedisStore:
         return {"name": f"{self.prefix}:c:{token}", "value": b"1", "nx": True,
                 "px": max(int(ttl_s * 1000), 1)}
 
-    def _take_args(self, bucket: str, window_s: float, limit: int) -> tuple[list, list]:
-        return ([f"{self.prefix}:h:{bucket}"],
-                [repr(time.time()), repr(float(window_s)), limit, secrets.token_hex(8)])
+    def _pace_args(self, bucket: str, window_s: float, limit: int) -> tuple[list, list]:
+        return ([f"{self.prefix}:p:{bucket}"],
+                [repr(time.time()), repr(window_s / limit), repr(float(window_s))])
 
     def _on_loop(self) -> tuple[Any, Any]:
         """The asyncio client of the running loop (a server's one loop; made again for
-        another, as in tests), and its script."""
+        another, as in tests), and its pacing script."""
         import asyncio
 
         import redis.asyncio
@@ -206,7 +296,7 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         if self._on is None or self._on[2] is not loop:
             client = redis.asyncio.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT_S)
-            self._on = (client, client.register_script(_TAKE_LUA), loop)
+            self._on = (client, client.register_script(_PACE_LUA), loop)
         return self._on[0], self._on[1]
 
 

@@ -86,8 +86,9 @@ def sign_headers(
 
 def refuse_rate(store: SharedStore, caller: str, rate: float) -> None:
     """At most ``rate`` signed requests a second per caller on average over two seconds
-    (bursts up to two seconds' worth), counted by every worker alike; 0 = no limit."""
-    refuse_wait(store.take("rate:" + caller, RATE_WINDOW_S, rate_limit(rate))
+    (bursts up to two seconds' worth: ``shared_store.paced``), counted by every worker
+    alike; 0 = no limit."""
+    refuse_wait(store.pace("rate:" + caller, RATE_WINDOW_S, rate_limit(rate))
                 if rate > 0 else 0.0, rate)
 
 
@@ -110,14 +111,14 @@ async def admit_async(store: Any, a: Admission, rate: float) -> None:
     (Redis, from the event loop): the same refusals, the loop free while it answers."""
     refuse_replay(await store.claim_async(a.token, a.ttl_s))
     if a.limit:
-        refuse_wait(await store.take_async(a.bucket, RATE_WINDOW_S, a.limit), rate)
+        refuse_wait(await store.pace_async(a.bucket, RATE_WINDOW_S, a.limit), rate)
 
 
 @dataclass(frozen=True)
 class Admission:
     """A verified signature whose nonce (and rate count) is still to be written: the hot
-    path writes it in the transaction of the scan itself, a row of ``shared_events``
-    whose bucket is the caller's rate bucket."""
+    path writes both in the transaction of the scan itself, rows of ``shared_events``
+    (the nonce's, and the caller's paced rate bucket: ``shared_store.pace_sql``)."""
 
     token: str
     bucket: str

@@ -38,6 +38,7 @@ from ..common.errors import (
 from ..common.fastpath import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
+from ..common.shared_store import PACE_PREFIX, PACED_TAT, pace_params, pace_sql, paced
 from ..common.signing import RATE_WINDOW_S, Admission, refuse_replay, refuse_wait
 from ..rules.codes import Step
 from . import qrcodes
@@ -63,10 +64,6 @@ _ADMIT = (  # the request's nonce, also a hit of the terminal's rate bucket
     "INSERT INTO shared_events (token, bucket, at, expires_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (token) DO NOTHING RETURNING token"
 )
-_RATE = (  # reads at most `limit` index entries, however busy the terminal
-    "SELECT count(*), min(at) FROM (SELECT at FROM shared_events WHERE bucket = ? "
-    "AND at > ? ORDER BY at LIMIT ?) AS recent"
-)
 _SWEEP = "DELETE FROM shared_events WHERE expires_at < ?"
 _PG_SWEEP = f"WITH swept AS ({_SWEEP.replace('?', '%s')} RETURNING 1) SELECT count(*) FROM swept"
 _SELECT_HELD = (  # the card's state, if this app holds it, and its active binding
@@ -83,17 +80,33 @@ _INSERT_USAGE = (
 # PostgreSQL: each statement is a round trip and about 50 us of the driver's CPU, so a
 # scan's checks and writes are two statements (and the commit), not seven. The writes of
 # the first are guarded in SQL exactly as the SQLite path guards them in Python: the nonce
-# only under the rate limit, the code's count only past every check of the card.
-_PG_ADMIT = """rate AS (SELECT count(*) AS n, min(at) AS oldest FROM (
-    SELECT at FROM shared_events WHERE bucket = %(bucket)s::text AND at > %(since)s::float8
-    ORDER BY at LIMIT %(rate_limit)s::int) AS recent),
+# only under the rate limit, the code's count only past every check of the card. The
+# caller's paced bucket (``shared_store.pace_sql``) is taken after ``{first}``: a scan's
+# audit head, so that every batch locks a head before its terminals' buckets (a
+# terminal's bucket is only ever locked under its institution's head of the day, and
+# heads in one order: two servers' batches never wait on each other in a circle).
+_PG_ADMIT = """paced AS (SELECT expires_at AS tat FROM shared_events
+    WHERE token = %(pace)s::text),
+  rate AS (INSERT INTO shared_events (token, bucket, at, expires_at)
+    SELECT %(pace)s::text, 'pace', 0, %(wall)s::float8 + %(interval)s::float8 FROM {first}
+    WHERE %(rate_limit)s::int > 0
+    ON CONFLICT (token) DO UPDATE SET expires_at = GREATEST(shared_events.expires_at,
+      %(wall)s::float8) + %(interval)s::float8
+    WHERE GREATEST(shared_events.expires_at, %(wall)s::float8) + %(interval)s::float8
+      <= %(wall)s::float8 + %(window)s::float8 RETURNING 1),
   admit AS (INSERT INTO shared_events (token, bucket, at, expires_at)
     SELECT %(token)s::text, %(bucket)s::text, %(wall)s::float8, %(token_expires)s::float8
-    FROM rate WHERE %(token)s::text IS NOT NULL
-    AND (%(rate_limit)s::int = 0 OR rate.n < %(rate_limit)s::int)
+    WHERE %(token)s::text IS NOT NULL
+    AND (%(rate_limit)s::int = 0 OR EXISTS (SELECT 1 FROM rate))
     ON CONFLICT (token) DO NOTHING RETURNING token),
   gate AS (SELECT (%(token)s::text IS NULL OR EXISTS (SELECT 1 FROM admit)) AS ok)"""
-_PG_SCAN = f"""WITH {_PG_ADMIT},
+_PG_ADMITTED = ("(%(rate_limit)s::int = 0 OR EXISTS (SELECT 1 FROM rate)), "
+                "(SELECT tat FROM paced), (SELECT count(*) FROM admit)")
+_PG_SCAN = f"""WITH head AS (INSERT INTO audit_heads (chain, institution_code, day, seq, hash)
+    VALUES ('usage', %(institution)s::text, %(day)s::text, 0, %(genesis)s::text)
+    ON CONFLICT (chain, institution_code, day) DO UPDATE SET seq = audit_heads.seq
+    RETURNING seq, hash),
+  {_PG_ADMIT.format(first="head")},
   card AS (SELECT card_id, empi, id_type, id_number_enc, name_enc, sex, birth_date, state,
     temporary, linked_card_id FROM cards WHERE card_id = %(card_id)s::text),
   bind AS (SELECT ssc_card_no, region FROM bindings WHERE ehc_card_id = %(card_id)s::text
@@ -105,20 +118,16 @@ _PG_SCAN = f"""WITH {_PG_ADMIT},
     SELECT %(digest)s::bytea, %(card_id)s::text, 1, %(code_expires)s::timestamp
     FROM passed WHERE %(digest)s::bytea IS NOT NULL
     ON CONFLICT (code_digest) DO UPDATE SET uses = code_uses.uses + 1
-    WHERE code_uses.uses < %(use_limit)s::int RETURNING uses),
-  head AS (INSERT INTO audit_heads (chain, institution_code, day, seq, hash)
-    SELECT 'usage', %(institution)s::text, %(day)s::text, 0, %(genesis)s::text FROM passed
-    ON CONFLICT (chain, institution_code, day) DO UPDATE SET seq = audit_heads.seq
-    RETURNING seq, hash)
-SELECT rate.n, rate.oldest, (SELECT count(*) FROM admit), card.*, bind.ssc_card_no,
-  bind.region, (SELECT uses FROM used), head.seq, head.hash
-FROM rate LEFT JOIN card ON true LEFT JOIN bind ON true LEFT JOIN head ON true"""
+    WHERE code_uses.uses < %(use_limit)s::int RETURNING uses)
+SELECT {_PG_ADMITTED}, card.*, bind.ssc_card_no, bind.region, (SELECT uses FROM used),
+  head.seq, head.hash, EXISTS (SELECT 1 FROM passed)
+FROM head LEFT JOIN card ON true LEFT JOIN bind ON true"""
 _PG_RECORD = (  # the usage record and its chain's head, moved with it
     "WITH moved AS (UPDATE audit_heads SET seq = %s, hash = %s WHERE chain = 'usage' "
     "AND institution_code = %s AND day = %s) " + _INSERT_USAGE.replace("?", "%s"))
-_PG_REFRESH = f"""WITH {_PG_ADMIT}
-SELECT rate.n, rate.oldest, (SELECT count(*) FROM admit), held.state, held.ssc_card_no
-FROM rate LEFT JOIN (SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a
+_PG_REFRESH = f"""WITH {_PG_ADMIT.format(first="(SELECT 1) AS base")}
+SELECT {_PG_ADMITTED}, held.state, held.ssc_card_no
+FROM (SELECT 1) AS one LEFT JOIN (SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a
   ON a.card_id = c.card_id AND a.app_key = %(app_key)s::text LEFT JOIN bindings b
   ON b.ehc_card_id = c.card_id AND b.state = 'bound' WHERE c.card_id = %(card_id)s::text
   ) AS held ON true"""
@@ -131,9 +140,10 @@ class HotStore(RawConnections):
     def __init__(self, engine: Engine, *, wait: bool = True) -> None:
         super().__init__(engine, wait=wait)
         (self.select_card, self.count_use, self.insert_usage, self.select_binding,
-         self.admit, self.rate, self.sweep, self.select_held) = (
+         self.admit, self.paced_tat, self.sweep, self.select_held) = (
             self.sql(q) for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING,
-                                  _ADMIT, _RATE, _SWEEP, _SELECT_HELD))
+                                  _ADMIT, PACED_TAT, _SWEEP, _SELECT_HELD))
+        self.pace = pace_sql(self.postgres)
 
 
 def _field(body: dict, name: str, kind: type, max_len: int = 64) -> Any:
@@ -168,18 +178,27 @@ class Scan:
 def _admission_params(a: Admission | None, wall: float) -> dict[str, Any]:
     """The PostgreSQL statements' admission part (all None: no nonce to write here)."""
     if a is None:
-        return {"token": None, "bucket": None, "since": None, "rate_limit": 0,
-                "wall": None, "token_expires": None}
-    return {"token": a.token, "bucket": a.bucket, "since": wall - RATE_WINDOW_S,
-            "rate_limit": a.limit, "wall": wall, "token_expires": wall + a.ttl_s}
+        return {"token": None, "bucket": None, "pace": None, "interval": None,
+                "window": None, "rate_limit": 0, "wall": None, "token_expires": None}
+    return {"token": a.token, "bucket": a.bucket, "rate_limit": a.limit, "wall": wall,
+            "token_expires": wall + a.ttl_s, "pace": PACE_PREFIX + a.bucket[:120],
+            "interval": RATE_WINDOW_S / a.limit if a.limit else None,
+            "window": RATE_WINDOW_S}
 
 
-def _refuse_rate(a: Admission, count: int, oldest: float | None, wall: float) -> None:
-    """RATE_LIMITED when the caller's bucket already holds ``a.limit`` recent requests:
-    until the oldest of them leaves the window."""
-    if a.limit and count >= a.limit:
-        refuse_wait(max(float(oldest or wall) + RATE_WINDOW_S - wall, 1e-3),  # > 0: a
-                    a.limit / RATE_WINDOW_S)  # refusal even if the clock stepped past it
+def _refuse_rate(a: Admission, tat: float | None, wall: float) -> None:
+    """RATE_LIMITED (the store refused the caller's paced bucket, whose tat was ``tat``):
+    until it admits one more."""
+    wait = paced(tat, wall, RATE_WINDOW_S, a.limit)[1]
+    refuse_wait(max(wait, 1e-3),  # > 0: a refusal even if the clock stepped past it
+                a.limit / RATE_WINDOW_S)
+
+
+def _lock_order(item: Scan | Refresh) -> tuple[tuple[str, str], str]:
+    """A batch's items in the order their rows are locked in every process: refreshes
+    (no audit chain) by their app's bucket first, then scans by chain (its head first)
+    and terminal's bucket."""
+    return _chain_of(item), item.admission.bucket if item.admission else ""
 
 
 def _usable_card(code: qrcodes.ParsedCode, card: Sequence | None) -> tuple:
@@ -328,12 +347,15 @@ class Verifier:
         return out
 
     def _admit(self, cur, a: Admission) -> None:
-        """The nonce once (else SIGNATURE_REPLAYED), and the terminal's rate."""
+        """The caller's rate (its paced bucket: one row, however busy), then the nonce
+        once (else SIGNATURE_REPLAYED)."""
         store, wall = self.store, time.time()
         if a.limit:
-            cur.execute(store.rate, (a.bucket, wall - RATE_WINDOW_S, a.limit))
-            count, oldest = cur.fetchone()
-            _refuse_rate(a, count, oldest, wall)
+            params = pace_params(a.bucket, wall, RATE_WINDOW_S, a.limit)
+            cur.execute(store.pace, params)
+            if cur.fetchone() is None:
+                cur.execute(store.paced_tat, (params[0],))
+                _refuse_rate(a, cur.fetchone()[0], wall)
         cur.execute(store.admit, (a.token, a.bucket, wall, wall + a.ttl_s))
         refuse_replay(cur.fetchone() is not None)
 
@@ -374,10 +396,11 @@ class Verifier:
                 self._next_sweep = wall + 30
                 await tx.run_all([_one(_PG_SWEEP, (wall,))])
             heads = Heads("usage", None, True, self.chain_key, locked=True)
-            # the audit heads are locked in one order in every process's batches (by
-            # institution and day), so two servers' batches never wait on each other
-            # in a circle (a deadlock PostgreSQL would break after a second)
-            order = sorted(range(len(items)), key=lambda i: _chain_of(items[i]))
+            # the audit heads and rate buckets are locked in one order in every
+            # process's batches (``_lock_order``), so two servers' batches never wait
+            # on each other in a circle (a deadlock PostgreSQL would break after a
+            # second)
+            order = sorted(range(len(items)), key=lambda i: _lock_order(items[i]))
             done = await tx.run_all([self._steps(items[i], heads) for i in order])
         out: list[Any] = [None] * len(items)
         for i, result in zip(order, done, strict=True):
@@ -402,7 +425,8 @@ class Verifier:
             "temporary": code.kind == "temporary", "use_limit": self.limit,
             "institution": inst, "day": day, "genesis": genesis(inst, day, self.chain_key)}
         if scan.admission is not None:
-            _refuse_rate(scan.admission, row[0], row[1], wall)
+            if not row[0]:
+                _refuse_rate(scan.admission, row[1], wall)
             refuse_replay(row[2] > 0)
         card = _usable_card(code, None if row[3] is None else row[3:13])
         binding = None if row[13] is None else (row[13], row[14])
@@ -410,7 +434,7 @@ class Verifier:
             _refuse_unbound(binding)
         if counted is not None:
             self._refuse_used(row[15])
-        if row[16] is None:  # SQL's checks are the ones just made in Python
+        if not row[18]:  # SQL's checks are the ones just made in Python
             raise RuntimeError("a scan passed the checks here but not in the store")
         head = (row[16], row[17])  # made if missing, and locked, in the checks' statement
         fields, values = self._usage(scan, card)
@@ -421,10 +445,11 @@ class Verifier:
     def _refresh_pg(self, item: Refresh) -> Steps:
         """``_refresh_one`` in one statement."""
         wall = time.time()
-        count, oldest, admitted, *held = yield _PG_REFRESH, _admission_params(
+        rate_ok, tat, admitted, *held = yield _PG_REFRESH, _admission_params(
             item.admission, wall) | {"app_key": item.app_key, "card_id": item.card_id}
         if item.admission is not None:
-            _refuse_rate(item.admission, count, oldest, wall)
+            if not rate_ok:
+                _refuse_rate(item.admission, tat, wall)
             refuse_replay(admitted > 0)
         return _held_state(None if held[0] is None else held, item.fused)
 

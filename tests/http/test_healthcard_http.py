@@ -377,6 +377,11 @@ def test_rate_limit_per_terminal(tmp_path_factory, backend: str) -> None:
         time.sleep(float(resp.headers["retry-after"]) + 0.1)  # then count what the
         # refused requests left: nothing
         assert len(w.term_b.usage_records(limit=100)) == codes.count(200)
+        # each terminal's rate is one row (its paced bucket), however many requests
+        with stack.app.state.systems["healthcard"].engine.connect() as conn:
+            paces = conn.exec_driver_sql(
+                "SELECT token FROM shared_events WHERE bucket = 'pace'").scalars().all()
+        assert {f"pace:rate:{t.terminal_id}" for t in (w.term_a, w.term_b)} <= set(paces)
     finally:
         stack.stop()
         drop_schemas(settings)

@@ -202,7 +202,7 @@ def test_with_redis_the_hot_path_claims_and_counts_on_the_asyncio_client(
     tid, secret = admin.add_terminal("330100000001", "0101", 2)
     store = RedisStore(url, f"test{uuid.uuid4().hex[:8]}")
     scanner.store, scanner.terminal_rate = store, 1.5  # three requests a 2-second window
-    blocking = {name: _on_a_thread(store, name) for name in ("claim", "take")}
+    blocking = {name: _on_a_thread(store, name) for name in ("claim", "pace")}
     body = b'{"qr_text": "x"}'
     path = "/ehc/v1/qrcodes/verify"
 
@@ -219,13 +219,13 @@ def test_with_redis_the_hot_path_claims_and_counts_on_the_asyncio_client(
         asyncio.run(scan(first))
     assert replayed.value.code == "SIGNATURE_REPLAYED"
     asyncio.run(scan(signed()))
-    assert store.take("rate:" + tid, 2.0, 3) == 0.0  # the third hit, through the other client
+    assert store.pace("rate:" + tid, 2.0, 3) == 0.0  # the third, through the other client
     with pytest.raises(RateLimited) as limited:
         asyncio.run(scan(signed()))
     assert limited.value.code == "RATE_LIMITED"
     assert 0 < int((limited.value.headers or {})["Retry-After"]) <= 2
     # the blocking client: only the test's own take, never from the scans
-    assert blocking == {"claim": [], "take": [True]}
+    assert blocking == {"claim": [], "pace": [True]}
 
 
 def test_an_unreachable_redis_is_a_store_fault_of_the_hot_path(two_processes) -> None:

@@ -21,8 +21,8 @@ from services.socialcard import cards as socialcard_cards
 from services.socialcard.tables import EXPORTS as ESSC_EXPORTS
 from tests.stack import PG_ENV, drop_schemas, make_test_settings
 
-HOT = ("_SELECT_CARD", "_SELECT_BINDING", "_RATE", "_SWEEP",  # the verification's reads
-       "_SELECT_HELD")  # and the code refresh's
+HOT = ("_SELECT_CARD", "_SELECT_BINDING", "PACED_TAT", "_SWEEP",  # the verification's
+       "_SELECT_HELD")  # reads, and the code refresh's
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -69,7 +69,7 @@ def test_the_verification_reads_by_index(systems, name: str) -> None:
     engine = systems["healthcard"].engine
     sql = getattr(verify, name)
     values = {"_SELECT_CARD": ("A" * 64,), "_SELECT_BINDING": ("A" * 64,),
-              "_RATE": ("t", 0.0, 10), "_SWEEP": (0.0,),  # epoch seconds
+              "PACED_TAT": ("pace:t",), "_SWEEP": (0.0,),  # epoch seconds
               "_SELECT_HELD": ("app", "A" * 64)}[name]
     if engine.dialect.name == "postgresql":
         sql = sql.replace("?", "%s")
@@ -86,8 +86,8 @@ def test_the_postgres_scan_statements_read_by_index(systems) -> None:
         assert not verify.HotStore(engine).postgres  # SQLite has no such statements
         return
     admission = verify._admission_params(None, 0.0) | {
-        "token": "n", "bucket": "rate:t", "since": 0.0, "rate_limit": 10, "wall": 1.0,
-        "token_expires": 2.0}
+        "token": "n", "bucket": "rate:t", "pace": "pace:rate:t", "interval": 0.2,
+        "window": 2.0, "rate_limit": 10, "wall": 1.0, "token_expires": 2.0}
     scan = admission | {"card_id": "A" * 64, "fused": True, "digest": b"d" * 16,
                         "code_expires": datetime(2026, 1, 1), "usable": [1, 2],
                         "temporary": False, "use_limit": 1, "institution": "I", "day": "D",
