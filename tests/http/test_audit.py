@@ -365,3 +365,63 @@ def _heads_locked_in_one_order(engine, server, scans: list) -> None:
         assert results and all(isinstance(r, tuple) for r in results[0]), results
     finally:
         conn.close()
+
+
+def test_a_batch_takes_a_terminals_bucket_only_under_its_head(stack, world) -> None:
+    """A paced scan's terminal bucket is locked after its audit head, never before: a
+    bucket is then only ever taken by the holder of its institution's head of the day,
+    so two servers' batches with two terminals of one institution cannot wait on each
+    other in a circle (one holding a bucket and wanting the head, the other the
+    reverse). On PostgreSQL another transaction holds the head; while the batch waits
+    for it, the terminal's bucket is free. The batch then commits."""
+    import asyncio
+    import secrets
+    import threading
+    import time
+
+    from services.common.signing import Admission
+    from services.healthcard.verify import Verifier
+
+    hc = stack.app.state.systems["healthcard"]
+    v = hc.verifier
+    server = Verifier(hc.engine, v.keystore, v.cipher, v.settings, v.chain_key)
+    term = world.term_a
+    card = world.app.apply("01", *(lambda p: (p.id_number, p.name))(world.residents.pop()))
+
+    def scan():
+        body = term.verify_body(world.app.qrcode(card["card_id"])["qr_text"])
+        return server.check(hc.callers.terminal(term.terminal_id), body, "r", Admission(
+            secrets.token_hex(16), "rate:" + term.terminal_id, 60.0, 1000))
+
+    first = scan()
+    try:
+        if server.pg is None:  # SQLite: one writer, nothing to wait on in a circle
+            assert all(isinstance(r, tuple) for r in server.record_batch([first, scan()]))
+            return
+        assert isinstance(asyncio.run(server.record_batch_pg([first]))[0], tuple)
+        holder, probe = hc.engine.raw_connection(), hc.engine.raw_connection()
+        try:
+            holder.cursor().execute(
+                "SELECT seq FROM audit_heads WHERE chain = 'usage' AND institution_code = %s"
+                " AND day = %s FOR UPDATE", first.chain)
+            results: list = []
+            thread = threading.Thread(target=lambda: results.append(
+                asyncio.run(server.record_batch_pg([scan()]))))
+            thread.start()
+            time.sleep(0.5)  # the batch now waits for the head
+            cur = probe.cursor()
+            cur.execute("SET lock_timeout = '200ms'")
+            cur.execute("SELECT token FROM shared_events WHERE token = %s FOR UPDATE",
+                        ("pace:rate:" + term.terminal_id,))  # free: not taken yet
+            assert cur.fetchone() is not None
+            probe.rollback()
+            holder.commit()
+            thread.join(30)
+            assert results and isinstance(results[0][0], tuple), results
+        finally:
+            holder.close()
+            probe.close()
+    finally:
+        server.funnel.close()
+        if server.pg is not None:
+            server.pg.drop()
