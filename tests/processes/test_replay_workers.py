@@ -370,7 +370,7 @@ def test_every_store_paces_a_caller_alike_in_one_row(tmp_path, kind: str) -> Non
         prefix = f"pace{uuid.uuid4().hex[:8]}"
         stores = [RedisStore(url, prefix), RedisStore(url, prefix)]
     else:
-        pg = os.environ.get("EHC_TEST_DATABASE_URL")
+        pg = os.environ.get("EHC_TEST_DATABASE_URL", "")
         if kind == "postgres" and not pg:
             pytest.skip("PostgreSQL tests need EHC_TEST_DATABASE_URL")
         schema = f"pace{uuid.uuid4().hex[:8]}"
