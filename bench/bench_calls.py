@@ -5,6 +5,10 @@ path) on the same server, the routes taking turns a few hundred calls at a time.
 the code refresh (dynamic and fused), the verification of those codes (plain and fused:
 the fused one also asks the e-SSC side for the insurance identity).
 
+The terminal's rate limit is lifted (a sequential client scans faster than a reader's
+50 a second); the channel app's is the default (5,000 a second), so each refresh pays
+for its rate check as it does in service.
+
 SQLite always; PostgreSQL too when ``--database-url`` (or ``EHC_TEST_DATABASE_URL``) names
 one: a server on each, measured in alternate rounds, so both meet the same machine and
 the PostgreSQL / SQLite ratios are of one run. Each ratio is the median over the rounds.
@@ -81,7 +85,8 @@ class Server:
     """One uvicorn worker on a seeded, fused store, and the clients of the scan."""
 
     def __init__(self, database_url: str | None, port: int) -> None:
-        env, token = prepared_store(database_url, "calls")
+        env, token = prepared_store(database_url, "calls", EHC_RATE_LIMIT_APP_PER_S=str(
+            sdk.Settings.model_fields["rate_limit_app_per_s"].default))
         self.proc = sdk.spawn_server(env, port, "--log-level", "warning", "--no-access-log",
                                      stdout=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
