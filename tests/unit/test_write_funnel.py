@@ -300,3 +300,34 @@ def test_the_async_driver_connects_with_libpq_parameters_in_the_url() -> None:
     finally:
         pg.drop()
         engine.dispose()
+
+
+def test_both_drivers_reach_postgresql_over_its_unix_socket() -> None:
+    """``EHC_DATABASE_URL=postgresql+psycopg://user@/db?host=/var/run/postgresql`` (the
+    operators' guide: PostgreSQL on the servers' host): the pools (psycopg) and the hot
+    path (asyncpg) both connect over the socket, not TCP (``inet_server_addr()`` is NULL
+    on a Unix socket)."""
+    import os
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import URL, make_url
+
+    from services.common.db import AsyncPg
+    from tests.stack import backend_env
+
+    backend_env("postgres")  # skips where no PostgreSQL is configured
+    socket_dir = "/var/run/postgresql"
+    tcp = make_url(os.environ["EHC_TEST_DATABASE_URL"])
+    if not os.path.exists(f"{socket_dir}/.s.PGSQL.{tcp.port or 5432}"):
+        pytest.skip(f"this PostgreSQL has no Unix socket in {socket_dir}")
+    url = URL.create(tcp.drivername, tcp.username, tcp.password, database=tcp.database,
+                     query={**tcp.query, "host": socket_dir})
+    engine = create_engine(url)
+    pg = AsyncPg(engine, autocommit=True)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT inet_server_addr()").scalar() is None
+        assert asyncio.run(pg.first_row(("SELECT inet_server_addr()", ())))[0] is None
+    finally:
+        pg.drop()
+        engine.dispose()
