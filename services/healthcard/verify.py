@@ -60,7 +60,7 @@ _COUNT_USE = (
 _SELECT_BINDING = (
     "SELECT ssc_card_no, region FROM bindings WHERE ehc_card_id = ? AND state = 'bound'"
 )
-_ADMIT = (  # the request's nonce, also a hit of the terminal's rate bucket
+_ADMIT = (  # the request's nonce (its rate is the caller's paced bucket: pace_sql)
     "INSERT INTO shared_events (token, bucket, at, expires_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (token) DO NOTHING RETURNING token"
 )
@@ -81,10 +81,11 @@ _INSERT_USAGE = (
 # scan's checks and writes are two statements (and the commit), not seven. The writes of
 # the first are guarded in SQL exactly as the SQLite path guards them in Python: the nonce
 # only under the rate limit, the code's count only past every check of the card. The
-# caller's paced bucket (``shared_store.pace_sql``) is taken after ``{first}``: a scan's
-# audit head, so that every batch locks a head before its terminals' buckets (a
-# terminal's bucket is only ever locked under its institution's head of the day, and
-# heads in one order: two servers' batches never wait on each other in a circle).
+# caller's paced bucket (``shared_store.pace_sql``) is taken after the row it is selected
+# from (``first``): for a scan its audit head, so that every batch locks a head before its
+# terminals' buckets (a terminal's bucket is only ever locked under its institution's
+# head of the day, and heads in one order: two servers' batches never wait on each other
+# in a circle).
 _PG_ADMIT = """paced AS (SELECT expires_at AS tat FROM shared_events
     WHERE token = %(pace)s::text),
   rate AS (INSERT INTO shared_events (token, bucket, at, expires_at)
