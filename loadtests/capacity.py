@@ -7,12 +7,21 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .runner import LoadOptions, Server, locust_rows, run_locust, seed, workload_arguments
+from .runner import (
+    SATURATED,
+    LoadOptions,
+    Server,
+    locust_rows,
+    run_locust,
+    seed,
+    workload_arguments,
+)
 from .slo import Slo
 
 TRIVIAL_ROUTE = "healthz"  # the baseline: the fast path's floor (issue 18's goal)
@@ -50,12 +59,31 @@ def _step(opts: LoadOptions, server: Server, seed_path: Path, out: Path, route: 
             "locust_exit_code": code}
 
 
+def refined_knee(passes: Callable[[float], bool], passed: float, failed: float,
+                 times: int) -> float:
+    """The highest rate that passed, between one that passed and one that failed, after
+    up to ``times`` more steps offered at their midpoint (a whole rate): a ladder that
+    doubles knows its knee only within a factor of two, and the cores a province needs
+    are sized from it."""
+    for _ in range(times):
+        mid = float(round((passed + failed) / 2))
+        if not passed < mid < failed:
+            break
+        if passes(mid):
+            passed = mid
+        else:
+            failed = mid
+    return passed
+
+
 def run_capacity(rates: list[float], worker_counts: list[int], databases: list[str | None],
                  step_s: int, slo: Slo, out: Path, peak_per_s: float | None,
                  headroom: float, residents: int = 100, progress=print,
-                 server_counts: tuple[int, ...] = (1,)) -> dict:
+                 server_counts: tuple[int, ...] = (1,), refine: int = 0) -> dict:
     """Knees per configuration: database, uvicorn workers, and server processes (more
-    than one: behind HAProxy with ``deploy/haproxy.cfg``, whose own CPU is not counted)."""
+    than one: behind HAProxy with ``deploy/haproxy.cfg``, whose own CPU is not counted).
+    ``refine``: steps of bisection between the last rate that passed and the first that
+    failed (``refined_knee``)."""
     out.mkdir(parents=True, exist_ok=True)
     steps: list[dict[str, Any]] = []
     knees: list[dict[str, Any]] = []
@@ -71,19 +99,21 @@ def run_capacity(rates: list[float], worker_counts: list[int], databases: list[s
         try:
             seed_path = seed(server, opts, conf_out)
             for route in (TRIVIAL_ROUTE, "verify"):
-                best = None
+                offer = partial(_offered, opts, server, seed_path, conf_out, route, {
+                    "database": "postgresql" if db else "sqlite", "server_workers": workers,
+                    "servers": servers}, steps, partial(_labelled, progress, label))
+                best, failed = None, None
                 for rate in rates:
-                    r = _step(opts, server, seed_path, conf_out, route, rate)
-                    r.update(database="postgresql" if db else "sqlite",
-                             server_workers=workers, servers=servers)
-                    steps.append(r)
-                    progress(f"{label}: {route} offered {rate:g}/s -> "
-                             f"{r['achieved_rps']:.0f}/s, p95 {r['p95_ms']} ms, "
-                             f"SLO {'ok' if r['slo_passed'] else 'broken'}, generator "
-                             f"CPU {r['generator_cpu_share']:.0%}")
-                    if not (r["slo_passed"] and r["kept_up"]):
+                    r = offer(rate)
+                    if not _passed(r):
+                        failed = rate
                         break
                     best = r
+                if best is not None and failed is not None and refine:
+                    knee = refined_knee(partial(_passes, offer), best["offered_rps"],
+                                        failed, refine)
+                    best = next(s for s in reversed(steps) if s["route"] == route
+                                and s["offered_rps"] == knee)
                 mine = [s for s in steps if s["route"] == route
                         and s["server_workers"] == workers and s["servers"] == servers
                         and s["database"] == ("postgresql" if db else "sqlite")]
@@ -91,10 +121,9 @@ def run_capacity(rates: list[float], worker_counts: list[int], databases: list[s
                     "database": "postgresql" if db else "sqlite", "server_workers": workers,
                     "servers": servers,
                     "route": route, "knee_rps": best["offered_rps"] if best else 0.0,
-                    # no offered rate broke it: the knee is at least this (offer more)
-                    "knee_is_lower_bound": best is not None and best is mine[-1],
+                    "knee_is_lower_bound": _lower_bound(best, mine),
                     "max_achieved_rps": max((s["achieved_rps"] for s in mine), default=0),
-                    "generator_limited": any(s["generator_cpu_share"] > 0.9
+                    "generator_limited": any(s["generator_cpu_share"] > SATURATED
                                              for s in mine)})
         finally:
             server.stop()
@@ -116,6 +145,43 @@ def run_capacity(rates: list[float], worker_counts: list[int], databases: list[s
               "note": "a scan is a code refresh and a verification; the verify rate is scans/s"}
     (out / "capacity.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _offered(opts: LoadOptions, server: Server, seed_path: Path, out: Path, route: str,
+             tags: dict[str, Any], steps: list[dict[str, Any]],
+             progress: Callable[[str], object], rate: float) -> dict[str, Any]:
+    """One step of ``route`` at ``rate``, tagged with its configuration, added to ``steps``
+    and reported."""
+    r = _step(opts, server, seed_path, out, route, rate) | tags
+    steps.append(r)
+    progress(f"{route} offered {rate:g}/s -> {r['achieved_rps']:.0f}/s, p95 {r['p95_ms']} ms, "
+             f"SLO {'ok' if r['slo_passed'] else 'broken'}, generator CPU "
+             f"{r['generator_cpu_share']:.0%}")
+    return r
+
+
+def _passed(step: dict[str, Any]) -> bool:
+    """A step within the SLO that served at least 90 % of what was offered."""
+    return bool(step["slo_passed"] and step["kept_up"])
+
+
+def _lower_bound(knee: dict[str, Any] | None, steps: list[dict[str, Any]]) -> bool:
+    """Whether a knee is only a lower bound: no offered rate above it broke the SLO, or
+    the lowest that did had the generator above 90 % of its core (the generator's limit,
+    maybe not the server's)."""
+    if knee is None:
+        return False
+    broke = [s for s in steps if not _passed(s) and s["offered_rps"] > knee["offered_rps"]]
+    return not broke or min(broke, key=lambda s: s["offered_rps"])[
+        "generator_cpu_share"] > SATURATED
+
+
+def _passes(offer: Callable[[float], dict[str, Any]], rate: float) -> bool:
+    return _passed(offer(rate))
+
+
+def _labelled(progress: Callable[[str], object], label: str, text: str) -> None:
+    progress(f"{label}: {text}")
 
 
 SCAN_KNEE_SHARE = 1 / 3  # issue 18: a scan's knee at least a third of /healthz's

@@ -143,6 +143,9 @@ def capacity(
     servers: str = typer.Option("1", help="server process counts to measure: 2 runs two "
                                 "behind HAProxy (deploy/haproxy.cfg)"),
     step_duration: int = typer.Option(8, min=2, help="seconds per step"),
+    refine: int = typer.Option(2, min=0, help="steps of bisection between the last rate "
+                               "that passed and the first that failed (0: the ladder's "
+                               "rates only)"),
     database_url: str | None = typer.Option(None, envvar="EHC_LOADTEST_DATABASE_URL",
                                             help="also measure on this PostgreSQL"),
     slo_p95_ms: float = typer.Option(200.0),
@@ -185,7 +188,8 @@ def capacity(
     result = run_capacity(sorted(rate_list), worker_list, [None, *([database_url] if
                           database_url else [])], step_duration,
                           Slo(slo_p95_ms, slo_p99_ms, 0.01, 0.0), out, peak, headroom,
-                          progress=console.print, server_counts=server_list)
+                          progress=console.print, server_counts=server_list,
+                          refine=refine)
     for k in result["knees"]:
         cost, share = k.get("server_cpu_us_per_scan"), k.get("generator_cpu_share")
         unit = "scan" if k["route"] == "verify" else "request"

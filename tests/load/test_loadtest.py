@@ -282,3 +282,40 @@ def test_workload_options_are_locust_options() -> None:
     assert opts["ehc_seed_file"] == "var/seed.json" and opts["ehc_workload"] == "scan"
     source = LOCUSTFILE.read_text()
     assert "os.environ" not in source and "EHC_" not in source
+
+
+def test_a_knee_between_two_rates_is_narrowed_by_bisection() -> None:
+    """Between a rate that passed and one that failed, each refining step is offered at
+    the midpoint; the knee is the highest rate that passed (a doubling ladder's 800 is
+    1,400 here after three steps), and no step repeats a rate already offered."""
+    from loadtests.capacity import refined_knee
+
+    offered: list[float] = []
+
+    def passes(rate: float) -> bool:  # this server keeps up to 1,450/s
+        offered.append(rate)
+        return rate <= 1450
+
+    assert refined_knee(passes, 800, 1600, 3) == 1400
+    assert offered == [1200, 1400, 1500]
+    offered.clear()
+    assert refined_knee(passes, 800, 1600, 0) == 800 and offered == []
+    assert refined_knee(passes, 100, 101, 5) == 100 and offered == []  # no whole rate between
+
+
+def test_a_knee_the_generator_may_have_set_is_a_lower_bound() -> None:
+    """A knee is exact only when the step that broke the SLO above it had a generator
+    with CPU to spare; broken with the generator saturated (or never broken), the
+    server's knee is at least this."""
+    from loadtests.capacity import _lower_bound
+
+    def step(rate: float, passed: bool, generator: float) -> dict:
+        return {"offered_rps": rate, "slo_passed": passed, "kept_up": passed,
+                "generator_cpu_share": generator}
+
+    knee = step(4000, True, 0.91)
+    assert _lower_bound(knee, [knee, step(5200, False, 1.0)])
+    assert not _lower_bound(knee, [knee, step(5200, False, 0.6)])
+    assert not _lower_bound(knee, [knee, step(6400, False, 1.0), step(5200, False, 0.6)])
+    assert _lower_bound(knee, [step(2000, True, 0.5), knee])  # nothing broke it
+    assert not _lower_bound(None, [step(800, False, 0.5)])  # no knee at all
