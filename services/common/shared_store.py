@@ -64,7 +64,16 @@ def paced(tat: float | None, now: float, window_s: float, limit: int
     return new, 0.0
 
 
-PACE_PREFIX = "pace:"  # a paced bucket's row of shared_events: token = prefix + bucket
+def refused_wait(tat: float | None, now: float, window_s: float, limit: int) -> float:
+    """The wait of a request the store refused, from its bucket's tat as read: above 0
+    even when the clock stepped past it or the read saw another worker's older tat, so a
+    refusal never answers as an admission."""
+    return max(paced(tat, now, window_s, limit)[1], 1e-3)
+
+
+def pace_token(bucket: str) -> str:
+    """A paced bucket's row of ``shared_events`` (its token)."""
+    return "pace:" + bucket[:120]
 
 
 def pace_sql(postgres: bool) -> str:
@@ -84,7 +93,7 @@ def pace_sql(postgres: bool) -> str:
 def pace_params(bucket: str, now: float, window_s: float, limit: int) -> tuple:
     """``pace_sql``'s parameters."""
     interval = window_s / limit
-    return (PACE_PREFIX + bucket[:120], now + interval, now, interval, now, interval,
+    return (pace_token(bucket), now + interval, now, interval, now, interval,
             now + window_s)
 
 
@@ -201,7 +210,7 @@ class DatabaseStore:
                 return 0.0
             tat = conn.exec_driver_sql(PACED_TAT.replace("?", "%s") if postgres
                                        else PACED_TAT, (params[0],)).scalar()
-        return paced(tat, now, window_s, limit)[1] or 1e-3  # refused: never 0
+        return refused_wait(tat, now, window_s, limit)
 
 
 # a rate window's hit, atomically: drop the hits older than the window, refuse when full

@@ -38,7 +38,7 @@ from ..common.errors import (
 from ..common.fastpath import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
-from ..common.shared_store import PACE_PREFIX, PACED_TAT, pace_params, pace_sql, paced
+from ..common.shared_store import PACED_TAT, pace_params, pace_sql, pace_token, refused_wait
 from ..common.signing import RATE_WINDOW_S, Admission, refuse_replay, refuse_wait
 from ..rules.codes import Step
 from . import qrcodes
@@ -182,7 +182,7 @@ def _admission_params(a: Admission | None, wall: float) -> dict[str, Any]:
         return {"token": None, "bucket": None, "pace": None, "interval": None,
                 "window": None, "rate_limit": 0, "wall": None, "token_expires": None}
     return {"token": a.token, "bucket": a.bucket, "rate_limit": a.limit, "wall": wall,
-            "token_expires": wall + a.ttl_s, "pace": PACE_PREFIX + a.bucket[:120],
+            "token_expires": wall + a.ttl_s, "pace": pace_token(a.bucket),
             "interval": RATE_WINDOW_S / a.limit if a.limit else None,
             "window": RATE_WINDOW_S}
 
@@ -190,9 +190,7 @@ def _admission_params(a: Admission | None, wall: float) -> dict[str, Any]:
 def _refuse_rate(a: Admission, tat: float | None, wall: float) -> None:
     """RATE_LIMITED (the store refused the caller's paced bucket, whose tat was ``tat``):
     until it admits one more."""
-    wait = paced(tat, wall, RATE_WINDOW_S, a.limit)[1]
-    refuse_wait(max(wait, 1e-3),  # > 0: a refusal even if the clock stepped past it
-                a.limit / RATE_WINDOW_S)
+    refuse_wait(refused_wait(tat, wall, RATE_WINDOW_S, a.limit), a.limit / RATE_WINDOW_S)
 
 
 def _lock_order(item: Scan | Refresh) -> tuple[tuple[str, str], str]:
