@@ -71,11 +71,12 @@ _SELECT_HELD = (  # the card's state, if this app holds it, and its active bindi
     "AND a.app_key = ? LEFT JOIN bindings b ON b.ehc_card_id = c.card_id "
     "AND b.state = 'bound' WHERE c.card_id = ?"
 )
-_INSERT_USAGE = (
-    "INSERT INTO usage_records (card_id, empi, institution_code, terminal_id, city_code, "
-    "terminal_type, step, code_kind, terminal_time, verified_at, request_id, chain_day, "
-    "chain_seq, chain_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
-)
+_USAGE_COLUMNS = ("card_id", "empi", "institution_code", "terminal_id", "city_code",
+                  "terminal_type", "step", "code_kind", "terminal_time", "verified_at",
+                  "request_id", "chain_day", "chain_seq", "chain_hash")
+_RECORD_VALUES = _USAGE_COLUMNS[:-2]  # Verifier._usage's, before the chain's position and hash
+_INSERT_USAGE = (f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(_USAGE_COLUMNS))}) RETURNING id")
 
 # PostgreSQL: each statement is a round trip and about 50 us of the driver's CPU, so a
 # scan's checks and writes are two statements (and the commit), not seven. The writes of
@@ -97,39 +98,65 @@ _PG_ADMIT = """paced AS (SELECT expires_at AS tat FROM shared_events
       <= %(wall)s::float8 + %(window)s::float8 RETURNING 1),
   admit AS (INSERT INTO shared_events (token, bucket, at, expires_at)
     SELECT %(token)s::text, %(bucket)s::text, %(wall)s::float8, %(token_expires)s::float8
-    WHERE %(token)s::text IS NOT NULL
+    FROM {first} WHERE %(token)s::text IS NOT NULL
     AND (%(rate_limit)s::int = 0 OR EXISTS (SELECT 1 FROM rate))
     ON CONFLICT (token) DO NOTHING RETURNING token),
   gate AS (SELECT (%(token)s::text IS NULL OR EXISTS (SELECT 1 FROM admit)) AS ok)"""
 _PG_ADMITTED = ("(%(rate_limit)s::int = 0 OR EXISTS (SELECT 1 FROM rate)), "
                 "(SELECT tat FROM paced), (SELECT count(*) FROM admit)")
-_PG_SCAN = f"""WITH head AS (INSERT INTO audit_heads (chain, institution_code, day, seq, hash)
-    VALUES ('usage', %(institution)s::text, %(day)s::text, 0, %(genesis)s::text)
-    ON CONFLICT (chain, institution_code, day) DO UPDATE SET seq = audit_heads.seq
-    RETURNING seq, hash),
-  {_PG_ADMIT.format(first="head")},
-  card AS (SELECT card_id, empi, id_type, id_number_enc, name_enc, sex, birth_date, state,
-    temporary, linked_card_id FROM cards WHERE card_id = %(card_id)s::text),
+_PG_CARD_CHECKS = """card AS (SELECT card_id, empi, id_type, id_number_enc, name_enc, sex,
+    birth_date, state, temporary, linked_card_id FROM cards WHERE card_id = %(card_id)s::text),
   bind AS (SELECT ssc_card_no, region FROM bindings WHERE ehc_card_id = %(card_id)s::text
     AND state = 'bound' AND %(fused)s::boolean),
-  passed AS (SELECT 1 FROM card, gate WHERE gate.ok
+  passed AS (SELECT 1 FROM card, gate{also} WHERE gate.ok
     AND card.state = ANY(%(usable)s::int[]) AND (card.temporary <> 0) = %(temporary)s::boolean
     AND (NOT %(fused)s::boolean OR EXISTS (SELECT 1 FROM bind))),
   used AS (INSERT INTO code_uses (code_digest, card_id, uses, expires_at)
     SELECT %(digest)s::bytea, %(card_id)s::text, 1, %(code_expires)s::timestamp
     FROM passed WHERE %(digest)s::bytea IS NOT NULL
     ON CONFLICT (code_digest) DO UPDATE SET uses = code_uses.uses + 1
-    WHERE code_uses.uses < %(use_limit)s::int RETURNING uses)
-SELECT {_PG_ADMITTED}, card.*, bind.ssc_card_no, bind.region, (SELECT uses FROM used),
-  head.seq, head.hash, EXISTS (SELECT 1 FROM passed)
+    WHERE code_uses.uses < %(use_limit)s::int RETURNING uses)"""
+_PG_CHECKED = (f"{_PG_ADMITTED}, card.*, bind.ssc_card_no, bind.region, "
+               "(SELECT uses FROM used), head.seq, head.hash, EXISTS (SELECT 1 FROM passed)")
+_PG_SCAN = f"""WITH head AS (INSERT INTO audit_heads (chain, institution_code, day, seq, hash)
+    VALUES ('usage', %(institution)s::text, %(day)s::text, 0, %(genesis)s::text)
+    ON CONFLICT (chain, institution_code, day) DO UPDATE SET seq = audit_heads.seq
+    RETURNING seq, hash),
+  {_PG_ADMIT.format(first="head")},
+  {_PG_CARD_CHECKS.format(also="")}
+SELECT {_PG_CHECKED}
 FROM head LEFT JOIN card ON true LEFT JOIN bind ON true"""
+# A lone scan (nothing else in flight) in ONE statement, its own transaction: one round
+# trip, not four (BEGIN, checks, record, COMMIT). Its chain link is made beforehand from
+# the head and the card's EMPI as this process last saw them (``Verifier._seen``); the
+# statement locks the head first (the one lock order) and writes anything, the record and
+# the head's move included, only if both are still so (``go``). Else it writes nothing
+# and the scan takes the batch path.
+_PG_SCAN_ALONE = f"""WITH head AS (SELECT seq, hash FROM audit_heads WHERE chain = 'usage'
+    AND institution_code = %(institution)s::text AND day = %(day)s::text FOR UPDATE),
+  go AS (SELECT 1 FROM head JOIN cards ON cards.card_id = %(card_id)s::text
+    AND cards.empi = %(empi)s::text WHERE head.seq = %(seen_seq)s::int
+    AND head.hash = %(seen_hash)s::text),
+  {_PG_ADMIT.format(first="go")},
+  {_PG_CARD_CHECKS.format(also=", go")},
+  rec AS (INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)})
+    SELECT %(card_id)s::text, %(empi)s::text, %(institution_code)s::text,
+      %(terminal_id)s::text, %(city_code)s::text, %(terminal_type)s::int, %(step)s::int,
+      %(code_kind)s::text, %(terminal_time)s::text, %(verified_at)s::timestamp,
+      %(request_id)s::text, %(chain_day)s::text, %(seq)s::int, %(hash)s::text
+    FROM passed WHERE %(digest)s::bytea IS NULL OR EXISTS (SELECT 1 FROM used) RETURNING id),
+  moved AS (UPDATE audit_heads SET seq = %(seq)s::int, hash = %(hash)s::text
+    WHERE chain = 'usage' AND institution_code = %(institution)s::text
+    AND day = %(day)s::text AND EXISTS (SELECT 1 FROM rec))
+SELECT {_PG_CHECKED}, EXISTS (SELECT 1 FROM go), (SELECT id FROM rec)
+FROM (SELECT 1) AS one LEFT JOIN head ON true LEFT JOIN card ON true LEFT JOIN bind ON true"""
 _PG_RECORD = (  # the usage record and its chain's head, moved with it
     "WITH moved AS (UPDATE audit_heads SET seq = %s, hash = %s WHERE chain = 'usage' "
     "AND institution_code = %s AND day = %s) " + _INSERT_USAGE.replace("?", "%s"))
 _PG_REFRESH = f"""WITH {_PG_ADMIT.format(first="(SELECT 1) AS base")}
-SELECT {_PG_ADMITTED}, held.state, held.ssc_card_no
-FROM (SELECT 1) AS one LEFT JOIN (SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a
-  ON a.card_id = c.card_id AND a.app_key = %(app_key)s::text LEFT JOIN bindings b
+SELECT {_PG_ADMITTED}, held.state, held.ssc_card_no, held.empi
+FROM (SELECT 1) AS one LEFT JOIN (SELECT c.state, b.ssc_card_no, c.empi FROM cards c
+  JOIN card_apps a ON a.card_id = c.card_id AND a.app_key = %(app_key)s::text LEFT JOIN bindings b
   ON b.ehc_card_id = c.card_id AND b.state = 'bound' WHERE c.card_id = %(card_id)s::text
   ) AS held ON true"""
 
@@ -237,6 +264,39 @@ def _refuse_unbound(binding: object) -> None:
                        "fused code of a card that is no longer bound to an e-SSC")
 
 
+STALE = object()  # a lone scan found the head or the card not as last seen: nothing written
+
+
+class Seen:
+    """What this process last saw of the usage chains' heads (institution, day) and of
+    the cards' EMPIs (which never change): PostgreSQL's lone scan makes its chain's link
+    from them beforehand, and its statement checks them. A bounded memory: full, it starts
+    again (what it forgets costs a scan the batch path, never a wrong record)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._heads: dict[tuple[str, str], tuple[int, str]] = {}
+        self._empis: dict[str, str] = {}
+
+    def head(self, chain: tuple[str, str]) -> tuple[int, str] | None:
+        return self._heads.get(chain)
+
+    def empi(self, card_id: str) -> str | None:
+        return self._empis.get(card_id)
+
+    def moved(self, chain: tuple[str, str], head: tuple[int, str]) -> None:
+        _bounded(self._heads, self.size)[chain] = head
+
+    def card(self, card_id: str, empi: str) -> None:
+        _bounded(self._empis, self.size)[card_id] = empi
+
+
+def _bounded(memory: dict, size: int) -> dict:
+    if len(memory) >= size:
+        memory.clear()
+    return memory
+
+
 class Verifier:
     def __init__(self, engine: Engine, keystore: KeyStore, cipher: FieldCipher,
                  settings: Settings, chain_key: bytes) -> None:
@@ -256,6 +316,7 @@ class Verifier:
             self.funnel = WriteFunnel(self.record_batch, inline=partial(
                 self.record_batch, store=HotStore(engine, wait=False)))
         self._next_sweep = 0.0
+        self._seen = Seen()
 
     def close(self) -> None:
         """Give back the writer thread and the hot path's connections."""
@@ -388,8 +449,12 @@ class Verifier:
         assert self.pg is not None and self.pg_one is not None
         wall = time.time()
         sweep = wall >= self._next_sweep  # nonces past their window
-        if not sweep and len(items) == 1 and isinstance(items[0], Refresh):
-            return [await self.pg_one.run(self._refresh_pg(items[0]))]  # no BEGIN, COMMIT
+        if not sweep and len(items) == 1:  # alone: one statement, no BEGIN or COMMIT
+            item = items[0]
+            lone = (self._refresh_pg(item) if isinstance(item, Refresh)
+                    else self._scan_pg_alone(item))
+            if lone is not None and (result := await self.pg_one.run(lone)) is not STALE:
+                return [result]
         async with self.pg.transaction() as tx:
             if sweep:
                 self._next_sweep = wall + 30
@@ -401,6 +466,8 @@ class Verifier:
             # second)
             order = sorted(range(len(items)), key=lambda i: _lock_order(items[i]))
             done = await tx.run_all([self._steps(items[i], heads) for i in order])
+        for chain, head in heads.moved.items():  # committed
+            self._seen.moved(chain, head)
         out: list[Any] = [None] * len(items)
         for i, result in zip(order, done, strict=True):
             out[i] = result.value if isinstance(result, Deferred) else result
@@ -415,14 +482,58 @@ class Verifier:
         writes they guard, the audit head among them (made if missing, locked either
         way), then (``Deferred`` to the commit: nothing in the batch reads it) the usage
         record with its chain's head as ``heads`` moved it."""
-        code, wall, counted = scan.code, time.time(), self._counted(scan)
+        wall, counted = time.time(), self._counted(scan)
+        inst, day = scan.chain
+        row = yield _PG_SCAN, self._scan_params(scan, wall, counted) | {
+            "genesis": genesis(inst, day, self.chain_key)}
+        card, binding = self._checked(scan, row, wall, counted)
+        head = (row[16], row[17])  # made if missing, and locked, in the checks' statement
+        fields, values = self._usage(scan, card)
+        seq, chain_hash = heads.next(inst, day, fields, head)
+        return Deferred((_PG_RECORD, (seq, chain_hash, inst, day, *values, seq, chain_hash)),
+                        lambda record: (record[0], (*card, binding)))
+
+    def _scan_pg_alone(self, scan: Scan) -> Steps | None:
+        """A lone scan in one statement (``_PG_SCAN_ALONE``), its chain's link made from
+        the head and the card's EMPI this process last saw; None when it has seen neither.
+        Its result is ``STALE`` (nothing written) when either has moved since."""
+        seen, empi = self._seen.head(scan.chain), self._seen.empi(scan.code.card_id)
+        if seen is None or empi is None:
+            return None
+        return self._scan_alone_steps(scan, seen, empi)
+
+    def _scan_alone_steps(self, scan: Scan, seen: tuple[int, str], empi: str) -> Steps:
+        wall, counted = time.time(), self._counted(scan)
+        fields, values = self._usage(scan, (scan.code.card_id, empi))
+        heads = Heads("usage", None, True, self.chain_key, locked=True)
+        seq, chain_hash = heads.next(*scan.chain, fields, seen)
+        row = yield _PG_SCAN_ALONE, self._scan_params(scan, wall, counted) | dict(
+            zip(_RECORD_VALUES, values, strict=True)) | {
+            "empi": empi, "seen_seq": seen[0], "seen_hash": seen[1], "seq": seq,
+            "hash": chain_hash}
+        if not row[19]:  # the head or the card moved: the batch path, from the store
+            return STALE
+        card, binding = self._checked(scan, row, wall, counted)
+        self._seen.moved(scan.chain, (seq, chain_hash))
+        return row[20], (*card, binding)
+
+    def _scan_params(self, scan: Scan, wall: float,
+                     counted: tuple[bytes, datetime] | None) -> dict[str, Any]:
+        """The parameters the checks of PostgreSQL's scan statements share."""
+        code = scan.code
         digest, expires = counted or (None, None)
         inst, day = scan.chain
-        row = yield _PG_SCAN, _admission_params(scan.admission, wall) | {
+        return _admission_params(scan.admission, wall) | {
             "card_id": code.card_id, "fused": code.kind == "fused", "digest": digest,
             "code_expires": expires, "usable": list(USABLE_STATES),
             "temporary": code.kind == "temporary", "use_limit": self.limit,
-            "institution": inst, "day": day, "genesis": genesis(inst, day, self.chain_key)}
+            "institution": inst, "day": day}
+
+    def _checked(self, scan: Scan, row: Sequence, wall: float,
+                 counted: tuple[bytes, datetime] | None) -> tuple[tuple, Any]:
+        """The card and its binding from a scan statement's row (``_PG_CHECKED``), or
+        the refusal the SQLite path would have made, in its order."""
+        code = scan.code
         if scan.admission is not None:
             if not row[0]:
                 _refuse_rate(scan.admission, row[1], wall)
@@ -435,11 +546,8 @@ class Verifier:
             self._refuse_used(row[15])
         if not row[18]:  # SQL's checks are the ones just made in Python
             raise RuntimeError("a scan passed the checks here but not in the store")
-        head = (row[16], row[17])  # made if missing, and locked, in the checks' statement
-        fields, values = self._usage(scan, card)
-        seq, chain_hash = heads.next(inst, day, fields, head)
-        return Deferred((_PG_RECORD, (seq, chain_hash, inst, day, *values, seq, chain_hash)),
-                        lambda record: (record[0], (*card, binding)))
+        self._seen.card(card[0], card[1])
+        return card, binding
 
     def _refresh_pg(self, item: Refresh) -> Steps:
         """``_refresh_one`` in one statement."""
@@ -450,7 +558,10 @@ class Verifier:
             if not rate_ok:
                 _refuse_rate(item.admission, tat, wall)
             refuse_replay(admitted > 0)
-        return _held_state(None if held[0] is None else held, item.fused)
+        if held[0] is None:
+            return _held_state(None, item.fused)
+        self._seen.card(item.card_id, held[2])  # its scan, next, can go alone
+        return _held_state(held, item.fused)
 
     def _counted(self, scan: Scan) -> tuple[bytes, datetime] | None:
         """The replay counter's key and expiry (UTC), when the code's uses are counted:

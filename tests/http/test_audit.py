@@ -425,3 +425,84 @@ def test_a_batch_takes_a_terminals_bucket_only_under_its_head(stack, world) -> N
         server.funnel.close()
         if server.pg is not None:
             server.pg.drop()
+
+
+def test_a_lone_scan_is_one_statement_written_only_as_last_seen(stack, world) -> None:
+    """On PostgreSQL a scan with nothing else in flight is one statement, its own
+    transaction, its chain's link made beforehand from the head and the card's EMPI this
+    process last saw. It writes nothing when either moved since (another server's scan
+    of the institution, an EMPI this process had wrong) and the scan takes the batch
+    path: every scan recorded once, the chain whole, each record with its card's EMPI.
+    Its refusals are the batch path's: a replayed request, a code used up."""
+    import asyncio
+    import dataclasses
+    import secrets
+
+    from services.common.errors import ServiceError
+    from services.common.signing import Admission
+    from services.healthcard.verify import Verifier
+
+    hc = stack.app.state.systems["healthcard"]
+    v = hc.verifier
+    servers = [Verifier(hc.engine, v.keystore, v.cipher, v.settings, v.chain_key)
+               for _ in range(2)]
+    term = world.term_a
+    person = world.residents.pop()
+    card = world.app.apply("01", person.id_number, person.name)["card_id"]
+
+    def scan(server: Verifier):
+        body = term.verify_body(world.app.qrcode(card)["qr_text"])
+        return server.check(hc.callers.terminal(term.terminal_id), body, "r", Admission(
+            secrets.token_hex(16), "rate:" + term.terminal_id, 60.0, 1000))
+
+    if servers[0].pg is None:  # SQLite: one writer, no such statement
+        assert all(isinstance(server.record_batch([scan(server)])[0], tuple)
+                   for server in servers)
+        return
+    batches: list[str] = []
+    for server in servers:
+        server._next_sweep = float("inf")  # a sweep would take the batch path
+        real = server.pg.transaction
+
+        def counted(real=real):
+            batches.append("batch")
+            return real()
+        server.pg.transaction = counted  # type: ignore[method-assign]
+
+    def record(server: Verifier, item) -> object:
+        return asyncio.run(server.record_batch_pg([item]))[0]
+
+    try:
+        first = record(servers[0], scan(servers[0]))  # nothing seen yet: the batch path
+        assert isinstance(first, tuple) and batches == ["batch"]
+        again = scan(servers[0])
+        assert isinstance(record(servers[0], again), tuple) and batches == ["batch"]
+        replayed = record(servers[0], again)  # the same signed request: its nonce is used
+        assert isinstance(replayed, ServiceError) and replayed.code == "SIGNATURE_REPLAYED"
+        assert batches == ["batch"]
+        assert isinstance(record(servers[1], scan(servers[1])), tuple)  # the head moves
+        assert batches == ["batch"] * 2
+        moved = record(servers[0], scan(servers[0]))  # not as seen: the batch path
+        assert isinstance(moved, tuple) and batches == ["batch"] * 3
+        servers[0]._seen.card(card, "0" * 32)  # an EMPI it has wrong
+        wrong = record(servers[0], scan(servers[0]))
+        assert isinstance(wrong, tuple) and batches == ["batch"] * 4
+        alone = record(servers[0], scan(servers[0]))  # as seen again: alone
+        assert isinstance(alone, tuple) and batches == ["batch"] * 4
+        code = scan(servers[0])  # one code, verified as often as it may be, then once more
+        uses = [record(servers[0], dataclasses.replace(code, admission=Admission(
+            secrets.token_hex(16), "rate:" + term.terminal_id, 60.0, 1000)))
+            for _ in range(servers[0].limit + 1)]
+        assert all(isinstance(u, tuple) for u in uses[:-1])
+        assert isinstance(uses[-1], ServiceError) and uses[-1].code == "QR_REPLAYED"
+        assert batches == ["batch"] * 4
+    finally:
+        for server in servers:
+            server.funnel.close()
+            server.pg.drop()
+            server.pg_one.drop()
+    with hc.engine.connect() as conn:
+        empis = conn.execute(select(ehc_usage.c.empi).where(ehc_usage.c.card_id == card)).all()
+    assert len(empis) == 6 + servers[0].limit
+    assert {e for (e,) in empis} == {world.app.card(card)["empi"]}
+    assert world.admin.audit(today(), "ehc")["clean"]

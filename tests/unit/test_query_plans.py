@@ -79,8 +79,8 @@ def test_the_verification_reads_by_index(systems, name: str) -> None:
 def test_the_postgres_scan_statements_read_by_index(systems) -> None:
     """PostgreSQL's scan and refresh are one statement each (checks and guarded writes,
     the scan's audit head made if missing and locked), plus the usage record with its
-    head: every table in them is reached by an index. (SQLite runs the statements above
-    one by one.)"""
+    head, and a lone scan all of that in one: every table in them is reached by an
+    index. (SQLite runs the statements above one by one.)"""
     engine = systems["healthcard"].engine
     if engine.dialect.name != "postgresql":
         assert not verify.HotStore(engine).postgres  # SQLite has no such statements
@@ -94,7 +94,10 @@ def test_the_postgres_scan_statements_read_by_index(systems) -> None:
                         "genesis": "g"}
     record = (1, "h", "I", "D", "A" * 64, "e", "I", "T", "330100", 1, 10101, "dynamic",
               "20260101000000", datetime(2026, 1, 1), "r", "D", 1, "h")
+    alone = scan | dict(zip(verify._RECORD_VALUES, record[4:16], strict=True)) | {
+        "empi": "e", "seen_seq": 0, "seen_hash": "g", "seq": 1, "hash": "h"}
     for sql, params in ((verify._PG_SCAN, scan),
+                        (verify._PG_SCAN_ALONE, alone),
                         (verify._PG_REFRESH, admission | {"app_key": "a", "card_id": "A"}),
                         (verify._PG_RECORD, record)):
         try:
