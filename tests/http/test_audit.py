@@ -462,12 +462,13 @@ def test_a_lone_scan_is_one_statement_written_only_as_last_seen(stack, world) ->
     batches: list[str] = []
     for server in servers:
         server._next_sweep = float("inf")  # a sweep would take the batch path
-        real = server.pg.transaction
+        pg = server.pg
+        assert pg is not None and server.pg_one is not None
 
-        def counted(real=real):
+        def counted(real=pg.transaction):
             batches.append("batch")
             return real()
-        server.pg.transaction = counted  # type: ignore[method-assign]
+        pg.transaction = counted  # type: ignore[method-assign]
 
     def record(server: Verifier, item) -> object:
         return asyncio.run(server.record_batch_pg([item]))[0]
@@ -498,9 +499,7 @@ def test_a_lone_scan_is_one_statement_written_only_as_last_seen(stack, world) ->
         assert batches == ["batch"] * 4
     finally:
         for server in servers:
-            server.funnel.close()
-            server.pg.drop()
-            server.pg_one.drop()
+            server.close()
     with hc.engine.connect() as conn:
         empis = conn.execute(select(ehc_usage.c.empi).where(ehc_usage.c.card_id == card)).all()
     assert len(empis) == 6 + servers[0].limit
