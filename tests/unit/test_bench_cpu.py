@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from services.sdk import cpu_seconds
 
 # a "server": on each line it burns a few milliseconds on two threads, then answers with
@@ -17,6 +19,7 @@ def burn(seconds):
     while time.thread_time() < end:
         pass
 asked, done = queue.Queue(), queue.Queue()
+SHORT = len(sys.argv) > 1  # each request's burn on a thread that then ends
 def worker():
     while True:
         burn(asked.get())
@@ -24,16 +27,23 @@ def worker():
 threading.Thread(target=worker, daemon=True).start()
 for _ in sys.stdin:
     before = time.process_time()
-    asked.put(0.003); burn(0.002); done.get()
+    if SHORT:
+        t = threading.Thread(target=burn, args=(0.003,)); t.start(); t.join()
+    else:
+        asked.put(0.003); done.get()
+    burn(0.002)
     print(time.process_time() - before, flush=True)
 """
 
 
-def test_cpu_seconds_counts_every_thread_to_the_millisecond() -> None:
+@pytest.mark.parametrize("threads", ["kept", "ended"])
+def test_cpu_seconds_counts_every_thread_to_the_millisecond(threads: str) -> None:
     """What another process burns between two readings, as its own CPU clock counts it
-    (``/proc``'s stat would give 0 or 10 ms: clock ticks)."""
-    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    (``/proc``'s stat would give 0 or 10 ms: clock ticks), a thread's that has ended
+    since too (a sum of the live threads' counts would lose it: a reading could fall)."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, *(["short"] if threads == "ended"
+                                                             else [])],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdin is not None and child.stdout is not None
     try:
         for i in range(6):
