@@ -270,10 +270,8 @@ STALE = object()  # a lone scan found the head or the card not as last seen: not
 class Seen:
     """What this process last saw of the usage chains' heads (institution, day) and of
     the cards' EMPIs (which never change): PostgreSQL's lone scan makes its chain's link
-    from them beforehand, and its statement checks them; SQLite's batch moves a head it
-    saw in one guarded statement (``Heads.next``'s ``seen``). A bounded memory: full, it
-    starts again (what it forgets costs a statement or the batch path, never a wrong
-    record)."""
+    from them beforehand, and its statement checks them. A bounded memory: full, it starts
+    again (what it forgets costs a scan the batch path, never a wrong record)."""
 
     def __init__(self, size: int = 100_000) -> None:
         self.size = size
@@ -406,13 +404,7 @@ class Verifier:
                 except ServiceError as exc:
                     out.append(exc)
             heads.write()
-        self._remember(heads)
         return out
-
-    def _remember(self, heads: Heads) -> None:
-        """The heads a committed batch left: where its next scans start from."""
-        for chain, head in heads.moved.items():
-            self._seen.moved(chain, head)
 
     def _admit(self, cur, a: Admission) -> None:
         """The caller's rate (its paced bucket: one row, however busy), then the nonce
@@ -445,7 +437,7 @@ class Verifier:
                                           self.limit))
             self._refuse_used(cur.fetchone())
         fields, values = self._usage(scan, card)
-        seq, chain_hash = heads.next(*scan.chain, fields, seen=self._seen.head(scan.chain))
+        seq, chain_hash = heads.next(*scan.chain, fields)
         cur.execute(store.insert_usage, (*values, seq, chain_hash))
         return cur.fetchone()[0], (*card, binding)
 
@@ -474,7 +466,8 @@ class Verifier:
             # second)
             order = sorted(range(len(items)), key=lambda i: _lock_order(items[i]))
             done = await tx.run_all([self._steps(items[i], heads) for i in order])
-        self._remember(heads)
+        for chain, head in heads.moved.items():  # committed
+            self._seen.moved(chain, head)
         out: list[Any] = [None] * len(items)
         for i, result in zip(order, done, strict=True):
             out[i] = result.value if isinstance(result, Deferred) else result

@@ -108,10 +108,6 @@ HEAD_SQL = {
             "AND day = ?",
     "write": "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ? AND "
              "institution_code = ? AND day = ?",
-    # moved from the head a writer last saw, if it is still that head (one statement in
-    # place of the read and the write, when nothing else moved it)
-    "claim": "UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = ? AND "
-             "institution_code = ? AND day = ? AND seq = ? AND hash = ?",
 }
 
 
@@ -145,24 +141,12 @@ class Heads:
     key: bytes
     moved: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     locked: bool = False
-    written: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
 
     def next(self, institution: str, day: str, fields: dict[str, Any],
-             head: tuple[int, str] | None = None,
-             seen: tuple[int, str] | None = None) -> tuple[int, str]:
+             head: tuple[int, str] | None = None) -> tuple[int, str]:
         """The next position and hash of the chain; ``head``: the head as the caller
-        already read it under its lock (None: read here); ``seen``: the head as the
-        caller last saw it, in an earlier transaction (``locked`` only): moved from it
-        in one statement if it is still so, else read."""
+        already read it under its lock (None: read here)."""
         key = (institution, day)
-        if key not in self.moved and seen is not None and self.locked:
-            seq = seen[0] + 1
-            h = link(seen[1], fields, seq, self.key)
-            self.cursor.execute(head_sql(self.postgres)["claim"], (
-                seq, h, self.chain, institution, day, *seen))
-            if self.cursor.rowcount == 1:
-                self.moved[key] = self.written[key] = (seq, h)
-                return seq, h
         if key not in self.moved:
             sql = head_sql(self.postgres)
             if head is None and (self.postgres or self.locked):
@@ -184,8 +168,7 @@ class Heads:
     def write(self) -> None:
         sql = head_sql(self.postgres)["write"]
         for (inst, day), (seq, h) in self.moved.items():
-            if self.written.get((inst, day)) != (seq, h):  # not where a claim left it
-                self.cursor.execute(sql, (seq, h, self.chain, inst, day))
+            self.cursor.execute(sql, (seq, h, self.chain, inst, day))
 
 
 class SqlCursor:
