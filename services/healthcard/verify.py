@@ -131,7 +131,8 @@ FROM head LEFT JOIN card ON true LEFT JOIN bind ON true"""
 # the head and the card's EMPI as this process last saw them (``Verifier._seen``); the
 # statement locks the head first (the one lock order) and writes anything, the record and
 # the head's move included, only if both are still so (``go``). Else it writes nothing
-# and the scan takes the batch path.
+# and returns them as they are: the scan tries once more from those (another server's
+# scan of the institution came between), then takes the batch path.
 _PG_SCAN_ALONE = f"""WITH head AS (SELECT seq, hash FROM audit_heads WHERE chain = 'usage'
     AND institution_code = %(institution)s::text AND day = %(day)s::text FOR UPDATE),
   go AS (SELECT 1 FROM head JOIN cards ON cards.card_id = %(card_id)s::text
@@ -451,10 +452,14 @@ class Verifier:
         sweep = wall >= self._next_sweep  # nonces past their window
         if not sweep and len(items) == 1:  # alone: one statement, no BEGIN or COMMIT
             item = items[0]
-            lone = (self._refresh_pg(item) if isinstance(item, Refresh)
-                    else self._scan_pg_alone(item))
-            if lone is not None and (result := await self.pg_one.run(lone)) is not STALE:
-                return [result]
+            if isinstance(item, Refresh):
+                return [await self.pg_one.run(self._refresh_pg(item))]
+            for _ in range(2):  # from what it last saw, then from what the store just said
+                lone = self._scan_pg_alone(item)
+                if lone is None:
+                    break
+                if (result := await self.pg_one.run(lone)) is not STALE:
+                    return [result]
         async with self.pg.transaction() as tx:
             if sweep:
                 self._next_sweep = wall + 30
@@ -496,7 +501,8 @@ class Verifier:
     def _scan_pg_alone(self, scan: Scan) -> Steps | None:
         """A lone scan in one statement (``_PG_SCAN_ALONE``), its chain's link made from
         the head and the card's EMPI this process last saw; None when it has seen neither.
-        Its result is ``STALE`` (nothing written) when either has moved since."""
+        Its result is ``STALE`` (nothing written) when either has moved since; it then
+        remembers them as the statement found them, for one more try."""
         seen, empi = self._seen.head(scan.chain), self._seen.empi(scan.code.card_id)
         if seen is None or empi is None:
             return None
@@ -511,7 +517,10 @@ class Verifier:
             zip(_RECORD_VALUES, values, strict=True)) | {
             "empi": empi, "seen_seq": seen[0], "seen_hash": seen[1], "seq": seq,
             "hash": chain_hash}
-        if not row[19]:  # the head or the card moved: the batch path, from the store
+        if not row[19]:  # the head or the card moved: nothing written
+            if row[16] is not None and row[3] is not None:  # as the store has them now
+                self._seen.moved(scan.chain, (row[16], row[17]))
+                self._seen.card(row[3], row[4])
             return STALE
         card, binding = self._checked(scan, row, wall, counted)
         self._seen.moved(scan.chain, (seq, chain_hash))
