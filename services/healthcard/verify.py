@@ -131,8 +131,7 @@ FROM head LEFT JOIN card ON true LEFT JOIN bind ON true"""
 # the head and the card's EMPI as this process last saw them (``Verifier._seen``); the
 # statement locks the head first (the one lock order) and writes anything, the record and
 # the head's move included, only if both are still so (``go``). Else it writes nothing
-# and returns them as they are: the scan tries once more from those (another server's
-# scan of the institution came between), then takes the batch path.
+# and the scan takes the batch path.
 _PG_SCAN_ALONE = f"""WITH head AS (SELECT seq, hash FROM audit_heads WHERE chain = 'usage'
     AND institution_code = %(institution)s::text AND day = %(day)s::text FOR UPDATE),
   go AS (SELECT 1 FROM head JOIN cards ON cards.card_id = %(card_id)s::text
@@ -272,15 +271,25 @@ class Seen:
     """What this process last saw of the usage chains' heads (institution, day) and of
     the cards' EMPIs (which never change): PostgreSQL's lone scan makes its chain's link
     from them beforehand, and its statement checks them. A bounded memory: full, it starts
-    again (what it forgets costs a scan the batch path, never a wrong record)."""
+    again (what it forgets costs a scan the batch path, never a wrong record). A chain
+    found moved by another (``contended``) is left to the batch path for ``quiet_s``:
+    there a scan waits for the head's lock once and reads it, where guessing again would
+    lose the race again (measured with two servers on one store: they fell behind)."""
 
-    def __init__(self, size: int = 100_000) -> None:
+    def __init__(self, size: int = 100_000, quiet_s: float = 1.0) -> None:
         self.size = size
+        self.quiet_s = quiet_s
         self._heads: dict[tuple[str, str], tuple[int, str]] = {}
         self._empis: dict[str, str] = {}
+        self._contended: dict[tuple[str, str], float] = {}
 
     def head(self, chain: tuple[str, str]) -> tuple[int, str] | None:
+        if self._contended.get(chain, 0.0) > time.monotonic():
+            return None
         return self._heads.get(chain)
+
+    def contended(self, chain: tuple[str, str]) -> None:
+        _bounded(self._contended, self.size)[chain] = time.monotonic() + self.quiet_s
 
     def empi(self, card_id: str) -> str | None:
         return self._empis.get(card_id)
@@ -454,12 +463,9 @@ class Verifier:
             item = items[0]
             if isinstance(item, Refresh):
                 return [await self.pg_one.run(self._refresh_pg(item))]
-            for _ in range(2):  # from what it last saw, then from what the store just said
-                lone = self._scan_pg_alone(item)
-                if lone is None:
-                    break
-                if (result := await self.pg_one.run(lone)) is not STALE:
-                    return [result]
+            lone = self._scan_pg_alone(item)
+            if lone is not None and (result := await self.pg_one.run(lone)) is not STALE:
+                return [result]
         async with self.pg.transaction() as tx:
             if sweep:
                 self._next_sweep = wall + 30
@@ -501,8 +507,8 @@ class Verifier:
     def _scan_pg_alone(self, scan: Scan) -> Steps | None:
         """A lone scan in one statement (``_PG_SCAN_ALONE``), its chain's link made from
         the head and the card's EMPI this process last saw; None when it has seen neither.
-        Its result is ``STALE`` (nothing written) when either has moved since; it then
-        remembers them as the statement found them, for one more try."""
+        Its result is ``STALE`` (nothing written) when either has moved since: the scan
+        then takes the batch path, and so do its chain's for a while (``Seen``)."""
         seen, empi = self._seen.head(scan.chain), self._seen.empi(scan.code.card_id)
         if seen is None or empi is None:
             return None
@@ -518,8 +524,8 @@ class Verifier:
             "empi": empi, "seen_seq": seen[0], "seen_hash": seen[1], "seq": seq,
             "hash": chain_hash}
         if not row[19]:  # the head or the card moved: nothing written
-            if row[16] is not None and row[3] is not None:  # as the store has them now
-                self._seen.moved(scan.chain, (row[16], row[17]))
+            self._seen.contended(scan.chain)
+            if row[3] is not None:  # the card's EMPI as the store has it
                 self._seen.card(row[3], row[4])
             return STALE
         card, binding = self._checked(scan, row, wall, counted)
