@@ -273,8 +273,8 @@ class Seen:
     from them beforehand, and its statement checks them. A bounded memory: full, it starts
     again (what it forgets costs a scan the batch path, never a wrong record). A chain
     found moved by another (``contended``) is left to the batch path for ``quiet_s``:
-    there a scan waits for the head's lock once and reads it, where guessing again would
-    lose the race again (measured with two servers on one store: they fell behind)."""
+    there a scan waits for the head's lock once and reads it, where two servers guessing
+    again on one chain would keep losing the race to each other."""
 
     def __init__(self, size: int = 100_000, quiet_s: float = 1.0) -> None:
         self.size = size
