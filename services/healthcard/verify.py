@@ -248,6 +248,22 @@ def _held_state(held: Sequence | None, fused: bool) -> int:
     return int(held[0])
 
 
+def _day_groups(items: Sequence[Scan | Refresh]) -> list[list[int]]:
+    """A batch's items (their indexes) by the CST day of the chains their scans move,
+    in day order, the refreshes (which move none) with the first: one transaction each.
+    A transaction then holds one day's heads, each locked before its terminals' buckets,
+    so two servers' batches across midnight cannot wait in a circle (one holding a
+    terminal's bucket under today's head and wanting tomorrow's, the other holding
+    tomorrow's and wanting the bucket)."""
+    days: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        days.setdefault(_chain_of(item)[1], []).append(i)
+    refreshes = days.pop("", [])
+    groups = [days[day] for day in sorted(days)] or [[]]
+    groups[0] = refreshes + groups[0]
+    return groups
+
+
 def _chain_of(item: Scan | Refresh) -> tuple[str, str]:
     """The audit chain a scan moves (institution, CST day); a refresh moves none."""
     return item.chain if isinstance(item, Scan) else ("", "")
@@ -455,7 +471,8 @@ class Verifier:
                               ) -> list[tuple[int, tuple] | int | ServiceError]:
         """``record_batch`` on PostgreSQL, on the event loop (``AsyncPg``): a scan is two
         statements (``_scan_pg``), the second sent at the commit; a refresh is one
-        (``_refresh_pg``), alone in autocommit (one round trip, no BEGIN or COMMIT)."""
+        (``_refresh_pg``), alone in autocommit (one round trip, no BEGIN or COMMIT).
+        One transaction a CST day (``_day_groups``): a batch across midnight is two."""
         assert self.pg is not None and self.pg_one is not None
         wall = time.time()
         sweep = wall >= self._next_sweep  # nonces past their window
@@ -466,10 +483,27 @@ class Verifier:
             lone = self._scan_pg_alone(item)
             if lone is not None and (result := await self.pg_one.run(lone)) is not STALE:
                 return [result]
+        if sweep:
+            self._next_sweep = wall + 30
+        out: list[Any] = [None] * len(items)
+        for n, group in enumerate(_day_groups(items)):
+            try:
+                done = await self._transaction_pg([items[i] for i in group], sweep and not n)
+            except Exception as exc:
+                if not n:  # nothing committed: every caller gets it
+                    raise
+                done = [exc] * len(group)  # an earlier day's transaction has committed
+            for i, result in zip(group, done, strict=True):
+                out[i] = result
+        return out
+
+    async def _transaction_pg(self, items: Sequence[Scan | Refresh], sweep: bool
+                              ) -> list[Any]:
+        """A batch's items of one CST day in one transaction."""
+        assert self.pg is not None
         async with self.pg.transaction() as tx:
             if sweep:
-                self._next_sweep = wall + 30
-                await tx.run_all([_one(_PG_SWEEP, (wall,))])
+                await tx.run_all([_one(_PG_SWEEP, (time.time(),))])
             heads = Heads("usage", None, True, self.chain_key, locked=True)
             # the audit heads and rate buckets are locked in one order in every
             # process's batches (``_lock_order``), so two servers' batches never wait

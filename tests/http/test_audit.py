@@ -427,6 +427,90 @@ def test_a_batch_takes_a_terminals_bucket_only_under_its_head(stack, world) -> N
             server.pg.drop()
 
 
+def test_a_batch_across_midnight_holds_one_days_heads_at_a_time(stack, world) -> None:
+    """A batch with scans of two CST days (a terminal's, under today's head and
+    tomorrow's) is one transaction a day, in day order: it never holds the terminal's
+    bucket while it waits for tomorrow's head. On PostgreSQL another transaction holds
+    tomorrow's head; while the batch waits for it, today's scan is committed and the
+    bucket free (in one transaction, the batch would hold it: two servers, the other
+    holding tomorrow's head and wanting the bucket, would deadlock). Both scans are then
+    recorded, each on its day's chain."""
+    import asyncio
+    import dataclasses
+    import secrets
+    import threading
+    import time
+
+    from services.common.signing import Admission
+    from services.healthcard.verify import Verifier
+
+    hc = stack.app.state.systems["healthcard"]
+    v = hc.verifier
+    server = Verifier(hc.engine, v.keystore, v.cipher, v.settings, v.chain_key)
+    term = world.term_a
+    card = world.app.apply("01", *(lambda p: (p.id_number, p.name))(world.residents.pop()))
+
+    def scan(day: str | None = None):
+        body = term.verify_body(world.app.qrcode(card["card_id"])["qr_text"])
+        made = server.check(hc.callers.terminal(term.terminal_id), body, "r", Admission(
+            secrets.token_hex(16), "rate:" + term.terminal_id, 60.0, 1000))
+        return made if day is None else dataclasses.replace(made, chain=(made.chain[0], day))
+
+    today = scan()
+    tomorrow_day = "99991231"  # a day of its own: its head is this test's alone
+    try:
+        if server.pg is None:  # SQLite: one writer, nothing to wait on in a circle
+            done = server.record_batch([scan(tomorrow_day), today])
+            assert all(isinstance(r, tuple) for r in done), done
+            return
+        assert isinstance(asyncio.run(server.record_batch_pg([scan(tomorrow_day)]))[0], tuple)
+        holder, probe = hc.engine.raw_connection(), hc.engine.raw_connection()
+        try:
+            holder.cursor().execute(
+                "SELECT seq FROM audit_heads WHERE chain = 'usage' AND institution_code = %s"
+                " AND day = %s FOR UPDATE", (today.chain[0], tomorrow_day))
+            results: list = []
+            batch = [scan(tomorrow_day), today]
+            thread = threading.Thread(target=lambda: results.append(
+                asyncio.run(server.record_batch_pg(batch))))
+            thread.start()
+            time.sleep(0.5)  # today's transaction is done; tomorrow's waits for its head
+            cur = probe.cursor()
+            cur.execute("SET lock_timeout = '200ms'")
+            cur.execute("SELECT token FROM shared_events WHERE token = %s FOR UPDATE",
+                        ("pace:rate:" + term.terminal_id,))  # free: today's committed
+            assert cur.fetchone() is not None
+            probe.rollback()
+            holder.commit()
+            thread.join(30)
+            assert results and all(isinstance(r, tuple) for r in results[0]), results
+        finally:
+            holder.close()
+            probe.close()
+        with hc.engine.connect() as conn:
+            days = conn.exec_driver_sql(
+                "SELECT chain_day, count(*) FROM usage_records WHERE card_id = %s "
+                "GROUP BY chain_day", (card["card_id"],)).all()
+        assert dict(days) == {today.chain[1]: 1, tomorrow_day: 2}
+        # tomorrow's transaction fails after today's committed: its scans get the fault,
+        # today's its record
+        real, calls = server._transaction_pg, []
+
+        async def second_fails(items, sweep):
+            calls.append(items)
+            if len(calls) == 2:
+                raise ConnectionError("the store went away")
+            return await real(items, sweep)
+
+        server._transaction_pg = second_fails
+        done = asyncio.run(server.record_batch_pg([scan(tomorrow_day), scan()]))
+        assert isinstance(done[1], tuple) and isinstance(done[0], ConnectionError), done
+    finally:
+        server.funnel.close()
+        if server.pg is not None:
+            server.pg.drop()
+
+
 def test_a_lone_scan_is_one_statement_written_only_as_last_seen(stack, world) -> None:
     """On PostgreSQL a scan with nothing else in flight is one statement, its own
     transaction, its chain's link made beforehand from the head and the card's EMPI this
