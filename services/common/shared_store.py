@@ -33,10 +33,12 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    column,
     delete,
     func,
     insert,
     select,
+    table,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -100,7 +102,20 @@ def pace_params(bucket: str, now: float, window_s: float, limit: int) -> tuple:
 PACED_TAT = "SELECT expires_at FROM shared_events WHERE token = ?"  # after a refusal
 
 
+NONCES = "shared_nonces"
+# a signed request's nonce, claimed once: one row in one B-tree (on SQLite its key is the
+# table: no rowid, no other index), so a claim writes one page where a row of
+# ``shared_events`` wrote four (its table, its key and two indexes); expired ones are
+# swept by a scan every half minute (``SWEEP_SQL``)
+CLAIM_SQL = (f"INSERT INTO {NONCES} (token, expires_at) VALUES (?, ?) "
+             "ON CONFLICT (token) DO NOTHING RETURNING token")
+SWEEP_SQL = ("DELETE FROM shared_events WHERE expires_at < ?",
+             f"DELETE FROM {NONCES} WHERE expires_at < ?")
+
+
 def shared_events_table(metadata: MetaData) -> Table:
+    """The request counts' table, its nonces' table (``nonces_of``) made beside it."""
+    _nonces_table(metadata)
     return Table(
         "shared_events", metadata,
         Column("token", String(200), primary_key=True),
@@ -110,6 +125,31 @@ def shared_events_table(metadata: MetaData) -> Table:
         Index("ix_shared_events_bucket_at", "bucket", "at"),
         Index("ix_shared_events_expires", "expires_at"),
     )
+
+
+def _nonces_table(metadata: MetaData) -> Table:
+    return Table(NONCES, metadata, Column("token", String(200), primary_key=True),
+                 Column("expires_at", Float, nullable=False), sqlite_with_rowid=False)
+
+
+def nonces_of(events: Table) -> Table:
+    """The nonces' table made beside a ``shared_events`` table."""
+    return events.metadata.tables[NONCES]
+
+
+def add_nonces_table(op: Any) -> None:
+    """Both card systems' migration to the nonces' own table (Alembic's ``op``): the
+    table as a new store's metadata makes it, with the nonces still unexpired in
+    ``shared_events`` moved to it (a request claimed before the upgrade stays refused
+    when replayed after it)."""
+    nonces, events = _nonces_table(MetaData()), table("shared_events", column("token"),
+                                                      column("expires_at"))
+    bind = op.get_bind()
+    nonces.create(bind)
+    moved = events.c.token.like("nonce:%")
+    bind.execute(insert(nonces).from_select(["token", "expires_at"], select(
+        events.c.token, events.c.expires_at).where(moved, events.c.expires_at >= time.time())))
+    bind.execute(delete(events).where(moved))
 
 
 class MemoryStore:
@@ -154,31 +194,34 @@ class MemoryStore:
 
 
 class DatabaseStore:
-    """Rows in ``shared_events``; expired rows are swept now and then by any process."""
+    """Rows in ``shared_events`` (counts) and ``shared_nonces`` (claims); expired rows
+    are swept now and then by any process."""
 
     def __init__(self, engine: Engine, table: Table) -> None:
         self.engine = engine
         self.table = table
+        self.nonces = nonces_of(table)
         self._next_sweep = 0.0
 
     def _sweep(self, conn, now: float) -> None:
         if now < self._next_sweep:
             return
         self._next_sweep = now + 30
-        conn.execute(delete(self.table).where(self.table.c.expires_at < now))
+        for rows in (self.table, self.nonces):
+            conn.execute(delete(rows).where(rows.c.expires_at < now))
 
     def claim(self, token: str, ttl_s: float) -> bool:
         now = time.time()
-        row = insert(self.table).values(token=token[:200], bucket="claim", at=now,
-                                        expires_at=now + ttl_s)
+        nonces = self.nonces
+        row = insert(nonces).values(token=token[:200], expires_at=now + ttl_s)
         try:
             with self.engine.begin() as conn:
                 self._sweep(conn, now)
                 conn.execute(row)
         except IntegrityError:
             with self.engine.begin() as conn:  # an expired claim not swept yet is free
-                taken = conn.execute(delete(self.table).where(
-                    self.table.c.token == token[:200], self.table.c.expires_at < now)).rowcount
+                taken = conn.execute(delete(nonces).where(
+                    nonces.c.token == token[:200], nonces.c.expires_at < now)).rowcount
                 if not taken:
                     return False
                 conn.execute(row)
@@ -324,4 +367,4 @@ def open_store(settings: Settings, system: str, engine: Engine | None,
 
 
 __all__ = ["DatabaseStore", "MemoryStore", "RedisStore", "SharedStore",
-           "open_store", "shared_events_table"]
+           "add_nonces_table", "nonces_of", "open_store", "shared_events_table"]

@@ -38,7 +38,16 @@ from ..common.errors import (
 from ..common.fastpath import WriteFunnel
 from ..common.pii import FieldCipher
 from ..common.settings import Settings
-from ..common.shared_store import PACED_TAT, pace_params, pace_sql, pace_token, refused_wait
+from ..common.shared_store import (
+    CLAIM_SQL,
+    NONCES,
+    PACED_TAT,
+    SWEEP_SQL,
+    pace_params,
+    pace_sql,
+    pace_token,
+    refused_wait,
+)
 from ..common.signing import RATE_WINDOW_S, Admission, refuse_replay, refuse_wait
 from ..rules.codes import Step
 from . import qrcodes
@@ -60,12 +69,12 @@ _COUNT_USE = (
 _SELECT_BINDING = (
     "SELECT ssc_card_no, region FROM bindings WHERE ehc_card_id = ? AND state = 'bound'"
 )
-_ADMIT = (  # the request's nonce (its rate is the caller's paced bucket: pace_sql)
-    "INSERT INTO shared_events (token, bucket, at, expires_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (token) DO NOTHING RETURNING token"
-)
-_SWEEP = "DELETE FROM shared_events WHERE expires_at < ?"
-_PG_SWEEP = f"WITH swept AS ({_SWEEP.replace('?', '%s')} RETURNING 1) SELECT count(*) FROM swept"
+# the request's nonce is CLAIM_SQL (its rate is the caller's paced bucket: pace_sql);
+# expired nonces and buckets go every half minute (SWEEP_SQL)
+_PG_SWEEP = ("WITH " + ", ".join(
+    f"swept{i} AS ({sql.replace('?', '%(wall)s::float8')} RETURNING 1)"
+    for i, sql in enumerate(SWEEP_SQL)) + " SELECT "
+    + " + ".join(f"(SELECT count(*) FROM swept{i})" for i in range(len(SWEEP_SQL))))
 _SELECT_HELD = (  # the card's state, if this app holds it, and its active binding
     "SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a ON a.card_id = c.card_id "
     "AND a.app_key = ? LEFT JOIN bindings b ON b.ehc_card_id = c.card_id "
@@ -96,12 +105,13 @@ _PG_ADMIT = """paced AS (SELECT expires_at AS tat FROM shared_events
       %(wall)s::float8) + %(interval)s::float8
     WHERE GREATEST(shared_events.expires_at, %(wall)s::float8) + %(interval)s::float8
       <= %(wall)s::float8 + %(window)s::float8 RETURNING 1),
-  admit AS (INSERT INTO shared_events (token, bucket, at, expires_at)
-    SELECT %(token)s::text, %(bucket)s::text, %(wall)s::float8, %(token_expires)s::float8
+  admit AS (INSERT INTO {nonces} (token, expires_at)
+    SELECT %(token)s::text, %(token_expires)s::float8
     FROM {first} WHERE %(token)s::text IS NOT NULL
     AND (%(rate_limit)s::int = 0 OR EXISTS (SELECT 1 FROM rate))
     ON CONFLICT (token) DO NOTHING RETURNING token),
   gate AS (SELECT (%(token)s::text IS NULL OR EXISTS (SELECT 1 FROM admit)) AS ok)"""
+_PG_ADMIT = _PG_ADMIT.replace("{nonces}", NONCES)
 _PG_ADMITTED = ("(%(rate_limit)s::int = 0 OR EXISTS (SELECT 1 FROM rate)), "
                 "(SELECT tat FROM paced), (SELECT count(*) FROM admit)")
 _PG_CARD_CHECKS = """card AS (SELECT card_id, empi, id_type, id_number_enc, name_enc, sex,
@@ -168,9 +178,10 @@ class HotStore(RawConnections):
     def __init__(self, engine: Engine, *, wait: bool = True) -> None:
         super().__init__(engine, wait=wait)
         (self.select_card, self.count_use, self.insert_usage, self.select_binding,
-         self.admit, self.paced_tat, self.sweep, self.select_held) = (
+         self.admit, self.paced_tat, self.select_held) = (
             self.sql(q) for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING,
-                                  _ADMIT, PACED_TAT, _SWEEP, _SELECT_HELD))
+                                  CLAIM_SQL, PACED_TAT, _SELECT_HELD))
+        self.sweeps = tuple(self.sql(q) for q in SWEEP_SQL)
         self.pace = pace_sql(self.postgres)
 
 
@@ -269,7 +280,7 @@ def _chain_of(item: Scan | Refresh) -> tuple[str, str]:
     return item.chain if isinstance(item, Scan) else ("", "")
 
 
-def _one(sql: str, params: Sequence) -> Steps:
+def _one(sql: str, params: Sequence | dict[str, Any]) -> Steps:
     """A single statement as ``Steps``."""
     yield sql, params
 
@@ -421,7 +432,8 @@ class Verifier:
             wall = time.time()
             if wall >= self._next_sweep:  # nonces past their window
                 self._next_sweep = wall + 30
-                cur.execute(store.sweep, (wall,))
+                for sweep in store.sweeps:
+                    cur.execute(sweep, (wall,))
             heads = Heads("usage", cur, store.postgres, self.chain_key, locked=True)
             for scan in scans:
                 try:
@@ -442,7 +454,7 @@ class Verifier:
             if cur.fetchone() is None:
                 cur.execute(store.paced_tat, (params[0],))
                 _refuse_rate(a, cur.fetchone()[0], wall)
-        cur.execute(store.admit, (a.token, a.bucket, wall, wall + a.ttl_s))
+        cur.execute(store.admit, (a.token, wall + a.ttl_s))
         refuse_replay(cur.fetchone() is not None)
 
     def _record_one(self, cur, scan: Scan, heads: Heads) -> tuple[int, tuple]:
@@ -503,7 +515,7 @@ class Verifier:
         assert self.pg is not None
         async with self.pg.transaction() as tx:
             if sweep:
-                await tx.run_all([_one(_PG_SWEEP, (time.time(),))])
+                await tx.run_all([_one(_PG_SWEEP, {"wall": time.time()})])
             heads = Heads("usage", None, True, self.chain_key, locked=True)
             # the audit heads and rate buckets are locked in one order in every
             # process's batches (``_lock_order``), so two servers' batches never wait

@@ -502,7 +502,7 @@ def test_a_batch_across_midnight_holds_one_days_heads_at_a_time(stack, world) ->
                 raise ConnectionError("the store went away")
             return await real(items, sweep)
 
-        server._transaction_pg = second_fails
+        server._transaction_pg = second_fails  # type: ignore[method-assign]
         done = asyncio.run(server.record_batch_pg([scan(tomorrow_day), scan()]))
         assert isinstance(done[1], tuple) and isinstance(done[0], ConnectionError), done
     finally:

@@ -21,8 +21,8 @@ from services.socialcard import cards as socialcard_cards
 from services.socialcard.tables import EXPORTS as ESSC_EXPORTS
 from tests.stack import PG_ENV, drop_schemas, make_test_settings
 
-HOT = ("_SELECT_CARD", "_SELECT_BINDING", "PACED_TAT", "_SWEEP",  # the verification's
-       "_SELECT_HELD")  # reads, and the code refresh's
+HOT = ("_SELECT_CARD", "_SELECT_BINDING", "PACED_TAT", "SWEEP_SQL",  # the verification's
+       "_SELECT_HELD")  # reads, and the code refresh's (a nonce is claimed by its key)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -67,9 +67,11 @@ def assert_indexed(text: str, ordered: bool = False) -> None:
 @pytest.mark.parametrize("name", HOT)
 def test_the_verification_reads_by_index(systems, name: str) -> None:
     engine = systems["healthcard"].engine
-    sql = getattr(verify, name)
+    # the counts' sweep by their expiry; the nonces' (SWEEP_SQL[1]) scans their table
+    # every half minute by design: an index on their expiry would cost every claim a write
+    sql = verify.SWEEP_SQL[0] if name == "SWEEP_SQL" else getattr(verify, name)
     values = {"_SELECT_CARD": ("A" * 64,), "_SELECT_BINDING": ("A" * 64,),
-              "PACED_TAT": ("pace:t",), "_SWEEP": (0.0,),  # epoch seconds
+              "PACED_TAT": ("pace:t",), "SWEEP_SQL": (0.0,),  # epoch seconds
               "_SELECT_HELD": ("app", "A" * 64)}[name]
     if engine.dialect.name == "postgresql":
         sql = sql.replace("?", "%s")

@@ -1,0 +1,19 @@
+"""The e-SSC side's nonces in their own table, as the EHC side's (healthcard_0004).
+
+Revision ID: socialcard_0004
+Revises: socialcard_0003
+"""
+
+from alembic import op
+
+from services.common.shared_store import NONCES, add_nonces_table
+
+revision, down_revision = "socialcard_0004", "socialcard_0003"
+
+
+def upgrade() -> None:
+    add_nonces_table(op)
+
+
+def downgrade() -> None:
+    op.drop_table(NONCES)
