@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import column, insert, select, table
 
 from services.common.signing import sign_headers
 from services.healthcard import qrcodes
@@ -385,6 +385,27 @@ def test_rate_limit_per_terminal(tmp_path_factory, backend: str) -> None:
     finally:
         stack.stop()
         drop_schemas(settings)
+
+
+def test_nonces_have_a_table_of_their_own_swept_once_expired(stack, world, card) -> None:
+    """A signed request's nonce is a row of ``shared_nonces`` (none in ``shared_events``,
+    which keeps the rate buckets); the hot path's sweep, every half minute, drops the
+    expired ones and keeps the rest."""
+    hc = stack.app.state.systems["healthcard"]
+    now = time.time()
+    with hc.engine.begin() as conn:
+        conn.execute(insert(table("shared_nonces", column("token"), column("expires_at"))),
+                     [{"token": "nonce:old", "expires_at": now - 1},
+                      {"token": "nonce:fresh", "expires_at": now + 600}])
+    hc.verifier._next_sweep = 0.0  # the next scan's transaction sweeps
+    world.term_a.verify(world.app.qrcode(card["card_id"])["qr_text"])
+    with hc.engine.connect() as conn:
+        nonces = set(conn.exec_driver_sql("SELECT token FROM shared_nonces").scalars())
+        stray = conn.exec_driver_sql("SELECT count(*) FROM shared_events WHERE token "
+                                     "LIKE 'nonce:%%'").scalar_one()
+    assert "nonce:old" not in nonces and "nonce:fresh" in nonces, nonces
+    assert any(t.startswith(f"nonce:{world.term_a.terminal_id}:") for t in nonces)
+    assert stray == 0
 
 
 def test_input_a_store_cannot_hold_is_refused_on_both_backends(stack, world, card) -> None:
