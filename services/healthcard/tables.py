@@ -48,6 +48,9 @@ family_members = sa.Table(
     sa.Column("relation", sa.String(16), nullable=False),
 )
 
+# a dynamic code's verifications, kept while the code could still pass its expiry check
+# (the hot path's sweep drops the rest: verify._SWEEP_USES); on SQLite the key is the
+# table (no rowid): one page a scan's count writes, not two
 code_uses = sa.Table(
     "code_uses",
     metadata,
@@ -55,6 +58,7 @@ code_uses = sa.Table(
     sa.Column("card_id", sa.String(64), nullable=False),
     sa.Column("uses", sa.Integer, nullable=False),
     sa.Column("expires_at", sa.DateTime, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 usage_records = sa.Table(

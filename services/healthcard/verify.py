@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..common.cards.audit import Heads, genesis
 from ..common.cards.callers import Terminal
 from ..common.crypto import sm3
 from ..common.cst import digits as cst_digits
-from ..common.cst import refuse_clock_skew
+from ..common.cst import refuse_clock_skew, utc_now
 from ..common.db import AsyncPg, Deferred, RawConnections, Steps
 from ..common.errors import (
     Conflict,
@@ -70,11 +70,15 @@ _SELECT_BINDING = (
     "SELECT ssc_card_no, region FROM bindings WHERE ehc_card_id = ? AND state = 'bound'"
 )
 # the request's nonce is CLAIM_SQL (its rate is the caller's paced bucket: pace_sql);
-# expired nonces and buckets go every half minute (SWEEP_SQL)
+# every half minute the expired nonces and buckets go (SWEEP_SQL), and the counts of
+# codes past their expiry check (a scan of a table holding a few minutes' codes)
+_SWEEP_USES = "DELETE FROM code_uses WHERE expires_at < ?"
 _PG_SWEEP = ("WITH " + ", ".join(
     f"swept{i} AS ({sql.replace('?', '%(wall)s::float8')} RETURNING 1)"
-    for i, sql in enumerate(SWEEP_SQL)) + " SELECT "
-    + " + ".join(f"(SELECT count(*) FROM swept{i})" for i in range(len(SWEEP_SQL))))
+    for i, sql in enumerate(SWEEP_SQL)) + ", swept_uses AS ("
+    + _SWEEP_USES.replace("?", "%(uses_before)s::timestamp") + " RETURNING 1) SELECT "
+    + " + ".join(f"(SELECT count(*) FROM swept{i})" for i in range(len(SWEEP_SQL)))
+    + " + (SELECT count(*) FROM swept_uses)")
 _SELECT_HELD = (  # the card's state, if this app holds it, and its active binding
     "SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a ON a.card_id = c.card_id "
     "AND a.app_key = ? LEFT JOIN bindings b ON b.ehc_card_id = c.card_id "
@@ -182,6 +186,7 @@ class HotStore(RawConnections):
             self.sql(q) for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING,
                                   CLAIM_SQL, PACED_TAT, _SELECT_HELD))
         self.sweeps = tuple(self.sql(q) for q in SWEEP_SQL)
+        self.sweep_uses = self.sql(_SWEEP_USES)
         self.pace = pace_sql(self.postgres)
 
 
@@ -434,6 +439,7 @@ class Verifier:
                 self._next_sweep = wall + 30
                 for sweep in store.sweeps:
                     cur.execute(sweep, (wall,))
+                cur.execute(store.sweep_uses, (store.timestamp(self._spent_before()),))
             heads = Heads("usage", cur, store.postgres, self.chain_key, locked=True)
             for scan in scans:
                 try:
@@ -515,7 +521,8 @@ class Verifier:
         assert self.pg is not None
         async with self.pg.transaction() as tx:
             if sweep:
-                await tx.run_all([_one(_PG_SWEEP, {"wall": time.time()})])
+                await tx.run_all([_one(_PG_SWEEP, {"wall": time.time(),
+                                                   "uses_before": self._spent_before()})])
             heads = Heads("usage", None, True, self.chain_key, locked=True)
             # the audit heads and rate buckets are locked in one order in every
             # process's batches (``_lock_order``), so two servers' batches never wait
@@ -623,6 +630,12 @@ class Verifier:
             return _held_state(None, item.fused)
         self._seen.card(item.card_id, held[2])  # its scan, next, can go alone
         return _held_state(held, item.fused)
+
+    def _spent_before(self) -> datetime:
+        """Codes that expired before this (naive UTC) can no longer pass the expiry check
+        (``qrcodes.check_expiry``: their expiry plus the clock skew is past): their use
+        counts are swept."""
+        return utc_now() - timedelta(seconds=self.settings.clock_skew_s + 1)
 
     def _counted(self, scan: Scan) -> tuple[bytes, datetime] | None:
         """The replay counter's key and expiry (UTC), when the code's uses are counted:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import column, insert, select, table
 
+from services.common.cst import utc_now
 from services.common.signing import sign_headers
 from services.healthcard import qrcodes
 from services.healthcard.tables import code_uses
@@ -387,25 +388,36 @@ def test_rate_limit_per_terminal(tmp_path_factory, backend: str) -> None:
         drop_schemas(settings)
 
 
-def test_nonces_have_a_table_of_their_own_swept_once_expired(stack, world, card) -> None:
+def test_nonces_and_spent_code_counts_are_swept(stack, world, card) -> None:
     """A signed request's nonce is a row of ``shared_nonces`` (none in ``shared_events``,
     which keeps the rate buckets); the hot path's sweep, every half minute, drops the
-    expired ones and keeps the rest."""
+    expired ones and keeps the rest. So for the dynamic codes' use counts: a count goes
+    once its code can no longer pass the expiry check (its expiry plus the clock skew
+    past), not before (a code used up must stay refused while it could be presented)."""
     hc = stack.app.state.systems["healthcard"]
-    now = time.time()
+    now, utc = time.time(), utc_now()  # the store's naive UTC
+    skew = timedelta(seconds=hc.settings.clock_skew_s)
     with hc.engine.begin() as conn:
         conn.execute(insert(table("shared_nonces", column("token"), column("expires_at"))),
                      [{"token": "nonce:old", "expires_at": now - 1},
                       {"token": "nonce:fresh", "expires_at": now + 600}])
+        conn.execute(insert(code_uses), [
+            {"code_digest": b"spent".ljust(16, b"\0"), "card_id": "C", "uses": 1,
+             "expires_at": utc - skew - timedelta(seconds=5)},
+            {"code_digest": b"in skew".ljust(16, b"\0"), "card_id": "C", "uses": 1,
+             "expires_at": utc - skew + timedelta(seconds=20)}])
     hc.verifier._next_sweep = 0.0  # the next scan's transaction sweeps
     world.term_a.verify(world.app.qrcode(card["card_id"])["qr_text"])
     with hc.engine.connect() as conn:
         nonces = set(conn.exec_driver_sql("SELECT token FROM shared_nonces").scalars())
         stray = conn.exec_driver_sql("SELECT count(*) FROM shared_events WHERE token "
                                      "LIKE 'nonce:%%'").scalar_one()
+        counted = {bytes(d).rstrip(b"\0") for d in conn.execute(select(
+            code_uses.c.code_digest).where(code_uses.c.card_id == "C")).scalars()}
     assert "nonce:old" not in nonces and "nonce:fresh" in nonces, nonces
     assert any(t.startswith(f"nonce:{world.term_a.terminal_id}:") for t in nonces)
     assert stray == 0
+    assert counted == {b"in skew"}, counted
 
 
 def test_input_a_store_cannot_hold_is_refused_on_both_backends(stack, world, card) -> None:

@@ -151,6 +151,13 @@ def test_a_release_0_1_store_with_traffic_upgrades_and_keeps_every_row(
                     # every one not yet expired (all, unless the host took a minute)
                     assert rows("shared_nonces") == moved or (
                         migrated_at >= first_expiry and rows("shared_nonces") < moved)
+        if backend == "sqlite":  # migrations 0004-0005: tables keyed without a rowid
+            with app.state.systems["healthcard"].engine.connect() as conn:
+                layouts = dict(conn.exec_driver_sql(
+                    "SELECT name, sql FROM sqlite_master WHERE name IN "
+                    "('code_uses', 'shared_nonces')").all())
+            assert all("WITHOUT ROWID" in layouts.get(t, "")
+                       for t in ("code_uses", "shared_nonces")), layouts
         essc = app.state.systems["socialcard"]
         with essc.engine.connect() as conn:
             columns = {c["name"] for c in inspect(conn).get_columns("settlements")}
