@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -111,6 +112,16 @@ class SocialCards:
         # PostgreSQL: the fused hop on the async driver, one statement
         self.pg = AsyncPg(engine, autocommit=True) if self.hot.postgres else None
         self._bound_card, self._voucher = (self.hot.sql(q) for q in (_BOUND_CARD, _VOUCHER))
+        self._next_sweep = 0.0  # of the used codes past their expiry (``_sweep_spent``)
+
+    def _sweep_spent(self, conn, now: datetime) -> None:
+        """Every half minute, the used codes past their expiry: the expiry check refuses
+        them before their use is looked up (else the table grew by a row a scan)."""
+        if time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + 30
+        conn.execute(delete(code_uses).where(
+            code_uses.c.expires_at < now.astimezone(UTC).replace(tzinfo=None)))
 
     def close(self) -> None:
         """Give back the fused hop's async connection (PostgreSQL)."""
@@ -307,6 +318,7 @@ class SocialCards:
         row = self.card(card_no)
         refuse_unusable(row.card_state)
         with self.engine.begin() as conn:
+            self._sweep_spent(conn, now)
             try:
                 conn.execute(insert(code_uses).values(
                     nonce=nonce, expires_at=expires.astimezone(UTC).replace(tzinfo=None)))

@@ -245,6 +245,35 @@ def test_each_card_keeps_its_own_code_and_route(stack, world, holder) -> None:
     assert info.value.code == "QR_TAMPERED"
 
 
+def test_used_essc_codes_are_swept_once_past_their_expiry(stack, world, holder) -> None:
+    """The e-SSC side keeps a used code's row while the code could still pass its expiry
+    check, and sweeps the rest (every half minute, in a verification's transaction): a
+    code used a moment ago stays refused."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from services.common.cst import utc_now
+    from services.socialcard.tables import code_uses
+
+    _, essc = holder
+    cards = stack.app.state.systems["socialcard"].cards
+    with cards.engine.begin() as conn:
+        conn.execute(insert(code_uses), [
+            {"nonce": "spent-code", "expires_at": utc_now() - timedelta(seconds=2)},
+            {"nonce": "live-code", "expires_at": utc_now() + timedelta(seconds=60)}])
+    cards._next_sweep = 0.0  # the next verification sweeps
+    essc_code = world.app.essc_qrcode(essc["ssc_card_no"])["qr_text"]
+    world.term_a.verify_essc(essc_code)
+    with cards.engine.connect() as conn:
+        kept = set(conn.execute(select(code_uses.c.nonce)).scalars())
+    assert "spent-code" not in kept and "live-code" in kept, kept
+    cards._next_sweep = 0.0
+    with pytest.raises(SdkError) as info:  # swept again: the code just used stays used
+        world.term_a.verify_essc(essc_code)
+    assert info.value.code == "QR_REPLAYED"
+
+
 def test_usage_records_reach_the_other_side_exactly_once_in_order(stack, world,
                                                                   holder) -> None:
     card, essc = holder
