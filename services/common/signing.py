@@ -109,7 +109,7 @@ def refuse_replay(claimed: bool) -> None:
 async def admit_async(store: Any, a: Admission, rate: float) -> None:
     """``check_signature``'s nonce claim and ``refuse_rate`` on a store's asyncio client
     (Redis, from the event loop): the same refusals, the loop free while it answers."""
-    refuse_replay(await store.claim_async(a.token, a.ttl_s))
+    refuse_replay(await store.claim_async(a.token, a.expires_at - time.time()))
     if a.limit:
         refuse_wait(await store.pace_async(a.bucket, RATE_WINDOW_S, a.limit), rate)
 
@@ -117,12 +117,12 @@ async def admit_async(store: Any, a: Admission, rate: float) -> None:
 @dataclass(frozen=True)
 class Admission:
     """A verified signature whose nonce (and rate count) is still to be written: the hot
-    path writes both in the transaction of the scan itself, rows of ``shared_events``
-    (the nonce's, and the caller's paced rate bucket: ``shared_store.pace_sql``)."""
+    path writes both in the transaction of the scan itself (a row of ``shared_nonces``,
+    and the caller's paced rate bucket: ``shared_store.pace_sql``)."""
 
     token: str
     bucket: str
-    ttl_s: float
+    expires_at: float  # the nonce's (``nonce_expiry``), epoch seconds
     limit: int  # signed requests per RATE_WINDOW_S; 0 = no limit
 
 
@@ -175,5 +175,15 @@ def check_signature(
         raise Unauthenticated("SIGNATURE_INVALID", "signature does not match")
     token = f"nonce:{key}:{nonce}"
     if store is not None:
-        refuse_replay(store.claim(token, 2 * max_age_s + 1))
+        refuse_replay(store.claim(token, nonce_expiry(ts, max_age_s) - now))
     return token
+
+
+NONCE_SLACK_S = 60  # servers' clocks apart by up to this still refuse a replay
+
+
+def nonce_expiry(ts: str, max_age_s: int) -> float:
+    """Until when a request's nonce is kept (epoch seconds): until its signed timestamp
+    ``ts`` is stale (any replay after that is refused as such), plus the slack for
+    another server whose clock runs behind this one's."""
+    return float(int(ts) + max_age_s + NONCE_SLACK_S)

@@ -225,7 +225,7 @@ def _admission_params(a: Admission | None, wall: float) -> dict[str, Any]:
         return {"token": None, "bucket": None, "pace": None, "interval": None,
                 "window": None, "rate_limit": 0, "wall": None, "token_expires": None}
     return {"token": a.token, "bucket": a.bucket, "rate_limit": a.limit, "wall": wall,
-            "token_expires": wall + a.ttl_s, "pace": pace_token(a.bucket),
+            "token_expires": a.expires_at, "pace": pace_token(a.bucket),
             "interval": RATE_WINDOW_S / a.limit if a.limit else None,
             "window": RATE_WINDOW_S}
 
@@ -460,7 +460,7 @@ class Verifier:
             if cur.fetchone() is None:
                 cur.execute(store.paced_tat, (params[0],))
                 _refuse_rate(a, cur.fetchone()[0], wall)
-        cur.execute(store.admit, (a.token, wall + a.ttl_s))
+        cur.execute(store.admit, (a.token, a.expires_at))
         refuse_replay(cur.fetchone() is not None)
 
     def _record_one(self, cur, scan: Scan, heads: Heads) -> tuple[int, tuple]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime
 
 import pytest
@@ -391,7 +392,7 @@ def test_a_batch_takes_a_terminals_bucket_only_under_its_head(stack, world) -> N
     def scan():
         body = term.verify_body(world.app.qrcode(card["card_id"])["qr_text"])
         return server.check(hc.callers.terminal(term.terminal_id), body, "r", Admission(
-            secrets.token_hex(16), "rate:" + term.terminal_id, 60.0, 1000))
+            secrets.token_hex(16), "rate:" + term.terminal_id, time.time() + 60, 1000))
 
     first = scan()
     try:
@@ -453,7 +454,7 @@ def test_a_batch_across_midnight_holds_one_days_heads_at_a_time(stack, world) ->
     def scan(day: str | None = None):
         body = term.verify_body(world.app.qrcode(card["card_id"])["qr_text"])
         made = server.check(hc.callers.terminal(term.terminal_id), body, "r", Admission(
-            secrets.token_hex(16), "rate:" + term.terminal_id, 60.0, 1000))
+            secrets.token_hex(16), "rate:" + term.terminal_id, time.time() + 60, 1000))
         return made if day is None else dataclasses.replace(made, chain=(made.chain[0], day))
 
     today = scan()
@@ -538,7 +539,7 @@ def test_a_lone_scan_is_one_statement_written_only_as_last_seen(stack, world) ->
     def scan(server: Verifier):
         body = term.verify_body(world.app.qrcode(card)["qr_text"])
         return server.check(hc.callers.terminal(term.terminal_id), body, "r", Admission(
-            secrets.token_hex(16), "rate:" + term.terminal_id, 60.0, 1000))
+            secrets.token_hex(16), "rate:" + term.terminal_id, time.time() + 60, 1000))
 
     if servers[0].pg is None:  # SQLite: one writer, no such statement
         assert all(isinstance(server.record_batch([scan(server)])[0], tuple)
@@ -581,7 +582,7 @@ def test_a_lone_scan_is_one_statement_written_only_as_last_seen(stack, world) ->
         assert isinstance(alone, tuple) and batches == ["batch"] * 5
         code = scan(servers[0])  # one code, verified as often as it may be, then once more
         uses = [record(servers[0], dataclasses.replace(code, admission=Admission(
-            secrets.token_hex(16), "rate:" + term.terminal_id, 60.0, 1000)))
+            secrets.token_hex(16), "rate:" + term.terminal_id, time.time() + 60, 1000)))
             for _ in range(servers[0].limit + 1)]
         assert all(isinstance(u, tuple) for u in uses[:-1])
         assert isinstance(uses[-1], ServiceError) and uses[-1].code == "QR_REPLAYED"

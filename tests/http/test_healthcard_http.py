@@ -418,6 +418,19 @@ def test_nonces_and_spent_code_counts_are_swept(stack, world, card) -> None:
     assert any(t.startswith(f"nonce:{world.term_a.terminal_id}:") for t in nonces)
     assert stray == 0
     assert counted == {b"in skew"}, counted
+    # a nonce is kept until its signed timestamp is stale, and a minute's slack for a
+    # server whose clock runs behind: a request signed 100 s ago, 100 s less
+    term, path = world.term_a, "/ehc/v1/qrcodes/verify"
+    raw = orjson.dumps(term.verify_body(world.app.qrcode(card["card_id"])["qr_text"]))
+    headers = sign_headers(term.terminal_id, "POST", path, raw, secret=term.secret,
+                           timestamp=int(now) - 100)
+    assert httpx.post(stack.url + path, content=raw, headers={
+        **headers, "Content-Type": "application/json"}).status_code == 200
+    with hc.engine.connect() as conn:
+        kept_until = conn.exec_driver_sql(
+            "SELECT expires_at FROM shared_nonces WHERE token = "
+            f"'nonce:{term.terminal_id}:{headers['X-EHC-Nonce']}'").scalar_one()
+    assert kept_until == int(now) - 100 + hc.settings.signature_max_age_s + 60
 
 
 def test_input_a_store_cannot_hold_is_refused_on_both_backends(stack, world, card) -> None:

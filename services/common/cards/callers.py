@@ -32,9 +32,11 @@ from ..pii import FieldCipher
 from ..shared_store import DatabaseStore, RedisStore, SharedStore, shared_events_table
 from ..signing import (
     H_KEY,
+    H_TS,
     Admission,
     admit_async,
     check_signature,
+    nonce_expiry,
     rate_limit,
     refuse_rate,
 )
@@ -398,7 +400,8 @@ class Callers:
         token = check_signature(headers, method, path, query, body, secret=caller.secret,
                                 sm2_public_hex=caller.sm2_public_key, store=None,
                                 max_age_s=self.max_age_s)
-        return Admission(token, "rate:" + key, 2 * self.max_age_s + 1, rate_limit(rate))
+        return Admission(token, "rate:" + key, nonce_expiry(headers.get(H_TS), self.max_age_s),
+                         rate_limit(rate))  # the timestamp checked: digits
 
     def authenticate_app(self, headers, method: str, path: str, query: str,
                          body: bytes) -> ChannelApp:
