@@ -74,21 +74,24 @@ def refused_wait(tat: float | None, now: float, window_s: float, limit: int) -> 
 
 
 def pace_token(bucket: str) -> str:
-    """A paced bucket's row of ``shared_events`` (its token)."""
+    """A paced bucket's row of ``shared_paces`` (its token)."""
     return "pace:" + bucket[:120]
 
 
+PACES = "shared_paces"  # a paced bucket's tat, one row a caller
+
+
 def pace_sql(postgres: bool) -> str:
-    """A paced bucket's request in one statement on ``shared_events`` (``paced`` in SQL:
+    """A paced bucket's request in one statement on ``shared_paces`` (``paced`` in SQL:
     the bucket's tat in ``expires_at``, so the sweep drops a bucket once it is full
-    again, and ``at`` fixed at 0, so its index is not moved): the new tat, or no row when
+    again; one B-tree, so moving it writes one page): the new tat, or no row when
     refused (nothing written). Parameters: token, now + interval, now, interval, now,
     interval, now + window."""
     greatest = "GREATEST" if postgres else "max"
-    sql = ("INSERT INTO shared_events (token, bucket, at, expires_at) VALUES (?, 'pace', 0, ?) "
+    sql = (f"INSERT INTO {PACES} (token, expires_at) VALUES (?, ?) "
            f"ON CONFLICT (token) DO UPDATE SET expires_at = {greatest}("
-           "shared_events.expires_at, ?) + ? "
-           f"WHERE {greatest}(shared_events.expires_at, ?) + ? <= ? RETURNING expires_at")
+           f"{PACES}.expires_at, ?) + ? "
+           f"WHERE {greatest}({PACES}.expires_at, ?) + ? <= ? RETURNING expires_at")
     return sql.replace("?", "%s") if postgres else sql
 
 
@@ -99,23 +102,27 @@ def pace_params(bucket: str, now: float, window_s: float, limit: int) -> tuple:
             now + window_s)
 
 
-PACED_TAT = "SELECT expires_at FROM shared_events WHERE token = ?"  # after a refusal
+PACED_TAT = f"SELECT expires_at FROM {PACES} WHERE token = ?"  # after a refusal
 
 
 NONCES = "shared_nonces"
-# a signed request's nonce, claimed once: one row in one B-tree (on SQLite its key is the
-# table: no rowid, no other index), so a claim writes one page where a row of
-# ``shared_events`` wrote four (its table, its key and two indexes); expired ones are
-# swept by a scan every half minute (``SWEEP_SQL``)
+# a signed request's nonce, claimed once, and a caller's paced bucket: each a row in one
+# B-tree (on SQLite its key is the table: no rowid, no other index), so a claim or a
+# bucket's move writes one page where a row of ``shared_events`` wrote up to four (its
+# table, its key and two indexes); expired rows are swept by a scan every half minute
+# (``SWEEP_SQL``)
 CLAIM_SQL = (f"INSERT INTO {NONCES} (token, expires_at) VALUES (?, ?) "
              "ON CONFLICT (token) DO NOTHING RETURNING token")
 SWEEP_SQL = ("DELETE FROM shared_events WHERE expires_at < ?",
-             f"DELETE FROM {NONCES} WHERE expires_at < ?")
+             f"DELETE FROM {NONCES} WHERE expires_at < ?",
+             f"DELETE FROM {PACES} WHERE expires_at < ?")
 
 
 def shared_events_table(metadata: MetaData) -> Table:
-    """The request counts' table, its nonces' table (``nonces_of``) made beside it."""
-    _nonces_table(metadata)
+    """The login throttles' hits; the nonces' and paced buckets' tables (``keyed_of``)
+    made beside it."""
+    for name in (NONCES, PACES):
+        _keyed_table(metadata, name)
     return Table(
         "shared_events", metadata,
         Column("token", String(200), primary_key=True),
@@ -127,27 +134,29 @@ def shared_events_table(metadata: MetaData) -> Table:
     )
 
 
-def _nonces_table(metadata: MetaData) -> Table:
-    return Table(NONCES, metadata, Column("token", String(200), primary_key=True),
+def _keyed_table(metadata: MetaData, name: str) -> Table:
+    return Table(name, metadata, Column("token", String(200), primary_key=True),
                  Column("expires_at", Float, nullable=False), sqlite_with_rowid=False)
 
 
-def nonces_of(events: Table) -> Table:
-    """The nonces' table made beside a ``shared_events`` table."""
-    return events.metadata.tables[NONCES]
+def keyed_of(events: Table, name: str) -> Table:
+    """The nonces' (``NONCES``) or paced buckets' (``PACES``) table made beside a
+    ``shared_events`` table."""
+    return events.metadata.tables[name]
 
 
-def add_nonces_table(op: Any) -> None:
-    """Both card systems' migration to the nonces' own table (Alembic's ``op``): the
-    table as a new store's metadata makes it, with the nonces still unexpired in
-    ``shared_events`` moved to it (a request claimed before the upgrade stays refused
-    when replayed after it)."""
-    nonces, events = _nonces_table(MetaData()), table("shared_events", column("token"),
-                                                      column("expires_at"))
+def add_keyed_table(op: Any, name: str, prefix: str) -> None:
+    """Both card systems' migrations to the nonces' and the paced buckets' own tables
+    (Alembic's ``op``): the table as a new store's metadata makes it, with the rows of
+    ``shared_events`` whose token starts with ``prefix`` and are not yet expired moved
+    to it (a request claimed before the upgrade stays refused when replayed after it;
+    a bucket keeps its pace)."""
+    keyed, events = _keyed_table(MetaData(), name), table("shared_events", column("token"),
+                                                          column("expires_at"))
     bind = op.get_bind()
-    nonces.create(bind)
-    moved = events.c.token.like("nonce:%")
-    bind.execute(insert(nonces).from_select(["token", "expires_at"], select(
+    keyed.create(bind)
+    moved = events.c.token.like(prefix + "%")
+    bind.execute(insert(keyed).from_select(["token", "expires_at"], select(
         events.c.token, events.c.expires_at).where(moved, events.c.expires_at >= time.time())))
     bind.execute(delete(events).where(moved))
 
@@ -200,15 +209,20 @@ class DatabaseStore:
     def __init__(self, engine: Engine, table: Table) -> None:
         self.engine = engine
         self.table = table
-        self.nonces = nonces_of(table)
+        self.nonces = keyed_of(table, NONCES)
         self._next_sweep = 0.0
 
     def _sweep(self, conn, now: float) -> None:
         if now < self._next_sweep:
             return
         self._next_sweep = now + 30
-        for rows in (self.table, self.nonces):
-            conn.execute(delete(rows).where(rows.c.expires_at < now))
+        for sweep in SWEEP_SQL:
+            conn.exec_driver_sql(sweep.replace("?", "%s") if self._postgres else sweep,
+                                 (now,))
+
+    @property
+    def _postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
 
     def claim(self, token: str, ttl_s: float) -> bool:
         now = time.time()
@@ -245,7 +259,7 @@ class DatabaseStore:
         """``paced`` in one statement (``pace_sql``), atomic however many workers share
         the bucket; on a refusal the bucket's tat is read for the wait."""
         now = time.time()
-        postgres = self.engine.dialect.name == "postgresql"
+        postgres = self._postgres
         params = pace_params(bucket, now, window_s, limit)
         with self.engine.begin() as conn:
             self._sweep(conn, now)
@@ -367,4 +381,4 @@ def open_store(settings: Settings, system: str, engine: Engine | None,
 
 
 __all__ = ["DatabaseStore", "MemoryStore", "RedisStore", "SharedStore",
-           "add_nonces_table", "nonces_of", "open_store", "shared_events_table"]
+           "add_keyed_table", "keyed_of", "open_store", "shared_events_table"]

@@ -42,6 +42,7 @@ from ..common.shared_store import (
     CLAIM_SQL,
     NONCES,
     PACED_TAT,
+    PACES,
     SWEEP_SQL,
     pace_params,
     pace_sql,
@@ -100,14 +101,14 @@ _INSERT_USAGE = (f"INSERT INTO usage_records ({', '.join(_USAGE_COLUMNS)}) "
 # terminals' buckets (a terminal's bucket is only ever locked under its institution's
 # head of the day, and heads in one order: two servers' batches never wait on each other
 # in a circle).
-_PG_ADMIT = """paced AS (SELECT expires_at AS tat FROM shared_events
+_PG_ADMIT = """paced AS (SELECT expires_at AS tat FROM {paces}
     WHERE token = %(pace)s::text),
-  rate AS (INSERT INTO shared_events (token, bucket, at, expires_at)
-    SELECT %(pace)s::text, 'pace', 0, %(wall)s::float8 + %(interval)s::float8 FROM {first}
+  rate AS (INSERT INTO {paces} (token, expires_at)
+    SELECT %(pace)s::text, %(wall)s::float8 + %(interval)s::float8 FROM {first}
     WHERE %(rate_limit)s::int > 0
-    ON CONFLICT (token) DO UPDATE SET expires_at = GREATEST(shared_events.expires_at,
+    ON CONFLICT (token) DO UPDATE SET expires_at = GREATEST({paces}.expires_at,
       %(wall)s::float8) + %(interval)s::float8
-    WHERE GREATEST(shared_events.expires_at, %(wall)s::float8) + %(interval)s::float8
+    WHERE GREATEST({paces}.expires_at, %(wall)s::float8) + %(interval)s::float8
       <= %(wall)s::float8 + %(window)s::float8 RETURNING 1),
   admit AS (INSERT INTO {nonces} (token, expires_at)
     SELECT %(token)s::text, %(token_expires)s::float8
@@ -115,7 +116,7 @@ _PG_ADMIT = """paced AS (SELECT expires_at AS tat FROM shared_events
     AND (%(rate_limit)s::int = 0 OR EXISTS (SELECT 1 FROM rate))
     ON CONFLICT (token) DO NOTHING RETURNING token),
   gate AS (SELECT (%(token)s::text IS NULL OR EXISTS (SELECT 1 FROM admit)) AS ok)"""
-_PG_ADMIT = _PG_ADMIT.replace("{nonces}", NONCES)
+_PG_ADMIT = _PG_ADMIT.replace("{nonces}", NONCES).replace("{paces}", PACES)
 _PG_ADMITTED = ("(%(rate_limit)s::int = 0 OR EXISTS (SELECT 1 FROM rate)), "
                 "(SELECT tat FROM paced), (SELECT count(*) FROM admit)")
 _PG_CARD_CHECKS = """card AS (SELECT card_id, empi, id_type, id_number_enc, name_enc, sex,

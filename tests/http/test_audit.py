@@ -412,7 +412,7 @@ def test_a_batch_takes_a_terminals_bucket_only_under_its_head(stack, world) -> N
             time.sleep(0.5)  # the batch now waits for the head
             cur = probe.cursor()
             cur.execute("SET lock_timeout = '200ms'")
-            cur.execute("SELECT token FROM shared_events WHERE token = %s FOR UPDATE",
+            cur.execute("SELECT token FROM shared_paces WHERE token = %s FOR UPDATE",
                         ("pace:rate:" + term.terminal_id,))  # free: not taken yet
             assert cur.fetchone() is not None
             probe.rollback()
@@ -478,7 +478,7 @@ def test_a_batch_across_midnight_holds_one_days_heads_at_a_time(stack, world) ->
             time.sleep(0.5)  # today's transaction is done; tomorrow's waits for its head
             cur = probe.cursor()
             cur.execute("SET lock_timeout = '200ms'")
-            cur.execute("SELECT token FROM shared_events WHERE token = %s FOR UPDATE",
+            cur.execute("SELECT token FROM shared_paces WHERE token = %s FOR UPDATE",
                         ("pace:rate:" + term.terminal_id,))  # free: today's committed
             assert cur.fetchone() is not None
             probe.rollback()

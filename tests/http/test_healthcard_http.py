@@ -381,7 +381,7 @@ def test_rate_limit_per_terminal(tmp_path_factory, backend: str) -> None:
         # each terminal's rate is one row (its paced bucket), however many requests
         with stack.app.state.systems["healthcard"].engine.connect() as conn:
             paces = conn.exec_driver_sql(
-                "SELECT token FROM shared_events WHERE bucket = 'pace'").scalars().all()
+                "SELECT token FROM shared_paces").scalars().all()
         assert {f"pace:rate:{t.terminal_id}" for t in (w.term_a, w.term_b)} <= set(paces)
     finally:
         stack.stop()
@@ -390,10 +390,11 @@ def test_rate_limit_per_terminal(tmp_path_factory, backend: str) -> None:
 
 def test_nonces_and_spent_code_counts_are_swept(stack, world, card) -> None:
     """A signed request's nonce is a row of ``shared_nonces`` (none in ``shared_events``,
-    which keeps the rate buckets); the hot path's sweep, every half minute, drops the
-    expired ones and keeps the rest. So for the dynamic codes' use counts: a count goes
-    once its code can no longer pass the expiry check (its expiry plus the clock skew
-    past), not before (a code used up must stay refused while it could be presented)."""
+    which keeps the login throttles' hits; the rate buckets are ``shared_paces``); the
+    hot path's sweep, every half minute, drops the expired ones and keeps the rest. So
+    for the dynamic codes' use counts: a count goes once its code can no longer pass the
+    expiry check (its expiry plus the clock skew past), not before (a code used up must
+    stay refused while it could be presented)."""
     hc = stack.app.state.systems["healthcard"]
     now, utc = time.time(), utc_now()  # the store's naive UTC
     skew = timedelta(seconds=hc.settings.clock_skew_s)
@@ -411,7 +412,7 @@ def test_nonces_and_spent_code_counts_are_swept(stack, world, card) -> None:
     with hc.engine.connect() as conn:
         nonces = set(conn.exec_driver_sql("SELECT token FROM shared_nonces").scalars())
         stray = conn.exec_driver_sql("SELECT count(*) FROM shared_events WHERE token "
-                                     "LIKE 'nonce:%%'").scalar_one()
+                                     "LIKE 'nonce:%%' OR token LIKE 'pace:%%'").scalar_one()
         counted = {bytes(d).rstrip(b"\0") for d in conn.execute(select(
             code_uses.c.code_digest).where(code_uses.c.card_id == "C")).scalars()}
     assert "nonce:old" not in nonces and "nonce:fresh" in nonces, nonces

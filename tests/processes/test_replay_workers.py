@@ -396,7 +396,7 @@ def test_every_store_paces_a_caller_alike_in_one_row(tmp_path, kind: str) -> Non
         assert stores[1].pace("rate:u", 20.0, 20) == 0.0  # another caller's own bucket
         if engine is not None:
             with engine.connect() as conn:
-                rows = conn.execute(text("SELECT token FROM shared_events")).scalars().all()
+                rows = conn.execute(text("SELECT token FROM shared_paces")).scalars().all()
             assert sorted(rows) == ["pace:rate:t", "pace:rate:u"], rows
     finally:
         if engine is not None:

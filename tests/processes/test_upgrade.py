@@ -73,9 +73,10 @@ for name, system in live.app.state.systems.items():
             counts[f"{name}.{table}"] = conn.execute(
                 select(func.count()).select_from(sql_table(table))
             ).scalar_one()
-        if "shared_events" in inspect(conn).get_table_names():  # the nonces, and the
-            nonces[name] = list(conn.exec_driver_sql(  # first to expire
-                "SELECT count(*), min(expires_at) FROM shared_events "
+        if "shared_events" in inspect(conn).get_table_names():  # the nonces, the first
+            nonces[name] = list(conn.exec_driver_sql(  # to expire, the paced buckets
+                "SELECT count(*), min(expires_at), (SELECT count(*) FROM shared_events "
+                "WHERE token LIKE 'pace:%%') FROM shared_events "
                 "WHERE token LIKE 'nonce:%%'").one())
 live.stop()
 json.dump({"counts": counts, "nonces": nonces}, sys.stdout)
@@ -141,23 +142,25 @@ def test_a_release_0_1_store_with_traffic_upgrades_and_keeps_every_row(
                     return conn.execute(select(func.count()).select_from(
                         sql_table(table))).scalar_one()
 
-                moved, first_expiry = nonces.get(name, (0, None))
+                moved, first_expiry, paced = nonces.get(name, (0, None, 0))
                 for key, count in before.items():
                     if key.startswith(name + "."):
                         table = key.split(".", 1)[1]
-                        kept = count - moved if table == "shared_events" else count
+                        kept = count - moved - paced if table == "shared_events" else count
                         assert rows(table) == kept, (key, rows(table), kept)
                 if name in HEADS and moved:  # migration 0004: nonces in their own table,
                     # every one not yet expired (all, unless the host took a minute)
                     assert rows("shared_nonces") == moved or (
                         migrated_at >= first_expiry and rows("shared_nonces") < moved)
-        if backend == "sqlite":  # migrations 0004-0005: tables keyed without a rowid
+                if name in HEADS:  # migrations 0006 / 0005: the buckets still pacing
+                    assert rows("shared_paces") <= paced
+        if backend == "sqlite":  # migrations 0004-0006: tables keyed without a rowid
             with app.state.systems["healthcard"].engine.connect() as conn:
                 layouts = dict(conn.exec_driver_sql(
                     "SELECT name, sql FROM sqlite_master WHERE name IN "
-                    "('code_uses', 'shared_nonces')").all())
+                    "('code_uses', 'shared_nonces', 'shared_paces')").all())
             assert all("WITHOUT ROWID" in layouts.get(t, "")
-                       for t in ("code_uses", "shared_nonces")), layouts
+                       for t in ("code_uses", "shared_nonces", "shared_paces")), layouts
         essc = app.state.systems["socialcard"]
         with essc.engine.connect() as conn:
             columns = {c["name"] for c in inspect(conn).get_columns("settlements")}

@@ -7,14 +7,14 @@ Revises: healthcard_0003
 
 from alembic import op
 
-from services.common.shared_store import NONCES, add_nonces_table
+from services.common.shared_store import NONCES, add_keyed_table
 
 revision = "healthcard_0004"
 down_revision = "healthcard_0003"
 
 
 def upgrade() -> None:
-    add_nonces_table(op)
+    add_keyed_table(op, NONCES, "nonce:")
 
 
 def downgrade() -> None:

@@ -6,13 +6,13 @@ Revises: socialcard_0003
 
 from alembic import op
 
-from services.common.shared_store import NONCES, add_nonces_table
+from services.common.shared_store import NONCES, add_keyed_table
 
 revision, down_revision = "socialcard_0004", "socialcard_0003"
 
 
 def upgrade() -> None:
-    add_nonces_table(op)
+    add_keyed_table(op, NONCES, "nonce:")
 
 
 def downgrade() -> None:
