@@ -50,7 +50,7 @@ class CallerTables:
     institutions: sa.Table
     terminals: sa.Table
     channel_apps: sa.Table
-    shared_events: sa.Table  # nonces and request counts every worker shares
+    shared_events: sa.Table  # what every worker shares (its nonces and paces beside it)
     changes: sa.Table  # one row: the generation every change of the tables above bumps
 
 
