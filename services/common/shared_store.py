@@ -203,26 +203,27 @@ class MemoryStore:
 
 
 class DatabaseStore:
-    """Rows in ``shared_events`` (counts) and ``shared_nonces`` (claims); expired rows
-    are swept now and then by any process."""
+    """Rows in ``shared_events`` (login throttles' hits), ``shared_nonces`` (claims) and
+    ``shared_paces`` (paced buckets); expired rows are swept now and then by any
+    process."""
 
     def __init__(self, engine: Engine, table: Table) -> None:
         self.engine = engine
         self.table = table
         self.nonces = keyed_of(table, NONCES)
+        self.postgres = engine.dialect.name == "postgresql"
         self._next_sweep = 0.0
+
+    def _sql(self, statement: str) -> str:
+        """``?`` placeholders in the driver's own style."""
+        return statement.replace("?", "%s") if self.postgres else statement
 
     def _sweep(self, conn, now: float) -> None:
         if now < self._next_sweep:
             return
         self._next_sweep = now + 30
         for sweep in SWEEP_SQL:
-            conn.exec_driver_sql(sweep.replace("?", "%s") if self._postgres else sweep,
-                                 (now,))
-
-    @property
-    def _postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
+            conn.exec_driver_sql(self._sql(sweep), (now,))
 
     def claim(self, token: str, ttl_s: float) -> bool:
         now = time.time()
@@ -259,14 +260,12 @@ class DatabaseStore:
         """``paced`` in one statement (``pace_sql``), atomic however many workers share
         the bucket; on a refusal the bucket's tat is read for the wait."""
         now = time.time()
-        postgres = self._postgres
         params = pace_params(bucket, now, window_s, limit)
         with self.engine.begin() as conn:
             self._sweep(conn, now)
-            if conn.exec_driver_sql(pace_sql(postgres), params).first() is not None:
+            if conn.exec_driver_sql(pace_sql(self.postgres), params).first() is not None:
                 return 0.0
-            tat = conn.exec_driver_sql(PACED_TAT.replace("?", "%s") if postgres
-                                       else PACED_TAT, (params[0],)).scalar()
+            tat = conn.exec_driver_sql(self._sql(PACED_TAT), (params[0],)).scalar()
         return refused_wait(tat, now, window_s, limit)
 
 
