@@ -85,6 +85,9 @@ class FastPath:
             if exc.headers:
                 headers = JSON + [(k.lower().encode(), v.encode())
                                   for k, v in exc.headers.items()]
+        # the answer's length, as the framework's responses carry it: the server writes
+        # it as it is, not in chunked framing (and a client reads it to its end at once)
+        headers = [*headers, (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 

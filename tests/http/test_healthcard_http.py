@@ -149,6 +149,10 @@ def test_wrong_terminal_unsigned_stale_and_replayed_requests(stack, world, card)
         again = post(good)
         assert again.status_code == 401 and again.json()["code"] == "SIGNATURE_REPLAYED"
         assert again.json()["request_id"]
+        # the fast path's answers, served and refused, say their length (no chunks)
+        for answer in (ok, again, http.get("/healthz")):
+            assert answer.headers["content-length"] == str(len(answer.content))
+            assert "transfer-encoding" not in answer.headers
 
 
 def test_a_refused_scan_burns_its_nonce_and_counts_nothing(stack, world) -> None:
