@@ -210,11 +210,23 @@ def goals(knees: list[dict[str, Any]], steps: Sequence[dict[str, Any]] = ()
             out.append({"goal": f"scan knee / {TRIVIAL_ROUTE} knee", "database": db,
                         "server_workers": workers, "servers": servers, "ratio": ratio,
                         "ratio_bound": bound, "limit": f">= {SCAN_KNEE_SHARE:.2f}",
-                        "met": met})
+                        "met": met} | _by_cpu(k, floor))
         one = by.get((db, workers, 1, "verify"))
         if route == "verify" and servers == 2 and one:
             out.append(_scale_out(db, workers, k, one, steps))
     return out
+
+
+def _by_cpu(scan: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    """The knees' ratio a server whose core is the limit would show: its knee is one
+    core's second over the CPU a request costs, so the ratio is the floor's CPU a request
+    over a scan's. An estimate, not a knee: it is what the report can say where the
+    generator, not the server, stopped the floor's ladder."""
+    scan_us, floor_us = scan.get("server_cpu_us_per_scan"), floor.get("server_cpu_us_per_scan")
+    if not scan_us or not floor_us:
+        return {}
+    ratio = floor_us / scan_us
+    return {"cpu_ratio": ratio, "met_by_cpu": ratio >= SCAN_KNEE_SHARE}
 
 
 def _scale_out(db: str, workers: int, two: dict[str, Any], one: dict[str, Any],
@@ -254,6 +266,10 @@ def goal_line(g: dict[str, Any]) -> str:
             g["met"], "not measured: a knee was not reached, offer higher --rates")
         ratio = " ".join(filter(None, (g.get("ratio_bound"), f"{g['ratio']:.2f}")))
         text = f"goal {g['goal']} {where}: {ratio} (limit {g['limit']}): {verdict}"
+    if g.get("cpu_ratio"):
+        text += (f"; from the server's CPU a request at the knees, a server whose core is "
+                 f"the limit: {g['cpu_ratio']:.2f} "
+                 f"({'met' if g['met_by_cpu'] else 'NOT met'} by that estimate)")
     if g.get("two_servers_rps"):
         text += (f", two servers at {g['two_servers_rps']:g}/s against one at "
                  f"{g['two_servers_rps'] / 2:g}/s")

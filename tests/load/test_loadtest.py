@@ -219,6 +219,13 @@ def test_the_capacity_goals_say_what_the_knees_allow() -> None:
         goals(knees(800, True, 1600, False))[0])
     assert ": 0.25 (limit >= 0.33): NOT met" in goal_line(
         goals(knees(400, False, 1600, False))[0])
+    # beside the knees, what the CPU a request says a core-bound server's would be:
+    # 100 us a /healthz against 500 a scan
+    unbounded = goals(knees(800, False, 1600, True))[0]
+    assert unbounded["met"] is None and unbounded["cpu_ratio"] == 0.2
+    assert unbounded["met_by_cpu"] is False
+    assert "a server whose core is the limit: 0.20 (NOT met by that estimate)" in \
+        goal_line(unbounded)
     scale = goals(knees(800, False, 1600, False, 650.0))[-1]
     assert scale["goal"].startswith("CPU per scan") and scale["ratio_at_knees"] == 1.3
     assert scale["ratio"] is None and scale["met"] is None  # no steps: no rate to compare
