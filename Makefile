@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_verify
 	$(BIN)/python -m bench.bench_calls
 	$(BIN)/python -m bench.bench_scaleout
+	$(BIN)/python -m bench.bench_sweep
 	$(BIN)/python -m bench.bench_twin
 	$(BIN)/python -m bench.bench_province
 	$(BIN)/python -m bench.bench_rollout

@@ -43,11 +43,14 @@ from ..common.shared_store import (
     NONCES,
     PACED_TAT,
     PACES,
-    SWEEP_SQL,
+    SHARED_SWEPT,
+    SlicedSweep,
+    Swept,
     pace_params,
     pace_sql,
     pace_token,
     refused_wait,
+    run_steps,
 )
 from ..common.signing import RATE_WINDOW_S, Admission, refuse_replay, refuse_wait
 from ..rules.codes import Step
@@ -71,15 +74,9 @@ _SELECT_BINDING = (
     "SELECT ssc_card_no, region FROM bindings WHERE ehc_card_id = ? AND state = 'bound'"
 )
 # the request's nonce is CLAIM_SQL (its rate is the caller's paced bucket: pace_sql);
-# every half minute the expired nonces and buckets go (SWEEP_SQL), and the counts of
-# codes past their expiry check (a scan of a table holding a few minutes' codes)
-_SWEEP_USES = "DELETE FROM code_uses WHERE expires_at < ?"
-_PG_SWEEP = ("WITH " + ", ".join(
-    f"swept{i} AS ({sql.replace('?', '%(wall)s::float8')} RETURNING 1)"
-    for i, sql in enumerate(SWEEP_SQL)) + ", swept_uses AS ("
-    + _SWEEP_USES.replace("?", "%(uses_before)s::timestamp") + " RETURNING 1) SELECT "
-    + " + ".join(f"(SELECT count(*) FROM swept{i})" for i in range(len(SWEEP_SQL)))
-    + " + (SELECT count(*) FROM swept_uses)")
+# every half minute the expired nonces and buckets go, and the counts of codes past
+# their expiry check (a few minutes' codes), the keyed tables a slice a transaction
+SWEPT = (*SHARED_SWEPT, Swept("code_uses", "code_digest", b"", "timestamp"))
 _SELECT_HELD = (  # the card's state, if this app holds it, and its active binding
     "SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a ON a.card_id = c.card_id "
     "AND a.app_key = ? LEFT JOIN bindings b ON b.ehc_card_id = c.card_id "
@@ -186,8 +183,6 @@ class HotStore(RawConnections):
          self.admit, self.paced_tat, self.select_held) = (
             self.sql(q) for q in (_SELECT_CARD, _COUNT_USE, _INSERT_USAGE, _SELECT_BINDING,
                                   CLAIM_SQL, PACED_TAT, _SELECT_HELD))
-        self.sweeps = tuple(self.sql(q) for q in SWEEP_SQL)
-        self.sweep_uses = self.sql(_SWEEP_USES)
         self.pace = pace_sql(self.postgres)
 
 
@@ -286,11 +281,6 @@ def _chain_of(item: Scan | Refresh) -> tuple[str, str]:
     return item.chain if isinstance(item, Scan) else ("", "")
 
 
-def _one(sql: str, params: Sequence | dict[str, Any]) -> Steps:
-    """A single statement as ``Steps``."""
-    yield sql, params
-
-
 def _refuse_unbound(binding: object) -> None:
     if binding is None:
         raise Conflict("BINDING_NOT_ACTIVE",
@@ -358,7 +348,7 @@ class Verifier:
         else:  # SQLite: a lone write goes on the loop when the lock is free
             self.funnel = WriteFunnel(self.record_batch, inline=partial(
                 self.record_batch, store=HotStore(engine, wait=False)))
-        self._next_sweep = 0.0
+        self.sweep = SlicedSweep(SWEPT, postgres=self.store.postgres)
         self._seen = Seen()
 
     def close(self) -> None:
@@ -436,11 +426,9 @@ class Verifier:
         out: list[tuple[int, tuple] | int | ServiceError] = []
         with store.transaction(write_lock=True) as cur:
             wall = time.time()
-            if wall >= self._next_sweep:  # nonces past their window
-                self._next_sweep = wall + 30
-                for sweep in store.sweeps:
-                    cur.execute(sweep, (wall,))
-                cur.execute(store.sweep_uses, (store.timestamp(self._spent_before()),))
+            if self.sweep.due(wall):
+                for steps in self.sweep.steps(wall, self._sweep_cutoffs(wall)):
+                    run_steps(steps, lambda sql, params: cur.execute(sql, params).fetchone())
             heads = Heads("usage", cur, store.postgres, self.chain_key, locked=True)
             for scan in scans:
                 try:
@@ -494,7 +482,7 @@ class Verifier:
         One transaction a CST day (``_day_groups``): a batch across midnight is two."""
         assert self.pg is not None and self.pg_one is not None
         wall = time.time()
-        sweep = wall >= self._next_sweep  # nonces past their window
+        sweep = self.sweep.due(wall)  # expired rows: a transaction's statements
         if not sweep and len(items) == 1:  # alone: one statement, no BEGIN or COMMIT
             item = items[0]
             if isinstance(item, Refresh):
@@ -502,8 +490,6 @@ class Verifier:
             lone = self._scan_pg_alone(item)
             if lone is not None and (result := await self.pg_one.run(lone)) is not STALE:
                 return [result]
-        if sweep:
-            self._next_sweep = wall + 30
         out: list[Any] = [None] * len(items)
         for n, group in enumerate(_day_groups(items)):
             try:
@@ -522,8 +508,8 @@ class Verifier:
         assert self.pg is not None
         async with self.pg.transaction() as tx:
             if sweep:
-                await tx.run_all([_one(_PG_SWEEP, {"wall": time.time(),
-                                                   "uses_before": self._spent_before()})])
+                wall = time.time()
+                await tx.run_all(self.sweep.steps(wall, self._sweep_cutoffs(wall)))
             heads = Heads("usage", None, True, self.chain_key, locked=True)
             # the audit heads and rate buckets are locked in one order in every
             # process's batches (``_lock_order``), so two servers' batches never wait
@@ -631,6 +617,12 @@ class Verifier:
             return _held_state(None, item.fused)
         self._seen.card(item.card_id, held[2])  # its scan, next, can go alone
         return _held_state(held, item.fused)
+
+    def _sweep_cutoffs(self, wall: float) -> dict[str, Any]:
+        """What each swept table drops rows expired before: the shared store's tables
+        epoch seconds, the codes' use counts ``_spent_before`` as the store writes it."""
+        return dict.fromkeys(self.sweep.first, wall) | {
+            "code_uses": self.store.timestamp(self._spent_before())}
 
     def _spent_before(self) -> datetime:
         """Codes that expired before this (naive UTC) can no longer pass the expiry check

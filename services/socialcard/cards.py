@@ -8,9 +8,10 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -28,6 +29,7 @@ from ..common.cst import cst_day, utc_now
 from ..common.db import AsyncPg, RawConnections, rows_by_identity
 from ..common.errors import Conflict, Gone, Invalid, NotFound
 from ..common.pii import FieldCipher
+from ..common.shared_store import SlicedSweep, Swept, driver_row, run_steps
 from .tables import card_apps, code_uses, grant_codes, insured, settlements
 from .tables import usage_records as essc_usage
 
@@ -112,16 +114,17 @@ class SocialCards:
         # PostgreSQL: the fused hop on the async driver, one statement
         self.pg = AsyncPg(engine, autocommit=True) if self.hot.postgres else None
         self._bound_card, self._voucher = (self.hot.sql(q) for q in (_BOUND_CARD, _VOUCHER))
-        self._next_sweep = 0.0  # of the used codes past their expiry (``_sweep_spent``)
+        # the used codes past their expiry: the expiry check refuses them before their
+        # use is looked up (else the table grew by a row a scan); a slice a verification
+        self.sweep = SlicedSweep((Swept("code_uses", "nonce", "", "timestamp"),),
+                                 postgres=self.hot.postgres)
 
     def _sweep_spent(self, conn, now: datetime) -> None:
-        """Every half minute, the used codes past their expiry: the expiry check refuses
-        them before their use is looked up (else the table grew by a row a scan)."""
-        if time.monotonic() < self._next_sweep:
-            return
-        self._next_sweep = time.monotonic() + 30
-        conn.execute(delete(code_uses).where(
-            code_uses.c.expires_at < now.astimezone(UTC).replace(tzinfo=None)))
+        wall = time.time()
+        if self.sweep.due(wall):
+            cutoff = self.hot.timestamp(now.astimezone(UTC).replace(tzinfo=None))
+            for steps in self.sweep.steps(wall, {"code_uses": cutoff}):
+                run_steps(steps, partial(driver_row, conn))
 
     def close(self) -> None:
         """Give back the fused hop's async connection (PostgreSQL)."""

@@ -547,7 +547,7 @@ def test_a_lone_scan_is_one_statement_written_only_as_last_seen(stack, world) ->
         return
     batches: list[str] = []
     for server in servers:
-        server._next_sweep = float("inf")  # a sweep would take the batch path
+        server.sweep.next_pass = float("inf")  # a sweep would take the batch path
         pg = server.pg
         assert pg is not None and server.pg_one is not None
 

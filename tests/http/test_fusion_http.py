@@ -262,13 +262,13 @@ def test_used_essc_codes_are_swept_once_past_their_expiry(stack, world, holder) 
         conn.execute(insert(code_uses), [
             {"nonce": "spent-code", "expires_at": utc_now() - timedelta(seconds=2)},
             {"nonce": "live-code", "expires_at": utc_now() + timedelta(seconds=60)}])
-    cards._next_sweep = 0.0  # the next verification sweeps
+    cards.sweep.next_pass = 0.0  # the next verification sweeps
     essc_code = world.app.essc_qrcode(essc["ssc_card_no"])["qr_text"]
     world.term_a.verify_essc(essc_code)
     with cards.engine.connect() as conn:
         kept = set(conn.execute(select(code_uses.c.nonce)).scalars())
     assert "spent-code" not in kept and "live-code" in kept, kept
-    cards._next_sweep = 0.0
+    cards.sweep.next_pass = 0.0
     with pytest.raises(SdkError) as info:  # swept again: the code just used stays used
         world.term_a.verify_essc(essc_code)
     assert info.value.code == "QR_REPLAYED"

@@ -411,7 +411,7 @@ def test_nonces_and_spent_code_counts_are_swept(stack, world, card) -> None:
              "expires_at": utc - skew - timedelta(seconds=5)},
             {"code_digest": b"in skew".ljust(16, b"\0"), "card_id": "C", "uses": 1,
              "expires_at": utc - skew + timedelta(seconds=20)}])
-    hc.verifier._next_sweep = 0.0  # the next scan's transaction sweeps
+    hc.verifier.sweep.next_pass = 0.0  # the next scan's transaction sweeps
     world.term_a.verify(world.app.qrcode(card["card_id"])["qr_text"])
     with hc.engine.connect() as conn:
         nonces = set(conn.exec_driver_sql("SELECT token FROM shared_nonces").scalars())

@@ -162,7 +162,7 @@ def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
             deadline = time.monotonic() + 5
             while not pg._conn.is_closed() and time.monotonic() < deadline:
                 time.sleep(0.01)
-            verifier._next_sweep = sweep_at
+            verifier.sweep.next_pass = sweep_at
             for _ in range(2):
                 answer = world.term_a.verify(world.app.qrcode(card_id)["qr_text"])
                 assert answer["card_id"] == card_id

@@ -6,13 +6,24 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from datetime import datetime
+from functools import partial
 
 import pytest
-from sqlalchemy import and_, select
+from sqlalchemy import and_, column, delete, insert, select, table
 
 from services.app import build_app, close_app
+from services.common.shared_store import (
+    NONCES,
+    PACES,
+    SlicedSweep,
+    Swept,
+    driver_row,
+    run_steps,
+    sweep_statements,
+)
 from services.healthcard import verify
 from services.healthcard.tables import EXPORTS as EHC_EXPORTS
 from services.healthcard.tables import bindings, usage_records
@@ -21,8 +32,8 @@ from services.socialcard import cards as socialcard_cards
 from services.socialcard.tables import EXPORTS as ESSC_EXPORTS
 from tests.stack import PG_ENV, drop_schemas, make_test_settings
 
-HOT = ("_SELECT_CARD", "_SELECT_BINDING", "PACED_TAT", "SWEEP_SQL",  # the verification's
-       "_SELECT_HELD")  # reads, and the code refresh's (a nonce is claimed by its key)
+HOT = ("_SELECT_CARD", "_SELECT_BINDING", "PACED_TAT",  # the verification's reads, and
+       "_SELECT_HELD")  # the code refresh's (a nonce is claimed by its key)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -58,7 +69,7 @@ def compiled(engine, statement) -> tuple[str, object]:
 def assert_indexed(text: str, ordered: bool = False) -> None:
     if "Seq Scan" in text or re.search(r"^SCAN (cards|bindings|settlements|usage_records|"
                                        r"shared_events|ledger|shared_usage|insured|"
-                                       r"card_apps)\b", text, re.M):
+                                       r"card_apps|shared_nonces|code_uses)\b", text, re.M):
         raise AssertionError(f"a table is scanned:\n{text}")
     if ordered and ("TEMP B-TREE FOR ORDER BY" in text or re.search(r"\bSort\b", text)):
         raise AssertionError(f"the page is sorted, not read in index order:\n{text}")
@@ -67,15 +78,59 @@ def assert_indexed(text: str, ordered: bool = False) -> None:
 @pytest.mark.parametrize("name", HOT)
 def test_the_verification_reads_by_index(systems, name: str) -> None:
     engine = systems["healthcard"].engine
-    # the counts' sweep by their expiry; the nonces' (SWEEP_SQL[1]) scans their table
-    # every half minute by design: an index on their expiry would cost every claim a write
-    sql = verify.SWEEP_SQL[0] if name == "SWEEP_SQL" else getattr(verify, name)
+    sql = getattr(verify, name)
     values = {"_SELECT_CARD": ("A" * 64,), "_SELECT_BINDING": ("A" * 64,),
-              "PACED_TAT": ("pace:t",), "SWEEP_SQL": (0.0,),  # epoch seconds
-              "_SELECT_HELD": ("app", "A" * 64)}[name]
+              "PACED_TAT": ("pace:t",), "_SELECT_HELD": ("app", "A" * 64)}[name]
     if engine.dialect.name == "postgresql":
         sql = sql.replace("?", "%s")
     assert_indexed(plan(engine, sql, values))
+
+
+@pytest.mark.parametrize("swept", verify.SWEPT, ids=lambda t: t.table)
+def test_the_sweeps_read_by_index(systems, swept) -> None:
+    """The hot path's sweeps: the login throttles' hits by their expiry's index; the
+    nonces and the codes' use counts (no index on their expiry: a claim would write it) a
+    slice along their key, in key order. The paced buckets, a row a caller, are read
+    whole by design."""
+    engine = systems["healthcard"].engine
+    postgres = engine.dialect.name == "postgresql"
+    cutoff = datetime(2026, 1, 1) if swept.pg_type == "timestamp" else 0.0
+    for sql in sweep_statements(swept, postgres):
+        n = sql.count("%s" if postgres else "?")
+        values = ((swept.first,) * (n - 1) + (cutoff,)) if "expires_at" in sql \
+            else (swept.first,)
+        text = plan(engine, sql, values)
+        if swept.table == PACES:
+            continue
+        assert_indexed(text, ordered=True)
+
+
+def test_a_sweep_takes_a_slice_of_keys_a_transaction(systems) -> None:
+    """A keyed table's sweep reads ``keys`` keys a call and drops the expired among them;
+    the pass ends at the last key, and the next begins a period later."""
+    engine = systems["healthcard"].engine
+    now = time.time()
+    tokens = [f"sweep-test:{i:02d}" for i in range(25)]
+    expired = set(tokens[::2])
+    nonces = table(NONCES, column("token"), column("expires_at"))
+    with engine.begin() as conn:
+        conn.execute(delete(nonces))
+        conn.execute(insert(nonces), [{"token": t, "expires_at": now - 1 if t in expired
+                                       else now + 600} for t in tokens])
+    sweep = SlicedSweep([Swept(NONCES, "token")], postgres=engine.dialect.name ==
+                        "postgresql", keys=10)
+
+    def one_call(at: float) -> set[str]:
+        with engine.begin() as conn:
+            for steps in sweep.steps(at, {NONCES: now}):
+                run_steps(steps, partial(driver_row, conn))
+            return set(conn.execute(select(nonces.c.token)).scalars())
+    assert sweep.due(now)
+    assert one_call(now) == set(tokens) - (expired & set(tokens[:10]))  # the first slice
+    assert sweep.due(now) and one_call(now) == set(tokens) - (expired & set(tokens[:20]))
+    kept = one_call(now)  # the last slice: the keys after the second
+    assert kept == set(tokens) - expired and not sweep.due(now)
+    assert sweep.steps(now + 29, {NONCES: now}) == [] and sweep.due(now + 30)
 
 
 def test_the_postgres_scan_statements_read_by_index(systems) -> None:
