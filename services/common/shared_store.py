@@ -163,10 +163,11 @@ class SlicedSweep:
 
     A table keyed by random tokens has no index on its expiry (a claim writes one page,
     not two), so its sweep reads the table: one ``DELETE`` of a peak's 1.15 million
-    nonces' expired twelfth held the store's write lock 274 ms, every write waiting (and
-    SQLite's inline writes hold the event loop); a slice of 2,000 keys is about a
-    millisecond. Each process sweeps on its own; a slice a failed transaction left is
-    swept on the next pass."""
+    nonces' expired twelfth held the store's write lock 216-274 ms, every write waiting
+    (and SQLite's inline writes hold the event loop); a slice of 2,000 keys is about a
+    millisecond (``bench.bench_sweep``). Callers on several threads each take a table's
+    next slice, never the same one; each process sweeps on its own; a slice whose
+    transaction failed is swept on the next pass."""
 
     def __init__(self, tables: Sequence[Swept], *, postgres: bool,
                  period_s: float = SWEEP_PERIOD_S, keys: int = SLICE_KEYS) -> None:
@@ -174,6 +175,8 @@ class SlicedSweep:
         self.period_s = period_s
         self._sql = {t.table: sweep_statements(t, postgres, keys) for t in tables}
         self._after: dict[str, Any] = {}  # the pass's tables left: the last key swept
+        self._pass = 0
+        self._lock = threading.Lock()
         self.next_pass = 0.0  # epoch seconds (a test sets it to sweep now, or never)
 
     def due(self, now: float) -> bool:
@@ -181,29 +184,33 @@ class SlicedSweep:
         return bool(self._after) or now >= self.next_pass
 
     def steps(self, now: float, cutoffs: Mapping[str, Any]) -> list[Steps]:
-        """This call's sweep of each table the pass has left (a pass begins when one is
-        due), as ``Steps``; the rows expired before ``cutoffs[table]`` go."""
-        if not self._after:
-            if now < self.next_pass:
-                return []
-            self.next_pass = now + self.period_s
-            self._after = dict(self.first)
-        return [self._table(name, cutoffs[name]) for name in list(self._after)]
+        """This call's sweep of each table the pass has left and no other call holds (a
+        pass begins when one is due), as ``Steps``; the rows expired before
+        ``cutoffs[table]`` go."""
+        with self._lock:
+            if not self._after:
+                if now < self.next_pass:
+                    return []
+                self.next_pass = now + self.period_s
+                self._pass += 1
+                self._after = dict(self.first)
+            taken, self._after = self._after, {}
+        return [self._table(name, after, cutoffs[name], self._pass)
+                for name, after in taken.items()]
 
-    def _table(self, name: str, cutoff: Any) -> Steps:
+    def _table(self, name: str, after: Any, cutoff: Any, pass_: int) -> Steps:
         sql = self._sql[name]
         if len(sql) == 1:
             yield sql[0], (cutoff,)
-            del self._after[name]
             return
-        after = self._after[name]
         upto = (yield sql[0], (after,))[0]
         if upto is None:  # the last slice
             yield sql[2], (after, cutoff)
-            del self._after[name]
-        else:
-            yield sql[1], (after, upto, cutoff)
-            self._after[name] = upto
+            return
+        yield sql[1], (after, upto, cutoff)
+        with self._lock:  # the next slice's for whoever sweeps next, in this pass
+            if pass_ == self._pass:
+                self._after[name] = upto
 
 
 def driver_row(conn: Any, sql: str, params: Any) -> Any:

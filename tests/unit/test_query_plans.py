@@ -107,7 +107,8 @@ def test_the_sweeps_read_by_index(systems, swept) -> None:
 
 def test_a_sweep_takes_a_slice_of_keys_a_transaction(systems) -> None:
     """A keyed table's sweep reads ``keys`` keys a call and drops the expired among them;
-    the pass ends at the last key, and the next begins a period later."""
+    a slice is one caller's (threads sweep alike: two must not take the same); the pass
+    ends at the last key, and the next begins a period later."""
     engine = systems["healthcard"].engine
     now = time.time()
     tokens = [f"sweep-test:{i:02d}" for i in range(25)]
@@ -120,13 +121,15 @@ def test_a_sweep_takes_a_slice_of_keys_a_transaction(systems) -> None:
     sweep = SlicedSweep([Swept(NONCES, "token")], postgres=engine.dialect.name ==
                         "postgresql", keys=10)
 
-    def one_call(at: float) -> set[str]:
+    def one_call(at: float, held: list | None = None) -> set[str]:
         with engine.begin() as conn:
-            for steps in sweep.steps(at, {NONCES: now}):
+            for steps in sweep.steps(at, {NONCES: now}) if held is None else held:
                 run_steps(steps, partial(driver_row, conn))
             return set(conn.execute(select(nonces.c.token)).scalars())
     assert sweep.due(now)
-    assert one_call(now) == set(tokens) - (expired & set(tokens[:10]))  # the first slice
+    held = sweep.steps(now, {NONCES: now})  # a caller's slice: no other caller's meanwhile
+    assert len(held) == 1 and sweep.steps(now, {NONCES: now}) == []
+    assert one_call(now, held) == set(tokens) - (expired & set(tokens[:10]))  # the first
     assert sweep.due(now) and one_call(now) == set(tokens) - (expired & set(tokens[:20]))
     kept = one_call(now)  # the last slice: the keys after the second
     assert kept == set(tokens) - expired and not sweep.due(now)
