@@ -115,8 +115,8 @@ NONCES = "shared_nonces"
 # a signed request's nonce, claimed once, and a caller's paced bucket: each a row in one
 # B-tree (on SQLite its key is the table: no rowid, no other index), so a claim or a
 # bucket's move writes one page where a row of ``shared_events`` wrote up to four (its
-# table, its key and two indexes); expired rows are swept by a scan every half minute
-# a slice of keys at a time (``SlicedSweep``)
+# table, its key and two indexes); expired rows are swept every half minute, a slice of
+# keys at a time (``SlicedSweep``)
 CLAIM_SQL = (f"INSERT INTO {NONCES} (token, expires_at) VALUES (?, ?) "
              "ON CONFLICT (token) DO NOTHING RETURNING token")
 
@@ -194,8 +194,8 @@ class SlicedSweep:
                 self.next_pass = now + self.period_s
                 self._pass += 1
                 self._after = dict(self.first)
-            taken, self._after = self._after, {}
-        return [self._table(name, after, cutoffs[name], self._pass)
+            taken, self._after, pass_ = self._after, {}, self._pass
+        return [self._table(name, after, cutoffs[name], pass_)
                 for name, after in taken.items()]
 
     def _table(self, name: str, after: Any, cutoff: Any, pass_: int) -> Steps:
