@@ -163,7 +163,7 @@ class SlicedSweep:
 
     A table keyed by random tokens has no index on its expiry (a claim writes one page,
     not two), so its sweep reads the table: one ``DELETE`` of a peak's 1.15 million
-    nonces' expired twelfth held the store's write lock 216-274 ms, every write waiting
+    nonces' expired twelfth held the store's write lock 216-222 ms, every write waiting
     (and SQLite's inline writes hold the event loop); a slice of 2,000 keys is about a
     millisecond (``bench.bench_sweep``). Callers on several threads each take a table's
     next slice, never the same one; each process sweeps on its own; a slice whose
