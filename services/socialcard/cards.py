@@ -98,6 +98,12 @@ def _bound(row: Any) -> Any:
     return row[:5]
 
 
+
+# the used codes past their expiry: the expiry check refuses them before their use is
+# looked up (else the table grew by a row a scan); a slice a verification's transaction
+SWEPT = (Swept("code_uses", "nonce", "", "timestamp"),)
+
+
 class SocialCards:
     def __init__(self, engine: Engine, cipher: FieldCipher, code_key: bytes,
                  validity_s: int, chain_key: bytes) -> None:
@@ -114,10 +120,7 @@ class SocialCards:
         # PostgreSQL: the fused hop on the async driver, one statement
         self.pg = AsyncPg(engine, autocommit=True) if self.hot.postgres else None
         self._bound_card, self._voucher = (self.hot.sql(q) for q in (_BOUND_CARD, _VOUCHER))
-        # the used codes past their expiry: the expiry check refuses them before their
-        # use is looked up (else the table grew by a row a scan); a slice a verification
-        self.sweep = SlicedSweep((Swept("code_uses", "nonce", "", "timestamp"),),
-                                 postgres=self.hot.postgres)
+        self.sweep = SlicedSweep(SWEPT, postgres=self.hot.postgres)
 
     def _sweep_spent(self, conn, now: datetime) -> None:
         wall = time.time()

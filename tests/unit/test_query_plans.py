@@ -86,13 +86,16 @@ def test_the_verification_reads_by_index(systems, name: str) -> None:
     assert_indexed(plan(engine, sql, values))
 
 
-@pytest.mark.parametrize("swept", verify.SWEPT, ids=lambda t: t.table)
-def test_the_sweeps_read_by_index(systems, swept) -> None:
+@pytest.mark.parametrize(("system", "swept"), [
+    *(("healthcard", t) for t in verify.SWEPT),
+    *(("socialcard", t) for t in socialcard_cards.SWEPT)],
+    ids=lambda v: v if isinstance(v, str) else v.table)
+def test_the_sweeps_read_by_index(systems, system: str, swept) -> None:
     """The hot path's sweeps: the login throttles' hits by their expiry's index; the
-    nonces and the codes' use counts (no index on their expiry: a claim would write it) a
-    slice along their key, in key order. The paced buckets, a row a caller, are read
-    whole by design."""
-    engine = systems["healthcard"].engine
+    nonces and the codes' use counts, both card systems' (no index on their expiry: a
+    claim would write it), a slice along their key, in key order. The paced buckets, a
+    row a caller, are read whole by design."""
+    engine = systems[system].engine
     postgres = engine.dialect.name == "postgresql"
     cutoff = datetime(2026, 1, 1) if swept.pg_type == "timestamp" else 0.0
     for sql in sweep_statements(swept, postgres):
