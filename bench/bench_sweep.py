@@ -1,16 +1,19 @@
-"""The sweep of expired nonces at a held peak (issue 18): how long it holds the store's
-write lock, as one ``DELETE`` (the way before) and as ``SlicedSweep``'s slices, on two
-stores filled alike in the same run.
+"""The sweep of expired nonces at a held peak (issue 18): how long it holds up the hot
+path's writes, on stores filled alike in the same run.
 
 A nonce is kept about six minutes (``signing.nonce_expiry``); at the scan's knee of one
 worker (1,600 scans/s, two signed requests a scan) that is over a million rows, a twelfth
 of them expired at each half-minute sweep. The nonces' table has no index on its expiry
-(a claim writes one page, not two), so the sweep reads it: while it runs no write of the
-hot path can commit, and on SQLite an inline write holds the event loop itself. Reported:
-the one ``DELETE``'s time, and a sliced pass's slices (each its own transaction, as each
-rides one write transaction of the hot path): the longest, the median, their number and
-sum; both leave the same rows. SQLite's WAL checkpoint is left out of both (it runs after
-a commit, with the write lock free, and writes back the same pages either way).
+(a claim writes one page, not two), so the sweep reads it.
+
+SQLite (one writer: while a sweep runs no write of the hot path commits, and an inline
+write holds the event loop itself): the one ``DELETE``'s time, the way before, against a
+sliced pass's slices (each its own transaction, as each rides one write transaction of
+the hot path): the longest, the median, their number and sum; both leave the same rows.
+The WAL's checkpoint is left out of both (it runs after a commit, with the write lock
+free, and writes back the same pages either way). PostgreSQL (the sweep whole, on a
+connection of its own beside the batches): the one ``DELETE``'s time, and nonces claimed
+on another connection while it runs against the same claims alone.
 
 SQLite always; PostgreSQL too when ``--database-url`` (or ``EHC_TEST_DATABASE_URL``)
 names one.
@@ -25,6 +28,7 @@ import os
 import random
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from functools import partial
@@ -132,7 +136,44 @@ def left(engine: Engine) -> int:
         return conn.execute(text(f"SELECT count(*) FROM {NONCES}")).scalar_one()
 
 
+def claim_ms(engine: Engine) -> float:
+    """A new nonce claimed in its own transaction: milliseconds."""
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"INSERT INTO {NONCES} (token, expires_at) VALUES (%s, %s)",
+                             (f"nonce:claim:{uuid.uuid4().hex}", time.time() + 60))
+    return (time.perf_counter() - started) * 1000
+
+
+def beside(database_url: str, rows: int) -> dict[str, float]:
+    """PostgreSQL: the one ``DELETE`` on a connection of its own, and claims made beside
+    it (each after the last) against claims made alone."""
+    now = time.time()
+    engine = store(database_url)
+    took: list[float] = []
+    try:
+        expired = fill(engine, rows, now, seed=7)
+        settle(engine)
+        alone = [claim_ms(engine) for _ in range(20)]
+        sweep = threading.Thread(target=lambda: took.append(whole(engine, now)))
+        sweep.start()
+        time.sleep(0.005)
+        during = []
+        while sweep.is_alive():
+            during.append(claim_ms(engine))
+        sweep.join()
+        assert left(engine) == rows - expired + len(alone) + len(during)
+    finally:
+        engine.dispose()
+    return {"rows": rows, "expired": expired, "whole_ms": took[0],
+            "claims_beside": len(during), "claim_beside_longest_ms": max(during),
+            "claim_alone_longest_ms": max(alone),
+            "claim_beside_median_ms": statistics.median(during),
+            "claim_alone_median_ms": statistics.median(alone)}
+
+
 def measure(database_url: str | None, rows: int) -> dict[str, float]:
+    """Both ways on two stores filled alike (SQLite)."""
     now = time.time()
     one, two = store(database_url), store(database_url)
     try:
@@ -163,16 +204,21 @@ def main() -> None:
                         help="a PostgreSQL server to measure beside SQLite")
     args = parser.parse_args()
     results: dict[str, object] = {}
-    for name, url in {"sqlite": None, "postgres": args.database_url}.items():
-        if name == "postgres" and not url:
-            continue
-        r = results[name] = measure(url, args.rows)
-        print(f"{name}: {r['rows']:,} nonces, {r['expired']:,} expired. One DELETE held "
-              f"the write lock {r['whole_ms']:.0f} ms; sliced: {r['slices']} transactions, "
-              f"the longest {r['slice_longest_ms']:.1f} ms (median "
-              f"{r['slice_median_ms']:.1f}, 99th percentile {r['slice_p99_ms']:.1f}, sum "
-              f"{r['slices_total_ms']:.0f}): the longest "
-              f"hold {r['longest_over_whole']:.3f}x the one DELETE's", flush=True)
+    r = results["sqlite"] = measure(None, args.rows)
+    print(f"sqlite: {r['rows']:,} nonces, {r['expired']:,} expired. One DELETE held "
+          f"the write lock {r['whole_ms']:.0f} ms; sliced: {r['slices']} transactions, "
+          f"the longest {r['slice_longest_ms']:.1f} ms (median "
+          f"{r['slice_median_ms']:.1f}, 99th percentile {r['slice_p99_ms']:.1f}, sum "
+          f"{r['slices_total_ms']:.0f}): the longest "
+          f"hold {r['longest_over_whole']:.3f}x the one DELETE's", flush=True)
+    if args.database_url:
+        p = results["postgres"] = beside(args.database_url, args.rows)
+        print(f"postgres: {p['rows']:,} nonces, {p['expired']:,} expired. One DELETE "
+              f"{p['whole_ms']:.0f} ms on its own connection; {p['claims_beside']} claims "
+              f"beside it, the longest {p['claim_beside_longest_ms']:.1f} ms (median "
+              f"{p['claim_beside_median_ms']:.1f}) against "
+              f"{p['claim_alone_longest_ms']:.1f} ms alone (median "
+              f"{p['claim_alone_median_ms']:.1f})", flush=True)
     print("wrote", save("sweep", results))
 
 

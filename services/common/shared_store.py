@@ -143,11 +143,16 @@ SLICE_KEYS = 2000
 
 
 def sweep_statements(t: Swept, postgres: bool, keys: int = SLICE_KEYS) -> tuple[str, ...]:
-    """A table's sweep: one ``DELETE``; or, keyed, the key ending the next slice (one row,
-    NULL past the last key), the slice's ``DELETE`` and the last slice's."""
+    """A table's sweep: one ``DELETE``; or, keyed on SQLite, the key ending the next slice
+    (one row, NULL past the last key), the slice's ``DELETE`` and the last slice's.
+
+    PostgreSQL deletes each table whole: under MVCC a ``DELETE`` locks only the rows it
+    deletes (expired ones, which no request writes), so the other writers go on beside
+    it, and slicing along an index there costs about ten times the work (a heap visit a
+    key, where the scan reads the table's pages in order: ``bench.bench_sweep``)."""
     mark = "%s" if postgres else "?"
     cutoff = f"{mark}::{t.pg_type}" if postgres else mark
-    if t.key is None:
+    if t.key is None or postgres:
         return (f"DELETE FROM {t.table} WHERE expires_at < {cutoff}",)
     k = t.key
     return (f"SELECT (SELECT {k} FROM {t.table} WHERE {k} > {mark} ORDER BY {k} "
@@ -159,12 +164,13 @@ def sweep_statements(t: Swept, postgres: bool, keys: int = SLICE_KEYS) -> tuple[
 
 class SlicedSweep:
     """The expired rows of some tables, a pass every ``period_s``, swept by a write
-    transaction a call: a keyed table's slice of ``keys`` keys a call, the others whole.
+    transaction a call: a keyed table's slice of ``keys`` keys a call on SQLite, the
+    others whole (every table on PostgreSQL: ``sweep_statements``).
 
     A table keyed by random tokens has no index on its expiry (a claim writes one page,
-    not two), so its sweep reads the table: one ``DELETE`` of a peak's 1.15 million
-    nonces' expired twelfth held the store's write lock 216-222 ms, every write waiting
-    (and SQLite's inline writes hold the event loop); a slice of 2,000 keys is about a
+    not two), so its sweep reads the table: on SQLite one ``DELETE`` of a peak's 1.15
+    million nonces' expired twelfth held the write lock 199-222 ms, every write waiting
+    (and an inline write holds the event loop); a slice of 2,000 keys is about a
     millisecond (``bench.bench_sweep``). Callers on several threads each take a table's
     next slice, never the same one; each process sweeps on its own; a slice whose
     transaction failed is swept on the next pass."""

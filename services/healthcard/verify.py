@@ -12,6 +12,7 @@ transaction of the scans and refreshes in flight (one writer per process, one co
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from ..common.errors import (
     Invalid,
     NotFound,
     ServiceError,
+    log_store_unavailable,
 )
 from ..common.fastpath import WriteFunnel
 from ..common.pii import FieldCipher
@@ -343,6 +345,9 @@ class Verifier:
         self.pg = AsyncPg(engine) if self.store.postgres else None
         # a lone refresh is one statement: its own transaction, in one round trip
         self.pg_one = AsyncPg(engine, autocommit=True) if self.store.postgres else None
+        # the sweeps' own connection (``_sweep_pg``): no batch waits on them
+        self.pg_sweeper = AsyncPg(engine, autocommit=True) if self.store.postgres else None
+        self._sweeping: asyncio.Future | None = None
         if self.pg is not None:  # PostgreSQL: the batches on the loop, async
             self.funnel = WriteFunnel(self.record_batch_pg)
         else:  # SQLite: a lone write goes on the loop when the lock is free
@@ -355,7 +360,9 @@ class Verifier:
         """Give back the writer thread and the hot path's connections."""
         self.funnel.close()
         self.store.drop_connection()
-        for pg in (self.pg, self.pg_one):
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+        for pg in (self.pg, self.pg_one, self.pg_sweeper):
             if pg is not None:
                 pg.drop()
 
@@ -481,9 +488,8 @@ class Verifier:
         (``_refresh_pg``), alone in autocommit (one round trip, no BEGIN or COMMIT).
         One transaction a CST day (``_day_groups``): a batch across midnight is two."""
         assert self.pg is not None and self.pg_one is not None
-        wall = time.time()
-        sweep = self.sweep.due(wall)  # expired rows: a transaction's statements
-        if not sweep and len(items) == 1:  # alone: one statement, no BEGIN or COMMIT
+        self._sweep_pg(time.time())
+        if len(items) == 1:  # alone: one statement, no BEGIN or COMMIT
             item = items[0]
             if isinstance(item, Refresh):
                 return [await self.pg_one.run(self._refresh_pg(item))]
@@ -493,7 +499,7 @@ class Verifier:
         out: list[Any] = [None] * len(items)
         for n, group in enumerate(_day_groups(items)):
             try:
-                done = await self._transaction_pg([items[i] for i in group], sweep and not n)
+                done = await self._transaction_pg([items[i] for i in group])
             except Exception as exc:
                 if not n:  # nothing committed: every caller gets it
                     raise
@@ -502,14 +508,10 @@ class Verifier:
                 out[i] = result
         return out
 
-    async def _transaction_pg(self, items: Sequence[Scan | Refresh], sweep: bool
-                              ) -> list[Any]:
+    async def _transaction_pg(self, items: Sequence[Scan | Refresh]) -> list[Any]:
         """A batch's items of one CST day in one transaction."""
         assert self.pg is not None
         async with self.pg.transaction() as tx:
-            if sweep:
-                wall = time.time()
-                await tx.run_all(self.sweep.steps(wall, self._sweep_cutoffs(wall)))
             heads = Heads("usage", None, True, self.chain_key, locked=True)
             # the audit heads and rate buckets are locked in one order in every
             # process's batches (``_lock_order``), so two servers' batches never wait
@@ -617,6 +619,25 @@ class Verifier:
             return _held_state(None, item.fused)
         self._seen.card(item.card_id, held[2])  # its scan, next, can go alone
         return _held_state(held, item.fused)
+
+    def _sweep_pg(self, wall: float) -> None:
+        """PostgreSQL: a sweep that is due, started on its own connection beside the
+        batches (a statement a table, in autocommit), which go on meanwhile: the rows it
+        deletes are expired, and no scan writes them. One at a time; a failure is logged
+        (its kind, no text) and the next pass tries again."""
+        if (self._sweeping is not None and not self._sweeping.done()) \
+                or not self.sweep.due(wall):
+            return
+        self._sweeping = asyncio.ensure_future(self._swept_pg(
+            self.sweep.steps(wall, self._sweep_cutoffs(wall))))
+
+    async def _swept_pg(self, tables: list[Steps]) -> None:
+        assert self.pg_sweeper is not None
+        try:
+            for steps in tables:
+                await self.pg_sweeper.run(steps)
+        except Exception as exc:  # the hot path goes on; the next pass sweeps
+            log_store_unavailable(exc)
 
     def _sweep_cutoffs(self, wall: float) -> dict[str, Any]:
         """What each swept table drops rows expired before: the shared store's tables

@@ -497,11 +497,11 @@ def test_a_batch_across_midnight_holds_one_days_heads_at_a_time(stack, world) ->
         # today's its record
         real, calls = server._transaction_pg, []
 
-        async def second_fails(items, sweep):
+        async def second_fails(items):
             calls.append(items)
             if len(calls) == 2:
                 raise ConnectionError("the store went away")
-            return await real(items, sweep)
+            return await real(items)
 
         server._transaction_pg = second_fails  # type: ignore[method-assign]
         done = asyncio.run(server.record_batch_pg([scan(tomorrow_day), scan()]))
@@ -547,7 +547,7 @@ def test_a_lone_scan_is_one_statement_written_only_as_last_seen(stack, world) ->
         return
     batches: list[str] = []
     for server in servers:
-        server.sweep.next_pass = float("inf")  # a sweep would take the batch path
+        server.sweep.next_pass = float("inf")  # no sweep beside these batches
         pg = server.pg
         assert pg is not None and server.pg_one is not None
 

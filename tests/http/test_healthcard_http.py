@@ -411,8 +411,11 @@ def test_nonces_and_spent_code_counts_are_swept(stack, world, card) -> None:
              "expires_at": utc - skew - timedelta(seconds=5)},
             {"code_digest": b"in skew".ljust(16, b"\0"), "card_id": "C", "uses": 1,
              "expires_at": utc - skew + timedelta(seconds=20)}])
-    hc.verifier.sweep.next_pass = 0.0  # the next scan's transaction sweeps
+    hc.verifier.sweep.next_pass = 0.0  # the next scan sweeps (PostgreSQL: beside it)
     world.term_a.verify(world.app.qrcode(card["card_id"])["qr_text"])
+    sweeping, deadline = hc.verifier._sweeping, time.monotonic() + 5
+    while sweeping is not None and not sweeping.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
     with hc.engine.connect() as conn:
         nonces = set(conn.exec_driver_sql("SELECT token FROM shared_nonces").scalars())
         stray = conn.exec_driver_sql("SELECT count(*) FROM shared_events WHERE token "

@@ -124,6 +124,7 @@ def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
     logged with its kind and SQLSTATE."""
     from sqlalchemy import text
 
+    from services.healthcard.verify import Seen
     from tests.stack import backend_env, drop_schemas
 
     backend_env("postgres")  # skips where no PostgreSQL is configured
@@ -153,19 +154,28 @@ def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
         assert not any(card_id in m or person.name in m for m in faults)
         world.term_a.verify(world.app.qrcode(card_id)["qr_text"])
         verifier = system.verifier
-        # each of its connections: a lone scan's (one statement, autocommit), then the
-        # batches' (a sweep of old nonces due: the scan goes in a transaction)
-        for pg, sweep_at in ((verifier.pg_one, float("inf")), (verifier.pg, 0.0)):
+        # each of its connections: a lone scan's (one statement, autocommit), the
+        # batches' (nothing seen: the scan goes in a transaction) and the sweeps' (a pass
+        # due: it runs beside the scans; on the dead connection it fails, is logged, and
+        # the next pass connects again)
+        for pg, route in ((verifier.pg_one, "lone"), (verifier.pg, "batch"),
+                          (verifier.pg_sweeper, "sweep")):
             killed = pg._conn.get_server_pid()
             with system.engine.connect() as conn:
                 conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed})
             deadline = time.monotonic() + 5
             while not pg._conn.is_closed() and time.monotonic() < deadline:
                 time.sleep(0.01)
-            verifier.sweep.next_pass = sweep_at
             for _ in range(2):
+                if route == "batch":
+                    verifier._seen = Seen()
+                if route == "sweep":
+                    verifier.sweep.next_pass = 0.0
                 answer = world.term_a.verify(world.app.qrcode(card_id)["qr_text"])
                 assert answer["card_id"] == card_id
+                deadline = time.monotonic() + 5
+                while not verifier._sweeping.done() and time.monotonic() < deadline:
+                    time.sleep(0.01)
             assert pg._conn.get_server_pid() != killed
     finally:
         logging.getLogger("ehc.errors").removeHandler(store_log)
