@@ -13,6 +13,7 @@ transaction of the scans and refreshes in flight (one writer per process, one co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -360,8 +361,9 @@ class Verifier:
         """Give back the writer thread and the hot path's connections."""
         self.funnel.close()
         self.store.drop_connection()
-        if self._sweeping is not None:
-            self._sweeping.cancel()
+        if self._sweeping is not None and not self._sweeping.done():
+            with contextlib.suppress(RuntimeError):  # its loop may have closed already
+                self._sweeping.cancel()
         for pg in (self.pg, self.pg_one, self.pg_sweeper):
             if pg is not None:
                 pg.drop()
