@@ -78,7 +78,8 @@ _SELECT_BINDING = (
 )
 # the request's nonce is CLAIM_SQL (its rate is the caller's paced bucket: pace_sql);
 # every half minute the expired nonces and buckets go, and the counts of codes past
-# their expiry check (a few minutes' codes), the keyed tables a slice a transaction
+# their expiry check (a few minutes' codes): on SQLite in the scans' transactions, the
+# keyed tables a slice each; on PostgreSQL beside them (``Verifier._sweep_pg``)
 SWEPT = (*SHARED_SWEPT, Swept("code_uses", "code_digest", b"", "timestamp"))
 _SELECT_HELD = (  # the card's state, if this app holds it, and its active binding
     "SELECT c.state, b.ssc_card_no FROM cards c JOIN card_apps a ON a.card_id = c.card_id "
