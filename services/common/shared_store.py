@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from .errors import log_store_unavailable
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -337,8 +338,24 @@ class DatabaseStore:
         return statement.replace("?", "%s") if self.postgres else statement
 
     def _sweep(self, conn, now: float) -> None:
-        for steps in self.sweep.steps(now, dict.fromkeys(self.sweep.first, now)):
-            run_steps(steps, partial(driver_row, conn))
+        """A due sweep: on SQLite in the caller's transaction, a slice a table; on
+        PostgreSQL beside it, on a thread and a connection of its own (the caller's
+        request does not wait for the tables' ``DELETE``: ``sweep_statements``)."""
+        steps = self.sweep.steps(now, dict.fromkeys(self.sweep.first, now))
+        if steps and self.postgres:
+            threading.Thread(target=self._sweep_beside, args=(steps,), daemon=True,
+                             name="ehc-sweep").start()
+            return
+        for swept in steps:
+            run_steps(swept, partial(driver_row, conn))
+
+    def _sweep_beside(self, steps: list[Steps]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                for swept in steps:
+                    run_steps(swept, partial(driver_row, conn))
+        except Exception as exc:  # the next pass sweeps; the fault's kind is logged
+            log_store_unavailable(exc)
 
     def claim(self, token: str, ttl_s: float) -> bool:
         now = time.time()

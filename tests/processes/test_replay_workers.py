@@ -404,3 +404,65 @@ def test_every_store_paces_a_caller_alike_in_one_row(tmp_path, kind: str) -> Non
                 with engine.begin() as conn:
                     conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
             engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_store_sweeps_its_expired_nonces_without_holding_its_callers(tmp_path,
+                                                                     kind: str) -> None:
+    """The shared store sweeps the expired nonces when a pass is due: on SQLite in the
+    claim's own transaction; on PostgreSQL beside it, on a connection of its own, so a
+    claim does not wait for the sweep's ``DELETE`` (here held up by another transaction
+    locking an expired row) and the row goes once the lock is let go."""
+    import threading
+
+    from sqlalchemy import MetaData, create_engine, text
+
+    from services.common.shared_store import DatabaseStore, shared_events_table
+
+    pg = os.environ.get("EHC_TEST_DATABASE_URL", "")
+    if kind == "postgres" and not pg:
+        pytest.skip("PostgreSQL tests need EHC_TEST_DATABASE_URL")
+    schema = f"sweep{uuid.uuid4().hex[:8]}"
+    engine = create_engine(f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else pg,
+                           **({} if kind == "sqlite" else {
+                               "connect_args": {"options": f"-csearch_path={schema}"}}))
+    if kind == "postgres":
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    metadata = MetaData()
+    store = DatabaseStore(engine, shared_events_table(metadata))
+    metadata.create_all(engine)
+
+    def tokens() -> set[str]:
+        with engine.connect() as conn:
+            return set(conn.execute(text("SELECT token FROM shared_nonces")).scalars())
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO shared_nonces VALUES ('nonce:old', :t)"),
+                         {"t": time.time() - 1})
+        holder = engine.connect()
+        if kind == "postgres":  # the sweep's DELETE must wait for this lock
+            holder.execute(text("SELECT token FROM shared_nonces FOR UPDATE")).all()
+        claimed: list[bool] = []
+        claim = threading.Thread(target=lambda: claimed.append(store.claim("nonce:new", 60)))
+        if kind == "postgres":
+            claim.start()
+            claim.join(timeout=5)  # answered while the sweep waits
+            assert claimed == [True] and "nonce:old" in tokens()
+            holder.rollback()
+        else:
+            holder.close()
+            claim.start()
+            claim.join(timeout=5)
+            assert claimed == [True]
+        deadline = time.monotonic() + 5
+        while "nonce:old" in tokens() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert tokens() == {"nonce:new"}
+        assert not store.claim("nonce:new", 60)  # claimed once
+    finally:
+        holder.close()
+        if kind == "postgres":
+            with engine.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
