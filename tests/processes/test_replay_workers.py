@@ -5,6 +5,7 @@ PostgreSQL (``EHC_TEST_DATABASE_URL``) and with Redis (``EHC_TEST_REDIS_URL``)."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from sqlalchemy import Engine, Table
 
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
@@ -346,46 +348,59 @@ def test_paced_admits_a_burst_then_the_rate() -> None:
     assert paced(tat, now + 60, 2.0, 4) == (now + 60.5, 0.0)  # idle: a full burst again
 
 
+@contextlib.contextmanager
+def store_engine(tmp_path: Path, kind: str) -> Iterator[tuple[Engine, Table]]:
+    """A SQLite file, or a PostgreSQL schema of its own dropped after (skipped where no
+    PostgreSQL is configured), with the shared store's tables; ``shared_events``."""
+    from sqlalchemy import MetaData, create_engine, text
+
+    from services.common.shared_store import shared_events_table
+
+    pg = os.environ.get("EHC_TEST_DATABASE_URL", "")
+    if kind == "postgres" and not pg:
+        pytest.skip("PostgreSQL tests need EHC_TEST_DATABASE_URL")
+    schema = f"store{uuid.uuid4().hex[:8]}"
+    engine = create_engine(f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else pg,
+                           **({} if kind == "sqlite" else {
+                               "connect_args": {"options": f"-csearch_path={schema}"}}))
+    if kind == "postgres":
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    metadata = MetaData()
+    table = shared_events_table(metadata)
+    metadata.create_all(engine)
+    try:
+        yield engine, table
+    finally:
+        if kind == "postgres":
+            with engine.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres", "redis"])
 def test_every_store_paces_a_caller_alike_in_one_row(tmp_path, kind: str) -> None:
     """Each store admits a burst of ``limit``, then refuses with the wait until the
     next (never more than one interval); two clients of one store share the bucket;
     the database keeps one row a bucket however many requests (so the check costs the
     same at any rate)."""
-    from sqlalchemy import MetaData, create_engine, text
+    from sqlalchemy import text
 
-    from services.common.shared_store import (
-        DatabaseStore,
-        MemoryStore,
-        RedisStore,
-        shared_events_table,
-    )
+    from services.common.shared_store import DatabaseStore, MemoryStore, RedisStore
 
     engine = None
-    if kind == "memory":
-        stores: list = [MemoryStore()] * 2
-    elif kind == "redis":
-        url = os.environ.get("EHC_TEST_REDIS_URL")
-        if not url:
-            pytest.skip("Redis tests need EHC_TEST_REDIS_URL")
-        prefix = f"pace{uuid.uuid4().hex[:8]}"
-        stores = [RedisStore(url, prefix), RedisStore(url, prefix)]
-    else:
-        pg = os.environ.get("EHC_TEST_DATABASE_URL", "")
-        if kind == "postgres" and not pg:
-            pytest.skip("PostgreSQL tests need EHC_TEST_DATABASE_URL")
-        schema = f"pace{uuid.uuid4().hex[:8]}"
-        engine = create_engine(f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else pg,
-                               **({} if kind == "sqlite" else {
-                                   "connect_args": {"options": f"-csearch_path={schema}"}}))
-        if kind == "postgres":
-            with engine.begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
-        metadata = MetaData()
-        table = shared_events_table(metadata)
-        metadata.create_all(engine)
-        stores = [DatabaseStore(engine, table), DatabaseStore(engine, table)]
-    try:
+    with contextlib.ExitStack() as cleanup:
+        if kind == "memory":
+            stores: list = [MemoryStore()] * 2
+        elif kind == "redis":
+            url = os.environ.get("EHC_TEST_REDIS_URL")
+            if not url:
+                pytest.skip("Redis tests need EHC_TEST_REDIS_URL")
+            prefix = f"pace{uuid.uuid4().hex[:8]}"
+            stores = [RedisStore(url, prefix), RedisStore(url, prefix)]
+        else:
+            engine, table = cleanup.enter_context(store_engine(tmp_path, kind))
+            stores = [DatabaseStore(engine, table), DatabaseStore(engine, table)]
         # a burst of 20, then one a second (20 s / 20): the 21st is refused as long as
         # the burst took less than that second, whatever the host's speed
         waits = [stores[i % 2].pace("rate:t", 20.0, 20) for i in range(21)]
@@ -398,12 +413,6 @@ def test_every_store_paces_a_caller_alike_in_one_row(tmp_path, kind: str) -> Non
             with engine.connect() as conn:
                 rows = conn.execute(text("SELECT token FROM shared_paces")).scalars().all()
             assert sorted(rows) == ["pace:rate:t", "pace:rate:u"], rows
-    finally:
-        if engine is not None:
-            if kind == "postgres":
-                with engine.begin() as conn:
-                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-            engine.dispose()
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
@@ -415,54 +424,31 @@ def test_a_store_sweeps_its_expired_nonces_without_holding_its_callers(tmp_path,
     locking an expired row) and the row goes once the lock is let go."""
     import threading
 
-    from sqlalchemy import MetaData, create_engine, text
+    from sqlalchemy import text
 
-    from services.common.shared_store import DatabaseStore, shared_events_table
+    from services.common.shared_store import DatabaseStore
 
-    pg = os.environ.get("EHC_TEST_DATABASE_URL", "")
-    if kind == "postgres" and not pg:
-        pytest.skip("PostgreSQL tests need EHC_TEST_DATABASE_URL")
-    schema = f"sweep{uuid.uuid4().hex[:8]}"
-    engine = create_engine(f"sqlite:///{tmp_path}/s.db" if kind == "sqlite" else pg,
-                           **({} if kind == "sqlite" else {
-                               "connect_args": {"options": f"-csearch_path={schema}"}}))
-    if kind == "postgres":
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    metadata = MetaData()
-    store = DatabaseStore(engine, shared_events_table(metadata))
-    metadata.create_all(engine)
+    with store_engine(tmp_path, kind) as (engine, table), engine.connect() as holder:
+        store = DatabaseStore(engine, table)
 
-    def tokens() -> set[str]:
-        with engine.connect() as conn:
-            return set(conn.execute(text("SELECT token FROM shared_nonces")).scalars())
-    try:
+        def tokens() -> set[str]:
+            with engine.connect() as conn:
+                return set(conn.execute(text("SELECT token FROM shared_nonces")).scalars())
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO shared_nonces VALUES ('nonce:old', :t)"),
                          {"t": time.time() - 1})
-        holder = engine.connect()
         if kind == "postgres":  # the sweep's DELETE must wait for this lock
             holder.execute(text("SELECT token FROM shared_nonces FOR UPDATE")).all()
         claimed: list[bool] = []
         claim = threading.Thread(target=lambda: claimed.append(store.claim("nonce:new", 60)))
+        claim.start()
+        claim.join(timeout=5)  # answered (on PostgreSQL while the sweep waits)
+        assert claimed == [True]
         if kind == "postgres":
-            claim.start()
-            claim.join(timeout=5)  # answered while the sweep waits
-            assert claimed == [True] and "nonce:old" in tokens()
+            assert "nonce:old" in tokens()
             holder.rollback()
-        else:
-            holder.close()
-            claim.start()
-            claim.join(timeout=5)
-            assert claimed == [True]
         deadline = time.monotonic() + 5
         while "nonce:old" in tokens() and time.monotonic() < deadline:
             time.sleep(0.02)
         assert tokens() == {"nonce:new"}
         assert not store.claim("nonce:new", 60)  # claimed once
-    finally:
-        holder.close()
-        if kind == "postgres":
-            with engine.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
