@@ -31,7 +31,6 @@ import tempfile
 import threading
 import time
 import uuid
-from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Engine, event, text
@@ -42,8 +41,7 @@ from services.common.shared_store import (
     NONCES,
     SlicedSweep,
     Swept,
-    driver_row,
-    run_steps,
+    run_on,
     sweep_statements,
 )
 from services.healthcard.tables import metadata
@@ -111,8 +109,7 @@ def sliced(engine: Engine, now: float) -> list[float]:
     while sweep.due(now):
         started = time.perf_counter()
         with engine.begin() as conn:
-            for steps in sweep.steps(now, {NONCES: now}):
-                run_steps(steps, partial(driver_row, conn))
+            run_on(conn, sweep.steps(now, {NONCES: now}))
         took.append((time.perf_counter() - started) * 1000)
     return took
 

@@ -226,6 +226,12 @@ def driver_row(conn: Any, sql: str, params: Any) -> Any:
     return result.first() if result.returns_rows else None
 
 
+def run_on(conn: Any, tables: Sequence[Steps]) -> None:
+    """``SlicedSweep.steps``' tables swept on a SQLAlchemy connection, in its transaction."""
+    for steps in tables:
+        run_steps(steps, partial(driver_row, conn))
+
+
 def run_steps(steps: Steps, first_row: Callable[[str, Any], Any]) -> Any:
     """A ``Steps`` generator run a statement at a time: ``first_row(sql, params)`` runs
     one and gives its first row (None for none)."""
@@ -346,14 +352,12 @@ class DatabaseStore:
             threading.Thread(target=self._sweep_beside, args=(steps,), daemon=True,
                              name="ehc-sweep").start()
             return
-        for swept in steps:
-            run_steps(swept, partial(driver_row, conn))
+        run_on(conn, steps)
 
     def _sweep_beside(self, steps: list[Steps]) -> None:
         try:
             with self.engine.begin() as conn:
-                for swept in steps:
-                    run_steps(swept, partial(driver_row, conn))
+                run_on(conn, steps)
         except Exception as exc:  # the next pass sweeps; the fault's kind is logged
             log_store_unavailable(exc)
 

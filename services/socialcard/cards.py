@@ -8,7 +8,6 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
@@ -29,7 +28,7 @@ from ..common.cst import cst_day, utc_now
 from ..common.db import AsyncPg, RawConnections, rows_by_identity
 from ..common.errors import Conflict, Gone, Invalid, NotFound
 from ..common.pii import FieldCipher
-from ..common.shared_store import SlicedSweep, Swept, driver_row, run_steps
+from ..common.shared_store import SlicedSweep, Swept, run_on
 from .tables import card_apps, code_uses, grant_codes, insured, settlements
 from .tables import usage_records as essc_usage
 
@@ -126,8 +125,7 @@ class SocialCards:
         wall = time.time()
         if self.sweep.due(wall):
             cutoff = self.hot.timestamp(now.astimezone(UTC).replace(tzinfo=None))
-            for steps in self.sweep.steps(wall, {"code_uses": cutoff}):
-                run_steps(steps, partial(driver_row, conn))
+            run_on(conn, self.sweep.steps(wall, {"code_uses": cutoff}))
 
     def close(self) -> None:
         """Give back the fused hop's async connection (PostgreSQL)."""

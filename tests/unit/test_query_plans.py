@@ -9,7 +9,6 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from functools import partial
 
 import pytest
 from sqlalchemy import and_, column, delete, insert, select, table
@@ -20,8 +19,7 @@ from services.common.shared_store import (
     PACES,
     SlicedSweep,
     Swept,
-    driver_row,
-    run_steps,
+    run_on,
     sweep_statements,
 )
 from services.healthcard import verify
@@ -128,8 +126,7 @@ def test_a_sweep_takes_a_slice_of_keys_a_transaction(systems) -> None:
 
     def one_call(at: float, held: list | None = None) -> set[str]:
         with engine.begin() as conn:
-            for steps in sweep.steps(at, {NONCES: now}) if held is None else held:
-                run_steps(steps, partial(driver_row, conn))
+            run_on(conn, sweep.steps(at, {NONCES: now}) if held is None else held)
             return set(conn.execute(select(nonces.c.token)).scalars())
     assert sweep.due(now)
     if postgres:
