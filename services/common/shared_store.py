@@ -232,6 +232,31 @@ def run_on(conn: Any, tables: Sequence[Steps]) -> None:
         run_steps(steps, partial(driver_row, conn))
 
 
+def sweep_with(engine: Engine, conn: Any, tables: Sequence[Steps]
+               ) -> threading.Thread | None:
+    """A due pass's tables: on SQLite in the caller's transaction (``conn``: a slice a
+    table); on PostgreSQL beside it, on a thread and a connection of its own, so the
+    caller's request does not wait for the tables' ``DELETE`` (``sweep_statements``).
+    The thread, if one was started (tests wait for it)."""
+    if not tables:
+        return None
+    if engine.dialect.name != "postgresql":
+        run_on(conn, tables)
+        return None
+    thread = threading.Thread(target=_swept_beside, args=(engine, tables), daemon=True,
+                              name="ehc-sweep")
+    thread.start()
+    return thread
+
+
+def _swept_beside(engine: Engine, tables: Sequence[Steps]) -> None:
+    try:
+        with engine.begin() as conn:
+            run_on(conn, tables)
+    except Exception as exc:  # the next pass sweeps; the fault's kind is logged
+        log_store_unavailable(exc)
+
+
 def run_steps(steps: Steps, first_row: Callable[[str, Any], Any]) -> Any:
     """A ``Steps`` generator run a statement at a time: ``first_row(sql, params)`` runs
     one and gives its first row (None for none)."""
@@ -344,22 +369,9 @@ class DatabaseStore:
         return statement.replace("?", "%s") if self.postgres else statement
 
     def _sweep(self, conn, now: float) -> None:
-        """A due sweep: on SQLite in the caller's transaction, a slice a table; on
-        PostgreSQL beside it, on a thread and a connection of its own (the caller's
-        request does not wait for the tables' ``DELETE``: ``sweep_statements``)."""
-        steps = self.sweep.steps(now, dict.fromkeys(self.sweep.first, now))
-        if steps and self.postgres:
-            threading.Thread(target=self._sweep_beside, args=(steps,), daemon=True,
-                             name="ehc-sweep").start()
-            return
-        run_on(conn, steps)
-
-    def _sweep_beside(self, steps: list[Steps]) -> None:
-        try:
-            with self.engine.begin() as conn:
-                run_on(conn, steps)
-        except Exception as exc:  # the next pass sweeps; the fault's kind is logged
-            log_store_unavailable(exc)
+        """A due sweep (``sweep_with``)."""
+        sweep_with(self.engine, conn, self.sweep.steps(
+            now, dict.fromkeys(self.sweep.first, now)))
 
     def claim(self, token: str, ttl_s: float) -> bool:
         now = time.time()

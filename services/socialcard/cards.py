@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from ..common.cst import cst_day, utc_now
 from ..common.db import AsyncPg, RawConnections, rows_by_identity
 from ..common.errors import Conflict, Gone, Invalid, NotFound
 from ..common.pii import FieldCipher
-from ..common.shared_store import SlicedSweep, Swept, run_on
+from ..common.shared_store import SlicedSweep, Swept, sweep_with
 from .tables import card_apps, code_uses, grant_codes, insured, settlements
 from .tables import usage_records as essc_usage
 
@@ -99,7 +100,8 @@ def _bound(row: Any) -> Any:
 
 
 # the used codes past their expiry: the expiry check refuses them before their use is
-# looked up (else the table grew by a row a scan); a slice a verification's transaction
+# looked up (else the table grew by a row a scan); on SQLite a slice a verification's
+# transaction, on PostgreSQL beside it (``shared_store.sweep_with``)
 SWEPT = (Swept("code_uses", "nonce", "", "timestamp"),)
 
 
@@ -120,12 +122,14 @@ class SocialCards:
         self.pg = AsyncPg(engine, autocommit=True) if self.hot.postgres else None
         self._bound_card, self._voucher = (self.hot.sql(q) for q in (_BOUND_CARD, _VOUCHER))
         self.sweep = SlicedSweep(SWEPT, postgres=self.hot.postgres)
+        self.sweeping: threading.Thread | None = None  # PostgreSQL's last pass beside
 
     def _sweep_spent(self, conn, now: datetime) -> None:
         wall = time.time()
         if self.sweep.due(wall):
             cutoff = self.hot.timestamp(now.astimezone(UTC).replace(tzinfo=None))
-            run_on(conn, self.sweep.steps(wall, {"code_uses": cutoff}))
+            self.sweeping = sweep_with(self.engine, conn, self.sweep.steps(
+                wall, {"code_uses": cutoff})) or self.sweeping
 
     def close(self) -> None:
         """Give back the fused hop's async connection (PostgreSQL)."""
