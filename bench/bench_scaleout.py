@@ -8,13 +8,23 @@ two configurations measured in alternate phases on the same processes:
 
 Each server takes the same rate in both, so what a scan costs can differ only by what
 the two servers share (the store's locks and pages, the audit chains' heads) and by the
-host. A scan is a code refresh and the verification of that code, by paced clients
+host. Two more phases tell those apart, each R to each of two servers directly:
+
+- ``pair``: the same two servers, on the one store, without the balancer;
+- ``apart``: the first server and a third on a store of its own (nothing shared but
+  the machine, and on PostgreSQL the database server: a schema of its own).
+
+So ``two / one`` (the goal) is ``apart / one`` (the host: two busy servers on these
+cores), times ``pair / apart`` (what the shared store adds), times ``two / pair`` (the
+balancer beside them on the same cores), each printed with its median.
+
+A scan is a code refresh and the verification of that code, by paced clients
 spread over every seeded institution's terminals. A phase's figure is the measured
-servers' CPU (``/proc``: the first server in ``one``, both in ``two``) over the scans
-answered; the ratio is the median over rounds of ``two / one``, the phases' order swapped
-every round (this host's noise comes and goes within seconds, so neither configuration
-is always measured first). The periodic pulls and seals are off in both (they would
-land in one phase and not the other); the balancer's own CPU is not counted.
+servers' CPU (``/proc``: the servers that phase drives) over the scans answered; each
+ratio is the median over the rounds where both its phases kept up with their offer,
+the phases' order rotated every round (this host's noise comes and goes within seconds,
+so no configuration is always measured first). The periodic pulls and seals are off
+(they would land in one phase and not another); the balancer's own CPU is not counted.
 
 SQLite always; PostgreSQL too when ``--database-url`` (or ``EHC_TEST_DATABASE_URL``)
 names one.
@@ -135,44 +145,71 @@ def _clients(conn: Connection, url: str, app: dict, terminals: list[tuple[dict, 
         s.close()
 
 
+PHASES = ("one", "two", "pair", "apart")
+# each ratio: (name, numerator phase, denominator phase, what it measures)
+RATIOS = (("ratio", "two", "one", "two servers behind the balancer over one (the goal)"),
+          ("host", "apart", "one", "two servers on stores of their own over one"),
+          ("store", "pair", "apart", "one shared store over stores of their own"),
+          ("balancer", "two", "pair", "through the balancer over direct"))
+
+
 class Deployment:
-    """Two servers on one prepared, seeded store behind HAProxy, and generator processes
-    of paced clients: one for the first server alone, two for the balancer."""
+    """Two servers on one prepared, seeded store behind HAProxy, a third on a store of its
+    own, and generator processes of paced clients, each at one server's rate: for the
+    first server, the second, the third, and two for the balancer."""
 
     def __init__(self, database_url: str | None, rate: float, residents: int) -> None:
-        # no periodic pulls: in neither phase
+        # no periodic pulls: in no phase
         env, token = prepared_store(database_url, "scaleout", EHC_SYNC_INTERVAL_S="0")
-        ports, bind = [free_port(), free_port()], free_port()
-        self.fleet = Fleet(env, ports, bind, ["--log-level", "warning", "--no-access-log",
-                                              "--timeout-keep-alive", "30"])
-        urls = {"one": f"http://127.0.0.1:{ports[0]}", "two": f"http://127.0.0.1:{bind}"}
-        seed = sdk.seed_stack(urls["two"], token, residents)
-        cards = [c["card_id"] for c in seed["cards"]]
-        # the clients take the terminals in turn: every institution's chain is written
-        terminals = [(t, inst["city_code"]) for inst in seed["institutions"]
-                     for t in inst["terminals"]]
+        own_env, own_token = prepared_store(database_url, "scaleapart",
+                                            EHC_SYNC_INTERVAL_S="0")
+        ports, bind, own_port = [free_port(), free_port()], free_port(), free_port()
+        self.fleet = Fleet(env, ports, bind, UVICORN_ARGS)
+        self.own = sdk.spawn_server(own_env, own_port, *UVICORN_ARGS)
+        first, second, own = self.fleet.procs[0], self.fleet.procs[1], self.own
+        balancer = f"http://127.0.0.1:{bind}"
+        shared = _Seeded(sdk.seed_stack(balancer, token, residents))
+        apart_url = f"http://127.0.0.1:{own_port}"
+        apart = _Seeded(sdk.seed_stack(apart_url, own_token, residents))
         clients = math.ceil(rate / SCANS_PER_CLIENT_S)  # each server: one process's worth
-        self.per_client = rate / clients
-        self.offered = {"one": rate, "two": 2 * rate}
+        self.rate, self.per_client = rate, rate / clients
         context = multiprocessing.get_context("spawn")
-        self.generators: dict[str, list[tuple[Any, Connection]]] = {}
-        for config, n in (("one", 1), ("two", 2)):
-            self.generators[config] = []
-            for k in range(n):
-                mine, theirs = context.Pipe()
-                proc = context.Process(target=_clients, daemon=True, args=(
-                    theirs, urls[config], seed["channel_apps"][0], terminals, cards,
-                    (len(self.generators) * 2 + k) * clients, clients))
-                proc.start()
-                self.generators[config].append((proc, mine))
+        made: list[tuple[Any, Connection]] = []
+
+        def generator(url: str, terminals: tuple[_Seeded, list[tuple[dict, str]]]
+                      ) -> tuple[Any, Connection]:
+            seeded, theirs_terminals = terminals
+            mine, theirs = context.Pipe()
+            proc = context.Process(target=_clients, daemon=True, args=(
+                theirs, url, seeded.app, theirs_terminals, seeded.cards,
+                len(made) * clients, clients))
+            proc.start()
+            made.append((proc, mine))
+            return made[-1]
+
+        first_url, second_url = (f"http://127.0.0.1:{port}" for port in ports)
+        at_first = generator(first_url, shared.terminals())
+        # pair and apart: each server half the institutions, as the balancer splits them
+        # (every institution's scans to one server: ``deploy/haproxy.cfg``)
+        half_at_first = generator(first_url, shared.terminals(0))
+        # (generators, the servers measured) of each phase
+        self.phases = {
+            "one": ([at_first], [first]),
+            "two": ([generator(balancer, shared.terminals()),
+                     generator(balancer, shared.terminals())], [first, second]),
+            "pair": ([half_at_first, generator(second_url, shared.terminals(1))],
+                     [first, second]),
+            "apart": ([half_at_first, generator(apart_url, apart.terminals(1))],
+                      [first, own])}
+        self.generators = made
 
     def phase(self, config: str, seconds: float) -> Phase:
-        measured = self.fleet.procs[:1] if config == "one" else self.fleet.procs
-        phase = Phase(config, seconds, self.offered[config])
+        generators, measured = self.phases[config]
+        phase = Phase(config, seconds, self.rate * len(generators))  # R a generator
         before = sum(sdk.cpu_seconds(p.pid) for p in measured)
-        for _, conn in self.generators[config]:
+        for _, conn in generators:
             conn.send((seconds, self.per_client))
-        for _, conn in self.generators[config]:
+        for _, conn in generators:
             scans, failures, latencies, cpu = conn.recv()
             phase.scans += scans
             phase.failures += failures
@@ -182,47 +219,89 @@ class Deployment:
         return phase
 
     def stop(self) -> None:
-        for generators in self.generators.values():
-            for proc, conn in generators:
-                conn.send(None)
-                proc.join(10)
+        for proc, conn in self.generators:
+            conn.send(None)
+            proc.join(10)
         self.fleet.stop()
+        sdk.stop_server(self.own)
+
+
+UVICORN_ARGS = ["--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "30"]
+
+
+@dataclass
+class _Seeded:
+    """What a generator needs of a seeded store: the app, every institution's terminals
+    (the clients take them in turn: every institution's chain is written), the cards."""
+
+    seed: dict[str, Any]
+
+    @property
+    def app(self) -> dict:
+        return self.seed["channel_apps"][0]
+
+    def terminals(self, half: int | None = None
+                  ) -> tuple[_Seeded, list[tuple[dict, str]]]:
+        """Its terminals, of every institution or (``half`` 0 or 1) of every other one."""
+        institutions = self.seed["institutions"]
+        if half is not None:
+            institutions = institutions[half::2]
+        return self, [(t, inst["city_code"]) for inst in institutions
+                      for t in inst["terminals"]]
+
+    @property
+    def cards(self) -> list[str]:
+        return [c["card_id"] for c in self.seed["cards"]]
 
 
 def measure(database_url: str | None, rate: float, phase_s: float, rounds: int,
             residents: int, label: str) -> dict:
-    """The rounds' phases and the median ratio of two servers' CPU per scan to one's."""
+    """The rounds' phases and the median of each ratio (``RATIOS``)."""
     deployment = Deployment(database_url, rate, residents)
     try:
-        for config in ("one", "two"):  # warm-up: connections, caches, the day's heads
+        for config in PHASES:  # warm-up: connections, caches, the day's heads
             deployment.phase(config, min(3.0, phase_s))
         rounds_out: list[dict[str, Any]] = []
         for r in range(rounds):
-            order = ("one", "two") if r % 2 == 0 else ("two", "one")
+            order = PHASES[r % len(PHASES):] + PHASES[:r % len(PHASES)]
             done: dict[str, Any] = {config: deployment.phase(config, phase_s).summary()
                                     for config in order}
-            done["ratio"] = (done["two"]["server_cpu_us_per_scan"]
-                             / done["one"]["server_cpu_us_per_scan"])
+            for name, top, bottom, _ in RATIOS:
+                done[name] = (done[top]["server_cpu_us_per_scan"]
+                              / done[bottom]["server_cpu_us_per_scan"])
             rounds_out.append(done)
             print(f"{label} round {r + 1}/{rounds}: " + "; ".join(
-                f"{c} server(s) {done[c]['scans_per_s']:.0f} scans/s, "
+                f"{c} {done[c]['scans_per_s']:.0f} scans/s, "
                 f"{done[c]['server_cpu_us_per_scan']:.0f} us a scan, p95 "
                 f"{done[c]['p95_ms']:.1f} ms, {done[c]['failures']} failed, generator "
                 f"{done[c]['generator_cpu_share']:.0%}"
                 + ("" if done[c]["kept_up"] else ", did not keep up")
-                for c in ("one", "two")) + f"; two / one {done['ratio']:.2f}", flush=True)
+                for c in PHASES) + "; " + ", ".join(
+                f"{name} {done[name]:.2f}" for name, *_ in RATIOS), flush=True)
     finally:
         deployment.stop()
-    kept = [r for r in rounds_out if r["one"]["kept_up"] and r["two"]["kept_up"]]
     out: dict[str, Any] = {
-        "rounds": rounds_out, "rounds_kept_up": len(kept), "ratio": None, "met": None,
-        "failures": sum(r[c]["failures"] for r in rounds_out for c in ("one", "two"))}
-    if kept:  # only where each server took the same rate
-        out |= {"ratio": statistics.median(r["ratio"] for r in kept),
-                **{f"{c}_us": statistics.median(r[c]["server_cpu_us_per_scan"] for r in kept)
-                   for c in ("one", "two")}}
-        out["met"] = out["ratio"] <= SCALE_OUT_CPU
+        "rounds": rounds_out, "met": None,
+        "failures": sum(r[c]["failures"] for r in rounds_out for c in PHASES)}
+    for name, top, bottom, _ in RATIOS:  # each only where its phases both kept up
+        kept = [r for r in rounds_out if r[top]["kept_up"] and r[bottom]["kept_up"]]
+        out[name] = statistics.median(r[name] for r in kept) if kept else None
+        out[f"{name}_rounds"] = len(kept)
+        if name == "ratio" and kept:
+            out |= {f"{c}_us": statistics.median(r[c]["server_cpu_us_per_scan"]
+                                                 for r in kept) for c in (top, bottom)}
+            out["met"] = out["ratio"] <= SCALE_OUT_CPU
+    out["rounds_kept_up"] = out["ratio_rounds"]
     return out
+
+
+def parts_line(r: dict[str, Any]) -> str:
+    """What two / one is made of (``RATIOS`` after the first), each as measured."""
+    return "  of which: " + "; ".join(
+        f"{meaning} ({top} / {bottom}) "
+        + (f"{r[name]:.2f}x over {r[name + '_rounds']} round(s)" if r[name] is not None
+           else "not measured")
+        for name, top, bottom, meaning in RATIOS[1:])
 
 
 def main() -> None:
@@ -254,6 +333,7 @@ def main() -> None:
               f"where both kept up ({r['two_us']:.0f} / {r['one_us']:.0f} us; limit "
               f"{SCALE_OUT_CPU}): {'met' if r['met'] else 'NOT met'}; "
               f"{r['failures']} scans failed", flush=True)
+        print(parts_line(r), flush=True)
     print(f"saved {save('scaleout', results)}")
 
 

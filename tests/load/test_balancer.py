@@ -12,11 +12,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from loadtests.fleet import haproxy_binary
+from loadtests.fleet import Fleet, haproxy_binary
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 from services.sdk import prepare_store, spawn_server, stop_server
@@ -56,6 +58,41 @@ def test_killing_one_server_behind_the_balancer_loses_no_record(tmp_path: Path,
     assert s["records_match"] and not s["server_counts_checked"]
 
 
+@needs_haproxy
+def test_the_balancer_sends_an_institutions_terminals_to_one_server(tmp_path: Path) -> None:
+    """``deploy/haproxy.cfg``: every terminal of an institution (its key: the 12-character
+    institution code and a department) reaches the same server, the institutions and the
+    channel apps spread over both; with that server gone, its institutions move to the
+    other. Read from the header the balancer adds (``x-ehc-served-by``)."""
+    var = tmp_path / "var"
+    prepare_store(Settings(var_dir=var))
+    env = {**os.environ, "EHC_VAR_DIR": str(var), "EHC_LOG_LEVEL": "WARNING"}
+    bind = free_port()
+    fleet = Fleet(env, [free_port(), free_port()], bind, ["--log-level", "warning"])
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{bind}") as client:
+            def served(key: str) -> str:
+                answer = client.get("/ping", headers={"x-ehc-key": key})
+                assert answer.status_code == 200
+                return answer.headers["x-ehc-served-by"]
+
+            institutions = [f"33{n:010d}" for n in range(40)]
+            by_institution = {inst: {served(inst + f"{dept:04d}") for dept in range(6)}
+                              for inst in institutions}
+            assert all(len(servers) == 1 for servers in by_institution.values())
+            assert set().union(*by_institution.values()) == {"s1", "s2"}
+            apps = {served("app_" + f"{n:016x}") for n in range(3) for _ in range(20)}
+            assert apps == {"s1", "s2"}  # one app's refreshes spread, not pinned
+            fleet.kill_one()  # s1
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(
+                    served(inst + "0001") != "s2" for inst in institutions):
+                time.sleep(0.2)
+            assert {served(inst + "0001") for inst in institutions} == {"s2"}
+    finally:
+        fleet.stop()
+
+
 @pytest.mark.slow
 def test_a_running_deployment_is_a_target(tmp_path: Path) -> None:
     var = tmp_path / "var"
@@ -91,9 +128,6 @@ def test_impossible_combinations_are_refused(tmp_path: Path) -> None:
 def test_capacity_per_server_count(tmp_path: Path) -> None:
     """``ehc loadtest capacity --servers 1,2`` measures a knee and the server CPU per scan
     for one server and for two behind the balancer, each configuration on its own."""
-    import json
-    import subprocess
-    import sys
 
     res = subprocess.run([sys.executable, "-m", "twin.cli", "loadtest", "capacity", "--rates",
                           "10", "--workers", "1", "--servers", "1,2", "--step-duration", "3",
@@ -121,8 +155,9 @@ def test_capacity_per_server_count(tmp_path: Path) -> None:
 
 @needs_haproxy
 def test_the_scale_out_bench_compares_both_configurations_at_one_rate(tmp_path: Path) -> None:
-    """``bench.bench_scaleout`` at a tiny size: both phases served what was offered,
-    nothing failed, and the ratio it reports is the two phases' CPU per scan."""
+    """``bench.bench_scaleout`` at a tiny size: every phase served what was offered,
+    nothing failed, the ratio it reports is the two phases' CPU per scan, and its parts
+    (the host, the shared store, the balancer) multiply to it in each round."""
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != PG_ENV}  # SQLite only: small
     run = subprocess.run([sys.executable, "-m", "bench.bench_scaleout", "--rate", "20",
@@ -133,9 +168,16 @@ def test_the_scale_out_bench_compares_both_configurations_at_one_rate(tmp_path: 
     result = json.loads((tmp_path / "results" / "bench" / "scaleout.json").read_text())
     r = result["sqlite"]
     (done,) = r["rounds"]
-    assert done["one"]["scans"] >= 0.9 * 20 * 3 and done["two"]["scans"] >= 0.9 * 40 * 3
-    assert done["one"]["kept_up"] and done["two"]["kept_up"] and r["failures"] == 0
+    assert done["one"]["scans"] >= 0.9 * 20 * 3
+    for phase in ("two", "pair", "apart"):  # R to each of two servers
+        assert done[phase]["scans"] >= 0.9 * 40 * 3, phase
+    assert all(done[c]["kept_up"] for c in ("one", "two", "pair", "apart"))
+    assert r["failures"] == 0
     assert r["ratio"] == pytest.approx(done["two"]["server_cpu_us_per_scan"]
                                        / done["one"]["server_cpu_us_per_scan"])
+    assert r["ratio"] == pytest.approx(r["host"] * r["store"] * r["balancer"])
+    assert r["store"] == pytest.approx(done["pair"]["server_cpu_us_per_scan"]
+                                       / done["apart"]["server_cpu_us_per_scan"])
     assert r["met"] == (r["ratio"] <= 1.2)
     assert "over one at 20/s: median" in run.stdout
+    assert "one shared store over stores of their own (pair / apart)" in run.stdout
