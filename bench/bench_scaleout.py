@@ -4,7 +4,9 @@ within 1.2x of one server's): one store, two ``ehc serve`` processes behind HAPr
 two configurations measured in alternate phases on the same processes:
 
 - ``one``: R scans/s offered to the first server directly (the second idles);
-- ``two``: 2R scans/s offered to the balancer (R to each server).
+- ``two``: 2R scans/s offered to the balancer (about R to each server: it sends an
+  institution's terminals to one server, and the seed's 22 institutions split unevenly,
+  one server taking up to two thirds; the ratio is CPU over scans, both servers').
 
 Each server takes the same rate in both, so what a scan costs can differ only by what
 the two servers share (the store's locks and pages, the audit chains' heads) and by the
