@@ -4,15 +4,15 @@ within 1.2x of one server's): one store, two ``ehc serve`` processes behind HAPr
 two configurations measured in alternate phases on the same processes:
 
 - ``one``: R scans/s offered to the first server directly (the second idles);
-- ``two``: 2R scans/s offered to the balancer (about R to each server: it sends an
-  institution's terminals to one server, and the seed's 22 institutions split unevenly,
-  one server taking up to two thirds; the ratio is CPU over scans, both servers').
+- ``two``: 2R scans/s offered to the balancer, R to each server: the balancer sends an
+  institution's terminals to one server, and each of the two generators scans with the
+  terminals of one server's institutions (read from the server the balancer names).
 
 Each server takes the same rate in both, so what a scan costs can differ only by what
 the two servers share (the store's locks and pages, the audit chains' heads) and by the
 host. Two more phases tell those apart, each R to each of two servers directly:
 
-- ``pair``: the same two servers, on the one store, without the balancer;
+- ``pair``: the same two servers, on the one store, each its institutions, directly;
 - ``apart``: the first server and a third on a store of its own (nothing shared but
   the machine, and on PostgreSQL the database server: a schema of its own).
 
@@ -47,6 +47,8 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
+
+import httpx
 
 from loadtests.capacity import SCALE_OUT_CPU
 from loadtests.fleet import Fleet
@@ -191,17 +193,19 @@ class Deployment:
 
         first_url, second_url = (f"http://127.0.0.1:{port}" for port in ports)
         at_first = generator(first_url, shared.terminals())
-        # pair and apart: each server half the institutions, as the balancer splits them
-        # (every institution's scans to one server: ``deploy/haproxy.cfg``)
-        half_at_first = generator(first_url, shared.terminals(0))
+        # each server's institutions as the balancer sends them (``deploy/haproxy.cfg``:
+        # an institution's terminals to one server), so that in every phase of two each
+        # server takes R: its own institutions' scans
+        split = _split_by(balancer, shared)
+        mine_at_first = generator(first_url, shared.terminals(split["s1"]))
         # (generators, the servers measured) of each phase
         self.phases = {
             "one": ([at_first], [first]),
-            "two": ([generator(balancer, shared.terminals()),
-                     generator(balancer, shared.terminals())], [first, second]),
-            "pair": ([half_at_first, generator(second_url, shared.terminals(1))],
+            "two": ([generator(balancer, shared.terminals(split["s1"])),
+                     generator(balancer, shared.terminals(split["s2"]))], [first, second]),
+            "pair": ([mine_at_first, generator(second_url, shared.terminals(split["s2"]))],
                      [first, second]),
-            "apart": ([half_at_first, generator(apart_url, apart.terminals(1))],
+            "apart": ([mine_at_first, generator(apart_url, apart.terminals(split["s2"]))],
                       [first, own])}
         self.generators = made
 
@@ -242,18 +246,32 @@ class _Seeded:
     def app(self) -> dict:
         return self.seed["channel_apps"][0]
 
-    def terminals(self, half: int | None = None
+    def terminals(self, institutions: list[int] | None = None
                   ) -> tuple[_Seeded, list[tuple[dict, str]]]:
-        """Its terminals, of every institution or (``half`` 0 or 1) of every other one."""
-        institutions = self.seed["institutions"]
-        if half is not None:
-            institutions = institutions[half::2]
-        return self, [(t, inst["city_code"]) for inst in institutions
-                      for t in inst["terminals"]]
+        """Its terminals, of every institution or of those (their places in the seed)."""
+        chosen = self.seed["institutions"]
+        if institutions is not None:
+            chosen = [chosen[i] for i in institutions]
+        return self, [(t, inst["city_code"]) for inst in chosen for t in inst["terminals"]]
 
     @property
     def cards(self) -> list[str]:
         return [c["card_id"] for c in self.seed["cards"]]
+
+
+def _split_by(balancer: str, seeded: _Seeded) -> dict[str, list[int]]:
+    """The institutions (their places in the seed) the balancer sends to each server,
+    read from the server it names on an answer (``x-ehc-served-by``)."""
+    split: dict[str, list[int]] = {"s1": [], "s2": []}
+    with httpx.Client(base_url=balancer) as client:
+        for i, inst in enumerate(seeded.seed["institutions"]):
+            answer = client.get("/ping", headers={"x-ehc-key": inst["terminals"][0][
+                "terminal_id"]})
+            split[answer.headers["x-ehc-served-by"]].append(i)
+    if not all(split.values()):
+        raise RuntimeError(f"the balancer sends every seeded institution to one server "
+                           f"({split}): raise --residents for more institutions")
+    return split
 
 
 def measure(database_url: str | None, rate: float, phase_s: float, rounds: int,
