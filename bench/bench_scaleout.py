@@ -160,7 +160,8 @@ RATIOS = (("ratio", "two", "one", "two servers behind the balancer over one (the
 class Deployment:
     """Two servers on one prepared, seeded store behind HAProxy, a third on a store of its
     own, and generator processes of paced clients, each at one server's rate: for the
-    first server, the second, the third, and two for the balancer."""
+    first server (every institution, and its own), the second, the third, and two for the
+    balancer (each one server's institutions)."""
 
     def __init__(self, database_url: str | None, rate: float, residents: int) -> None:
         # no periodic pulls: in no phase
@@ -180,32 +181,31 @@ class Deployment:
         context = multiprocessing.get_context("spawn")
         made: list[tuple[Any, Connection]] = []
 
-        def generator(url: str, terminals: tuple[_Seeded, list[tuple[dict, str]]]
+        def generator(url: str, seeded: _Seeded, institutions: list[int] | None = None
                       ) -> tuple[Any, Connection]:
-            seeded, theirs_terminals = terminals
             mine, theirs = context.Pipe()
             proc = context.Process(target=_clients, daemon=True, args=(
-                theirs, url, seeded.app, theirs_terminals, seeded.cards,
+                theirs, url, seeded.app, seeded.terminals(institutions), seeded.cards,
                 len(made) * clients, clients))
             proc.start()
             made.append((proc, mine))
             return made[-1]
 
         first_url, second_url = (f"http://127.0.0.1:{port}" for port in ports)
-        at_first = generator(first_url, shared.terminals())
+        at_first = generator(first_url, shared)
         # each server's institutions as the balancer sends them (``deploy/haproxy.cfg``:
         # an institution's terminals to one server), so that in every phase of two each
         # server takes R: its own institutions' scans
         split = _split_by(balancer, shared)
-        mine_at_first = generator(first_url, shared.terminals(split["s1"]))
+        mine_at_first = generator(first_url, shared, split["s1"])
         # (generators, the servers measured) of each phase
         self.phases = {
             "one": ([at_first], [first]),
-            "two": ([generator(balancer, shared.terminals(split["s1"])),
-                     generator(balancer, shared.terminals(split["s2"]))], [first, second]),
-            "pair": ([mine_at_first, generator(second_url, shared.terminals(split["s2"]))],
+            "two": ([generator(balancer, shared, split["s1"]),
+                     generator(balancer, shared, split["s2"])], [first, second]),
+            "pair": ([mine_at_first, generator(second_url, shared, split["s2"])],
                      [first, second]),
-            "apart": ([mine_at_first, generator(apart_url, apart.terminals(split["s2"]))],
+            "apart": ([mine_at_first, generator(apart_url, apart, split["s2"])],
                       [first, own])}
         self.generators = made
 
@@ -246,13 +246,12 @@ class _Seeded:
     def app(self) -> dict:
         return self.seed["channel_apps"][0]
 
-    def terminals(self, institutions: list[int] | None = None
-                  ) -> tuple[_Seeded, list[tuple[dict, str]]]:
+    def terminals(self, institutions: list[int] | None = None) -> list[tuple[dict, str]]:
         """Its terminals, of every institution or of those (their places in the seed)."""
         chosen = self.seed["institutions"]
         if institutions is not None:
             chosen = [chosen[i] for i in institutions]
-        return self, [(t, inst["city_code"]) for inst in chosen for t in inst["terminals"]]
+        return [(t, inst["city_code"]) for inst in chosen for t in inst["terminals"]]
 
     @property
     def cards(self) -> list[str]:
@@ -270,7 +269,7 @@ def _split_by(balancer: str, seeded: _Seeded) -> dict[str, list[int]]:
             split[answer.headers["x-ehc-served-by"]].append(i)
     if not all(split.values()):
         raise RuntimeError(f"the balancer sends every seeded institution to one server "
-                           f"({split}): raise --residents for more institutions")
+                           f"({split}): no phase of two could give each server R")
     return split
 
 

@@ -98,7 +98,6 @@ def _bound(row: Any) -> Any:
     return row[:5]
 
 
-
 # the used codes past their expiry: the expiry check refuses them before their use is
 # looked up (else the table grew by a row a scan); on SQLite a slice a verification's
 # transaction, on PostgreSQL beside it (``shared_store.sweep_with``)
