@@ -48,10 +48,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-import httpx
-
 from loadtests.capacity import SCALE_OUT_CPU
-from loadtests.fleet import Fleet
+from loadtests.fleet import Fleet, servers_of
 from loadtests.runner import _free_port as free_port
 from services import sdk
 
@@ -259,14 +257,11 @@ class _Seeded:
 
 
 def _split_by(balancer: str, seeded: _Seeded) -> dict[str, list[int]]:
-    """The institutions (their places in the seed) the balancer sends to each server,
-    read from the server it names on an answer (``x-ehc-served-by``)."""
-    split: dict[str, list[int]] = {"s1": [], "s2": []}
-    with httpx.Client(base_url=balancer) as client:
-        for i, inst in enumerate(seeded.seed["institutions"]):
-            answer = client.get("/ping", headers={"x-ehc-key": inst["terminals"][0][
-                "terminal_id"]})
-            split[answer.headers["x-ehc-served-by"]].append(i)
+    """The institutions (their places in the seed) the balancer sends to each server."""
+    institutions = seeded.seed["institutions"]
+    named = servers_of(balancer, institutions) or {}
+    split = {server: [i for i, inst in enumerate(institutions)
+                      if named.get(inst["code"]) == server] for server in ("s1", "s2")}
     if not all(split.values()):
         raise RuntimeError(f"the balancer sends every seeded institution to one server "
                            f"({split}): no phase of two could give each server R")

@@ -50,6 +50,24 @@ def start_haproxy(bind_port: int, server_ports: list[int], **popen: Any) -> subp
     raise RuntimeError("HAProxy did not forward to the servers within 20 s")
 
 
+def servers_of(url: str, institutions: list[dict]) -> dict[str, str] | None:
+    """Institution code -> the server the balancer at ``url`` sends its terminals to
+    (``deploy/haproxy.cfg`` names it on every answer, ``x-ehc-served-by``); None where the
+    answers name none (one server, or another balancer). Institutions without terminals
+    in the seed are left out (nobody scans there)."""
+    named: dict[str, str] = {}
+    with httpx.Client(base_url=url) as client:
+        for inst in institutions:
+            if not inst["terminals"]:
+                continue
+            answer = client.get("/ping", headers={"x-ehc-key": inst["terminals"][0][
+                "terminal_id"]})
+            if "x-ehc-served-by" not in answer.headers:
+                return None
+            named[inst["code"]] = answer.headers["x-ehc-served-by"]
+    return named
+
+
 class Fleet:
     """``servers`` processes on one prepared store behind HAProxy; ``kill_one`` takes the
     first down hard (SIGKILL to its process group, as a machine that dies)."""

@@ -11,6 +11,7 @@ kind of user has its weight in the default mix as a class attribute; a mix given
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -43,6 +44,7 @@ from services.sdk import Step, TerminalClient
 
 RECORD_IDS: list[int] = []  # usage records of the verifies this process counted as OK
 BOOKING_IDS: list[str] = []  # bookings this process saw acknowledged
+SCANNER_TURNS = itertools.count()  # the scanning users this process started, in turn
 
 events.init_command_line_parser.add_listener(options.add_arguments)
 
@@ -131,7 +133,8 @@ class ScanningUser(CardUser):
 
     def on_start(self) -> None:
         super().on_start()
-        self.term = terminal_signer(self.rng.choice(self.seed.terminals), str(self.host))
+        self.term = terminal_signer(self.seed.terminal_for(next(SCANNER_TURNS), self.rng),
+                                    str(self.host))
         readers = [t for t in self.seed.terminals if t.get("physical_cards")]
         # a physical card (static code) is shown only where a card reader is
         self.reader = terminal_signer(self.rng.choice(readers), str(self.host)) \

@@ -32,7 +32,7 @@ from services.sdk import (
 )
 
 from . import mix, options
-from .fleet import Fleet, Remote
+from .fleet import Fleet, Remote, servers_of
 from .slo import HOT, Slo
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -166,6 +166,13 @@ def seed(server: Server | Remote, opts: LoadOptions, out: Path) -> Path:
     data["fused_cards"] = [c["card_id"] for c in data["cards"]
                            if "ssc_card_no" in c and c["card_id"] not in lost]
     data["hospital"] = hospital_session(server)
+    # behind a balancer that names its servers, each institution's: Locust's terminal
+    # users then fall evenly on the servers, as a province's thousands of institutions
+    # would (the seed's eleven hospitals the hash splits unevenly)
+    served_by = servers_of(server.url, data["institutions"]) or {}
+    for inst in data["institutions"]:
+        if inst["code"] in served_by:
+            inst["served_by"] = served_by[inst["code"]]
     path = out / "seed.json"
     write_seed_file(data, path)
     return path
@@ -208,22 +215,34 @@ def settlement_check(server: Server | Remote) -> dict:
             "differences": report["differences"][:20]}
 
 
-def usage_records(server: Server | Remote, seed_path: Path) -> list[int]:
-    """IDs of the usage records the server holds, read through each institution's own
-    route (an institution sees only its own)."""
+def usage_records(server: Server | Remote, seed_path: Path) -> dict[str, list[int]]:
+    """IDs of the usage records the server holds by institution code, read through each
+    institution's own route (an institution sees only its own)."""
     data = json.loads(seed_path.read_text())
-    ids: list[int] = []
+    ids: dict[str, list[int]] = {}
     for inst in data["institutions"] + data.get("pharmacies", []):
         if not inst["terminals"]:
             continue  # registered by an earlier seed: its terminals' secrets are there
         t = inst["terminals"][0]
+        held = ids.setdefault(inst["code"], [])
         with TerminalClient(server.url, t["terminal_id"], t["secret"],
                             city_code=inst["city_code"]) as term:
             after = 0
             while batch := term.usage_records(after_id=after, limit=1000):
-                ids.extend(r["id"] for r in batch)
+                held.extend(r["id"] for r in batch)
                 after = batch[-1]["id"]
     return ids
+
+
+def records_by_server(seed_path: Path, records: dict[str, list[int]]) -> dict[str, int]:
+    """Usage records of each server's institutions (as the balancer sent them when the
+    stack was seeded; empty where it names no server): how evenly the scans fell."""
+    by_server: dict[str, int] = {}
+    for inst in json.loads(seed_path.read_text())["institutions"]:
+        if "served_by" in inst:
+            by_server[inst["served_by"]] = (by_server.get(inst["served_by"], 0)
+                                            + len(records.get(inst["code"], [])))
+    return dict(sorted(by_server.items()))
 
 
 def weights_for(opts: LoadOptions) -> dict[str, int]:
@@ -335,7 +354,8 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
         wall = time.monotonic() - started
         if killer is not None:
             killer.cancel()
-        records = usage_records(server, seed_path)
+        records_by = usage_records(server, seed_path)
+        records = [i for ids in records_by.values() for i in ids]
         settlements = settlement_check(server)
         bookings = booking_check(server, seed_path, out, opts.users)
     finally:
@@ -379,7 +399,8 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
         "server_counts_checked": counted,
         "servers": {"processes": opts.servers, "killed": server.fleet.killed
                     if isinstance(server, Server) and server.fleet else [],
-                    "target": opts.target},
+                    "target": opts.target,
+                    "records_by_server": records_by_server(seed_path, records_by)},
         "weights": weights_for(opts),
         "settlements": settlements,
         "bookings": bookings,

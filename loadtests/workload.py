@@ -39,13 +39,24 @@ class Seed:
         path = Path(path)
         data = json.loads(path.read_text())
         def terminals(institutions: list[dict]) -> list[dict]:
-            return [{**t, "city_code": inst["city_code"], "institution_name": inst["name"]}
+            return [{**t, "city_code": inst["city_code"], "institution_name": inst["name"],
+                     "served_by": inst.get("served_by")}
                     for inst in institutions for t in inst["terminals"]]
         lost = set(data.get("lost_cards", []))
         return cls(data.get("url"), terminals(data["institutions"]), data["channel_apps"][0],
                    [c["card_id"] for c in data["cards"] if c["card_id"] not in lost],
                    sorted(lost), [c for c in data.get("fused_cards", []) if c not in lost],
                    data.get("hospital", {}), terminals(data.get("pharmacies", [])))
+
+    def terminal_for(self, turn: int, rng: random.Random) -> dict:
+        """A scanning user's terminal: the users take the servers in turn (where the seed
+        knows which server the balancer sends each institution to), so each server meets
+        as many users however unevenly the hash split the seed's few institutions; a
+        terminal at random among the turn's server's (among all on one server)."""
+        by_server: dict[str, list[dict]] = {}
+        for t in self.terminals:
+            by_server.setdefault(t["served_by"] or "", []).append(t)
+        return rng.choice(by_server[sorted(by_server)[turn % len(by_server)]])
 
 
 def terminal_signer(t: dict, base_url: str) -> TerminalClient:

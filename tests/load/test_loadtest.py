@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from loadtests import shapes
+from loadtests.workload import Seed
 
 # measures a server's load (or kills one under it): alone, not beside xdist's workers
 pytestmark = pytest.mark.serial
@@ -326,3 +329,20 @@ def test_a_knee_the_generator_may_have_set_is_a_lower_bound() -> None:
     assert not _lower_bound(knee, [knee, step(6400, False, 1.0), step(5200, False, 0.6)])
     assert _lower_bound(knee, [step(2000, True, 0.5), knee])  # nothing broke it
     assert not _lower_bound(None, [step(800, False, 0.5)])  # no knee at all
+
+
+def test_scanning_users_take_the_balancers_servers_in_turn() -> None:
+    """Where the seed knows which server each institution's terminals go to, the users
+    fall evenly on the servers however unevenly the institutions split (here 1 : 3); on
+    one server (nothing known) a terminal is drawn among all."""
+    def terminal(n: int, server: str | None) -> dict:
+        return {"terminal_id": f"T{n}", "served_by": server}
+
+    split = [terminal(0, "s1")] + [terminal(n, "s2") for n in range(1, 4)]
+    seed = Seed(None, split, {}, [], [], [], {}, [])
+    rng = random.Random(1)
+    picked = Counter(seed.terminal_for(turn, rng)["served_by"] for turn in range(100))
+    assert picked == {"s1": 50, "s2": 50}
+    alone = Seed(None, [terminal(n, None) for n in range(4)], {}, [], [], [], {}, [])
+    assert {alone.terminal_for(turn, rng)["terminal_id"] for turn in range(100)} == {
+        "T0", "T1", "T2", "T3"}
