@@ -147,20 +147,26 @@ def sweep_statements(t: Swept, postgres: bool, keys: int = SLICE_KEYS) -> tuple[
     """A table's sweep: one ``DELETE``; or, keyed on SQLite, the key ending the next slice
     (one row, NULL past the last key), the slice's ``DELETE`` and the last slice's.
 
-    PostgreSQL deletes each table whole: under MVCC a ``DELETE`` locks only the rows it
-    deletes (expired ones, which no request writes), so the other writers go on beside
-    it, and slicing along an index there costs about ten times the work (a heap visit a
-    key, where the scan reads the table's pages in order: ``bench.bench_sweep``)."""
+    PostgreSQL deletes each table whole, beside the writers (under MVCC a ``DELETE``
+    locks only the rows it deletes; slicing along an index there costs about ten times
+    the work: a heap visit a key, where the scan reads the table's pages in order,
+    ``bench.bench_sweep``), and skips the expired rows a transaction holds: a request
+    may write one (a paced bucket whose caller comes back after a pause; a batch several),
+    and a ``DELETE`` waiting on one row while holding others it had deleted deadlocked
+    with a batch coming to those (PostgreSQL broke it after a second: a batch of scans a
+    second late). A skipped row goes on the next pass."""
     mark = "%s" if postgres else "?"
-    cutoff = f"{mark}::{t.pg_type}" if postgres else mark
-    if t.key is None or postgres:
-        return (f"DELETE FROM {t.table} WHERE expires_at < {cutoff}",)
+    if postgres:
+        return (f"DELETE FROM {t.table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t.table} "
+                f"WHERE expires_at < {mark}::{t.pg_type} FOR UPDATE SKIP LOCKED))",)
+    if t.key is None:
+        return (f"DELETE FROM {t.table} WHERE expires_at < {mark}",)
     k = t.key
     return (f"SELECT (SELECT {k} FROM {t.table} WHERE {k} > {mark} ORDER BY {k} "
             f"LIMIT 1 OFFSET {keys - 1})",
             f"DELETE FROM {t.table} WHERE {k} > {mark} AND {k} <= {mark} "
-            f"AND expires_at < {cutoff}",
-            f"DELETE FROM {t.table} WHERE {k} > {mark} AND expires_at < {cutoff}")
+            f"AND expires_at < {mark}",
+            f"DELETE FROM {t.table} WHERE {k} > {mark} AND expires_at < {mark}")
 
 
 class SlicedSweep:
@@ -250,9 +256,11 @@ def sweep_with(engine: Engine, conn: Any, tables: Sequence[Steps]
 
 
 def _swept_beside(engine: Engine, tables: Sequence[Steps]) -> None:
+    """A transaction a table: a table's swept rows are let go when it is done."""
     try:
-        with engine.begin() as conn:
-            run_on(conn, tables)
+        for steps in tables:
+            with engine.begin() as conn:
+                run_on(conn, [steps])
     except Exception as exc:  # the next pass sweeps; the fault's kind is logged
         log_store_unavailable(exc)
 

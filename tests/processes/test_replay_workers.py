@@ -9,6 +9,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -420,10 +421,8 @@ def test_a_store_sweeps_its_expired_nonces_without_holding_its_callers(tmp_path,
                                                                      kind: str) -> None:
     """The shared store sweeps the expired nonces when a pass is due: on SQLite in the
     claim's own transaction; on PostgreSQL beside it, on a connection of its own, so a
-    claim does not wait for the sweep's ``DELETE`` (here held up by another transaction
-    locking an expired row) and the row goes once the lock is let go."""
-    import threading
-
+    claim does not wait for the sweep, and the sweep does not wait for another
+    transaction holding an expired row: it leaves that row to the next pass."""
     from sqlalchemy import text
 
     from services.common.shared_store import DatabaseStore
@@ -434,21 +433,65 @@ def test_a_store_sweeps_its_expired_nonces_without_holding_its_callers(tmp_path,
         def tokens() -> set[str]:
             with engine.connect() as conn:
                 return set(conn.execute(text("SELECT token FROM shared_nonces")).scalars())
+
+        def swept_by_claiming(token: str) -> None:
+            store.sweep.next_pass = 0.0  # a pass due now
+            claim = ThreadPoolExecutor(1).submit(store.claim, token, 60)
+            assert claim.result(timeout=5)  # answered whatever the sweep meets
+            if store.postgres:  # the pass beside it ends without waiting on a lock
+                assert wait_until(lambda: not any(
+                    t.name == "ehc-sweep" and t.is_alive() for t in threading.enumerate()))
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO shared_nonces VALUES ('nonce:old', :t)"),
-                         {"t": time.time() - 1})
-        if kind == "postgres":  # the sweep's DELETE must wait for this lock
-            holder.execute(text("SELECT token FROM shared_nonces FOR UPDATE")).all()
-        claimed: list[bool] = []
-        claim = threading.Thread(target=lambda: claimed.append(store.claim("nonce:new", 60)))
-        claim.start()
-        claim.join(timeout=5)  # answered (on PostgreSQL while the sweep waits)
-        assert claimed == [True]
-        if kind == "postgres":
-            assert "nonce:old" in tokens()
-            holder.rollback()
-        deadline = time.monotonic() + 5
-        while "nonce:old" in tokens() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert tokens() == {"nonce:new"}
+            conn.execute(text("INSERT INTO shared_nonces VALUES ('nonce:old', :t), "
+                              "('nonce:held', :t)"), {"t": time.time() - 1})
+        if kind == "postgres":  # a transaction holds one expired row
+            holder.execute(text("SELECT token FROM shared_nonces WHERE token = 'nonce:held' "
+                                "FOR UPDATE")).all()
+        swept_by_claiming("nonce:new")
+        assert tokens() == ({"nonce:new", "nonce:held"} if kind == "postgres"
+                            else {"nonce:new"})
+        holder.rollback()
+        swept_by_claiming("nonce:newer")  # the next pass takes what was held
+        assert tokens() == {"nonce:new", "nonce:newer"}
         assert not store.claim("nonce:new", 60)  # claimed once
+
+
+def test_a_sweep_beside_the_batches_never_waits_on_one(tmp_path) -> None:
+    """PostgreSQL: a batch may write expired rows, several paced buckets whose callers
+    came back after a pause. The sweep's ``DELETE`` beside it skips the rows the batch
+    holds: had it waited on one while holding the others it had deleted, the batch coming
+    to those would wait on the sweep, a deadlock PostgreSQL breaks after a second (seen
+    under load: a batch of scans a second late)."""
+    from sqlalchemy import text
+
+    from services.common.shared_store import DatabaseStore, sweep_with
+
+    with store_engine(tmp_path, "postgres") as (engine, table), engine.connect() as batch:
+        store = DatabaseStore(engine, table)
+        now = time.time()
+        with engine.begin() as conn:  # 'b' first: the sweep's scan meets it first
+            for token in ("pace:b", "pace:a"):
+                conn.execute(text("INSERT INTO shared_paces VALUES (:k, :t)"),
+                             {"k": token, "t": now - 1})
+        move = text("UPDATE shared_paces SET expires_at = :t WHERE token = :k")
+        batch.execute(move, {"k": "pace:a", "t": now + 60})  # the batch holds 'a'
+        store.sweep.next_pass = 0.0
+        sweeping = sweep_with(engine, None, store.sweep.steps(now, dict.fromkeys(
+            store.sweep.first, now)))
+        assert sweeping is not None
+        sweeping.join(timeout=5)
+        assert not sweeping.is_alive()  # done without waiting for the batch
+        started = time.monotonic()
+        assert batch.execute(move, {"k": "pace:b", "t": now + 60}).rowcount == 0  # swept
+        batch.commit()
+        assert time.monotonic() - started < 0.5
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT token FROM shared_paces")).scalars().all() == [
+                "pace:a"]
+
+
+def wait_until(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
