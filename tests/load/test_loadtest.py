@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -259,6 +260,30 @@ def test_scale_out_is_compared_where_each_server_takes_the_same_rate() -> None:
     steps[0] = step(1, 200, 800)  # one server cheaper at half the rate: missed
     (scale,) = goals(knees, steps)
     assert scale["ratio"] == 1100 / 800 and scale["met"] is False
+    # a pair whose step had the host's cores busy (generator, servers and store on the
+    # same cores) is shown, not judged: the highest calm pair is
+    steps[0], steps[4] = step(1, 200, 1000), step(2, 400, 1100) | {"host_cpu_share": 0.95}
+    steps.append(step(1, 100, 1000))
+    (scale,) = goals(knees, steps)
+    assert scale["two_servers_rps"] == 200 and scale["ratio"] == 1500 / 1000
+    assert scale["met"] is False and scale["host_busy_ratio"] == 1100 / 1000
+    assert "at 400/s against 200/s 1.10, not judged: the host's cores 95% busy" in \
+        goal_line(scale)
+    (scale,) = goals(knees, steps[:-1])  # no calm pair left
+    assert scale["ratio"] is None and "under 85% busy" in goal_line(scale)
+
+
+def test_a_step_reads_how_busy_the_hosts_cores_were() -> None:
+    from loadtests.capacity import busy_share, host_jiffies
+
+    before = host_jiffies()
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:  # one core busy
+        pass
+    share = busy_share(before, host_jiffies())
+    assert share is not None and 1 / (os.cpu_count() or 1) * 0.5 <= share <= 1.0
+    assert busy_share((5, 10), (5, 10)) is None and busy_share(None, (1, 2)) is None
+    assert busy_share((10, 100), (40, 200)) == 0.3
 
 
 PARSE = """
