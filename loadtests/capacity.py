@@ -286,7 +286,8 @@ def _scale_out(db: str, workers: int, two: dict[str, Any], one: dict[str, Any],
     judged = [r for r in pairs if calm(twos[r], ones[r / 2])]
     if judged:  # the highest rate both served, the host below HOST_BUSY
         rate = judged[-1]
-        row.update(ratio=ratio(rate), two_servers_rps=rate, met=ratio(rate) <= SCALE_OUT_CPU)
+        row.update(ratio=ratio(rate), two_servers_rps=rate, met=ratio(rate) <= SCALE_OUT_CPU,
+                   host_share=twos[rate].get("host_cpu_share"))
     if pairs and pairs[-1] not in judged:
         rate = pairs[-1]
         row.update(host_busy_ratio=ratio(rate), host_busy_rps=rate,
@@ -314,6 +315,8 @@ def goal_line(g: dict[str, Any]) -> str:
     if g.get("two_servers_rps"):
         text += (f", two servers at {g['two_servers_rps']:g}/s against one at "
                  f"{g['two_servers_rps'] / 2:g}/s")
+        if g.get("host_share") is not None:
+            text += f" (the host's cores {g['host_share']:.0%} busy)"
     if g.get("host_busy_rps"):
         text += (f"; at {g['host_busy_rps']:g}/s against {g['host_busy_rps'] / 2:g}/s "
                  f"{g['host_busy_ratio']:.2f}, not judged: the host's cores "

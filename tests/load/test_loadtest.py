@@ -267,6 +267,10 @@ def test_scale_out_is_compared_where_each_server_takes_the_same_rate() -> None:
     (scale,) = goals(knees, steps)
     assert scale["two_servers_rps"] == 200 and scale["ratio"] == 1500 / 1000
     assert scale["met"] is False and scale["host_busy_ratio"] == 1100 / 1000
+    assert "two servers at 200/s against one at 100/s" in goal_line(scale)
+    steps[3] |= {"host_cpu_share": 0.5}  # the judged pair's, where it was read
+    assert "against one at 100/s (the host's cores 50% busy)" in goal_line(
+        goals(knees, steps)[0])
     assert "at 400/s against 200/s 1.10, not judged: the host's cores 95% busy" in \
         goal_line(scale)
     (scale,) = goals(knees, steps[:-1])  # no calm pair left
