@@ -133,8 +133,10 @@ class ScanningUser(CardUser):
 
     def on_start(self) -> None:
         super().on_start()
-        self.term = terminal_signer(self.seed.terminal_for(next(SCANNER_TURNS), self.rng),
-                                    str(self.host))
+        # each generator process's users take the servers in turn from its own index on,
+        # so that the processes' odd users do not all start at the same server
+        turn = next(SCANNER_TURNS) + max(0, getattr(self.environment.runner, "worker_index", 0))
+        self.term = terminal_signer(self.seed.terminal_for(turn, self.rng), str(self.host))
         readers = [t for t in self.seed.terminals if t.get("physical_cards")]
         # a physical card (static code) is shown only where a card reader is
         self.reader = terminal_signer(self.rng.choice(readers), str(self.host)) \

@@ -103,6 +103,20 @@ def test_the_balancer_sends_an_institutions_terminals_to_one_server(tmp_path: Pa
         fleet.stop()
 
 
+@needs_haproxy
+@pytest.mark.slow
+def test_distributed_generators_spread_their_users_over_the_servers(tmp_path: Path) -> None:
+    """A master and two Locust workers, three scanning users each, against two servers:
+    each worker's users take the servers in turn from its own index on, so the servers
+    meet three users each (not four and two) and their institutions write a fair share
+    of the records, however the hash split the seed's hospitals."""
+    s = loadtest_summary(tmp_path / "dist", 0, "--servers", "2", "--distributed", "2",
+                         "--users", "6", "--duration", "6", "--mix", "terminal")
+    assert s["records_match"]
+    by_server = s["servers"]["records_by_server"]
+    assert min(by_server.values()) >= 0.4 * sum(by_server.values()), by_server
+
+
 @pytest.mark.slow
 def test_a_running_deployment_is_a_target(tmp_path: Path) -> None:
     var = tmp_path / "var"
