@@ -441,27 +441,42 @@ return '0'
 """
 
 
-# a paced bucket's request, atomically (``paced`` in Lua): the bucket's tat is one key,
-# kept while it is ahead of now; the wait comes back as text (Lua numbers come back as
-# integers)
-_PACE_LUA = """
+def _pace_lua(key: str) -> str:
+    """A paced bucket's request, atomically (``paced`` in Lua): the bucket's tat is one
+    key, kept while it is ahead of now; the wait comes back as text (Lua numbers come back
+    as integers). ARGV[1..3]: now, interval, window."""
+    return f"""
 local now, interval, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local new = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now) + interval
+local new = math.max(tonumber(redis.call('GET', {key}) or 0), now) + interval
 if new - now > window then
   return tostring(new - window - now)
 end
-redis.call('SET', KEYS[1], string.format('%.6f', new), 'PX',
+redis.call('SET', {key}, string.format('%.6f', new), 'PX',
            math.ceil((new - now) * 1000) + 1000)
 return '0'
 """
 
 
+_PACE_LUA = _pace_lua("KEYS[1]")
+# a signed request's admission in one round trip: its nonce claimed (KEYS[1], for
+# ARGV[4] ms) and, when it was new and the caller has a limit (ARGV[5] not 0), its paced
+# bucket (KEYS[2]) moved; '-1' for a nonce used already, else the wait
+_ADMIT_LUA = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[4]) then
+  return '-1'
+end
+if ARGV[5] == '0' then
+  return '0'
+end
+""" + _pace_lua("KEYS[2]")
+
+
 class RedisStore:
     """Keys under ``prefix`` in one Redis: ``SET NX PX`` claims, sorted-set windows and
     paced buckets (one script a request, so two workers cannot both take the last place).
-    ``claim_async`` and ``pace_async`` are the same on redis-py's asyncio client, for the
-    event loop (one client per loop): the hot path never waits on Redis with the loop
-    held."""
+    ``admit_async`` is a signed request's claim and pace in one script on redis-py's
+    asyncio client, for the event loop (one client per loop): the hot path never waits on
+    Redis with the loop held, and waits once a request."""
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis  # imported here: only deployments that set EHC_REDIS_URL need it
@@ -485,14 +500,16 @@ class RedisStore:
         keys, args = self._pace_args(bucket, window_s, limit)
         return float(self._pace(keys=keys, args=args))
 
-    async def claim_async(self, token: str, ttl_s: float) -> bool:
-        client, _ = self._on_loop()
-        return bool(await client.set(**self._claim_args(token, ttl_s)))
-
-    async def pace_async(self, bucket: str, window_s: float, limit: int) -> float:
-        _, pace = self._on_loop()
-        keys, args = self._pace_args(bucket, window_s, limit)
-        return float(await pace(keys=keys, args=args))
+    async def admit_async(self, token: str, ttl_s: float, bucket: str, window_s: float,
+                          limit: int) -> float | None:
+        """``claim`` then, for a new nonce and a caller with a ``limit``, ``pace``, in one
+        round trip: None when the nonce was used already, else the wait (0: admitted).
+        One Redis, not a cluster: the two keys need not share a slot."""
+        _, admit = self._on_loop()
+        keys, args = self._pace_args(bucket, window_s, limit or 1)  # unused for 0
+        wait = float(await admit(keys=[self._claim_args(token, ttl_s)["name"], *keys],
+                                 args=[*args, max(int(ttl_s * 1000), 1), limit]))
+        return None if wait < 0 else wait
 
     async def ping_async(self) -> None:
         """Raises unless Redis answers (readiness)."""
@@ -509,7 +526,7 @@ class RedisStore:
 
     def _on_loop(self) -> tuple[Any, Any]:
         """The asyncio client of the running loop (a server's one loop; made again for
-        another, as in tests), and its pacing script."""
+        another, as in tests), and its admission script."""
         import asyncio
 
         import redis.asyncio
@@ -517,7 +534,7 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         if self._on is None or self._on[2] is not loop:
             client = redis.asyncio.Redis.from_url(self.url, socket_timeout=SOCKET_TIMEOUT_S)
-            self._on = (client, client.register_script(_PACE_LUA), loop)
+            self._on = (client, client.register_script(_ADMIT_LUA), loop)
         return self._on[0], self._on[1]
 
 

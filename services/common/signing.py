@@ -108,10 +108,12 @@ def refuse_replay(claimed: bool) -> None:
 
 async def admit_async(store: Any, a: Admission, rate: float) -> None:
     """``check_signature``'s nonce claim and ``refuse_rate`` on a store's asyncio client
-    (Redis, from the event loop): the same refusals, the loop free while it answers."""
-    refuse_replay(await store.claim_async(a.token, a.expires_at - time.time()))
-    if a.limit:
-        refuse_wait(await store.pace_async(a.bucket, RATE_WINDOW_S, a.limit), rate)
+    (Redis, from the event loop, one round trip): the same refusals, the loop free while
+    it answers."""
+    wait = await store.admit_async(a.token, a.expires_at - time.time(), a.bucket,
+                                   RATE_WINDOW_S, a.limit)
+    refuse_replay(wait is not None)
+    refuse_wait(wait or 0.0, rate)
 
 
 @dataclass(frozen=True)

@@ -416,6 +416,46 @@ def test_every_store_paces_a_caller_alike_in_one_row(tmp_path, kind: str) -> Non
             assert sorted(rows) == ["pace:rate:t", "pace:rate:u"], rows
 
 
+def test_the_hot_paths_admission_is_one_round_trip_to_redis() -> None:
+    """With Redis the hot path claims a signed request's nonce and moves its caller's
+    paced bucket in one script: one command a request on the event loop's client (two
+    before, a scan's refresh and verification four), with the same answers: admitted,
+    a used nonce refused whatever the bucket, then the wait once the burst is spent, and
+    no pace for a caller without a limit. The sync client sees the same keys."""
+    import asyncio
+
+    from services.common.shared_store import RedisStore
+
+    url = os.environ.get("EHC_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("Redis tests need EHC_TEST_REDIS_URL")
+    store = RedisStore(url, f"admit{uuid.uuid4().hex[:8]}")
+
+    async def admissions() -> tuple[list[float | None], int]:
+        await store.admit_async("warm", 60, "rate:w", 2.0, 3)  # the script loaded once
+        client, _ = store._on_loop()
+        sent = 0
+        send = client.execute_command
+
+        async def counted(*args, **kwargs):
+            nonlocal sent
+            sent += 1
+            return await send(*args, **kwargs)
+        client.execute_command = counted
+        waits = [await store.admit_async(f"n{i}", 60, "rate:t", 2.0, 3) for i in range(3)]
+        waits.append(await store.admit_async("n0", 60, "rate:t", 2.0, 3))  # used
+        waits.append(await store.admit_async("n3", 60, "rate:t", 2.0, 3))  # over
+        waits.append(await store.admit_async("n4", 60, "rate:free", 2.0, 0))
+        return waits, sent
+    waits, sent = asyncio.run(admissions())
+    assert sent == 6  # one round trip each
+    assert waits[:3] == [0.0, 0.0, 0.0] and waits[3] is None
+    assert waits[4] is not None and 0 < waits[4] <= 2 / 3 + 1e-6 and waits[5] == 0.0
+    assert not store.claim("n1", 60) and store.claim("n5", 60)  # the same claims
+    assert store.pace("rate:t", 2.0, 3) > 0  # and the same bucket
+    assert store.redis.get(f"{store.prefix}:p:rate:free") is None  # never paced
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_a_store_sweeps_its_expired_nonces_without_holding_its_callers(tmp_path,
                                                                      kind: str) -> None:
