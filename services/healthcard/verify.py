@@ -625,9 +625,9 @@ class Verifier:
 
     def _sweep_pg(self, wall: float) -> None:
         """PostgreSQL: a sweep that is due, started on its own connection beside the
-        batches (a statement a table, in autocommit), which go on meanwhile: the rows it
-        deletes are expired, and no scan writes them. One at a time; a failure is logged
-        (its kind, no text) and the next pass tries again."""
+        batches (a statement a table, in autocommit), which go on meanwhile: it deletes
+        expired rows and skips those a batch holds (``sweep_statements``). One at a time;
+        a failure is logged (its kind, no text) and the next pass tries again."""
         if (self._sweeping is not None and not self._sweeping.done()) \
                 or not self.sweep.due(wall):
             return
