@@ -371,6 +371,7 @@ class DatabaseStore:
         self.nonces = keyed_of(table, NONCES)
         self.postgres = engine.dialect.name == "postgresql"
         self.sweep = SlicedSweep(SHARED_SWEPT, postgres=self.postgres)
+        self.sweeping: threading.Thread | None = None  # PostgreSQL's last pass beside
 
     def _sql(self, statement: str) -> str:
         """``?`` placeholders in the driver's own style."""
@@ -378,8 +379,8 @@ class DatabaseStore:
 
     def _sweep(self, conn, now: float) -> None:
         """A due sweep (``sweep_with``)."""
-        sweep_with(self.engine, conn, self.sweep.steps(
-            now, dict.fromkeys(self.sweep.first, now)))
+        self.sweeping = sweep_with(self.engine, conn, self.sweep.steps(
+            now, dict.fromkeys(self.sweep.first, now))) or self.sweeping
 
     def claim(self, token: str, ttl_s: float) -> bool:
         now = time.time()

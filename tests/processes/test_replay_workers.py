@@ -9,7 +9,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -479,8 +478,9 @@ def test_a_store_sweeps_its_expired_nonces_without_holding_its_callers(tmp_path,
             claim = ThreadPoolExecutor(1).submit(store.claim, token, 60)
             assert claim.result(timeout=5)  # answered whatever the sweep meets
             if store.postgres:  # the pass beside it ends without waiting on a lock
-                assert wait_until(lambda: not any(
-                    t.name == "ehc-sweep" and t.is_alive() for t in threading.enumerate()))
+                assert store.sweeping is not None
+                store.sweeping.join(timeout=5)
+                assert not store.sweeping.is_alive()
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO shared_nonces VALUES ('nonce:old', :t), "
                               "('nonce:held', :t)"), {"t": time.time() - 1})
@@ -528,10 +528,3 @@ def test_a_sweep_beside_the_batches_never_waits_on_one(tmp_path) -> None:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT token FROM shared_paces")).scalars().all() == [
                 "pace:a"]
-
-
-def wait_until(condition, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
