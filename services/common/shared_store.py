@@ -507,9 +507,10 @@ class RedisStore:
         round trip: None when the nonce was used already, else the wait (0: admitted).
         One Redis, not a cluster: the two keys need not share a slot."""
         _, admit = self._on_loop()
+        claim = self._claim_args(token, ttl_s)
         keys, args = self._pace_args(bucket, window_s, limit or 1)  # unused for 0
-        wait = float(await admit(keys=[self._claim_args(token, ttl_s)["name"], *keys],
-                                 args=[*args, max(int(ttl_s * 1000), 1), limit]))
+        wait = float(await admit(keys=[claim["name"], *keys],
+                                 args=[*args, claim["px"], limit]))
         return None if wait < 0 else wait
 
     async def ping_async(self) -> None:
