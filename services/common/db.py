@@ -519,11 +519,16 @@ class AsyncPg:
     written as ``Steps`` generators in psycopg's placeholder style, the style of the
     engine's own statements (``dollar_style``)."""
 
-    def __init__(self, engine: Engine, *, autocommit: bool = False) -> None:
+    def __init__(self, engine: Engine, *, autocommit: bool = False,
+                 durable: bool = True) -> None:
         """``autocommit``: for single statements (``first_row``), each its own
-        transaction in one round trip; else for ``transaction``."""
+        transaction in one round trip; else for ``transaction``. Not ``durable``: a
+        commit does not wait for its WAL to reach the disk (``synchronous_commit = off``),
+        for writes a crash of PostgreSQL may lose (its locks held for the statement
+        alone, not for a flush)."""
         self.engine = engine
         self.autocommit = autocommit
+        self.durable = durable
         self._session: tuple[str, str] | None = None
         self._conn: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -541,7 +546,8 @@ class AsyncPg:
         self._conn = await asyncpg.connect(
             asyncpg_dsn(self.engine.url),
             timeout=max(2, round(int(lock_ms) / 1000)),
-            server_settings={"search_path": path, "lock_timeout": lock_ms})
+            server_settings={"search_path": path, "lock_timeout": lock_ms}
+            | ({} if self.durable else {"synchronous_commit": "off"}))
         self._loop = loop
         return self._conn
 

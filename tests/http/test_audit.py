@@ -428,6 +428,98 @@ def test_a_batch_takes_a_terminals_bucket_only_under_its_head(stack, world) -> N
             server.pg.drop()
 
 
+def test_a_batch_takes_its_refreshes_app_bucket_before_its_transaction(stack, world
+                                                                        ) -> None:
+    """An app's paced bucket is one row every refresh of the app moves, on every server.
+    On PostgreSQL a batch takes it for all of its refreshes at once before its
+    transaction: while the batch waits for a scan's audit head another transaction holds,
+    the bucket is free and already moved by both refreshes (in the transaction, the
+    bucket was held to the commit, and two servers' batches took turns on it). An app
+    with fewer requests left than a batch's refreshes has them paced in turn, as before:
+    the one past its limit is refused, and a full bucket refuses the next batch."""
+    import asyncio
+    import secrets
+    import threading
+    import time
+    import uuid
+
+    from services.common.errors import RateLimited
+    from services.common.signing import RATE_WINDOW_S, Admission
+    from services.healthcard.verify import Refresh, Verifier
+
+    hc = stack.app.state.systems["healthcard"]
+    v = hc.verifier
+    server = Verifier(hc.engine, v.keystore, v.cipher, v.settings, v.chain_key)
+    term = world.term_a
+    cards = [world.app.apply("01", p.id_number, p.name)["card_id"]
+             for p in (world.residents.pop() for _ in range(2))]
+
+    def scan():
+        body = term.verify_body(world.app.qrcode(cards[0])["qr_text"])
+        return server.check(hc.callers.terminal(term.terminal_id), body, "r")
+
+    def refreshes(bucket: str, limit: int, n: int) -> list[Refresh]:
+        return [Refresh(cards[1], world.app.key, False, Admission(
+            secrets.token_hex(16), bucket, time.time() + 60, limit)) for _ in range(n)]
+
+    def record(batch: list) -> list:
+        if server.pg is None:  # SQLite: one writer, the bucket in its transaction
+            return server.record_batch(batch)
+        return asyncio.run(server.record_batch_pg(batch))
+
+    def refused(results: list) -> list[bool]:
+        return [isinstance(r, RateLimited) for r in results]
+
+    first = scan()
+    try:
+        assert isinstance(record([first])[0], tuple)  # the head exists
+        bucket = f"rate:test-{uuid.uuid4().hex[:8]}"
+        assert refused(record(refreshes(bucket, 1000, 1))) == [False]  # the bucket exists
+        batch = [*refreshes(bucket, 1000, 2), scan()]
+        if server.pg is None:
+            assert all(not isinstance(r, Exception) for r in record(batch))
+        else:
+            holder, probe = hc.engine.raw_connection(), hc.engine.raw_connection()
+            try:
+                holder.cursor().execute(
+                    "SELECT seq FROM audit_heads WHERE chain = 'usage' AND "
+                    "institution_code = %s AND day = %s FOR UPDATE", first.chain)
+                results: list = []
+                thread = threading.Thread(target=lambda: results.append(record(batch)))
+                before = time.time()
+                thread.start()
+                time.sleep(0.5)  # the batch now waits for the head
+                cur = probe.cursor()
+                cur.execute("SET lock_timeout = '200ms'")
+                cur.execute("SELECT expires_at FROM shared_paces WHERE token = %s "
+                            "FOR UPDATE", ("pace:" + bucket,))  # free, and moved by two
+                assert cur.fetchone()[0] >= before + 2 * RATE_WINDOW_S / 1000
+                probe.rollback()
+                holder.commit()
+                thread.join(30)
+                assert results and not any(isinstance(r, Exception) for r in results[0])
+                assert isinstance(results[0][2], tuple)
+            finally:
+                holder.close()
+                probe.close()
+        tight = f"rate:test-{uuid.uuid4().hex[:8]}"
+        assert refused(record(refreshes(tight, 2, 3))) == [False, False, True]
+        exact = f"rate:test-{uuid.uuid4().hex[:8]}"
+        assert refused(record(refreshes(exact, 3, 3))) == [False] * 3
+        assert refused(record(refreshes(exact, 3, 2))) == [True, True]  # full
+        if server.pg_pacer is not None:  # its connection lost: the next batch's made again
+            killed = server.pg_pacer._conn.get_server_pid()
+            with hc.engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(killed)})")
+            deadline = time.monotonic() + 5
+            while not server.pg_pacer._conn.is_closed() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert refused(record(refreshes(bucket, 1000, 2))) == [False, False]
+            assert server.pg_pacer._conn.get_server_pid() != killed
+    finally:
+        server.close()
+
+
 def test_a_batch_across_midnight_holds_one_days_heads_at_a_time(stack, world) -> None:
     """A batch with scans of two CST days (a terminal's, under today's head and
     tomorrow's) is one transaction a day, in day order: it never holds the terminal's
