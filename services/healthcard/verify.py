@@ -7,7 +7,8 @@ state, so a refused request writes nothing and an accepted one writes exactly on
 
 The code refresh (``Refresh``) rides the same funnel: its nonce, the app's rate count and
 the reads of the card, the app's hold on it and its binding are written and read in the
-transaction of the scans and refreshes in flight (one writer per process, one commit).
+transaction of the scans and refreshes in flight (one writer per process, one commit);
+on PostgreSQL a batch's apps' rate counts are taken just before it (``_paced_first``).
 """
 
 from __future__ import annotations

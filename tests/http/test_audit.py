@@ -5,11 +5,15 @@ inserted row each reported as such at the right row; intact again once repaired;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, select, update
@@ -368,6 +372,32 @@ def _heads_locked_in_one_order(engine, server, scans: list) -> None:
         conn.close()
 
 
+@contextlib.contextmanager
+def _while_waiting_on_head(engine, chain: tuple[str, str], run: Callable[[], Any]
+                           ) -> Iterator[tuple[Any, list]]:
+    """``run()`` on a thread while another transaction holds the usage chain's audit
+    head ``chain``: the block gets, once it waits there, a probe's cursor (lock timeout
+    200 ms) and the list ``run``'s result is put in when the head is let go, after it."""
+    holder, probe = engine.raw_connection(), engine.raw_connection()
+    results: list = []
+    try:
+        holder.cursor().execute(
+            "SELECT seq FROM audit_heads WHERE chain = 'usage' AND institution_code = %s"
+            " AND day = %s FOR UPDATE", chain)
+        thread = threading.Thread(target=lambda: results.append(run()))
+        thread.start()
+        time.sleep(0.5)  # the batch now waits for the head
+        cur = probe.cursor()
+        cur.execute("SET lock_timeout = '200ms'")
+        yield cur, results
+        probe.rollback()
+        holder.commit()
+        thread.join(30)
+    finally:
+        holder.close()
+        probe.close()
+
+
 def test_a_batch_takes_a_terminals_bucket_only_under_its_head(stack, world) -> None:
     """A paced scan's terminal bucket is locked after its audit head, never before: a
     bucket is then only ever taken by the holder of its institution's head of the day,
@@ -377,7 +407,6 @@ def test_a_batch_takes_a_terminals_bucket_only_under_its_head(stack, world) -> N
     for it, the terminal's bucket is free. The batch then commits."""
     import asyncio
     import secrets
-    import threading
     import time
 
     from services.common.signing import Admission
@@ -400,28 +429,12 @@ def test_a_batch_takes_a_terminals_bucket_only_under_its_head(stack, world) -> N
             assert all(isinstance(r, tuple) for r in server.record_batch([first, scan()]))
             return
         assert isinstance(asyncio.run(server.record_batch_pg([first]))[0], tuple)
-        holder, probe = hc.engine.raw_connection(), hc.engine.raw_connection()
-        try:
-            holder.cursor().execute(
-                "SELECT seq FROM audit_heads WHERE chain = 'usage' AND institution_code = %s"
-                " AND day = %s FOR UPDATE", first.chain)
-            results: list = []
-            thread = threading.Thread(target=lambda: results.append(
-                asyncio.run(server.record_batch_pg([scan()]))))
-            thread.start()
-            time.sleep(0.5)  # the batch now waits for the head
-            cur = probe.cursor()
-            cur.execute("SET lock_timeout = '200ms'")
+        with _while_waiting_on_head(hc.engine, first.chain, lambda: asyncio.run(
+                server.record_batch_pg([scan()]))) as (cur, results):
             cur.execute("SELECT token FROM shared_paces WHERE token = %s FOR UPDATE",
                         ("pace:rate:" + term.terminal_id,))  # free: not taken yet
             assert cur.fetchone() is not None
-            probe.rollback()
-            holder.commit()
-            thread.join(30)
-            assert results and isinstance(results[0][0], tuple), results
-        finally:
-            holder.close()
-            probe.close()
+        assert results and isinstance(results[0][0], tuple), results
     finally:
         server.funnel.close()
         if server.pg is not None:
@@ -439,7 +452,6 @@ def test_a_batch_takes_its_refreshes_app_bucket_before_its_transaction(stack, wo
     the one past its limit is refused, and a full bucket refuses the next batch."""
     import asyncio
     import secrets
-    import threading
     import time
     import uuid
 
@@ -479,29 +491,14 @@ def test_a_batch_takes_its_refreshes_app_bucket_before_its_transaction(stack, wo
         if server.pg is None:
             assert all(not isinstance(r, Exception) for r in record(batch))
         else:
-            holder, probe = hc.engine.raw_connection(), hc.engine.raw_connection()
-            try:
-                holder.cursor().execute(
-                    "SELECT seq FROM audit_heads WHERE chain = 'usage' AND "
-                    "institution_code = %s AND day = %s FOR UPDATE", first.chain)
-                results: list = []
-                thread = threading.Thread(target=lambda: results.append(record(batch)))
-                before = time.time()
-                thread.start()
-                time.sleep(0.5)  # the batch now waits for the head
-                cur = probe.cursor()
-                cur.execute("SET lock_timeout = '200ms'")
+            before = time.time()
+            with _while_waiting_on_head(hc.engine, first.chain, lambda: record(batch)
+                                        ) as (cur, results):
                 cur.execute("SELECT expires_at FROM shared_paces WHERE token = %s "
                             "FOR UPDATE", ("pace:" + bucket,))  # free, and moved by two
                 assert cur.fetchone()[0] >= before + 2 * RATE_WINDOW_S / 1000
-                probe.rollback()
-                holder.commit()
-                thread.join(30)
-                assert results and not any(isinstance(r, Exception) for r in results[0])
-                assert isinstance(results[0][2], tuple)
-            finally:
-                holder.close()
-                probe.close()
+            assert results and not any(isinstance(r, Exception) for r in results[0])
+            assert isinstance(results[0][2], tuple)
         tight = f"rate:test-{uuid.uuid4().hex[:8]}"
         assert refused(record(refreshes(tight, 2, 3))) == [False, False, True]
         exact = f"rate:test-{uuid.uuid4().hex[:8]}"
