@@ -34,7 +34,7 @@ import httpx
 
 from services import sdk
 
-from .common import prepared_store, save
+from .common import app_limit_as_in_service, prepared_store, save
 
 ROUTES = ("refresh", "refresh_fused", "verify", "verify_fused")
 
@@ -85,8 +85,7 @@ class Server:
     """One uvicorn worker on a seeded, fused store, and the clients of the scan."""
 
     def __init__(self, database_url: str | None, port: int) -> None:
-        env, token = prepared_store(database_url, "calls", EHC_RATE_LIMIT_APP_PER_S=str(
-            sdk.Settings.model_fields["rate_limit_app_per_s"].default))
+        env, token = prepared_store(database_url, "calls", **app_limit_as_in_service())
         self.proc = sdk.spawn_server(env, port, "--log-level", "warning", "--no-access-log",
                                      stdout=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"

@@ -27,6 +27,8 @@ ratio is the median over the rounds where both its phases kept up with their off
 the phases' order rotated every round (this host's noise comes and goes within seconds,
 so no configuration is always measured first). The periodic pulls and seals are off
 (they would land in one phase and not another); the balancer's own CPU is not counted.
+The channel app's rate limit is at its default, as in service: every refresh moves its
+app's paced bucket, a row both servers write (the terminals' limits are lifted).
 
 SQLite always; PostgreSQL too when ``--database-url`` (or ``EHC_TEST_DATABASE_URL``)
 names one.
@@ -53,7 +55,7 @@ from loadtests.fleet import Fleet, servers_of
 from loadtests.runner import _free_port as free_port
 from services import sdk
 
-from .common import prepared_store, save
+from .common import app_limit_as_in_service, prepared_store, save
 
 SCANS_PER_CLIENT_S = 25.0  # a paced client's rate: 40 ms a scan before it falls behind
 KEPT_UP = 0.9  # a phase that answered less than this share of its offer did not keep up
@@ -162,10 +164,13 @@ class Deployment:
     balancer (each one server's institutions)."""
 
     def __init__(self, database_url: str | None, rate: float, residents: int) -> None:
-        # no periodic pulls: in no phase
-        env, token = prepared_store(database_url, "scaleout", EHC_SYNC_INTERVAL_S="0")
+        # no periodic pulls: in no phase; the apps' rate limit on, as in service (their
+        # paced buckets are rows the two servers share)
+        env, token = prepared_store(database_url, "scaleout", EHC_SYNC_INTERVAL_S="0",
+                                    **app_limit_as_in_service())
         own_env, own_token = prepared_store(database_url, "scaleapart",
-                                            EHC_SYNC_INTERVAL_S="0")
+                                            EHC_SYNC_INTERVAL_S="0",
+                                            **app_limit_as_in_service())
         ports, bind, own_port = [free_port(), free_port()], free_port(), free_port()
         self.fleet = Fleet(env, ports, bind, UVICORN_ARGS)
         self.own = sdk.spawn_server(own_env, own_port, *UVICORN_ARGS)

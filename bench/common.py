@@ -34,6 +34,16 @@ def save(name: str, data: dict) -> Path:
     return path
 
 
+def app_limit_as_in_service() -> dict[str, str]:
+    """The servers' environment that keeps the channel apps' rate limit at its default
+    (``prepared_store`` lifts it): each refresh pays for its app's paced bucket, the one row
+    every refresh of an app moves on every server, as it does in service."""
+    from services import sdk
+
+    return {"EHC_RATE_LIMIT_APP_PER_S": str(
+        sdk.Settings.model_fields["rate_limit_app_per_s"].default)}
+
+
 def prepared_store(database_url: str | None, name: str, **env: str) -> tuple[dict[str, str], str]:
     """A fresh store for a benchmark's servers (a temporary SQLite folder, or a schema
     prefix of its own on PostgreSQL), its tables, keys and secrets made once: the servers'

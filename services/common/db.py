@@ -519,16 +519,12 @@ class AsyncPg:
     written as ``Steps`` generators in psycopg's placeholder style, the style of the
     engine's own statements (``dollar_style``)."""
 
-    def __init__(self, engine: Engine, *, autocommit: bool = False,
-                 durable: bool = True) -> None:
+    def __init__(self, engine: Engine, *, autocommit: bool = False) -> None:
         """``autocommit``: for single statements (``first_row``), each its own
-        transaction in one round trip; else for ``transaction``. Not ``durable``: a
-        commit does not wait for its WAL to reach the disk (``synchronous_commit = off``),
-        for writes a crash of PostgreSQL may lose (its locks held for the statement
-        alone, not for a flush)."""
+        transaction in one round trip, or one-statement ``Steps`` sent together
+        (``run_all``); else for ``transaction``."""
         self.engine = engine
         self.autocommit = autocommit
-        self.durable = durable
         self._session: tuple[str, str] | None = None
         self._conn: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -546,8 +542,7 @@ class AsyncPg:
         self._conn = await asyncpg.connect(
             asyncpg_dsn(self.engine.url),
             timeout=max(2, round(int(lock_ms) / 1000)),
-            server_settings={"search_path": path, "lock_timeout": lock_ms}
-            | ({} if self.durable else {"synchronous_commit": "off"}))
+            server_settings={"search_path": path, "lock_timeout": lock_ms})
         self._loop = loop
         return self._conn
 
@@ -576,6 +571,15 @@ class AsyncPg:
         except ServiceError as exc:
             return exc
         raise AssertionError("one statement in autocommit, not more")
+
+    async def run_all(self, batch: Sequence[Steps]) -> list[Any]:
+        """One-statement ``Steps`` (``autocommit``), those of one text sent together
+        (``rows_of``) in one round trip and ONE implicit transaction, all of them or none
+        (asyncpg's ``fetchmany`` ends them with one Sync); each one's return value, or
+        the ``ServiceError`` it raised."""
+        assert self.autocommit, "statements sent together are their implicit transaction"
+        with self._failures_dropped():
+            return await PgTransaction(await self._connection()).run_all(batch)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransaction]:

@@ -102,12 +102,9 @@ def pace_sql(postgres: bool) -> str:
     return sql.replace("?", "%s") if postgres else sql
 
 
-def pace_params(bucket: str, now: float, window_s: float, limit: int, take: int = 1
-                ) -> tuple:
-    """``pace_sql``'s parameters: ``take`` requests at once (all admitted, or none; at
-    most ``limit``, or a new bucket would admit more than a window's worth)."""
-    assert 0 < take <= limit, "a bucket admits at most a window's worth at once"
-    interval = window_s / limit * take
+def pace_params(bucket: str, now: float, window_s: float, limit: int) -> tuple:
+    """``pace_sql``'s parameters."""
+    interval = window_s / limit
     return (pace_token(bucket), now + interval, now, interval, now, interval,
             now + window_s)
 

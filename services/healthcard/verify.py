@@ -8,7 +8,7 @@ state, so a refused request writes nothing and an accepted one writes exactly on
 The code refresh (``Refresh``) rides the same funnel: its nonce, the app's rate count and
 the reads of the card, the app's hold on it and its binding are written and read in the
 transaction of the scans and refreshes in flight (one writer per process, one commit);
-on PostgreSQL a batch's apps' rate counts are taken just before it (``_paced_first``).
+on PostgreSQL a batch's refreshes are a transaction of their own, before its scans'.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine
 
@@ -265,30 +265,38 @@ def _held_state(held: Sequence | None, fused: bool) -> int:
     return int(held[0])
 
 
-def _day_groups(items: Sequence[Scan | Refresh]) -> list[list[int]]:
-    """A batch's items (their indexes) by the CST day of the chains their scans move,
-    in day order, the refreshes (which move none) with the first: one transaction each.
-    A transaction then holds one day's heads, each locked before its terminals' buckets,
-    so two servers' batches across midnight cannot wait in a circle (one holding a
-    terminal's bucket under today's head and wanting tomorrow's, the other holding
-    tomorrow's and wanting the bucket)."""
+def _day_groups(items: Sequence[Scan | Refresh]) -> tuple[list[int], list[list[int]]]:
+    """A batch's refreshes (their indexes), which move no chain, and its scans by the CST
+    day of the chains they move, in day order: one transaction each. A transaction then
+    holds one day's heads, each locked before its terminals' buckets, so two servers'
+    batches across midnight cannot wait in a circle (one holding a terminal's bucket
+    under today's head and wanting tomorrow's, the other holding tomorrow's and wanting
+    the bucket)."""
     days: dict[str, list[int]] = {}
     for i, item in enumerate(items):
         days.setdefault(_chain_of(item)[1], []).append(i)
     refreshes = days.pop("", [])
-    groups = [days[day] for day in sorted(days)] or [[]]
-    groups[0] = refreshes + groups[0]
-    return groups
+    return refreshes, [days[day] for day in sorted(days)]
+
+
+def _lock_ordered(items: Sequence[Scan] | Sequence[Refresh]) -> list[int]:
+    """A batch's indexes in the order its rows are to be locked (``_lock_order``): every
+    process's batches lock in one order, so two servers' batches never wait on each
+    other in a circle (a deadlock PostgreSQL would break after a second)."""
+    return sorted(range(len(items)), key=lambda i: _lock_order(items[i]))
+
+
+def _unsorted(order: Sequence[int], done: Sequence[Any]) -> list[Any]:
+    """Results made in ``order`` (``_lock_ordered``) put back in the batch's order."""
+    out: list[Any] = [None] * len(order)
+    for i, result in zip(order, done, strict=True):
+        out[i] = result.value if isinstance(result, Deferred) else result
+    return out
 
 
 def _chain_of(item: Scan | Refresh) -> tuple[str, str]:
     """The audit chain a scan moves (institution, CST day); a refresh moves none."""
     return item.chain if isinstance(item, Scan) else ("", "")
-
-
-def _admission_of(item: Scan | Refresh) -> Admission:
-    assert item.admission is not None
-    return item.admission
 
 
 def _refuse_unbound(binding: object) -> None:
@@ -353,9 +361,6 @@ class Verifier:
         self.pg = AsyncPg(engine) if self.store.postgres else None
         # a lone refresh is one statement: its own transaction, in one round trip
         self.pg_one = AsyncPg(engine, autocommit=True) if self.store.postgres else None
-        # a batch's refreshes' paced buckets, taken before its transaction (``_paced_first``)
-        self.pg_pacer = (AsyncPg(engine, autocommit=True, durable=False)
-                         if self.store.postgres else None)
         # the sweeps' own connection (``_sweep_pg``): no batch waits on them
         self.pg_sweeper = AsyncPg(engine, autocommit=True) if self.store.postgres else None
         self._sweeping: asyncio.Future | None = None
@@ -374,7 +379,7 @@ class Verifier:
         if self._sweeping is not None and not self._sweeping.done():
             with contextlib.suppress(RuntimeError):  # its loop may have closed already
                 self._sweeping.cancel()
-        for pg in (self.pg, self.pg_one, self.pg_pacer, self.pg_sweeper):
+        for pg in (self.pg, self.pg_one, self.pg_sweeper):
             if pg is not None:
                 pg.drop()
 
@@ -508,69 +513,47 @@ class Verifier:
             lone = self._scan_pg_alone(item)
             if lone is not None and (result := await self.pg_one.run(lone)) is not STALE:
                 return [result]
-        items = await self._paced_first(items)
         out: list[Any] = [None] * len(items)
-        for n, group in enumerate(_day_groups(items)):
+        refreshes, days = _day_groups(items)
+        if refreshes:  # nothing committed before them: a failure is every caller's
+            done = await self._refreshes_pg([cast(Refresh, items[i]) for i in refreshes])
+            for i, result in zip(refreshes, done, strict=True):
+                out[i] = result
+        for n, group in enumerate(days):
             try:
-                done = await self._transaction_pg([items[i] for i in group])
+                done = await self._transaction_pg([cast(Scan, items[i]) for i in group])
             except Exception as exc:
-                if not n:  # nothing committed: every caller gets it
+                if not n and not refreshes:  # nothing committed: every caller gets it
                     raise
-                done = [exc] * len(group)  # an earlier day's transaction has committed
+                done = [exc] * len(group)  # an earlier transaction has committed
             for i, result in zip(group, done, strict=True):
                 out[i] = result
         return out
 
-    async def _paced_first(self, items: Sequence[Scan | Refresh]) -> list[Scan | Refresh]:
-        """A batch's refreshes with their apps' paced buckets taken beforehand, a bucket
-        in one statement of its own (all of its refreshes at once, or none): their
-        admissions then ask no rate of the batch. An app's bucket is one row every refresh
-        of the app moves, on every server: taken in the batch's transaction it was held to
-        the commit, and two servers' batches took turns on it (a third of PostgreSQL's
-        busy backends waiting there at 1,600 scans/s). A bucket that cannot take them all
-        (the app at its limit) is left to the transaction, where each refresh is paced in
-        turn, as alone. Not flushed at its commit (``durable=False``): a crash of the
-        store may give an app back a few of its requests, never a nonce."""
-        assert self.pg_pacer is not None
-        groups: dict[str, list[int]] = {}
-        for i, item in enumerate(items):
-            if isinstance(item, Refresh) and item.admission and item.admission.limit:
-                groups.setdefault(item.admission.bucket, []).append(i)
-        out = list(items)
-        for bucket in sorted(groups):
-            group = groups[bucket]
-            limit = _admission_of(items[group[0]]).limit
-            if len(group) > limit:
-                continue
-            paced = await self.pg_pacer.first_row((self.store.pace, pace_params(
-                bucket, time.time(), RATE_WINDOW_S, limit, len(group))))
-            if paced is not None:
-                for i in group:
-                    out[i] = replace(items[i], admission=replace(
-                        _admission_of(items[i]), limit=0))
-        return out
+    async def _refreshes_pg(self, items: Sequence[Refresh]) -> list[Any]:
+        """A batch's code refreshes apart from its scans, in autocommit: their statements
+        sent together, one round trip and one implicit transaction (``AsyncPg.run_all``),
+        in their apps' buckets' order. An app's paced bucket is one row every refresh of
+        the app moves, on every server: in the scans' transaction it was held to their
+        commit, and two servers' batches took turns on it (a third of PostgreSQL's busy
+        backends waiting there at 1,600 scans/s); here it is held for one round trip and
+        its commit. A batch of refreshes alone is one round trip, not three."""
+        assert self.pg_one is not None
+        order = _lock_ordered(items)
+        return _unsorted(order, await self.pg_one.run_all(
+            [self._refresh_pg(items[i]) for i in order]))
 
-    async def _transaction_pg(self, items: Sequence[Scan | Refresh]) -> list[Any]:
-        """A batch's items of one CST day in one transaction."""
+    async def _transaction_pg(self, items: Sequence[Scan]) -> list[Any]:
+        """A batch's scans of one CST day in one transaction."""
         assert self.pg is not None
         async with self.pg.transaction() as tx:
             heads = Heads("usage", None, True, self.chain_key, locked=True)
-            # the audit heads and rate buckets are locked in one order in every
-            # process's batches (``_lock_order``), so two servers' batches never wait
-            # on each other in a circle (a deadlock PostgreSQL would break after a
-            # second)
-            order = sorted(range(len(items)), key=lambda i: _lock_order(items[i]))
-            done = await tx.run_all([self._steps(items[i], heads) for i in order])
+            # the audit heads and the terminals' buckets, locked in one order
+            order = _lock_ordered(items)
+            done = await tx.run_all([self._scan_pg(items[i], heads) for i in order])
         for chain, head in heads.moved.items():  # committed
             self._seen.moved(chain, head)
-        out: list[Any] = [None] * len(items)
-        for i, result in zip(order, done, strict=True):
-            out[i] = result.value if isinstance(result, Deferred) else result
-        return out
-
-    def _steps(self, item: Scan | Refresh, heads: Heads) -> Steps:
-        return (self._scan_pg(item, heads) if isinstance(item, Scan)
-                else self._refresh_pg(item))
+        return _unsorted(order, done)
 
     def _scan_pg(self, scan: Scan, heads: Heads) -> Steps:
         """The SQLite path's checks and writes in two statements: the checks with the
