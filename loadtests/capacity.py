@@ -353,7 +353,7 @@ def sizing(per_core: float, peak_per_s: float | None, headroom: float) -> dict[s
                        "from 1 to 2 workers on one machine); the same cost per scan on a "
                        "production core; the database not the bottleneck (each channel "
                        "app's rate limit is one row that every batch of its refreshes on "
-                       "every server moves once, in a short statement of its own: its "
+                       "every server moves, in a short transaction of their own: its "
                        "updates grow with the servers, measured up to two)",
     }
     if peak_per_s:
