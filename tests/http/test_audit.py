@@ -313,32 +313,13 @@ def _while_the_later_head_is_held(engine, server, batch: list, high: tuple,
     """The batch run while another transaction holds the ``high`` head: once it waits
     for it, a probe finds the ``low`` head (which the batch makes) held too."""
     import asyncio
-    import threading
-    import time
 
-    holder, other = engine.raw_connection(), engine.raw_connection()
-    try:
-        cur = holder.cursor()
-        cur.execute("SELECT seq FROM audit_heads WHERE chain = 'usage' AND "
-                    "institution_code = %s AND day = %s FOR UPDATE", high)
-        results: list = []
-        thread = threading.Thread(target=lambda: results.append(
-            asyncio.run(server.record_batch_pg(batch))))
-        thread.start()
-        time.sleep(0.5)  # the batch now waits for the later head
-        probe = other.cursor()
-        probe.execute("SET lock_timeout = '200ms'")
-        with pytest.raises(Exception, match="lock timeout"):  # the earlier head is held
-            probe.execute("INSERT INTO audit_heads (chain, institution_code, day, seq, "
-                          "hash) VALUES ('usage', %s, %s, 0, 'x') ON CONFLICT DO NOTHING",
-                          low)
-        other.rollback()
-        holder.commit()
-        thread.join(30)
-        return results
-    finally:
-        holder.close()
-        other.close()
+    with _while_waiting_on_head(engine, high, lambda: asyncio.run(
+            server.record_batch_pg(batch))) as (probe, results), \
+            pytest.raises(Exception, match="lock timeout"):  # the earlier head is held
+        probe.execute("INSERT INTO audit_heads (chain, institution_code, day, seq, "
+                      "hash) VALUES ('usage', %s, %s, 0, 'x') ON CONFLICT DO NOTHING", low)
+    return results
 
 
 def _heads_locked_in_one_order(engine, server, scans: list) -> None:
@@ -519,7 +500,6 @@ def test_a_batch_across_midnight_holds_one_days_heads_at_a_time(stack, world) ->
     import asyncio
     import dataclasses
     import secrets
-    import threading
     import time
 
     from services.common.signing import Admission
@@ -545,29 +525,14 @@ def test_a_batch_across_midnight_holds_one_days_heads_at_a_time(stack, world) ->
             assert all(isinstance(r, tuple) for r in done), done
             return
         assert isinstance(asyncio.run(server.record_batch_pg([scan(tomorrow_day)]))[0], tuple)
-        holder, probe = hc.engine.raw_connection(), hc.engine.raw_connection()
-        try:
-            holder.cursor().execute(
-                "SELECT seq FROM audit_heads WHERE chain = 'usage' AND institution_code = %s"
-                " AND day = %s FOR UPDATE", (today.chain[0], tomorrow_day))
-            results: list = []
-            batch = [scan(tomorrow_day), today]
-            thread = threading.Thread(target=lambda: results.append(
-                asyncio.run(server.record_batch_pg(batch))))
-            thread.start()
-            time.sleep(0.5)  # today's transaction is done; tomorrow's waits for its head
-            cur = probe.cursor()
-            cur.execute("SET lock_timeout = '200ms'")
+        batch = [scan(tomorrow_day), today]
+        # today's transaction is done; tomorrow's waits for its head
+        with _while_waiting_on_head(hc.engine, (today.chain[0], tomorrow_day), lambda: (
+                asyncio.run(server.record_batch_pg(batch)))) as (cur, results):
             cur.execute("SELECT token FROM shared_paces WHERE token = %s FOR UPDATE",
                         ("pace:rate:" + term.terminal_id,))  # free: today's committed
             assert cur.fetchone() is not None
-            probe.rollback()
-            holder.commit()
-            thread.join(30)
-            assert results and all(isinstance(r, tuple) for r in results[0]), results
-        finally:
-            holder.close()
-            probe.close()
+        assert results and all(isinstance(r, tuple) for r in results[0]), results
         with hc.engine.connect() as conn:
             days = conn.exec_driver_sql(
                 "SELECT chain_day, count(*) FROM usage_records WHERE card_id = %s "
