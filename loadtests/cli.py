@@ -49,7 +49,7 @@ def loadtest(
     slo_p99_ms: float = typer.Option(500.0, help="verify p99 limit"),
     slo_max_failure_ratio: float = typer.Option(0.01, help="unexpected answers / requests"),
     slo_min_rps: float = typer.Option(0.0, help="verify throughput floor"),
-    out: Path | None = typer.Option(None, help="default results/loadtest/<timestamp>"),
+    out: Path | None = typer.Option(None, help="default `results/loadtest/<timestamp>`"),
     force: bool = typer.Option(False, "--force", help="clear --out first when an earlier "
                                "run left files there (otherwise such a folder is refused)"),
 ) -> None:

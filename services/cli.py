@@ -23,7 +23,7 @@ def serve(
     workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes"),
     systems: str = typer.Option("registry,healthcard,socialcard,payment,sms,channel",
                                 help="systems this process runs (comma-separated); the "
-                                "others are reached at EHC_<SYSTEM>_URL"),
+                                "others are reached at `EHC_<SYSTEM>_URL`"),
 ) -> None:
     """Run the card network (all systems in one process by default)."""
     import uvicorn

@@ -13,7 +13,8 @@ from services.cli import app as services_app
 from .commands import app as twin_app
 from .commands import report_app
 
-app = typer.Typer(no_args_is_help=True, help="ehc-twin: card network, hospital twin, load tests")
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown",
+                  help="ehc-twin: card network, hospital twin, load tests")
 app.add_typer(services_app)
 app.add_typer(twin_app, name="twin")
 app.add_typer(loadtest_app, name="loadtest")

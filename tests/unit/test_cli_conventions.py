@@ -46,3 +46,40 @@ def test_help_is_plain_sentences() -> None:
 
     page = (Path(__file__).resolve().parents[2] / "docs/reference/cli.md").read_text()
     assert "``" not in page and ":func:" not in page and ":class:" not in page
+
+
+def test_help_flows_sentences_and_keeps_placeholders() -> None:
+    """``--help`` reflows a docstring's hard line breaks (markdown markup), and a
+    placeholder such as ``<SYSTEM>`` survives it (markdown would take it for a tag)."""
+    import os
+
+    wide = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+    listing = subprocess.run([sys.executable, "-m", "twin.cli", "--help"], env=wide,
+                             capture_output=True, text=True, timeout=120).stdout
+    assert "a channel app and carded residents; write FILE." in listing
+    serve = subprocess.run([sys.executable, "-m", "twin.cli", "serve", "--help"], env=wide,
+                           capture_output=True, text=True, timeout=120).stdout
+    assert "EHC_<SYSTEM>_URL" in serve
+
+
+def test_placeholders_in_help_are_code() -> None:
+    """Every ``<NAME>`` in a command's or option's help is in a code span, so neither
+    ``--help`` nor the generated reference page drops it as an HTML tag."""
+    import re
+
+    import typer
+
+    from twin.cli import app
+
+    loose: list[str] = []
+
+    def walk(cmd, path: str) -> None:
+        texts = [cmd.help or "", *(getattr(p, "help", "") or "" for p in cmd.params)]
+        for text in texts:
+            if re.search(r"<[A-Za-z]", re.sub(r"`[^`]*`", "", text)):
+                loose.append(f"{path}: {text}")
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "ehc")
+    assert not loose, loose
