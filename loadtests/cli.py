@@ -85,6 +85,7 @@ def loadtest(
         if haproxy_binary() is None:
             errors.print("[red]--servers 2 needs HAProxy (Debian: apt-get install haproxy)[/]")
             raise typer.Exit(2)
+    _store_or_exit(database_url)
     if out is not None:
         fresh_folder(out, force)
     opts = LoadOptions(shape=shape, users=users, spawn_rate=spawn_rate, duration_s=duration,
@@ -181,15 +182,20 @@ def capacity(
         if haproxy_binary() is None:
             errors.print("[red]--servers 2 needs HAProxy (Debian: apt-get install haproxy)[/]")
             raise typer.Exit(2)
+    _store_or_exit(database_url)
     out = fresh_folder(out or Path("results/loadtest/capacity"), force or out is None)
     peak = None
     if province_peaks.exists():
         peak = json.loads(province_peaks.read_text())["verify"]["peak_per_s"]
-    result = run_capacity(sorted(rate_list), worker_list, [None, *([database_url] if
-                          database_url else [])], step_duration,
-                          Slo(slo_p95_ms, slo_p99_ms, 0.01, 0.0), out, peak, headroom,
-                          progress=console.print, server_counts=server_list,
-                          refine=refine)
+    try:
+        result = run_capacity(sorted(rate_list), worker_list, [None, *([database_url] if
+                              database_url else [])], step_duration,
+                              Slo(slo_p95_ms, slo_p99_ms, 0.01, 0.0), out, peak, headroom,
+                              progress=console.print, server_counts=server_list,
+                              refine=refine)
+    except RuntimeError as exc:  # a stack or balancer that would not start
+        errors.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     for k in result["knees"]:
         cost, share = k.get("server_cpu_us_per_scan"), k.get("generator_cpu_share")
         unit = "scan" if k["route"] == "verify" else "request"
@@ -215,6 +221,18 @@ def capacity(
     else:
         console.print("no province peak (run `ehc twin province`) or no passing step")
     console.print(f"wrote capacity.json to {out}")
+
+
+def _store_or_exit(database_url: str | None) -> None:
+    """Exit 2 at once, naming the store and why, when ``--database-url`` cannot be opened
+    (not after the SQLite configurations' minutes, with a traceback)."""
+    if database_url:
+        from services.common.db import unreachable
+
+        problem = unreachable(database_url)
+        if problem:
+            errors.print(problem, style="red", markup=False)
+            raise typer.Exit(2)
 
 
 def fresh_folder(out: Path, force: bool) -> Path:

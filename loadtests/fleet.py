@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from services.sdk import AdminClient, spawn_server, stop_server
+from services.sdk import AdminClient, SdkError, explain, spawn_server, stop_server
 
 HAPROXY_CFG = Path(__file__).resolve().parents[1] / "deploy" / "haproxy.cfg"
 SERVERS_IN_CFG = 2  # the `server` lines of deploy/haproxy.cfg
@@ -111,8 +111,11 @@ class Remote:
     def __init__(self, url: str, admin_token: str) -> None:
         self.url = url.rstrip("/")
         self.admin_token = admin_token
-        with AdminClient(self.url, admin_token) as admin:
-            admin.request("GET", "/ehc/v1/admin/server-stats")  # the token works here
+        try:
+            with AdminClient(self.url, admin_token) as admin:
+                admin.request("GET", "/ehc/v1/admin/server-stats")  # the token works here
+        except (SdkError, httpx.HTTPError) as exc:  # the CLI prints it, no traceback
+            raise RuntimeError(f"--target {self.url}: {explain(exc)}") from exc
 
     def cpu_seconds(self) -> float:
         return float("nan")

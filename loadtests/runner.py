@@ -337,11 +337,10 @@ def locust_rows(out: Path) -> dict[str, dict]:
 
 def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
     out = opts.out or Path("results/loadtest") / time.strftime("%Y%m%d-%H%M%S")
+    # a target that cannot be reached, or refuses the token, is refused before any folder
+    remote = Remote(opts.target, opts.admin_token or "") if opts.target else None
     out.mkdir(parents=True, exist_ok=True)
-    if opts.target:
-        server: Server | Remote = Remote(opts.target, opts.admin_token or "")
-    else:
-        server = Server(opts, out)
+    server: Server | Remote = remote or Server(opts, out)
     try:
         seed_path = seed(server, opts, out)
         killer = threading.Timer(opts.kill_one_after_s, server.fleet.kill_one) \

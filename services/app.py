@@ -409,10 +409,13 @@ def create_app() -> FastAPI:
     return open_or_exit(get_settings(), [s.strip() for s in systems if s.strip()])
 
 
-def open_or_exit(settings: Settings, systems: Sequence[str]) -> FastAPI:
-    """The app; or, when its stores cannot be opened (a wrong EHC_DATABASE_URL, a server
-    down), one line on stderr naming the store and the reason (never a password) and
-    exit status 2, not a traceback."""
+class StoreNotOpened(RuntimeError):
+    """The stores could not be opened (a wrong EHC_DATABASE_URL, a server down): which
+    store and why, in one line, never a password."""
+
+
+def opened_app(settings: Settings, systems: Sequence[str] = ALL_SYSTEMS) -> FastAPI:
+    """``build_app``, or ``StoreNotOpened`` when its stores cannot be opened."""
     try:
         return build_app(settings, systems)
     except Exception as exc:
@@ -420,5 +423,15 @@ def open_or_exit(settings: Settings, systems: Sequence[str]) -> FastAPI:
             raise
         where = redacted(settings.database_url) if settings.database_url \
             else str(settings.var_dir)
-        sys.stderr.write(f"error: cannot open the store at {where}: {store_problem(exc)}\n")
+        raise StoreNotOpened(f"cannot open the store at {where}: {store_problem(exc)}") \
+            from None
+
+
+def open_or_exit(settings: Settings, systems: Sequence[str]) -> FastAPI:
+    """The app; or, when its stores cannot be opened, that on stderr in one line and exit
+    status 2, not a traceback."""
+    try:
+        return opened_app(settings, systems)
+    except StoreNotOpened as exc:
+        sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None

@@ -35,12 +35,27 @@ def serve(
     # tables, keys and secrets made once, before any worker starts (they would race for
     # them); a store that cannot be opened stops here with one line, not in every worker
     names = [s.strip() for s in systems.split(",") if s.strip()]
+    _port_or_exit(host, port)
     built = open_or_exit(get_settings(), names)
     console.print(serve_banner(get_settings(), names, host, port, workers,
                                built.version), highlight=False, soft_wrap=True)
     close_app(built)  # the workers open their own; this one only made the stores ready
     uvicorn.run("services.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=False)
+
+
+def _port_or_exit(host: str, port: int) -> None:
+    """Exit 2 with one line when the address cannot be listened on (a server already
+    there), before the banner says it serves."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def serve_banner(settings, systems: list[str], host: str, port: int, workers: int,
@@ -82,14 +97,18 @@ def seed(
     """Create hospitals, retail pharmacies, their terminals, a channel app and carded
     residents; write FILE."""
     from .common.settings import get_settings
-    from .sdk import seed_stack, write_seed_file
+    from .sdk import SdkError, explain, seed_stack, write_seed_file
 
     def run(stack_url: str, token: str) -> dict:
-        with Progress(console=console) as bar:
-            task = bar.add_task("issuing cards", total=residents)
-            return seed_stack(stack_url, token, residents, hospitals_per_city=hospitals_per_city,
-                              pharmacies_per_city=pharmacies_per_city, seed=seed_value,
-                              progress=lambda n: bar.advance(task, n))
+        try:
+            with Progress(console=console) as bar:
+                task = bar.add_task("issuing cards", total=residents)
+                return seed_stack(stack_url, token, residents,
+                                  hospitals_per_city=hospitals_per_city,
+                                  pharmacies_per_city=pharmacies_per_city, seed=seed_value,
+                                  progress=lambda n: bar.advance(task, n))
+        except (SdkError, httpx.HTTPError) as exc:  # nothing written to FILE
+            _fail(f"{explain(exc)} (seeding is idempotent: run again)")
 
     if url:
         if not admin_token:
@@ -149,14 +168,6 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _explain(exc: Exception) -> str:
-    """A refusal or an unreachable stack, in one line."""
-    code = getattr(exc, "code", None)
-    if code:
-        return f"{code}: {getattr(exc, 'message', exc)}"
-    return f"cannot reach the stack ({type(exc).__name__}: {exc})"
-
-
 @app.command()
 def fuse(
     all_holders: bool = typer.Option(True, "--all/--dry-run", help="--all (the default): "
@@ -175,7 +186,7 @@ def fuse(
     again after a crash and it carries on; holders already bound are skipped). A holder
     that cannot be opened (malformed ID number, a name the registry disagrees with, a
     lost card) is refused on its own and listed in REPORT; the run goes on."""
-    from .sdk import AdminClient, SdkError, fuse_all, todo
+    from .sdk import AdminClient, SdkError, explain, fuse_all, todo
 
     base, token, ctx = _stack(url, admin_token)
     with ctx, AdminClient(base, token, timeout_s=600) as ehc, \
@@ -192,7 +203,7 @@ def fuse(
                 totals = fuse_all(ehc, essc, page=page, workers=in_flight,
                                   progress=lambda n: bar.advance(task, n), refusals=refused)
         except (SdkError, httpx.HTTPError) as exc:
-            _fail(f"{_explain(exc)} (run again to resume)")
+            _fail(f"{explain(exc)} (run again to resume)")
     console.print("fusion: " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))
     if refused:
         _write_refusals(report, refused)
@@ -224,14 +235,14 @@ app.add_typer(reconcile, name="reconcile")
 def reconcile_bindings(url: str | None = URL, admin_token: str | None = TOKEN) -> None:
     """Finish or drop pending bindings and make both sides' copies agree; prints what it
     did. Exit 0 when both sides agree afterwards, 1 when something is left."""
-    from .sdk import AdminClient, SdkError
+    from .sdk import AdminClient, SdkError, explain
 
     base, token, ctx = _stack(url, admin_token)
     with ctx, AdminClient(base, token, timeout_s=600) as admin:
         try:
             report = admin.reconcile_bindings()
         except (SdkError, httpx.HTTPError) as exc:
-            _fail(_explain(exc))
+            _fail(explain(exc))
     for line in report["actions"]:
         console.print(" - " + line)
     counts = {k: report[k] for k in ("completed", "dropped", "still_pending", "resent",
@@ -254,7 +265,7 @@ def reconcile_settlements(
     split, the payment gateway's statement against the cash parts, the usage record each
     committed visit leaves on the e-SSC side, and (for bound cards) that it reached the
     EHC side. Exit 0 when clean, 1 with the differences listed."""
-    from .sdk import AdminClient, SdkError
+    from .sdk import AdminClient, SdkError, explain
 
     day = _day(day)
     base, token, ctx = _stack(url, admin_token)
@@ -267,7 +278,7 @@ def reconcile_settlements(
                       for r in report["shared_usage_records"]}
             found = set(ehc.shared_usage_found(sorted(wanted))) if wanted else set()
         except (SdkError, httpx.HTTPError) as exc:
-            _fail(_explain(exc))
+            _fail(explain(exc))
     for rec_id in sorted(set(wanted) - found):
         report["differences"].append({"settlement_id": wanted[rec_id],
                                       "kind": "EHC_USAGE_MISSING",
@@ -335,7 +346,7 @@ def audit_verify(
     own file and the other system's copy), and report every row edited, deleted or
     inserted, a cut-off tail and a rolled-back head. Exit 0 when every chain holds, 1
     otherwise."""
-    from .sdk import AdminClient, SdkError
+    from .sdk import AdminClient, SdkError, explain
 
     day = _day(day)
     base, token, ctx = _stack(url, admin_token)
@@ -345,7 +356,7 @@ def audit_verify(
         try:
             reports = {"EHC": ehc.audit(day, "ehc"), "e-SSC": essc.audit(day, "essc")}
         except (SdkError, httpx.HTTPError) as exc:
-            _fail(_explain(exc))
+            _fail(explain(exc))
     for system, report in reports.items():
         seals = report.get("seals", {})
         console.print(f"{system} seals: {seals.get('file', 0)} in its file, "
@@ -370,7 +381,7 @@ def sync(url: str | None = URL, admin_token: str | None = TOKEN) -> None:
     """Pull each side's new usage records of bound cards into the other, and the
     registry's newly registered deaths into both, now (the servers also do it every
     EHC_SYNC_INTERVAL_S)."""
-    from .sdk import AdminClient, SdkError
+    from .sdk import AdminClient, SdkError, explain
 
     base, token, ctx = _stack(url, admin_token)
     with ctx, AdminClient(base, token) as admin:
@@ -378,7 +389,7 @@ def sync(url: str | None = URL, admin_token: str | None = TOKEN) -> None:
             to_ehc, to_essc = admin.pull_usage("ehc"), admin.pull_usage("essc")
             dead = {s: admin.pull_deaths(s) for s in ("ehc", "essc")}
         except (SdkError, httpx.HTTPError) as exc:
-            _fail(_explain(exc))
+            _fail(explain(exc))
     console.print(f"usage records shared: {to_essc} to the e-SSC side, {to_ehc} to the EHC side")
     console.print(f"cards cancelled after registered deaths: {dead['ehc']} EHC, "
                   f"{dead['essc']} e-SSC")
@@ -403,7 +414,7 @@ def credentials_list(
     """Every terminal (or app) one card system knows, with its state; never a secret."""
     from rich.table import Table
 
-    from .sdk import AdminClient, SdkError
+    from .sdk import AdminClient, SdkError, explain
 
     if kind not in ("terminals", "channel-apps") or system not in ("ehc", "essc"):
         _fail("--kind is terminals or channel-apps, --system ehc or essc")
@@ -412,7 +423,7 @@ def credentials_list(
         try:
             rows = admin.credentials(kind, system=system)
         except (SdkError, httpx.HTTPError) as exc:
-            _fail(_explain(exc))
+            _fail(explain(exc))
     table = Table(title=f"{kind} of {system} ({len(rows)})")
     for column in (rows[0] if rows else {"(none)": ""}):
         table.add_column(column)
@@ -422,14 +433,14 @@ def credentials_list(
 
 
 def _change(key: str, url: str | None, admin_token: str | None, action) -> str:
-    from .sdk import AdminClient, SdkError
+    from .sdk import AdminClient, SdkError, explain
 
     base, token, ctx = _stack(url, admin_token)
     with ctx, AdminClient(base, token) as admin:
         try:
             return action(admin, _kind_of(key))
         except (SdkError, httpx.HTTPError) as exc:
-            _fail(_explain(exc))
+            _fail(explain(exc))
 
 
 @credentials.command("disable")

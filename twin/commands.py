@@ -201,6 +201,9 @@ def _cosim(sc: Scenario, url: str | None, admin_token: str | None, out: Path,
            real_delays: bool = False) -> None:
     import contextlib
 
+    import httpx
+
+    from services.sdk import SdkError, explain
     from twin.experiments.cosim import run_cosim
 
     if url and not admin_token:
@@ -218,9 +221,13 @@ def _cosim(sc: Scenario, url: str | None, admin_token: str | None, out: Path,
         stack = start_in_thread(Settings(var_dir=var, log_level="WARNING",
                                          rate_limit_terminal_per_s=0))
         base, token = stack.url, stack.admin_token
-    with stack, _progress() as bar:
-        task = bar.add_task("seeding real cards", total=None)
-        res = run_cosim(sc, base, token, out, lambda n: bar.advance(task, n), real_delays)
+    try:
+        with stack, _progress() as bar:
+            task = bar.add_task("seeding real cards", total=None)
+            res = run_cosim(sc, base, token, out, lambda n: bar.advance(task, n), real_delays)
+    except (SdkError, httpx.HTTPError) as exc:  # the stack at --url: unreachable, or refused
+        errors.print(f"[red]co-simulation stopped: {explain(exc)}[/]")
+        raise typer.Exit(2) from None
     c = res["check"]
     where = f"the stack at {url}" if url else "an in-process stack"
     console.print(f"co-simulated {sc.name} against {where}: {res['online_patients']} "
@@ -317,11 +324,16 @@ def station(
     r = station_experiment(servers, arrival_rate, service_mean, hours, replications, seed,
                            warmup_fraction)
     r["erlang_c_wait"] = mmc_wait(servers, arrival_rate, service_mean)
-    if as_json:
-        print(json.dumps(r))
+    if as_json:  # strict JSON: an unbounded Erlang C wait (rho >= 1) is null
+        print(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                          for k, v in r.items()}, allow_nan=False))
         return
     for k, v in r.items():
-        console.print(f"{k:>16}: {v}")
+        console.print(f"{k:>16}: {'n/a' if v is None else v}")
+    if r["mean_wait"] is None:
+        Console(stderr=True, soft_wrap=True).print(
+            "[yellow]no mean wait[/]: in some replication nobody who arrived after the "
+            "warm-up reached service (no arrivals, or a queue that outgrows --hours)")
 
 
 @app.command()
@@ -559,7 +571,8 @@ def sweep(
                     msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
                     raise ValueError(f"{key} = {v!r}: {msg}") from None
     except (ValueError, KeyError) as exc:
-        errors.print(f"[red]{str(exc).strip(chr(39))}[/] (--adoption takes shares like "
+        said = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        errors.print(f"[red]{said}[/] (--adoption takes shares like "
                      "0,0.5,1 or 0%,50%,100%, --kiosks whole numbers, --set KEY=V1,V2 any "
                      "scenario key: see 'ehc twin params')")
         raise typer.Exit(2) from None

@@ -161,6 +161,23 @@ def store_problem(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def unreachable(url: str, timeout_s: int = 5) -> str | None:
+    """Why the store at ``url`` cannot be opened, in one line (no password), or None when
+    a connection opens: a command that would run for minutes asks first."""
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": timeout_s}
+                               if url.startswith("postgresql") else {})
+    except Exception as exc:  # an unknown driver, a malformed URL
+        return f"cannot open the store at {redacted(url)}: {store_problem(exc)}"
+    try:
+        with engine.connect():
+            return None
+    except Exception as exc:
+        return f"cannot open the store at {redacted(url)}: {store_problem(exc)}"
+    finally:
+        engine.dispose()
+
+
 def rows_by_identity(conn, table, pairs) -> list:
     """Rows of ``table`` whose (id_type, id_digest) is among ``pairs``, one indexed query
     per ID type (SQLite scans the whole table for a row-value ``IN``)."""

@@ -29,6 +29,7 @@ from .clients import (
     cst_days_since,
     cst_now_text,
     cst_today_text,
+    explain,
     settle_bill,
 )
 from .fusion_job import card_ranges, fuse_all, todo
@@ -76,6 +77,7 @@ __all__ = [
     "cst_days_since",
     "cst_now_text",
     "cst_today_text",
+    "explain",
     "fuse_all",
     "generate_residents",
     "institution_code",

@@ -39,6 +39,15 @@ class SdkError(Exception):
         self.request_id = request_id
 
 
+def explain(exc: Exception) -> str:
+    """A refusal (its stable code and message) or an unreachable stack, in one line: what
+    a command prints instead of a traceback."""
+    code = getattr(exc, "code", None)
+    if code:
+        return f"{code}: {getattr(exc, 'message', exc)}"
+    return f"cannot reach the stack ({type(exc).__name__}: {exc})"
+
+
 def cst_now_text() -> str:
     return datetime.now(CST).strftime("%Y%m%d%H%M%S")
 

@@ -18,7 +18,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from ..app import ALL_SYSTEMS, build_app, close_app
+from ..app import ALL_SYSTEMS, build_app, close_app, opened_app
 from ..common.secrets_store import deployment_secret
 from ..common.settings import Settings
 
@@ -112,6 +112,7 @@ def cpu_seconds(pid: int) -> float:
 
 def prepare_store(settings: Settings) -> str:
     """Create every system's tables, keys and secrets in the configured store once (before
-    several workers race for them); returns the admin token."""
-    build_app(settings)
+    several workers race for them); returns the admin token. A store that cannot be opened
+    raises ``StoreNotOpened`` (a ``RuntimeError``) naming it and why."""
+    opened_app(settings)
     return deployment_secret(settings, "admin_token")

@@ -87,10 +87,13 @@ def test_a_locked_store_answers_503_in_bounded_time_and_never_blocks_the_loop(
     assert httpx.get(f"{live.url}/readyz").status_code == 200
 
 
-@pytest.mark.parametrize("url,named", [
+BAD_URLS = pytest.mark.parametrize("url,named", [
     ("postgresql+psycopg://ehc:s3cret-pw@127.0.0.1:{port}/test", "Connection refused"),
     ("nosuch+driver://ehc:s3cret-pw@host/db", "NoSuchModuleError"),
 ])
+
+
+@BAD_URLS
 def test_start_up_with_a_bad_database_url_is_one_line(tmp_path, url: str, named: str) -> None:
     env = {**os.environ, "EHC_VAR_DIR": str(tmp_path),
            "EHC_DATABASE_URL": url.format(port=free_port())}
@@ -102,6 +105,23 @@ def test_start_up_with_a_bad_database_url_is_one_line(tmp_path, url: str, named:
     assert len(lines) == 1 and lines[0].startswith("error: cannot open the store at "), lines
     assert named in lines[0] and "s3cret" not in res.stderr + res.stdout
     assert "Traceback" not in res.stderr
+
+
+@BAD_URLS
+def test_a_load_test_on_a_bad_database_url_stops_at_once(tmp_path, url: str,
+                                                           named: str) -> None:
+    """``ehc loadtest`` and its capacity report ask the store first: one line naming it
+    (no password), exit 2, nothing written, not a traceback minutes later."""
+    for command in (["loadtest"], ["loadtest", "capacity", "--rates", "10"]):
+        out = tmp_path / command[-1]
+        res = subprocess.run([sys.executable, "-m", "twin.cli", *command, "--database-url",
+                              url.format(port=free_port()), "--out", str(out)],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cannot open the store at "), lines
+        assert named in lines[0] and "s3cret" not in res.stderr + res.stdout
+        assert not out.exists()
 
 
 class Kept(logging.Handler):

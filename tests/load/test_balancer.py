@@ -129,11 +129,16 @@ def test_a_running_deployment_is_a_target(tmp_path: Path) -> None:
         assert deployment_secret(Settings(var_dir=var), "admin_token") == token
         s = loadtest_summary(tmp_path / "t", 0, "--target", f"http://127.0.0.1:{port}",
                              "--admin-token", token, "--duration", "5", "--users", "4")
+        wrong = ehc_loadtest(tmp_path / "w", "--target", f"http://127.0.0.1:{port}",
+                             "--admin-token", "not-" + token, "--duration", "2")
     finally:
         stop_server(server)
     assert s["servers"]["target"] == f"http://127.0.0.1:{port}"
     assert s["records"]["ok"] and s["records"]["successful_verifies_locust"] > 20
     assert s["bookings"]["ok"] and s["settlements"]["clean"]
+    # a token the deployment refuses: its refusal in one line, nothing run
+    assert wrong.returncode == 2 and "--target" in wrong.stderr, wrong.stderr
+    assert "Traceback" not in wrong.stderr and not any((tmp_path / "w").iterdir())
 
 
 def test_impossible_combinations_are_refused(tmp_path: Path) -> None:
@@ -141,7 +146,9 @@ def test_impossible_combinations_are_refused(tmp_path: Path) -> None:
                        (["--target", "http://127.0.0.1:9"], "--admin-token"),
                        (["--target", "http://127.0.0.1:9", "--admin-token", "x", "--servers",
                          "2"], "--servers"),
-                       (["--mix", "nonsense"], "--mix")):
+                       (["--mix", "nonsense"], "--mix"),
+                       (["--target", "http://127.0.0.1:9", "--admin-token", "x"],
+                        "cannot reach")):
         res = ehc_loadtest(tmp_path / "x", *args)
         assert res.returncode == 2 and says in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr

@@ -82,6 +82,12 @@ def test_serve_then_seed_then_verify(tmp_path: Path) -> None:
                               "--out", str(tmp_path / "x.json")], env={**env,
                               "EHC_ADMIN_TOKEN": ""}, capture_output=True, text=True)
         assert bad.returncode == 2 and "admin-token" in bad.stderr + bad.stdout
+        for where, token_sent, says in ((url, "not-" + token, "FORBIDDEN"),
+                                        ("http://127.0.0.1:9", token, "cannot reach")):
+            failed = _ehc(env, "seed", "--residents", "3", "--url", where, "--admin-token",
+                          token_sent, "--out", str(tmp_path / "y.json"))
+            assert failed.returncode == 2 and says in failed.stderr, failed.stderr
+            assert "Traceback" not in failed.stderr and not (tmp_path / "y.json").exists()
         _fusion_commands(env, url, token, len(insured))
     finally:
         server.send_signal(signal.SIGINT)
@@ -118,3 +124,15 @@ def _fusion_commands(env: dict, url: str, token: str, insured: int) -> None:
     assert res.returncode == 0 and f"{day}: 0 settlements" in res.stdout, res.stdout
     res = _ehc(env, "reconcile", "settlements", "--date", "2026-02-30", *remote)
     assert res.returncode == 2 and "not a day" in res.stderr, res.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_before_its_banner(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = _ehc({**os.environ, "EHC_VAR_DIR": str(tmp_path / "var")}, "serve", "--port",
+                   str(port))
+    assert res.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in res.stderr
+    assert "API" not in res.stdout and "Traceback" not in res.stderr
+    assert not (tmp_path / "var").exists()  # no store made for a server that cannot start

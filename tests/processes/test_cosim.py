@@ -112,6 +112,10 @@ def test_cosimulation_over_http_to_a_separate_server(tmp_path: Path) -> None:
     res = ehc("twin", "run", str(SMALL), "--cosim", "--url", "http://127.0.0.1:9",
               env={**os.environ, "EHC_ADMIN_TOKEN": ""})
     assert res.returncode == 2 and "admin-token" in res.stdout + res.stderr
+    res = ehc("twin", "run", str(SMALL), "--cosim", "--url", "http://127.0.0.1:9",
+              "--out", str(tmp_path / "gone"), env={**os.environ, "EHC_ADMIN_TOKEN": "x"})
+    assert res.returncode == 2 and "cannot reach the stack" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
 
 
 def test_scripted_outage_blows_up_window_queues_and_recovers(tmp_path: Path) -> None:

@@ -122,3 +122,20 @@ def test_two_class_priority_matches_cobham(servers: int, rho: float) -> None:
     for k in (0, 1):
         mean = sum(g[k] for g in got) / len(got)
         assert mean == pytest.approx(theory[k], rel=0.08), (k, mean, theory)
+
+
+def test_a_station_nobody_reaches_reports_no_wait_not_zero() -> None:
+    """Five times overloaded for an hour: nobody who arrived after the warm-up reaches
+    service, so there is no wait to average (not a wait of zero); the CLI's JSON is strict
+    (the unbounded Erlang C wait is null, not ``Infinity``)."""
+    r = station_experiment(2, 10.0, 1.0, 1.0, 2, seed=1)
+    assert r["customers"] == 0 and r["mean_queue"] > 100
+    assert r["mean_wait"] is None and r["ci_low"] is None and r["ci_high"] is None
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "station", "--servers",
+                          "2", "--arrival-rate", "10", "--service-mean", "1", "--hours", "1",
+                          "--replications", "2", "--json"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    shown = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert shown["mean_wait"] is None and shown["erlang_c_wait"] is None
+    assert "rho = 5.000" in res.stderr

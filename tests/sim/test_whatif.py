@@ -44,6 +44,8 @@ def test_the_cli_sweeps_any_key_with_tidy_output_and_plots(tmp_path: Path) -> No
     for kpi in ("time_saved", "visit_time", "wait_doctor"):
         assert (tmp_path / f"sweep_{kpi}.png").stat().st_size > 10_000
     for bad, said in ((["--set", "resources.nope=1,2"], "no scenario key"),
+                      (["--set", "nosuch.section=1"], "no scenario key 'nosuch.section'"),
+                      (["--set", "demand.adoption.x=1"], "no scenario key"),
                       (["--set", "online.slot_length=30"], "needs a unit"),
                       (["--set", "resources.kiosks"], "KEY=V1,V2")):
         refused = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "sweep", str(SMALL),

@@ -60,7 +60,10 @@ def with_value(sc: Scenario, key: str, value: Any) -> Scenario:
     *path, last = key.split(".")
     models: list[BaseModel] = [sc]
     for part in path:
-        models.append(getattr(models[-1], part))
+        inner = getattr(models[-1], part) if part in type(models[-1]).model_fields else None
+        if not isinstance(inner, BaseModel):  # not a section of the scenario
+            raise KeyError(f"no scenario key {key!r}")
+        models.append(inner)
     leaf = models[-1]
     if last not in type(leaf).model_fields:
         raise KeyError(f"no scenario key {key!r}")

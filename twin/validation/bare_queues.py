@@ -17,7 +17,7 @@ from twin.results.stats import t_interval
 
 @dataclass
 class StationStats:
-    mean_wait: float
+    mean_wait: float  # NaN when no customer who arrived after the warm-up reached service
     utilisation: float
     mean_queue: float  # time-average number waiting
     customers: int
@@ -75,7 +75,7 @@ def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minu
     for i, (c, _) in enumerate(stations):
         mark(i)
         w = waits[i]
-        out.append(StationStats(float(np.mean(w)) if w else 0.0, busy[i] / (c * span),
+        out.append(StationStats(float(np.mean(w)) if w else float("nan"), busy[i] / (c * span),
                                 area[i] / span, len(w)))
     return out
 
@@ -87,7 +87,11 @@ def station_experiment(servers: int, arrival_rate: float, service_mean: float, h
     runs = [simulate_tandem([(servers, service_mean)], arrival_rate, minutes,
                             warmup_fraction * minutes, seed, r)[0]
             for r in range(replications)]
-    mean, lo, hi = t_interval([r.mean_wait for r in runs])
+    waits = [r.mean_wait for r in runs]
+    # a replication where nobody who came after the warm-up reached service has no wait
+    # to average (no arrivals, or a queue that grows past the horizon): none is reported,
+    # not a wait of zero
+    mean, lo, hi = (None, None, None) if np.isnan(waits).any() else t_interval(waits)
     return {
         "servers": servers, "arrival_rate": arrival_rate, "service_mean": service_mean,
         "hours": hours, "replications": replications, "seed": seed,
