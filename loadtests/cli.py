@@ -227,9 +227,9 @@ def _store_or_exit(database_url: str | None) -> None:
     """Exit 2 at once, naming the store and why, when ``--database-url`` cannot be opened
     (not after the SQLite configurations' minutes, with a traceback)."""
     if database_url:
-        from services.common.db import unreachable
+        from services.sdk import store_unreachable
 
-        problem = unreachable(database_url)
+        problem = store_unreachable(database_url)
         if problem:
             errors.print(problem, style="red", markup=False)
             raise typer.Exit(2)

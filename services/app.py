@@ -35,7 +35,7 @@ from .common.cards.side_routes import SideOf
 from .common.cst import CST
 from .common.db import make_engine, redacted, store_problem
 from .common.errors import Unavailable, error_responses, install_error_handlers, store_fault
-from .common.fastpath import FastPath, HotRoute
+from .common.fastpath import FastPath, HeadAsGet, HotRoute
 from .common.logs import RequestIdMiddleware, configure_logging, server_stats
 from .common.pii import field_cipher
 from .common.secrets_store import deployment_secret, master_key
@@ -312,8 +312,9 @@ def build_app(settings: Settings | None = None,
     app.include_router(operations_router)
 
     # innermost first: the fast path sits inside the request-ID layer, so hot routes get
-    # request IDs and access lines like every other route
+    # request IDs and access lines like every other route; HEAD is routed as GET
     app.add_middleware(FastPath, routes=hot_routes)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestIdMiddleware)
     return app
 

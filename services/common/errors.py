@@ -239,15 +239,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return _response(request, 500, "INTERNAL_ERROR", "internal error")
 
 
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def allowed_methods(request: Request) -> list[str]:
-    """Methods of every route whose path matches (several routes may share a path)."""
-    path = request.scope.get("path", "")
-    methods: set[str] = set()
-    for route in request.app.routes:
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path):
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """The methods some route takes at this path, asked of the router as it routes (its
+    routes may sit in included routers, which a walk over ``app.routes`` does not see),
+    and HEAD wherever GET is (``HeadAsGet``)."""
+    from starlette.routing import Match
+
+    routes = request.app.router.routes
+    allowed = [m for m in HTTP_METHODS
+               if any(r.matches({**request.scope, "method": m})[0] == Match.FULL
+                      for r in routes)]
+    return [*allowed[:1], "HEAD", *allowed[1:]] if "GET" in allowed else allowed
 
 
 def error_responses(*codes: tuple[int, str, str]) -> dict:

@@ -92,6 +92,30 @@ class FastPath:
         await send({"type": "http.response.body", "body": payload})
 
 
+class HeadAsGet:
+    """HEAD answered wherever GET is (RFC 9110: a general-purpose server supports both):
+    FastAPI's routes take GET alone, so ``curl -I``, a monitor's or a balancer's HEAD
+    check was refused with 405. A HEAD request is routed as the GET it stands for and
+    answered with its status and headers (``Content-Length`` included), no body. The
+    request-ID layer outside it still records HEAD; a signed route checks the signature
+    over the method it routes, GET."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 async def _read_body(receive, limit: int) -> bytes:
     chunks, size = [], 0
     while True:

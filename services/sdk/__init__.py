@@ -51,11 +51,13 @@ if TYPE_CHECKING:
         spawn_server,
         start_in_thread,
         stop_server,
+        store_unreachable,
     )
 
 _LAZY = {"RunningStack": ".stack", "Settings": ".stack", "prepare_store": ".stack",
          "cpu_seconds": ".stack",
          "spawn_server": ".stack", "start_in_thread": ".stack", "stop_server": ".stack",
+         "store_unreachable": ".stack",
          "run_demo": ".demo"}
 
 __all__ = [
@@ -90,6 +92,7 @@ __all__ = [
     "spawn_server",
     "start_in_thread",
     "stop_server",
+    "store_unreachable",
     "todo",
     "write_seed_file",
 ]

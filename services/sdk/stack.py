@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from ..app import ALL_SYSTEMS, build_app, close_app, opened_app
+from ..common.db import unreachable
 from ..common.secrets_store import deployment_secret
 from ..common.settings import Settings
 
@@ -108,6 +109,12 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def store_unreachable(url: str) -> str | None:
+    """Why the store at ``url`` cannot be opened, in one line (no password), or None: what a
+    command that would run for minutes asks first."""
+    return unreachable(url)
 
 
 def prepare_store(settings: Settings) -> str:

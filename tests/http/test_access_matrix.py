@@ -1,6 +1,9 @@
 """Every route against every caller kind: channel app, terminal of institution A,
 terminal of institution B, admin, anonymous. Routes are classified by their OpenAPI tag;
-an allowed caller is never answered 401/403, a denied one always is."""
+an allowed caller is never answered 401/403, a denied one always is. And HTTP's methods
+as real clients meet them: HEAD wherever GET is (a monitor's ``curl -I``, a balancer's
+check), a 405 that lists what the path takes in ``Allow`` (RFC 9110), the hot routes
+below the framework included."""
 
 from __future__ import annotations
 
@@ -83,3 +86,32 @@ def test_institutions_see_only_their_own(stack, world) -> None:
     with pytest.raises(SdkError) as info:
         world.term_b.linked_card("A-77")
     assert info.value.code == "PATIENT_LINK_NOT_FOUND"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/ping", "/readyz", "/channel/", "/docs"])
+def test_head_answers_as_get_without_the_body(stack, path: str) -> None:
+    got, head = httpx.get(stack.url + path), httpx.head(stack.url + path)
+    assert got.status_code == head.status_code == 200 and got.content
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(got.content))
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["x-request-id"] != got.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("POST", "/healthz", "GET, HEAD"),  # a hot route: its path is declared in FastAPI too
+    ("GET", "/ehc/v1/qrcodes/verify", "POST"),
+    ("DELETE", "/ping", "GET, HEAD"),
+    ("PUT", "/ehc/v1/cards/X1/qrcode", "GET, HEAD"),  # a path with a parameter
+])
+def test_a_method_the_path_does_not_take_is_405_with_allow(stack, method: str,
+                                                           path: str, allow: str) -> None:
+    answer = httpx.request(method, stack.url + path)
+    assert answer.status_code == 405, answer.text
+    assert answer.headers["allow"] == allow
+    assert answer.json()["code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_an_unknown_path_is_404_whatever_the_method(stack) -> None:
+    for method in ("GET", "HEAD", "POST"):
+        assert httpx.request(method, stack.url + "/no/such/path").status_code == 404
