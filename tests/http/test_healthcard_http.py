@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import datetime, timedelta
 
@@ -38,6 +39,56 @@ def test_apply_code_verify_writes_exactly_one_usage_record(stack, world, card) -
     new = [r for r in after if r not in before]
     assert len(new) == 1 and new[0]["id"] == identity["usage_record_id"]
     assert new[0]["step"] == 10101 and new[0]["terminal_id"] == world.term_a.terminal_id
+
+
+def _signed_from_the_guide(key: str, secret: str, method: str, path: str, query: str,
+                          body: bytes) -> dict[str, str]:
+    """A client that never imports the stack: the string built from the engineers'
+    guide's rules, SM3 and HMAC-SM3 from the ``openssl`` CLI."""
+    import secrets
+    import subprocess
+    from urllib.parse import quote, unquote_plus
+
+    def form(text: str) -> str:
+        return quote(text, safe="-_.~").replace("%20", "+")
+
+    def openssl(data: bytes, *mac: str) -> str:
+        out = subprocess.run(["openssl", "dgst", "-sm3", *mac, "-r"], input=data,
+                             capture_output=True, check=True).stdout
+        return out.split()[0].decode()
+
+    pairs = sorted(tuple(unquote_plus(x) for x in [*p.split("=", 1), ""][:2])
+                   for p in query.split("&") if p)
+    ts, nonce = str(int(time.time())), secrets.token_urlsafe(18)
+    signed = "\n".join((method, path, "&".join(f"{form(k)}={form(v)}" for k, v in pairs),
+                        ts, nonce, openssl(body)))
+    return {"X-EHC-Key": key, "X-EHC-Timestamp": ts, "X-EHC-Nonce": nonce,
+            "X-EHC-Sign-Method": "HMAC-SM3",
+            "X-EHC-Signature": openssl(signed.encode(), "-mac", "HMAC", "-macopt",
+                                       f"key:{secret}")}
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not found")
+def test_a_client_signing_from_the_guide_alone_is_served(stack, world, card) -> None:
+    """An app's code refresh (a query) and a terminal's verify (a body), each signed by
+    the guide's rules with OpenSSL, are served; the same verify with its body changed
+    after signing is refused."""
+    app, term = world.app, world.term_a
+    path, query = f"/ehc/v1/cards/{card['card_id']}/qrcode", "kind=dynamic&x=a%20b"
+    got = httpx.get(f"{stack.url}{path}?{query}", headers=_signed_from_the_guide(
+        app.key, app.secret, "GET", path, query, b""))
+    assert got.status_code == 200, got.text
+    body = orjson.dumps(term.verify_body(got.json()["qr_text"]))
+    headers = _signed_from_the_guide(term.key, term.secret, "POST",
+                                     "/ehc/v1/qrcodes/verify", "", body)
+    tampered = httpx.post(f"{stack.url}/ehc/v1/qrcodes/verify", content=body + b" ",
+                          headers=headers)
+    assert tampered.status_code == 401 and tampered.json()["code"] == "SIGNATURE_INVALID"
+    headers = _signed_from_the_guide(term.key, term.secret, "POST",
+                                     "/ehc/v1/qrcodes/verify", "", body)
+    served = httpx.post(f"{stack.url}/ehc/v1/qrcodes/verify", content=body, headers=headers)
+    assert served.status_code == 200, served.text
+    assert served.json()["card_id"] == card["card_id"]
 
 
 def test_reapply_is_idempotent_and_restores_a_cancelled_card(world, card) -> None:

@@ -256,3 +256,40 @@ def test_sm3_and_sm4_agree_with_openssl_cli(tmp_path: Path) -> None:
     enc = _openssl("enc", "-sm4-ecb", "-nopad", "-K", key.hex(), "-in", str(tmp_path / "b"))
     assert enc.returncode == 0, enc.stderr
     assert enc.stdout == sm4_ecb_encrypt(key, block)
+
+
+def _documented_signing_example() -> tuple[str, str]:
+    """The string and signature of the engineers' guide's worked signing example."""
+    guide = (Path(__file__).resolve().parents[2] / "docs/engineers.md").read_text()
+    part = guide.split("**Signing without the SDK**", 1)[1]
+    block = part.split("```\n", 2)[1]
+    signature = part.split("`HMAC-SM3` signature is\n`", 1)[1].split("`", 1)[0]
+    return block.rstrip("\n"), signature
+
+
+def test_the_guides_signing_example_is_what_the_server_checks() -> None:
+    """A client in another language signs from the guide: its worked example is the
+    server's own canonical string and HMAC-SM3 (``check_signature`` accepts it)."""
+    from services.common.signing import canonical_request, check_signature
+
+    block, signature = _documented_signing_example()
+    msg = canonical_request("GET", "/ehc/v1/cards/C1/qrcode", "kind=fused&b=a%20b",
+                            "1767225600", "n0nce-0123456789ab", b"")
+    assert msg.decode() == block
+    assert hmac_sm3(b"s3cret-of-T0001", msg).hex() == signature
+    headers = {"x-ehc-key": "T0001", "x-ehc-timestamp": "1767225600",
+               "x-ehc-nonce": "n0nce-0123456789ab", "x-ehc-signature": signature}
+    assert check_signature(headers, "GET", "/ehc/v1/cards/C1/qrcode", "b=a+b&kind=fused",
+                           b"", secret="s3cret-of-T0001", sm2_public_hex=None, store=None,
+                           max_age_s=300, now=1767225600.0)
+
+
+@openssl
+def test_the_guides_signing_example_in_openssl() -> None:
+    block, signature = _documented_signing_example()
+    body_hash = _openssl("dgst", "-sm3", "-r", "/dev/null").stdout.split()[0].decode()
+    assert block.endswith(body_hash)  # SM3 of an empty body
+    mac = subprocess.run(["openssl", "dgst", "-sm3", "-mac", "HMAC", "-macopt",
+                          "key:s3cret-of-T0001", "-r"], input=block.encode(),
+                         capture_output=True, check=True).stdout.split()[0].decode()
+    assert mac == signature
