@@ -31,31 +31,19 @@ def serve(
     os.environ["EHC_SYSTEMS"] = systems
     from .app import close_app, open_or_exit
     from .common.settings import get_settings
+    from .sdk import listen_problem
 
+    if problem := listen_problem(host, port):  # before the banner says it serves
+        _fail(problem)
     # tables, keys and secrets made once, before any worker starts (they would race for
     # them); a store that cannot be opened stops here with one line, not in every worker
     names = [s.strip() for s in systems.split(",") if s.strip()]
-    _port_or_exit(host, port)
     built = open_or_exit(get_settings(), names)
     console.print(serve_banner(get_settings(), names, host, port, workers,
                                built.version), highlight=False, soft_wrap=True)
     close_app(built)  # the workers open their own; this one only made the stores ready
     uvicorn.run("services.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level="warning", access_log=False)
-
-
-def _port_or_exit(host: str, port: int) -> None:
-    """Exit 2 with one line when the address cannot be listened on (a server already
-    there), before the banner says it serves."""
-    import socket
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            probe.bind(infos[0][4])
-    except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def serve_banner(settings, systems: list[str], host: str, port: int, workers: int,

@@ -746,6 +746,11 @@ def ui(
     if not scenarios.is_dir():
         errors.print(f"[red]--scenarios {scenarios} is not a folder[/]")
         raise typer.Exit(2)
+    from services.sdk import listen_problem
+
+    if problem := listen_problem(host, port):  # before the page's address is printed
+        errors.print(problem, style="red", markup=False)
+        raise typer.Exit(2)
     console.print(f"the planners' page: http://{host}:{port}/ (Ctrl-C stops)")
     uvicorn.run(build_ui(scenarios, out), host=host, port=port, log_level="warning")
 

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         RunningStack,
         Settings,
         cpu_seconds,
+        listen_problem,
         prepare_store,
         spawn_server,
         start_in_thread,
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {"RunningStack": ".stack", "Settings": ".stack", "prepare_store": ".stack",
-         "cpu_seconds": ".stack",
+         "cpu_seconds": ".stack", "listen_problem": ".stack",
          "spawn_server": ".stack", "start_in_thread": ".stack", "stop_server": ".stack",
          "store_unreachable": ".stack",
          "run_demo": ".demo"}
@@ -84,6 +85,7 @@ __all__ = [
     "generate_residents",
     "institution_code",
     "insured_record",
+    "listen_problem",
     "prepare_store",
     "residents_of_groups",
     "run_demo",

@@ -80,3 +80,18 @@ def test_a_planner_runs_a_what_if_from_the_page(page_url: str, tmp_path: Path) -
     zipped = httpx.get(f"{page_url}/{href}")
     assert zipped.status_code == 200 and zipped.content[:2] == b"PK"
     assert (tmp_path / "ui.png").stat().st_size > 20_000
+
+
+def test_the_page_on_a_port_in_use_says_so_before_its_address(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "ui", "--port",
+                              str(port), "--out", str(tmp_path / "runs")],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert res.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in res.stderr
+    assert "planners' page" not in res.stdout and "Traceback" not in res.stderr
