@@ -33,7 +33,7 @@ from .common.cards.routes import CallersOf
 from .common.cards.seals import seal_and_export
 from .common.cards.side_routes import SideOf
 from .common.cst import CST
-from .common.db import make_engine, redacted, store_problem
+from .common.db import cannot_open, make_engine, redacted
 from .common.errors import Unavailable, error_responses, install_error_handlers, store_fault
 from .common.fastpath import FastPath, HeadAsGet, HotRoute
 from .common.logs import RequestIdMiddleware, configure_logging, server_stats
@@ -424,8 +424,7 @@ def opened_app(settings: Settings, systems: Sequence[str] = ALL_SYSTEMS) -> Fast
             raise
         where = redacted(settings.database_url) if settings.database_url \
             else str(settings.var_dir)
-        raise StoreNotOpened(f"cannot open the store at {where}: {store_problem(exc)}") \
-            from None
+        raise StoreNotOpened(cannot_open(where, exc)) from None
 
 
 def open_or_exit(settings: Settings, systems: Sequence[str]) -> FastAPI:

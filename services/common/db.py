@@ -161,6 +161,11 @@ def store_problem(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def cannot_open(where: str, exc: BaseException) -> str:
+    """The one line naming a store (its URL without password, or its folder) and why."""
+    return f"cannot open the store at {where}: {store_problem(exc)}"
+
+
 def unreachable(url: str, timeout_s: int = 5) -> str | None:
     """Why the store at ``url`` cannot be opened, in one line (no password), or None when
     a connection opens: a command that would run for minutes asks first."""
@@ -168,12 +173,12 @@ def unreachable(url: str, timeout_s: int = 5) -> str | None:
         engine = create_engine(url, connect_args={"connect_timeout": timeout_s}
                                if url.startswith("postgresql") else {})
     except Exception as exc:  # an unknown driver, a malformed URL
-        return f"cannot open the store at {redacted(url)}: {store_problem(exc)}"
+        return cannot_open(redacted(url), exc)
     try:
         with engine.connect():
             return None
     except Exception as exc:
-        return f"cannot open the store at {redacted(url)}: {store_problem(exc)}"
+        return cannot_open(redacted(url), exc)
     finally:
         engine.dispose()
 
