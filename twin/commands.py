@@ -726,6 +726,13 @@ def optimise(
                       f"{goal.wait:g} min (95 % CI {r.within_low:.1%}-{r.within_high:.1%})")
     console.print(f"wrote {path.name} (run it: ehc twin run {path}), schedule.csv, "
                   f"schedule.png and verification.csv to {out}")
+    if plan.missed:  # the search ran out of rounds: not a plan that meets the target
+        where = ", ".join(f"{station} {h:02d}:00" for station, h in plan.missed[:6])
+        errors.print(f"[red]{goal} NOT met after {plan.rounds} simulated days[/] at "
+                     f"{len(plan.missed)} station-hour(s) ({where}"
+                     f"{', ...' if len(plan.missed) > 6 else ''}): the target may be out of "
+                     "reach of more servers (a wait that arrival bursts alone exceed)")
+        raise typer.Exit(1)
 
 
 @app.command()

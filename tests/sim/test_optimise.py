@@ -44,9 +44,41 @@ def test_targets_read_as_people_write_them() -> None:
     t = Target.parse("p90 wait <= 10 min")
     assert (t.level, t.wait) == (0.9, 10.0) and str(t) == "p90 wait <= 10 min"
     assert Target.parse("p80 wait<=30 s").wait == pytest.approx(0.5)
-    for bad in ("p90 wait < 10 min", "p100 wait <= 1 min", "wait <= 10 min", "p90 wait <= 10"):
+    for bad in ("p90 wait < 10 min", "p100 wait <= 1 min", "wait <= 10 min", "p90 wait <= 10",
+                "p90 wait <= -2 min"):
         with pytest.raises(ValueError):
             Target.parse(bad)
+
+
+def test_a_search_that_runs_out_of_rounds_says_what_it_missed(mmc: Path,
+                                                               monkeypatch) -> None:
+    """Started at 8 windows where 12 are needed, two simulated days reach 9: the plan
+    lists the hours still short (the CLI exits 1 saying so), never posing as met."""
+    import twin.experiments.optimise as search
+
+    sc = load_scenario(mmc)
+    monkeypatch.setattr(search, "initial", lambda sc, keys, *_: {
+        k: dict.fromkeys(search.hours_of(sc), 8) for k in keys})
+    plan = optimise(sc, Target.parse("p90 wait <= 2 min"), ["registration_windows"], 1,
+                    max_rounds=2)
+    assert plan.rounds == 2 and len(plan.missed) >= 6
+    assert {station for station, _ in plan.missed} == {"registration window"}
+    check = plan.checks.set_index("station").loc["registration window"]
+    assert check.within_target < 0.9
+    # the command: the plan's files for a look, then a red line and exit 1
+    from functools import partial
+
+    from typer.testing import CliRunner
+
+    from twin.cli import app
+
+    monkeypatch.setattr(search, "optimise", partial(search.optimise, max_rounds=2))
+    res = CliRunner().invoke(app, ["twin", "optimise", str(mmc), "--target",
+                                   "p90 wait <= 2 min", "--stations", "registration_windows",
+                                   "-r", "1", "--out", str(mmc.parent / "plan")])
+    assert res.exit_code == 1, res.output
+    assert "NOT met after 2 simulated days" in res.output
+    assert (mmc.parent / "plan" / "verification.csv").exists()
 
 
 def test_the_optimiser_finds_erlang_c_on_an_mmc_station(mmc: Path) -> None:

@@ -46,7 +46,10 @@ class Target:
         m = _TARGET.match(text)
         if not m or not 1 <= int(m.group(1)) <= 99:
             raise ValueError(f"a target reads like 'p90 wait <= 10 min' (got {text!r})")
-        return cls(int(m.group(1)) / 100, minutes(m.group(2)))
+        wait = minutes(m.group(2))
+        if wait < 0:
+            raise ValueError(f"a wait target is 0 min or more (got {text!r})")
+        return cls(int(m.group(1)) / 100, wait)
 
     def __str__(self) -> str:
         return f"p{self.level * 100:.0f} wait <= {self.wait:g} min"
@@ -57,6 +60,8 @@ class Plan:
     schedule: dict[str, dict[int, int]]  # scenario key -> hour -> servers open
     rounds: int = 0
     checks: pd.DataFrame = field(default_factory=pd.DataFrame)  # the verification run
+    # (station, hour) still missing the target when the search ran out of rounds
+    missed: list[tuple[str, int]] = field(default_factory=list)
 
     def shifts(self) -> dict[str, dict[str, int]]:
         return {key: {f"{h:02d}:00": c for h, c in sorted(hours.items())}
@@ -151,6 +156,8 @@ def optimise(sc: Scenario, target: Target, keys: list[str], replications: int = 
         for k, h in short:
             schedule[k][h] += 1
         shares = day(schedule)
+    missed = [(STATIONS[k], h) for k in keys for h in schedule[k]
+              if not _meets(shares, STATIONS[k], h, target)]
     # 2. take away what is not needed: one server-hour at a time, the most slack first,
     # kept when the whole day still meets the level everywhere
     order = sorted(((k, h) for k in keys for h in schedule[k]),
@@ -165,7 +172,8 @@ def optimise(sc: Scenario, target: Target, keys: list[str], replications: int = 
                 continue
             schedule[k][h] += 1
             break
-    return Plan(schedule, rounds, verify(sc, schedule, target, keys, 2 * replications, seed))
+    return Plan(schedule, rounds, verify(sc, schedule, target, keys, 2 * replications, seed),
+                missed)
 
 
 def verify(sc: Scenario, schedule: dict[str, dict[int, int]], target: Target, keys: list[str],
