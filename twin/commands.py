@@ -708,8 +708,10 @@ def optimise(
     schedule = schedule_frame(plan, sc)
     write_table(schedule, out / "schedule.csv")
     write_table(plan.checks, out / "verification.csv")
-    schedule_plot(schedule, out / "schedule.png", f"{sc.name}: servers per hour meeting {goal}")
-    table = Table(title=f"{sc.name}: servers per hour meeting {goal}")
+    title = f"{sc.name}: servers per hour " + (f"searched for {goal}, NOT met"
+                                                if plan.missed else f"meeting {goal}")
+    schedule_plot(schedule, out / "schedule.png", title)
+    table = Table(title=title)
     table.add_column("station")
     hours = sorted(schedule.hour.unique())
     for h in hours:

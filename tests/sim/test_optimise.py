@@ -78,6 +78,7 @@ def test_a_search_that_runs_out_of_rounds_says_what_it_missed(mmc: Path,
                                    "-r", "1", "--out", str(mmc.parent / "plan")])
     assert res.exit_code == 1, res.output
     assert "NOT met after 2 simulated days" in res.output
+    assert "servers per hour searched for" in res.output  # not "meeting"
     assert (mmc.parent / "plan" / "verification.csv").exists()
 
 
