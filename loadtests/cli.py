@@ -68,6 +68,16 @@ def loadtest(
     if demand_csv is not None and not demand_csv.exists():
         errors.print(f"[red]no such demand CSV: {demand_csv}[/]")
         raise typer.Exit(2)
+    if demand_csv is not None:  # read now, not after the stack has started
+        from . import mix
+        from .shapes import demand_curve
+
+        try:
+            mix.from_demand(demand_csv)
+            demand_curve(demand_csv, compress=compress, scale=scale)
+        except ValueError as exc:
+            errors.print(str(exc), style="red", markup=False)
+            raise typer.Exit(2) from None
     if mix_ not in ("default", "demand", "terminal") or (mix_ == "demand"
                                                          and demand_csv is None):
         errors.print("[red]--mix is default, terminal, or demand with --demand-csv[/]")

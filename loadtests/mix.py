@@ -23,9 +23,26 @@ DEFAULT = {"terminal": 6, "fused": 3, "settle": 1, "app": 1, "kiosk": 1, "retail
 ONLY_TERMINALS = {k: int(k == "terminal") for k in KINDS}  # capacity
 
 
+NEEDED = ("verify", "refresh", "settlement")  # a demand curve's columns the mix reads
+
+
+def read_demand(csv: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The demand CSV's ``columns`` that it has; ``ValueError`` naming the file and what is
+    wrong when it is no demand curve of ``ehc twin province`` (not a CSV, a column of
+    ``NEEDED`` missing)."""
+    try:
+        df = pd.read_csv(csv, usecols=lambda c: c in columns)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:  # pandas' errors are ValueErrors
+        raise ValueError(f"{csv}: not a CSV ({type(exc).__name__})") from None
+    missing = [c for c in NEEDED if c not in df.columns]
+    if missing:
+        raise ValueError(f"{csv}: not a demand curve of `ehc twin province` (no column "
+                         f"{', '.join(missing)})")
+    return df
+
+
 def from_demand(csv: Path, total: int = 100) -> dict[str, int]:
-    counted = ("verify", "refresh", "settlement", "kiosk", "retail")
-    df = pd.read_csv(csv, usecols=lambda c: c in counted)
+    df = read_demand(csv, ("verify", "refresh", "settlement", "kiosk", "retail"))
     v, r, s = (float(df[c].sum()) for c in ("verify", "refresh", "settlement"))
     # curves written before a kind existed have none of it
     k, p = (float(df[c].sum()) if c in df else 0.0 for c in ("kiosk", "retail"))

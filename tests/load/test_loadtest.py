@@ -129,6 +129,19 @@ def test_mix_in_the_demand_curves_proportions(tmp_path: Path) -> None:
         mix.decode("robots:3")
 
 
+def test_a_file_that_is_no_demand_curve_is_refused_before_anything_starts(
+        tmp_path: Path) -> None:
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "quiet.csv").write_text("second,verify,refresh,settlement,total\n0,0,0,0,0\n")
+    for name, says in (("other.csv", "no column verify, refresh, settlement"),
+                       ("binary.csv", ": not a "), ("quiet.csv", "no verifications")):
+        res = ehc_loadtest(tmp_path / "never", "--shape", "demand", "--mix", "demand",
+                           "--demand-csv", str(tmp_path / name))
+        assert res.returncode == 2 and says in res.stderr, (name, res.stderr)
+        assert "Traceback" not in res.stderr and not (tmp_path / "never").exists()
+
+
 @pytest.mark.slow
 def test_a_run_in_the_demand_curves_mix(tmp_path: Path) -> None:
     """Fused scans and settlements dominate this curve: the SLO gate covers the fused
