@@ -84,7 +84,8 @@ server_stats = ServerStats()
 
 
 class RequestIdMiddleware:
-    """Pure ASGI: gives each request an ID (or keeps a sane incoming one), answers it in
+    """Pure ASGI: gives each request a random ID of its own (an incoming ``X-Request-ID``
+    is not taken: a caller does not name the server's log lines), answers it in
     ``X-Request-ID`` and writes one access line (no bodies, no query strings)."""
 
     def __init__(self, app, max_body: int = 1 << 20) -> None:
