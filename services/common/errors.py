@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import sqlite3
 from datetime import date
 
@@ -243,16 +245,31 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """The methods some route takes at this path, asked of the router as it routes (its
-    routes may sit in included routers, which a walk over ``app.routes`` does not see),
-    and HEAD wherever GET is (``HeadAsGet``)."""
-    from starlette.routing import Match
+    """The methods of the resource at this path, and HEAD wherever GET is (``HeadAsGet``):
+    those the API documents for the most literal path template that matches (a literal
+    segment before a parameter: ``/cards/lookup`` takes POST, though its path would also
+    fit ``/cards/{card_id}``'s GET); for a path no template documents (``/docs``), those
+    the router takes there, asked as it routes."""
+    path = request.scope.get("path", "")
+    paths = request.app.openapi().get("paths", {})  # FastAPI builds it once, then keeps it
+    fits = [t for t in paths if _template(t).fullmatch(path)]
+    if fits:
+        literal = min(t.count("{") for t in fits)
+        allowed = {m.upper() for t in fits if t.count("{") == literal for m in paths[t]}
+    else:
+        from starlette.routing import Match
 
-    routes = request.app.router.routes
-    allowed = [m for m in HTTP_METHODS
-               if any(r.matches({**request.scope, "method": m})[0] == Match.FULL
-                      for r in routes)]
-    return [*allowed[:1], "HEAD", *allowed[1:]] if "GET" in allowed else allowed
+        allowed = {m for m in HTTP_METHODS
+                   if any(r.matches({**request.scope, "method": m})[0] == Match.FULL
+                          for r in request.app.router.routes)}
+    ordered = [m for m in HTTP_METHODS if m in allowed]
+    return [*ordered[:1], "HEAD", *ordered[1:]] if "GET" in allowed else ordered
+
+
+@functools.lru_cache(maxsize=512)
+def _template(path_template: str) -> re.Pattern[str]:
+    """An OpenAPI path template (``/cards/{card_id}/qrcode``) as a pattern over paths."""
+    return re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path_template)))
 
 
 def error_responses(*codes: tuple[int, str, str]) -> dict:

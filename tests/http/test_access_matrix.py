@@ -103,6 +103,10 @@ def test_head_answers_as_get_without_the_body(stack, path: str) -> None:
     ("GET", "/ehc/v1/qrcodes/verify", "POST"),
     ("DELETE", "/ping", "GET, HEAD"),
     ("PUT", "/ehc/v1/cards/X1/qrcode", "GET, HEAD"),  # a path with a parameter
+    ("DELETE", "/ehc/v1/cards/X1", "GET, HEAD, PATCH"),
+    # a literal path beside a parameter's (/cards/{card_id}): the literal one's methods
+    ("OPTIONS", "/ehc/v1/cards/lookup", "POST"),
+    ("PUT", "/ehc/v1/cards/X1/binding", "GET, HEAD, POST, DELETE"),
 ])
 def test_a_method_the_path_does_not_take_is_405_with_allow(stack, method: str,
                                                            path: str, allow: str) -> None:
