@@ -84,7 +84,6 @@ def seed(
 ) -> None:
     """Create hospitals, retail pharmacies, their terminals, a channel app and carded
     residents; write FILE."""
-    from .common.settings import get_settings
     from .sdk import SdkError, explain, seed_stack, write_seed_file
 
     def run(stack_url: str, token: str) -> dict:
@@ -105,7 +104,7 @@ def seed(
     else:
         from .sdk import start_in_thread
 
-        with start_in_thread(get_settings()) as stack:
+        with start_in_thread(_in_process_settings()) as stack:
             data = run(stack.url, stack.admin_token)
             data["url"] = None
     write_seed_file(data, out)
@@ -122,11 +121,22 @@ def _stack(url: str | None, admin_token: str | None):
         if not admin_token:
             raise typer.BadParameter("--admin-token (or EHC_ADMIN_TOKEN) is needed with --url")
         return url, admin_token, contextlib.nullcontext()
-    from .common.settings import get_settings
     from .sdk import start_in_thread
 
-    stack = start_in_thread(get_settings())
+    stack = start_in_thread(_in_process_settings())
     return stack.url, stack.admin_token, stack
+
+
+def _in_process_settings():
+    """The configured store's settings for a stack a command starts in its own process:
+    its access lines (one a request, thousands for a seed) kept out of the command's
+    output unless ``EHC_LOG_LEVEL`` asks for them."""
+    from .common.settings import get_settings
+
+    settings = get_settings()
+    if "EHC_LOG_LEVEL" in os.environ:
+        return settings
+    return settings.model_copy(update={"log_level": "WARNING"})
 
 
 URL = typer.Option(None, help="a running stack; default: in-process on the configured store")
@@ -486,10 +496,9 @@ def data_collect(
         base, ctx = url, contextlib.nullcontext()
     else:
         from .common.secrets_store import deployment_secret
-        from .common.settings import get_settings
         from .sdk import start_in_thread
 
-        settings = get_settings()
+        settings = _in_process_settings()
         token = deployment_secret(settings, "data_token")
         stack = start_in_thread(settings)
         base, ctx = stack.url, stack

@@ -83,3 +83,21 @@ def test_placeholders_in_help_are_code() -> None:
 
     walk(typer.main.get_command(app), "ehc")
     assert not loose, loose
+
+
+def test_a_stack_a_command_starts_in_process_keeps_its_access_lines_to_itself(
+        tmp_path) -> None:
+    """A command on the configured store (no ``--url``) starts the stack in its own
+    process: its one access line a request (thousands for a seed) stays out of the
+    command's output, unless ``EHC_LOG_LEVEL`` asks for it."""
+    import os
+
+    env = {**os.environ, "EHC_VAR_DIR": str(tmp_path / "var")}
+    env.pop("EHC_LOG_LEVEL", None)
+    argv = [sys.executable, "-m", "twin.cli", "credentials", "list", "--kind", "terminals"]
+    quiet = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "ehc.access" not in quiet.stdout + quiet.stderr
+    loud = subprocess.run(argv, env={**env, "EHC_LOG_LEVEL": "INFO"}, capture_output=True,
+                          text=True, timeout=120)
+    assert loud.returncode == 0 and "ehc.access" in loud.stdout + loud.stderr
