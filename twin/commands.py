@@ -318,7 +318,7 @@ def station(
     from twin.validation.queueing import mmc_wait
 
     if arrival_rate >= servers / service_mean:
-        Console(stderr=True, soft_wrap=True).print(
+        errors.print(
             f"[yellow]warning[/]: rho = {arrival_rate * service_mean / servers:.3f} >= 1, "
             "the queue grows without bound", style="yellow")
     r = station_experiment(servers, arrival_rate, service_mean, hours, replications, seed,
@@ -331,7 +331,7 @@ def station(
     for k, v in r.items():
         console.print(f"{k:>16}: {'n/a' if v is None else v}")
     if r["mean_wait"] is None:
-        Console(stderr=True, soft_wrap=True).print(
+        errors.print(
             "[yellow]no mean wait[/]: in some replication nobody who arrived after the "
             "warm-up reached service (no arrivals, or a queue that outgrows --hours)")
 

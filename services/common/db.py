@@ -169,18 +169,17 @@ def cannot_open(where: str, exc: BaseException) -> str:
 def unreachable(url: str, timeout_s: int = 5) -> str | None:
     """Why the store at ``url`` cannot be opened, in one line (no password), or None when
     a connection opens: a command that would run for minutes asks first."""
-    try:
+    engine = None
+    try:  # an unknown driver or a malformed URL fails here too
         engine = create_engine(url, connect_args={"connect_timeout": timeout_s}
                                if url.startswith("postgresql") else {})
-    except Exception as exc:  # an unknown driver, a malformed URL
-        return cannot_open(redacted(url), exc)
-    try:
         with engine.connect():
             return None
     except Exception as exc:
         return cannot_open(redacted(url), exc)
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
 
 
 def rows_by_identity(conn, table, pairs) -> list:
