@@ -61,9 +61,23 @@ def test_compare_draws_the_paired_difference(tmp_path: Path) -> None:
                           str(ROOT / "scenarios" / "small_clinic_outage.yaml"), "-r", "2",
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
+    assert "do not see the same patients" not in res.stderr  # the outage day's are
     assert (tmp_path / "paired_differences.png").stat().st_size > 10_000
     diff = pd.read_csv(tmp_path / "paired_differences.csv")
     assert {"difference", "ci_low", "ci_high"} <= set(diff.columns)
+
+
+def test_compare_says_when_the_two_scenarios_see_different_patients() -> None:
+    from twin.experiments.runner import same_people
+
+    scenarios = ROOT / "scenarios"
+    tertiary = load_scenario(scenarios / "tertiary_baseline.yaml")
+    assert same_people(tertiary, load_scenario(scenarios / "tertiary_adoption_60.yaml"))
+    assert same_people(load_scenario(SMALL), load_scenario(scenarios / "small_clinic_outage.yaml"))
+    assert not same_people(tertiary, load_scenario(scenarios / "secondary_baseline.yaml"))
+    busier = tertiary.model_copy(update={"demand": tertiary.demand.model_copy(
+        update={"daily_visits": 13000})})
+    assert not same_people(tertiary, busier)
 
 
 @pytest.mark.parametrize("reps,advice", [(2, "-r "), (30, "within ±5 %")])

@@ -131,6 +131,17 @@ def run_replications(sc: Scenario, replications: int | None = None, *, seed: int
                      cf_frames.get("counterfactual_patients"))
 
 
+def same_people(a: Scenario, b: Scenario) -> bool:
+    """Whether two scenarios, on the same seed, see the same people: the same arrivals
+    (the day's profile and hours, the visits a day) and the same departments' shares.
+    Only then do common random numbers pair like with like; two different hospitals'
+    differences are still per seed, and their interval still holds, but the pairing buys
+    no precision there."""
+    return (a.day == b.day and a.demand.daily_visits == b.demand.daily_visits
+            and [d.share for d in a.hospital.departments]
+            == [d.share for d in b.hospital.departments])
+
+
 def paired_differences(a: RunResult, b: RunResult, level: float = 0.95) -> pd.DataFrame:
     """B minus A per KPI, paired by replication (common random numbers)."""
     merged = a.kpis.merge(b.kpis, on="replication", suffixes=("_a", "_b"))
