@@ -3,9 +3,11 @@ count against Locust's, and write everything to ``results/loadtest/<timestamp>/`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -335,12 +337,24 @@ def locust_rows(out: Path) -> dict[str, dict]:
     return rows
 
 
+def _started(opts: LoadOptions, out: Path) -> Server:
+    """The run's stack; a store that cannot be made or a stack that does not start
+    leaves nothing of the run behind (its ``var/``, and ``out`` itself when empty)."""
+    try:
+        return Server(opts, out)
+    except BaseException:
+        shutil.rmtree(out / "var", ignore_errors=True)
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only when nothing else is in it
+        raise
+
+
 def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
     out = opts.out or Path("results/loadtest") / time.strftime("%Y%m%d-%H%M%S")
     # a target that cannot be reached, or refuses the token, is refused before any folder
     remote = Remote(opts.target, opts.admin_token or "") if opts.target else None
     out.mkdir(parents=True, exist_ok=True)
-    server: Server | Remote = remote or Server(opts, out)
+    server: Server | Remote = remote or _started(opts, out)
     try:
         seed_path = seed(server, opts, out)
         killer = threading.Timer(opts.kill_one_after_s, server.fleet.kill_one) \

@@ -18,7 +18,7 @@ import pytest
 
 from services.sdk import SdkError
 from tests.conftest import seeded_world
-from tests.stack import free_port, make_test_settings, start_stack
+from tests.stack import PG_ENV, free_port, make_test_settings, start_stack
 
 TIMEOUT_S = 0.5
 
@@ -122,6 +122,33 @@ def test_a_load_test_on_a_bad_database_url_stops_at_once(tmp_path, url: str,
         assert len(lines) == 1 and lines[0].startswith("cannot open the store at "), lines
         assert named in lines[0] and "s3cret" not in res.stderr + res.stdout
         assert not out.exists()
+
+
+def test_a_load_test_on_a_store_it_cannot_build_leaves_nothing(tmp_path) -> None:
+    """A store that answers but refuses the run's tables (a PostgreSQL role that may not
+    create schemas) passes the first check and fails when the stack is made: one line, and
+    the run's folder (its ``var/``) is gone with it."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    if not os.environ.get(PG_ENV):
+        pytest.skip(f"PostgreSQL tests need {PG_ENV}")
+    url = make_url(os.environ[PG_ENV])
+    engine = create_engine(url)
+    with engine.begin() as conn:  # a login without CREATE on the database (PostgreSQL 15)
+        if not conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = 'ehc_no_create'")
+                            ).first():
+            conn.execute(text("CREATE ROLE ehc_no_create LOGIN"))
+    engine.dispose()
+    weak = url.set(username="ehc_no_create", password=None).render_as_string(False)
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "loadtest", "--database-url",
+                          weak, "--duration", "5", "--users", "2", "--out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "InsufficientPrivilege" in lines[0], lines
+    assert not out.exists()
 
 
 class Kept(logging.Handler):
