@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -180,9 +181,12 @@ def capacity(
         worker_list = [int(w) for w in workers.split(",")]
         server_list = tuple(int(n) for n in servers.split(","))
     except ValueError:
-        errors.print("[red]--rates takes numbers (50,100,...), --workers and --servers "
-                     "integers[/]")
-        raise typer.Exit(2) from None
+        rate_list, worker_list = [], []
+    if not (rate_list and all(0 < r < math.inf for r in rate_list)
+            and rate_list == sorted(set(rate_list)) and min(worker_list, default=0) >= 1):
+        errors.print("[red]--rates takes rising numbers above 0 (50,100,...), --workers "
+                     "and --servers whole numbers from 1[/]")
+        raise typer.Exit(2)
     if not set(server_list) <= {1, 2}:
         errors.print("[red]--servers: 1 and/or 2 (deploy/haproxy.cfg names two)[/]")
         raise typer.Exit(2)

@@ -45,7 +45,7 @@ def _number_or_text(text: str) -> int | float | str:
 REPLICATIONS = typer.Option(None, "--replications", "-r", min=1,
                             help="days per flow (default: the scenario's)")
 WORKERS = typer.Option(1, min=1, max=64, help="local processes")
-SEED = typer.Option(None, help="base seed (default: the scenario's)")
+SEED = typer.Option(None, min=0, help="base seed (default: the scenario's)")
 FORCE = typer.Option(False, "--force", help="clear --out first when an earlier run left "
                      "files there (otherwise such a folder is refused)")
 
@@ -273,7 +273,7 @@ def compare(
     a: Path = typer.Argument(..., help="scenario A (baseline)"),
     b: Path = typer.Argument(..., help="scenario B"),
     replications: int | None = REPLICATIONS,
-    seed: int | None = typer.Option(None, help="seed for both (default: A's)"),
+    seed: int | None = typer.Option(None, min=0, help="seed for both (default: A's)"),
     out: Path | None = typer.Option(None, help="output folder (default: "
                                     "results/twin/compare-A-vs-B, replaced)"),
     force: bool = FORCE,
@@ -317,7 +317,7 @@ def station(
     service_mean: float = typer.Option(..., min=1e-9, help="mean service, minutes"),
     hours: float = typer.Option(100.0, min=0.1, help="simulated hours per replication"),
     replications: int = typer.Option(10, min=1),
-    seed: int = typer.Option(1),
+    seed: int = typer.Option(1, min=0),
     warmup_fraction: float = typer.Option(0.2, min=0, max=0.9),
     as_json: bool = typer.Option(False, "--json", help="print JSON only"),
 ) -> None:

@@ -170,6 +170,21 @@ def test_bad_options_are_refused_cleanly(tmp_path: Path) -> None:
     assert res.returncode == 2 and "--mix" in res.stderr
 
 
+@pytest.mark.parametrize("option", [["--rates", "0"], ["--rates", "200,100"],
+                                    ["--rates", "50,nan"], ["--workers", "0"],
+                                    ["--rates", "fast"]])
+def test_capacity_refuses_rates_it_cannot_step_through(tmp_path: Path,
+                                                       option: list[str]) -> None:
+    """A rate of 0 ran a step and printed a 'knee of 0/s'; falling rates a search that
+    stops at the first; no worker, a server that never starts."""
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "loadtest", "capacity", *option,
+                          "--out", str(tmp_path / "cap")], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "--rates takes rising numbers above 0" in res.stderr
+    assert not (tmp_path / "cap").exists()
+
+
 @pytest.mark.slow
 def test_capacity_steps_find_a_knee_for_both_routes(tmp_path: Path) -> None:
     peaks = tmp_path / "peaks.json"

@@ -206,6 +206,7 @@ def test_every_scenario_loads_and_runs(path: Path) -> None:
     ("name: x\ntimes: {walk: {dist: fixed, value: 3 parsecs}}\n", "unknown time unit"),
     ("name: x\nday: {arrivals_from: '25:00'}\n", "day.arrivals_from"),
     ("name: x\ndemand: {adoption: 130 %}\n", "demand.adoption"),
+    ("name: x\nseed: -1\n", "seed: Input should be greater than or equal to 0"),
     ("- just\n- a list\n", "a scenario is a mapping"),
     ("name: x\nextends: nowhere.yaml\n", "no such scenario file"),
 ])
@@ -226,6 +227,11 @@ def test_cli_reports_a_bad_scenario_without_traceback(tmp_path: Path) -> None:
                          capture_output=True, text=True)
     assert res.returncode == 2
     assert "resources.kiosk: unknown key" in res.stderr  # errors on stderr
+    assert "Traceback" not in res.stdout + res.stderr
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "run",
+                          str(SCENARIOS / "small_clinic.yaml"), "--seed", "-5"],
+                         capture_output=True, text=True)  # numpy's seeds are unsigned
+    assert res.returncode == 2 and "--seed" in res.stderr, res.stderr
     assert "Traceback" not in res.stdout + res.stderr
 
 

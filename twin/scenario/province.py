@@ -120,7 +120,7 @@ class PaperFigures(Strict):
 class Province(Strict):
     name: str
     description: str = ""
-    seed: int = 20240601
+    seed: int = Field(20240601, ge=0, description="base random seed")
     replications: int = Field(1, ge=1, le=100)
     days_per_year: int = Field(365, ge=1, le=366, description="days the outpatient volume "
                                "is counted over (the paper's arithmetic uses a calendar year)")

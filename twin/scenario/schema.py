@@ -348,7 +348,7 @@ class Hospital(Strict):
 class Scenario(Strict):
     name: str
     description: str = ""
-    seed: int = Field(20240601, description="base random seed")
+    seed: int = Field(20240601, ge=0, description="base random seed")
     replications: int = Field(10, ge=1, le=10_000)
     service_target_min: Minutes = Field(10.0, gt=0, description="the wait target service "
                                         "levels are measured against (the 10-minute policy "
