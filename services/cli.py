@@ -19,7 +19,7 @@ console = Console()
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
-    port: int = typer.Option(8000, help="TCP port"),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
     workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes"),
     systems: str = typer.Option("registry,healthcard,socialcard,payment,sms,channel",
                                 help="systems this process runs (comma-separated); the "

@@ -748,7 +748,7 @@ def optimise(
 @app.command()
 def ui(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
-    port: int = typer.Option(8050, help="TCP port"),
+    port: int = typer.Option(8050, min=1, max=65535, help="TCP port"),
     scenarios: Path = typer.Option(Path("scenarios"), help="the folder of hospital scenarios "
                                    "the page offers"),
     out: Path = typer.Option(Path("results/ui"), help="where each run's files go"),

@@ -136,3 +136,12 @@ def test_serve_on_a_port_in_use_says_so_before_its_banner(tmp_path: Path) -> Non
     assert res.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in res.stderr
     assert "API" not in res.stdout and "Traceback" not in res.stderr
     assert not (tmp_path / "var").exists()  # no store made for a server that cannot start
+
+
+@pytest.mark.parametrize("port", ["0", "70000"])
+def test_serve_refuses_a_port_it_would_not_serve_on(tmp_path: Path, port: str) -> None:
+    """0 is a port the kernel picks (the banner said :0), 70000 one the socket layer wraps
+    to 4464 (the banner said :70000): neither is where a client would find the server."""
+    res = _ehc({**os.environ, "EHC_VAR_DIR": str(tmp_path / "var")}, "serve", "--port", port)
+    assert res.returncode == 2 and "--port" in res.stderr, res.stderr
+    assert "API" not in res.stdout and not (tmp_path / "var").exists()

@@ -95,3 +95,7 @@ def test_the_page_on_a_port_in_use_says_so_before_its_address(tmp_path: Path) ->
                              capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert res.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in res.stderr
     assert "planners' page" not in res.stdout and "Traceback" not in res.stderr
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "ui", "--port", "70000",
+                          "--out", str(tmp_path / "runs")], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)  # the socket layer would wrap it to 4464
+    assert res.returncode == 2 and "--port" in res.stderr, res.stderr
