@@ -39,7 +39,7 @@ from .common.fastpath import FastPath, HeadAsGet, HotRoute
 from .common.logs import RequestIdMiddleware, configure_logging, server_stats
 from .common.pii import field_cipher
 from .common.secrets_store import deployment_secret, master_key
-from .common.settings import Settings, get_settings
+from .common.settings import Settings, SettingsInvalid, get_settings
 from .common.shared_store import RedisStore, SharedStore
 
 ALL_SYSTEMS = ("registry", "healthcard", "socialcard", "payment", "sms", "channel",
@@ -407,7 +407,12 @@ async def _ping(scope: dict, body: bytes) -> bytes:
 def create_app() -> FastAPI:
     """Factory for ``uvicorn --factory services.app:create_app``: settings from EHC_*."""
     systems = os.environ.get("EHC_SYSTEMS", ",".join(ALL_SYSTEMS)).split(",")
-    return open_or_exit(get_settings(), [s.strip() for s in systems if s.strip()])
+    try:
+        settings = get_settings()
+    except SettingsInvalid as exc:  # one line a variable, not a traceback in each worker
+        sys.stderr.write(f"error: settings: {exc}\n")
+        raise SystemExit(2) from None
+    return open_or_exit(settings, [s.strip() for s in systems if s.strip()])
 
 
 class StoreNotOpened(RuntimeError):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from loadtests.cli import app as loadtest_app
 from services.cli import app as services_app
@@ -34,6 +35,12 @@ def _version(value: bool) -> None:
 def _root(_: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="print the version and exit")) -> None:
     """ehc-twin: card network, hospital twin, load tests."""
+    import sys
+
+    from services.sdk import get_settings
+
+    if "--help" not in sys.argv[1:]:  # help is read whatever the environment says
+        get_settings()  # a bad EHC_* variable is refused before any command starts work
 
 
 @app.command()
@@ -66,12 +73,17 @@ NEXT_STEPS = """
 
 
 def main() -> None:
+    from services.sdk import SettingsInvalid
     from twin.model.day import RunawayDay
 
+    errors = Console(stderr=True, soft_wrap=True)
     try:
         app()
     except RunawayDay as exc:  # a scenario whose day never ends: say which station
-        Console(stderr=True, soft_wrap=True).print(f"[red]scenario error[/]: {exc}")
+        errors.print(f"[red]scenario error[/]: {exc}")
+        raise SystemExit(2) from None
+    except SettingsInvalid as exc:  # an EHC_* variable out of range or misspelt
+        errors.print(f"[red]settings error[/]: {escape(str(exc))}", highlight=False)
         raise SystemExit(2) from None
 
 

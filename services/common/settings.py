@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsInvalid(ValueError):
+    """An ``EHC_*`` variable the settings refuse: each named with its value and why, one
+    line each (what a command or a server prints instead of a traceback)."""
 
 
 class Settings(BaseSettings):
@@ -86,7 +93,25 @@ class Settings(BaseSettings):
                                   "each system's database")
     redis_prefix: str = Field("ehc", pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="prefix "
                               "of this deployment's Redis keys")
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"a log level: {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
+
+    def __init__(self, **values: Any) -> None:
+        """As pydantic's, but a refused value (from ``EHC_*`` or given) is
+        ``SettingsInvalid`` naming the variable, not a page of validation report."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsInvalid("\n".join(
+                f"EHC_{'_'.join(str(part) for part in e['loc']).upper()}={e['input']!r}: "
+                f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())) from None
 
 
 @lru_cache(maxsize=1)

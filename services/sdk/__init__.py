@@ -6,7 +6,8 @@ and users. ``from services.sdk import ...`` gives
 - the codes a client sends (:mod:`.codes`: steps of care, terminal types);
 - synthetic residents, seeding of a stack and the fusion job;
 - a stack to talk to (:func:`start_in_thread`, :func:`spawn_server`, :func:`prepare_store`)
-  and the demo of ``make run``.
+  and the demo of ``make run``; its settings from ``EHC_*`` (:func:`get_settings`, which
+  raises :class:`SettingsInvalid` naming a refused variable).
 
 The stack's parts are imported on first use, so that a load generator that only signs
 requests does not load the server.
@@ -42,6 +43,7 @@ from .synthetic import (
 )
 
 if TYPE_CHECKING:
+    from ..common.settings import SettingsInvalid, get_settings
     from .demo import run_demo
     from .stack import (
         RunningStack,
@@ -59,6 +61,7 @@ _LAZY = {"RunningStack": ".stack", "Settings": ".stack", "prepare_store": ".stac
          "cpu_seconds": ".stack", "listen_problem": ".stack",
          "spawn_server": ".stack", "start_in_thread": ".stack", "stop_server": ".stack",
          "store_unreachable": ".stack",
+         "SettingsInvalid": "..common.settings", "get_settings": "..common.settings",
          "run_demo": ".demo"}
 
 __all__ = [
@@ -71,6 +74,7 @@ __all__ = [
     "RunningStack",
     "SdkError",
     "Settings",
+    "SettingsInvalid",
     "Step",
     "SyntheticResident",
     "TerminalClient",
@@ -83,6 +87,7 @@ __all__ = [
     "explain",
     "fuse_all",
     "generate_residents",
+    "get_settings",
     "institution_code",
     "insured_record",
     "listen_problem",

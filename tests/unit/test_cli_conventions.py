@@ -13,6 +13,37 @@ def _ehc(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path) -> None:
+    """A misspelt or out-of-range ``EHC_*`` variable: every command, and a server started
+    by uvicorn itself (as the systemd units do), says which and why in one line, exit 2,
+    before anything is written; help is still read."""
+    import os
+
+    import pytest
+
+    from services.common.settings import Settings, SettingsInvalid
+
+    assert Settings(log_level="debug").log_level == "DEBUG"
+    with pytest.raises(SettingsInvalid, match="EHC_LOG_LEVEL='LOUD': a log level"):
+        Settings(log_level="LOUD")
+    env = {**os.environ, "EHC_VAR_DIR": str(tmp_path / "var"), "EHC_SYNC_INTERVAL_S": "-1",
+           "EHC_QR_FORMAT": "bogus"}
+    named = ("EHC_SYNC_INTERVAL_S='-1': Input should be greater than or equal to 0",
+             "EHC_QR_FORMAT='bogus': Input should be 'hardened' or 'national'")
+    for command in (["twin.cli", "serve", "--port", "9"], ["twin.cli", "seed"],
+                    ["twin.cli", "loadtest", "--out", str(tmp_path / "run")],
+                    ["uvicorn", "services.app:create_app", "--factory", "--port", "9"]):
+        res = subprocess.run([sys.executable, "-m", *command], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 2, (command, res.stderr)
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert len(lines) == 2 and all(n in res.stderr for n in named), (command, lines)
+        assert "Traceback" not in res.stderr and not os.listdir(tmp_path), command
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "serve", "--help"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "--port" in res.stdout
+
+
 def test_version() -> None:
     res = _ehc("--version")
     assert res.returncode == 0 and res.stdout.strip() == f"ehc-twin {version('ehc-twin')}"
