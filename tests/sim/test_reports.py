@@ -87,3 +87,25 @@ def test_reports_open_in_a_browser(reports, tmp_path: Path) -> None:
         assert shot.exists() and shot.stat().st_size > 5_000, page
         pixels = mpimg.imread(shot)
         assert pixels.std() > 0.02, f"{page} rendered blank"
+
+
+def test_notebook_kernels_listen_on_private_sockets_not_tcp(tmp_path: Path) -> None:
+    """The kernels that execute the reports talk over Unix sockets in a private folder:
+    over TCP any local user could reach them (and each warned of eavesdropping)."""
+    import papermill as pm
+
+    from twin.report.notebooks import local_kernels
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import json\nfrom ipykernel import get_connection_file\n"
+        "info = json.load(open(get_connection_file()))\nprint(info['transport'], info['ip'])")]
+    nbformat.write(nb, tmp_path / "probe.ipynb")
+    sockets = tmp_path / "sockets"
+    sockets.mkdir()
+    pm.execute_notebook(str(tmp_path / "probe.ipynb"), str(tmp_path / "done.ipynb"),
+                        kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
+                        kernel_manager_class=local_kernels(sockets))
+    printed = nbformat.read(tmp_path / "done.ipynb", as_version=4).cells[0].outputs[0].text
+    assert printed.split() == ["ipc", str(sockets / "kernel")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("kernel")]

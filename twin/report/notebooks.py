@@ -5,9 +5,11 @@ and an index page linking them."""
 from __future__ import annotations
 
 import html
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 NOTEBOOKS = {
     "flow_comparison": "One hospital: traditional against the online fused-card flow",
@@ -60,6 +62,21 @@ def write_index(out: Path, done: dict[str, Path]) -> Path:
     return index
 
 
+def local_kernels(sockets: Path) -> type:
+    """A kernel manager whose kernels talk over Unix sockets in ``sockets`` (a private
+    temporary folder), not TCP ports on 127.0.0.1 that any local user may reach; the
+    kernel said so on every report, as a warning about eavesdropping."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernels(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = str(sockets / "kernel")  # its sockets are kernel-<port> there
+
+    return LocalKernels
+
+
 def build_reports(out: Path = Path("results/reports"), *, small: bool = False,
                   only: list[str] | None = None, overrides: dict[str, dict] | None = None,
                   progress: Callable[[str], None] | None = None) -> dict[str, Path]:
@@ -68,16 +85,18 @@ def build_reports(out: Path = Path("results/reports"), *, small: bool = False,
     out = out if out.is_absolute() else ROOT / out
     out.mkdir(parents=True, exist_ok=True)
     done = {}
-    for name in only or list(NOTEBOOKS):
-        params = dict(SMALL[name]) if small else {}
-        params["figures_dir"] = str(out / "figures" / name)
-        params.update((overrides or {}).get(name, {}))
-        executed = out / f"{name}.ipynb"
-        if progress:
-            progress(name)
-        pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(executed),
-                            parameters=params, cwd=str(ROOT), kernel_name="python3",
-                            progress_bar=False)
-        done[name] = render_html(executed, out / f"{name}.html")
+    with tempfile.TemporaryDirectory(prefix="ehc-kernels-") as sockets:
+        for name in only or list(NOTEBOOKS):
+            params = dict(SMALL[name]) if small else {}
+            params["figures_dir"] = str(out / "figures" / name)
+            params.update((overrides or {}).get(name, {}))
+            executed = out / f"{name}.ipynb"
+            if progress:
+                progress(name)
+            pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(executed),
+                                parameters=params, cwd=str(ROOT), kernel_name="python3",
+                                progress_bar=False,
+                                kernel_manager_class=local_kernels(Path(sockets)))
+            done[name] = render_html(executed, out / f"{name}.html")
     write_index(out, done)
     return done
