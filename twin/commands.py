@@ -302,10 +302,10 @@ def compare(
     console.print(_summary_table(f"B - A, paired {over} (seed {seed})",
                                  diff, ["a", "b", "difference", "ci_low", "ci_high"]))
     if not same_people(sa, sb):
-        errors.print(f"note: A and B do not see the same patients (arrivals, visits "
-                          f"a day or departments differ: {sa.demand.daily_visits:,.0f} "
-                          f"against {sb.demand.daily_visits:,.0f} visits a day), so the "
-                          "common seeds buy no precision; each interval still holds")
+        errors.print(f"note: A and B do not see the same patients (arrivals, visits a "
+                     f"day or departments differ: {sa.demand.daily_visits:,.0f} against "
+                     f"{sb.demand.daily_visits:,.0f} visits a day), so the common seeds "
+                     "buy no precision; each interval still holds")
     console.print(f"wrote paired_differences.csv, paired_differences.png, waits.png, "
                   f"visit_time_ecdf.png to {out}")
 

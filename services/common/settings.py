@@ -102,7 +102,6 @@ class Settings(BaseSettings):
             raise ValueError(f"a log level: {', '.join(LOG_LEVELS)}")
         return value.upper()
 
-
     def __init__(self, **values: Any) -> None:
         """As pydantic's, but a refused value (from ``EHC_*`` or given) is
         ``SettingsInvalid`` naming the variable, not a page of validation report."""
