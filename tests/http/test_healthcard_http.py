@@ -182,7 +182,11 @@ def test_wrong_terminal_unsigned_stale_and_replayed_requests(stack, world, card)
             assert usage_count(stack) == before
             return resp
 
-        assert post({}).json()["code"] == "UNKNOWN_TERMINAL"
+        unsigned = post({}).json()
+        assert unsigned["code"] == "UNKNOWN_TERMINAL"
+        assert "no X-EHC-Key header (is it signed?)" in unsigned["message"]
+        assert post({"X-EHC-Key": "T-NOBODY"}).json()["message"] == \
+            "terminal is not registered or disabled"
         assert post({"X-EHC-Key": world.term_a.terminal_id}).json()["code"] == \
             "SIGNATURE_MISSING"
         stale = sign_headers(world.term_a.terminal_id, "POST", path, raw,
@@ -537,7 +541,8 @@ def test_the_code_refresh_on_the_fast_path_checks_as_the_framework(stack, world,
         assert http.get(path, params={"kind": "dynamic"}, headers=good).status_code == 200
         again = http.get(path, params={"kind": "dynamic"}, headers=good)
         assert again.status_code == 401 and again.json()["code"] == "SIGNATURE_REPLAYED"
-        assert http.get(path).json()["code"] == "UNKNOWN_APP"
+        unsigned = http.get(path).json()
+        assert unsigned["code"] == "UNKNOWN_APP" and "no channel app named" in unsigned["message"]
     for kind in ("dynamic", "fused"):
         with pytest.raises(SdkError) as info:
             app.qrcode("F" * 64, kind=kind)

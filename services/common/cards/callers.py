@@ -132,11 +132,14 @@ class ChannelApp:
     strong_realname: bool = False  # may claim residents' existing cards (the entry)
 
 
-def _registered(caller: Any, kind: str) -> Any:
-    """The terminal or app found, else UNKNOWN_TERMINAL / UNKNOWN_APP."""
+def _registered(caller: Any, kind: str, headers: Any) -> Any:
+    """The terminal or app found, else UNKNOWN_TERMINAL / UNKNOWN_APP; the message says
+    when the request named none (an unsigned request, the usual first mistake)."""
     if caller is None:
         what = "channel app" if kind == "app" else kind
-        raise Unauthenticated(f"UNKNOWN_{kind.upper()}", f"{what} is not registered or disabled")
+        raise Unauthenticated(f"UNKNOWN_{kind.upper()}", f"{what} is not registered or disabled"
+                              if headers.get(H_KEY) else f"no {what} named: the request "
+                              "carries no X-EHC-Key header (is it signed?)")
     return caller
 
 
@@ -349,10 +352,10 @@ class Callers:
 
     # --------------------------------------------------------------- authentication
     def _known_app(self, headers) -> ChannelApp:
-        return _registered(self.app(headers.get(H_KEY, "")), "app")
+        return _registered(self.app(headers.get(H_KEY, "")), "app", headers)
 
     def _known_terminal(self, headers) -> Terminal:
-        return _registered(self.terminal(headers.get(H_KEY, "")), "terminal")
+        return _registered(self.terminal(headers.get(H_KEY, "")), "terminal", headers)
 
     def authenticate_terminal(self, headers, method: str, path: str, query: str,
                               body: bytes) -> Terminal:
@@ -367,7 +370,7 @@ class Callers:
         database store the nonce and the rate count are left to the scan's own transaction
         (one write, not three); with Redis they are settled here."""
         term = _registered(await self._cached_now(
-            self._terminals, headers.get(H_KEY, ""), self._load_terminal), "terminal")
+            self._terminals, headers.get(H_KEY, ""), self._load_terminal), "terminal", headers)
         return term, await self._admitted(term, term.terminal_id, self.terminal_rate,
                                           headers, method, path, query, body)
 
@@ -375,7 +378,7 @@ class Callers:
                                    body: bytes) -> tuple[ChannelApp, Admission | None]:
         """``authenticate_app`` for the fast path (see ``authenticate_scan``)."""
         app = _registered(await self._cached_now(
-            self._apps, headers.get(H_KEY, ""), self._load_app), "app")
+            self._apps, headers.get(H_KEY, ""), self._load_app), "app", headers)
         return app, await self._admitted(app, app.app_key, self.app_rate, headers, method,
                                          path, query, body)
 
