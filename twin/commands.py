@@ -83,10 +83,11 @@ def _fmt(v: float) -> str:
 
 def _summary_table(title: str, df: pd.DataFrame, cols: list[str]) -> Table:
     """KPIs with their 95 % interval; a bootstrap interval (a quantity that cannot be
-    negative whose t interval would reach below 0) is marked * and said in the caption."""
+    negative, or a share above 1, whose t interval would reach past that bound) is marked
+    * and said in the caption."""
     boot = "interval" in df and (df["interval"] == "bootstrap").any()
     table = Table(title=title, caption="* percentile bootstrap interval (the t interval "
-                  "would reach below 0)" if boot else None)
+                  "would reach below 0, or a share above 1)" if boot else None)
     for c in ["kpi", *cols, "unit"]:
         table.add_column(c, justify="left" if c in ("kpi", "unit") else "right",
                          overflow="fold")

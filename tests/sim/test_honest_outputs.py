@@ -30,6 +30,20 @@ def test_a_wait_interval_never_reaches_below_zero() -> None:
     assert kpi_interval([-1.0, 2.0, 8.0])[3] == "t"  # a signed quantity is left alone
 
 
+def test_a_share_interval_never_reaches_above_one() -> None:
+    """'within target 0.98 (0.88 to 1.07)' was printed for a share of three days."""
+    shares = [1.0, 1.0, 0.94]
+    assert t_interval(shares)[2] > 1
+    mean, low, high, method = kpi_interval(shares, upper=1.0)
+    assert method == "bootstrap" and min(shares) <= low <= mean <= high <= 1.0
+    assert kpi_interval([0.5, 0.52, 0.51], upper=1.0)[3] == "t"
+    assert kpi_interval(shares)[3] == "t"  # unbounded above unless said
+    res = run_replications(load_scenario(SMALL), 3, keep_patients=False)
+    summary = res.summary().set_index("kpi")
+    shares_rows = summary[summary.unit == "share"]
+    assert len(shares_rows) >= 3 and (shares_rows.ci_high <= 1).all(), shares_rows
+
+
 def test_the_run_summary_marks_its_bootstrap_intervals() -> None:
     res = run_replications(load_scenario(SMALL), 2, keep_patients=False)
     summary = res.summary().set_index("kpi")

@@ -26,7 +26,7 @@ import pandas as pd
 
 from twin.experiments.runner import RunResult, run_replications
 from twin.results.staffing import servers_for
-from twin.results.stats import t_interval
+from twin.results.stats import kpi_interval
 from twin.scenario.schema import Scenario, ShiftKey
 from twin.scenario.units import minutes
 
@@ -190,11 +190,12 @@ def verify(sc: Scenario, schedule: dict[str, dict[int, int]], target: Target, ke
         per_rep = g.groupby("replication").wait
         within = per_rep.apply(lambda w: float((w <= target.wait + 1e-9).mean())).to_numpy()
         level_wait = per_rep.quantile(target.level).to_numpy()
-        s, s_lo, s_hi = t_interval(within)
-        q, q_lo, q_hi = t_interval(level_wait)
+        # a share stays within 0-1 and a wait at or above 0 (else the bootstrap interval)
+        s, s_lo, s_hi, _ = kpi_interval(within, upper=1.0)
+        q, q_lo, q_hi, _ = kpi_interval(level_wait)
         rows.append({"station": STATIONS[key], "within_target": s, "within_low": s_lo,
                      "within_high": s_hi, f"p{target.level * 100:.0f}_wait": q,
-                     "wait_low": max(q_lo, 0.0) if q_lo == q_lo else q_lo, "wait_high": q_hi,
+                     "wait_low": q_lo, "wait_high": q_hi,
                      "uses_per_day": float(len(g) / max(replications, 1))})
     return pd.DataFrame(rows)
 

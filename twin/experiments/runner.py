@@ -88,8 +88,9 @@ class RunResult:
             if col == "replication":
                 continue
             values = self.kpis[col].to_numpy(dtype=float)
-            mean, lo, hi, method = kpi_interval(values, level) if col not in SIGNED \
-                else (*t_interval(values, level), "t")
+            share = KPI_UNITS.get(col) == "share"  # at most 1
+            mean, lo, hi, method = kpi_interval(values, level, 1.0 if share else None) \
+                if col not in SIGNED else (*t_interval(values, level), "t")
             rows.append({"kpi": col, "mean": mean, "ci_low": lo, "ci_high": hi,
                          "unit": KPI_UNITS.get(col, ""), "interval": method})
         return pd.DataFrame(rows)

@@ -22,16 +22,18 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return (mean, mean - half, mean + half)
 
 
-def kpi_interval(values: Sequence[float], level: float = 0.95
+def kpi_interval(values: Sequence[float], level: float = 0.95, upper: float | None = None
                  ) -> tuple[float, float, float, str]:
     """(mean, low, high, method) for a quantity that cannot be negative (a wait, a time,
-    a count): the t interval, unless it reaches below 0 (few, skewed replications), then
-    the percentile bootstrap of the mean (10,000 resamples, fixed seed), which stays
-    within the values' own range."""
+    a count) nor, when ``upper`` is given, above it (a share: 1): the t interval, unless
+    it reaches past a bound (few, skewed replications), then the percentile bootstrap of
+    the mean (10,000 resamples, fixed seed), which stays within the values' own range."""
     mean, low, high = t_interval(values, level)
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
-    if math.isnan(low) or low >= 0 or (x < 0).any():
+    over = upper is not None and high > upper
+    if math.isnan(low) or (low >= 0 and not over) or (x < 0).any() \
+            or (upper is not None and (x > upper).any()):
         return mean, low, high, "t"
     rng = np.random.default_rng(20240601)
     means = x[rng.integers(0, x.size, size=(10_000, x.size))].mean(axis=1)
