@@ -72,11 +72,31 @@ NEXT_STEPS = """
   make report"""
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, ``timeout``, a CI job's end) stops a command as Ctrl-C does, so
+    its clean-ups run: a load test's servers and Locust went on as orphans. A process
+    forked from this one (a twin worker) keeps the default: it just ends."""
+    import os
+    import signal
+
+    parent = os.getpid()
+
+    def interrupt(signum: int, frame: object) -> None:
+        if os.getpid() != parent:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main() -> None:
     from services.sdk import SettingsInvalid
     from twin.model.day import RunawayDay
 
     errors = Console(stderr=True, soft_wrap=True)
+    _stop_on_sigterm()
     try:
         app()
     except RunawayDay as exc:  # a scenario whose day never ends: say which station

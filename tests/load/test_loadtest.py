@@ -170,6 +170,47 @@ def test_bad_options_are_refused_cleanly(tmp_path: Path) -> None:
     assert res.returncode == 2 and "--mix" in res.stderr
 
 
+def _in_session(sid: int) -> list[str]:
+    """The live processes of a session (their command lines)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[3]) == sid and fields[0] != "Z":  # session; not a zombie
+            alive.append(cmdline)
+    return alive
+
+
+def test_a_terminated_load_test_stops_its_servers_and_locust(tmp_path: Path) -> None:
+    """SIGTERM to ``ehc loadtest`` alone (``kill``, ``timeout``, a CI job's end) stops it
+    as Ctrl-C does: its server and Locust went on as orphans, the server for good."""
+    import signal
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "loadtest", "--residents", "30",
+                             "--users", "2", "--duration", "120", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "seed.json").exists() or len(_in_session(proc.pid)) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None, "never started"
+            time.sleep(0.2)  # ehc, its server and Locust
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0 and "Traceback" not in err, err[-2000:]
+        deadline = time.monotonic() + 10
+        while _in_session(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _in_session(proc.pid)
+    finally:
+        if proc.poll() is None or _in_session(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("option", [["--rates", "0"], ["--rates", "200,100"],
                                     ["--rates", "50,nan"], ["--workers", "0"],
                                     ["--rates", "fast"]])
