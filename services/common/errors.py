@@ -111,16 +111,28 @@ class Unavailable(ServiceError):
 _STORE_FAULTS = {"OperationalError", "InterfaceError", "TimeoutError"}
 # and the shared store's: Redis unreachable or not answering within its socket timeout
 _REDIS_FAULTS = {"ConnectionError", "TimeoutError"}
+_STORE_PACKAGES = ("sqlalchemy", "sqlite3", "psycopg", "psycopg2", "asyncpg")
 
 
 def store_fault(exc: BaseException) -> Unavailable | None:
     """The 503 a store fault answers (no SQL, no values), or None for anything else."""
     for kind in type(exc).__mro__:
         package = kind.__module__.split(".")[0]
-        if (kind.__name__ in _STORE_FAULTS and package in (
-                "sqlalchemy", "sqlite3", "psycopg", "psycopg2")) or (
+        if (kind.__name__ in _STORE_FAULTS and package in _STORE_PACKAGES) or (
                 kind.__name__ in _REDIS_FAULTS and package == "redis"):
             return store_unavailable()
+    return None
+
+
+def store_refusal(exc: BaseException) -> Invalid | None:
+    """The 422 for a value the store cannot hold (the DB-API's ``DataError``: a NUL
+    character in a query parameter, which PostgreSQL refuses and SQLite keeps, a number
+    out of its column's range): the request's fault, not the server's; else None."""
+    for kind in type(exc).__mro__:
+        if kind.__name__ == "DataError" and kind.__module__.split(".")[0] in _STORE_PACKAGES:
+            log.warning("store refused a value: %s", type(exc).__name__)  # no values
+            return Invalid("INVALID_REQUEST", "a value the store cannot hold (a NUL "
+                           "character, a number out of range)")
     return None
 
 
@@ -189,6 +201,9 @@ _HTTP_CODES = {
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
+    refused = store_refusal(exc)
+    if refused is not None:
+        return _response(request, 422, refused.code, refused.message)
     fault = store_fault(exc)
     if fault is None:
         log.error("store error: %s", type(exc).__name__,  # its text may hold values

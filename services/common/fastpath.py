@@ -22,11 +22,13 @@ from typing import Any
 
 from .errors import (
     BadRequest,
+    Invalid,
     ServiceError,
     TooLarge,
     error_body,
     log_store_unavailable,
     store_fault,
+    store_refusal,
 )
 
 Handler = Callable[[dict, bytes], Awaitable[bytes]]
@@ -75,9 +77,11 @@ class FastPath:
                 body = await _read_body(receive, route.max_body)
                 payload = await route.handler(scope, body)
             except Exception as exc:
-                fault = store_fault(exc)
+                fault = store_refusal(exc) or store_fault(exc)
                 if fault is None:
                     raise
+                if isinstance(fault, Invalid):
+                    raise fault from None
                 log_store_unavailable(exc, rid)
                 raise fault from None
         except ServiceError as exc:

@@ -512,6 +512,15 @@ def test_input_a_store_cannot_hold_is_refused_on_both_backends(stack, world, car
     with pytest.raises(SdkError) as info:
         world.term_a.request("POST", "/ehc/v1/qrcodes/verify", body)
     assert info.value.status == 422 and "NUL" in info.value.message
+    # in a query parameter, which no model checks: PostgreSQL refuses it (a 500 before,
+    # found by the schema fuzz on PostgreSQL), SQLite keeps it as any other character
+    answer = httpx.get(f"{stack.url}/ehc/v1/peer/bindings", params={"after": "\x00x"},
+                       headers={"Authorization": f"Bearer {stack.admin_token}"})
+    if stack.settings.database_url:
+        assert answer.status_code == 422 and answer.json()["code"] == "INVALID_REQUEST"
+        assert "NUL" in answer.json()["message"]
+    else:
+        assert answer.status_code == 200
 
 
 def test_the_code_refresh_on_the_fast_path_checks_as_the_framework(stack, world,
