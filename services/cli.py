@@ -86,6 +86,10 @@ def seed(
     residents; write FILE."""
     from .sdk import SdkError, explain, seed_stack, write_seed_file
 
+    problem = _unwritable(out, probe=True)
+    if problem:  # asked before a single resident is seeded
+        _fail(f"--out {out}: {problem}")
+
     def run(stack_url: str, token: str) -> dict:
         try:
             with Progress(console=console) as bar:
@@ -107,9 +111,39 @@ def seed(
         with start_in_thread(_in_process_settings()) as stack:
             data = run(stack.url, stack.admin_token)
             data["url"] = None
-    write_seed_file(data, out)
+    try:
+        write_seed_file(data, out)
+    except OSError as exc:  # the disk filled or the folder went meanwhile
+        _fail(f"--out {out}: cannot write it ({exc.strerror or exc}); the stack is seeded: "
+              "run again to write the file (seeding is idempotent)")
     console.print(f"seeded {len(data['cards'])} cards, {len(data['institutions'])} "
                   f"institutions -> {out}")
+
+
+def _unwritable(path: Path, probe: bool = False) -> str | None:
+    """Why a file could not be written at ``path`` (it is a folder; the nearest folder
+    that exists on its way is a file, or not writable), or None; nothing is made. With
+    ``probe``, its folder is made and a file tried there (what the command makes anyway)."""
+    import os
+
+    if path.is_dir():
+        return "a folder, not a file"
+    there = path.absolute().parent
+    while not there.exists():
+        there = there.parent
+    if not there.is_dir():
+        return f"{there} is a file, not a folder"
+    if not os.access(there, os.W_OK | os.X_OK):
+        return f"{there} is not writable"
+    if probe:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            trial = path.with_name(f".{path.name}.probe")
+            trial.touch()
+            trial.unlink()
+        except OSError as exc:
+            return f"cannot write there ({exc.strerror or exc})"
+    return None
 
 
 def _stack(url: str | None, admin_token: str | None):
@@ -186,6 +220,9 @@ def fuse(
     lost card) is refused on its own and listed in REPORT; the run goes on."""
     from .sdk import AdminClient, SdkError, explain, fuse_all, todo
 
+    problem = _unwritable(report) if all_holders else None
+    if problem:  # asked before a long run whose refusals it could not list
+        _fail(f"--report {report}: {problem}")
     base, token, ctx = _stack(url, admin_token)
     with ctx, AdminClient(base, token, timeout_s=600) as ehc, \
             AdminClient(essc_url or base, token, timeout_s=600) as essc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 
 def _ehc(*args: str) -> subprocess.CompletedProcess:
@@ -42,6 +43,28 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path) -> None:
     res = subprocess.run([sys.executable, "-m", "twin.cli", "serve", "--help"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--port" in res.stdout
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path) -> None:
+    """An output path under a file (or where the user may not write): one line naming it,
+    exit 2, asked before the run (a seed of 1,000 residents, a fusion, a simulation), not
+    a traceback at its end."""
+    import os
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {**os.environ, "EHC_VAR_DIR": str(tmp_path / "var")}
+    for args, named in (
+            (["seed", "--out", str(blocker / "seed.json")], "--out"),
+            (["fuse", "--all", "--report", str(blocker / "refusals.csv")], "--report"),
+            (["twin", "run", str(Path(__file__).resolve().parents[2] / "scenarios" /
+                                 "small_clinic.yaml"), "--out", str(blocker / "run")],
+             "--out")):
+        res = subprocess.run([sys.executable, "-m", "twin.cli", *args], env=env, text=True,
+                             capture_output=True, timeout=120)
+        assert res.returncode == 2, (args, res.stderr)
+        assert named in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"], args
 
 
 def test_version() -> None:

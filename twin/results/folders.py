@@ -22,5 +22,8 @@ def fresh_folder(out: Path | None, default: Path, force: bool) -> Path:
             raise FolderRefused(f"--out {out} holds an earlier run's files: pass --force to "
                                 "replace them, or give another folder")
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # no permission, a read-only disk, a path under a file
+        raise FolderRefused(f"--out {out}: cannot make it ({exc.strerror or exc})") from None
     return out
