@@ -566,8 +566,11 @@ def data_check(
     from .data.quality import check
     from .data.store import Store
 
-    if not store.is_dir() or not any(store.iterdir()):
+    if not store.is_dir():
         _fail(f"no store at {store}: run 'ehc data collect --store {store}' first")
+    if not any(store.iterdir()):  # collected, but the network has no records yet
+        console.print(f"{store} holds no records yet: nothing to check")
+        return
     breaches, per_day = check(Store(store), late_after_s)
     for _, r in per_day.iterrows():
         console.print(f"{r['day']}: {int(r['rows'])} rows, {int(r['breaches'])} breaches, "

@@ -359,6 +359,11 @@ def test_the_cli_collects_checks_and_explains(network, tmp_path) -> None:
     assert bad.returncode == 2 and "FORBIDDEN" in bad.stderr and "Traceback" not in bad.stderr
     none = ehc("data", "check", "--store", str(tmp_path / "nothing"))
     assert none.returncode == 2 and "ehc data collect" in none.stderr
+    # a network with no records yet: collected (an empty store), then nothing to check,
+    # where it said "no store: run 'ehc data collect' first", just after that
+    (tmp_path / "empty").mkdir(mode=0o700)
+    empty = ehc("data", "check", "--store", str(tmp_path / "empty"))
+    assert empty.returncode == 0 and "holds no records yet" in empty.stdout, empty.stderr
 
 
 def test_a_silent_system_is_a_clear_error(tmp_path) -> None:
