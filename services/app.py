@@ -163,12 +163,20 @@ NO_TELEMETRY: dict[str, Any] = (
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
 
 
+class SystemsInvalid(ValueError):
+    """The systems asked of one process cannot run together as configured (unknown names,
+    none, or a system whose peers are neither mounted here nor at an ``EHC_*_URL``)."""
+
+
 def build_app(settings: Settings | None = None,
               systems: Sequence[str] = ALL_SYSTEMS) -> FastAPI:
     settings = settings or get_settings()
     unknown = set(systems) - set(ALL_SYSTEMS)
     if unknown:
-        raise ValueError(f"unknown systems: {sorted(unknown)}")
+        raise SystemsInvalid(f"unknown systems: {', '.join(sorted(unknown))} (known: "
+                             f"{', '.join(ALL_SYSTEMS)})")
+    if not systems:
+        raise SystemsInvalid(f"no system to run (known: {', '.join(ALL_SYSTEMS)})")
     configure_logging(settings.log_level)
     master = master_key(settings)
     cipher = field_cipher(master)
@@ -216,7 +224,7 @@ def build_app(settings: Settings | None = None,
 
         url, inproc = peer_url("registry", settings.registry_url)
         if url is None:
-            raise ValueError("EHC_REGISTRY_URL is needed when the registry runs elsewhere")
+            raise SystemsInvalid("EHC_REGISTRY_URL is needed when the registry runs elsewhere")
         client = RegistryClient(url, service_token, app=inproc)
         url, inproc = peer_url("socialcard", settings.socialcard_url)
         if inproc is not None:  # mounted here: the fused verification's hop is a call
@@ -250,7 +258,7 @@ def build_app(settings: Settings | None = None,
 
         url, inproc = peer_url("healthcard", settings.healthcard_url)
         if url is None:
-            raise ValueError("EHC_HEALTHCARD_URL is needed when the EHC system runs elsewhere")
+            raise SystemsInvalid("EHC_HEALTHCARD_URL is needed when the EHC system runs elsewhere")
         pay_url, pay_app = peer_url("payment", settings.payment_url)
         reg_url, reg_app = peer_url("registry", settings.registry_url)
         app.state.systems["socialcard"] = build_socialcard(
@@ -300,7 +308,7 @@ def build_app(settings: Settings | None = None,
         urls = {name: peer_url(name, getattr(settings, f"{name}_url"))
                 for name in ("registry", "healthcard", "socialcard", "sms")}
         if any(u is None for u, _ in urls.values()):
-            raise ValueError("the channel needs the registry, EHC, e-SSC and SMS systems "
+            raise SystemsInvalid("the channel needs the registry, EHC, e-SSC and SMS systems "
                              "(mounted here or EHC_REGISTRY_URL / EHC_HEALTHCARD_URL / "
                              "EHC_SOCIALCARD_URL / EHC_SMS_URL)")
         urls["hospital"] = peer_url("hospital", settings.hospital_url)
@@ -437,6 +445,6 @@ def open_or_exit(settings: Settings, systems: Sequence[str]) -> FastAPI:
     status 2, not a traceback."""
     try:
         return opened_app(settings, systems)
-    except StoreNotOpened as exc:
+    except (StoreNotOpened, SystemsInvalid) as exc:
         sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None

@@ -138,6 +138,20 @@ def test_serve_on_a_port_in_use_says_so_before_its_banner(tmp_path: Path) -> Non
     assert not (tmp_path / "var").exists()  # no store made for a server that cannot start
 
 
+@pytest.mark.parametrize("systems,said", [
+    ("nonsense", "unknown systems: nonsense (known: registry"),
+    ("channel", "the channel needs the registry, EHC, e-SSC and SMS systems"),
+    (" , ", "no system to run")])
+def test_serve_refuses_systems_that_cannot_run_in_one_line(tmp_path: Path, systems: str,
+                                                          said: str) -> None:
+    """A traceback before; an empty list served an app of no system."""
+    res = _ehc({**os.environ, "EHC_VAR_DIR": str(tmp_path / "var")}, "serve", "--port",
+               "9", "--systems", systems)
+    assert res.returncode == 2 and res.stderr.startswith(f"error: {said}"), res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert "API" not in res.stdout
+
+
 @pytest.mark.parametrize("port", ["0", "70000"])
 def test_serve_refuses_a_port_it_would_not_serve_on(tmp_path: Path, port: str) -> None:
     """0 is a port the kernel picks (the banner said :0), 70000 one the socket layer wraps
