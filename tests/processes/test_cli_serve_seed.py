@@ -146,7 +146,7 @@ def test_serve_refuses_systems_that_cannot_run_in_one_line(tmp_path: Path, syste
                                                           said: str) -> None:
     """A traceback before; an empty list served an app of no system."""
     res = _ehc({**os.environ, "EHC_VAR_DIR": str(tmp_path / "var")}, "serve", "--port",
-               "9", "--systems", systems)
+               str(free_port()), "--systems", systems)  # not 9: others' unreachable port
     assert res.returncode == 2 and res.stderr.startswith(f"error: {said}"), res.stderr
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert "API" not in res.stdout

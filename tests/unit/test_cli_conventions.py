@@ -23,6 +23,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path) -> None:
     import pytest
 
     from services.common.settings import Settings, SettingsInvalid
+    from tests.stack import free_port
 
     assert Settings(log_level="debug").log_level == "DEBUG"
     with pytest.raises(SettingsInvalid, match="EHC_LOG_LEVEL='LOUD': a log level"):
@@ -31,9 +32,10 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path) -> None:
            "EHC_QR_FORMAT": "bogus"}
     named = ("EHC_SYNC_INTERVAL_S='-1': Input should be greater than or equal to 0",
              "EHC_QR_FORMAT='bogus': Input should be 'hardened' or 'national'")
-    for command in (["twin.cli", "serve", "--port", "9"], ["twin.cli", "seed"],
+    port = str(free_port())  # not 9, the port other tests find nobody at
+    for command in (["twin.cli", "serve", "--port", port], ["twin.cli", "seed"],
                     ["twin.cli", "loadtest", "--out", str(tmp_path / "run")],
-                    ["uvicorn", "services.app:create_app", "--factory", "--port", "9"]):
+                    ["uvicorn", "services.app:create_app", "--factory", "--port", port]):
         res = subprocess.run([sys.executable, "-m", *command], env=env, capture_output=True,
                              text=True, timeout=120)
         assert res.returncode == 2, (command, res.stderr)
