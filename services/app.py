@@ -415,12 +415,7 @@ async def _ping(scope: dict, body: bytes) -> bytes:
 def create_app() -> FastAPI:
     """Factory for ``uvicorn --factory services.app:create_app``: settings from EHC_*."""
     systems = os.environ.get("EHC_SYSTEMS", ",".join(ALL_SYSTEMS)).split(",")
-    try:
-        settings = get_settings()
-    except SettingsInvalid as exc:  # one line a variable, not a traceback in each worker
-        sys.stderr.write(f"error: settings: {exc}\n")
-        raise SystemExit(2) from None
-    return open_or_exit(settings, [s.strip() for s in systems if s.strip()])
+    return open_or_exit(None, [s.strip() for s in systems if s.strip()])
 
 
 class StoreNotOpened(RuntimeError):
@@ -440,11 +435,13 @@ def opened_app(settings: Settings, systems: Sequence[str] = ALL_SYSTEMS) -> Fast
         raise StoreNotOpened(cannot_open(where, exc)) from None
 
 
-def open_or_exit(settings: Settings, systems: Sequence[str]) -> FastAPI:
-    """The app; or, when its stores cannot be opened, that on stderr in one line and exit
-    status 2, not a traceback."""
+def open_or_exit(settings: Settings | None, systems: Sequence[str]) -> FastAPI:
+    """The app (``settings`` None: from ``EHC_*``); or, when its settings, its systems or
+    its stores are refused, why on stderr in one line and exit status 2, not a traceback."""
     try:
-        return opened_app(settings, systems)
+        return opened_app(settings or get_settings(), systems)
     except (StoreNotOpened, SystemsInvalid) as exc:
         sys.stderr.write(f"error: {exc}\n")
-        raise SystemExit(2) from None
+    except SettingsInvalid as exc:  # one line a variable, not a traceback in each worker
+        sys.stderr.write(f"error: settings: {exc}\n")
+    raise SystemExit(2)

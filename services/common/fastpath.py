@@ -22,7 +22,6 @@ from typing import Any
 
 from .errors import (
     BadRequest,
-    Invalid,
     ServiceError,
     TooLarge,
     error_body,
@@ -77,11 +76,12 @@ class FastPath:
                 body = await _read_body(receive, route.max_body)
                 payload = await route.handler(scope, body)
             except Exception as exc:
-                fault = store_refusal(exc) or store_fault(exc)
+                refused = store_refusal(exc)
+                if refused is not None:
+                    raise refused from None
+                fault = store_fault(exc)
                 if fault is None:
                     raise
-                if isinstance(fault, Invalid):
-                    raise fault from None
                 log_store_unavailable(exc, rid)
                 raise fault from None
         except ServiceError as exc:

@@ -86,6 +86,7 @@ def build_reports(out: Path = Path("results/reports"), *, small: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     done = {}
     with tempfile.TemporaryDirectory(prefix="ehc-kernels-") as sockets:
+        kernels = local_kernels(Path(sockets))
         for name in only or list(NOTEBOOKS):
             params = dict(SMALL[name]) if small else {}
             params["figures_dir"] = str(out / "figures" / name)
@@ -96,7 +97,7 @@ def build_reports(out: Path = Path("results/reports"), *, small: bool = False,
             pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(executed),
                                 parameters=params, cwd=str(ROOT), kernel_name="python3",
                                 progress_bar=False,
-                                kernel_manager_class=local_kernels(Path(sockets)))
+                                kernel_manager_class=kernels)
             done[name] = render_html(executed, out / f"{name}.html")
     write_index(out, done)
     return done
