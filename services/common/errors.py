@@ -124,13 +124,14 @@ def store_fault(exc: BaseException) -> Unavailable | None:
     return None
 
 
-def store_refusal(exc: BaseException) -> Invalid | None:
+def store_refusal(exc: BaseException, request_id: str = "") -> Invalid | None:
     """The 422 for a value the store cannot hold (the DB-API's ``DataError``: a NUL
     character in a query parameter, which PostgreSQL refuses and SQLite keeps, a number
     out of its column's range): the request's fault, not the server's; else None."""
     for kind in type(exc).__mro__:
         if kind.__name__ == "DataError" and kind.__module__.split(".")[0] in _STORE_PACKAGES:
-            log.warning("store refused a value: %s", type(exc).__name__)  # no values
+            log.warning("store refused a value: %s", type(exc).__name__,  # no values
+                        extra={"request_id": request_id})
             return Invalid("INVALID_REQUEST", "a value the store cannot hold (a NUL "
                            "character, a number out of range)")
     return None
@@ -201,7 +202,7 @@ _HTTP_CODES = {
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
-    refused = store_refusal(exc)
+    refused = store_refusal(exc, request_id_of(request))
     if refused is not None:
         return _response(request, 422, refused.code, refused.message)
     fault = store_fault(exc)

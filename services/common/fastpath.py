@@ -70,13 +70,14 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         rid = scope.get("state", {}).get("request_id", "")
+        scope["route_path"] = route.path  # what the access line writes: the template
         status, headers = 200, JSON
         try:
             try:
                 body = await _read_body(receive, route.max_body)
                 payload = await route.handler(scope, body)
             except Exception as exc:
-                refused = store_refusal(exc)
+                refused = store_refusal(exc, rid)
                 if refused is not None:
                     raise refused from None
                 fault = store_fault(exc)

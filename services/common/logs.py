@@ -30,6 +30,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO") -> None:
+    # uvicorn's own access line (on when uvicorn is started by hand at --log-level info)
+    # writes the raw path and query string: a card's ID, a birth certificate's number, a
+    # phone number in ``?phone=``. The stack writes its own (``RequestIdMiddleware``).
+    logging.getLogger("uvicorn.access").disabled = True
     root = logging.getLogger("ehc")
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return
@@ -83,10 +87,28 @@ class ServerStats:
 server_stats = ServerStats()
 
 
+def logged_path(scope: dict) -> str:
+    """The path as the access line writes it: a path parameter's value (a card's ID, a
+    birth certificate's number) replaced by the parameter's name, so that no identifier
+    reaches a log line. The fast path names its route's template (``route_path``); the
+    framework leaves the values it matched in ``path_params``."""
+    template = scope.get("route_path")
+    if template:
+        return template
+    path = scope.get("path", "")
+    params = scope.get("path_params")
+    if not params:
+        return path
+    names = {str(value): name for name, value in params.items()}
+    return "/".join(f"{{{names[part]}}}" if part in names else part
+                    for part in path.split("/"))
+
+
 class RequestIdMiddleware:
     """Pure ASGI: gives each request a random ID of its own (an incoming ``X-Request-ID``
     is not taken: a caller does not name the server's log lines), answers it in
-    ``X-Request-ID`` and writes one access line (no bodies, no query strings)."""
+    ``X-Request-ID`` and writes one access line (no bodies, no query strings, no path
+    parameters' values: ``logged_path``)."""
 
     def __init__(self, app, max_body: int = 1 << 20) -> None:
         self.app = app
@@ -121,7 +143,7 @@ class RequestIdMiddleware:
                     extra={
                         "request_id": rid,
                         "method": scope.get("method"),
-                        "path": scope.get("path"),
+                        "path": logged_path(scope),
                         "status": status_box[0],
                         "ms": round(ms, 3),
                     },

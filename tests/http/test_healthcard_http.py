@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from datetime import datetime, timedelta
@@ -496,6 +497,17 @@ def test_nonces_and_spent_code_counts_are_swept(stack, world, card) -> None:
     assert kept_until == int(now) - 100 + hc.settings.signature_max_age_s + 60
 
 
+class _Kept(logging.Handler):
+    """The records a logger handed on (the stack's loggers do not propagate)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_input_a_store_cannot_hold_is_refused_on_both_backends(stack, world, card) -> None:
     """The longest name the models accept fits its column (4-byte characters too, on
     PostgreSQL, which enforces lengths), and a NUL character is refused with 422 before
@@ -514,11 +526,19 @@ def test_input_a_store_cannot_hold_is_refused_on_both_backends(stack, world, car
     assert info.value.status == 422 and "NUL" in info.value.message
     # in a query parameter, which no model checks: PostgreSQL refuses it (a 500 before,
     # found by the schema fuzz on PostgreSQL), SQLite keeps it as any other character
-    answer = httpx.get(f"{stack.url}/ehc/v1/peer/bindings", params={"after": "\x00x"},
-                       headers={"Authorization": f"Bearer {stack.admin_token}"})
+    seen = _Kept()
+    logging.getLogger("ehc.errors").addHandler(seen)
+    try:
+        answer = httpx.get(f"{stack.url}/ehc/v1/peer/bindings", params={"after": "\x00x"},
+                           headers={"Authorization": f"Bearer {stack.admin_token}"})
+    finally:
+        logging.getLogger("ehc.errors").removeHandler(seen)
     if stack.settings.database_url:
         assert answer.status_code == 422 and answer.json()["code"] == "INVALID_REQUEST"
         assert "NUL" in answer.json()["message"]
+        # the server's warning names the request the client was told of
+        assert [r.__dict__.get("request_id") for r in seen.records
+                if "refused a value" in r.getMessage()] == [answer.json()["request_id"]]
     else:
         assert answer.status_code == 200
 

@@ -1,13 +1,17 @@
 """Personal data never in clear: not in the server's logs of a full run (real HTTP,
-INFO level, a separate process), not in the database files, masked for channel apps."""
+INFO level, a separate process), not in the database files, masked for channel apps.
+Identifiers in a path (a card's ID, a birth certificate's number) are logged by their
+parameter's name, not their value."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+from datetime import date
 from pathlib import Path
 
 from services import sdk
+from services.common.cards.idcard import make_resident_id
 from services.common.secrets_store import deployment_secret
 from services.common.settings import Settings
 
@@ -32,18 +36,30 @@ def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> Non
         app_cred = admin.add_channel_app("log test app")
         app = sdk.ChannelClient(url, app_cred["app_key"], app_cred["app_secret"])
         term = sdk.TerminalClient(url, cred["terminal_id"], cred["secret"], city_code="330100")
+        card_ids = []
         for p in people:
             card = app.apply("01", p.id_number, p.name, p.phone)
+            card_ids.append(card["card_id"])
+            assert app.card(card["card_id"])["card_id"] == card["card_id"]  # framework
             assert p.id_number not in str(card) and p.phone not in str(card)
             assert card["name"] != p.name  # masked for the app
             ident = term.verify(app.qrcode(card["card_id"])["qr_text"])
             assert ident["id_number"] == p.id_number  # the institution needs it in full
         with contextlib.suppress(sdk.SdkError):  # a refused apply is logged too
             app.apply("01", people[0].id_number, "错误姓名")
+        admin.sms_outbox(people[0].phone)  # a phone number in a query string
+        cert = "L123456789"  # a newborn's registration and its ID number: an operator's
+        admin.register_birth(cert, "小宝", "1", "2026-11-20", people[0].id_number)
+        admin.issue_id_number(cert, make_resident_id("330106", date(2026, 11, 20), 7))
     finally:
         sdk.stop_server(server)
     text = log.read_text(encoding="utf-8", errors="replace")
     assert '"path":"/ehc/v1/qrcodes/verify"' in text  # the access log was written
+    for template in ("/ehc/v1/cards/{card_id}/qrcode", "/ehc/v1/cards/{card_id}",
+                     "/registry/v1/births/{birth_cert_no}/id-number"):
+        assert f'"path":"{template}"' in text  # the fast path's route and the framework's
+    for identifier in (cert, *card_ids):
+        assert identifier not in text, f"{identifier!r} in the logs"
     blobs = [f.read_bytes() for f in var.glob("*.db*")]
     assert blobs
     for p in people:
