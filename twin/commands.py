@@ -316,24 +316,33 @@ def station(
     servers: int = typer.Option(..., min=1, help="c"),
     arrival_rate: float = typer.Option(..., min=0, help="lambda, arrivals per minute"),
     service_mean: float = typer.Option(..., min=1e-9, help="mean service, minutes"),
+    service: str = typer.Option("exponential", help="service times' shape: exponential, "
+                                "fixed, gamma or lognormal (the model's own sampling)"),
+    service_cv: float = typer.Option(None, help="coefficient of variation of service "
+                                     "(gamma and lognormal; the model's lognormal stations "
+                                     "have about 0.4-0.55)"),
     hours: float = typer.Option(100.0, min=0.1, help="simulated hours per replication"),
     replications: int = typer.Option(10, min=1),
     seed: int = typer.Option(1, min=0),
     warmup_fraction: float = typer.Option(0.2, min=0, max=0.9),
     as_json: bool = typer.Option(False, "--json", help="print JSON only"),
 ) -> None:
-    """One M/M/c station in steady state (validation against Erlang C)."""
-    from twin.validation.bare_queues import station_experiment
-    from twin.validation.queueing import mmc_wait
+    """One M/G/c station in steady state, beside queueing theory: Erlang C (exponential
+    service), Pollaczek-Khinchine (one server, any shape), Allen-Cunneen's approximation
+    (several servers, other shapes)."""
+    from twin.validation.bare_queues import service_dist, station_experiment
 
+    try:
+        service_dist(service, service_mean, service_cv)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--service") from None
     if arrival_rate >= servers / service_mean:
         errors.print(
             f"[yellow]warning[/]: rho = {arrival_rate * service_mean / servers:.3f} >= 1, "
             "the queue grows without bound", style="yellow")
     r = station_experiment(servers, arrival_rate, service_mean, hours, replications, seed,
-                           warmup_fraction)
-    r["erlang_c_wait"] = mmc_wait(servers, arrival_rate, service_mean)
-    if as_json:  # strict JSON: an unbounded Erlang C wait (rho >= 1) is null
+                           warmup_fraction, service, service_cv)
+    if as_json:  # strict JSON: an unbounded closed-form wait (rho >= 1) is null
         print(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
                           for k, v in r.items()}, allow_nan=False))
         return

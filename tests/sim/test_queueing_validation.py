@@ -1,4 +1,5 @@
-"""The simulation engine against queueing theory: Erlang C, Jackson tandems, Little's law."""
+"""The simulation engine against queueing theory: Erlang C, Pollaczek-Khinchine, Allen and
+Cunneen's approximation, Jackson tandems, Cobham's priorities, Little's law."""
 
 from __future__ import annotations
 
@@ -6,10 +7,17 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from twin.validation.bare_queues import simulate_tandem, station_experiment
-from twin.validation.queueing import erlang_c, jackson_tandem, mmc_wait
+from twin.model.streams import Streams
+from twin.validation.bare_queues import (
+    Draws,
+    service_dist,
+    simulate_tandem,
+    station_experiment,
+)
+from twin.validation.queueing import erlang_c, jackson_tandem, mgc_reference, mgc_wait, mmc_wait
 
 
 def test_erlang_c_closed_form_known_values() -> None:
@@ -19,6 +27,61 @@ def test_erlang_c_closed_form_known_values() -> None:
     # a textbook value: c=5, a=4 -> C = 0.5541
     assert erlang_c(5, 4.0) == pytest.approx(0.5541, abs=1e-4)
     assert mmc_wait(2, 3.0, 1.0) == float("inf")
+
+
+def test_mgc_closed_forms() -> None:
+    """M/D/1 waits half M/M/1's (Pollaczek-Khinchine); exponential service is Erlang C."""
+    rho, mean = 0.8, 2.0
+    assert mgc_wait(1, rho / mean, mean, 0.0) == pytest.approx(rho * mean / (2 * (1 - rho)))
+    assert mgc_wait(4, 1.5, 2.0, 1.0) == mmc_wait(4, 1.5, 2.0)
+    assert mgc_wait(1, 0.4, 2.0, 2.0) == pytest.approx(0.4 * (2.0 ** 2 * 5) / (2 * 0.2))
+    assert mgc_reference(1, 0.5).endswith("(exact)")
+    assert mgc_reference(3, 1.0).endswith("(exact)")
+    assert mgc_reference(3, 0.5).endswith("(approximation)")
+
+
+@pytest.mark.parametrize(("shape", "cv"), [("exponential", None), ("fixed", None),
+                                           ("gamma", 2.0), ("lognormal", 0.45)])
+def test_service_shapes_have_the_mean_and_spread_asked_for(shape: str, cv: float | None
+                                                          ) -> None:
+    draw = Draws(service_dist(shape, 3.0, cv), Streams(7, 0)("service-0"), block=500)
+    x = np.array([draw() for _ in range(200_000)])
+    want_cv = {"exponential": 1.0, "fixed": 0.0}.get(shape, cv)
+    assert x.mean() == pytest.approx(3.0, rel=0.02)
+    assert x.std() / x.mean() == pytest.approx(want_cv, abs=0.04)
+
+
+@pytest.mark.parametrize(("shape", "cv", "says"), [
+    ("lognormal", None, "lognormal service needs --service-cv"),
+    ("fixed", 0.3, "not by fixed"), ("weibull", None, "service shape is one of"),
+    ("gamma", -1.0, "positive")])
+def test_station_refuses_a_shape_it_cannot_draw(shape: str, cv: float | None,
+                                                says: str) -> None:
+    args = ["--service", shape] + ([] if cv is None else ["--service-cv", str(cv)])
+    res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "station", "--servers",
+                          "1", "--arrival-rate", "0.5", "--service-mean", "1", *args],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert says in " ".join(res.stderr.split()), res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("servers", "rho", "shape", "cv", "tolerance"),
+    [(1, 0.8, "fixed", None, 0.05), (1, 0.85, "lognormal", 0.53, 0.08),
+     (1, 0.7, "gamma", 2.0, 0.10), (4, 0.85, "lognormal", 0.5, 0.08),
+     (3, 0.8, "fixed", None, 0.08)])
+def test_mgc_matches_pollaczek_khinchine_and_allen_cunneen(
+        servers: int, rho: float, shape: str, cv: float | None, tolerance: float) -> None:
+    """The model's own service shapes (its stations are lognormal, cv 0.4-0.55): exact
+    for one server; for several, Allen and Cunneen's approximation, whose own error at
+    these parameters is a few per cent."""
+    service_mean = 2.0
+    lam = rho * servers / service_mean
+    r = station_experiment(servers, lam, service_mean, 400, 8, seed=11, shape=shape, cv=cv)
+    assert r["mean_wait"] == pytest.approx(r["theory_wait"], rel=tolerance), r
+    assert r["utilisation"] == pytest.approx(rho, rel=0.02)
+    assert r["mean_queue"] == pytest.approx(lam * r["mean_wait"], rel=0.03)
 
 
 @pytest.mark.slow
@@ -65,9 +128,11 @@ def test_station_cli_json_contract() -> None:
          "--replications", "4", "--seed", "3", "--json"],
         capture_output=True, text=True, check=True)
     r = json.loads(out.stdout)
-    for key in ("mean_wait", "ci_low", "ci_high", "utilisation", "customers"):
+    for key in ("mean_wait", "ci_low", "ci_high", "utilisation", "customers",
+                "theory_wait", "theory", "theory_within_ci", "erlang_c_wait"):
         assert key in r
     assert r["ci_low"] <= r["mean_wait"] <= r["ci_high"]
+    assert r["theory"] == "Erlang C (exact)" and r["theory_wait"] == r["erlang_c_wait"]
     assert r["customers"] > 4 * 40 * 60 * 1.2 * 0.7
 
 
@@ -138,4 +203,5 @@ def test_a_station_nobody_reaches_reports_no_wait_not_zero() -> None:
     assert res.returncode == 0, res.stderr
     shown = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert shown["mean_wait"] is None and shown["erlang_c_wait"] is None
+    assert shown["theory_wait"] is None and shown["theory_within_ci"] is None
     assert "rho = 5.000" in res.stderr

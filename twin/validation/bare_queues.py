@@ -1,10 +1,12 @@
-"""Bare queueing experiments: one M/M/c station and a tandem of M/M/c stations, steady
+"""Bare queueing experiments: one M/G/c station and a tandem of M/G/c stations, steady
 state with a warm-up, for validation against ``twin.validation.queueing`` and as the
-benchmark's baseline. They run the hospital model's own resource (``FastResource``), so
-what is validated is what the model uses."""
+benchmark's baseline. They run the hospital model's own resource (``FastResource``) and
+its own service-time distributions (``Dist``), so what is validated is what the model
+uses."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +15,51 @@ import simpy
 from twin.model.resources import FastResource
 from twin.model.streams import Streams
 from twin.results.stats import t_interval
+from twin.scenario.distributions import Dist
+from twin.validation.queueing import mgc_reference, mgc_wait, mmc_wait
+
+SERVICE_SHAPES = ("exponential", "fixed", "gamma", "lognormal")
+
+
+def service_dist(shape: str, mean: float, cv: float | None = None) -> Dist:
+    """A service time of this mean, by shape: exponential (cv 1), fixed (cv 0), gamma or
+    lognormal (cv given), as a scenario file would write it."""
+    if shape not in SERVICE_SHAPES:
+        raise ValueError(f"service shape is one of {', '.join(SERVICE_SHAPES)}")
+    if (shape in ("gamma", "lognormal")) != (cv is not None):
+        raise ValueError(f"--service-cv is needed by gamma and lognormal, not by {shape}"
+                         if cv is not None else f"{shape} service needs --service-cv")
+    if cv is not None and cv <= 0:
+        raise ValueError("--service-cv must be positive")
+    at = f"{mean!r} min"
+    if shape == "exponential":
+        return Dist(dist="exponential", mean=at)
+    if shape == "fixed":
+        return Dist(dist="fixed", value=at)
+    if shape == "gamma":
+        return Dist(dist="gamma", mean=at, cv=cv)
+    assert cv is not None
+    sigma = math.sqrt(math.log1p(cv ** 2))  # a lognormal's cv^2 is exp(sigma^2) - 1
+    return Dist(dist="lognormal", median=f"{mean / math.exp(sigma ** 2 / 2)!r} min",
+                sigma=sigma)
+
+
+def service_cv(shape: str, cv: float | None) -> float:
+    return {"exponential": 1.0, "fixed": 0.0}.get(shape, cv or 0.0)
+
+
+class Draws:
+    """Samples of ``dist`` one at a time, drawn from numpy a block at a time (a stream's
+    sequence is the same either way)."""
+
+    def __init__(self, dist: Dist, rng: np.random.Generator, block: int = 1024) -> None:
+        self.dist, self.rng, self.block = dist, rng, block
+        self.left: list[float] = []
+
+    def __call__(self) -> float:
+        if not self.left:
+            self.left = self.dist.sample(self.rng, self.block).tolist()[::-1]
+        return self.left.pop()
 
 
 @dataclass
@@ -24,13 +71,16 @@ class StationStats:
 
 
 def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minutes: float,
-                    warmup: float, seed: int, replication: int) -> list[StationStats]:
-    """Poisson arrivals through each (servers, exponential service mean) in turn.
-    Statistics cover customers arriving at a station after ``warmup``."""
+                    warmup: float, seed: int, replication: int, shape: str = "exponential",
+                    cv: float | None = None) -> list[StationStats]:
+    """Poisson arrivals through each (servers, service mean) in turn, service times of
+    one shape (``service_dist``). Statistics cover customers arriving at a station after
+    ``warmup``."""
     env = simpy.Environment()
     streams = Streams(seed, replication)
     inter = streams("arrivals")
-    services = [streams(f"service-{i}") for i in range(len(stations))]
+    services = [Draws(service_dist(shape, mean, cv), streams(f"service-{i}"))
+                for i, (_, mean) in enumerate(stations)]
     res = [FastResource(env, c) for c, _ in stations]
     n = len(stations)
     waits: list[list[float]] = [[] for _ in range(n)]
@@ -45,13 +95,13 @@ def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minu
             last[i] = now
 
     def customer():
-        for i, (_, mean) in enumerate(stations):
+        for i in range(n):
             t = env.now
             mark(i)  # before the queue may grow
             req = res[i].acquire()
             if req is not None:
                 yield req
-            s = services[i].exponential(mean)
+            s = services[i]()
             if t >= warmup:
                 waits[i].append(env.now - t)
             start = env.now
@@ -81,23 +131,33 @@ def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minu
 
 
 def station_experiment(servers: int, arrival_rate: float, service_mean: float, hours: float,
-                       replications: int, seed: int, warmup_fraction: float = 0.2) -> dict:
-    """The ``ehc twin station`` experiment: M/M/c, R replications, 95% t interval."""
+                       replications: int, seed: int, warmup_fraction: float = 0.2,
+                       shape: str = "exponential", cv: float | None = None) -> dict:
+    """The ``ehc twin station`` experiment: M/G/c, R replications, 95% t interval, beside
+    the closed form (``mgc_wait``: exact for one server or exponential service)."""
     minutes = hours * 60
+    service_dist(shape, service_mean, cv)  # refused before any replication runs
     runs = [simulate_tandem([(servers, service_mean)], arrival_rate, minutes,
-                            warmup_fraction * minutes, seed, r)[0]
+                            warmup_fraction * minutes, seed, r, shape, cv)[0]
             for r in range(replications)]
     waits = [r.mean_wait for r in runs]
     # a replication where nobody who came after the warm-up reached service has no wait
     # to average (no arrivals, or a queue that grows past the horizon): none is reported,
     # not a wait of zero
     mean, lo, hi = (None, None, None) if np.isnan(waits).any() else t_interval(waits)
+    scv = service_cv(shape, cv)
+    theory = mgc_wait(servers, arrival_rate, service_mean, scv)
     return {
         "servers": servers, "arrival_rate": arrival_rate, "service_mean": service_mean,
+        "service": shape, "service_cv": scv,
         "hours": hours, "replications": replications, "seed": seed,
         "warmup_minutes": warmup_fraction * minutes,
         "mean_wait": mean, "ci_low": lo, "ci_high": hi,
         "utilisation": float(np.mean([r.utilisation for r in runs])),
         "mean_queue": float(np.mean([r.mean_queue for r in runs])),
         "customers": int(sum(r.customers for r in runs)),
+        "theory_wait": theory, "theory": mgc_reference(servers, scv),
+        "theory_within_ci": None if lo is None or hi is None or not math.isfinite(theory)
+        else bool(lo <= theory <= hi),
+        "erlang_c_wait": mmc_wait(servers, arrival_rate, service_mean),  # M/M/c, same mean
     }

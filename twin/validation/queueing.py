@@ -30,3 +30,20 @@ def jackson_tandem(arrival_rate: float, stations: list[tuple[int, float]]) -> li
     """Mean queue wait at each station of an open tandem of M/M/c stations (product form:
     each station behaves as an independent M/M/c fed at the external rate)."""
     return [mmc_wait(c, arrival_rate, mean) for c, mean in stations]
+
+
+def mgc_wait(servers: int, arrival_rate: float, service_mean: float,
+             service_cv: float) -> float:
+    """Mean time in queue of an M/G/c queue by Allen and Cunneen's approximation, Erlang
+    C's wait scaled by (1 + cv^2) / 2 (Poisson arrivals). Exact for one server (it is then
+    Pollaczek-Khinchine's formula) and for exponential service (cv 1: Erlang C)."""
+    return mmc_wait(servers, arrival_rate, service_mean) * (1 + service_cv ** 2) / 2
+
+
+def mgc_reference(servers: int, service_cv: float) -> str:
+    """Which closed form ``mgc_wait`` is at these parameters, and whether it is exact."""
+    if service_cv == 1:
+        return "Erlang C (exact)"
+    if servers == 1:
+        return "Pollaczek-Khinchine (exact)"
+    return "Allen-Cunneen (approximation)"
