@@ -57,7 +57,7 @@ def loadtest(
     """Start the stack, seed it, run Locust headless, gate on SLOs (exit 1 when broken)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .runner import LoadOptions, run_loadtest
+    from .runner import INTERRUPTED, LoadOptions, default_out, run_loadtest
     from .slo import Slo
 
     if shape == "demand" and demand_csv is None:
@@ -99,6 +99,7 @@ def loadtest(
     _store_or_exit(database_url)
     if out is not None:
         fresh_folder(out, force)
+    out = out or default_out()
     opts = LoadOptions(shape=shape, users=users, spawn_rate=spawn_rate, duration_s=duration,
                        server_workers=workers, processes=processes, servers=servers,
                        kill_one_after_s=kill_one_after, target=target,
@@ -114,6 +115,11 @@ def loadtest(
     except RuntimeError as exc:  # a stack or balancer that would not start
         errors.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        errors.print("[yellow]interrupted[/]: the servers are stopped; " + (
+            f"what the run had written is in {out} ({INTERRUPTED} says it is partial)"
+            if (out / INTERRUPTED).exists() else "the stack had not started: nothing kept"))
+        raise typer.Exit(130) from None
     for name in ("verify", "verify fused", "settle", "book"):
         v = summary["locust"].get(name)
         if v:

@@ -349,8 +349,15 @@ def _started(opts: LoadOptions, out: Path) -> Server:
         raise
 
 
+INTERRUPTED = "INTERRUPTED.txt"  # in a run's folder: it stopped before its end
+
+
+def default_out() -> Path:
+    return Path("results/loadtest") / time.strftime("%Y%m%d-%H%M%S")
+
+
 def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
-    out = opts.out or Path("results/loadtest") / time.strftime("%Y%m%d-%H%M%S")
+    out = opts.out or default_out()
     # a target that cannot be reached, or refuses the token, is refused before any folder
     remote = Remote(opts.target, opts.admin_token or "") if opts.target else None
     out.mkdir(parents=True, exist_ok=True)
@@ -371,6 +378,12 @@ def run_loadtest(opts: LoadOptions) -> tuple[int, dict]:
         records = [i for ids in records_by.values() for i in ids]
         settlements = settlement_check(server)
         bookings = booking_check(server, seed_path, out, opts.users)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what was written stays, marked
+        (out / INTERRUPTED).write_text(
+            "This run was stopped before its end (Ctrl-C or SIGTERM): the files here are "
+            "what it had written by then; no record check was made and no summary.json "
+            "written.\n")
+        raise
     finally:
         server_stats = server.stop()
     rows = locust_rows(out)

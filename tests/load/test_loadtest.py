@@ -186,7 +186,8 @@ def _in_session(sid: int) -> list[str]:
 
 def test_a_terminated_load_test_stops_its_servers_and_locust(tmp_path: Path) -> None:
     """SIGTERM to ``ehc loadtest`` alone (``kill``, ``timeout``, a CI job's end) stops it
-    as Ctrl-C does: its server and Locust went on as orphans, the server for good."""
+    as Ctrl-C does: its server and Locust went on as orphans, the server for good. Its
+    folder keeps what it had written, marked partial, and it says so (exit 130)."""
     import signal
 
     out = tmp_path / "run"
@@ -201,7 +202,10 @@ def test_a_terminated_load_test_stops_its_servers_and_locust(tmp_path: Path) -> 
             time.sleep(0.2)  # ehc, its server and Locust
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode != 0 and "Traceback" not in err, err[-2000:]
+        assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+        # what it had written stays, marked partial, and it says where
+        assert "interrupted" in err and str(out) in " ".join(err.split()), err[-2000:]
+        assert (out / "INTERRUPTED.txt").exists() and not (out / "summary.json").exists()
         deadline = time.monotonic() + 10
         while _in_session(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
