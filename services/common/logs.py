@@ -91,12 +91,16 @@ def logged_path(scope: dict) -> str:
     """The path as the access line writes it: a path parameter's value (a card's ID, a
     birth certificate's number) replaced by the parameter's name, so that no identifier
     reaches a log line. The fast path names its route's template (``route_path``); the
-    framework leaves the values it matched in ``path_params``."""
+    framework leaves the values it matched in ``path_params``; a path no route matched
+    is written up to its system and version (``/registry/v1/…``)."""
     template = scope.get("route_path")
     if template:
         return template
     path = scope.get("path", "")
-    params = scope.get("path_params")
+    if "path_params" not in scope:  # no route matched: a typo may hold anything
+        head = path.split("/")[:3]
+        return "/".join(head) + ("/…" if path.count("/") > 2 else "")
+    params = scope["path_params"]
     if not params:
         return path
     names = {str(value): name for name, value in params.items()}

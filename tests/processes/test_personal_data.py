@@ -10,6 +10,8 @@ import os
 from datetime import date
 from pathlib import Path
 
+import httpx
+
 from services import sdk
 from services.common.cards.idcard import make_resident_id
 from services.common.secrets_store import deployment_secret
@@ -48,6 +50,8 @@ def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> Non
         with contextlib.suppress(sdk.SdkError):  # a refused apply is logged too
             app.apply("01", people[0].id_number, "错误姓名")
         admin.sms_outbox(people[0].phone)  # a phone number in a query string
+        # an ID number in a path no route has (a client's mistake): a 404, not logged
+        assert httpx.get(f"{url}/registry/v1/people/{people[1].id_number}").status_code == 404
         cert = "L123456789"  # a newborn's registration and its ID number: an operator's
         admin.register_birth(cert, "小宝", "1", "2026-11-20", people[0].id_number)
         admin.issue_id_number(cert, make_resident_id("330106", date(2026, 11, 20), 7))
@@ -56,7 +60,7 @@ def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> Non
     text = log.read_text(encoding="utf-8", errors="replace")
     assert '"path":"/ehc/v1/qrcodes/verify"' in text  # the access log was written
     for template in ("/ehc/v1/cards/{card_id}/qrcode", "/ehc/v1/cards/{card_id}",
-                     "/registry/v1/births/{birth_cert_no}/id-number"):
+                     "/registry/v1/births/{birth_cert_no}/id-number", "/registry/v1/…"):
         assert f'"path":"{template}"' in text  # the fast path's route and the framework's
     for identifier in (cert, *card_ids):
         assert identifier not in text, f"{identifier!r} in the logs"
