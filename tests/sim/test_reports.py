@@ -13,7 +13,7 @@ import pytest
 from twin.report.notebooks import NOTEBOOKS, build_reports
 
 MIN_FIGURES = {"flow_comparison": 6, "province_rollout": 4, "loadtest_report": 1,
-               "network_usage": 3}
+               "network_usage": 3, "model_validation": 2}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

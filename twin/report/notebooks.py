@@ -16,6 +16,7 @@ NOTEBOOKS = {
     "province_rollout": "The province: the fused card across the 11 cities",
     "loadtest_report": "Load test: the QR verification hot path",
     "network_usage": "The network's own records: issuance, use, settlement and quality",
+    "model_validation": "The twin's engine against queueing theory",
 }
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +29,7 @@ SMALL = {  # parameters for a quick run (tests, a first look)
                          "sweep_daily_visits": 800, "workers": 1},
     "loadtest_report": {},
     "network_usage": {"store": "results/reports/network-usage-store", "visits": 200},
+    "model_validation": {"hours": 40.0, "replications": 4, "loads": [0.5, 0.8]},
 }
 
 
