@@ -348,6 +348,13 @@ def station(
         return
     for k, v in r.items():
         console.print(f"{k:>16}: {'n/a' if v is None else v}")
+    if r["theory_within_ci"] is not None:
+        console.print(
+            f"simulated mean wait {r['mean_wait']:.3f} min (95 % interval {r['ci_low']:.3f} "
+            f"to {r['ci_high']:.3f}); {r['theory']}: {r['theory_wait']:.3f} min, "
+            + ("inside the interval" if r["theory_within_ci"] else "[yellow]outside the "
+               "interval[/] (longer --hours or more --replications near rho 1; an "
+               "approximation has its own error)"), highlight=False)
     if r["mean_wait"] is None:
         errors.print(
             "[yellow]no mean wait[/]: in some replication nobody who arrived after the "

@@ -133,6 +133,14 @@ def test_station_cli_json_contract() -> None:
         assert key in r
     assert r["ci_low"] <= r["mean_wait"] <= r["ci_high"]
     assert r["theory"] == "Erlang C (exact)" and r["theory_wait"] == r["erlang_c_wait"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "twin.cli", "twin", "station", "--servers", "2",
+         "--arrival-rate", "1.2", "--service-mean", "1", "--hours", "40",
+         "--replications", "4", "--seed", "3"], capture_output=True, text=True, check=True)
+    verdict = " ".join(shown.stdout.split())  # the same runs, said in a sentence
+    assert f"simulated mean wait {r['mean_wait']:.3f} min" in verdict
+    assert f"Erlang C (exact): {r['theory_wait']:.3f} min, " + (
+        "inside" if r["theory_within_ci"] else "outside") + " the interval" in verdict
     assert r["customers"] > 4 * 40 * 60 * 1.2 * 0.7
 
 
