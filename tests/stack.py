@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -12,8 +13,20 @@ from services.sdk import RunningStack as LiveStack
 from services.sdk import start_in_thread as start_stack
 
 PG_ENV = "EHC_TEST_DATABASE_URL"
-__all__ = ["PG_ENV", "LiveStack", "backend_env", "drop_backend", "drop_schemas",
+__all__ = ["PG_ENV", "Kept", "LiveStack", "backend_env", "drop_backend", "drop_schemas",
            "kill_now", "make_test_settings", "start_stack"]
+
+
+class Kept(logging.Handler):
+    """The records of a logger, kept for a test to read (the stack's loggers do not
+    propagate to pytest's capture)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def backend_env(backend: str) -> dict[str, str]:

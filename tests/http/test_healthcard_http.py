@@ -18,6 +18,7 @@ from services.healthcard import qrcodes
 from services.healthcard.tables import code_uses
 from services.sdk import SdkError, TerminalClient, cst_now_text
 from tests.http.ehc_refusals import refused, usage_count
+from tests.stack import Kept
 
 
 @pytest.fixture
@@ -497,17 +498,6 @@ def test_nonces_and_spent_code_counts_are_swept(stack, world, card) -> None:
     assert kept_until == int(now) - 100 + hc.settings.signature_max_age_s + 60
 
 
-class _Kept(logging.Handler):
-    """The records a logger handed on (the stack's loggers do not propagate)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def test_input_a_store_cannot_hold_is_refused_on_both_backends(stack, world, card) -> None:
     """The longest name the models accept fits its column (4-byte characters too, on
     PostgreSQL, which enforces lengths), and a NUL character is refused with 422 before
@@ -526,7 +516,7 @@ def test_input_a_store_cannot_hold_is_refused_on_both_backends(stack, world, car
     assert info.value.status == 422 and "NUL" in info.value.message
     # in a query parameter, which no model checks: PostgreSQL refuses it (a 500 before,
     # found by the schema fuzz on PostgreSQL), SQLite keeps it as any other character
-    seen = _Kept()
+    seen = Kept()
     logging.getLogger("ehc.errors").addHandler(seen)
     try:
         answer = httpx.get(f"{stack.url}/ehc/v1/peer/bindings", params={"after": "\x00x"},

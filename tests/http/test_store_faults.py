@@ -18,7 +18,7 @@ import pytest
 
 from services.sdk import SdkError
 from tests.conftest import seeded_world
-from tests.stack import PG_ENV, free_port, make_test_settings, start_stack
+from tests.stack import PG_ENV, Kept, free_port, make_test_settings, start_stack
 
 TIMEOUT_S = 0.5
 
@@ -149,17 +149,6 @@ def test_a_load_test_on_a_store_it_cannot_build_leaves_nothing(tmp_path) -> None
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "InsufficientPrivilege" in lines[0], lines
     assert not out.exists()
-
-
-class Kept(logging.Handler):
-    """The records of a logger, kept for a test to read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 def test_postgres_hot_path_faults_answer_503_then_it_serves_again(
