@@ -19,13 +19,14 @@ def loadtest(
     ctx: typer.Context,
     shape: str = typer.Option("constant", help="constant, step, spike or demand"),
     users: int = typer.Option(20, min=1, help="users (the peak for step and spike)"),
-    spawn_rate: float = typer.Option(20.0, min=0.1),
+    spawn_rate: float = typer.Option(20.0, min=0.1, max=1e4),
     duration: int = typer.Option(30, min=1, help="seconds (constant, step, spike)"),
     workers: int = typer.Option(1, min=1, max=32, help="uvicorn worker processes"),
     servers: int = typer.Option(1, min=1, max=2, help="server processes: 2 runs them on one "
                                 "store behind HAProxy with deploy/haproxy.cfg"),
-    kill_one_after: float = typer.Option(0.0, min=0, help="with --servers 2: kill the first "
-                                         "server this many seconds into the run"),
+    kill_one_after: float = typer.Option(0.0, min=0, max=86_400,
+                                         help="with --servers 2: kill the first server "
+                                         "this many seconds into the run"),
     target: str | None = typer.Option(None, help="drive a running deployment at this URL "
                                       "(its balancer) instead of starting one"),
     admin_token: str | None = typer.Option(None, envvar="EHC_ADMIN_TOKEN",
@@ -35,21 +36,22 @@ def loadtest(
                                     help="run a Locust master and this many workers"),
     residents: int = typer.Option(200, min=10),
     bad_share: float = typer.Option(0.05, min=0, max=1, help="share of bad scans"),
-    rate_per_user: float = typer.Option(0.0, min=0,
+    rate_per_user: float = typer.Option(0.0, min=0, max=1e6,
                                         help="requests/s per user (constant throughput)"),
     demand_csv: Path | None = typer.Option(None, help="demand.csv of `ehc twin province`"),
     mix_: str = typer.Option("default", "--mix", help="users of each kind: default "
                              "(terminal 6, fused 3, settle 1, app 1, kiosk 1, retail 1), "
                              "demand (the demand curve's proportions; needs --demand-csv) or "
                              "terminal (plain scans only)"),
-    compress: float = typer.Option(60.0, min=1, help="simulated seconds per test second"),
-    scale: float = typer.Option(1.0, min=0, help="factor on the demand curve's rate"),
+    compress: float = typer.Option(60.0, min=1, max=1e6, help="simulated seconds per test second"),
+    scale: float = typer.Option(1.0, min=0, max=1e6, help="factor on the demand curve's rate"),
     database_url: str | None = typer.Option(None, envvar="EHC_LOADTEST_DATABASE_URL",
                                             help="PostgreSQL URL (default SQLite)"),
-    slo_p95_ms: float = typer.Option(200.0, help="verify p95 limit"),
-    slo_p99_ms: float = typer.Option(500.0, help="verify p99 limit"),
-    slo_max_failure_ratio: float = typer.Option(0.01, help="unexpected answers / requests"),
-    slo_min_rps: float = typer.Option(0.0, help="verify throughput floor"),
+    slo_p95_ms: float = typer.Option(200.0, min=0, max=3.6e6, help="verify p95 limit"),
+    slo_p99_ms: float = typer.Option(500.0, min=0, max=3.6e6, help="verify p99 limit"),
+    slo_max_failure_ratio: float = typer.Option(0.01, min=0, max=1,
+                                                help="unexpected answers / requests"),
+    slo_min_rps: float = typer.Option(0.0, min=0, max=1e7, help="verify throughput floor"),
     out: Path | None = typer.Option(None, help="default `results/loadtest/<timestamp>`"),
     force: bool = typer.Option(False, "--force", help="clear --out first when an earlier "
                                "run left files there (otherwise such a folder is refused)"),
@@ -166,11 +168,11 @@ def capacity(
                                "rates only)"),
     database_url: str | None = typer.Option(None, envvar="EHC_LOADTEST_DATABASE_URL",
                                             help="also measure on this PostgreSQL"),
-    slo_p95_ms: float = typer.Option(200.0),
-    slo_p99_ms: float = typer.Option(500.0),
+    slo_p95_ms: float = typer.Option(200.0, min=0, max=3.6e6),
+    slo_p99_ms: float = typer.Option(500.0, min=0, max=3.6e6),
     province_peaks: Path = typer.Option(Path("results/province/demand_peaks.json"),
                                         help="demand peaks of `ehc twin province`"),
-    headroom: float = typer.Option(2.0, min=1.0),
+    headroom: float = typer.Option(2.0, min=1.0, max=100),
     out: Path | None = typer.Option(None, help="default results/loadtest/capacity, "
                                     "replaced"),
     force: bool = typer.Option(False, "--force", help="clear --out first when an earlier "

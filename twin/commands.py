@@ -314,14 +314,17 @@ def compare(
 @app.command()
 def station(
     servers: int = typer.Option(..., min=1, help="c"),
-    arrival_rate: float = typer.Option(..., min=0, help="lambda, arrivals per minute"),
-    service_mean: float = typer.Option(..., min=1e-9, help="mean service, minutes"),
+    arrival_rate: float = typer.Option(..., min=0, max=1e6, help="lambda, arrivals per "
+                                       "minute"),
+    service_mean: float = typer.Option(..., min=1e-9, max=1e6, help="mean service, minutes"),
     service: str = typer.Option("exponential", help="service times' shape: exponential, "
                                 "fixed, gamma or lognormal (the model's own sampling)"),
-    service_cv: float = typer.Option(None, help="coefficient of variation of service "
+    service_cv: float = typer.Option(None, min=1e-3, max=10, help="coefficient of "
+                                     "variation of service "
                                      "(gamma and lognormal; the model's lognormal stations "
                                      "have about 0.4-0.55)"),
-    hours: float = typer.Option(100.0, min=0.1, help="simulated hours per replication"),
+    hours: float = typer.Option(100.0, min=0.1, max=1e5, help="simulated hours per "
+                                "replication"),
     replications: int = typer.Option(10, min=1),
     seed: int = typer.Option(1, min=0),
     warmup_fraction: float = typer.Option(0.2, min=0, max=0.9),
@@ -414,7 +417,8 @@ def province(
     force: bool = FORCE,
     keep_patients: bool = typer.Option(False, help="also write every patient of the "
                                        "scenario flow (patients.parquet; large)"),
-    demand_scale: float = typer.Option(1.0, min=0, help="scale of the demand CSV for Locust"),
+    demand_scale: float = typer.Option(1.0, min=0, max=1e6,
+                                       help="scale of the demand CSV for Locust"),
     lhs: int = typer.Option(0, min=0, max=1000, help="also run the month N more times over "
                             "a Latin hypercube of every registered assumption (one "
                             "replication each): the interval the province's figures carry "

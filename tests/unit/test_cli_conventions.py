@@ -157,3 +157,24 @@ def test_a_stack_a_command_starts_in_process_keeps_its_access_lines_to_itself(
     loud = subprocess.run(argv, env={**env, "EHC_LOG_LEVEL": "INFO"}, capture_output=True,
                           text=True, timeout=120)
     assert loud.returncode == 0 and "ehc.access" in loud.stdout + loud.stderr
+
+
+def test_an_infinite_or_undefined_number_is_refused_before_the_work(tmp_path) -> None:
+    """``inf`` passed every lower bound: an arrival rate of inf, or hours of inf, ran a
+    simulation that never ended; a coefficient of variation of inf was a traceback."""
+    station = ["twin", "station", "--servers", "1", "--arrival-rate", "0.5",
+               "--service-mean", "1"]
+    for args, option in (
+            ([*station[:4], "--arrival-rate", "inf", "--service-mean", "1"], "--arrival-rate"),
+            ([*station, "--hours", "inf"], "--hours"),
+            ([*station, "--service", "gamma", "--service-cv", "inf"], "--service-cv"),
+            ([*station, "--service", "gamma", "--service-cv", "nan"], "--service-cv"),
+            (["loadtest", "--spawn-rate", "inf", "--out", str(tmp_path / "a")], "--spawn-rate"),
+            (["loadtest", "--slo-max-failure-ratio", "nan", "--out", str(tmp_path / "b")],
+             "--slo-max-failure-ratio"),
+            (["loadtest", "capacity", "--headroom", "inf", "--out", str(tmp_path / "c")],
+             "--headroom")):
+        res = _ehc(*args)
+        assert res.returncode == 2, (args, res.stdout[-500:], res.stderr[-500:])
+        assert f"Invalid value for '{option}'" in res.stderr and "Traceback" not in res.stderr
+    assert not list(tmp_path.iterdir())

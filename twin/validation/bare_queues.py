@@ -29,8 +29,8 @@ def service_dist(shape: str, mean: float, cv: float | None = None) -> Dist:
     if (shape in ("gamma", "lognormal")) != (cv is not None):
         raise ValueError(f"--service-cv is needed by gamma and lognormal, not by {shape}"
                          if cv is not None else f"{shape} service needs --service-cv")
-    if cv is not None and cv <= 0:
-        raise ValueError("--service-cv must be positive")
+    if cv is not None and not 0 < cv < math.inf:
+        raise ValueError("--service-cv must be a positive number")
     at = f"{mean!r} min"
     if shape == "exponential":
         return Dist(dist="exponential", mean=at)
