@@ -54,7 +54,7 @@ def test_service_shapes_have_the_mean_and_spread_asked_for(shape: str, cv: float
 @pytest.mark.parametrize(("shape", "cv", "says"), [
     ("lognormal", None, "lognormal service needs --service-cv"),
     ("fixed", 0.3, "not by fixed"), ("weibull", None, "service shape is one of"),
-    ("gamma", -1.0, "positive")])
+    ("gamma", -1.0, "greater than or equal to")])
 def test_station_refuses_a_shape_it_cannot_draw(shape: str, cv: float | None,
                                                 says: str) -> None:
     args = ["--service", shape] + ([] if cv is None else ["--service-cv", str(cv)])

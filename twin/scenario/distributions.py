@@ -22,7 +22,7 @@ class Dist(BaseModel):
     interpolation of the inverse CDF: a measured median and IQR are met exactly, however
     skewed)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dist: Literal["fixed", "exponential", "lognormal", "triangular", "uniform", "gamma",
                   "quantiles"]

@@ -55,7 +55,8 @@ ClockTime = Annotated[float, BeforeValidator(clock_minutes)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # a number with no end (``.inf``, ``.nan`` in YAML) is refused, not simulated for ever
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def D(dist: str, source: str, **params: Any) -> Any:

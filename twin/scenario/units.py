@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _SECONDS = ("s", "sec", "secs", "second", "seconds")
@@ -29,7 +30,10 @@ def _split(text: object, what: str) -> tuple[float, str]:
     if not m:
         raise UnitError(f"{what}: cannot read {text!r} as '<number> <unit>'")
     unit = re.sub(r"^per\s+", "/", m.group(2)).replace(" ", "").lower()
-    return float(m.group(1)), unit
+    value = float(m.group(1))
+    if not math.isfinite(value):  # '1e400 min' reads as infinity
+        raise UnitError(f"{what}: {text!r} is too large a number")
+    return value, unit
 
 
 def minutes(text: object) -> float:
