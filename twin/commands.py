@@ -333,7 +333,9 @@ def station(
     """One M/G/c station in steady state, beside queueing theory: Erlang C (exponential
     service), Pollaczek-Khinchine (one server, any shape), Allen-Cunneen's approximation
     (several servers, other shapes)."""
+    from twin.validation.bare_queues import service_cv as cv_of
     from twin.validation.bare_queues import service_dist, station_experiment
+    from twin.validation.queueing import relaxation_time
 
     try:
         service_dist(service, service_mean, service_cv)
@@ -343,6 +345,16 @@ def station(
         errors.print(
             f"[yellow]warning[/]: rho = {arrival_rate * service_mean / servers:.3f} >= 1, "
             "the queue grows without bound", style="yellow")
+    else:
+        settle_h = relaxation_time(servers, arrival_rate, service_mean,
+                                   cv_of(service, service_cv)) / 60
+        if hours * (1 - warmup_fraction) < 10 * settle_h:
+            errors.print(
+                f"[yellow]warning[/]: at rho {arrival_rate * service_mean / servers:.4g} the "
+                f"queue forgets its start over about {settle_h:,.3g} h (Morse's relaxation "
+                f"time); {hours:g} h a replication after a {warmup_fraction:.0%} warm-up is "
+                "less than ten of those, so the waits may be far from the steady state: "
+                "give --hours more", highlight=False)
     r = station_experiment(servers, arrival_rate, service_mean, hours, replications, seed,
                            warmup_fraction, service, service_cv)
     if as_json:  # strict JSON: an unbounded closed-form wait (rho >= 1) is null

@@ -17,7 +17,14 @@ from twin.validation.bare_queues import (
     simulate_tandem,
     station_experiment,
 )
-from twin.validation.queueing import erlang_c, jackson_tandem, mgc_reference, mgc_wait, mmc_wait
+from twin.validation.queueing import (
+    erlang_c,
+    jackson_tandem,
+    mgc_reference,
+    mgc_wait,
+    mmc_wait,
+    relaxation_time,
+)
 
 
 def test_erlang_c_closed_form_known_values() -> None:
@@ -63,6 +70,24 @@ def test_station_refuses_a_shape_it_cannot_draw(shape: str, cv: float | None,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert says in " ".join(res.stderr.split()), res.stderr
+
+
+def test_a_run_too_short_for_its_load_is_warned_of() -> None:
+    """Near rho 1 a queue forgets its start slowly (Morse: 1 / (mu (1 - sqrt rho)^2), four
+    mean services at rho 0.25): a run of fewer than ten such times is said to be short."""
+    assert relaxation_time(1, 0.25, 1.0) == pytest.approx(4.0)
+    assert relaxation_time(1, 0.25, 1.0, 0.0) == pytest.approx(2.0)  # fixed service
+    assert relaxation_time(2, 2.0, 1.0) == float("inf")
+
+    def warned(rate: str) -> str:
+        res = subprocess.run([sys.executable, "-m", "twin.cli", "twin", "station",
+                              "--servers", "2", "--arrival-rate", rate, "--service-mean", "2",
+                              "--hours", "20", "--replications", "2", "--json"],
+                             capture_output=True, text=True, timeout=120, check=True)
+        json.loads(res.stdout)  # the JSON stays clean: the warning is on stderr
+        return " ".join(res.stderr.split())
+    assert "forgets its start over about" in warned("0.99")
+    assert "forgets its start" not in warned("0.5")
 
 
 @pytest.mark.slow

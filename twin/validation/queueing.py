@@ -47,3 +47,15 @@ def mgc_reference(servers: int, service_cv: float) -> str:
     if servers == 1:
         return "Pollaczek-Khinchine (exact)"
     return "Allen-Cunneen (approximation)"
+
+
+def relaxation_time(servers: int, arrival_rate: float, service_mean: float,
+                    service_cv: float = 1.0) -> float:
+    """How long a queue takes to forget its start, by Morse's estimate for M/M/1,
+    1 / (mu (1 - sqrt(rho))^2), with the c servers' rate for mu and scaled by
+    (1 + cv^2) / 2 as the wait is: a run much shorter than this reports its start, not the
+    steady state. Infinite when unstable."""
+    rho = arrival_rate * service_mean / servers
+    if rho >= 1:
+        return float("inf")
+    return service_mean / servers / (1 - rho ** 0.5) ** 2 * (1 + service_cv ** 2) / 2
