@@ -13,17 +13,20 @@ import pytest
 from twin.model.streams import Streams
 from twin.validation.bare_queues import (
     Draws,
+    infinite_server_counts,
     service_dist,
     simulate_tandem,
     station_experiment,
 )
 from twin.validation.queueing import (
     erlang_c,
+    infinite_server_mean,
     jackson_tandem,
     mgc_reference,
     mgc_wait,
     mmc_wait,
     relaxation_time,
+    survival,
 )
 
 
@@ -238,3 +241,29 @@ def test_a_station_nobody_reaches_reports_no_wait_not_zero() -> None:
     assert shown["mean_wait"] is None and shown["erlang_c_wait"] is None
     assert shown["theory_wait"] is None and shown["theory_within_ci"] is None
     assert "rho = 5.000" in res.stderr
+
+
+@pytest.mark.parametrize("name", ["consult_first", "registration_window", "lab_turnaround",
+                                  "walk", "checkin_scan"])
+def test_a_day_of_arrivals_matches_the_infinite_server_queue(name: str) -> None:
+    """The model's own day of arrivals (its hourly profile, thinned) and service times
+    (quantiles, lognormal, gamma, triangular, uniform) into servers without limit: the
+    number present every ten minutes is Poisson with mean m(t), the arrivals' rate
+    integrated against the service's survival (Eick, Massey and Whitt 1993). The mean of
+    200 days within 4.5 standard errors everywhere, the variance about the mean."""
+    from twin.model.arrivals import rate_function
+    from twin.scenario.schema import Day, Times
+
+    day, dist = Day(), getattr(Times(), name)
+    at = np.arange(485.0, 1080.0, 10.0)
+    reps, daily = 200, 12000
+    counts = infinite_server_counts(day.hourly_profile, day.arrivals_from, day.arrivals_until,
+                                    daily, dist, at, seed=3, replications=reps)
+    rate, _, _ = rate_function(day.hourly_profile, day.arrivals_from, day.arrivals_until,
+                               daily)
+    m = infinite_server_mean(rate, survival(dist), day.arrivals_from, day.arrivals_until, at)
+    z = (counts.mean(axis=0) - m) / np.sqrt(np.maximum(m, 1e-9) / reps)
+    assert np.abs(z).max() < 4.5, (name, np.round(z, 2), np.round(m, 1))
+    peak = int(np.argmax(m))
+    assert 0.75 < counts[:, peak].var(ddof=1) / counts[:, peak].mean() < 1.3
+    assert m[0] > 0 and m[-1] < m[peak]  # the day fills and empties

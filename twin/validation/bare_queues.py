@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from twin.model.arrivals import nspp_arrivals
 from twin.model.resources import FastResource
 from twin.model.streams import Streams
 from twin.results.stats import t_interval
@@ -161,3 +162,18 @@ def station_experiment(servers: int, arrival_rate: float, service_mean: float, h
         else bool(lo <= theory <= hi),
         "erlang_c_wait": mmc_wait(servers, arrival_rate, service_mean),  # M/M/c, same mean
     }
+
+
+def infinite_server_counts(profile: dict[int, float], start: float, end: float,
+                           daily: float, service: Dist, at: np.ndarray, seed: int,
+                           replications: int) -> np.ndarray:
+    """The number in an M_t/G/infinity system at the times ``at``, one row a replication:
+    the model's own day of arrivals (``nspp_arrivals``: an hourly profile, ``daily`` of
+    them between ``start`` and ``end``) and its own service draws, nobody waiting."""
+    rows = []
+    for r in range(replications):
+        streams = Streams(seed, r)
+        arrive = nspp_arrivals(streams("arrivals"), profile, start, end, daily)
+        leave = arrive + service.sample(streams("service-0"), len(arrive))
+        rows.append([int(np.sum((arrive <= t) & (leave > t))) for t in at])
+    return np.array(rows)
