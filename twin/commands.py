@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
@@ -885,15 +886,25 @@ def report(
     only: list[str] | None = typer.Option(None, help="only these notebooks"),
 ) -> None:
     """Execute the analyst notebooks (papermill) and render them to HTML with an index."""
-    from twin.report.notebooks import NOTEBOOKS, build_reports
+    from twin.report.notebooks import NOTEBOOKS, ReportFailed, build_reports
 
     unknown = set(only or []) - set(NOTEBOOKS)
     if unknown:
         errors.print(f"[red]unknown notebooks: {sorted(unknown)}; known: {list(NOTEBOOKS)}[/]")
         raise typer.Exit(2)
     out = _out_dir(out, Path("results") / "reports", force)
-    done = build_reports(out, small=small, only=only,
-                         progress=lambda n: console.print(f"executing {n}.ipynb ..."))
+    try:
+        done = build_reports(out, small=small, only=only,
+                             progress=lambda n: console.print(f"executing {n}.ipynb ..."))
+    except ReportFailed as exc:
+        errors.print(f"[red]report failed[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        finished = ", ".join(sorted(p.stem for p in out.glob("*.html")
+                                    if p.name != "index.html")) or "none"
+        errors.print(f"[yellow]interrupted[/]: the finished reports ({finished}) are "
+                     f"linked from {out / 'index.html'}", highlight=False)
+        raise typer.Exit(130) from None
     console.print(f"wrote {len(done)} reports and index.html to {out}")
 
 

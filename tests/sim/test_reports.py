@@ -109,3 +109,64 @@ def test_notebook_kernels_listen_on_private_sockets_not_tcp(tmp_path: Path) -> N
     printed = nbformat.read(tmp_path / "done.ipynb", as_version=4).cells[0].outputs[0].text
     assert printed.split() == ["ipc", str(sockets / "kernel")]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("kernel")]
+
+
+def test_a_report_that_fails_says_which_and_where(tmp_path: Path) -> None:
+    """A cell that raises stops the run with the notebook, the cell and the error, and the
+    notebook as executed is kept to read; the index links what finished before it."""
+    from twin.report.notebooks import ReportFailed
+
+    with pytest.raises(ReportFailed, match=r"model_validation.ipynb failed in cell \d+: "
+                       r"TypeError: .*model_validation.ipynb\)"):
+        build_reports(tmp_path, small=True, only=["model_validation"],
+                      overrides={"model_validation": {"loads": ["high"]}})
+    assert (tmp_path / "model_validation.ipynb").exists()
+    assert (tmp_path / "index.html").exists()
+    assert not (tmp_path / "model_validation.html").exists()
+
+
+def test_a_report_stopped_midway_keeps_what_finished(tmp_path: Path) -> None:
+    """SIGTERM (or Ctrl-C) while a notebook runs: exit 130 in one line, no traceback from
+    the kernel whose sockets close, the half-executed notebook removed, no kernel left."""
+    import os
+    import signal
+    import sys
+    import time
+
+    out = tmp_path / "reports"
+    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "report", "--only",
+                             "model_validation", "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "model_validation.ipynb").exists():  # its kernel is at work
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err[-2000:]
+        assert "interrupted" in err and "Traceback" not in err, err[-2000:]
+        assert not (out / "model_validation.ipynb").exists()
+        time.sleep(1)
+        ps = subprocess.run(["ps", "-eo", "sid="], capture_output=True, text=True).stdout
+        assert str(proc.pid) not in ps.split(), "a kernel outlived its report"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_the_report_command_says_a_failure_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from twin.cli import app
+    from twin.report import notebooks
+
+    def failing(*args, **kwargs):
+        raise notebooks.ReportFailed("x.ipynb failed in cell 3: ValueError: no [data]")
+
+    monkeypatch.setattr(notebooks, "build_reports", failing)
+    res = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1, res.output
+    assert "report failed: x.ipynb failed in cell 3: ValueError: no [data]" in " ".join(
+        res.output.split())

@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 NOTEBOOKS = {
     "flow_comparison": "One hospital: traditional against the online fused-card flow",
@@ -64,10 +64,17 @@ def write_index(out: Path, done: dict[str, Path]) -> Path:
     return index
 
 
-def local_kernels(sockets: Path) -> type:
+class ReportFailed(Exception):
+    """A notebook whose cell raised: which, the error, and where the notebook as executed
+    (with the error in it) is."""
+
+
+def local_kernels(sockets: Path, log: IO[bytes] | None = None) -> type:
     """A kernel manager whose kernels talk over Unix sockets in ``sockets`` (a private
     temporary folder), not TCP ports on 127.0.0.1 that any local user may reach; the
-    kernel said so on every report, as a warning about eavesdropping."""
+    kernel said so on every report, as a warning about eavesdropping. With ``log``, the
+    kernels' own stderr goes there, not to the terminal (a kernel stopped with its
+    report printed a traceback about its closed sockets)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class LocalKernels(AsyncKernelManager):
@@ -76,30 +83,51 @@ def local_kernels(sockets: Path) -> type:
             self.transport = "ipc"
             self.ip = str(sockets / "kernel")  # its sockets are kernel-<port> there
 
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            if log is not None:
+                kw["stderr"] = log
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
     return LocalKernels
 
 
 def build_reports(out: Path = Path("results/reports"), *, small: bool = False,
                   only: list[str] | None = None, overrides: dict[str, dict] | None = None,
                   progress: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Each notebook executed into ``out`` and rendered; the index links those finished.
+    A notebook whose cell raises stops the run (``ReportFailed``); one stopped by Ctrl-C
+    or SIGTERM is removed, half executed, and the index links the reports before it."""
     import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
 
     out = out if out.is_absolute() else ROOT / out
     out.mkdir(parents=True, exist_ok=True)
-    done = {}
-    with tempfile.TemporaryDirectory(prefix="ehc-kernels-") as sockets:
-        kernels = local_kernels(Path(sockets))
-        for name in only or list(NOTEBOOKS):
-            params = dict(SMALL[name]) if small else {}
-            params["figures_dir"] = str(out / "figures" / name)
-            params.update((overrides or {}).get(name, {}))
-            executed = out / f"{name}.ipynb"
-            if progress:
-                progress(name)
-            pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(executed),
-                                parameters=params, cwd=str(ROOT), kernel_name="python3",
-                                progress_bar=False,
-                                kernel_manager_class=kernels)
-            done[name] = render_html(executed, out / f"{name}.html")
-    write_index(out, done)
+    done: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(prefix="ehc-kernels-") as sockets, \
+            (Path(sockets) / "kernels.log").open("wb") as kernel_log:
+        kernels = local_kernels(Path(sockets), kernel_log)
+        try:
+            for name in only or list(NOTEBOOKS):
+                params = dict(SMALL[name]) if small else {}
+                params["figures_dir"] = str(out / "figures" / name)
+                params.update((overrides or {}).get(name, {}))
+                executed = out / f"{name}.ipynb"
+                if progress:
+                    progress(name)
+                try:
+                    pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"),
+                                        str(executed), parameters=params, cwd=str(ROOT),
+                                        kernel_name="python3", progress_bar=False,
+                                        kernel_manager_class=kernels)
+                except PapermillExecutionError as exc:
+                    raise ReportFailed(
+                        f"{name}.ipynb failed in cell {exc.exec_count}: {exc.ename}: "
+                        f"{exc.evalue} (the notebook as executed, with the error: "
+                        f"{executed})") from None
+                except KeyboardInterrupt:
+                    executed.unlink(missing_ok=True)  # half executed: no report
+                    raise
+                done[name] = render_html(executed, out / f"{name}.html")
+        finally:
+            write_index(out, done)
     return done
