@@ -5,6 +5,7 @@ and an index page linking them."""
 from __future__ import annotations
 
 import html
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -103,6 +104,7 @@ def build_reports(out: Path = Path("results/reports"), *, small: bool = False,
     out = out if out.is_absolute() else ROOT / out
     out.mkdir(parents=True, exist_ok=True)
     done: dict[str, Path] = {}
+    cells_bar = sys.stderr.isatty()  # a person watching: each notebook's cells as a bar
     with tempfile.TemporaryDirectory(prefix="ehc-kernels-") as sockets, \
             (Path(sockets) / "kernels.log").open("wb") as kernel_log:
         kernels = local_kernels(Path(sockets), kernel_log)
@@ -117,7 +119,8 @@ def build_reports(out: Path = Path("results/reports"), *, small: bool = False,
                 try:
                     pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"),
                                         str(executed), parameters=params, cwd=str(ROOT),
-                                        kernel_name="python3", progress_bar=False,
+                                        kernel_name="python3",
+                                        progress_bar=progress is not None and cells_bar,
                                         kernel_manager_class=kernels)
                 except PapermillExecutionError as exc:
                     raise ReportFailed(
