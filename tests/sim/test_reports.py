@@ -170,3 +170,17 @@ def test_the_report_command_says_a_failure_in_one_line(tmp_path: Path, monkeypat
     assert res.exit_code == 1, res.output
     assert "report failed: x.ipynb failed in cell 3: ValueError: no [data]" in " ".join(
         res.output.split())
+
+
+def test_a_kernel_that_dies_is_a_failed_report(tmp_path: Path, monkeypatch) -> None:
+    from twin.report import notebooks
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os\nos._exit(3)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                 "display_name": "Python 3"}
+    nbformat.write(nb, tmp_path / "notebooks" / "model_validation.ipynb")
+    monkeypatch.setattr(notebooks, "ROOT", tmp_path)
+    with pytest.raises(notebooks.ReportFailed, match="model_validation.ipynb: its kernel died"):
+        notebooks.build_reports(tmp_path / "out", only=["model_validation"])

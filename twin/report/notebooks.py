@@ -99,6 +99,7 @@ def build_reports(out: Path = Path("results/reports"), *, small: bool = False,
     A notebook whose cell raises stops the run (``ReportFailed``); one stopped by Ctrl-C
     or SIGTERM is removed, half executed, and the index links the reports before it."""
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     out = out if out.is_absolute() else ROOT / out
@@ -127,6 +128,8 @@ def build_reports(out: Path = Path("results/reports"), *, small: bool = False,
                         f"{name}.ipynb failed in cell {exc.exec_count}: {exc.ename}: "
                         f"{exc.evalue} (the notebook as executed, with the error: "
                         f"{executed})") from None
+                except DeadKernelError as exc:  # killed, out of memory
+                    raise ReportFailed(f"{name}.ipynb: its kernel died ({exc})") from None
                 except KeyboardInterrupt:
                     executed.unlink(missing_ok=True)  # half executed: no report
                     raise
