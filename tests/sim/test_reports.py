@@ -182,5 +182,5 @@ def test_a_kernel_that_dies_is_a_failed_report(tmp_path: Path, monkeypatch) -> N
                                  "display_name": "Python 3"}
     nbformat.write(nb, tmp_path / "notebooks" / "model_validation.ipynb")
     monkeypatch.setattr(notebooks, "ROOT", tmp_path)
-    with pytest.raises(notebooks.ReportFailed, match="model_validation.ipynb: its kernel died"):
+    with pytest.raises(notebooks.ReportFailed, match=r"model_validation\.ipynb: its kernel died"):
         notebooks.build_reports(tmp_path / "out", only=["model_validation"])
