@@ -329,6 +329,10 @@ def station(
     replications: int = typer.Option(10, min=1),
     seed: int = typer.Option(1, min=0),
     warmup_fraction: float = typer.Option(0.2, min=0, max=0.9),
+    line: bool = typer.Option(False, "--line", help="on the model's computed first-come "
+                              "line (FifoLine: its windows, kiosks and pharmacy) instead "
+                              "of its simulated queue (FastResource): the same arrivals "
+                              "and services give the same waits"),
     as_json: bool = typer.Option(False, "--json", help="print JSON only"),
 ) -> None:
     """One M/G/c station in steady state, beside queueing theory: Erlang C (exponential
@@ -357,7 +361,7 @@ def station(
                 "less than ten of those, so the waits may be far from the steady state: "
                 "give --hours more", highlight=False)
     r = station_experiment(servers, arrival_rate, service_mean, hours, replications, seed,
-                           warmup_fraction, service, service_cv)
+                           warmup_fraction, service, service_cv, line)
     if as_json:  # strict JSON: an unbounded closed-form wait (rho >= 1) is null
         print(json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
                           for k, v in r.items()}, allow_nan=False))

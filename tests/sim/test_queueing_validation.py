@@ -15,6 +15,7 @@ from twin.validation.bare_queues import (
     Draws,
     infinite_server_counts,
     service_dist,
+    simulate_line,
     simulate_tandem,
     station_experiment,
 )
@@ -75,6 +76,25 @@ def test_station_refuses_a_shape_it_cannot_draw(shape: str, cv: float | None,
     assert says in " ".join(res.stderr.split()), res.stderr
 
 
+@pytest.mark.parametrize(("servers", "rate", "mean", "shape", "cv"), [
+    (1, 0.8, 1.0, "exponential", None), (3, 2.4, 1.0, "fixed", None),
+    (4, 1.7, 2.0, "lognormal", 0.5), (2, 1.9, 1.0, "gamma", 2.0), (2, 3.0, 1.0, "exponential",
+                                                                  None)])
+def test_the_computed_line_waits_as_the_simulated_queue(servers: int, rate: float,
+                                                        mean: float, shape: str,
+                                                        cv: float | None) -> None:
+    """The model's windows, kiosks and pharmacy compute their waits (``FifoLine``,
+    Lindley's recursion) instead of simulating the queue (``FastResource``, which the
+    theory tests hold): on the same arrivals and services both give every statistic
+    alike, overloaded too (rho 1.5, the last case)."""
+    queue = simulate_tandem([(servers, mean)], rate, 6000, 1200, 7, 0, shape, cv)[0]
+    line = simulate_line(servers, mean, rate, 6000, 1200, 7, 0, shape, cv)
+    assert line.customers == queue.customers > 0
+    for got, want in ((line.mean_wait, queue.mean_wait), (line.utilisation,
+                      queue.utilisation), (line.mean_queue, queue.mean_queue)):
+        assert got == pytest.approx(want, rel=1e-9)
+
+
 def test_a_run_too_short_for_its_load_is_warned_of() -> None:
     """Near rho 1 a queue forgets its start slowly (Morse: 1 / (mu (1 - sqrt rho)^2), four
     mean services at rho 0.25): a run of fewer than ten such times is said to be short."""
@@ -108,6 +128,9 @@ def test_mgc_matches_pollaczek_khinchine_and_allen_cunneen(
     lam = rho * servers / service_mean
     r = station_experiment(servers, lam, service_mean, 400, 8, seed=11, shape=shape, cv=cv)
     assert r["mean_wait"] == pytest.approx(r["theory_wait"], rel=tolerance), r
+    line = station_experiment(servers, lam, service_mean, 400, 8, seed=11, shape=shape, cv=cv,
+                              line=True)  # the model's computed line: the same waits
+    assert line["mean_wait"] == pytest.approx(r["mean_wait"], rel=1e-9)
     assert r["utilisation"] == pytest.approx(rho, rel=0.02)
     assert r["mean_queue"] == pytest.approx(lam * r["mean_wait"], rel=0.03)
 

@@ -13,7 +13,7 @@ import numpy as np
 import simpy
 
 from twin.model.arrivals import nspp_arrivals
-from twin.model.resources import FastResource
+from twin.model.resources import FastResource, FifoLine
 from twin.model.streams import Streams
 from twin.results.stats import t_interval
 from twin.scenario.distributions import Dist
@@ -131,15 +131,53 @@ def simulate_tandem(stations: list[tuple[int, float]], arrival_rate: float, minu
     return out
 
 
+def simulate_line(servers: int, service_mean: float, arrival_rate: float, minutes: float,
+                  warmup: float, seed: int, replication: int, shape: str = "exponential",
+                  cv: float | None = None) -> StationStats:
+    """One station on the model's computed first-come, first-served line (``FifoLine``,
+    Lindley's recursion, no events: what its windows, kiosks and pharmacy run on), fed the
+    arrivals and service times ``simulate_tandem`` draws for its first station, with the
+    same statistics: so the line is held to the same theory, and to the simulated queue
+    wait for wait."""
+    streams = Streams(seed, replication)
+    inter = streams("arrivals")
+    draw = Draws(service_dist(shape, service_mean, cv), streams("service-0"))
+    line = FifoLine(simpy.Environment(), servers)
+    waits: list[float] = []
+    busy = area = 0.0
+    t = 0.0
+    while arrival_rate > 0:
+        t += inter.exponential(1.0 / arrival_rate)
+        if t >= minutes:
+            break
+        service = draw()  # in arrival order: the order the queue's customers start in
+        start = line.assign(t, service)
+        area += max(0.0, min(start, minutes) - max(t, warmup))  # waiting, after warm-up
+        if start >= minutes:
+            continue  # still waiting at the end
+        if t >= warmup:
+            waits.append(start - t)
+        if warmup < start + service < minutes:  # finished within the run
+            busy += start + service - max(start, warmup)
+    span = minutes - warmup
+    return StationStats(float(np.mean(waits)) if waits else float("nan"),
+                        busy / (servers * span), area / span, len(waits))
+
+
 def station_experiment(servers: int, arrival_rate: float, service_mean: float, hours: float,
                        replications: int, seed: int, warmup_fraction: float = 0.2,
-                       shape: str = "exponential", cv: float | None = None) -> dict:
+                       shape: str = "exponential", cv: float | None = None,
+                       line: bool = False) -> dict:
     """The ``ehc twin station`` experiment: M/G/c, R replications, 95% t interval, beside
-    the closed form (``mgc_wait``: exact for one server or exponential service)."""
+    the closed form (``mgc_wait``: exact for one server or exponential service); on the
+    simulated queue (``FastResource``) or, with ``line``, the computed one (``FifoLine``)."""
     minutes = hours * 60
     service_dist(shape, service_mean, cv)  # refused before any replication runs
-    runs = [simulate_tandem([(servers, service_mean)], arrival_rate, minutes,
-                            warmup_fraction * minutes, seed, r, shape, cv)[0]
+    warmup = warmup_fraction * minutes
+    runs = [simulate_line(servers, service_mean, arrival_rate, minutes, warmup, seed, r,
+                          shape, cv) if line else
+            simulate_tandem([(servers, service_mean)], arrival_rate, minutes, warmup, seed,
+                            r, shape, cv)[0]
             for r in range(replications)]
     waits = [r.mean_wait for r in runs]
     # a replication where nobody who came after the warm-up reached service has no wait
@@ -151,6 +189,7 @@ def station_experiment(servers: int, arrival_rate: float, service_mean: float, h
     return {
         "servers": servers, "arrival_rate": arrival_rate, "service_mean": service_mean,
         "service": shape, "service_cv": scv,
+        "resource": "FifoLine" if line else "FastResource",
         "hours": hours, "replications": replications, "seed": seed,
         "warmup_minutes": warmup_fraction * minutes,
         "mean_wait": mean, "ci_low": lo, "ci_high": hi,
