@@ -88,24 +88,19 @@ server_stats = ServerStats()
 
 
 def logged_path(scope: dict) -> str:
-    """The path as the access line writes it: a path parameter's value (a card's ID, a
-    birth certificate's number) replaced by the parameter's name, so that no identifier
-    reaches a log line. The fast path names its route's template (``route_path``); the
-    framework leaves the values it matched in ``path_params``; a path no route matched
-    is written up to its system and version (``/registry/v1/…``)."""
-    template = scope.get("route_path")
+    """The path as the access line writes it: the matched route's template, not its
+    parameters' values (a card's ID, a birth certificate's number), so that no
+    identifier reaches a log line. The fast path names its route (``route_path``), the
+    framework leaves the route it matched in ``route`` (a plain route without parameters,
+    such as the API's documents, is its path); a path no route matched is written up to
+    its system and version (``/registry/v1/…``: a typo may hold anything)."""
+    template = scope.get("route_path") or getattr(scope.get("route"), "path_format", None)
     if template:
         return template
     path = scope.get("path", "")
-    if "path_params" not in scope:  # no route matched: a typo may hold anything
-        head = path.split("/")[:3]
-        return "/".join(head) + ("/…" if path.count("/") > 2 else "")
-    params = scope["path_params"]
-    if not params:
+    if "path_params" in scope and not scope["path_params"]:  # a route without parameters
         return path
-    names = {str(value): name for name, value in params.items()}
-    return "/".join(f"{{{names[part]}}}" if part in names else part
-                    for part in path.split("/"))
+    return "/".join(path.split("/")[:3]) + ("/…" if path.count("/") > 2 else "")
 
 
 class RequestIdMiddleware:

@@ -71,3 +71,23 @@ def test_planted_identities_never_appear_in_logs_or_files(tmp_path: Path) -> Non
             assert secret not in text, f"{secret!r} in the logs"
             for blob in blobs:
                 assert secret.encode() not in blob, f"{secret!r} in a database file"
+
+
+def test_the_access_line_writes_templates_not_values() -> None:
+    """A value equal to a literal segment ('v1') is not mistaken for it: the template
+    comes from the route that matched; a route without parameters is its path; a path
+    no route matched stops at its system and version."""
+    from fastapi.routing import APIRoute
+
+    from services.common.logs import logged_path
+
+    card = APIRoute("/ehc/v1/cards/{card_id}", lambda card_id: card_id)
+    assert logged_path({"path": "/ehc/v1/cards/v1", "route": card,
+                        "path_params": {"card_id": "v1"}}) == "/ehc/v1/cards/{card_id}"
+    assert logged_path({"path": "/ehc/v1/cards/ABC/qrcode",
+                        "route_path": "/ehc/v1/cards/{card_id}/qrcode"}) == \
+        "/ehc/v1/cards/{card_id}/qrcode"
+    assert logged_path({"path": "/openapi.json", "path_params": {}}) == "/openapi.json"
+    assert logged_path({"path": "/registry/v1/people/330106200611200074"}) == \
+        "/registry/v1/…"
+    assert logged_path({"path": "/nowhere"}) == "/nowhere"
