@@ -27,7 +27,6 @@ from twin.validation.queueing import (
     mgc_wait,
     mmc_wait,
     relaxation_time,
-    survival,
 )
 
 
@@ -284,7 +283,7 @@ def test_a_day_of_arrivals_matches_the_infinite_server_queue(name: str) -> None:
                                     daily, dist, at, seed=3, replications=reps)
     rate, _, _ = rate_function(day.hourly_profile, day.arrivals_from, day.arrivals_until,
                                daily)
-    m = infinite_server_mean(rate, survival(dist), day.arrivals_from, day.arrivals_until, at)
+    m = infinite_server_mean(rate, dist.survival, day.arrivals_from, day.arrivals_until, at)
     z = (counts.mean(axis=0) - m) / np.sqrt(np.maximum(m, 1e-9) / reps)
     assert np.abs(z).max() < 4.5, (name, np.round(z, 2), np.round(m, 1))
     peak = int(np.argmax(m))

@@ -94,6 +94,28 @@ class Dist(BaseModel):
                        for (q0, v0), (q1, v1) in pairwise(self._points()))
         return (p("low") + p("high")) / 2
 
+    def survival(self, x: np.ndarray) -> np.ndarray:
+        """P(S > x), from the parameters (SciPy's closed forms; the quantiles'
+        piecewise-linear inverse CDF inverted exactly): what validation integrates."""
+        from scipy import stats
+
+        d, p = self.dist, self._p
+        if d == "fixed":
+            return (np.asarray(x) < p("value")).astype(float)
+        if d == "quantiles":
+            probs, values = zip(*self._points(), strict=True)
+            return 1 - np.interp(x, values, probs, left=0.0, right=1.0)
+        if d == "exponential":
+            return stats.expon(scale=p("mean")).sf(x)
+        if d == "lognormal":
+            return stats.lognorm(p("sigma"), scale=p("median")).sf(x)
+        if d == "gamma":
+            return stats.gamma(1 / p("cv") ** 2, scale=p("mean") * p("cv") ** 2).sf(x)
+        if d == "uniform":
+            return stats.uniform(p("low"), p("high") - p("low")).sf(x)
+        low, width = p("low"), p("high") - p("low")
+        return stats.triang((p("mode") - low) / width, low, width).sf(x)
+
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         d, p = self.dist, self._p
         if d == "fixed":

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from twin.scenario.distributions import Dist
 
 
 def erlang_c(servers: int, offered_load: float) -> float:
@@ -69,35 +65,13 @@ def relaxation_time(servers: int, arrival_rate: float, service_mean: float,
     return service_mean / servers / (1 - rho ** 0.5) ** 2 * (1 + service_cv ** 2) / 2
 
 
-def survival(dist: Dist) -> Callable[[np.ndarray], np.ndarray]:
-    """P(S > x) of a scenario's service-time distribution, from its own parameters (SciPy's
-    closed forms; the quantiles' piecewise-linear inverse CDF inverted exactly)."""
-    from scipy import stats
-
-    p = dist._p
-    if dist.dist == "fixed":
-        return lambda x: (np.asarray(x) < p("value")).astype(float)
-    if dist.dist == "quantiles":
-        probs, values = zip(*dist._points(), strict=True)
-        return lambda x: 1 - np.interp(x, values, probs, left=0.0, right=1.0)
-    frozen = {
-        "exponential": lambda: stats.expon(scale=p("mean")),
-        "lognormal": lambda: stats.lognorm(p("sigma"), scale=p("median")),
-        "gamma": lambda: stats.gamma(1 / p("cv") ** 2, scale=p("mean") * p("cv") ** 2),
-        "uniform": lambda: stats.uniform(p("low"), p("high") - p("low")),
-        "triangular": lambda: stats.triang(
-            (p("mode") - p("low")) / (p("high") - p("low")), p("low"), p("high") - p("low")),
-    }[dist.dist]()
-    return frozen.sf
-
-
 def infinite_server_mean(rate: Callable[[np.ndarray], np.ndarray],
                          sf: Callable[[np.ndarray], np.ndarray], start: float, end: float,
                          at: np.ndarray, step: float = 0.05) -> np.ndarray:
     """Mean number in an M_t/G/infinity system at the times ``at`` (minutes), arrivals
     between ``start`` and ``end`` at ``rate(t)``: m(t) = integral of rate(u) P(S > t - u)
-    du over the arrivals before t, and the number is Poisson with that mean (Eick, Massey
-    and Whitt, 1993)."""
+    du over the arrivals before t (``sf``: ``Dist.survival``), and the number is Poisson
+    with that mean (Eick, Massey and Whitt, 1993)."""
     out = []
     for t in np.asarray(at, dtype=float):
         u = np.arange(start, min(t, end), step) + step / 2  # midpoints
